@@ -1,0 +1,21 @@
+//! rossip's protocol core.
+//!
+//! - [`rpc`]: JSON-RPC 2.0 types of the local API (daemon, CLI and tests share them).
+//! - [`wire`]: the datagram format between nodes: versioned, length-checked,
+//!   and total (decoding never panics, whatever the input).
+//! - [`node`]: the sans-IO [`Node`]: membership (SWIM, via `foca`) and
+//!   dissemination (eager push, de-duplication, bounded history). It takes
+//!   `handle_*` inputs carrying `now` and yields `poll_*` outputs; it owns no
+//!   socket, clock or OS randomness, so a test can drive many nodes by hand.
+
+pub mod id;
+pub mod message;
+pub mod node;
+pub mod rpc;
+pub mod wire;
+
+pub use id::{MessageId, NodeId};
+pub use message::{Hlc, Message};
+pub use node::{
+    Event, Member, Node, NodeConfig, PeerChange, PeerState, PublishError, Stats, Transmit,
+};

@@ -1,0 +1,582 @@
+//! JSON-RPC 2.0 types for the local API, shared by the daemon, the CLI and
+//! the tests. Field names here are the public contract (see README.md).
+//!
+//! One JSON value per line on the local socket; at most [`MAX_LINE_BYTES`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::message::Message;
+
+/// The `jsonrpc` member every request and response carries.
+pub const JSONRPC_VERSION: &str = "2.0";
+
+/// Longest request line the daemon reads (1 MiB); longer lines are answered
+/// with [`code::INVALID_REQUEST`] and skipped, and the connection survives.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// Method names.
+pub mod method {
+    /// Publish a message: [`super::SendParams`] → [`super::SendResult`].
+    pub const SEND: &str = "send";
+    /// Read history: [`super::HistoryParams`] → [`super::HistoryResult`].
+    pub const HISTORY: &str = "history";
+    /// Start notifications: [`super::SubscribeParams`] → [`super::SubscribeResult`].
+    pub const SUBSCRIBE: &str = "subscribe";
+    /// Stop notifications: [`super::UnsubscribeParams`] → [`super::UnsubscribeResult`].
+    pub const UNSUBSCRIBE: &str = "unsubscribe";
+    /// List members: [`super::PeersParams`] → [`super::PeersResult`].
+    pub const PEERS: &str = "peers";
+    /// This node: no params → [`super::StatusResult`].
+    pub const STATUS: &str = "status";
+    /// Contact a node: [`super::JoinParams`] → [`super::JoinResult`].
+    pub const JOIN: &str = "join";
+    /// Leave the cluster gracefully: no params → [`super::LeaveResult`].
+    pub const LEAVE: &str = "leave";
+    /// Name of the notification method the daemon sends to subscribers.
+    pub const EVENT: &str = "event";
+}
+
+/// Error codes: the standard JSON-RPC ones and rossip's own (from -32000
+/// down). README.md documents each.
+pub mod code {
+    /// The line is not valid JSON.
+    pub const PARSE_ERROR: i64 = -32700;
+    /// Valid JSON, but not a request object (or the line was too long).
+    pub const INVALID_REQUEST: i64 = -32600;
+    /// No such method.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// The params do not fit the method.
+    pub const INVALID_PARAMS: i64 = -32602;
+    /// The daemon failed in a way that is not the caller's fault.
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// `send`: the message is larger than the configured maximum.
+    pub const MESSAGE_TOO_LARGE: i64 = -32001;
+    /// `send`: the text is empty.
+    pub const EMPTY_MESSAGE: i64 = -32002;
+    /// A channel name is not valid.
+    pub const INVALID_CHANNEL: i64 = -32003;
+    /// `history`/`subscribe`: `since` names a message id this node does not hold.
+    pub const UNKNOWN_MESSAGE_ID: i64 = -32004;
+    /// `join`: the address did not resolve, or no rossip node answered there in time.
+    pub const JOIN_FAILED: i64 = -32005;
+    /// `unsubscribe`: no such subscription on this connection.
+    pub const UNKNOWN_SUBSCRIPTION: i64 = -32006;
+    /// The connection holds the maximum number of subscriptions.
+    pub const TOO_MANY_SUBSCRIPTIONS: i64 = -32007;
+    /// The node has left the cluster or is shutting down; it accepts no new messages.
+    pub const NOT_IN_CLUSTER: i64 = -32008;
+    /// The daemon is over a limit for now (e.g. outgoing queue full); retry later.
+    pub const BUSY: i64 = -32009;
+}
+
+/// A request (or, without `id`, a notification) as received. Deserialized
+/// leniently: the server validates `jsonrpc`, `method` and `id` itself so it
+/// can answer each malformation with the right error.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    /// Must be `"2.0"`.
+    pub jsonrpc: String,
+    /// The method name.
+    pub method: String,
+    /// Object (or absent). Arrays are refused with [`code::INVALID_PARAMS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
+    /// Absent for a notification (no response is sent). A string, number or null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
+}
+
+impl Request {
+    /// A request with params serialized from `params`.
+    pub fn new(id: u64, method: &str, params: impl Serialize) -> Result<Self, serde_json::Error> {
+        Ok(Request {
+            jsonrpc: JSONRPC_VERSION.to_owned(),
+            method: method.to_owned(),
+            params: Some(serde_json::to_value(params)?),
+            id: Some(Value::from(id)),
+        })
+    }
+}
+
+/// The error member of a failed response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message} (code {code})")]
+pub struct ErrorObject {
+    /// One of [`code`].
+    pub code: i64,
+    /// One sentence for humans.
+    pub message: String,
+    /// Optional details (e.g. `{"max_bytes": 1200}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+}
+
+impl ErrorObject {
+    /// An error without data.
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        ErrorObject {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// An error with data.
+    pub fn with_data(code: i64, message: impl Into<String>, data: Value) -> Self {
+        ErrorObject {
+            code,
+            message: message.into(),
+            data: Some(data),
+        }
+    }
+}
+
+/// A response: exactly one of `result` and `error` is present.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response {
+    /// Always `"2.0"`.
+    pub jsonrpc: String,
+    /// Present on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Present on failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorObject>,
+    /// The request's id; null when it could not be read.
+    pub id: Value,
+}
+
+impl Response {
+    /// A success.
+    pub fn ok(id: Value, result: Value) -> Self {
+        Response {
+            jsonrpc: JSONRPC_VERSION.to_owned(),
+            result: Some(result),
+            error: None,
+            id,
+        }
+    }
+
+    /// A failure.
+    pub fn err(id: Value, error: ErrorObject) -> Self {
+        Response {
+            jsonrpc: JSONRPC_VERSION.to_owned(),
+            result: None,
+            error: Some(error),
+            id,
+        }
+    }
+}
+
+/// A server-to-client notification (`method: "event"`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Notification {
+    /// Always `"2.0"`.
+    pub jsonrpc: String,
+    /// Always [`method::EVENT`].
+    pub method: String,
+    /// What happened.
+    pub params: EventParams,
+}
+
+impl Notification {
+    /// Wraps an event for a subscription.
+    pub fn event(subscription: u64, event: EventBody) -> Self {
+        Notification {
+            jsonrpc: JSONRPC_VERSION.to_owned(),
+            method: method::EVENT.to_owned(),
+            params: EventParams {
+                subscription,
+                event,
+            },
+        }
+    }
+}
+
+/// `params` of an `event` notification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventParams {
+    /// The id `subscribe` returned.
+    pub subscription: u64,
+    /// The event itself, flattened: `{"subscription":1,"kind":"message","message":{…}}`.
+    #[serde(flatten)]
+    pub event: EventBody,
+}
+
+/// One event delivered to a subscriber.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventBody {
+    /// A message was delivered on this node (or is replayed from history
+    /// because the subscription asked for `n`/`since`).
+    Message {
+        /// The message.
+        message: MessageView,
+    },
+    /// A member changed state.
+    Peer {
+        /// The member after the change.
+        peer: PeerView,
+        /// Its state before, absent when it is new to this node.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous: Option<PeerStateName>,
+    },
+    /// The subscriber did not keep up: `dropped` events were skipped. Use
+    /// `history` with `since` to fill the gap.
+    Lagged {
+        /// How many events were not delivered.
+        dropped: u64,
+    },
+}
+
+/// Which events a subscription wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Chat messages.
+    Message,
+    /// Membership changes.
+    Peer,
+}
+
+/// A message as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageView {
+    /// `"<origin hex>-<seq>"`.
+    pub id: String,
+    /// Origin node id (hex).
+    pub origin: String,
+    /// Origin node name at send time.
+    pub origin_name: String,
+    /// Per-origin sequence number.
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch at the origin (HLC physical part).
+    pub ts: u64,
+    /// HLC logical counter; (`ts`, `ts_logical`, `origin`, `seq`) orders history.
+    pub ts_logical: u32,
+    /// Channel name.
+    pub channel: String,
+    /// The text. Untrusted: sanitize before printing to a terminal.
+    pub text: String,
+}
+
+impl From<&Message> for MessageView {
+    fn from(m: &Message) -> Self {
+        MessageView {
+            id: m.id.to_string(),
+            origin: m.id.origin.to_string(),
+            origin_name: m.origin_name.clone(),
+            seq: m.id.seq,
+            ts: m.ts.ms,
+            ts_logical: m.ts.logical,
+            channel: m.channel.clone(),
+            text: m.text.clone(),
+        }
+    }
+}
+
+/// Member states as the API names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerStateName {
+    /// Answering probes.
+    Alive,
+    /// Missed probes; will be `failed` unless it refutes.
+    Suspect,
+    /// Declared dead by the failure detector.
+    Failed,
+    /// Left gracefully.
+    Left,
+}
+
+impl PeerStateName {
+    /// The lower-case name used in JSON and human output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerStateName::Alive => "alive",
+            PeerStateName::Suspect => "suspect",
+            PeerStateName::Failed => "failed",
+            PeerStateName::Left => "left",
+        }
+    }
+}
+
+/// A member as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerView {
+    /// Node id (hex).
+    pub id: String,
+    /// Node name (not unique).
+    pub name: String,
+    /// Gossip address, `IP:PORT`.
+    pub addr: String,
+    /// Current state.
+    pub state: PeerStateName,
+    /// When it entered that state, milliseconds since the Unix epoch.
+    pub since: u64,
+    /// When this node last heard from it directly, ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<u64>,
+    /// Last measured round-trip time, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+}
+
+/// `send` params.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendParams {
+    /// The text, non-empty UTF-8.
+    pub text: String,
+    /// Defaults to `general`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
+
+/// `send` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendResult {
+    /// The new message's id.
+    pub id: String,
+    /// Its timestamp, ms since the Unix epoch.
+    pub ts: u64,
+}
+
+/// Where a history read starts: after a message id, or at a time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Since {
+    /// Messages ordered after this id (which this node must hold).
+    Id(String),
+    /// Messages with `ts` at or after this many ms since the Unix epoch.
+    Time(u64),
+}
+
+/// `history` params.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    /// At most this many (the newest), after the other filters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<usize>,
+    /// Only messages after this point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Since>,
+    /// Only this channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
+
+/// `history` result: oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryResult {
+    /// Messages in history order.
+    pub messages: Vec<MessageView>,
+}
+
+/// `subscribe` params. With `n` or `since`, matching history is replayed as
+/// `message` events before live ones, with no gap and no duplicate.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeParams {
+    /// Defaults to `["message"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<EventKind>>,
+    /// Replay the last `n` messages first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<usize>,
+    /// Replay messages after this point first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Since>,
+    /// Only this channel's messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
+
+/// `subscribe` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubscribeResult {
+    /// Names the subscription in notifications and `unsubscribe`.
+    pub subscription: u64,
+}
+
+/// `unsubscribe` params.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnsubscribeParams {
+    /// As returned by `subscribe`.
+    pub subscription: u64,
+}
+
+/// `unsubscribe` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnsubscribeResult {
+    /// Always true (an unknown subscription is an error).
+    pub unsubscribed: bool,
+}
+
+/// `peers` params.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeersParams {
+    /// Include `failed` and `left` members (default: only alive and suspect).
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// `peers` result: other members, sorted by name then id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeersResult {
+    /// The members.
+    pub peers: Vec<PeerView>,
+}
+
+/// Member counts by state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerCounts {
+    /// Alive members.
+    pub alive: u64,
+    /// Suspect members.
+    pub suspect: u64,
+    /// Failed members still remembered.
+    pub failed: u64,
+    /// Members that left, still remembered.
+    pub left: u64,
+}
+
+/// Message counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageCounts {
+    /// Accepted by `send` on this node.
+    pub sent: u64,
+    /// Delivered here from other nodes (first copy of each).
+    pub received: u64,
+    /// Copies that arrived again and were dropped as duplicates.
+    pub duplicates: u64,
+    /// Messages currently held in history.
+    pub in_history: u64,
+}
+
+/// Datagram counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatagramCounts {
+    /// Datagrams received.
+    pub received: u64,
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Datagrams dropped, by reason (e.g. `malformed`, `wrong_cluster`).
+    pub dropped: std::collections::BTreeMap<String, u64>,
+}
+
+/// `status` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusResult {
+    /// Node id (hex).
+    pub id: String,
+    /// Node name.
+    pub name: String,
+    /// rossipd version.
+    pub version: String,
+    /// Cluster label.
+    pub cluster: String,
+    /// Gossip address other nodes use, `IP:PORT`.
+    pub addr: String,
+    /// Addresses the gossip socket is bound to.
+    pub bind: String,
+    /// Local socket path.
+    pub socket: String,
+    /// State directory.
+    pub state_dir: String,
+    /// Whether mDNS discovery runs.
+    pub mdns: bool,
+    /// `running`, or `left` after `leave`.
+    pub state: String,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// Members by state (not counting this node).
+    pub peers: PeerCounts,
+    /// Message counters.
+    pub messages: MessageCounts,
+    /// Datagram counters.
+    pub datagrams: DatagramCounts,
+    /// Events dropped for subscribers that did not keep up.
+    pub subscriber_drops: u64,
+}
+
+/// `join` params.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JoinParams {
+    /// `HOST:PORT` of any node of the cluster.
+    pub addr: String,
+}
+
+/// `join` result: the node that answered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinResult {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The address that answered.
+    pub addr: String,
+}
+
+/// `leave` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaveResult {
+    /// Members told about the departure.
+    pub notified: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn event_notification_is_flat() {
+        let n = Notification::event(3, EventBody::Lagged { dropped: 5 });
+        let v = serde_json::to_value(&n).expect("serialize");
+        assert_eq!(
+            v,
+            json!({"jsonrpc":"2.0","method":"event","params":{"subscription":3,"kind":"lagged","dropped":5}})
+        );
+        let back: Notification = serde_json::from_value(v).expect("parse");
+        assert_eq!(back.params.event, EventBody::Lagged { dropped: 5 });
+    }
+
+    #[test]
+    fn since_accepts_id_or_time() {
+        let p: HistoryParams =
+            serde_json::from_value(json!({"since": 1700000000000u64})).expect("time");
+        assert_eq!(p.since, Some(Since::Time(1_700_000_000_000)));
+        let p: HistoryParams = serde_json::from_value(json!({"since": "abc-1"})).expect("id");
+        assert_eq!(p.since, Some(Since::Id("abc-1".into())));
+    }
+
+    #[test]
+    fn unknown_param_fields_are_refused() {
+        assert!(serde_json::from_value::<SendParams>(json!({"text":"x","chanel":"typo"})).is_err());
+    }
+
+    #[test]
+    fn response_has_either_result_or_error() {
+        let ok = serde_json::to_value(Response::ok(json!(1), json!({"a":1}))).expect("ok");
+        assert_eq!(ok, json!({"jsonrpc":"2.0","result":{"a":1},"id":1}));
+        let err = serde_json::to_value(Response::err(
+            Value::Null,
+            ErrorObject::new(code::PARSE_ERROR, "bad"),
+        ))
+        .expect("err");
+        assert_eq!(
+            err,
+            json!({"jsonrpc":"2.0","error":{"code":-32700,"message":"bad"},"id":null})
+        );
+    }
+}
