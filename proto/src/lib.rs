@@ -11,6 +11,7 @@
 pub mod id;
 pub mod message;
 pub mod node;
+pub mod paths;
 pub mod rpc;
 pub mod wire;
 
