@@ -1,1 +1,151 @@
-//! placeholder
+//! rossipd: the rossip daemon as a library, so tests can embed it.
+//!
+//! [`run`] binds the JSON-RPC socket and the gossip UDP socket, starts mDNS
+//! discovery and seed contact, and drives the protocol [`rossip_proto::Node`]
+//! until the `shutdown` future completes (or a client calls `leave`), then
+//! leaves the cluster gracefully and cleans up.
+
+pub mod config;
+mod discovery;
+mod driver;
+mod history_query;
+pub mod interfaces;
+mod local_socket;
+mod rpc;
+mod seeds;
+mod state;
+mod transport;
+mod views;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rossip_proto::NodeConfig;
+use rossip_proto::message::MAX_NAME_BYTES;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+
+/// Commands queued for the driver before RPC callers wait.
+const COMMAND_QUEUE: usize = 1024;
+/// Discovery hints queued for the driver.
+const DISCOVERY_QUEUE: usize = 256;
+/// How long shutdown waits for tasks (connections, mDNS) to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Runs the daemon until `shutdown` completes or a client calls `leave`;
+/// then leaves the cluster (peers see `left`), removes the socket and returns.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    validate(&config)?;
+    let mut state = state::StateDir::open(&config.state_dir)?;
+    let id = state.node_id()?;
+    let first_seq = state.start_sequence()?;
+    let (listener, socket_guard) = local_socket::bind(&config.socket, config.socket_mode)?;
+    let udp = transport::bind(config.bind, config.port)?;
+    let bound = udp.local_addr().context("cannot read the gossip socket's address")?;
+
+    let selected = match interfaces::select(&config.ifaces) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot list network interfaces: {e}");
+            Vec::new()
+        }
+    };
+    if !config.ifaces.is_empty() && selected.is_empty() {
+        bail!("none of the interfaces given with --iface ({}) exists or has an address", config.ifaces.join(", "));
+    }
+    let advertise_ip = config.advertise.unwrap_or_else(|| interfaces::advertise_addr(config.bind, &selected));
+    let advertise = SocketAddr::new(advertise_ip, bound.port());
+    if advertise_ip.is_loopback() && config.mdns {
+        tracing::warn!("no LAN interface found; advertising {advertise}, which only this machine can reach");
+    }
+
+    let clock = views::WallClock::new();
+    let mut seed = [0u8; 8];
+    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("cannot get random bytes: {e}"))?;
+    let mut node_config = NodeConfig::new(id, config.name.clone(), config.cluster.clone(), advertise);
+    node_config.generation = views::unix_ms_now();
+    node_config.first_seq = first_seq;
+    node_config.history_limit = config.history_limit;
+    node_config.rng_seed = u64::from_le_bytes(seed);
+    let node = rossip_proto::Node::new(node_config, Instant::now());
+
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let counters = Arc::new(driver::SharedCounters::default());
+    let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (found_tx, found_rx) = mpsc::channel(DISCOVERY_QUEUE);
+
+    let discovery = if config.mdns {
+        let ad = discovery::Advertisement {
+            id,
+            name: config.name.clone(),
+            cluster: config.cluster.clone(),
+            port: advertise.port(),
+            ifaces: config.ifaces.clone(),
+        };
+        Some(discovery::Discovery::start(ad, found_tx, cancel.clone(), &tasks)?)
+    } else {
+        drop(found_tx);
+        None
+    };
+    for spec in &config.join {
+        tasks.spawn(seeds::contact_forever(spec.clone(), commands_tx.clone(), cancel.clone()));
+    }
+    let ctx = Arc::new(rpc::RpcContext { commands: commands_tx, counters: counters.clone() });
+    tasks.spawn(rpc::serve(listener, ctx, cancel.clone(), tasks.clone()));
+
+    tracing::info!(
+        id = %id,
+        name = %config.name,
+        cluster = %config.cluster,
+        gossip = %bound,
+        advertise = %advertise,
+        socket = %config.socket.display(),
+        mdns = config.mdns,
+        "rossipd is running"
+    );
+
+    let info = driver::StaticInfo {
+        cluster: config.cluster.clone(),
+        name: config.name.clone(),
+        bind: bound,
+        addr: advertise,
+        socket: config.socket.display().to_string(),
+        mdns: config.mdns,
+    };
+    let driver = driver::Driver::new(node, udp, state, clock, info, counters);
+    let exit = driver.run(commands_rx, found_rx, shutdown).await;
+    tracing::info!(?exit, "shutting down");
+
+    cancel.cancel();
+    if let Some(discovery) = discovery {
+        discovery.shutdown().await;
+    }
+    tasks.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()).await.is_err() {
+        tracing::warn!("some connections did not close within {} s", SHUTDOWN_GRACE.as_secs());
+    }
+    drop(socket_guard);
+    Ok(())
+}
+
+fn validate(config: &Config) -> anyhow::Result<()> {
+    if config.name.is_empty() || config.name.len() > MAX_NAME_BYTES {
+        bail!("node name must be 1 to {MAX_NAME_BYTES} bytes, got {} bytes", config.name.len());
+    }
+    if config.name.chars().any(char::is_control) {
+        bail!("node name must not contain control characters");
+    }
+    rossip_proto::message::validate_channel(&config.cluster)
+        .map_err(|e| anyhow::anyhow!("invalid cluster label {:?}: {}", config.cluster, e.to_string().replace("channel", "label")))?;
+    if config.history_limit == 0 {
+        bail!("--history must be at least 1");
+    }
+    Ok(())
+}

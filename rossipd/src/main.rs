@@ -1,1 +1,155 @@
-fn main() {}
+//! `rossipd`: parses flags and environment, sets up logging, and runs the
+//! daemon until SIGINT/SIGTERM.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use rossipd::config::{self, Config};
+
+/// rossip daemon: finds peers on the LAN by mDNS, tracks who is alive, and
+/// gossips messages to every node. Talk to it with `rossipctl`.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Node name shown to peers [default: the host name]
+    #[arg(long, env = "ROSSIP_NAME")]
+    name: Option<String>,
+
+    /// UDP port for gossip; 0 picks a free one
+    #[arg(long, env = "ROSSIP_PORT", default_value_t = config::DEFAULT_PORT)]
+    port: u16,
+
+    /// Address to bind the gossip socket to
+    #[arg(long, env = "ROSSIP_BIND", default_value = "0.0.0.0")]
+    bind: IpAddr,
+
+    /// Address other nodes should use to reach this one [default: first address of a LAN interface]
+    #[arg(long, env = "ROSSIP_ADVERTISE")]
+    advertise: Option<IpAddr>,
+
+    /// JSON-RPC socket path [default: $XDG_RUNTIME_DIR/rossip/rossipd.sock, or /tmp/rossip-UID/rossipd.sock]
+    #[arg(long, env = "ROSSIP_SOCKET")]
+    socket: Option<PathBuf>,
+
+    /// State directory (node id, sequence numbers) [default: $XDG_STATE_HOME/rossip or ~/.local/state/rossip]
+    #[arg(long, env = "ROSSIP_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+
+    /// Contact this node at start and whenever it is not a member (HOST:PORT or HOST; repeatable)
+    #[arg(long = "join", value_name = "HOST:PORT", env = "ROSSIP_JOIN", value_delimiter = ',')]
+    join: Vec<String>,
+
+    /// Cluster label: nodes with different labels never talk to each other
+    #[arg(long, env = "ROSSIP_CLUSTER", default_value = config::DEFAULT_CLUSTER)]
+    cluster: String,
+
+    /// Do not use mDNS (find peers with --join only)
+    #[arg(long, env = "ROSSIP_NO_MDNS")]
+    no_mdns: bool,
+
+    /// Network interface to use for mDNS and the advertised address (repeatable) [default: every LAN interface]
+    #[arg(long = "iface", value_name = "NAME", env = "ROSSIP_IFACE", value_delimiter = ',')]
+    ifaces: Vec<String>,
+
+    /// Messages kept in history
+    #[arg(long, env = "ROSSIP_HISTORY", default_value_t = config::DEFAULT_HISTORY)]
+    history: usize,
+
+    /// Log level (error, warn, info, debug, trace) or a tracing filter; RUST_LOG overrides it
+    #[arg(long, env = "ROSSIP_LOG_LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+impl Args {
+    fn into_config(self) -> Config {
+        let socket = self.socket.unwrap_or_else(config::default_socket);
+        let state_dir = self.state_dir.unwrap_or_else(config::default_state_dir);
+        let mut c = Config::new(socket, state_dir);
+        if let Some(name) = self.name {
+            c.name = name;
+        }
+        c.port = self.port;
+        c.bind = self.bind;
+        c.advertise = self.advertise;
+        c.join = self.join;
+        c.cluster = self.cluster;
+        c.mdns = !self.no_mdns;
+        c.ifaces = self.ifaces;
+        c.history_limit = self.history;
+        c
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = init_logging(&args.log_level) {
+        eprintln!("rossipd: error: {e:#}");
+        return ExitCode::from(2);
+    }
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("rossipd: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let config = args.into_config();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("rossipd")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = shutdown_signal()?;
+        rossipd::run(config, shutdown).await
+    })
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    Ok(async move {
+        let which = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!("{which} received; leaving the cluster");
+    })
+}
+
+fn init_logging(level: &str) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.is_empty() => EnvFilter::try_new(&spec).with_context(|| format!("invalid RUST_LOG {spec:?}"))?,
+        _ => EnvFilter::try_new(default_filter(level))
+            .with_context(|| format!("invalid --log-level {level:?}"))?,
+    };
+    // mdns-sd logs through `log`; bridge it into tracing.
+    tracing_log::LogTracer::init().context("cannot bridge log records")?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // journald adds its own timestamps; a terminal user wants them.
+        .with_ansi(false)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+/// A bare level applies to rossip's own crates; mdns-sd is chatty at debug,
+/// so it stays at warn unless asked for by a full filter.
+fn default_filter(level: &str) -> String {
+    if level.contains('=') || level.contains(',') {
+        level.to_owned()
+    } else {
+        format!("warn,rossipd={level},rossip_proto={level},mdns_sd=warn")
+    }
+}

@@ -1,0 +1,99 @@
+//! Daemon configuration: what `run` needs, with the user-mode defaults that
+//! let `rossipd` start with no flags and no config file.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use rossip_proto::paths;
+
+/// UDP port for gossip when `--port` is not given. A fixed default lets nodes
+/// on networks without multicast find each other with `--join HOST` alone.
+pub const DEFAULT_PORT: u16 = 7465;
+
+/// Cluster label when `--cluster` is not given.
+pub const DEFAULT_CLUSTER: &str = "rossip";
+
+/// Messages kept in the in-memory history.
+pub const DEFAULT_HISTORY: usize = 10_000;
+
+/// Socket mode of a user daemon: only the owner may talk to it.
+pub const USER_SOCKET_MODE: u32 = 0o600;
+
+/// Everything [`crate::run`] needs. Built from flags and environment by the
+/// binary; tests build it directly with [`Config::new`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Node name shown to peers (not unique; the node id is).
+    pub name: String,
+    /// Cluster label: nodes with different labels ignore each other.
+    pub cluster: String,
+    /// Address the gossip socket binds to.
+    pub bind: IpAddr,
+    /// Gossip UDP port; 0 picks a free one.
+    pub port: u16,
+    /// Address other nodes should use; `None` picks one from the interfaces.
+    pub advertise: Option<IpAddr>,
+    /// Path of the JSON-RPC socket.
+    pub socket: PathBuf,
+    /// Permission bits of the socket file.
+    pub socket_mode: u32,
+    /// Where the node id and sequence reservation live.
+    pub state_dir: PathBuf,
+    /// Seeds to contact, `HOST:PORT` (or `HOST`, meaning the default port).
+    pub join: Vec<String>,
+    /// Whether to advertise and browse with mDNS.
+    pub mdns: bool,
+    /// Interfaces to use for mDNS and the advertised address; empty means
+    /// every suitable one (see `interfaces`).
+    pub ifaces: Vec<String>,
+    /// Messages kept in history.
+    pub history_limit: usize,
+}
+
+impl Config {
+    /// User-mode defaults with an explicit socket and state directory.
+    pub fn new(socket: PathBuf, state_dir: PathBuf) -> Config {
+        Config {
+            name: default_name(),
+            cluster: DEFAULT_CLUSTER.to_owned(),
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: DEFAULT_PORT,
+            advertise: None,
+            socket,
+            socket_mode: USER_SOCKET_MODE,
+            state_dir,
+            join: Vec::new(),
+            mdns: true,
+            ifaces: Vec::new(),
+            history_limit: DEFAULT_HISTORY,
+        }
+    }
+}
+
+/// The host name, the default node name; `rossip` if it cannot be read.
+pub fn default_name() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    // A host name may carry a domain; peers list short names.
+    let short = host.split('.').next().unwrap_or_default().trim();
+    if short.is_empty() { "rossip".to_owned() } else { short.to_owned() }
+}
+
+/// The current user's uid, read without unsafe code: `/proc/self` is owned by
+/// the process's effective uid.
+pub fn current_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
+}
+
+/// Socket path when `--socket` and `ROSSIP_SOCKET` are not given.
+pub fn default_socket() -> PathBuf {
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+    paths::user_socket_path(runtime.as_deref(), current_uid())
+}
+
+/// State directory when `--state-dir` is not given.
+pub fn default_state_dir() -> PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME").map(PathBuf::from);
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    paths::user_state_dir(state.as_deref(), home.as_deref().filter(|h| h != &Path::new("")), current_uid())
+}

@@ -1,0 +1,437 @@
+//! The driver: the one task that owns the protocol [`Node`]. It feeds the
+//! node datagrams, timer expiries, discovery hints and RPC commands, then
+//! drains everything the node produced (str0m's rule: mutate, drain, wait).
+//! Other tasks talk to it only through [`Command`]s with a oneshot reply.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rossip_proto::rpc::{
+    self, DatagramCounts, ErrorObject, EventBody, JoinResult, LeaveResult, MessageCounts, MessageView, PeerCounts,
+    PeerView, StatusResult,
+};
+use rossip_proto::{Event, Message, Node, PeerState, PublishError};
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::history_query::{self, HistoryQuery};
+use crate::state::StateDir;
+use crate::views::{self, WallClock};
+
+/// Events buffered for subscribers. A subscriber further behind than this
+/// gets a `lagged` notice instead of unbounded memory.
+pub const EVENT_BUFFER: usize = 4096;
+
+/// Largest datagram we read; larger ones are truncated by the kernel and
+/// then refused by the wire decoder (counted as oversized/malformed).
+const RECV_BUFFER: usize = 65_536;
+
+/// Datagrams drained per wake-up before giving timers and commands a turn.
+const RECV_BATCH: usize = 64;
+
+/// Requests from other tasks.
+#[derive(Debug)]
+pub enum Command {
+    /// Publish a message.
+    Send {
+        /// Channel name.
+        channel: String,
+        /// Text.
+        text: String,
+        /// The message, or why not.
+        reply: oneshot::Sender<Result<MessageView, ErrorObject>>,
+    },
+    /// Read history.
+    History {
+        /// What to read.
+        query: HistoryQuery,
+        /// Matching messages, oldest first.
+        reply: oneshot::Sender<Result<Vec<MessageView>, ErrorObject>>,
+    },
+    /// Replay history and receive live events, atomically (no gap, no duplicate).
+    Subscribe {
+        /// Replay, if any.
+        replay: Option<HistoryQuery>,
+        /// Replayed messages and the live receiver.
+        reply: oneshot::Sender<Result<(Vec<MessageView>, broadcast::Receiver<Arc<EventBody>>), ErrorObject>>,
+    },
+    /// List members.
+    Peers {
+        /// Include failed and left members.
+        all: bool,
+        /// The members.
+        reply: oneshot::Sender<Vec<PeerView>>,
+    },
+    /// Status.
+    Status {
+        /// The status.
+        reply: oneshot::Sender<StatusResult>,
+    },
+    /// Contact addresses; the reply comes when one of them answers.
+    Join {
+        /// Resolved addresses of the one `HOST:PORT`.
+        addrs: Vec<SocketAddr>,
+        /// The node that answered.
+        reply: oneshot::Sender<JoinResult>,
+    },
+    /// Contact addresses, no reply (seeds, retried by their own task).
+    Contact {
+        /// Addresses.
+        addrs: Vec<SocketAddr>,
+    },
+    /// Leave the cluster; the daemon then shuts down.
+    Leave {
+        /// How many members were told.
+        reply: oneshot::Sender<LeaveResult>,
+    },
+}
+
+/// Facts about this daemon that only `status` needs.
+#[derive(Debug, Clone)]
+pub struct StaticInfo {
+    /// Cluster label.
+    pub cluster: String,
+    /// Node name.
+    pub name: String,
+    /// Bound gossip address.
+    pub bind: SocketAddr,
+    /// Advertised gossip address.
+    pub addr: SocketAddr,
+    /// Socket path.
+    pub socket: String,
+    /// Whether mDNS runs.
+    pub mdns: bool,
+}
+
+/// Counters shared with the RPC tasks.
+#[derive(Debug, Default)]
+pub struct SharedCounters {
+    /// Events not delivered to subscribers that did not keep up.
+    pub subscriber_drops: AtomicU64,
+}
+
+/// How the driver loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The daemon's shutdown signal fired.
+    Shutdown,
+    /// `leave` was called over RPC.
+    LeaveRequested,
+    /// Every command sender is gone.
+    Orphaned,
+}
+
+struct JoinWaiter {
+    addrs: Vec<SocketAddr>,
+    reply: oneshot::Sender<JoinResult>,
+}
+
+/// Owns the node and its socket.
+pub struct Driver {
+    node: Node,
+    udp: UdpSocket,
+    state: StateDir,
+    clock: WallClock,
+    info: StaticInfo,
+    counters: Arc<SharedCounters>,
+    events: broadcast::Sender<Arc<EventBody>>,
+    join_waiters: Vec<JoinWaiter>,
+    send_errors: u64,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver").field("node", &self.node.id()).finish_non_exhaustive()
+    }
+}
+
+impl Driver {
+    /// Wraps a node and its bound socket.
+    pub fn new(
+        node: Node,
+        udp: UdpSocket,
+        state: StateDir,
+        clock: WallClock,
+        info: StaticInfo,
+        counters: Arc<SharedCounters>,
+    ) -> Self {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Driver { node, udp, state, clock, info, counters, events, join_waiters: Vec::new(), send_errors: 0 }
+    }
+
+    /// Runs until `shutdown` fires, `leave` is requested, or every command
+    /// sender is dropped. Leaves the cluster gracefully before returning.
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut discovered: mpsc::Receiver<SocketAddr>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Exit {
+        let mut buf = vec![0u8; RECV_BUFFER];
+        let mut discovery_open = true;
+        tokio::pin!(shutdown);
+        let exit = loop {
+            self.flush().await;
+            let deadline = self.node.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => break Exit::Shutdown,
+                received = self.udp.recv_from(&mut buf) => self.on_datagrams(received, &mut buf),
+                command = commands.recv() => match command {
+                    Some(Command::Leave { reply }) => {
+                        let notified = self.leave().await;
+                        let _ = reply.send(LeaveResult { notified });
+                        return Exit::LeaveRequested;
+                    }
+                    Some(command) => self.on_command(command),
+                    None => break Exit::Orphaned,
+                },
+                addr = discovered.recv(), if discovery_open => match addr {
+                    Some(addr) => self.node.handle_contact(addr, Instant::now()),
+                    None => discovery_open = false,
+                },
+                () = sleep => self.node.handle_timeout(Instant::now()),
+            }
+        };
+        self.leave().await;
+        exit
+    }
+
+    /// Leaves gracefully and sends what that produced. Returns how many
+    /// members were told.
+    async fn leave(&mut self) -> u64 {
+        if self.node.has_left() {
+            return 0;
+        }
+        let notified = self.node.leave(Instant::now());
+        self.flush().await;
+        tracing::info!(notified, "left the cluster");
+        u64::try_from(notified).unwrap_or(u64::MAX)
+    }
+
+    fn on_datagrams(&mut self, first: std::io::Result<(usize, SocketAddr)>, buf: &mut [u8]) {
+        let mut next = Some(first);
+        let mut handled = 0;
+        while let Some(received) = next.take() {
+            match received {
+                Ok((len, from)) => {
+                    let bytes = buf.get(..len).unwrap_or_default();
+                    self.node.handle_datagram(from, bytes, Instant::now());
+                }
+                // ICMP port unreachable from an earlier send surfaces here on
+                // Linux (ECONNREFUSED); it says nothing about this datagram.
+                Err(e) => tracing::debug!("UDP receive: {e}"),
+            }
+            handled += 1;
+            if handled < RECV_BATCH {
+                match self.udp.try_recv_from(buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    other => next = Some(other),
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::Send { channel, text, reply } => {
+                let _ = reply.send(self.publish(&channel, &text, now));
+            }
+            Command::History { query, reply } => {
+                let _ = reply.send(self.select(&query));
+            }
+            Command::Subscribe { replay, reply } => {
+                // Replay and receiver are taken in one step of the only task
+                // that broadcasts, so nothing falls between them.
+                let replayed = match &replay {
+                    Some(query) => self.select(query),
+                    None => Ok(Vec::new()),
+                };
+                let _ = reply.send(replayed.map(|messages| (messages, self.events.subscribe())));
+            }
+            Command::Peers { all, reply } => {
+                let mut peers: Vec<PeerView> = self
+                    .node
+                    .members()
+                    .filter(|m| all || matches!(m.state, PeerState::Alive | PeerState::Suspect))
+                    .map(|m| views::peer_view(m, &self.clock))
+                    .collect();
+                peers.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+                let _ = reply.send(peers);
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status(now));
+            }
+            Command::Join { addrs, reply } => {
+                for addr in &addrs {
+                    self.node.handle_contact(*addr, now);
+                }
+                self.join_waiters.retain(|w| !w.reply.is_closed());
+                self.join_waiters.push(JoinWaiter { addrs, reply });
+            }
+            Command::Contact { addrs } => {
+                for addr in addrs {
+                    self.node.handle_contact(addr, now);
+                }
+            }
+            // Handled in `run`, which must stop after it.
+            Command::Leave { reply } => {
+                let _ = reply.send(LeaveResult { notified: 0 });
+            }
+        }
+    }
+
+    fn publish(&mut self, channel: &str, text: &str, now: Instant) -> Result<MessageView, ErrorObject> {
+        // The sequence number must be reserved on disk before it is used, so
+        // that a crash right after can never lead to its reuse.
+        if let Err(e) = self.state.ensure_reserved(self.node.next_seq()) {
+            tracing::error!("cannot reserve message sequence numbers: {e:#}");
+            return Err(ErrorObject::new(rpc::code::INTERNAL_ERROR, format!("cannot write state: {e:#}")));
+        }
+        match self.node.publish(channel, text, views::unix_ms_now(), now) {
+            Ok(message) => Ok(MessageView::from(&message)),
+            Err(e) => Err(publish_error(e)),
+        }
+    }
+
+    fn select(&self, query: &HistoryQuery) -> Result<Vec<MessageView>, ErrorObject> {
+        let picked = history_query::select(
+            self.node.history(),
+            |id| self.node.message(id).map(Message::order_key),
+            query,
+        )?;
+        Ok(picked.into_iter().map(MessageView::from).collect())
+    }
+
+    fn status(&self, now: Instant) -> StatusResult {
+        let mut peers = PeerCounts::default();
+        for m in self.node.members() {
+            match m.state {
+                PeerState::Alive => peers.alive += 1,
+                PeerState::Suspect => peers.suspect += 1,
+                PeerState::Failed => peers.failed += 1,
+                PeerState::Left => peers.left += 1,
+            }
+        }
+        let s = self.node.stats();
+        let mut dropped: std::collections::BTreeMap<String, u64> =
+            s.dropped.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+        if self.send_errors > 0 {
+            dropped.insert("send_failed".to_owned(), self.send_errors);
+        }
+        StatusResult {
+            id: self.node.id().to_string(),
+            name: self.info.name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            cluster: self.info.cluster.clone(),
+            addr: self.info.addr.to_string(),
+            bind: self.info.bind.to_string(),
+            socket: self.info.socket.clone(),
+            state_dir: self.state.path().display().to_string(),
+            mdns: self.info.mdns,
+            state: if self.node.has_left() { "left" } else { "running" }.to_owned(),
+            uptime_s: now.saturating_duration_since(self.clock.started()).as_secs(),
+            peers,
+            messages: MessageCounts {
+                sent: s.messages_sent,
+                received: s.messages_received,
+                duplicates: s.duplicates,
+                in_history: u64::try_from(self.node.history().count()).unwrap_or(u64::MAX),
+            },
+            datagrams: DatagramCounts {
+                received: s.datagrams_received,
+                sent: s.datagrams_sent,
+                bytes_received: s.bytes_received,
+                bytes_sent: s.bytes_sent,
+                dropped,
+            },
+            subscriber_drops: self.counters.subscriber_drops.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sends every pending datagram and hands every event to subscribers.
+    async fn flush(&mut self) {
+        while let Some(transmit) = self.node.poll_transmit() {
+            let sent = match self.udp.try_send_to(&transmit.payload, transmit.dst) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // The kernel buffer is full: wait for room rather than drop.
+                    match tokio::time::timeout(Duration::from_secs(1), self.udp.send_to(&transmit.payload, transmit.dst))
+                        .await
+                    {
+                        Ok(r) => r.map(|_| ()),
+                        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "send buffer stayed full")),
+                    }
+                }
+                other => other.map(|_| ()),
+            };
+            if let Err(e) = sent {
+                // UDP sends fail for unreachable networks and the like; the
+                // protocol's probes and anti-entropy recover what is lost.
+                self.send_errors += 1;
+                tracing::debug!(dst = %transmit.dst, "UDP send failed: {e}");
+            }
+        }
+        while let Some(event) = self.node.poll_event() {
+            self.on_event(event);
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let body = match event {
+            Event::Message(message) => {
+                tracing::debug!(id = %message.id, from = %message.origin_name, "message delivered");
+                EventBody::Message { message: MessageView::from(&message) }
+            }
+            Event::Peer(change) => {
+                let peer = views::peer_view(&change.member, &self.clock);
+                tracing::info!(
+                    peer = %change.member.name,
+                    id = %change.member.id.short(),
+                    addr = %change.member.addr,
+                    state = peer.state.as_str(),
+                    previous = change.previous.map(|p| views::state_name(p).as_str()).unwrap_or("new"),
+                    "member changed"
+                );
+                EventBody::Peer { peer, previous: change.previous.map(views::state_name) }
+            }
+            Event::Contacted { from, id, name } => {
+                let result = JoinResult { id: id.to_string(), name, addr: from.to_string() };
+                let waiters = std::mem::take(&mut self.join_waiters);
+                for waiter in waiters {
+                    if waiter.addrs.contains(&from) {
+                        let _ = waiter.reply.send(result.clone());
+                    } else if !waiter.reply.is_closed() {
+                        self.join_waiters.push(waiter);
+                    }
+                }
+                return;
+            }
+        };
+        // No receivers is fine: nobody is subscribed.
+        let _ = self.events.send(Arc::new(body));
+    }
+}
+
+fn publish_error(e: PublishError) -> ErrorObject {
+    let code = match &e {
+        PublishError::Empty => rpc::code::EMPTY_MESSAGE,
+        PublishError::TooLarge { size, max } => {
+            return ErrorObject::with_data(
+                rpc::code::MESSAGE_TOO_LARGE,
+                e.to_string(),
+                serde_json::json!({"size": size, "max_bytes": max}),
+            );
+        }
+        PublishError::Channel(_) => rpc::code::INVALID_CHANNEL,
+        PublishError::Left => rpc::code::NOT_IN_CLUSTER,
+    };
+    ErrorObject::new(code, e.to_string())
+}

@@ -1,0 +1,135 @@
+//! One client connection: read lines, dispatch, write responses and
+//! subscription notifications through one bounded outbound queue.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use interprocess::local_socket::tokio::Stream;
+use rossip_proto::rpc::{self, ErrorObject, Response};
+use serde_json::Value;
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::RpcContext;
+use super::dispatch::{self, Reply};
+use super::framing::{Line, LineReader};
+
+/// Lines queued for one client. Responses wait for room (back-pressure on
+/// that client alone); notifications that find it full are dropped and
+/// counted, then reported with a `lagged` notice.
+pub const OUTBOUND_LINES: usize = 256;
+
+/// State of one connection that method handlers may use.
+#[derive(Debug)]
+pub struct ConnectionState {
+    /// Shared daemon context.
+    pub ctx: Arc<RpcContext>,
+    /// The outbound queue.
+    pub out: mpsc::Sender<String>,
+    /// Live subscriptions by id; cancelling a token stops its forwarder.
+    pub subscriptions: BTreeMap<u64, CancellationToken>,
+    /// Next subscription id on this connection.
+    pub next_subscription: u64,
+    /// Cancelled when the connection ends.
+    pub cancel: CancellationToken,
+    /// Tasks of this connection (subscription forwarders).
+    pub tasks: TaskTracker,
+    /// Forwarders waiting for their `subscribe` response to be queued first,
+    /// so a client always sees the subscription id before its events.
+    pub gates: Vec<oneshot::Sender<()>>,
+}
+
+/// Serves one connection until the client closes it or the daemon stops.
+pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: CancellationToken) {
+    // tokio's split rather than interprocess's (deprecated there): one
+    // task reads while another writes.
+    let (recv, send) = tokio::io::split(stream);
+    let (out, out_rx) = mpsc::channel::<String>(OUTBOUND_LINES);
+    let cancel = daemon_cancel.child_token();
+    let tasks = TaskTracker::new();
+    tasks.spawn(write_lines(send, out_rx, cancel.clone()));
+    let mut conn = ConnectionState {
+        ctx,
+        out,
+        subscriptions: BTreeMap::new(),
+        next_subscription: 1,
+        cancel: cancel.clone(),
+        tasks: tasks.clone(),
+        gates: Vec::new(),
+    };
+    let mut reader = LineReader::new(BufReader::new(recv), rpc::MAX_LINE_BYTES);
+    loop {
+        let line = tokio::select! {
+            () = cancel.cancelled() => break,
+            line = reader.next_line() => line,
+        };
+        let reply = match line {
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!("RPC client read error: {e}");
+                break;
+            }
+            Ok(Some(Line::TooLong { len })) => Reply::Single(Response::err(
+                Value::Null,
+                ErrorObject::new(
+                    rpc::code::INVALID_REQUEST,
+                    format!("request line is {len} bytes; the limit is {} bytes", rpc::MAX_LINE_BYTES),
+                ),
+            )),
+            Ok(Some(Line::Complete(bytes))) if bytes.iter().all(u8::is_ascii_whitespace) => continue,
+            Ok(Some(Line::Complete(bytes))) => dispatch::handle_line(&bytes, &mut conn).await,
+        };
+        if let Some(line) = reply.to_line() {
+            let queued = tokio::select! {
+                () = cancel.cancelled() => false,
+                sent = conn.out.send(line) => sent.is_ok(),
+            };
+            if !queued {
+                break;
+            }
+        }
+        for gate in conn.gates.drain(..) {
+            let _ = gate.send(());
+        }
+    }
+    cancel.cancel();
+    drop(conn);
+    tasks.close();
+    tasks.wait().await;
+}
+
+async fn write_lines(
+    send: tokio::io::WriteHalf<Stream>,
+    mut lines: mpsc::Receiver<String>,
+    cancel: CancellationToken,
+) {
+    let mut writer = BufWriter::new(send);
+    loop {
+        let line = tokio::select! {
+            () = cancel.cancelled() => break,
+            line = lines.recv() => line,
+        };
+        let Some(line) = line else { break };
+        let written = async {
+            writer.write_all(line.as_bytes()).await?;
+            writer.write_all(b"\n").await?;
+            // Flush when nothing else is queued, so bursts share syscalls.
+            if lines.is_empty() {
+                writer.flush().await?;
+            }
+            std::io::Result::Ok(())
+        };
+        let result = tokio::select! {
+            () = cancel.cancelled() => break,
+            r = written => r,
+        };
+        if let Err(e) = result {
+            tracing::debug!("RPC client write error: {e}");
+            break;
+        }
+    }
+    // The reader side notices on its next read or via this cancel.
+    cancel.cancel();
+}

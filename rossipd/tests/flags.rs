@@ -1,0 +1,76 @@
+//! The rossipd binary's command line: help, version, and refusals that must
+//! happen before anything is bound.
+
+use std::process::Command;
+
+fn rossipd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rossipd"))
+}
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rossipd-flags-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+#[test]
+fn help_lists_the_flags() {
+    let out = rossipd().arg("--help").output().expect("run rossipd");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--name", "--port", "--bind", "--socket", "--state-dir", "--join", "--cluster", "--no-mdns", "--iface",
+        "--log-level",
+    ] {
+        assert!(help.contains(flag), "--help does not mention {flag}:\n{help}");
+    }
+}
+
+#[test]
+fn version_prints_the_package_version() {
+    let out = rossipd().arg("--version").output().expect("run rossipd");
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn a_malformed_flag_is_a_usage_error() {
+    let out = rossipd().args(["--bind", "not-an-address"]).output().expect("run rossipd");
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_bad_cluster_label_is_refused_with_a_reason() {
+    let dir = temp_dir("cluster");
+    let out = rossipd()
+        .args(["--no-mdns", "--port", "0", "--bind", "127.0.0.1", "--cluster", "two words"])
+        .arg("--socket")
+        .arg(dir.join("s.sock"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .output()
+        .expect("run rossipd");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cluster label"), "stderr: {stderr}");
+    assert!(!dir.join("s.sock").exists(), "a refused start must not leave a socket behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_unknown_interface_is_refused() {
+    let dir = temp_dir("iface");
+    let out = rossipd()
+        .args(["--port", "0", "--bind", "127.0.0.1", "--iface", "no-such-if0"])
+        .arg("--socket")
+        .arg(dir.join("s.sock"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .output()
+        .expect("run rossipd");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no-such-if0"), "stderr: {stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
