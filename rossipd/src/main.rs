@@ -133,8 +133,7 @@ fn init_logging(level: &str) -> anyhow::Result<()> {
         _ => EnvFilter::try_new(default_filter(level))
             .with_context(|| format!("invalid --log-level {level:?}"))?,
     };
-    // mdns-sd logs through `log`; bridge it into tracing.
-    tracing_log::LogTracer::init().context("cannot bridge log records")?;
+    // `try_init` also bridges the `log` records of mdns-sd into tracing.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -70,7 +70,8 @@ pub fn peer_view(member: &Member, clock: &WallClock) -> PeerView {
         state: state_name(member.state),
         since: clock.to_unix_ms(member.since),
         last_seen: member.last_seen.map(|t| clock.to_unix_ms(t)),
-        rtt_ms: member.rtt.map(|d| d.as_secs_f64() * 1000.0),
+        // Microsecond precision is all a LAN RTT needs; it keeps the JSON tidy.
+        rtt_ms: member.rtt.map(|d| (d.as_micros() as f64) / 1000.0),
     }
 }
 

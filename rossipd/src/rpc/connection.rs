@@ -47,9 +47,14 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
     // task reads while another writes.
     let (recv, send) = tokio::io::split(stream);
     let (out, out_rx) = mpsc::channel::<String>(OUTBOUND_LINES);
+    // `cancel` stops this connection's reading and subscriptions; the writer
+    // has its own token so that it can drain what is queued after the client
+    // half-closes (e.g. `socat` sends a request, shuts down its write side,
+    // then reads the answer).
     let cancel = daemon_cancel.child_token();
+    let writer_cancel = daemon_cancel.child_token();
     let tasks = TaskTracker::new();
-    tasks.spawn(write_lines(send, out_rx, cancel.clone()));
+    let writer = tokio::spawn(write_lines(send, out_rx, writer_cancel.clone()));
     let mut conn = ConnectionState {
         ctx,
         out,
@@ -98,7 +103,17 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
     drop(conn);
     tasks.close();
     tasks.wait().await;
+    // Every sender is gone now, so the writer ends once the queue is written;
+    // a client that stopped reading gets a bounded grace period, no more.
+    let mut writer = writer;
+    if tokio::time::timeout(WRITER_DRAIN, &mut writer).await.is_err() {
+        writer_cancel.cancel();
+        let _ = writer.await;
+    }
 }
+
+/// How long queued responses may take to drain after the client stopped sending.
+const WRITER_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn write_lines(
     send: tokio::io::WriteHalf<Stream>,
@@ -130,6 +145,4 @@ async fn write_lines(
             break;
         }
     }
-    // The reader side notices on its next read or via this cancel.
-    cancel.cancel();
 }
