@@ -75,14 +75,20 @@ pub fn default_name() -> String {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     // A host name may carry a domain; peers list short names.
     let short = host.split('.').next().unwrap_or_default().trim();
-    if short.is_empty() { "rossip".to_owned() } else { short.to_owned() }
+    if short.is_empty() {
+        "rossip".to_owned()
+    } else {
+        short.to_owned()
+    }
 }
 
 /// The current user's uid, read without unsafe code: `/proc/self` is owned by
 /// the process's effective uid.
 pub fn current_uid() -> u32 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
 }
 
 /// Socket path when `--socket` and `ROSSIP_SOCKET` are not given.
@@ -95,5 +101,9 @@ pub fn default_socket() -> PathBuf {
 pub fn default_state_dir() -> PathBuf {
     let state = std::env::var_os("XDG_STATE_HOME").map(PathBuf::from);
     let home = std::env::var_os("HOME").map(PathBuf::from);
-    paths::user_state_dir(state.as_deref(), home.as_deref().filter(|h| h != &Path::new("")), current_uid())
+    paths::user_state_dir(
+        state.as_deref(),
+        home.as_deref().filter(|h| h != &Path::new("")),
+        current_uid(),
+    )
 }

@@ -48,7 +48,9 @@ pub struct Discovery {
 
 impl std::fmt::Debug for Discovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Discovery").field("fullname", &self.fullname).finish_non_exhaustive()
+        f.debug_struct("Discovery")
+            .field("fullname", &self.fullname)
+            .finish_non_exhaustive()
     }
 }
 
@@ -61,10 +63,13 @@ impl Discovery {
         cancel: CancellationToken,
         tasks: &tokio_util::task::TaskTracker,
     ) -> anyhow::Result<Discovery> {
-        let daemon = ServiceDaemon::new().context("cannot start mDNS (is UDP port 5353 usable?)")?;
+        let daemon =
+            ServiceDaemon::new().context("cannot start mDNS (is UDP port 5353 usable?)")?;
         // The same interface filter for mDNS as for the advertised address.
         let wanted = ad.ifaces.clone();
-        daemon.disable_interface(IfKind::All).context("mDNS: cannot set interfaces")?;
+        daemon
+            .disable_interface(IfKind::All)
+            .context("mDNS: cannot set interfaces")?;
         daemon
             .enable_interface(IfKind::Predicate(IfPredicate::new(move |intf| {
                 if !wanted.is_empty() {
@@ -82,16 +87,30 @@ impl Discovery {
             ("cluster", ad.cluster.as_str()),
             ("proto", TXT_PROTOCOL_VERSION),
         ];
-        let mut info = ServiceInfo::new(SERVICE_TYPE, &instance, &host, &[] as &[IpAddr], ad.port, &properties[..])
-            .context("mDNS: cannot build the service record")?
-            .enable_addr_auto();
+        let mut info = ServiceInfo::new(
+            SERVICE_TYPE,
+            &instance,
+            &host,
+            &[] as &[IpAddr],
+            ad.port,
+            &properties[..],
+        )
+        .context("mDNS: cannot build the service record")?
+        .enable_addr_auto();
         // Instance names are node ids, unique by construction: skip the
         // conflict probing that would delay the announcement by ~0.8 s.
         info.set_requires_probe(false);
         let fullname = info.get_fullname().to_owned();
-        daemon.register(info).context("mDNS: cannot register the service")?;
+        daemon
+            .register(info)
+            .context("mDNS: cannot register the service")?;
 
-        let browser = Browser { daemon: daemon.clone(), own_id: instance, cluster: ad.cluster, found };
+        let browser = Browser {
+            daemon: daemon.clone(),
+            own_id: instance,
+            cluster: ad.cluster,
+            found,
+        };
         tasks.spawn(browser.run(cancel));
         Ok(Discovery { daemon, fullname })
     }
@@ -155,7 +174,11 @@ impl Browser {
             return;
         }
         if cluster != self.cluster {
-            tracing::debug!(peer = id, cluster, "mDNS: ignoring a node of another cluster");
+            tracing::debug!(
+                peer = id,
+                cluster,
+                "mDNS: ignoring a node of another cluster"
+            );
             return;
         }
         for ip in service.get_addresses() {

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rossip_proto::rpc::{
-    self, DatagramCounts, ErrorObject, EventBody, JoinResult, LeaveResult, MessageCounts, MessageView, PeerCounts,
-    PeerView, StatusResult,
+    self, DatagramCounts, ErrorObject, EventBody, JoinResult, LeaveResult, MessageCounts,
+    MessageView, PeerCounts, PeerView, StatusResult,
 };
 use rossip_proto::{Event, Message, Node, PeerState, PublishError};
 use tokio::net::UdpSocket;
@@ -55,7 +55,7 @@ pub enum Command {
         /// Replay, if any.
         replay: Option<HistoryQuery>,
         /// Replayed messages and the live receiver.
-        reply: oneshot::Sender<Result<(Vec<MessageView>, broadcast::Receiver<Arc<EventBody>>), ErrorObject>>,
+        reply: oneshot::Sender<Result<Subscription, ErrorObject>>,
     },
     /// List members.
     Peers {
@@ -87,6 +87,9 @@ pub enum Command {
         reply: oneshot::Sender<LeaveResult>,
     },
 }
+
+/// A subscription's start: the replayed history and the live receiver.
+pub type Subscription = (Vec<MessageView>, broadcast::Receiver<Arc<EventBody>>);
 
 /// Facts about this daemon that only `status` needs.
 #[derive(Debug, Clone)]
@@ -143,7 +146,9 @@ pub struct Driver {
 
 impl std::fmt::Debug for Driver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Driver").field("node", &self.node.id()).finish_non_exhaustive()
+        f.debug_struct("Driver")
+            .field("node", &self.node.id())
+            .finish_non_exhaustive()
     }
 }
 
@@ -158,7 +163,17 @@ impl Driver {
         counters: Arc<SharedCounters>,
     ) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        Driver { node, udp, state, clock, info, counters, events, join_waiters: Vec::new(), send_errors: 0 }
+        Driver {
+            node,
+            udp,
+            state,
+            clock,
+            info,
+            counters,
+            events,
+            join_waiters: Vec::new(),
+            send_errors: 0,
+        }
     }
 
     /// Runs until `shutdown` fires, `leave` is requested, or every command
@@ -242,7 +257,11 @@ impl Driver {
     fn on_command(&mut self, command: Command) {
         let now = Instant::now();
         match command {
-            Command::Send { channel, text, reply } => {
+            Command::Send {
+                channel,
+                text,
+                reply,
+            } => {
                 let _ = reply.send(self.publish(&channel, &text, now));
             }
             Command::History { query, reply } => {
@@ -289,12 +308,20 @@ impl Driver {
         }
     }
 
-    fn publish(&mut self, channel: &str, text: &str, now: Instant) -> Result<MessageView, ErrorObject> {
+    fn publish(
+        &mut self,
+        channel: &str,
+        text: &str,
+        now: Instant,
+    ) -> Result<MessageView, ErrorObject> {
         // The sequence number must be reserved on disk before it is used, so
         // that a crash right after can never lead to its reuse.
         if let Err(e) = self.state.ensure_reserved(self.node.next_seq()) {
             tracing::error!("cannot reserve message sequence numbers: {e:#}");
-            return Err(ErrorObject::new(rpc::code::INTERNAL_ERROR, format!("cannot write state: {e:#}")));
+            return Err(ErrorObject::new(
+                rpc::code::INTERNAL_ERROR,
+                format!("cannot write state: {e:#}"),
+            ));
         }
         match self.node.publish(channel, text, views::unix_ms_now(), now) {
             Ok(message) => Ok(MessageView::from(&message)),
@@ -322,8 +349,11 @@ impl Driver {
             }
         }
         let s = self.node.stats();
-        let mut dropped: std::collections::BTreeMap<String, u64> =
-            s.dropped.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+        let mut dropped: std::collections::BTreeMap<String, u64> = s
+            .dropped
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect();
         if self.send_errors > 0 {
             dropped.insert("send_failed".to_owned(), self.send_errors);
         }
@@ -337,8 +367,15 @@ impl Driver {
             socket: self.info.socket.clone(),
             state_dir: self.state.path().display().to_string(),
             mdns: self.info.mdns,
-            state: if self.node.has_left() { "left" } else { "running" }.to_owned(),
-            uptime_s: now.saturating_duration_since(self.clock.started()).as_secs(),
+            state: if self.node.has_left() {
+                "left"
+            } else {
+                "running"
+            }
+            .to_owned(),
+            uptime_s: now
+                .saturating_duration_since(self.clock.started())
+                .as_secs(),
             peers,
             messages: MessageCounts {
                 sent: s.messages_sent,
@@ -363,11 +400,17 @@ impl Driver {
             let sent = match self.udp.try_send_to(&transmit.payload, transmit.dst) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     // The kernel buffer is full: wait for room rather than drop.
-                    match tokio::time::timeout(Duration::from_secs(1), self.udp.send_to(&transmit.payload, transmit.dst))
-                        .await
+                    match tokio::time::timeout(
+                        Duration::from_secs(1),
+                        self.udp.send_to(&transmit.payload, transmit.dst),
+                    )
+                    .await
                     {
                         Ok(r) => r.map(|_| ()),
-                        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "send buffer stayed full")),
+                        Err(_) => Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "send buffer stayed full",
+                        )),
                     }
                 }
                 other => other.map(|_| ()),
@@ -388,7 +431,9 @@ impl Driver {
         let body = match event {
             Event::Message(message) => {
                 tracing::debug!(id = %message.id, from = %message.origin_name, "message delivered");
-                EventBody::Message { message: MessageView::from(&message) }
+                EventBody::Message {
+                    message: MessageView::from(&message),
+                }
             }
             Event::Peer(change) => {
                 let peer = views::peer_view(&change.member, &self.clock);
@@ -400,10 +445,17 @@ impl Driver {
                     previous = change.previous.map(|p| views::state_name(p).as_str()).unwrap_or("new"),
                     "member changed"
                 );
-                EventBody::Peer { peer, previous: change.previous.map(views::state_name) }
+                EventBody::Peer {
+                    peer,
+                    previous: change.previous.map(views::state_name),
+                }
             }
             Event::Contacted { from, id, name } => {
-                let result = JoinResult { id: id.to_string(), name, addr: from.to_string() };
+                let result = JoinResult {
+                    id: id.to_string(),
+                    name,
+                    addr: from.to_string(),
+                };
                 let waiters = std::mem::take(&mut self.join_waiters);
                 for waiter in waiters {
                     if waiter.addrs.contains(&from) {

@@ -27,7 +27,11 @@ pub enum SincePoint {
 
 impl HistoryQuery {
     /// Validates RPC params into a query (errors are INVALID_PARAMS/INVALID_CHANNEL).
-    pub fn parse(n: Option<usize>, since: Option<Since>, channel: Option<String>) -> Result<Self, ErrorObject> {
+    pub fn parse(
+        n: Option<usize>,
+        since: Option<Since>,
+        channel: Option<String>,
+    ) -> Result<Self, ErrorObject> {
         let since = match since {
             None => None,
             Some(Since::Time(ms)) => Some(SincePoint::From(ms)),
@@ -89,7 +93,10 @@ mod tests {
 
     fn msg(seq: u64, ms: u64, channel: &str) -> Message {
         Message {
-            id: MessageId { origin: NodeId([1; 16]), seq },
+            id: MessageId {
+                origin: NodeId([1; 16]),
+                seq,
+            },
             origin_name: "a".into(),
             ts: Hlc { ms, logical: 0 },
             channel: channel.into(),
@@ -103,19 +110,52 @@ mod tests {
 
     #[test]
     fn filters_compose() {
-        let h = vec![msg(1, 10, "general"), msg(2, 20, "ops"), msg(3, 30, "general"), msg(4, 40, "general")];
+        let h = [
+            msg(1, 10, "general"),
+            msg(2, 20, "ops"),
+            msg(3, 30, "general"),
+            msg(4, 40, "general"),
+        ];
         let lookup = |id: &MessageId| h.iter().find(|m| &m.id == id).map(|m| m.order_key());
         let all = select(h.iter(), lookup, &HistoryQuery::default()).expect("all");
         assert_eq!(texts(&all), ["m1", "m2", "m3", "m4"]);
-        let q = HistoryQuery { n: Some(2), ..Default::default() };
-        assert_eq!(texts(&select(h.iter(), lookup, &q).expect("n")), ["m3", "m4"]);
-        let q = HistoryQuery { channel: Some("general".into()), n: Some(2), ..Default::default() };
-        assert_eq!(texts(&select(h.iter(), lookup, &q).expect("ch")), ["m3", "m4"]);
-        let q = HistoryQuery { since: Some(SincePoint::After(h[1].id)), ..Default::default() };
-        assert_eq!(texts(&select(h.iter(), lookup, &q).expect("after")), ["m3", "m4"]);
-        let q = HistoryQuery { since: Some(SincePoint::From(20)), ..Default::default() };
-        assert_eq!(texts(&select(h.iter(), lookup, &q).expect("from")), ["m2", "m3", "m4"]);
-        let q = HistoryQuery { n: Some(0), ..Default::default() };
+        let q = HistoryQuery {
+            n: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(
+            texts(&select(h.iter(), lookup, &q).expect("n")),
+            ["m3", "m4"]
+        );
+        let q = HistoryQuery {
+            channel: Some("general".into()),
+            n: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(
+            texts(&select(h.iter(), lookup, &q).expect("ch")),
+            ["m3", "m4"]
+        );
+        let q = HistoryQuery {
+            since: Some(SincePoint::After(h[1].id)),
+            ..Default::default()
+        };
+        assert_eq!(
+            texts(&select(h.iter(), lookup, &q).expect("after")),
+            ["m3", "m4"]
+        );
+        let q = HistoryQuery {
+            since: Some(SincePoint::From(20)),
+            ..Default::default()
+        };
+        assert_eq!(
+            texts(&select(h.iter(), lookup, &q).expect("from")),
+            ["m2", "m3", "m4"]
+        );
+        let q = HistoryQuery {
+            n: Some(0),
+            ..Default::default()
+        };
         assert!(select(h.iter(), lookup, &q).expect("zero").is_empty());
     }
 
@@ -123,7 +163,10 @@ mod tests {
     fn unknown_since_id_is_an_error() {
         let h = [msg(1, 10, "general")];
         let q = HistoryQuery {
-            since: Some(SincePoint::After(MessageId { origin: NodeId([9; 16]), seq: 1 })),
+            since: Some(SincePoint::After(MessageId {
+                origin: NodeId([9; 16]),
+                seq: 1,
+            })),
             ..Default::default()
         };
         let err = select(h.iter(), |_| None, &q).expect_err("unknown");

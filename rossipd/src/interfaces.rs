@@ -38,7 +38,10 @@ pub fn select(wanted: &[String]) -> std::io::Result<Vec<Selected>> {
                 && !is_virtual_bridge(&i.name)
                 && !matches!(i.oper_status, if_addrs::IfOperStatus::Down)
         })
-        .map(|i| Selected { name: i.name.clone(), ip: i.ip() })
+        .map(|i| Selected {
+            name: i.name.clone(),
+            ip: i.ip(),
+        })
         .collect())
 }
 
@@ -53,7 +56,12 @@ pub fn advertise_addr(bind: IpAddr, selected: &[Selected]) -> IpAddr {
         .iter()
         .map(|s| s.ip)
         .find(|ip| ip.is_ipv4())
-        .or_else(|| selected.iter().map(|s| s.ip).find(|ip| !is_link_local_v6(ip)))
+        .or_else(|| {
+            selected
+                .iter()
+                .map(|s| s.ip)
+                .find(|ip| !is_link_local_v6(ip))
+        })
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
@@ -81,10 +89,18 @@ mod tests {
         let v6: IpAddr = "fd00::1".parse().expect("ip");
         let ll: IpAddr = "fe80::1".parse().expect("ip");
         let sel = |ips: &[IpAddr]| -> Vec<Selected> {
-            ips.iter().map(|ip| Selected { name: "eth0".into(), ip: *ip }).collect()
+            ips.iter()
+                .map(|ip| Selected {
+                    name: "eth0".into(),
+                    ip: *ip,
+                })
+                .collect()
         };
         let any: IpAddr = Ipv4Addr::UNSPECIFIED.into();
-        assert_eq!(advertise_addr("127.0.0.1".parse().expect("ip"), &sel(&[v4])), IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(
+            advertise_addr("127.0.0.1".parse().expect("ip"), &sel(&[v4])),
+            IpAddr::from([127, 0, 0, 1])
+        );
         assert_eq!(advertise_addr(any, &sel(&[v6, v4])), v4);
         assert_eq!(advertise_addr(any, &sel(&[ll, v6])), v6);
         assert_eq!(advertise_addr(any, &[]), IpAddr::V4(Ipv4Addr::LOCALHOST));

@@ -40,14 +40,19 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Runs the daemon until `shutdown` completes or a client calls `leave`;
 /// then leaves the cluster (peers see `left`), removes the socket and returns.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     validate(&config)?;
     let mut state = state::StateDir::open(&config.state_dir)?;
     let id = state.node_id()?;
     let first_seq = state.start_sequence()?;
     let (listener, socket_guard) = local_socket::bind(&config.socket, config.socket_mode)?;
     let udp = transport::bind(config.bind, config.port)?;
-    let bound = udp.local_addr().context("cannot read the gossip socket's address")?;
+    let bound = udp
+        .local_addr()
+        .context("cannot read the gossip socket's address")?;
 
     let selected = match interfaces::select(&config.ifaces) {
         Ok(s) => s,
@@ -57,18 +62,26 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         }
     };
     if !config.ifaces.is_empty() && selected.is_empty() {
-        bail!("none of the interfaces given with --iface ({}) exists or has an address", config.ifaces.join(", "));
+        bail!(
+            "none of the interfaces given with --iface ({}) exists or has an address",
+            config.ifaces.join(", ")
+        );
     }
-    let advertise_ip = config.advertise.unwrap_or_else(|| interfaces::advertise_addr(config.bind, &selected));
+    let advertise_ip = config
+        .advertise
+        .unwrap_or_else(|| interfaces::advertise_addr(config.bind, &selected));
     let advertise = SocketAddr::new(advertise_ip, bound.port());
     if advertise_ip.is_loopback() && config.mdns {
-        tracing::warn!("no LAN interface found; advertising {advertise}, which only this machine can reach");
+        tracing::warn!(
+            "no LAN interface found; advertising {advertise}, which only this machine can reach"
+        );
     }
 
     let clock = views::WallClock::new();
     let mut seed = [0u8; 8];
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("cannot get random bytes: {e}"))?;
-    let mut node_config = NodeConfig::new(id, config.name.clone(), config.cluster.clone(), advertise);
+    let mut node_config =
+        NodeConfig::new(id, config.name.clone(), config.cluster.clone(), advertise);
     node_config.generation = views::unix_ms_now();
     node_config.first_seq = first_seq;
     node_config.history_limit = config.history_limit;
@@ -89,15 +102,27 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
             port: advertise.port(),
             ifaces: config.ifaces.clone(),
         };
-        Some(discovery::Discovery::start(ad, found_tx, cancel.clone(), &tasks)?)
+        Some(discovery::Discovery::start(
+            ad,
+            found_tx,
+            cancel.clone(),
+            &tasks,
+        )?)
     } else {
         drop(found_tx);
         None
     };
     for spec in &config.join {
-        tasks.spawn(seeds::contact_forever(spec.clone(), commands_tx.clone(), cancel.clone()));
+        tasks.spawn(seeds::contact_forever(
+            spec.clone(),
+            commands_tx.clone(),
+            cancel.clone(),
+        ));
     }
-    let ctx = Arc::new(rpc::RpcContext { commands: commands_tx, counters: counters.clone() });
+    let ctx = Arc::new(rpc::RpcContext {
+        commands: commands_tx,
+        counters: counters.clone(),
+    });
     tasks.spawn(rpc::serve(listener, ctx, cancel.clone(), tasks.clone()));
 
     tracing::info!(
@@ -128,8 +153,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         discovery.shutdown().await;
     }
     tasks.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()).await.is_err() {
-        tracing::warn!("some connections did not close within {} s", SHUTDOWN_GRACE.as_secs());
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "some connections did not close within {} s",
+            SHUTDOWN_GRACE.as_secs()
+        );
     }
     drop(socket_guard);
     Ok(())
@@ -137,13 +168,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
 
 fn validate(config: &Config) -> anyhow::Result<()> {
     if config.name.is_empty() || config.name.len() > MAX_NAME_BYTES {
-        bail!("node name must be 1 to {MAX_NAME_BYTES} bytes, got {} bytes", config.name.len());
+        bail!(
+            "node name must be 1 to {MAX_NAME_BYTES} bytes, got {} bytes",
+            config.name.len()
+        );
     }
     if config.name.chars().any(char::is_control) {
         bail!("node name must not contain control characters");
     }
-    rossip_proto::message::validate_channel(&config.cluster)
-        .map_err(|e| anyhow::anyhow!("invalid cluster label {:?}: {}", config.cluster, e.to_string().replace("channel", "label")))?;
+    rossip_proto::message::validate_channel(&config.cluster).map_err(|e| {
+        anyhow::anyhow!(
+            "invalid cluster label {:?}: {}",
+            config.cluster,
+            e.to_string().replace("channel", "label")
+        )
+    })?;
     if config.history_limit == 0 {
         bail!("--history must be at least 1");
     }

@@ -35,7 +35,10 @@ impl Drop for SocketGuard {
 
 /// Takes the lock, clears a stale socket, binds and sets the mode.
 pub fn bind(path: &Path, mode: u32) -> anyhow::Result<(Listener, SocketGuard)> {
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if !parent.exists() {
         fs::DirBuilder::new()
             .recursive(true)
@@ -67,7 +70,9 @@ pub fn bind(path: &Path, mode: u32) -> anyhow::Result<(Listener, SocketGuard)> {
     match fs::remove_file(path) {
         Ok(()) => tracing::info!(path = %path.display(), "removed stale socket file"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot remove stale socket {}", path.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot remove stale socket {}", path.display()));
+        }
     }
     let name = path
         .to_fs_name::<GenericFilePath>()
@@ -78,12 +83,21 @@ pub fn bind(path: &Path, mode: u32) -> anyhow::Result<(Listener, SocketGuard)> {
         .with_context(|| format!("cannot listen on {}", path.display()))?;
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot set mode {mode:o} on {}", path.display()))?;
-    Ok((listener, SocketGuard { path: path.to_owned(), _lock: lock }))
+    Ok((
+        listener,
+        SocketGuard {
+            path: path.to_owned(),
+            _lock: lock,
+        },
+    ))
 }
 
 /// `rossipd.sock` → `rossipd.sock.lock`.
 fn lock_path(socket: &Path) -> PathBuf {
-    let mut name = socket.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = socket
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".lock");
     socket.with_file_name(name)
 }

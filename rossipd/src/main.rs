@@ -39,7 +39,12 @@ struct Args {
     state_dir: Option<PathBuf>,
 
     /// Contact this node at start and whenever it is not a member (HOST:PORT or HOST; repeatable)
-    #[arg(long = "join", value_name = "HOST:PORT", env = "ROSSIP_JOIN", value_delimiter = ',')]
+    #[arg(
+        long = "join",
+        value_name = "HOST:PORT",
+        env = "ROSSIP_JOIN",
+        value_delimiter = ','
+    )]
     join: Vec<String>,
 
     /// Cluster label: nodes with different labels never talk to each other
@@ -51,7 +56,12 @@ struct Args {
     no_mdns: bool,
 
     /// Network interface to use for mDNS and the advertised address (repeatable) [default: every LAN interface]
-    #[arg(long = "iface", value_name = "NAME", env = "ROSSIP_IFACE", value_delimiter = ',')]
+    #[arg(
+        long = "iface",
+        value_name = "NAME",
+        env = "ROSSIP_IFACE",
+        value_delimiter = ','
+    )]
     ifaces: Vec<String>,
 
     /// Messages kept in history
@@ -129,7 +139,9 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
 fn init_logging(level: &str) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.is_empty() => EnvFilter::try_new(&spec).with_context(|| format!("invalid RUST_LOG {spec:?}"))?,
+        Ok(spec) if !spec.is_empty() => {
+            EnvFilter::try_new(&spec).with_context(|| format!("invalid RUST_LOG {spec:?}"))?
+        }
         _ => EnvFilter::try_new(default_filter(level))
             .with_context(|| format!("invalid --log-level {level:?}"))?,
     };

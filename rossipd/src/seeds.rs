@@ -15,7 +15,11 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Contacts `spec` (`HOST:PORT` or `HOST`) until cancelled.
-pub async fn contact_forever(spec: String, commands: mpsc::Sender<Command>, cancel: CancellationToken) {
+pub async fn contact_forever(
+    spec: String,
+    commands: mpsc::Sender<Command>,
+    cancel: CancellationToken,
+) {
     let mut backoff = FIRST_BACKOFF;
     loop {
         match crate::rpc::resolve(&spec).await {

@@ -30,7 +30,10 @@ impl StateDir {
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("cannot create state directory {}", dir.display()))?;
-        Ok(StateDir { dir: dir.to_owned(), reserved_until: 0 })
+        Ok(StateDir {
+            dir: dir.to_owned(),
+            reserved_until: 0,
+        })
     }
 
     /// The directory.
@@ -43,11 +46,15 @@ impl StateDir {
         let path = self.dir.join("node_id");
         match fs::read_to_string(&path) {
             Ok(text) => text.trim().parse().with_context(|| {
-                format!("{} is corrupt; move it aside to give this node a new id", path.display())
+                format!(
+                    "{} is corrupt; move it aside to give this node a new id",
+                    path.display()
+                )
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut bytes = [0u8; 16];
-                getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("cannot get random bytes for a node id: {e}"))?;
+                getrandom::fill(&mut bytes)
+                    .map_err(|e| anyhow::anyhow!("cannot get random bytes for a node id: {e}"))?;
                 let id = NodeId(bytes);
                 write_atomically(&path, format!("{id}\n").as_bytes())?;
                 Ok(id)
@@ -107,8 +114,11 @@ fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .mode(0o600)
         .open(&tmp)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.write_all(contents).and_then(|()| file.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    fs::rename(&tmp, path)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
     if let Some(parent) = path.parent() {
         // Makes the rename itself durable; failure here is not worth refusing to start.
         let _ = File::open(parent).and_then(|d| d.sync_all());

@@ -28,7 +28,9 @@ pub fn bind(ip: IpAddr, port: u16) -> anyhow::Result<UdpSocket> {
     if let Err(e) = socket.set_send_buffer_size(SEND_BUFFER_BYTES) {
         tracing::debug!("cannot enlarge the UDP send buffer: {e}");
     }
-    socket.set_nonblocking(true).context("cannot make the gossip socket non-blocking")?;
+    socket
+        .set_nonblocking(true)
+        .context("cannot make the gossip socket non-blocking")?;
     socket.bind(&addr.into()).with_context(|| {
         if port != 0 {
             format!("cannot bind UDP {addr} for gossip (is another rossipd using port {port}? pass --port 0 to pick a free one)")

@@ -18,7 +18,10 @@ pub struct WallClock {
 impl WallClock {
     /// Takes the reference pair now.
     pub fn new() -> Self {
-        WallClock { start: Instant::now(), start_ms: unix_ms_now() }
+        WallClock {
+            start: Instant::now(),
+            start_ms: unix_ms_now(),
+        }
     }
 
     /// When the daemon started.
@@ -27,7 +30,7 @@ impl WallClock {
     }
 
     /// `at` in Unix milliseconds.
-    pub fn to_unix_ms(&self, at: Instant) -> u64 {
+    pub fn unix_ms(self, at: Instant) -> u64 {
         if at >= self.start {
             self.start_ms.saturating_add(duration_ms(at - self.start))
         } else {
@@ -44,7 +47,10 @@ impl Default for WallClock {
 
 /// The wall clock now, in Unix milliseconds (0 if the clock is before 1970).
 pub fn unix_ms_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| duration_ms(d)).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(duration_ms)
+        .unwrap_or(0)
 }
 
 fn duration_ms(d: std::time::Duration) -> u64 {
@@ -68,8 +74,8 @@ pub fn peer_view(member: &Member, clock: &WallClock) -> PeerView {
         name: member.name.clone(),
         addr: member.addr.to_string(),
         state: state_name(member.state),
-        since: clock.to_unix_ms(member.since),
-        last_seen: member.last_seen.map(|t| clock.to_unix_ms(t)),
+        since: clock.unix_ms(member.since),
+        last_seen: member.last_seen.map(|t| clock.unix_ms(t)),
         // Microsecond precision is all a LAN RTT needs; it keeps the JSON tidy.
         rtt_ms: member.rtt.map(|d| (d.as_micros() as f64) / 1000.0),
     }
@@ -84,9 +90,9 @@ mod tests {
     fn instants_map_to_consistent_wall_time() {
         let clock = WallClock::new();
         let later = clock.started() + Duration::from_millis(1500);
-        assert_eq!(clock.to_unix_ms(later) - clock.to_unix_ms(clock.started()), 1500);
+        assert_eq!(clock.unix_ms(later) - clock.unix_ms(clock.started()), 1500);
         if let Some(earlier) = clock.started().checked_sub(Duration::from_millis(250)) {
-            assert_eq!(clock.to_unix_ms(clock.started()) - clock.to_unix_ms(earlier), 250);
+            assert_eq!(clock.unix_ms(clock.started()) - clock.unix_ms(earlier), 250);
         }
     }
 }

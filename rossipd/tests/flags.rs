@@ -20,10 +20,21 @@ fn help_lists_the_flags() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
-        "--name", "--port", "--bind", "--socket", "--state-dir", "--join", "--cluster", "--no-mdns", "--iface",
+        "--name",
+        "--port",
+        "--bind",
+        "--socket",
+        "--state-dir",
+        "--join",
+        "--cluster",
+        "--no-mdns",
+        "--iface",
         "--log-level",
     ] {
-        assert!(help.contains(flag), "--help does not mention {flag}:\n{help}");
+        assert!(
+            help.contains(flag),
+            "--help does not mention {flag}:\n{help}"
+        );
     }
 }
 
@@ -36,15 +47,31 @@ fn version_prints_the_package_version() {
 
 #[test]
 fn a_malformed_flag_is_a_usage_error() {
-    let out = rossipd().args(["--bind", "not-an-address"]).output().expect("run rossipd");
-    assert_eq!(out.status.code(), Some(2), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let out = rossipd()
+        .args(["--bind", "not-an-address"])
+        .output()
+        .expect("run rossipd");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn a_bad_cluster_label_is_refused_with_a_reason() {
     let dir = temp_dir("cluster");
     let out = rossipd()
-        .args(["--no-mdns", "--port", "0", "--bind", "127.0.0.1", "--cluster", "two words"])
+        .args([
+            "--no-mdns",
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--cluster",
+            "two words",
+        ])
         .arg("--socket")
         .arg(dir.join("s.sock"))
         .arg("--state-dir")
@@ -54,7 +81,10 @@ fn a_bad_cluster_label_is_refused_with_a_reason() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cluster label"), "stderr: {stderr}");
-    assert!(!dir.join("s.sock").exists(), "a refused start must not leave a socket behind");
+    assert!(
+        !dir.join("s.sock").exists(),
+        "a refused start must not leave a socket behind"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -62,7 +92,14 @@ fn a_bad_cluster_label_is_refused_with_a_reason() {
 fn an_unknown_interface_is_refused() {
     let dir = temp_dir("iface");
     let out = rossipd()
-        .args(["--port", "0", "--bind", "127.0.0.1", "--iface", "no-such-if0"])
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--iface",
+            "no-such-if0",
+        ])
         .arg("--socket")
         .arg(dir.join("s.sock"))
         .arg("--state-dir")

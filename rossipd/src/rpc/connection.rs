@@ -80,10 +80,15 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
                 Value::Null,
                 ErrorObject::new(
                     rpc::code::INVALID_REQUEST,
-                    format!("request line is {len} bytes; the limit is {} bytes", rpc::MAX_LINE_BYTES),
+                    format!(
+                        "request line is {len} bytes; the limit is {} bytes",
+                        rpc::MAX_LINE_BYTES
+                    ),
                 ),
             )),
-            Ok(Some(Line::Complete(bytes))) if bytes.iter().all(u8::is_ascii_whitespace) => continue,
+            Ok(Some(Line::Complete(bytes))) if bytes.iter().all(u8::is_ascii_whitespace) => {
+                continue;
+            }
             Ok(Some(Line::Complete(bytes))) => dispatch::handle_line(&bytes, &mut conn).await,
         };
         if let Some(line) = reply.to_line() {
@@ -106,7 +111,10 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
     // Every sender is gone now, so the writer ends once the queue is written;
     // a client that stopped reading gets a bounded grace period, no more.
     let mut writer = writer;
-    if tokio::time::timeout(WRITER_DRAIN, &mut writer).await.is_err() {
+    if tokio::time::timeout(WRITER_DRAIN, &mut writer)
+        .await
+        .is_err()
+    {
         writer_cancel.cancel();
         let _ = writer.await;
     }

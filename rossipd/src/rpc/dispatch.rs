@@ -58,7 +58,11 @@ pub async fn handle_line(line: &[u8], conn: &mut ConnectionState) -> Reply {
                     responses.push(r);
                 }
             }
-            if responses.is_empty() { Reply::None } else { Reply::Batch(responses) }
+            if responses.is_empty() {
+                Reply::None
+            } else {
+                Reply::Batch(responses)
+            }
         }
         other => match handle_value(other, conn).await {
             Some(r) => Reply::Single(r),
@@ -76,7 +80,12 @@ async fn handle_value(value: Value, conn: &mut ConnectionState) -> Option<Respon
     let id = match obj.remove("id") {
         None => None,
         Some(id @ (Value::String(_) | Value::Number(_) | Value::Null)) => Some(id),
-        Some(_) => return Some(invalid(Value::Null, "id must be a string, a number or null")),
+        Some(_) => {
+            return Some(invalid(
+                Value::Null,
+                "id must be a string, a number or null",
+            ));
+        }
     };
     let reply_id = id.clone().unwrap_or(Value::Null);
     if obj.get("jsonrpc").and_then(Value::as_str) != Some(rpc::JSONRPC_VERSION) {
@@ -90,7 +99,13 @@ async fn handle_value(value: Value, conn: &mut ConnectionState) -> Option<Respon
         Some(p @ Value::Object(_)) => p,
         Some(_) => {
             return id.map(|id| {
-                Response::err(id, ErrorObject::new(rpc::code::INVALID_PARAMS, "params must be an object (by name)"))
+                Response::err(
+                    id,
+                    ErrorObject::new(
+                        rpc::code::INVALID_PARAMS,
+                        "params must be an object (by name)",
+                    ),
+                )
             });
         }
     };
@@ -104,5 +119,11 @@ async fn handle_value(value: Value, conn: &mut ConnectionState) -> Option<Respon
 }
 
 fn invalid(id: Value, why: &str) -> Response {
-    Response::err(id, ErrorObject::new(rpc::code::INVALID_REQUEST, format!("invalid request: {why}")))
+    Response::err(
+        id,
+        ErrorObject::new(
+            rpc::code::INVALID_REQUEST,
+            format!("invalid request: {why}"),
+        ),
+    )
 }

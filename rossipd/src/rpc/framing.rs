@@ -60,7 +60,11 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             let consumed = if done { take + 1 } else { take };
             self.inner.consume(consumed);
             if done {
-                return Ok(Some(if len > self.max { Line::TooLong { len } } else { Line::Complete(trim_cr(line)) }));
+                return Ok(Some(if len > self.max {
+                    Line::TooLong { len }
+                } else {
+                    Line::Complete(trim_cr(line))
+                }));
             }
         }
     }
@@ -105,6 +109,9 @@ mod tests {
     #[tokio::test]
     async fn empty_lines_and_invalid_utf8_are_lines_too() {
         let got = lines(b"\n\xff\xfe\n", 8).await;
-        assert_eq!(got, vec![Line::Complete(vec![]), Line::Complete(vec![0xff, 0xfe])]);
+        assert_eq!(
+            got,
+            vec![Line::Complete(vec![]), Line::Complete(vec![0xff, 0xfe])]
+        );
     }
 }

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use rossip_proto::message::DEFAULT_CHANNEL;
 use rossip_proto::rpc::{
-    self, ErrorObject, EventKind, HistoryParams, HistoryResult, JoinParams, PeersParams, PeersResult, SendParams,
-    SendResult, SubscribeParams, SubscribeResult, UnsubscribeParams, UnsubscribeResult,
+    self, ErrorObject, EventKind, HistoryParams, HistoryResult, JoinParams, PeersParams,
+    PeersResult, SendParams, SendResult, SubscribeParams, SubscribeResult, UnsubscribeParams,
+    UnsubscribeResult,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -32,7 +33,11 @@ pub const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 struct NoParams {}
 
 /// Runs `method`.
-pub async fn call(method: &str, params: Value, conn: &mut ConnectionState) -> Result<Value, ErrorObject> {
+pub async fn call(
+    method: &str,
+    params: Value,
+    conn: &mut ConnectionState,
+) -> Result<Value, ErrorObject> {
     match method {
         rpc::method::SEND => send(parse(params)?, conn).await,
         rpc::method::HISTORY => history(parse(params)?, conn).await,
@@ -51,14 +56,25 @@ pub async fn call(method: &str, params: Value, conn: &mut ConnectionState) -> Re
             let result = ask(conn, |reply| Command::Leave { reply }).await?;
             to_value(result)
         }
-        other => Err(ErrorObject::new(rpc::code::METHOD_NOT_FOUND, format!("method not found: {other:?}"))),
+        other => Err(ErrorObject::new(
+            rpc::code::METHOD_NOT_FOUND,
+            format!("method not found: {other:?}"),
+        )),
     }
 }
 
 async fn send(p: SendParams, conn: &mut ConnectionState) -> Result<Value, ErrorObject> {
     let channel = p.channel.unwrap_or_else(|| DEFAULT_CHANNEL.to_owned());
-    let message = ask(conn, |reply| Command::Send { channel, text: p.text, reply }).await??;
-    to_value(SendResult { id: message.id, ts: message.ts })
+    let message = ask(conn, |reply| Command::Send {
+        channel,
+        text: p.text,
+        reply,
+    })
+    .await??;
+    to_value(SendResult {
+        id: message.id,
+        ts: message.ts,
+    })
 }
 
 async fn history(p: HistoryParams, conn: &mut ConnectionState) -> Result<Value, ErrorObject> {
@@ -76,7 +92,10 @@ async fn subscribe(p: SubscribeParams, conn: &mut ConnectionState) -> Result<Val
     }
     let kinds = p.events.unwrap_or_else(|| vec![EventKind::Message]);
     if kinds.is_empty() {
-        return Err(ErrorObject::new(rpc::code::INVALID_PARAMS, "events must name at least one kind"));
+        return Err(ErrorObject::new(
+            rpc::code::INVALID_PARAMS,
+            "events must name at least one kind",
+        ));
     }
     let wants_replay = p.n.is_some() || p.since.is_some();
     let query = HistoryQuery::parse(p.n, p.since, p.channel.clone())?;
@@ -89,7 +108,10 @@ async fn subscribe(p: SubscribeParams, conn: &mut ConnectionState) -> Result<Val
     let (gate_tx, gate) = oneshot::channel();
     let forwarder = Forwarder {
         id,
-        filter: Filter { kinds, channel: p.channel },
+        filter: Filter {
+            kinds,
+            channel: p.channel,
+        },
         replay: replayed,
         live,
         out: conn.out.clone(),
@@ -123,7 +145,14 @@ async fn join(p: JoinParams, conn: &mut ConnectionState) -> Result<Value, ErrorO
     let addrs = resolve(&p.addr).await?;
     let fail = |why: String| ErrorObject::new(rpc::code::JOIN_FAILED, why);
     let (reply, answer) = oneshot::channel();
-    conn.ctx.commands.send(Command::Join { addrs: addrs.clone(), reply }).await.map_err(|_| shutting_down())?;
+    conn.ctx
+        .commands
+        .send(Command::Join {
+            addrs: addrs.clone(),
+            reply,
+        })
+        .await
+        .map_err(|_| shutting_down())?;
     match tokio::time::timeout(JOIN_TIMEOUT, answer).await {
         Ok(Ok(joined)) => to_value(joined),
         Ok(Err(_)) => Err(shutting_down()),
@@ -159,7 +188,9 @@ pub async fn resolve(spec: &str) -> Result<Vec<SocketAddr>, ErrorObject> {
 /// `host:123` or `[v6]:123` (a bare IPv6 address has colons but no port).
 fn has_port(spec: &str) -> bool {
     match spec.rsplit_once(':') {
-        Some((host, port)) => port.parse::<u16>().is_ok() && (!host.contains(':') || host.ends_with(']')),
+        Some((host, port)) => {
+            port.parse::<u16>().is_ok() && (!host.contains(':') || host.ends_with(']'))
+        }
         None => false,
     }
 }
@@ -170,7 +201,8 @@ fn parse<T: DeserializeOwned>(params: Value) -> Result<T, ErrorObject> {
 }
 
 fn to_value(v: impl serde::Serialize) -> Result<Value, ErrorObject> {
-    serde_json::to_value(v).map_err(|e| ErrorObject::new(rpc::code::INTERNAL_ERROR, format!("cannot encode: {e}")))
+    serde_json::to_value(v)
+        .map_err(|e| ErrorObject::new(rpc::code::INTERNAL_ERROR, format!("cannot encode: {e}")))
 }
 
 fn shutting_down() -> ErrorObject {
@@ -183,7 +215,11 @@ async fn ask<T>(
     make: impl FnOnce(oneshot::Sender<T>) -> Command,
 ) -> Result<T, ErrorObject> {
     let (reply, answer) = oneshot::channel();
-    conn.ctx.commands.send(make(reply)).await.map_err(|_| shutting_down())?;
+    conn.ctx
+        .commands
+        .send(make(reply))
+        .await
+        .map_err(|_| shutting_down())?;
     answer.await.map_err(|_| shutting_down())
 }
 

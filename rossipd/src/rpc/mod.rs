@@ -34,7 +34,12 @@ pub struct RpcContext {
 }
 
 /// Accepts connections until `cancel` fires.
-pub async fn serve(listener: Listener, ctx: Arc<RpcContext>, cancel: CancellationToken, tasks: TaskTracker) {
+pub async fn serve(
+    listener: Listener,
+    ctx: Arc<RpcContext>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut warned_full = false;
     loop {
@@ -43,7 +48,9 @@ pub async fn serve(listener: Listener, ctx: Arc<RpcContext>, cancel: Cancellatio
             p
         } else {
             if !warned_full {
-                tracing::warn!("{MAX_CONNECTIONS} RPC connections open; new ones wait until one closes");
+                tracing::warn!(
+                    "{MAX_CONNECTIONS} RPC connections open; new ones wait until one closes"
+                );
                 warned_full = true;
             }
             tokio::select! {

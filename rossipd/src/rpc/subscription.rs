@@ -111,10 +111,15 @@ impl Forwarder {
 
     fn count_drop(&self, dropped: &mut u64, n: u64) {
         if *dropped == 0 {
-            tracing::debug!(subscription = self.id, "subscriber is not keeping up; dropping events");
+            tracing::debug!(
+                subscription = self.id,
+                "subscriber is not keeping up; dropping events"
+            );
         }
         *dropped = dropped.saturating_add(n);
-        self.counters.subscriber_drops.fetch_add(n, Ordering::Relaxed);
+        self.counters
+            .subscriber_drops
+            .fetch_add(n, Ordering::Relaxed);
     }
 
     fn encode(&self, event: EventBody) -> String {
