@@ -1,1 +1,76 @@
-fn main() {}
+//! `rossipctl`: the command-line client of rossipd's local JSON-RPC socket.
+//!
+//! Exit codes: 0 ok; 1 rossipd answered with an error (or another failure, such as
+//! unreadable stdin); 2 usage; 69 (`EX_UNAVAILABLE`) rossipd not reachable; 77
+//! (`EX_NOPERM`) permission denied on the socket. A closed stdout pipe exits 0.
+
+use std::io::{self, Write as _};
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+mod cli;
+mod client;
+mod commands;
+mod output;
+mod sanitize;
+mod socket_path;
+mod timefmt;
+
+use crate::cli::{Cli, Command};
+use crate::client::{ClientError, EXIT_FAILURE};
+use crate::commands::Ctx;
+use crate::output::{Out, StdoutClosed};
+use crate::sanitize::sanitize;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(err) => {
+            if err.downcast_ref::<StdoutClosed>().is_some() {
+                // `rossipctl tail -f | head -1`: the reader has what it wanted.
+                return ExitCode::SUCCESS;
+            }
+            // The message can quote the daemon or a path: keep it to one inert line.
+            let message = format!("{err:#}");
+            let _ = writeln!(
+                io::stderr().lock(),
+                "rossipctl: error: {}",
+                sanitize(&message)
+            );
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    if let Err(usage) = cli.validate() {
+        usage.exit();
+    }
+    let socket = cli
+        .socket_override()
+        .unwrap_or_else(socket_path::default_socket_path);
+    let ctx = Ctx {
+        socket,
+        json: cli.json,
+    };
+    let mut out = Out::new(io::stdout().lock());
+    match cli.command {
+        Command::Send(args) => commands::send::run(&ctx, &mut out, args)?,
+        Command::Tail(args) => commands::tail::run(&ctx, &mut out, args)?,
+        Command::Peers(args) => commands::peers::run(&ctx, &mut out, args)?,
+        Command::Status => commands::status::run(&ctx, &mut out)?,
+        Command::Join(args) => commands::join::run(&ctx, &mut out, args)?,
+        Command::Leave => commands::leave::run(&ctx, &mut out)?,
+        Command::Completions(args) => commands::completions::run(&mut out, args)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The exit code for a failed run: the client error's own, else 1.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    err.chain()
+        .find_map(|cause| cause.downcast_ref::<ClientError>())
+        .map_or(EXIT_FAILURE, ClientError::exit_code)
+}

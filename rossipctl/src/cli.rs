@@ -1,0 +1,212 @@
+//! Command-line syntax (clap derive). Parsing only; the commands live in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
+use rossip_proto::message::validate_channel;
+use rossip_proto::paths::SOCKET_ENV;
+use rossip_proto::rpc::Since;
+
+use crate::timefmt;
+
+/// Talk to the local rossipd: send and read messages, list peers, show status.
+#[derive(Debug, Parser)]
+#[command(name = "rossipctl", version, max_term_width = 100)]
+#[command(
+    after_help = "Exit status: 0 ok; 1 rossipd answered with an error (or another \
+                        failure); 2 usage error; 69 rossipd not reachable; 77 permission \
+                        denied on the socket."
+)]
+pub struct Cli {
+    /// rossipd's socket [default: $ROSSIP_SOCKET if set, else
+    /// $XDG_RUNTIME_DIR/rossip/rossipd.sock if it exists, else /run/rossip/rossipd.sock if
+    /// it exists]
+    // Not clap's `env`: that would turn an empty ROSSIP_SOCKET into a usage error, where
+    // an empty variable conventionally means unset. See `Cli::socket_override`.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Print one JSON object per line instead of text for humans
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send a message to everyone on the LAN
+    Send(SendArgs),
+    /// Show recent messages, and with -f, follow new ones
+    Tail(TailArgs),
+    /// List the other members of the cluster
+    Peers(PeersArgs),
+    /// Show this node's identity, addresses and counters
+    Status,
+    /// Contact a node by address (for networks without multicast)
+    Join(JoinArgs),
+    /// Leave the cluster gracefully; rossipd shuts down afterwards
+    Leave,
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+}
+
+/// `send` arguments.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The message; several words are joined by spaces. `-` reads the whole of stdin as
+    /// one message (one trailing newline removed)
+    #[arg(required = true, value_name = "TEXT")]
+    pub text: Vec<String>,
+
+    /// Channel to send to [default: general]
+    #[arg(short, long, value_name = "CHANNEL", value_parser = channel_arg)]
+    pub channel: Option<String>,
+
+    /// With `-`: send each non-blank line of stdin as its own message, as it arrives
+    #[arg(long)]
+    pub lines: bool,
+}
+
+impl SendArgs {
+    /// Whether the message comes from stdin.
+    pub fn reads_stdin(&self) -> bool {
+        self.text.len() == 1 && self.text[0] == "-"
+    }
+}
+
+/// `tail` arguments.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Show the last N messages [default: 10, or all with --since]
+    #[arg(short = 'n', long = "lines", value_name = "N")]
+    pub n: Option<usize>,
+
+    /// Keep running and print new messages as they arrive; survives a rossipd restart
+    #[arg(short, long)]
+    pub follow: bool,
+
+    /// Only messages after this message id, or since this time: RFC 3339
+    /// (2026-11-24T05:20:01Z), local `2026-11-24 05:20:01`, or an age such as 10m or 2h
+    #[arg(long, value_name = "ID|TIME", value_parser = since_arg)]
+    pub since: Option<Since>,
+
+    /// Only this channel [default: all channels]
+    #[arg(short, long, value_name = "CHANNEL", value_parser = channel_arg)]
+    pub channel: Option<String>,
+}
+
+impl TailArgs {
+    /// How many messages to ask for: `-n`, else 10 like tail(1), but everything after
+    /// `--since` when that is given without `-n`.
+    pub fn count(&self) -> Option<usize> {
+        match (self.n, &self.since) {
+            (Some(n), _) => Some(n),
+            (None, Some(_)) => None,
+            (None, None) => Some(10),
+        }
+    }
+}
+
+/// `peers` arguments.
+#[derive(Debug, Args)]
+pub struct PeersArgs {
+    /// Also list members that failed or left
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `join` arguments.
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// Gossip address of any node of the cluster: HOST:PORT, or HOST alone for rossipd's
+    /// default port (e.g. 192.0.2.7:7465, [fe80::1%eth0]:7465, build-box.local)
+    #[arg(value_name = "HOST[:PORT]")]
+    pub addr: String,
+}
+
+/// `completions` arguments.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to generate for
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+impl Cli {
+    /// The socket named by `--socket`, else by a non-empty `ROSSIP_SOCKET`; None means the
+    /// defaults apply.
+    pub fn socket_override(&self) -> Option<PathBuf> {
+        self.socket
+            .clone()
+            .or_else(|| std::env::var_os(SOCKET_ENV).map(PathBuf::from))
+            .filter(|path| !path.as_os_str().is_empty())
+    }
+
+    /// Checks what clap's attributes cannot express; the error exits 2 like any usage error.
+    pub fn validate(&self) -> Result<(), clap::Error> {
+        if let Command::Send(send) = &self.command
+            && send.lines
+            && !send.reads_stdin()
+        {
+            return Err(Cli::command().error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--lines reads stdin, so TEXT must be `-` (e.g. `rossipctl send --lines -`)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn channel_arg(value: &str) -> Result<String, String> {
+    validate_channel(value)
+        .map(|()| value.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+fn since_arg(value: &str) -> Result<Since, String> {
+    timefmt::parse_since(value, jiff::Timestamp::now(), &jiff::tz::TimeZone::system())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn tail_count_defaults_like_tail() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).expect("valid").command {
+            Command::Tail(t) => t.count(),
+            other => panic!("parsed as {other:?}"),
+        };
+        assert_eq!(parse(&["rossipctl", "tail"]), Some(10));
+        assert_eq!(parse(&["rossipctl", "tail", "-n", "3"]), Some(3));
+        assert_eq!(parse(&["rossipctl", "tail", "--since", "10m"]), None);
+        assert_eq!(
+            parse(&["rossipctl", "tail", "--since", "10m", "-n", "2"]),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn send_lines_needs_stdin() {
+        let cli = Cli::try_parse_from(["rossipctl", "send", "--lines", "hi"]).expect("parses");
+        assert!(cli.validate().is_err());
+        let cli = Cli::try_parse_from(["rossipctl", "send", "--lines", "-"]).expect("parses");
+        assert!(cli.validate().is_ok());
+    }
+
+    #[test]
+    fn arguments_are_checked() {
+        assert!(Cli::try_parse_from(["rossipctl", "send", "-c", "a b", "x"]).is_err());
+        assert!(Cli::try_parse_from(["rossipctl", "join"]).is_err());
+        assert!(Cli::try_parse_from(["rossipctl", "tail", "--since", "soon"]).is_err());
+    }
+}

@@ -1,0 +1,31 @@
+//! One file per subcommand. Each takes the shared [`Ctx`] and writes its results to an
+//! [`Out`](crate::output::Out).
+
+use std::path::PathBuf;
+
+use crate::client::{Client, ClientError};
+
+pub mod completions;
+pub mod follow;
+pub mod join;
+pub mod leave;
+pub mod peers;
+pub mod send;
+pub mod status;
+pub mod tail;
+
+/// What every command needs: where the daemon is, and which output format.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The resolved socket path.
+    pub socket: PathBuf,
+    /// `--json`: one JSON object per line on stdout.
+    pub json: bool,
+}
+
+impl Ctx {
+    /// Connects to the daemon.
+    pub fn connect(&self) -> Result<Client, ClientError> {
+        Client::connect(&self.socket)
+    }
+}

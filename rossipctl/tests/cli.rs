@@ -1,0 +1,436 @@
+//! The real `rossipctl` binary: exit codes, where messages go, and what a user sees when
+//! no daemon runs. Where a daemon's answer matters, a scripted fake speaks JSON-RPC on a
+//! Unix socket in a temp dir (tests against the real rossipd live in the `tests` crate).
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const EXIT_UNAVAILABLE: i32 = 69;
+
+fn rossipctl() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rossipctl"));
+    cmd.env_remove("ROSSIP_SOCKET").stdin(Stdio::null());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run rossipctl")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts the exit code, printing the command's output if it differs.
+fn assert_exit(out: &Output, code: i32, what: &str) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{what}\nstdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn missing_socket_exits_69_and_says_what_to_do() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("nothing-here.sock");
+    for args in [
+        &["status"][..],
+        &["peers"],
+        &["send", "hi"],
+        &["tail", "-f"],
+    ] {
+        let out = run(rossipctl().arg("--socket").arg(&socket).args(args));
+        assert_exit(&out, EXIT_UNAVAILABLE, &format!("rossipctl {args:?}"));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.starts_with("rossipctl: error: cannot reach rossipd at "),
+            "{stderr}"
+        );
+        assert!(stderr.contains(&socket.display().to_string()), "{stderr}");
+        assert!(stderr.contains("start it with `rossipd`"), "{stderr}");
+        assert!(stderr.contains("--socket"), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(out.stdout.is_empty(), "stdout: {}", text(&out.stdout));
+    }
+}
+
+#[test]
+fn stale_socket_file_exits_69() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("rossipd.sock");
+    drop(UnixListener::bind(&socket).expect("bind"));
+    assert!(socket.exists(), "the stale socket file stays behind");
+    let out = run(rossipctl().arg("--socket").arg(&socket).arg("status"));
+    assert_exit(&out, EXIT_UNAVAILABLE, "stale socket");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&socket.display().to_string()), "{stderr}");
+    assert!(stderr.contains("refused"), "{stderr}");
+    assert!(stderr.contains("is rossipd running?"), "{stderr}");
+}
+
+#[test]
+fn socket_comes_from_the_environment() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("from-env.sock");
+    let out = run(rossipctl().env("ROSSIP_SOCKET", &socket).arg("status"));
+    assert_exit(&out, EXIT_UNAVAILABLE, "ROSSIP_SOCKET");
+    assert!(text(&out.stderr).contains(&socket.display().to_string()));
+}
+
+#[test]
+fn default_socket_is_the_users() {
+    if Path::new("/run/rossip/rossipd.sock").exists() {
+        eprintln!("skipped: a system rossipd socket exists on this machine");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    // An empty ROSSIP_SOCKET counts as unset.
+    let out = run(rossipctl()
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .env("ROSSIP_SOCKET", "")
+        .arg("status"));
+    assert_exit(&out, EXIT_UNAVAILABLE, "default socket");
+    let expected = dir.path().join("rossip/rossipd.sock");
+    assert!(
+        text(&out.stderr).contains(&expected.display().to_string()),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `rossipctl` run by an unprivileged user: as is when we are not root, else through
+/// `setpriv` as `nobody` (root may connect to any socket). None if neither works here.
+fn unprivileged_rossipctl() -> Option<Command> {
+    if permissions_are_bypassed() {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_rossipctl"))
+            .env_remove("ROSSIP_SOCKET")
+            .stdin(Stdio::null());
+        let mut probe = Command::new("setpriv");
+        probe
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_rossipctl"))
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let works = probe.status().is_ok_and(|status| status.success());
+        works.then_some(cmd)
+    } else {
+        Some(rossipctl())
+    }
+}
+
+/// Whether this process ignores file permissions (root, or CAP_DAC_OVERRIDE).
+fn permissions_are_bypassed() -> bool {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("probe.sock");
+    let _listener = UnixListener::bind(&socket).expect("bind probe");
+    chmod(&socket, "000");
+    UnixStream::connect(&socket).is_ok()
+}
+
+fn chmod(path: &Path, mode: &str) {
+    let status = Command::new("chmod")
+        .arg(mode)
+        .arg(path)
+        .status()
+        .expect("chmod");
+    assert!(status.success(), "chmod {mode} {}", path.display());
+}
+
+#[test]
+fn permission_denied_exits_77_with_a_hint() {
+    let Some(mut cmd) = unprivileged_rossipctl() else {
+        eprintln!("skipped: running as root without a usable `setpriv`");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    chmod(dir.path(), "755");
+    let socket = dir.path().join("rossipd.sock");
+    let _listener = UnixListener::bind(&socket).expect("bind");
+    chmod(&socket, "600");
+    let out = run(cmd.arg("--socket").arg(&socket).arg("status"));
+    assert_exit(&out, 77, "a socket only its owner may use");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("permission denied"), "{stderr}");
+    assert!(stderr.contains("`rossip` group"), "{stderr}");
+    assert!(stderr.contains(&socket.display().to_string()), "{stderr}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &[][..],
+        &["frobnicate"],
+        &["send"],
+        &["send", "--lines", "not-stdin"],
+        &["send", "-c", "bad channel", "hi"],
+        &["tail", "--since", "the day before yesterday"],
+        &["tail", "-n", "minus-one"],
+        &["join"],
+        &["completions", "tcsh"],
+    ] {
+        let out = run(rossipctl().args(args));
+        assert_exit(&out, 2, &format!("rossipctl {args:?}"));
+        assert!(!out.stderr.is_empty(), "{args:?} explains itself on stderr");
+    }
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = run(rossipctl().arg("--help"));
+    assert_exit(&out, 0, "--help");
+    let help = text(&out.stdout);
+    for command in [
+        "send",
+        "tail",
+        "peers",
+        "status",
+        "join",
+        "leave",
+        "completions",
+    ] {
+        assert!(help.contains(command), "--help lacks {command}:\n{help}");
+    }
+    for flag in ["--socket", "--json", "ROSSIP_SOCKET"] {
+        assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+    }
+}
+
+#[test]
+fn completions_are_printed_for_every_shell() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = run(rossipctl().args(["completions", shell]));
+        assert_exit(&out, 0, shell);
+        let script = text(&out.stdout);
+        assert!(script.contains("rossipctl"), "{shell}: {script}");
+        assert!(script.contains("tail"), "{shell} completes subcommands");
+    }
+    let bash = text(&run(rossipctl().args(["completions", "bash"])).stdout);
+    assert!(bash.contains("complete -F"), "{bash}");
+}
+
+#[test]
+fn json_mode_keeps_errors_off_stdout() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("absent.sock");
+    for args in [&["peers"][..], &["status"], &["tail"], &["send", "x"]] {
+        let out = run(rossipctl()
+            .arg("--json")
+            .arg("--socket")
+            .arg(&socket)
+            .args(args));
+        assert_exit(&out, EXIT_UNAVAILABLE, &format!("--json {args:?}"));
+        assert!(out.stdout.is_empty(), "stdout: {}", text(&out.stdout));
+        assert!(text(&out.stderr).starts_with("rossipctl: error: "));
+    }
+}
+
+/// A scripted daemon: accepts one connection and hands it to `script`.
+fn fake_daemon(socket: &Path, script: impl FnOnce(&mut Conn) + Send + 'static) -> JoinHandle<()> {
+    let listener = UnixListener::bind(socket).expect("bind fake daemon");
+    thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        script(&mut Conn {
+            reader: BufReader::new(stream),
+        });
+    })
+}
+
+struct Conn {
+    reader: BufReader<UnixStream>,
+}
+
+impl Conn {
+    /// Reads a request; returns (id, method, params).
+    fn request(&mut self) -> (Value, String, Value) {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("read request");
+        let v: Value = serde_json::from_str(&line).expect("request is JSON");
+        assert_eq!(v["jsonrpc"], "2.0", "{line}");
+        (
+            v["id"].clone(),
+            v["method"].as_str().expect("method").to_owned(),
+            v["params"].clone(),
+        )
+    }
+
+    fn send(&mut self, value: Value) {
+        let line = format!("{value}\n");
+        self.reader
+            .get_mut()
+            .write_all(line.as_bytes())
+            .expect("write");
+    }
+}
+
+fn event(subscription: u64, seq: u64, text: &str) -> Value {
+    json!({"jsonrpc": "2.0", "method": "event", "params": {
+        "subscription": subscription, "kind": "message", "message": message(seq, text)}})
+}
+
+fn message(seq: u64, text: &str) -> Value {
+    let origin = "ab".repeat(16);
+    json!({"id": format!("{origin}-{seq}"), "origin": origin, "origin_name": "alice",
+           "seq": seq, "ts": 1_795_497_601_000u64 + seq, "ts_logical": 0,
+           "channel": "general", "text": text})
+}
+
+#[test]
+fn send_reads_stdin_and_prints_the_id() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("rossipd.sock");
+    let daemon = fake_daemon(&socket, |conn| {
+        let (id, method, params) = conn.request();
+        assert_eq!(method, "send");
+        assert_eq!(params, json!({"text": "two\nlines", "channel": "ops"}));
+        conn.send(json!({"jsonrpc": "2.0", "id": id, "result": {"id": "x-1", "ts": 5}}));
+    });
+    let mut child = rossipctl()
+        .args(["--json", "send", "-c", "ops", "-"])
+        .arg("--socket")
+        .arg(&socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"two\nlines\n")
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    daemon.join().expect("fake daemon saw the expected request");
+    assert_exit(&out, 0, "send -");
+    assert_eq!(text(&out.stdout), "{\"id\":\"x-1\",\"ts\":5}\n");
+}
+
+#[test]
+fn daemon_error_exits_1_with_message_and_code() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("rossipd.sock");
+    let daemon = fake_daemon(&socket, |conn| {
+        let (id, _, _) = conn.request();
+        conn.send(json!({"jsonrpc": "2.0", "id": id, "error": {
+            "code": -32001, "message": "message is 5000 bytes; the limit is 1200"}}));
+    });
+    let out = run(rossipctl()
+        .arg("--socket")
+        .arg(&socket)
+        .args(["send", "big"]));
+    daemon.join().expect("fake daemon");
+    assert_exit(&out, 1, "daemon error");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("the limit is 1200"), "{stderr}");
+    assert!(stderr.contains("-32001"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn daemon_hanging_up_exits_69() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("rossipd.sock");
+    let daemon = fake_daemon(&socket, |conn| {
+        conn.request();
+    });
+    let out = run(rossipctl().arg("--socket").arg(&socket).arg("status"));
+    daemon.join().expect("fake daemon");
+    assert_exit(&out, EXIT_UNAVAILABLE, "daemon closed the connection");
+    assert!(text(&out.stderr).contains("closed the connection"));
+}
+
+#[test]
+fn tail_prints_sanitized_lines() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("rossipd.sock");
+    let daemon = fake_daemon(&socket, |conn| {
+        let (id, method, params) = conn.request();
+        assert_eq!((method.as_str(), params), ("history", json!({"n": 10})));
+        let messages = [message(1, "hello"), message(2, "\x1b[2Jgotcha\nroot: fake")];
+        conn.send(json!({"jsonrpc": "2.0", "id": id, "result": {"messages": messages}}));
+    });
+    let out = run(rossipctl()
+        .env("TZ", "UTC")
+        .arg("--socket")
+        .arg(&socket)
+        .arg("tail"));
+    daemon.join().expect("fake daemon");
+    assert_exit(&out, 0, "tail");
+    assert_eq!(
+        text(&out.stdout),
+        "2026-11-24 05:20:01 alice: hello\n\
+         2026-11-24 05:20:01 alice: \\x1b[2Jgotcha\\nroot: fake\n"
+    );
+}
+
+/// Polls `child` until it exits or the deadline passes.
+fn wait_with_deadline(child: &mut Child, deadline: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            panic!("rossipctl did not exit within {deadline:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn tail_follow_into_a_closed_pipe_exits_0() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("rossipd.sock");
+    let (pipe_closed_tx, pipe_closed_rx) = mpsc::channel::<()>();
+    let daemon = fake_daemon(&socket, move |conn| {
+        let (id, method, _) = conn.request();
+        assert_eq!(method, "subscribe");
+        conn.send(json!({"jsonrpc": "2.0", "id": id, "result": {"subscription": 1}}));
+        conn.send(event(1, 1, "first"));
+        pipe_closed_rx.recv().expect("the test closes the pipe");
+        conn.send(event(1, 2, "second"));
+        // Wait for the client to hang up.
+        let mut rest = Vec::new();
+        let _ = conn.reader.read_to_end(&mut rest);
+    });
+    let mut child = rossipctl()
+        .args(["tail", "-f", "-n", "1"])
+        .arg("--socket")
+        .arg(&socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("first line");
+    assert!(first.ends_with("alice: first\n"), "{first:?}");
+    drop(stdout);
+    pipe_closed_tx.send(()).expect("daemon thread alive");
+    let status = wait_with_deadline(&mut child, Duration::from_secs(20));
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr);
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.is_empty(), "quiet exit, got: {stderr}");
+    daemon.join().expect("fake daemon");
+}
