@@ -290,6 +290,20 @@ impl Driver {
                 let _ = reply.send(self.status(now));
             }
             Command::Join { addrs, reply } => {
+                // Already a member at that address: nothing to wait for (the
+                // node does not re-greet alive members).
+                let known = self.node.members().find(|m| {
+                    addrs.contains(&m.addr)
+                        && matches!(m.state, PeerState::Alive | PeerState::Suspect)
+                });
+                if let Some(m) = known {
+                    let _ = reply.send(JoinResult {
+                        id: m.id.to_string(),
+                        name: m.name.clone(),
+                        addr: m.addr.to_string(),
+                    });
+                    return;
+                }
                 for addr in &addrs {
                     self.node.handle_contact(*addr, now);
                 }

@@ -71,7 +71,8 @@ pub fn bind(path: &Path, mode: u32) -> anyhow::Result<(Listener, SocketGuard)> {
         Ok(()) => tracing::info!(path = %path.display(), "removed stale socket file"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
-            return Err(e).with_context(|| format!("cannot remove stale socket {}", path.display()));
+            return Err(e)
+                .with_context(|| format!("cannot remove stale socket {}", path.display()));
         }
     }
     let name = path

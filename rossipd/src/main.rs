@@ -30,12 +30,14 @@ struct Args {
     #[arg(long, env = "ROSSIP_ADVERTISE")]
     advertise: Option<IpAddr>,
 
-    /// JSON-RPC socket path [default: $XDG_RUNTIME_DIR/rossip/rossipd.sock, or /tmp/rossip-UID/rossipd.sock]
-    #[arg(long, env = "ROSSIP_SOCKET")]
+    /// JSON-RPC socket path [env: ROSSIP_SOCKET] [default: $XDG_RUNTIME_DIR/rossip/rossipd.sock, or
+    /// /tmp/rossip-UID/rossipd.sock]
+    #[arg(long)]
     socket: Option<PathBuf>,
 
-    /// State directory (node id, sequence numbers) [default: $XDG_STATE_HOME/rossip or ~/.local/state/rossip]
-    #[arg(long, env = "ROSSIP_STATE_DIR")]
+    /// State directory (node id, sequence numbers) [env: ROSSIP_STATE_DIR] [default: $XDG_STATE_HOME/rossip or
+    /// ~/.local/state/rossip]
+    #[arg(long)]
     state_dir: Option<PathBuf>,
 
     /// Contact this node at start and whenever it is not a member (HOST:PORT or HOST; repeatable)
@@ -75,8 +77,16 @@ struct Args {
 
 impl Args {
     fn into_config(self) -> Config {
-        let socket = self.socket.unwrap_or_else(config::default_socket);
-        let state_dir = self.state_dir.unwrap_or_else(config::default_state_dir);
+        // Read by hand rather than by clap's `env`: an empty variable means
+        // unset here, as it does for rossipctl (clap would call it a usage error).
+        let socket = self
+            .socket
+            .or_else(|| non_empty_env(rossip_proto::paths::SOCKET_ENV))
+            .unwrap_or_else(config::default_socket);
+        let state_dir = self
+            .state_dir
+            .or_else(|| non_empty_env("ROSSIP_STATE_DIR"))
+            .unwrap_or_else(config::default_state_dir);
         let mut c = Config::new(socket, state_dir);
         if let Some(name) = self.name {
             c.name = name;
@@ -91,6 +101,12 @@ impl Args {
         c.history_limit = self.history;
         c
     }
+}
+
+fn non_empty_env(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 fn main() -> ExitCode {
