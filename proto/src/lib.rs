@@ -7,12 +7,15 @@
 //!   dissemination (eager push, de-duplication, bounded history). It takes
 //!   `handle_*` inputs carrying `now` and yields `poll_*` outputs; it owns no
 //!   socket, clock or OS randomness, so a test can drive many nodes by hand.
+//! - [`testing`]: a deterministic in-process network of nodes (virtual time,
+//!   latency, loss, crashes) for scenario tests and simulations.
 
 pub mod id;
 pub mod message;
 pub mod node;
 pub mod paths;
 pub mod rpc;
+pub mod testing;
 pub mod wire;
 
 pub use id::{MessageId, NodeId};

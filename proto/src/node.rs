@@ -1,10 +1,72 @@
-//! The sans-IO gossip node. SKELETON: signatures are the contract; bodies are being written.
+//! The sans-IO gossip node: membership (SWIM via `foca`) and dissemination
+//! (eager push, de-duplication, bounded history, anti-entropy).
+//!
+//! A [`Node`] owns no socket, clock or OS randomness. The driver feeds it
+//! inputs carrying `now` — [`Node::handle_datagram`], [`Node::handle_timeout`],
+//! [`Node::handle_contact`], [`Node::publish`], [`Node::leave`] — and after
+//! each input drains every output: [`Node::poll_transmit`] until `None`,
+//! [`Node::poll_event`] until `None`, then sleeps until
+//! [`Node::poll_timeout`] (or the next input). The same seed and the same
+//! inputs give the same run.
+//!
+//! Submodules, one job each:
+//! - `swim`: the `foca` glue (identity, configuration, runtime draining);
+//! - `timers`: the deterministic timer queue;
+//! - `membership`: the member table and its transitions;
+//! - `contact`: the hello handshake and graceful leave;
+//! - `history`: bounded history and bounded-memory de-duplication;
+//! - `dissemination`: publish, eager push and forwarding;
+//! - `anti_entropy`: digest exchange and repair.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
 use crate::id::{MessageId, NodeId};
-use crate::message::Message;
+use crate::message::{Hlc, MAX_NAME_BYTES, Message};
+use crate::wire::{self, ClusterId, Header};
+
+mod anti_entropy;
+mod contact;
+mod dissemination;
+mod history;
+mod membership;
+mod swim;
+mod timers;
+
+pub use anti_entropy::{
+    ANTI_ENTROPY_CATCH_UP_INTERVAL, ANTI_ENTROPY_INTERVAL, MAX_REPAIRS_PER_DIGEST,
+};
+pub use contact::HELLO_MIN_INTERVAL;
+pub use swim::{
+    PERIODIC_ANNOUNCE_INTERVAL, PERIODIC_GOSSIP_INTERVAL, PROBE_PERIOD, PROBE_RTT,
+    REMOVE_DOWN_AFTER, SUSPECT_TO_DOWN_AFTER,
+};
+
+use history::History;
+use membership::Membership;
+use swim::Swim;
+use timers::{TimerKind, TimerQueue};
+
+/// Default number of messages kept in the in-memory history.
+pub const DEFAULT_HISTORY_LIMIT: usize = 10_000;
+
+/// Default number of members an eager push goes to. With forwarding on first
+/// receipt, 3 reaches every node of a LAN cluster with high probability;
+/// anti-entropy repairs the rest.
+pub const DEFAULT_PUSH_FANOUT: usize = 3;
+
+/// Largest `text` [`Node::publish`] accepts; [`NodeConfig::max_text_bytes`]
+/// is clamped to it (one message must fit in one datagram until
+/// fragmentation exists).
+pub const MAX_TEXT_BYTES: usize = wire::MAX_TEXT_BYTES;
+
+/// Longest round trip recorded as [`Member::rtt`]; longer echoes are stale
+/// or forged.
+pub const MAX_PLAUSIBLE_RTT: Duration = Duration::from_secs(10);
 
 /// Static configuration of a [`Node`].
 #[derive(Debug, Clone)]
@@ -15,35 +77,83 @@ pub struct NodeConfig {
     pub name: String,
     /// Cluster label; datagrams of other clusters are dropped and counted.
     pub cluster: String,
-    /// The gossip address other nodes should use to reach this one.
+    /// The gossip address other nodes should use to reach this one. It is
+    /// part of the identity gossiped to every member, so it must be an
+    /// address peers can reach (not `0.0.0.0`).
     pub advertise_addr: SocketAddr,
     /// Distinguishes this run from earlier runs of the same node id, so that a
     /// restarted node wins over its own old (failed/left) identity. The daemon
-    /// passes e.g. the Unix time in seconds at start.
+    /// passes e.g. the Unix time in seconds at start. (A node wrongly declared
+    /// failed renews itself with `generation + 1`.)
     pub generation: u64,
     /// First sequence number this run may use (the daemon persists reservations).
     pub first_seq: u64,
-    /// Messages kept in the in-memory history.
+    /// Messages kept in the in-memory history (at least 1).
     pub history_limit: usize,
-    /// Largest `text` accepted by [`Node::publish`], in bytes.
+    /// Largest `text` accepted by [`Node::publish`], in bytes; clamped to
+    /// [`MAX_TEXT_BYTES`].
     pub max_text_bytes: usize,
-    /// How many members an eager push goes to.
+    /// How many members an eager push goes to (0: anti-entropy only).
     pub push_fanout: usize,
-    /// Seed of the node's RNG (probe order, fanout choice).
+    /// Seed of the node's RNG (probe order, fanout choice). The daemon passes
+    /// a random value; tests pass a fixed one to replay a run.
     pub rng_seed: u64,
 }
 
-/// A member's state.
+impl NodeConfig {
+    /// A configuration with the defaults for everything but who the node is:
+    /// generation 0, first sequence 1, [`DEFAULT_HISTORY_LIMIT`],
+    /// [`MAX_TEXT_BYTES`], [`DEFAULT_PUSH_FANOUT`], RNG seed 0.
+    pub fn new(
+        id: NodeId,
+        name: impl Into<String>,
+        cluster: impl Into<String>,
+        advertise_addr: SocketAddr,
+    ) -> Self {
+        NodeConfig {
+            id,
+            name: name.into(),
+            cluster: cluster.into(),
+            advertise_addr,
+            generation: 0,
+            first_seq: 1,
+            history_limit: DEFAULT_HISTORY_LIMIT,
+            max_text_bytes: MAX_TEXT_BYTES,
+            push_fanout: DEFAULT_PUSH_FANOUT,
+            rng_seed: 0,
+        }
+    }
+}
+
+/// A member's state, as users see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PeerState {
     /// Answering probes.
     Alive,
-    /// Missed probes.
+    /// Missed probes; declared failed unless it refutes in time.
     Suspect,
-    /// Declared dead.
+    /// Declared dead by the failure detector.
     Failed,
-    /// Left gracefully.
+    /// Left gracefully (`leave`, SIGTERM).
     Left,
+}
+
+impl PeerState {
+    /// Whether the member is believed to be running (alive or suspect):
+    /// those are the members messages are pushed to.
+    pub fn is_active(self) -> bool {
+        matches!(self, PeerState::Alive | PeerState::Suspect)
+    }
+
+    /// Lower-case name, as in the RPC API (`alive`, `suspect`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerState::Alive => "alive",
+            PeerState::Suspect => "suspect",
+            PeerState::Failed => "failed",
+            PeerState::Left => "left",
+        }
+    }
 }
 
 /// What this node knows of another member.
@@ -51,9 +161,9 @@ pub enum PeerState {
 pub struct Member {
     /// Id.
     pub id: NodeId,
-    /// Name.
+    /// Name (as the member announced it, at most 64 bytes).
     pub name: String,
-    /// Gossip address.
+    /// Gossip address (as the member advertises it).
     pub addr: SocketAddr,
     /// State.
     pub state: PeerState,
@@ -61,11 +171,15 @@ pub struct Member {
     pub since: Instant,
     /// Last datagram received directly from it.
     pub last_seen: Option<Instant>,
-    /// Last measured round trip.
+    /// Last measured round trip (hello handshake or digest exchange).
     pub rtt: Option<Duration>,
 }
 
 /// A member changed.
+///
+/// Emitted for every state transition, in order. Also emitted with
+/// `previous == Some(member.state)` when a member restarted (new generation)
+/// without a visible state change but with a new name or address.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerChange {
     /// The member after the change.
@@ -81,7 +195,8 @@ pub enum Event {
     Message(Message),
     /// A membership change.
     Peer(PeerChange),
-    /// A node answered our hello at `from` (used by `join`).
+    /// A node answered our hello at `from` (used by `join`). `from` is the
+    /// source address of the answer, normally the address contacted.
     Contacted {
         /// Address that answered.
         from: SocketAddr,
@@ -126,7 +241,7 @@ pub enum PublishError {
 /// Counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Datagrams handled.
+    /// Datagrams handled (every call of [`Node::handle_datagram`]).
     pub datagrams_received: u64,
     /// Datagrams produced.
     pub datagrams_sent: u64,
@@ -134,46 +249,171 @@ pub struct Stats {
     pub bytes_received: u64,
     /// Bytes out.
     pub bytes_sent: u64,
-    /// Drops by reason.
-    pub dropped: std::collections::BTreeMap<&'static str, u64>,
+    /// Drops by reason: the [`wire::DecodeError::reason`] names, plus
+    /// `from_self`, `after_leave`, `invalid_message`, `invalid_hello`,
+    /// `digest_from_non_member`, `swim_rejected` (foca refused a packet),
+    /// and encode failures (`encode_too_large`, `encode_failed`).
+    pub dropped: BTreeMap<&'static str, u64>,
     /// Published here.
     pub messages_sent: u64,
     /// First copies received from others.
     pub messages_received: u64,
     /// Duplicate copies.
     pub duplicates: u64,
+    /// Messages sent as repairs in answer to digests.
+    pub repairs_sent: u64,
 }
 
-/// The node.
-#[derive(Debug)]
-pub struct Node {}
+/// The protocol state machine of one rossip node.
+pub struct Node {
+    /// Configuration after clamping (name, limits).
+    config: NodeConfig,
+    cluster: ClusterId,
+    /// Origin of the microsecond stamps used for round trips.
+    epoch: Instant,
+    swim: Swim,
+    timers: TimerQueue,
+    members: Membership,
+    history: History,
+    clock: Hlc,
+    next_seq: u64,
+    /// Fanout and gossip-target choices (foca has its own RNG).
+    rng: StdRng,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stats: Stats,
+    left: bool,
+    /// When a hello last went to an address, to avoid re-sending it when the
+    /// driver reports the same address repeatedly (mDNS, seeds).
+    hello_sent: BTreeMap<SocketAddr, Instant>,
+    /// Where the next digest's slice of origins starts (exclusive).
+    digest_cursor: Option<NodeId>,
+    /// Members that came up and get the next anti-entropy rounds.
+    fresh_members: VecDeque<NodeId>,
+    /// Messages first received as repairs since the last anti-entropy round
+    /// (many means: catch up faster).
+    repaired_since_round: usize,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.config.id)
+            .field("name", &self.config.name)
+            .field("generation", &self.swim.identity().generation)
+            .field("members", &self.members.len())
+            .field("history", &self.history.len())
+            .field("left", &self.left)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Node {
-    /// Creates a node.
-    pub fn new(config: NodeConfig, now: Instant) -> Self {
-        let _ = (config, now);
-        todo!()
+    /// Creates a node. It knows no one until [`Node::handle_contact`] or a
+    /// datagram from another node.
+    pub fn new(mut config: NodeConfig, now: Instant) -> Self {
+        truncate_at_char_boundary(&mut config.name, MAX_NAME_BYTES);
+        config.first_seq = config.first_seq.max(1);
+        config.history_limit = config.history_limit.max(1);
+        config.max_text_bytes = config.max_text_bytes.min(MAX_TEXT_BYTES);
+        let identity = wire::Identity {
+            id: config.id,
+            addr: config.advertise_addr,
+            name: config.name.clone(),
+            generation: config.generation,
+        };
+        let swim = Swim::new(identity, StdRng::seed_from_u64(config.rng_seed));
+        // A different stream than foca's, so that our choices do not shift
+        // foca's probe order (and vice versa).
+        let rng = StdRng::seed_from_u64(config.rng_seed ^ 0x9e37_79b9_7f4a_7c15);
+        let mut timers = TimerQueue::default();
+        timers.schedule(now + ANTI_ENTROPY_INTERVAL, TimerKind::AntiEntropy);
+        Node {
+            cluster: ClusterId::from_label(&config.cluster),
+            epoch: now,
+            next_seq: config.first_seq,
+            history: History::new(config.history_limit, config.id),
+            swim,
+            timers,
+            members: Membership::default(),
+            clock: Hlc::default(),
+            rng,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            left: false,
+            hello_sent: BTreeMap::new(),
+            digest_cursor: None,
+            fresh_members: VecDeque::new(),
+            repaired_since_round: 0,
+            config,
+        }
     }
+
     /// This node's id.
     pub fn id(&self) -> NodeId {
-        todo!()
+        self.config.id
     }
-    /// A datagram arrived.
+
+    /// A datagram arrived from `from`.
+    ///
+    /// Anything that fails a check is dropped and counted in
+    /// [`Stats::dropped`] by reason; nothing an input contains can panic.
     pub fn handle_datagram(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) {
-        let _ = (from, bytes, now);
-        todo!()
+        self.stats.datagrams_received += 1;
+        self.stats.bytes_received += bytes.len() as u64;
+        if self.left {
+            self.count_drop("after_leave");
+            return;
+        }
+        let (header, body) = match wire::decode(bytes, self.cluster) {
+            Ok(decoded) => decoded,
+            Err(err) => {
+                tracing::debug!(%from, %err, "dropping datagram");
+                self.count_drop(err.reason());
+                return;
+            }
+        };
+        if header.sender == self.config.id {
+            self.count_drop("from_self");
+            return;
+        }
+        match body {
+            wire::Body::Hello(hello) => self.on_hello(from, header.sender, hello, now),
+            wire::Body::Swim(payload) => self.on_swim(&payload, now),
+            wire::Body::Push(message) => self.on_message(header.sender, message, true),
+            wire::Body::Repair(message) => self.on_message(header.sender, message, false),
+            wire::Body::Leave { generation } => self.on_leave(header.sender, generation, now),
+            wire::Body::Digest(digest) => self.on_digest(header.sender, digest, now),
+        }
+        // After handling, so that the first datagram of a new member counts.
+        self.members.saw(header.sender, now);
     }
-    /// Timers due at or before now.
+
+    /// Fires every timer due at or before `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
+        if self.left {
+            return;
+        }
+        for timer in self.timers.take_due(now) {
+            match timer {
+                TimerKind::Swim(timer) => self.on_swim_timer(timer, now),
+                TimerKind::AntiEntropy => self.anti_entropy_round(now),
+            }
+        }
     }
-    /// An address to contact (mDNS, seed, join).
+
+    /// An address to contact (mDNS, seed, join): sends it a hello; it becomes
+    /// a member when it answers. Skipped for our own address, for addresses
+    /// of alive or suspect members, and for an address contacted less than
+    /// [`HELLO_MIN_INTERVAL`] ago, so the driver may call this repeatedly.
     pub fn handle_contact(&mut self, addr: SocketAddr, now: Instant) {
-        let _ = (addr, now);
-        todo!()
+        self.contact(addr, now);
     }
-    /// Publish.
+
+    /// Publishes a message from this node: validates it, stamps it, stores
+    /// it, delivers it locally ([`Event::Message`]) and pushes it to
+    /// `push_fanout` random members.
     pub fn publish(
         &mut self,
         channel: &str,
@@ -181,49 +421,132 @@ impl Node {
         wall_ms: u64,
         now: Instant,
     ) -> Result<Message, PublishError> {
-        let _ = (channel, text, wall_ms, now);
-        todo!()
-    }
-    /// Leave.
-    pub fn leave(&mut self, now: Instant) -> usize {
+        // `now` is part of the contract for later use (rate limits); the
+        // message's time is the HLC reading derived from `wall_ms`.
         let _ = now;
-        todo!()
+        self.publish_message(channel, text, wall_ms)
     }
-    /// Next seq.
+
+    /// Leaves the cluster gracefully: tells every alive or suspect member
+    /// (twice, for a little loss tolerance), lets foca declare us down, and
+    /// stops: afterwards datagrams are dropped, timers stop and
+    /// [`Node::publish`] fails with [`PublishError::Left`]. Returns how many
+    /// members were notified. Calling it again does nothing and returns 0.
+    pub fn leave(&mut self, now: Instant) -> usize {
+        self.leave_cluster(now)
+    }
+
+    /// The sequence number the next [`Node::publish`] will use (the daemon
+    /// persists reservations ahead of it).
     pub fn next_seq(&self) -> u64 {
-        todo!()
+        self.next_seq
     }
-    /// Members.
+
+    /// Every member known (not this node), ordered by id.
     pub fn members(&self) -> impl Iterator<Item = &Member> {
-        std::iter::empty()
+        self.members.iter()
     }
-    /// History, oldest first.
+
+    /// History, oldest first (by [`crate::message::OrderKey`]).
     pub fn history(&self) -> impl DoubleEndedIterator<Item = &Message> {
-        std::iter::empty()
+        self.history.iter()
     }
+
     /// Look up a message in history.
     pub fn message(&self, id: &MessageId) -> Option<&Message> {
-        let _ = id;
-        todo!()
+        self.history.get(id)
     }
+
     /// Counters.
     pub fn stats(&self) -> &Stats {
-        todo!()
+        &self.stats
     }
+
     /// Whether leave() was called.
     pub fn has_left(&self) -> bool {
-        todo!()
+        self.left
     }
-    /// Next datagram.
+
+    /// This node's name (after truncation to 64 bytes).
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// This node's current generation (the configured one, plus one for
+    /// every time it had to renew itself after being declared failed).
+    pub fn generation(&self) -> u64 {
+        self.swim.identity().generation
+    }
+
+    /// Next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        todo!()
+        self.transmits.pop_front()
     }
-    /// Next event.
+
+    /// Next event for the application.
     pub fn poll_event(&mut self) -> Option<Event> {
-        todo!()
+        self.events.pop_front()
     }
-    /// Next deadline.
+
+    /// When [`Node::handle_timeout`] should next be called; `None` after
+    /// leaving.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!()
+        if self.left {
+            return None;
+        }
+        self.timers.next_deadline()
+    }
+
+    /// Encodes `body` to `dst` and queues it; an encoding failure (a bug, as
+    /// every body is built to fit) is counted, not sent.
+    fn send(&mut self, dst: SocketAddr, body: &wire::Body) {
+        let header = Header {
+            flags: 0,
+            cluster: self.cluster,
+            sender: self.config.id,
+        };
+        match wire::encode(&header, body) {
+            Ok(payload) => {
+                self.stats.datagrams_sent += 1;
+                self.stats.bytes_sent += payload.len() as u64;
+                self.transmits.push_back(Transmit { dst, payload });
+            }
+            Err(err) => {
+                tracing::warn!(%dst, %err, "could not encode datagram");
+                self.count_drop(err.reason());
+            }
+        }
+    }
+
+    fn count_drop(&mut self, reason: &'static str) {
+        *self.stats.dropped.entry(reason).or_insert(0) += 1;
+    }
+
+    /// Microseconds since this node was created: the stamps round trips are
+    /// measured with.
+    fn stamp_us(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// The round trip since `stamp_us` (a stamp of ours a peer echoed), if
+    /// plausible: a peer could echo anything, and a stamp from the future or
+    /// over [`MAX_PLAUSIBLE_RTT`] ago is not a measurement.
+    fn rtt_since(&self, stamp_us: u64, now: Instant) -> Option<Duration> {
+        let now_us = self.stamp_us(now);
+        now_us
+            .checked_sub(stamp_us)
+            .map(Duration::from_micros)
+            .filter(|rtt| *rtt <= MAX_PLAUSIBLE_RTT)
+    }
+}
+
+/// Shortens `s` to at most `max` bytes without splitting a character.
+pub(crate) fn truncate_at_char_boundary(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
     }
 }

@@ -1,4 +1,464 @@
-//! Datagram format. SKELETON.
+//! The datagram format between nodes.
+//!
+//! Every datagram is a fixed [`HEADER_LEN`]-byte header followed by a
+//! postcard-encoded [`Body`]:
+//!
+//! ```text
+//!  0      2        3       4            12                 28
+//!  +------+--------+-------+------------+------------------+-------------+
+//!  | "RS" | version| flags | cluster id | sender node id   | body ...    |
+//!  +------+--------+-------+------------+------------------+-------------+
+//! ```
+//!
+//! - `version` is [`VERSION`]; anything else is refused, so that a later
+//!   format can change everything after the version byte.
+//! - `flags` is 0. It is reserved for the encryption issue, which will put a
+//!   key id there; a datagram with unknown flags is refused rather than
+//!   misread.
+//! - `cluster id` is [`ClusterId::from_label`] of the cluster label (FNV-1a
+//!   64, stable forever), so that separate clusters on one LAN ignore each
+//!   other cheaply, before any body is decoded.
+//! - `sender` is the sending node's id; it is what `last_seen` is keyed by.
+//!
+//! No datagram is larger than [`MAX_DATAGRAM_BYTES`]: [`encode`] refuses to
+//! produce one and [`decode`] refuses to read one. Decoding is total: any
+//! byte string yields a value or a [`DecodeError`], never a panic, and the
+//! allocations it makes are bounded by the input's length.
 
-/// Largest datagram rossip sends or accepts.
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::NodeId;
+use crate::message::Message;
+
+/// Largest datagram rossip sends or accepts: below a 1,500-byte Ethernet MTU
+/// with room for IP/UDP headers (and IPv6), so IP never fragments.
 pub const MAX_DATAGRAM_BYTES: usize = 1400;
+
+/// The first two bytes of every rossip datagram.
+pub const MAGIC: [u8; 2] = *b"RS";
+
+/// The wire format version this code speaks.
+pub const VERSION: u8 = 1;
+
+/// Length of the fixed header: magic, version, flags, cluster id, sender id.
+pub const HEADER_LEN: usize = 2 + 1 + 1 + 8 + 16;
+
+/// Largest body that fits in one datagram.
+pub const MAX_BODY_BYTES: usize = MAX_DATAGRAM_BYTES - HEADER_LEN;
+
+/// Largest message text, in bytes, that fits in one datagram together with
+/// the header and the longest origin name and channel (64 bytes each) and
+/// maximal varints, with ~70 bytes to spare for the fields later issues add
+/// (e.g. an authentication tag). Messages larger than this need
+/// fragmentation, which a later issue adds.
+pub const MAX_TEXT_BYTES: usize = 1_100;
+
+/// A cluster's identity on the wire: the FNV-1a 64 hash of its label.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct ClusterId(pub u64);
+
+impl ClusterId {
+    /// The id of the cluster named `label`. This function is part of the
+    /// wire format: it must never change.
+    pub fn from_label(label: &str) -> Self {
+        ClusterId(fnv1a_64(label.as_bytes()))
+    }
+}
+
+/// FNV-1a, 64-bit variant (offset basis 0xcbf29ce484222325, prime
+/// 0x100000001b3). Chosen because it is tiny, well specified and stable;
+/// it is not meant to resist anyone choosing labels adversarially.
+pub fn fnv1a_64(bytes: &[u8]) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET_BASIS, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(PRIME)
+    })
+}
+
+/// The fixed part of every datagram.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Header {
+    /// Reserved (0). The encryption issue will carry a key id here.
+    pub flags: u8,
+    /// Which cluster the datagram belongs to.
+    pub cluster: ClusterId,
+    /// The node that sent it.
+    pub sender: NodeId,
+}
+
+/// Who a node is, as membership knows it: also the identity `foca` gossips.
+///
+/// `generation` distinguishes runs of the same node id: a restarted node
+/// comes back with a higher generation, which wins over its old identity
+/// (that may still be remembered as failed or left).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub struct Identity {
+    /// The node's id (the membership key).
+    pub id: NodeId,
+    /// The address its gossip socket is reached at.
+    pub addr: SocketAddr,
+    /// Its human-readable name (≤ 64 bytes when produced by rossip).
+    pub name: String,
+    /// Which run of the node this is; higher wins.
+    pub generation: u64,
+}
+
+/// A contact handshake: proves that the gossip port answers before a
+/// discovered address becomes a member.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Hello {
+    /// The sender's identity.
+    pub identity: Identity,
+    /// `false` for a request, `true` for the answer to one.
+    pub ack: bool,
+    /// In a request: the sender's clock (microseconds on its own monotonic
+    /// scale). In an answer: the request's stamp, echoed, so the requester
+    /// measures the round trip without keeping state per request.
+    pub stamp_us: u64,
+}
+
+/// An inclusive range of sequence numbers of one origin.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct SeqRange {
+    /// First sequence number in the range.
+    pub first: u64,
+    /// Last sequence number in the range (≥ `first`).
+    pub last: u64,
+}
+
+/// What a node has seen of one origin's messages.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct OriginDigest {
+    /// The origin node.
+    pub origin: NodeId,
+    /// Sequence numbers seen, as sorted disjoint ranges. Anything outside
+    /// them counts as missing (a truncated list costs only duplicates).
+    pub seen: Vec<SeqRange>,
+}
+
+/// An anti-entropy summary: "this is what I have seen of every origin whose
+/// id lies in `(after, through]`; send me what I lack".
+///
+/// The origin range makes a digest complete for a slice of the id space even
+/// when all origins do not fit in one datagram: an origin inside the range
+/// that the digest does not list is one the sender knows nothing of.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Digest {
+    /// The sender's clock (microseconds, its own scale), for round trips.
+    pub stamp_us: u64,
+    /// `Some(stamp)` when this digest answers another digest; an answer is
+    /// never answered with a digest again, which bounds the exchange.
+    pub reply_to: Option<u64>,
+    /// Exclusive lower bound of the origins covered (`None`: from the start).
+    pub after: Option<NodeId>,
+    /// Inclusive upper bound of the origins covered (`None`: to the end).
+    pub through: Option<NodeId>,
+    /// Origins in the range the sender has seen messages of.
+    pub origins: Vec<OriginDigest>,
+}
+
+/// The kinds of datagram.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Body {
+    /// Contact handshake (request or answer).
+    Hello(Hello),
+    /// A SWIM packet, opaque here: `foca`'s own encoding.
+    Swim(Vec<u8>),
+    /// Eager push of a message.
+    Push(Message),
+    /// The sender leaves the cluster gracefully.
+    Leave {
+        /// The generation that leaves (a later run is not affected).
+        generation: u64,
+    },
+    /// Anti-entropy summary.
+    Digest(Digest),
+    /// A message sent because a digest showed the receiver lacks it.
+    Repair(Message),
+}
+
+/// Why a datagram was refused. [`DecodeError::reason`] names the counter.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Shorter than the header.
+    #[error("datagram of {0} bytes is shorter than the {HEADER_LEN}-byte header")]
+    TooShort(usize),
+    /// Not a rossip datagram.
+    #[error("datagram does not start with the rossip magic")]
+    BadMagic,
+    /// A rossip datagram of a version this code does not speak.
+    #[error("unsupported wire version {0}")]
+    UnsupportedVersion(u8),
+    /// Flags this code does not understand (e.g. encryption, not enabled).
+    #[error("unsupported header flags {0:#04x}")]
+    UnsupportedFlags(u8),
+    /// Another cluster's datagram.
+    #[error("datagram belongs to another cluster")]
+    WrongCluster,
+    /// Larger than [`MAX_DATAGRAM_BYTES`].
+    #[error("datagram of {0} bytes exceeds {MAX_DATAGRAM_BYTES}")]
+    Oversized(usize),
+    /// The body does not decode (or has trailing bytes).
+    #[error("malformed datagram body")]
+    Malformed,
+}
+
+impl DecodeError {
+    /// Short, stable name used as the key of `Stats::dropped`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::TooShort(_) => "too_short",
+            DecodeError::BadMagic => "bad_magic",
+            DecodeError::UnsupportedVersion(_) => "unsupported_version",
+            DecodeError::UnsupportedFlags(_) => "unsupported_flags",
+            DecodeError::WrongCluster => "wrong_cluster",
+            DecodeError::Oversized(_) => "oversized",
+            DecodeError::Malformed => "malformed",
+        }
+    }
+}
+
+/// Why a datagram could not be produced.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// The encoded datagram would exceed [`MAX_DATAGRAM_BYTES`].
+    #[error("datagram of {0} bytes would exceed {MAX_DATAGRAM_BYTES}")]
+    TooLarge(usize),
+    /// The body could not be serialized.
+    #[error("body could not be serialized")]
+    Serialize,
+}
+
+impl EncodeError {
+    /// Short, stable name for counters.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EncodeError::TooLarge(_) => "encode_too_large",
+            EncodeError::Serialize => "encode_failed",
+        }
+    }
+}
+
+/// Encodes a datagram, refusing to produce more than [`MAX_DATAGRAM_BYTES`].
+pub fn encode(header: &Header, body: &Body) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(HEADER_LEN + 64);
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(header.flags);
+    out.extend_from_slice(&header.cluster.0.to_be_bytes());
+    out.extend_from_slice(&header.sender.0);
+    let out = postcard::to_extend(body, out).map_err(|_| EncodeError::Serialize)?;
+    if out.len() > MAX_DATAGRAM_BYTES {
+        return Err(EncodeError::TooLarge(out.len()));
+    }
+    Ok(out)
+}
+
+/// Checks and parses the fixed header; `expected` is this node's cluster.
+/// Returns the header and the body bytes.
+pub fn decode_header(bytes: &[u8], expected: ClusterId) -> Result<(Header, &[u8]), DecodeError> {
+    if bytes.len() > MAX_DATAGRAM_BYTES {
+        return Err(DecodeError::Oversized(bytes.len()));
+    }
+    let Some((head, body)) = bytes.split_first_chunk::<HEADER_LEN>() else {
+        // A foreign protocol's short packet is more usefully "bad magic".
+        if bytes.len() >= 2 && bytes.get(..2) != Some(&MAGIC[..]) {
+            return Err(DecodeError::BadMagic);
+        }
+        return Err(DecodeError::TooShort(bytes.len()));
+    };
+    let [
+        m0,
+        m1,
+        version,
+        flags,
+        c0,
+        c1,
+        c2,
+        c3,
+        c4,
+        c5,
+        c6,
+        c7,
+        sender @ ..,
+    ] = *head;
+    if [m0, m1] != MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    if version != VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    if flags != 0 {
+        return Err(DecodeError::UnsupportedFlags(flags));
+    }
+    let cluster = ClusterId(u64::from_be_bytes([c0, c1, c2, c3, c4, c5, c6, c7]));
+    if cluster != expected {
+        return Err(DecodeError::WrongCluster);
+    }
+    let header = Header {
+        flags,
+        cluster,
+        sender: NodeId(sender),
+    };
+    Ok((header, body))
+}
+
+/// Decodes a whole datagram of cluster `expected`.
+pub fn decode(bytes: &[u8], expected: ClusterId) -> Result<(Header, Body), DecodeError> {
+    let (header, body) = decode_header(bytes, expected)?;
+    let (body, rest) =
+        postcard::take_from_bytes::<Body>(body).map_err(|_| DecodeError::Malformed)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::Malformed);
+    }
+    Ok((header, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::MessageId;
+    use crate::message::{Hlc, MAX_CHANNEL_BYTES, MAX_NAME_BYTES};
+
+    fn header() -> Header {
+        Header {
+            flags: 0,
+            cluster: ClusterId::from_label("rossip"),
+            sender: NodeId([9; 16]),
+        }
+    }
+
+    #[test]
+    fn fnv1a_matches_reference_vectors() {
+        // Published FNV-1a 64 test vectors.
+        assert_eq!(fnv1a_64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a_64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn round_trips_every_body_kind() {
+        let identity = Identity {
+            id: NodeId([1; 16]),
+            addr: "10.0.0.1:7465".parse().expect("addr"),
+            name: "alpha".into(),
+            generation: 3,
+        };
+        let message = Message {
+            id: MessageId {
+                origin: NodeId([1; 16]),
+                seq: 7,
+            },
+            origin_name: "alpha".into(),
+            ts: Hlc {
+                ms: 1_700_000_000_000,
+                logical: 2,
+            },
+            channel: "general".into(),
+            text: "hello".into(),
+        };
+        let bodies = [
+            Body::Hello(Hello {
+                identity,
+                ack: true,
+                stamp_us: 12,
+            }),
+            Body::Swim(vec![1, 2, 3]),
+            Body::Push(message.clone()),
+            Body::Leave { generation: 3 },
+            Body::Digest(Digest {
+                stamp_us: 5,
+                reply_to: Some(4),
+                after: None,
+                through: Some(NodeId([2; 16])),
+                origins: vec![OriginDigest {
+                    origin: NodeId([1; 16]),
+                    seen: vec![SeqRange { first: 1, last: 7 }],
+                }],
+            }),
+            Body::Repair(message),
+        ];
+        for body in bodies {
+            let bytes = encode(&header(), &body).expect("encode");
+            let (h, b) = decode(&bytes, header().cluster).expect("decode");
+            assert_eq!(h, header());
+            assert_eq!(b, body);
+        }
+    }
+
+    #[test]
+    fn header_checks_have_reasons() {
+        let bytes = encode(&header(), &Body::Leave { generation: 1 }).expect("encode");
+        let cluster = header().cluster;
+
+        assert_eq!(
+            decode(&bytes[..10], cluster),
+            Err(DecodeError::TooShort(10))
+        );
+        assert_eq!(
+            decode(b"GET / HTTP/1.1", cluster),
+            Err(DecodeError::BadMagic)
+        );
+
+        let mut v = bytes.clone();
+        v[2] = 9;
+        assert_eq!(decode(&v, cluster), Err(DecodeError::UnsupportedVersion(9)));
+
+        let mut f = bytes.clone();
+        f[3] = 1;
+        assert_eq!(decode(&f, cluster), Err(DecodeError::UnsupportedFlags(1)));
+
+        assert_eq!(
+            decode(&bytes, ClusterId::from_label("other")),
+            Err(DecodeError::WrongCluster)
+        );
+
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert_eq!(decode(&trailing, cluster), Err(DecodeError::Malformed));
+
+        let big = vec![0u8; MAX_DATAGRAM_BYTES + 1];
+        assert_eq!(
+            decode(&big, cluster),
+            Err(DecodeError::Oversized(MAX_DATAGRAM_BYTES + 1))
+        );
+        assert_eq!(DecodeError::WrongCluster.reason(), "wrong_cluster");
+    }
+
+    #[test]
+    fn largest_message_fits_one_datagram() {
+        let message = Message {
+            id: MessageId {
+                origin: NodeId([0xff; 16]),
+                seq: u64::MAX,
+            },
+            origin_name: "é".repeat(MAX_NAME_BYTES / 2),
+            ts: Hlc {
+                ms: u64::MAX,
+                logical: u32::MAX,
+            },
+            channel: "c".repeat(MAX_CHANNEL_BYTES),
+            text: "x".repeat(MAX_TEXT_BYTES),
+        };
+        for body in [Body::Push(message.clone()), Body::Repair(message)] {
+            let bytes = encode(&header(), &body).expect("largest message must fit");
+            assert!(
+                bytes.len() + 64 <= MAX_DATAGRAM_BYTES,
+                "{} bytes leave too little slack",
+                bytes.len()
+            );
+        }
+    }
+
+    #[test]
+    fn encode_refuses_oversized_datagrams() {
+        let body = Body::Swim(vec![0; MAX_DATAGRAM_BYTES]);
+        assert!(matches!(
+            encode(&header(), &body),
+            Err(EncodeError::TooLarge(_))
+        ));
+    }
+}

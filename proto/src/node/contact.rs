@@ -1,0 +1,139 @@
+//! The hello handshake that turns a discovered address into a member, and
+//! the graceful leave.
+//!
+//! A leave notice goes directly to every member the leaver knows; foca's
+//! own "down" gossip about the leaver spreads further but cannot say "left".
+//! So a node the leaver did not know (or that lost both copies) shows it as
+//! `failed`, not `left`.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::{Event, Node};
+use crate::id::NodeId;
+use crate::message::MAX_NAME_BYTES;
+use crate::wire::{Body, Hello};
+
+/// The shortest time between two hellos to one address: discovery may report
+/// an address many times (mDNS, seeds retried), and one hello per second is
+/// plenty to get an answer from a live node.
+pub const HELLO_MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How many copies of a leave notice each member gets.
+const LEAVE_COPIES: usize = 2;
+
+/// Past this many remembered hello targets, old entries are pruned.
+const HELLO_MEMORY: usize = 256;
+
+impl Node {
+    /// Sends a hello request to `addr`, unless that is pointless (see
+    /// [`Node::handle_contact`]).
+    pub(super) fn contact(&mut self, addr: SocketAddr, now: Instant) {
+        if self.left || addr == self.config.advertise_addr || self.members.is_active_addr(addr) {
+            return;
+        }
+        if let Some(sent) = self.hello_sent.get(&addr)
+            && now.saturating_duration_since(*sent) < HELLO_MIN_INTERVAL
+        {
+            return;
+        }
+        if self.hello_sent.len() >= HELLO_MEMORY {
+            self.hello_sent
+                .retain(|_, sent| now.saturating_duration_since(*sent) < HELLO_MIN_INTERVAL);
+        }
+        self.hello_sent.insert(addr, now);
+        let hello = Hello {
+            identity: self.swim.identity().clone(),
+            ack: false,
+            stamp_us: self.stamp_us(now),
+        };
+        self.send(addr, &Body::Hello(hello));
+    }
+
+    /// A hello arrived: answer a request, and make the sender a member (it
+    /// just proved its gossip port answers). An answer also asks the peer for
+    /// its member list, and is reported as [`Event::Contacted`].
+    pub(super) fn on_hello(
+        &mut self,
+        from: SocketAddr,
+        sender: NodeId,
+        hello: Hello,
+        now: Instant,
+    ) {
+        let Hello {
+            identity,
+            ack,
+            stamp_us,
+        } = hello;
+        if identity.id != sender || identity.name.len() > MAX_NAME_BYTES {
+            self.count_drop("invalid_hello");
+            return;
+        }
+        if !ack {
+            let answer = Hello {
+                identity: self.swim.identity().clone(),
+                ack: true,
+                stamp_us,
+            };
+            self.send(from, &Body::Hello(answer));
+        }
+        let mut result = self.swim.apply_alive(identity.clone());
+        if ack && result.is_ok() {
+            result = self.swim.announce(identity.clone());
+        }
+        if let Err(err) = result {
+            tracing::debug!(%err, "foca refused a hello's identity");
+            self.count_drop("swim_rejected");
+        }
+        self.after_swim(now);
+        if ack {
+            if let Some(rtt) = self.rtt_since(stamp_us, now) {
+                self.members.set_rtt(sender, rtt);
+            }
+            self.events.push_back(Event::Contacted {
+                from,
+                id: identity.id,
+                name: identity.name,
+            });
+        }
+    }
+
+    /// `sender` says its run `generation` leaves: it becomes `left` (and
+    /// foca is told it is down, so probing stops and the news spreads).
+    pub(super) fn on_leave(&mut self, sender: NodeId, generation: u64, now: Instant) {
+        let (change, identity) = self.members.left(sender, generation, now);
+        if let Some(change) = change {
+            self.events.push_back(Event::Peer(change));
+        }
+        if let Some(identity) = identity {
+            if let Err(err) = self.swim.apply_down(identity) {
+                tracing::debug!(%err, "foca refused a leave");
+                self.count_drop("swim_rejected");
+            }
+            self.after_swim(now);
+        }
+    }
+
+    /// See [`Node::leave`].
+    pub(super) fn leave_cluster(&mut self, now: Instant) -> usize {
+        if self.left {
+            return 0;
+        }
+        let targets = self.members.active_targets(&[]);
+        let notice = Body::Leave {
+            generation: self.swim.identity().generation,
+        };
+        for _ in 0..LEAVE_COPIES {
+            for (_, addr) in &targets {
+                self.send(*addr, &notice);
+            }
+        }
+        if let Err(err) = self.swim.leave() {
+            tracing::debug!(%err, "foca could not gossip our leave");
+        }
+        self.after_swim(now);
+        self.left = true;
+        self.timers.clear();
+        targets.len()
+    }
+}

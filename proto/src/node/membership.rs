@@ -1,0 +1,272 @@
+//! The member table users see: one [`Member`] per node id, with the state
+//! transitions that produce [`PeerChange`] events.
+//!
+//! foca decides liveness; this table translates it: `MemberUp` → alive,
+//! foca's suspect state → suspect, `MemberDown` → failed — unless the member
+//! said it was leaving, which makes it `left` and keeps it `left` when foca's
+//! own "down" for it arrives.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::{Member, PeerChange, PeerState, truncate_at_char_boundary};
+use crate::id::NodeId;
+use crate::message::MAX_NAME_BYTES;
+use crate::wire::Identity;
+
+/// One member and the identity (run) the table currently follows.
+#[derive(Debug)]
+struct Record {
+    member: Member,
+    identity: Identity,
+}
+
+/// Every node this one knows of, by id (deterministic order).
+#[derive(Debug, Default)]
+pub(super) struct Membership {
+    records: BTreeMap<NodeId, Record>,
+}
+
+fn display_name(identity: &Identity) -> String {
+    let mut name = identity.name.clone();
+    truncate_at_char_boundary(&mut name, MAX_NAME_BYTES);
+    name
+}
+
+/// Sets `record`'s state, returning the change if it is one.
+fn transition(record: &mut Record, state: PeerState, now: Instant) -> Option<PeerChange> {
+    let previous = record.member.state;
+    if previous == state {
+        return None;
+    }
+    record.member.state = state;
+    record.member.since = now;
+    Some(PeerChange {
+        member: record.member.clone(),
+        previous: Some(previous),
+    })
+}
+
+/// Makes `record` follow `identity` (a newer run of the member).
+fn adopt(record: &mut Record, identity: &Identity) {
+    record.identity = identity.clone();
+    record.member.addr = identity.addr;
+    record.member.name = display_name(identity);
+}
+
+impl Membership {
+    pub(super) fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Member> {
+        self.records.values().map(|r| &r.member)
+    }
+
+    /// A datagram from `id` arrived.
+    pub(super) fn saw(&mut self, id: NodeId, now: Instant) {
+        if let Some(record) = self.records.get_mut(&id) {
+            record.member.last_seen = Some(now);
+        }
+    }
+
+    pub(super) fn set_rtt(&mut self, id: NodeId, rtt: Duration) {
+        if let Some(record) = self.records.get_mut(&id) {
+            record.member.rtt = Some(rtt);
+        }
+    }
+
+    /// Alive and suspect members, except `excluded`, by id.
+    pub(super) fn active_targets(&self, excluded: &[NodeId]) -> Vec<(NodeId, SocketAddr)> {
+        self.records
+            .values()
+            .filter(|r| r.member.state.is_active() && !excluded.contains(&r.member.id))
+            .map(|r| (r.member.id, r.member.addr))
+            .collect()
+    }
+
+    /// Whether any member is alive or suspect.
+    pub(super) fn has_active(&self) -> bool {
+        self.records.values().any(|r| r.member.state.is_active())
+    }
+
+    /// The address of `id` if it is an alive or suspect member.
+    pub(super) fn active_addr(&self, id: NodeId) -> Option<SocketAddr> {
+        self.records
+            .get(&id)
+            .filter(|r| r.member.state.is_active())
+            .map(|r| r.member.addr)
+    }
+
+    /// Whether `addr` is the address of an alive or suspect member.
+    pub(super) fn is_active_addr(&self, addr: SocketAddr) -> bool {
+        self.records
+            .values()
+            .any(|r| r.member.state.is_active() && r.member.addr == addr)
+    }
+
+    /// foca: `identity` is up (new, back, or a newer run).
+    pub(super) fn up(&mut self, identity: &Identity, now: Instant) -> Option<PeerChange> {
+        match self.records.get_mut(&identity.id) {
+            Some(record) => {
+                if record.identity.generation > identity.generation {
+                    return None;
+                }
+                adopt(record, identity);
+                transition(record, PeerState::Alive, now)
+            }
+            None => {
+                let member = Member {
+                    id: identity.id,
+                    name: display_name(identity),
+                    addr: identity.addr,
+                    state: PeerState::Alive,
+                    since: now,
+                    last_seen: None,
+                    rtt: None,
+                };
+                self.records.insert(
+                    identity.id,
+                    Record {
+                        member: member.clone(),
+                        identity: identity.clone(),
+                    },
+                );
+                Some(PeerChange {
+                    member,
+                    previous: None,
+                })
+            }
+        }
+    }
+
+    /// foca: `identity` is down. Failed, unless it left.
+    pub(super) fn down(&mut self, identity: &Identity, now: Instant) -> Option<PeerChange> {
+        let record = self.records.get_mut(&identity.id)?;
+        if record.identity.generation > identity.generation
+            || record.member.state == PeerState::Left
+        {
+            return None;
+        }
+        transition(record, PeerState::Failed, now)
+    }
+
+    /// foca: `new` replaced `old` (a restart). If the liveness changed, an
+    /// up/down notification follows; otherwise a visible change of name or
+    /// address is reported with the state unchanged.
+    pub(super) fn rename(&mut self, new: &Identity) -> Option<PeerChange> {
+        let record = self.records.get_mut(&new.id)?;
+        if record.identity.generation > new.generation {
+            return None;
+        }
+        let visible = record.member.addr != new.addr || record.member.name != display_name(new);
+        adopt(record, new);
+        (visible && record.member.state.is_active()).then(|| PeerChange {
+            member: record.member.clone(),
+            previous: Some(record.member.state),
+        })
+    }
+
+    /// The member `id` says its run `generation` leaves. Returns the change
+    /// and the identity foca should mark down, unless the notice is about an
+    /// older run than the one known (or about an unknown node).
+    pub(super) fn left(
+        &mut self,
+        id: NodeId,
+        generation: u64,
+        now: Instant,
+    ) -> (Option<PeerChange>, Option<Identity>) {
+        let Some(record) = self.records.get_mut(&id) else {
+            return (None, None);
+        };
+        if record.identity.generation > generation {
+            return (None, None);
+        }
+        let change = transition(record, PeerState::Left, now);
+        (change, Some(record.identity.clone()))
+    }
+
+    /// foca's view says `identity` is (not) suspect.
+    pub(super) fn set_suspect(
+        &mut self,
+        identity: &Identity,
+        suspect: bool,
+        now: Instant,
+    ) -> Option<PeerChange> {
+        let record = self.records.get_mut(&identity.id)?;
+        if record.identity != *identity {
+            return None;
+        }
+        match (record.member.state, suspect) {
+            (PeerState::Alive, true) => transition(record, PeerState::Suspect, now),
+            (PeerState::Suspect, false) => transition(record, PeerState::Alive, now),
+            _ => None,
+        }
+    }
+
+    /// foca forgot `identity` (down for [`super::REMOVE_DOWN_AFTER`]).
+    pub(super) fn forget(&mut self, identity: &Identity) {
+        if let Some(record) = self.records.get(&identity.id)
+            && record.identity == *identity
+            && !record.member.state.is_active()
+        {
+            self.records.remove(&identity.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(generation: u64) -> Identity {
+        Identity {
+            id: NodeId([1; 16]),
+            addr: "10.0.0.1:7465".parse().expect("addr"),
+            name: "a".into(),
+            generation,
+        }
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // one real Instant as the origin of virtual time
+    fn left_survives_a_later_down_and_a_new_run_comes_back() {
+        let now = Instant::now();
+        let mut table = Membership::default();
+        let up = table.up(&identity(1), now).expect("new member");
+        assert_eq!(up.previous, None);
+        assert_eq!(up.member.state, PeerState::Alive);
+
+        let (change, to_down) = table.left(NodeId([1; 16]), 1, now);
+        assert_eq!(change.map(|c| c.member.state), Some(PeerState::Left));
+        assert_eq!(to_down, Some(identity(1)));
+        assert_eq!(table.down(&identity(1), now), None, "left stays left");
+
+        // A stale leave notice of an older run is ignored.
+        table.up(&identity(2), now).expect("restart is a change");
+        assert_eq!(table.left(NodeId([1; 16]), 1, now), (None, None));
+        let down = table.down(&identity(2), now).expect("a crash is a change");
+        assert_eq!(down.previous, Some(PeerState::Alive));
+        assert_eq!(down.member.state, PeerState::Failed);
+
+        table.forget(&identity(2));
+        assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // one real Instant as the origin of virtual time
+    fn suspicion_follows_foca() {
+        let now = Instant::now();
+        let mut table = Membership::default();
+        table.up(&identity(1), now);
+        let s = table.set_suspect(&identity(1), true, now).expect("suspect");
+        assert_eq!(s.previous, Some(PeerState::Alive));
+        assert_eq!(table.set_suspect(&identity(1), true, now), None);
+        let a = table
+            .set_suspect(&identity(1), false, now)
+            .expect("refuted");
+        assert_eq!(a.member.state, PeerState::Alive);
+        assert_eq!(table.set_suspect(&identity(2), true, now), None);
+    }
+}

@@ -1,0 +1,345 @@
+//! The `foca` glue: our identity type, the LAN configuration, and turning
+//! foca's runtime outputs into datagrams, timers and member-table changes.
+//!
+//! foca runs the SWIM protocol (probe, indirect probe, suspicion, refutation
+//! by incarnation, gossip piggybacked on probes). We drive it with its
+//! [`foca::AccumulatingRuntime`] and drain that after every call: its
+//! sends become [`wire::Body::Swim`] datagrams, its timers go into the node's
+//! timer queue, and its notifications update the member table.
+
+use std::num::{NonZeroU8, NonZeroUsize};
+use std::time::{Duration, Instant};
+
+use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec};
+use rand::rngs::StdRng;
+
+use super::Node;
+use super::timers::TimerKind;
+use crate::id::NodeId;
+use crate::wire::{self, Identity};
+
+/// How often each node probes one member (round robin over a shuffled
+/// list). A LAN answers in well under a millisecond, so one second keeps
+/// traffic low while a crash is noticed within a few seconds.
+pub const PROBE_PERIOD: Duration = Duration::from_millis(1000);
+
+/// How long a direct probe may take before indirect probes are sent.
+pub const PROBE_RTT: Duration = Duration::from_millis(300);
+
+/// How long a suspect member has to refute before it is declared failed:
+/// two probe periods, so a member that merely lost a packet or two refutes in
+/// time, while a crashed one is failed within about 2–4 seconds of its crash
+/// in a small cluster.
+pub const SUSPECT_TO_DOWN_AFTER: Duration = Duration::from_secs(2);
+
+/// How often membership updates are gossiped besides probes (to 3 members,
+/// only when there is news).
+pub const PERIODIC_GOSSIP_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How often a node asks a random member for its member list, so members
+/// learned by different peers converge and partitions heal.
+pub const PERIODIC_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How often a node announces itself to two members it believes down, so a
+/// healed partition rejoins without outside help.
+const PERIODIC_ANNOUNCE_DOWN_INTERVAL: Duration = Duration::from_secs(15);
+
+/// How long a failed or left member is remembered (and listed by `peers`)
+/// before it is forgotten.
+pub const REMOVE_DOWN_AFTER: Duration = Duration::from_secs(60 * 60);
+
+/// foca's own packet limit: what remains of a datagram after our header and
+/// the `Swim` body's tag and length prefix (with a few bytes of slack).
+const SWIM_MAX_PACKET_BYTES: usize = wire::MAX_BODY_BYTES - 8;
+
+/// The SWIM parameters rossip uses on a LAN.
+fn lan_config() -> foca::Config {
+    foca::Config {
+        probe_period: PROBE_PERIOD,
+        probe_rtt: PROBE_RTT,
+        num_indirect_probes: NonZeroUsize::MIN.saturating_add(2),
+        // Each membership update rides on 15 outgoing packets. foca's
+        // `new_lan` would derive ~6 for a few dozen nodes; then, after a
+        // burst of joins through one seed, a few pairs of nodes typically
+        // never hear of each other until a periodic announce or a probe
+        // happens to connect them (tens of seconds). With 15, 50 such joins
+        // converge in about a second and 200 in a few (see the scenario
+        // tests); the cost is only during churn, as quiet gossip is skipped.
+        max_transmissions: NonZeroU8::MIN.saturating_add(14),
+        suspect_to_down_after: SUSPECT_TO_DOWN_AFTER,
+        remove_down_after: Some(REMOVE_DOWN_AFTER),
+        max_packet_size: NonZeroUsize::MIN.saturating_add(SWIM_MAX_PACKET_BYTES - 1),
+        notify_down_members: true,
+        periodic_announce: Some(foca::PeriodicParams {
+            frequency: PERIODIC_ANNOUNCE_INTERVAL,
+            num_members: NonZeroUsize::MIN,
+        }),
+        periodic_announce_to_down_members: Some(foca::PeriodicParams {
+            frequency: PERIODIC_ANNOUNCE_DOWN_INTERVAL,
+            num_members: NonZeroUsize::MIN.saturating_add(1),
+        }),
+        periodic_gossip: Some(foca::PeriodicParams {
+            frequency: PERIODIC_GOSSIP_INTERVAL,
+            num_members: NonZeroUsize::MIN.saturating_add(2),
+        }),
+    }
+}
+
+impl foca::Identity for Identity {
+    /// Members are keyed by node id: two identities of one node are two runs
+    /// of it, and only one can be current.
+    type Addr = NodeId;
+
+    /// A node declared failed while still running comes back as the next
+    /// generation (foca then announces it), instead of staying out.
+    fn renew(&self) -> Option<Self> {
+        let generation = self.generation.checked_add(1)?;
+        Some(Identity {
+            generation,
+            ..self.clone()
+        })
+    }
+
+    fn addr(&self) -> NodeId {
+        self.id
+    }
+
+    /// The higher generation is the later run and wins. Equal generations
+    /// with different details should not happen (one run, one identity);
+    /// comparing the rest keeps the choice deterministic anyway.
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        (self.generation, &self.addr, &self.name)
+            > (adversary.generation, &adversary.addr, &adversary.name)
+    }
+}
+
+/// A foca instance and the runtime that accumulates its outputs.
+pub(super) struct Swim {
+    foca: Foca<Identity, PostcardCodec, StdRng, NoCustomBroadcast>,
+    runtime: AccumulatingRuntime<Identity>,
+}
+
+impl Swim {
+    pub(super) fn new(identity: Identity, rng: StdRng) -> Self {
+        Swim {
+            foca: Foca::new(identity, lan_config(), rng, PostcardCodec),
+            runtime: AccumulatingRuntime::new(),
+        }
+    }
+
+    /// Our current identity (foca may have renewed it).
+    pub(super) fn identity(&self) -> &Identity {
+        self.foca.identity()
+    }
+
+    pub(super) fn handle_data(&mut self, data: &[u8]) -> Result<(), foca::Error> {
+        self.foca.handle_data(data, &mut self.runtime)
+    }
+
+    pub(super) fn handle_timer(&mut self, timer: foca::Timer<Identity>) -> Result<(), foca::Error> {
+        self.foca.handle_timer(timer, &mut self.runtime)
+    }
+
+    /// Records `identity` as alive: a node that answered on the gossip port.
+    pub(super) fn apply_alive(&mut self, identity: Identity) -> Result<(), foca::Error> {
+        self.foca.apply_many(
+            std::iter::once(foca::Member::alive(identity)),
+            true,
+            &mut self.runtime,
+        )
+    }
+
+    /// Records `identity` as down (it left) and gossips that on.
+    pub(super) fn apply_down(&mut self, identity: Identity) -> Result<(), foca::Error> {
+        self.foca.apply_many(
+            std::iter::once(foca::Member::down(identity)),
+            true,
+            &mut self.runtime,
+        )
+    }
+
+    /// Asks `identity` for its member list.
+    pub(super) fn announce(&mut self, identity: Identity) -> Result<(), foca::Error> {
+        self.foca.announce(identity, &mut self.runtime)
+    }
+
+    pub(super) fn leave(&mut self) -> Result<(), foca::Error> {
+        self.foca.leave_cluster(&mut self.runtime)
+    }
+
+    /// foca's view of every member it knows, with its SWIM state.
+    pub(super) fn states(&self) -> impl Iterator<Item = (&Identity, foca::State)> {
+        self.foca
+            .iter_membership_state()
+            .map(|member| (member.id(), member.state()))
+    }
+}
+
+impl Node {
+    /// A SWIM packet arrived.
+    pub(super) fn on_swim(&mut self, payload: &[u8], now: Instant) {
+        if let Err(err) = self.swim.handle_data(payload) {
+            tracing::debug!(%err, "foca rejected a packet");
+            self.count_drop("swim_rejected");
+        }
+        self.after_swim(now);
+    }
+
+    /// A foca timer fired.
+    pub(super) fn on_swim_timer(&mut self, timer: foca::Timer<Identity>, now: Instant) {
+        let forget = match &timer {
+            foca::Timer::RemoveDown(identity) => Some(identity.clone()),
+            _ => None,
+        };
+        // Of the timers, only the end of a probe cycle raises suspicion
+        // (the others change nothing or notify), so only it needs the scan.
+        let may_suspect = matches!(timer, foca::Timer::ProbeRandomMember(_));
+        if let Err(err) = self.swim.handle_timer(timer) {
+            // foca recovers by itself (e.g. an incomplete probe cycle); the
+            // error is only a diagnostic.
+            tracing::debug!(%err, "foca timer reported an error");
+        }
+        if let Some(identity) = forget {
+            self.members.forget(&identity);
+        }
+        self.drain_swim(now, may_suspect);
+    }
+
+    /// Drains foca's runtime: datagrams, timers, membership notifications;
+    /// then picks up suspicion changes (foca does not notify those) and
+    /// schedules anti-entropy with members that just came up: at once if
+    /// this node was alone (it just joined and has everything to catch up
+    /// on), else as the targets of the next periodic rounds.
+    pub(super) fn after_swim(&mut self, now: Instant) {
+        self.drain_swim(now, true);
+    }
+
+    /// [`Node::after_swim`], scanning for suspicion changes only if the foca
+    /// call could have made some (the scan costs one lookup per member).
+    fn drain_swim(&mut self, now: Instant, may_suspect: bool) {
+        let was_alone = !self.members.has_active();
+        let mut came_up = Vec::new();
+        loop {
+            if let Some((to, data)) = self.swim.runtime.to_send() {
+                self.send(to.addr, &wire::Body::Swim(data.to_vec()));
+            } else if let Some((after, timer)) = self.swim.runtime.to_schedule() {
+                self.timers.schedule(now + after, TimerKind::Swim(timer));
+            } else if let Some(notification) = self.swim.runtime.to_notify() {
+                self.on_notification(notification, now, &mut came_up);
+            } else {
+                break;
+            }
+        }
+        if may_suspect {
+            self.sync_suspicion(now);
+        }
+        let mut came_up = came_up.into_iter();
+        if was_alone && let Some((_, addr)) = came_up.next() {
+            self.send_digest(addr, now);
+        }
+        for (id, _) in came_up {
+            self.sync_soon(id);
+        }
+    }
+
+    fn on_notification(
+        &mut self,
+        notification: OwnedNotification<Identity>,
+        now: Instant,
+        came_up: &mut Vec<(NodeId, std::net::SocketAddr)>,
+    ) {
+        let change = match notification {
+            OwnedNotification::MemberUp(identity) => {
+                let change = self.members.up(&identity, now);
+                if change.is_some() {
+                    came_up.push((identity.id, identity.addr));
+                }
+                change
+            }
+            OwnedNotification::MemberDown(identity) => self.members.down(&identity, now),
+            OwnedNotification::Rename(_old, new) => self.members.rename(&new),
+            OwnedNotification::Rejoin(identity) => {
+                tracing::info!(
+                    generation = identity.generation,
+                    "declared failed while running; rejoined as a new generation"
+                );
+                None
+            }
+            OwnedNotification::Active => {
+                tracing::debug!("membership: connected to the cluster");
+                None
+            }
+            OwnedNotification::Idle => {
+                tracing::debug!("membership: no active member left");
+                None
+            }
+            OwnedNotification::Defunct => {
+                if !self.left {
+                    tracing::warn!("membership: this node was declared down");
+                }
+                None
+            }
+        };
+        if let Some(change) = change {
+            self.events.push_back(super::Event::Peer(change));
+        }
+    }
+
+    /// Moves members between alive and suspect as foca's view says.
+    fn sync_suspicion(&mut self, now: Instant) {
+        let mut changes = Vec::new();
+        for (identity, state) in self.swim.states() {
+            let suspect = match state {
+                foca::State::Alive => false,
+                foca::State::Suspect => true,
+                foca::State::Down => continue,
+            };
+            if let Some(change) = self.members.set_suspect(identity, suspect, now) {
+                changes.push(change);
+            }
+        }
+        self.events
+            .extend(changes.into_iter().map(super::Event::Peer));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use foca::Identity as _;
+
+    fn identity(generation: u64) -> Identity {
+        Identity {
+            id: NodeId([1; 16]),
+            addr: "10.0.0.1:7465".parse().expect("addr"),
+            name: "a".into(),
+            generation,
+        }
+    }
+
+    #[test]
+    fn later_generation_wins_and_renew_bumps_it() {
+        let old = identity(5);
+        let new = old.renew().expect("renewable");
+        assert_eq!(new.generation, 6);
+        assert_eq!(new.addr(), old.addr());
+        assert!(new.win_addr_conflict(&old));
+        assert!(!old.win_addr_conflict(&new));
+        assert!(identity(u64::MAX).renew().is_none());
+    }
+
+    #[test]
+    fn config_fits_datagrams() {
+        let config = lan_config();
+        assert_eq!(config.max_packet_size.get(), SWIM_MAX_PACKET_BYTES);
+        assert!(config.probe_rtt < config.probe_period);
+        assert_eq!(config.num_indirect_probes.get(), 3);
+        let header = wire::Header {
+            flags: 0,
+            cluster: wire::ClusterId(0),
+            sender: NodeId([0; 16]),
+        };
+        let largest = wire::Body::Swim(vec![0xff; SWIM_MAX_PACKET_BYTES]);
+        wire::encode(&header, &largest).expect("foca's largest packet fits a datagram");
+    }
+}

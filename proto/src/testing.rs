@@ -1,0 +1,449 @@
+//! A deterministic in-process network of [`Node`]s, for tests and
+//! simulations: virtual time, a queue of datagrams in flight with a fixed
+//! latency, seeded loss, crashes and restarts.
+//!
+//! Time only moves when [`Sim::step`] advances it to the earliest of the next
+//! delivery and every running node's [`Node::poll_timeout`]; nothing sleeps,
+//! and the same seed and the same calls give the same run (compare
+//! [`Sim::trace`] or [`Sim::wire_hash`]).
+//!
+//! Nodes live at `10.0.0.x:7465` (x = index + 1, continuing in `10.0.y.x`
+//! past 255); node ids sort like indices (see [`Sim::id`]).
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::id::NodeId;
+use crate::message::{DEFAULT_CHANNEL, Message};
+use crate::node::{Event, Member, Node, NodeConfig, PeerState, PublishError};
+use crate::wire;
+
+/// The gossip port simulated nodes use.
+pub const SIM_PORT: u16 = 7465;
+
+/// Cluster label of simulated nodes.
+pub const SIM_CLUSTER: &str = "rossip-sim";
+
+/// Wall-clock milliseconds at virtual time zero (publish stamps derive from
+/// virtual time, so runs are reproducible).
+pub const SIM_WALL_START_MS: u64 = 1_700_000_000_000;
+
+/// One simulated host.
+#[derive(Debug)]
+pub struct SimNode {
+    /// The protocol node.
+    pub node: Node,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Every event it produced, with the virtual time.
+    pub events: Vec<(Duration, Event)>,
+    /// Crashed nodes neither send, receive nor fire timers.
+    pub crashed: bool,
+    /// Isolated nodes run (timers fire) but their traffic is lost: a
+    /// partition of one.
+    pub isolated: bool,
+}
+
+/// A datagram on its way.
+#[derive(Debug)]
+struct InFlight {
+    from: SocketAddr,
+    to: SocketAddr,
+    payload: Vec<u8>,
+}
+
+/// The simulated network.
+#[derive(Debug)]
+pub struct Sim {
+    start: Instant,
+    now: Instant,
+    seed: u64,
+    latency: Duration,
+    loss: f64,
+    rng: StdRng,
+    nodes: Vec<SimNode>,
+    by_addr: BTreeMap<SocketAddr, usize>,
+    in_flight: BTreeMap<(Instant, u64), InFlight>,
+    next_number: u64,
+    trace: Vec<String>,
+    wire_hash: u64,
+    /// Datagrams delivered to a running node.
+    pub delivered: u64,
+    /// Datagrams lost (random loss, or to/from a crashed or unknown node).
+    pub lost: u64,
+}
+
+impl Sim {
+    /// An empty network starting at `start` (take one `Instant::now()` in the
+    /// test), with 1 ms latency and no loss.
+    pub fn new(start: Instant, seed: u64) -> Self {
+        Sim {
+            start,
+            now: start,
+            seed,
+            latency: Duration::from_millis(1),
+            loss: 0.0,
+            rng: StdRng::seed_from_u64(seed),
+            nodes: Vec::new(),
+            by_addr: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            next_number: 0,
+            trace: Vec::new(),
+            wire_hash: wire::fnv1a_64(b""),
+            delivered: 0,
+            lost: 0,
+        }
+    }
+
+    /// Sets the one-way latency of every datagram.
+    pub fn set_latency(&mut self, latency: Duration) {
+        self.latency = latency;
+    }
+
+    /// Sets the probability (0..=1) that a datagram is lost.
+    pub fn set_loss(&mut self, loss: f64) {
+        self.loss = loss.clamp(0.0, 1.0);
+    }
+
+    /// The seed this run was created with (print it when a test fails).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Current virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Virtual time elapsed since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    /// Address of node `index`.
+    pub fn addr(index: usize) -> SocketAddr {
+        let number = index + 1;
+        let host = u8::try_from(number % 256).unwrap_or(0);
+        let third = u8::try_from(number / 256).unwrap_or(u8::MAX);
+        SocketAddr::V4(SocketAddrV4::new(
+            Ipv4Addr::new(10, 0, third, host),
+            SIM_PORT,
+        ))
+    }
+
+    /// Id of node `index`: `index + 1` in the top 32 bits, so ids sort like
+    /// indices and [`NodeId::short`] tells nodes apart.
+    pub fn id(index: usize) -> NodeId {
+        NodeId(((index as u128 + 1) << 96).to_be_bytes())
+    }
+
+    /// The configuration [`Sim::add_node`] uses for node `index`.
+    pub fn config(&self, index: usize, name: &str) -> NodeConfig {
+        let mut config = NodeConfig::new(Self::id(index), name, SIM_CLUSTER, Self::addr(index));
+        config.generation = 1;
+        config.rng_seed = self.seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        config
+    }
+
+    /// Adds a node with the default configuration; returns its index.
+    pub fn add_node(&mut self, name: &str) -> usize {
+        let config = self.config(self.nodes.len(), name);
+        self.add_node_with(config)
+    }
+
+    /// Adds a node with `config` (its `advertise_addr` should be
+    /// [`Sim::addr`] of the next index); returns its index.
+    pub fn add_node_with(&mut self, config: NodeConfig) -> usize {
+        let index = self.nodes.len();
+        let addr = config.advertise_addr;
+        self.nodes.push(SimNode {
+            node: Node::new(config, self.now),
+            addr,
+            events: Vec::new(),
+            crashed: false,
+            isolated: false,
+        });
+        self.by_addr.insert(addr, index);
+        index
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether there are no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Node `index`.
+    pub fn node(&self, index: usize) -> &Node {
+        &self.nodes[index].node
+    }
+
+    /// Simulated host `index` (node, events, crash flag).
+    pub fn host(&self, index: usize) -> &SimNode {
+        &self.nodes[index]
+    }
+
+    /// Node `index` contacts node `other` (as discovery or `join` would).
+    pub fn contact(&mut self, index: usize, other: usize) {
+        let addr = Self::addr(other);
+        let now = self.now;
+        self.nodes[index].node.handle_contact(addr, now);
+        self.flush(index);
+    }
+
+    /// Publishes on node `index` in the default channel.
+    pub fn publish(&mut self, index: usize, text: &str) -> Result<Message, PublishError> {
+        self.publish_in(index, DEFAULT_CHANNEL, text)
+    }
+
+    /// Publishes on node `index` in `channel`.
+    pub fn publish_in(
+        &mut self,
+        index: usize,
+        channel: &str,
+        text: &str,
+    ) -> Result<Message, PublishError> {
+        let wall_ms = SIM_WALL_START_MS + u64::try_from(self.elapsed().as_millis()).unwrap_or(0);
+        let now = self.now;
+        let result = self.nodes[index].node.publish(channel, text, wall_ms, now);
+        self.flush(index);
+        result
+    }
+
+    /// Node `index` leaves gracefully; returns how many members it told.
+    pub fn leave(&mut self, index: usize) -> usize {
+        let now = self.now;
+        let told = self.nodes[index].node.leave(now);
+        self.flush(index);
+        told
+    }
+
+    /// Node `index` stops: nothing reaches it or leaves it, its timers stop.
+    pub fn crash(&mut self, index: usize) {
+        self.nodes[index].crashed = true;
+        self.trace
+            .push(format!("{:?} n{index} crash", self.elapsed()));
+    }
+
+    /// A crashed node continues with its state intact (a process that was
+    /// stopped and continued, a VM resumed).
+    pub fn resume(&mut self, index: usize) {
+        self.nodes[index].crashed = false;
+        self.trace
+            .push(format!("{:?} n{index} resume", self.elapsed()));
+    }
+
+    /// Node `index` keeps running but loses all its traffic (a partition).
+    pub fn isolate(&mut self, index: usize) {
+        self.nodes[index].isolated = true;
+        self.trace
+            .push(format!("{:?} n{index} isolate", self.elapsed()));
+    }
+
+    /// Ends [`Sim::isolate`].
+    pub fn heal(&mut self, index: usize) {
+        self.nodes[index].isolated = false;
+        self.trace
+            .push(format!("{:?} n{index} heal", self.elapsed()));
+    }
+
+    /// Replaces node `index` with a fresh run of `config` (same address),
+    /// e.g. the same id with a higher generation. Its event log restarts.
+    pub fn restart(&mut self, index: usize, config: NodeConfig) {
+        let host = &mut self.nodes[index];
+        host.node = Node::new(config, self.now);
+        host.crashed = false;
+        host.isolated = false;
+        host.events.clear();
+        self.trace
+            .push(format!("{:?} n{index} restart", self.elapsed()));
+    }
+
+    /// Delivers raw bytes to node `index` now, as if sent from `from`.
+    pub fn inject(&mut self, index: usize, from: SocketAddr, bytes: &[u8]) {
+        let now = self.now;
+        self.nodes[index].node.handle_datagram(from, bytes, now);
+        self.flush(index);
+    }
+
+    /// Advances to the next instant anything happens and handles all of it.
+    /// Returns `false` if nothing is left to happen.
+    pub fn step(&mut self) -> bool {
+        let next_delivery = self.in_flight.keys().next().map(|(at, _)| *at);
+        let next_timer = self
+            .nodes
+            .iter()
+            .filter(|host| !host.crashed)
+            .filter_map(|host| host.node.poll_timeout())
+            .min();
+        let Some(next) = [next_delivery, next_timer].into_iter().flatten().min() else {
+            return false;
+        };
+        self.now = self.now.max(next);
+        while let Some(entry) = self.in_flight.first_entry() {
+            if entry.key().0 > self.now {
+                break;
+            }
+            let datagram = entry.remove();
+            self.deliver(datagram);
+        }
+        for index in 0..self.nodes.len() {
+            let host = &mut self.nodes[index];
+            if !host.crashed && host.node.poll_timeout().is_some_and(|t| t <= self.now) {
+                host.node.handle_timeout(self.now);
+                self.flush(index);
+            }
+        }
+        true
+    }
+
+    /// Runs for `duration` of virtual time.
+    pub fn run_for(&mut self, duration: Duration) {
+        let deadline = self.now + duration;
+        while self.next_event_time().is_some_and(|t| t <= deadline) {
+            self.step();
+        }
+        self.now = self.now.max(deadline);
+    }
+
+    /// Runs until `done` holds (checked after every step) or `limit` of
+    /// virtual time passed; returns whether `done` held.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Sim) -> bool) -> bool {
+        let deadline = self.now + limit;
+        loop {
+            if done(self) {
+                return true;
+            }
+            match self.next_event_time() {
+                Some(t) if t <= deadline => {
+                    self.step();
+                }
+                _ => {
+                    self.now = self.now.max(deadline);
+                    return done(self);
+                }
+            }
+        }
+    }
+
+    /// Node `index`'s view of node `other`.
+    pub fn member(&self, index: usize, other: usize) -> Option<&Member> {
+        let id = Self::id(other);
+        self.nodes[index].node.members().find(|m| m.id == id)
+    }
+
+    /// Node `index`'s view of node `other`'s state.
+    pub fn state(&self, index: usize, other: usize) -> Option<PeerState> {
+        self.member(index, other).map(|m| m.state)
+    }
+
+    /// Messages delivered on node `index` (its `Event::Message`s), in order.
+    pub fn delivered_messages(&self, index: usize) -> Vec<&Message> {
+        self.nodes[index]
+            .events
+            .iter()
+            .filter_map(|(_, event)| match event {
+                Event::Message(m) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// One line per event, crash, restart: equal for equal runs.
+    pub fn trace(&self) -> &[String] {
+        &self.trace
+    }
+
+    /// Hash of every datagram delivered, in order: equal for equal runs.
+    pub fn wire_hash(&self) -> u64 {
+        self.wire_hash
+    }
+
+    fn next_event_time(&self) -> Option<Instant> {
+        let next_delivery = self.in_flight.keys().next().map(|(at, _)| *at);
+        let next_timer = self
+            .nodes
+            .iter()
+            .filter(|host| !host.crashed)
+            .filter_map(|host| host.node.poll_timeout())
+            .min();
+        [next_delivery, next_timer].into_iter().flatten().min()
+    }
+
+    fn deliver(&mut self, datagram: InFlight) {
+        let Some(&index) = self.by_addr.get(&datagram.to) else {
+            self.lost += 1;
+            return;
+        };
+        if self.nodes[index].crashed || self.nodes[index].isolated {
+            self.lost += 1;
+            return;
+        }
+        self.delivered += 1;
+        for chunk in [&datagram.payload[..], &datagram.to.to_string().into_bytes()] {
+            self.wire_hash = chunk.iter().fold(self.wire_hash, |hash, &b| {
+                (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        }
+        let now = self.now;
+        self.nodes[index]
+            .node
+            .handle_datagram(datagram.from, &datagram.payload, now);
+        self.flush(index);
+    }
+
+    /// Moves node `index`'s outputs into the network and its event log.
+    fn flush(&mut self, index: usize) {
+        let elapsed = self.elapsed();
+        let host = &mut self.nodes[index];
+        while let Some(transmit) = host.node.poll_transmit() {
+            assert!(
+                transmit.payload.len() <= wire::MAX_DATAGRAM_BYTES,
+                "node {index} produced a {}-byte datagram",
+                transmit.payload.len()
+            );
+            if host.crashed || host.isolated || (self.loss > 0.0 && self.rng.random_bool(self.loss))
+            {
+                self.lost += 1;
+                continue;
+            }
+            let number = self.next_number;
+            self.next_number += 1;
+            self.in_flight.insert(
+                (self.now + self.latency, number),
+                InFlight {
+                    from: host.addr,
+                    to: transmit.dst,
+                    payload: transmit.payload,
+                },
+            );
+        }
+        while let Some(event) = host.node.poll_event() {
+            self.trace
+                .push(format!("{elapsed:?} n{index} {}", describe(&event)));
+            host.events.push((elapsed, event));
+        }
+    }
+}
+
+/// A one-line, run-independent description of an event (no `Instant`s).
+fn describe(event: &Event) -> String {
+    match event {
+        Event::Message(m) => format!("message {} {:?}", m.id, m.text),
+        Event::Peer(change) => format!(
+            "peer {} {:?} -> {:?}",
+            change.member.id.short(),
+            change.previous,
+            change.member.state
+        ),
+        Event::Contacted { from, id, .. } => format!("contacted {from} {}", id.short()),
+    }
+}
