@@ -118,7 +118,7 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            // Once, on stderr: journald and terminals both see it.
             eprintln!("rossipd: error: {e:#}");
             ExitCode::FAILURE
         }

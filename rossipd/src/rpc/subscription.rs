@@ -80,6 +80,18 @@ impl Forwarder {
         loop {
             let event = tokio::select! {
                 () = self.cancel.cancelled() => return,
+                // Tell a subscriber that fell behind as soon as its queue has
+                // room, not only when the next event happens to arrive.
+                permit = self.out.reserve(), if dropped > 0 => {
+                    match permit {
+                        Ok(permit) => {
+                            permit.send(self.encode(EventBody::Lagged { dropped }));
+                            dropped = 0;
+                        }
+                        Err(_) => return,
+                    }
+                    continue;
+                }
                 e = self.live.recv() => e,
             };
             match event {

@@ -1,0 +1,139 @@
+//! Running `rossipctl`: once to completion ([`rossipctl`]), or as a
+//! long-lived `tail -f` whose output is collected in the background
+//! ([`spawn_rossipctl`]).
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::background::Background;
+use crate::{bins, sys, wait};
+
+/// How long a one-shot `rossipctl` may run before the test fails.
+pub const CTL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a finished `rossipctl` run produced.
+#[derive(Debug, Clone)]
+pub struct CtlOutput {
+    /// The command line, for failure messages.
+    pub command: String,
+    /// Exit code; `None` if killed by a signal.
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl CtlOutput {
+    /// Panics with everything it printed unless it exited 0.
+    pub fn assert_success(&self) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "`{}` failed\nstdout:\n{}\nstderr:\n{}",
+            self.command,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// stdout as one JSON value per line; panics on a line that is not JSON.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| {
+                    panic!(
+                        "`{}` printed a line that is not JSON ({e}): {l}",
+                        self.command
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// The program and arguments that run `rossipctl --socket SOCKET ARGS…`,
+/// inside `netns` when given.
+fn command_parts(netns: Option<&str>, socket: &Path, args: &[&str]) -> (OsString, Vec<OsString>) {
+    let mut ctl_args: Vec<OsString> = vec!["--socket".into(), socket.into()];
+    ctl_args.extend(args.iter().map(OsString::from));
+    match netns {
+        Some(ns) => {
+            let ip = sys::find_program("ip").expect("`ip` (iproute2) is needed for netns");
+            let mut full: Vec<OsString> = vec!["netns".into(), "exec".into(), ns.into()];
+            full.push(bins::rossipctl().into());
+            full.extend(ctl_args);
+            (ip.into_os_string(), full)
+        }
+        None => (bins::rossipctl().into_os_string(), ctl_args),
+    }
+}
+
+fn base_command(program: &OsString, args: &[OsString]) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env_remove("ROSSIP_SOCKET");
+    cmd
+}
+
+/// Runs `rossipctl --socket SOCKET ARGS…` to completion.
+pub fn rossipctl(socket: &Path, args: &[&str]) -> CtlOutput {
+    rossipctl_in(None, socket, args)
+}
+
+/// Runs `rossipctl --socket SOCKET ARGS…`, inside `netns` when given; panics
+/// if it runs longer than [`CTL_TIMEOUT`].
+pub fn rossipctl_in(netns: Option<&str>, socket: &Path, args: &[&str]) -> CtlOutput {
+    let (program, full) = command_parts(netns, socket, args);
+    let command = sys::command_line(&program, &full);
+    let mut child = base_command(&program, &full)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn `{command}`: {e}"));
+    // Read both pipes on threads so a chatty command cannot block on a full pipe.
+    let stdout = read_all_in_background(child.stdout.take());
+    let stderr = read_all_in_background(child.stderr.take());
+    let status = match wait::try_wait_until(CTL_TIMEOUT, || {
+        child.try_wait().expect("poll rossipctl's exit status")
+    }) {
+        Ok(status) => status,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`{command}` did not finish within {CTL_TIMEOUT:?}");
+        }
+    };
+    CtlOutput {
+        command,
+        code: status.code(),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+fn read_all_in_background<R: Read + Send + 'static>(
+    pipe: Option<R>,
+) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Starts a long-running `rossipctl --socket SOCKET ARGS…` (e.g. `tail -f`),
+/// inside `netns` if given, collecting its output as it comes.
+pub fn spawn_rossipctl(netns: Option<&str>, socket: &Path, args: &[&str]) -> Background {
+    let (program, full) = command_parts(netns, socket, args);
+    Background::spawn(&program, &full)
+}

@@ -1,0 +1,136 @@
+//! Process and command helpers, without unsafe code: signals go through the
+//! `kill` program (procps), identities and memory through `/proc`.
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Writes one line straight to the process's stderr. libtest captures
+/// `println!`/`eprintln!` of passing tests; figures the issue report needs
+/// (e.g. discovery time) and skip notices must show in a plain `cargo test`.
+pub fn say(line: &str) {
+    let mut err = std::io::stderr().lock();
+    // Nothing useful to do if stderr is gone.
+    let _ = writeln!(err, "{line}");
+}
+
+/// Whether `CI=true`: multi-host tests are then mandatory.
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// The effective uid, from the `Uid:` line of `/proc/self/status`.
+pub fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Finds a program in `PATH`, then in the sbin directories a non-login
+/// shell may leave out of it.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// A command line as one printable string, for failure messages.
+pub fn command_line<S: AsRef<OsStr>>(program: impl AsRef<OsStr>, args: &[S]) -> String {
+    std::iter::once(program.as_ref())
+        .chain(args.iter().map(AsRef::as_ref))
+        .map(|a| shell_quote(&a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%".contains(c));
+    if plain {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// Runs a short command to completion; `Err` describes the command, its exit
+/// status and stderr.
+pub fn run<S: AsRef<OsStr>>(program: impl AsRef<OsStr>, args: &[S]) -> Result<Output, String> {
+    run_with_stdin(program, args, None)
+}
+
+/// Runs a short command with `stdin` fed from a string.
+pub fn run_with_stdin<S: AsRef<OsStr>>(
+    program: impl AsRef<OsStr>,
+    args: &[S],
+    stdin: Option<&str>,
+) -> Result<Output, String> {
+    let line = command_line(&program, args);
+    let mut cmd = Command::new(&program);
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("`{line}`: {e}"))?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())
+            .map_err(|e| format!("`{line}`: writing stdin: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("`{line}`: {e}"))?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(format!(
+            "`{line}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Sends a signal (`TERM`, `KILL`, …) to a process by PID. `Err` when the
+/// process does not exist (any more) or the signal was refused.
+pub fn signal(pid: u32, name: &str) -> Result<(), String> {
+    let kill = find_program("kill").ok_or("`kill` not found (install procps)")?;
+    run(kill, &["-s", name, &pid.to_string()]).map(drop)
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state letter follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// Resident memory of a process in KiB (`VmRSS` of `/proc/PID/status`).
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The last `n` lines of a text file (empty if it cannot be read).
+pub fn tail_lines(path: &Path, n: usize) -> String {
+    let text = match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => return format!("(cannot read {}: {e})", path.display()),
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
