@@ -7,7 +7,7 @@
 //! `try_overwrite` alone would silently steal a running daemon's socket.
 
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -48,11 +48,13 @@ pub fn bind(path: &Path, mode: u32) -> anyhow::Result<(Listener, SocketGuard)> {
             .create(parent)
             .with_context(|| format!("cannot create socket directory {}", parent.display()))?;
     }
+    check_directory_owner(parent)?;
     let lock_path = lock_path(path);
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&lock_path)
         .with_context(|| format!("cannot open lock file {}", lock_path.display()))?;
     match lock.try_lock() {
@@ -91,6 +93,31 @@ pub fn bind(path: &Path, mode: u32) -> anyhow::Result<(Listener, SocketGuard)> {
             _lock: lock,
         },
     ))
+}
+
+/// Refuses a socket directory that another user controls: with the fallback
+/// `/tmp/rossip-UID`, someone could create that directory first and then
+/// swap the socket for their own. Root-owned directories (`/run/rossip`,
+/// `$XDG_RUNTIME_DIR`'s parents) are fine.
+fn check_directory_owner(dir: &Path) -> anyhow::Result<()> {
+    let meta = fs::metadata(dir)
+        .with_context(|| format!("cannot inspect socket directory {}", dir.display()))?;
+    let me = crate::config::current_uid();
+    if meta.uid() != me && meta.uid() != 0 {
+        bail!(
+            "socket directory {} belongs to uid {}, not to this user (uid {me}); refusing to put the socket \
+             there (remove it, or choose another --socket)",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
+        bail!(
+            "socket directory {} is world-writable without the sticky bit; choose another --socket",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// `rossipd.sock` → `rossipd.sock.lock`.

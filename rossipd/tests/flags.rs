@@ -111,3 +111,51 @@ fn an_unknown_interface_is_refused() {
     assert!(stderr.contains("no-such-if0"), "stderr: {stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn start_with_socket_in(dir: &std::path::Path, state: &std::path::Path) -> std::process::Output {
+    rossipd()
+        .args(["--no-mdns", "--port", "0", "--bind", "127.0.0.1"])
+        .arg("--socket")
+        .arg(dir.join("s.sock"))
+        .arg("--state-dir")
+        .arg(state)
+        .output()
+        .expect("run rossipd")
+}
+
+#[test]
+fn a_socket_directory_others_can_tamper_with_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("sockdir");
+    let open = dir.join("open");
+    std::fs::create_dir(&open).expect("mkdir");
+    // World-writable without the sticky bit: anyone could replace the socket.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let out = start_with_socket_in(&open, &dir.join("state"));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("world-writable"));
+
+    // A directory owned by another (non-root) user: only root can set that up.
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if root {
+        let theirs = dir.join("theirs");
+        std::fs::create_dir(&theirs).expect("mkdir");
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).expect("chown");
+        let out = start_with_socket_in(&theirs, &dir.join("state"));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to uid 65534"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
