@@ -131,8 +131,10 @@ impl Node {
         if let Err(err) = self.swim.leave() {
             tracing::debug!(%err, "foca could not gossip our leave");
         }
-        self.after_swim(now);
+        // Marked before draining foca: its `Defunct` notification for our own
+        // leave is expected, not a failure to warn about.
         self.left = true;
+        self.after_swim(now);
         self.timers.clear();
         targets.len()
     }
