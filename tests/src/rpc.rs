@@ -222,6 +222,13 @@ impl RpcClient {
         self.call_ok::<Subscribed>("subscribe", params).subscription
     }
 
+    /// This client, subscribed to messages (the default event kind): the
+    /// usual start of a delivery check.
+    pub fn subscribed_to_messages(mut self) -> Self {
+        self.subscribe(serde_json::json!({}));
+        self
+    }
+
     /// The next `event` notification, or `None` if none arrives in `timeout`.
     /// Panics on EOF or on a line that is not a notification (no request is
     /// outstanding while a test waits for events).

@@ -136,11 +136,7 @@ fn three_daemons_deliver_a_message_exactly_once() {
     let nodes = start_three(&rt);
     let mut subscribers: Vec<RpcClient> = nodes
         .iter()
-        .map(|n| {
-            let mut client = n.client();
-            client.subscribe(json!({}));
-            client
-        })
+        .map(|n| n.client().subscribed_to_messages())
         .collect();
 
     let text = "hello from b, in process";
@@ -178,11 +174,7 @@ fn the_same_text_twice_is_two_messages() {
     let nodes = start_three(&rt);
     let mut subscribers: Vec<RpcClient> = nodes
         .iter()
-        .map(|n| {
-            let mut client = n.client();
-            client.subscribe(json!({}));
-            client
-        })
+        .map(|n| n.client().subscribed_to_messages())
         .collect();
 
     let text = "twice";

@@ -16,7 +16,6 @@ use rossip_tests::netns::Lan;
 use rossip_tests::rpc::RpcClient;
 use rossip_tests::sys;
 use rossip_tests::wait::wait_until;
-use serde_json::json;
 
 /// mDNS plus the first probes; generous for a loaded 2-core machine.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -159,11 +158,7 @@ fn delivery_check_20_messages_reach_everyone_once_under_30_percent_loss() {
     ));
     let mut subscribers: Vec<RpcClient> = daemons[1..]
         .iter()
-        .map(|d| {
-            let mut client = d.client();
-            client.subscribe(json!({}));
-            client
-        })
+        .map(|d| d.client().subscribed_to_messages())
         .collect();
 
     lan.set_loss_all(30);

@@ -10,7 +10,6 @@ use rossip_tests::cluster::{
 };
 use rossip_tests::daemon::Daemon;
 use rossip_tests::rpc::RpcClient;
-use serde_json::json;
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Graceful leave is announced; 30 s leaves room for a busy machine.
@@ -25,11 +24,7 @@ fn three_processes_deliver_a_message_exactly_once() {
     let nodes = start_loopback_cluster(&["a", "b", "c"]);
     let mut subscribers: Vec<RpcClient> = nodes
         .iter()
-        .map(|d| {
-            let mut client = d.client();
-            client.subscribe(json!({}));
-            client
-        })
+        .map(|d| d.client().subscribed_to_messages())
         .collect();
 
     let text = "hello from b, as a process";
