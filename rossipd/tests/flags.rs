@@ -59,25 +59,28 @@ fn a_malformed_flag_is_a_usage_error() {
     );
 }
 
+/// Starts a loopback-only daemon whose socket is `socket_dir/s.sock`, with
+/// `extra` flags, and waits for it to exit (every caller expects a refusal).
+fn start_refused(
+    socket_dir: &std::path::Path,
+    state: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    rossipd()
+        .args(["--no-mdns", "--port", "0", "--bind", "127.0.0.1"])
+        .args(extra)
+        .arg("--socket")
+        .arg(socket_dir.join("s.sock"))
+        .arg("--state-dir")
+        .arg(state)
+        .output()
+        .expect("run rossipd")
+}
+
 #[test]
 fn a_bad_cluster_label_is_refused_with_a_reason() {
     let dir = temp_dir("cluster");
-    let out = rossipd()
-        .args([
-            "--no-mdns",
-            "--port",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--cluster",
-            "two words",
-        ])
-        .arg("--socket")
-        .arg(dir.join("s.sock"))
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .output()
-        .expect("run rossipd");
+    let out = start_refused(&dir, &dir.join("state"), &["--cluster", "two words"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cluster label"), "stderr: {stderr}");
@@ -91,36 +94,11 @@ fn a_bad_cluster_label_is_refused_with_a_reason() {
 #[test]
 fn an_unknown_interface_is_refused() {
     let dir = temp_dir("iface");
-    let out = rossipd()
-        .args([
-            "--port",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--iface",
-            "no-such-if0",
-        ])
-        .arg("--socket")
-        .arg(dir.join("s.sock"))
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .output()
-        .expect("run rossipd");
+    let out = start_refused(&dir, &dir.join("state"), &["--iface", "no-such-if0"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("no-such-if0"), "stderr: {stderr}");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn start_with_socket_in(dir: &std::path::Path, state: &std::path::Path) -> std::process::Output {
-    rossipd()
-        .args(["--no-mdns", "--port", "0", "--bind", "127.0.0.1"])
-        .arg("--socket")
-        .arg(dir.join("s.sock"))
-        .arg("--state-dir")
-        .arg(state)
-        .output()
-        .expect("run rossipd")
 }
 
 #[test]
@@ -131,7 +109,7 @@ fn a_socket_directory_others_can_tamper_with_is_refused() {
     std::fs::create_dir(&open).expect("mkdir");
     // World-writable without the sticky bit: anyone could replace the socket.
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-    let out = start_with_socket_in(&open, &dir.join("state"));
+    let out = start_refused(&open, &dir.join("state"), &[]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -148,7 +126,7 @@ fn a_socket_directory_others_can_tamper_with_is_refused() {
         let theirs = dir.join("theirs");
         std::fs::create_dir(&theirs).expect("mkdir");
         std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).expect("chown");
-        let out = start_with_socket_in(&theirs, &dir.join("state"));
+        let out = start_refused(&theirs, &dir.join("state"), &[]);
         assert_eq!(
             out.status.code(),
             Some(1),
