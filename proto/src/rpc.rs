@@ -66,8 +66,6 @@ pub mod code {
     pub const TOO_MANY_SUBSCRIPTIONS: i64 = -32007;
     /// The node has left the cluster or is shutting down; it accepts no new messages.
     pub const NOT_IN_CLUSTER: i64 = -32008;
-    /// The daemon is over a limit for now (e.g. outgoing queue full); retry later.
-    pub const BUSY: i64 = -32009;
 }
 
 /// A request (or, without `id`, a notification) as received. Deserialized

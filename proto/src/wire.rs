@@ -106,6 +106,20 @@ pub struct Identity {
     pub generation: u64,
 }
 
+impl Identity {
+    /// Node `[1; 16]` at 10.0.0.1:7465 named `a`: the identity unit tests
+    /// vary only by generation.
+    #[cfg(test)]
+    pub(crate) fn for_tests(generation: u64) -> Identity {
+        Identity {
+            id: NodeId([1; 16]),
+            addr: SocketAddr::from(([10, 0, 0, 1], 7465)),
+            name: "a".into(),
+            generation,
+        }
+    }
+}
+
 /// A contact handshake: proves that the gossip port answers before a
 /// discovered address becomes a member.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]

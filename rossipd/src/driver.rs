@@ -200,12 +200,13 @@ impl Driver {
                 () = &mut shutdown => break Exit::Shutdown,
                 received = self.udp.recv_from(&mut buf) => self.on_datagrams(received, &mut buf),
                 command = commands.recv() => match command {
-                    Some(Command::Leave { reply }) => {
-                        let notified = self.leave().await;
-                        let _ = reply.send(LeaveResult { notified });
-                        return Exit::LeaveRequested;
+                    Some(command) => {
+                        if let Some(reply) = self.on_command(command) {
+                            let notified = self.leave().await;
+                            let _ = reply.send(LeaveResult { notified });
+                            return Exit::LeaveRequested;
+                        }
                     }
-                    Some(command) => self.on_command(command),
                     None => break Exit::Orphaned,
                 },
                 addr = discovered.recv(), if discovery_open => match addr {
@@ -254,7 +255,9 @@ impl Driver {
         }
     }
 
-    fn on_command(&mut self, command: Command) {
+    /// Carries out a command. A `leave` is handed back, because it ends the
+    /// loop and must send datagrams (async) before replying.
+    fn on_command(&mut self, command: Command) -> Option<oneshot::Sender<LeaveResult>> {
         let now = Instant::now();
         match command {
             Command::Send {
@@ -302,7 +305,7 @@ impl Driver {
                         name: m.name.clone(),
                         addr: m.addr.to_string(),
                     });
-                    return;
+                    return None;
                 }
                 for addr in &addrs {
                     self.node.handle_contact(*addr, now);
@@ -315,11 +318,9 @@ impl Driver {
                     self.node.handle_contact(addr, now);
                 }
             }
-            // Handled in `run`, which must stop after it.
-            Command::Leave { reply } => {
-                let _ = reply.send(LeaveResult { notified: 0 });
-            }
+            Command::Leave { reply } => return Some(reply),
         }
+        None
     }
 
     fn publish(

@@ -254,7 +254,6 @@ fn a_subscriber_that_never_reads_is_dropped_not_buffered() {
     lazy.subscribe(json!({}));
     let mut sender = d.client();
     let mut observer = d.client();
-    let mut busy = 0u64;
     let mut max_rss = 0u64;
     let started = Instant::now();
     let text = "f".repeat(200);
@@ -262,8 +261,6 @@ fn a_subscriber_that_never_reads_is_dropped_not_buffered() {
     while sent < FLOOD {
         match sender.call("send", json!({"text": text})) {
             Ok(_) => sent += 1,
-            // The daemon may push back under load; that is allowed.
-            Err(e) if e.code == code::BUSY => busy += 1,
             Err(e) => panic!("send {sent} failed: {e:?}"),
         }
         if sent % 2_000 == 0 {
@@ -295,7 +292,7 @@ fn a_subscriber_that_never_reads_is_dropped_not_buffered() {
     max_rss = max_rss.max(rss);
     assert!(rss < MAX_RSS_KIB, "daemon RSS {rss} KiB after the flood");
     println!(
-        "flood: {FLOOD} sends in {:?} ({busy} busy answers), subscriber_drops {drops}, max RSS {max_rss} KiB",
+        "flood: {FLOOD} sends in {:?} subscriber_drops {drops}, max RSS {max_rss} KiB",
         started.elapsed()
     );
 

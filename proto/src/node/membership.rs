@@ -221,12 +221,7 @@ mod tests {
     use super::*;
 
     fn identity(generation: u64) -> Identity {
-        Identity {
-            id: NodeId([1; 16]),
-            addr: "10.0.0.1:7465".parse().expect("addr"),
-            name: "a".into(),
-            generation,
-        }
+        Identity::for_tests(generation)
     }
 
     #[test]

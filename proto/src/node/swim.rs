@@ -309,12 +309,7 @@ mod tests {
     use foca::Identity as _;
 
     fn identity(generation: u64) -> Identity {
-        Identity {
-            id: NodeId([1; 16]),
-            addr: "10.0.0.1:7465".parse().expect("addr"),
-            name: "a".into(),
-            generation,
-        }
+        Identity::for_tests(generation)
     }
 
     #[test]

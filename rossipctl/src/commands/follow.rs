@@ -160,7 +160,6 @@ impl Follower {
                 Ok(result) => return Ok((client, result.subscription)),
                 // Gone again, or still starting up: keep trying.
                 Err(ClientError::ConnectionLost { .. }) => continue,
-                Err(err) if err.rpc_code() == Some(code::BUSY) => continue,
                 Err(err) => return Err(err.into()),
             }
         }

@@ -40,9 +40,9 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
         loop {
             let chunk = self.inner.fill_buf().await?;
             if chunk.is_empty() {
-                return Ok(match (len, line.is_empty()) {
-                    (0, _) => None,
-                    (n, _) if n > self.max => Some(Line::TooLong { len: n }),
+                return Ok(match len {
+                    0 => None,
+                    n if n > self.max => Some(Line::TooLong { len: n }),
                     _ => Some(Line::Complete(trim_cr(line))),
                 });
             }
