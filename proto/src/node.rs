@@ -34,6 +34,7 @@ mod contact;
 mod dissemination;
 mod history;
 mod membership;
+mod suspicion;
 mod swim;
 mod timers;
 
@@ -41,13 +42,15 @@ pub use anti_entropy::{
     ANTI_ENTROPY_CATCH_UP_INTERVAL, ANTI_ENTROPY_INTERVAL, MAX_REPAIRS_PER_DIGEST,
 };
 pub use contact::HELLO_MIN_INTERVAL;
+pub use suspicion::{IMMEDIATE_GOSSIP_MIN_INTERVAL, MAX_POSTPONES, NUDGE_INTERVAL, POSTPONE_STEP};
 pub use swim::{
-    PERIODIC_ANNOUNCE_INTERVAL, PERIODIC_GOSSIP_INTERVAL, PROBE_PERIOD, PROBE_RTT,
-    REMOVE_DOWN_AFTER, SUSPECT_TO_DOWN_AFTER,
+    PERIODIC_ANNOUNCE_DOWN_INTERVAL, PERIODIC_ANNOUNCE_INTERVAL, PERIODIC_GOSSIP_INTERVAL,
+    PROBE_PERIOD, PROBE_RTT, REMOVE_DOWN_AFTER, SUSPECT_TO_DOWN_AFTER,
 };
 
 use history::History;
 use membership::Membership;
+use suspicion::Suspicions;
 use swim::Swim;
 use timers::{TimerKind, TimerQueue};
 
@@ -98,12 +101,16 @@ pub struct NodeConfig {
     /// Seed of the node's RNG (probe order, fanout choice). The daemon passes
     /// a random value; tests pass a fixed one to replay a run.
     pub rng_seed: u64,
+    /// How long a failed or left member stays listed before it is forgotten
+    /// (at least one second).
+    pub reap_after: Duration,
 }
 
 impl NodeConfig {
     /// A configuration with the defaults for everything but who the node is:
     /// generation 0, first sequence 1, [`DEFAULT_HISTORY_LIMIT`],
-    /// [`MAX_TEXT_BYTES`], [`DEFAULT_PUSH_FANOUT`], RNG seed 0.
+    /// [`MAX_TEXT_BYTES`], [`DEFAULT_PUSH_FANOUT`], RNG seed 0, members
+    /// reaped after [`REMOVE_DOWN_AFTER`].
     pub fn new(
         id: NodeId,
         name: impl Into<String>,
@@ -121,6 +128,7 @@ impl NodeConfig {
             max_text_bytes: MAX_TEXT_BYTES,
             push_fanout: DEFAULT_PUSH_FANOUT,
             rng_seed: 0,
+            reap_after: REMOVE_DOWN_AFTER,
         }
     }
 }
@@ -173,6 +181,12 @@ pub struct Member {
     pub last_seen: Option<Instant>,
     /// Last measured round trip (hello handshake or digest exchange).
     pub rtt: Option<Duration>,
+    /// Which run of the member this is (higher after a restart, or after
+    /// it renewed itself when wrongly declared failed).
+    pub generation: u64,
+    /// SWIM incarnation within that run: raised by the member each time it
+    /// refutes a suspicion.
+    pub incarnation: u16,
 }
 
 /// A member changed.
@@ -262,6 +276,11 @@ pub struct Stats {
     pub duplicates: u64,
     /// Messages sent as repairs in answer to digests.
     pub repairs_sent: u64,
+    /// Times a suspect's failure was postponed because it was still heard
+    /// from (each one a false alarm avoided, or a one-way link).
+    pub suspicions_postponed: u64,
+    /// Suspicions of this node it was told of directly, and refuted.
+    pub suspicions_refuted: u64,
 }
 
 /// The protocol state machine of one rossip node.
@@ -293,6 +312,8 @@ pub struct Node {
     /// Messages first received as repairs since the last anti-entropy round
     /// (many means: catch up faster).
     repaired_since_round: usize,
+    /// Suspicions this node raised and follows; see `suspicion`.
+    suspicions: Suspicions,
 }
 
 impl std::fmt::Debug for Node {
@@ -316,13 +337,18 @@ impl Node {
         config.first_seq = config.first_seq.max(1);
         config.history_limit = config.history_limit.max(1);
         config.max_text_bytes = config.max_text_bytes.min(MAX_TEXT_BYTES);
+        config.reap_after = config.reap_after.max(Duration::from_secs(1));
         let identity = wire::Identity {
             id: config.id,
             addr: config.advertise_addr,
             name: config.name.clone(),
             generation: config.generation,
         };
-        let swim = Swim::new(identity, StdRng::seed_from_u64(config.rng_seed));
+        let swim = Swim::new(
+            identity,
+            StdRng::seed_from_u64(config.rng_seed),
+            config.reap_after,
+        );
         // A different stream than foca's, so that our choices do not shift
         // foca's probe order (and vice versa).
         let rng = StdRng::seed_from_u64(config.rng_seed ^ 0x9e37_79b9_7f4a_7c15);
@@ -346,6 +372,7 @@ impl Node {
             digest_cursor: None,
             fresh_members: VecDeque::new(),
             repaired_since_round: 0,
+            suspicions: Suspicions::default(),
             config,
         }
     }
@@ -385,6 +412,11 @@ impl Node {
             wire::Body::Repair(message) => self.on_message(header.sender, message, false),
             wire::Body::Leave { generation } => self.on_leave(header.sender, generation, now),
             wire::Body::Digest(digest) => self.on_digest(header.sender, digest, now),
+            wire::Body::Suspected {
+                generation,
+                incarnation,
+            } => self.on_suspected(header.sender, generation, incarnation, now),
+            wire::Body::Left { id, generation } => self.on_left_notice(id, generation, now),
         }
         // After handling, so that the first datagram of a new member counts.
         self.members.saw(header.sender, now);
@@ -399,6 +431,7 @@ impl Node {
             match timer {
                 TimerKind::Swim(timer) => self.on_swim_timer(timer, now),
                 TimerKind::AntiEntropy => self.anti_entropy_round(now),
+                TimerKind::Nudge(id) => self.on_nudge_timer(id, now),
             }
         }
     }

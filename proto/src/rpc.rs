@@ -319,6 +319,14 @@ pub struct PeerView {
     /// Last measured round-trip time, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtt_ms: Option<f64>,
+    /// Which run of the node this is: higher after each restart (and after
+    /// it renewed itself when wrongly declared failed).
+    #[serde(default)]
+    pub generation: u64,
+    /// SWIM incarnation within that run: the node raises it each time it
+    /// refutes a suspicion.
+    #[serde(default)]
+    pub incarnation: u16,
 }
 
 /// `send` params.

@@ -46,6 +46,9 @@ pub struct SimNode {
     /// Isolated nodes run (timers fire) but their traffic is lost: a
     /// partition of one.
     pub isolated: bool,
+    /// Side of a partition ([`Sim::partition`]): datagrams only flow between
+    /// nodes of the same side. 0 unless partitioned.
+    pub side: usize,
 }
 
 /// A datagram on its way.
@@ -71,6 +74,8 @@ pub struct Sim {
     next_number: u64,
     trace: Vec<String>,
     wire_hash: u64,
+    /// One-way links cut with [`Sim::block`]: (from, to) indices.
+    blocked: std::collections::BTreeSet<(usize, usize)>,
     /// Datagrams delivered to a running node.
     pub delivered: u64,
     /// Datagrams lost (random loss, or to/from a crashed or unknown node).
@@ -94,6 +99,7 @@ impl Sim {
             next_number: 0,
             trace: Vec::new(),
             wire_hash: wire::fnv1a_64(b""),
+            blocked: std::collections::BTreeSet::new(),
             delivered: 0,
             lost: 0,
         }
@@ -166,6 +172,7 @@ impl Sim {
             events: Vec::new(),
             crashed: false,
             isolated: false,
+            side: 0,
         });
         self.by_addr.insert(addr, index);
         index
@@ -253,6 +260,44 @@ impl Sim {
         self.nodes[index].isolated = false;
         self.trace
             .push(format!("{:?} n{index} heal", self.elapsed()));
+    }
+
+    /// Splits the network: each slice of `sides` is one side, and
+    /// datagrams between sides are lost (nodes not listed form side 0 with
+    /// the first slice's nodes).
+    pub fn partition(&mut self, sides: &[&[usize]]) {
+        for host in &mut self.nodes {
+            host.side = 0;
+        }
+        for (side, members) in sides.iter().enumerate() {
+            for &index in *members {
+                self.nodes[index].side = side;
+            }
+        }
+        self.trace
+            .push(format!("{:?} partition {sides:?}", self.elapsed()));
+    }
+
+    /// Ends [`Sim::partition`]: one network again.
+    pub fn heal_partition(&mut self) {
+        for host in &mut self.nodes {
+            host.side = 0;
+        }
+        self.trace
+            .push(format!("{:?} partition healed", self.elapsed()));
+    }
+
+    /// Loses every datagram from node `from` to node `to` (one way).
+    pub fn block(&mut self, from: usize, to: usize) {
+        self.blocked.insert((from, to));
+        self.trace
+            .push(format!("{:?} block n{from} -> n{to}", self.elapsed()));
+    }
+
+    /// Ends every [`Sim::block`].
+    pub fn unblock_all(&mut self) {
+        self.blocked.clear();
+        self.trace.push(format!("{:?} unblock all", self.elapsed()));
     }
 
     /// Replaces node `index` with a fresh run of `config` (same address),
@@ -384,6 +429,13 @@ impl Sim {
             return;
         };
         if self.nodes[index].crashed || self.nodes[index].isolated {
+            self.lost += 1;
+            return;
+        }
+        if let Some(&from) = self.by_addr.get(&datagram.from)
+            && (self.nodes[from].side != self.nodes[index].side
+                || self.blocked.contains(&(from, index)))
+        {
             self.lost += 1;
             return;
         }

@@ -192,6 +192,25 @@ pub enum Body {
     Digest(Digest),
     /// A message sent because a digest showed the receiver lacks it.
     Repair(Message),
+    /// "I suspect you": sent by the member whose probe of the receiver
+    /// failed, so the receiver refutes at once (a higher incarnation)
+    /// instead of waiting for the suspicion to reach it by gossip.
+    Suspected {
+        /// The receiver's generation the suspicion is about (a later run is
+        /// not affected).
+        generation: u64,
+        /// foca's incarnation of the receiver that is suspected.
+        incarnation: u16,
+    },
+    /// `id` (not the sender) left gracefully: forwarded by a member that got
+    /// the leave notice, so nodes that lost both direct copies still show
+    /// `left` rather than `failed`.
+    Left {
+        /// The node that left.
+        id: NodeId,
+        /// Its generation that left.
+        generation: u64,
+    },
 }
 
 /// Why a datagram was refused. [`DecodeError::reason`] names the counter.
@@ -383,6 +402,14 @@ mod tests {
             Body::Swim(vec![1, 2, 3]),
             Body::Push(message.clone()),
             Body::Leave { generation: 3 },
+            Body::Suspected {
+                generation: 3,
+                incarnation: 9,
+            },
+            Body::Left {
+                id: NodeId([3; 16]),
+                generation: 2,
+            },
             Body::Digest(Digest {
                 stamp_us: 5,
                 reply_to: Some(4),

@@ -56,6 +56,14 @@ fn valid_datagrams() -> Vec<Vec<u8>> {
         Body::Push(message.clone()),
         Body::Repair(message),
         Body::Leave { generation: 1 },
+        Body::Suspected {
+            generation: 1,
+            incarnation: 4,
+        },
+        Body::Left {
+            id: Sim::id(3),
+            generation: 1,
+        },
         Body::Digest(Digest {
             stamp_us: 5,
             reply_to: None,

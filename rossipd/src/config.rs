@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rossip_proto::paths;
 
@@ -48,6 +49,9 @@ pub struct Config {
     pub ifaces: Vec<String>,
     /// Messages kept in history.
     pub history_limit: usize,
+    /// How long failed and left members stay listed before they are
+    /// forgotten.
+    pub reap_after: Duration,
 }
 
 impl Config {
@@ -66,6 +70,7 @@ impl Config {
             mdns: true,
             ifaces: Vec::new(),
             history_limit: DEFAULT_HISTORY,
+            reap_after: rossip_proto::node::REMOVE_DOWN_AFTER,
         }
     }
 }

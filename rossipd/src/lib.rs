@@ -85,6 +85,7 @@ pub async fn run(
     node_config.generation = views::unix_ms_now();
     node_config.first_seq = first_seq;
     node_config.history_limit = config.history_limit;
+    node_config.reap_after = config.reap_after;
     node_config.rng_seed = u64::from_le_bytes(seed);
     let node = rossip_proto::Node::new(node_config, Instant::now());
 

@@ -70,6 +70,17 @@ struct Args {
     #[arg(long, env = "ROSSIP_HISTORY", default_value_t = config::DEFAULT_HISTORY)]
     history: usize,
 
+    /// How long failed and left members stay listed (`peers --all`) before they are
+    /// forgotten, e.g. 30m, 1h, 2d
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "ROSSIP_REAP_AFTER",
+        default_value = "1h",
+        value_parser = parse_reap_after
+    )]
+    reap_after: std::time::Duration,
+
     /// Log level (error, warn, info, debug, trace) or a tracing filter; RUST_LOG overrides it
     #[arg(long, env = "ROSSIP_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -99,8 +110,18 @@ impl Args {
         c.mdns = !self.no_mdns;
         c.ifaces = self.ifaces;
         c.history_limit = self.history;
+        c.reap_after = self.reap_after;
         c
     }
+}
+
+/// A human duration (`90s`, `30m`, `1h`) of at least one second.
+fn parse_reap_after(text: &str) -> Result<std::time::Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration < std::time::Duration::from_secs(1) {
+        return Err("must be at least 1s".to_owned());
+    }
+    Ok(duration)
 }
 
 fn non_empty_env(name: &str) -> Option<PathBuf> {

@@ -78,6 +78,8 @@ pub fn peer_view(member: &Member, clock: &WallClock) -> PeerView {
         last_seen: member.last_seen.map(|t| clock.unix_ms(t)),
         // Microsecond precision is all a LAN RTT needs; it keeps the JSON tidy.
         rtt_ms: member.rtt.map(|d| (d.as_micros() as f64) / 1000.0),
+        generation: member.generation,
+        incarnation: member.incarnation,
     }
 }
 

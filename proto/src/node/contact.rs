@@ -1,13 +1,16 @@
 //! The hello handshake that turns a discovered address into a member, and
 //! the graceful leave.
 //!
-//! A leave notice goes directly to every member the leaver knows; foca's
-//! own "down" gossip about the leaver spreads further but cannot say "left".
-//! So a node the leaver did not know (or that lost both copies) shows it as
-//! `failed`, not `left`.
+//! A leave notice goes directly (twice) to every member the leaver knows,
+//! and each member that learns of it forwards it once to a few others, so a
+//! node that lost the leaver's copies, or that the leaver did not know yet,
+//! still shows it as `left`. foca's own "down" gossip spreads too, but
+//! cannot say "left".
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+use rand::seq::SliceRandom;
 
 use super::{Event, Node};
 use crate::id::NodeId;
@@ -21,6 +24,9 @@ pub const HELLO_MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How many copies of a leave notice each member gets.
 const LEAVE_COPIES: usize = 2;
+
+/// How many members a node that learned of a leave forwards it to.
+pub const LEFT_FORWARD_FANOUT: usize = 3;
 
 /// Past this many remembered hello targets, old entries are pruned.
 const HELLO_MEMORY: usize = 256;
@@ -101,9 +107,35 @@ impl Node {
     /// `sender` says its run `generation` leaves: it becomes `left` (and
     /// foca is told it is down, so probing stops and the news spreads).
     pub(super) fn on_leave(&mut self, sender: NodeId, generation: u64, now: Instant) {
-        let (change, identity) = self.members.left(sender, generation, now);
+        self.mark_left(sender, generation, now);
+    }
+
+    /// A member forwarded that `id`'s run `generation` left.
+    pub(super) fn on_left_notice(&mut self, id: NodeId, generation: u64, now: Instant) {
+        if id == self.config.id {
+            // Only we say when we leave; foca settles our own liveness.
+            self.count_drop("left_notice_about_self");
+            return;
+        }
+        self.mark_left(id, generation, now);
+    }
+
+    /// Records that `id`'s run `generation` left. The first time, the news
+    /// is forwarded to [`LEFT_FORWARD_FANOUT`] random members (before foca's
+    /// "down", which would make them show `failed`): every node forwards it
+    /// at most once, so it reaches those that lost the leaver's own notices.
+    fn mark_left(&mut self, id: NodeId, generation: u64, now: Instant) {
+        let (change, identity) = self.members.left(id, generation, now);
         if let Some(change) = change {
             self.events.push_back(Event::Peer(change));
+            let mut targets = self.members.active_targets(&[id]);
+            let fanout = LEFT_FORWARD_FANOUT.min(targets.len());
+            let (chosen, _) = targets.partial_shuffle(&mut self.rng, fanout);
+            let chosen: Vec<SocketAddr> = chosen.iter().map(|(_, addr)| *addr).collect();
+            let notice = Body::Left { id, generation };
+            for addr in chosen {
+                self.send(addr, &notice);
+            }
         }
         if let Some(identity) = identity {
             if let Err(err) = self.swim.apply_down(identity) {

@@ -50,6 +50,10 @@ fn transition(record: &mut Record, state: PeerState, now: Instant) -> Option<Pee
 
 /// Makes `record` follow `identity` (a newer run of the member).
 fn adopt(record: &mut Record, identity: &Identity) {
+    if record.identity.generation != identity.generation {
+        record.member.incarnation = 0;
+    }
+    record.member.generation = identity.generation;
     record.identity = identity.clone();
     record.member.addr = identity.addr;
     record.member.name = display_name(identity);
@@ -69,6 +73,19 @@ impl Membership {
         if let Some(record) = self.records.get_mut(&id) {
             record.member.last_seen = Some(now);
         }
+    }
+
+    /// When a datagram from `id` last arrived.
+    pub(super) fn last_seen(&self, id: NodeId) -> Option<Instant> {
+        self.records.get(&id).and_then(|r| r.member.last_seen)
+    }
+
+    /// The identity (run) of `id` if it is an alive or suspect member.
+    pub(super) fn active_identity(&self, id: NodeId) -> Option<&Identity> {
+        self.records
+            .get(&id)
+            .filter(|r| r.member.state.is_active())
+            .map(|r| &r.identity)
     }
 
     pub(super) fn set_rtt(&mut self, id: NodeId, rtt: Duration) {
@@ -125,6 +142,8 @@ impl Membership {
                     since: now,
                     last_seen: None,
                     rtt: None,
+                    generation: identity.generation,
+                    incarnation: 0,
                 };
                 self.records.insert(
                     identity.id,
@@ -185,6 +204,15 @@ impl Membership {
         }
         let change = transition(record, PeerState::Left, now);
         (change, Some(record.identity.clone()))
+    }
+
+    /// foca's view says `identity` is at `incarnation`.
+    pub(super) fn set_incarnation(&mut self, identity: &Identity, incarnation: u16) {
+        if let Some(record) = self.records.get_mut(&identity.id)
+            && record.identity == *identity
+        {
+            record.member.incarnation = incarnation;
+        }
     }
 
     /// foca's view says `identity` is (not) suspect.

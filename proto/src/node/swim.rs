@@ -19,21 +19,29 @@ use crate::id::NodeId;
 use crate::wire::{self, Identity};
 
 /// How often each node probes one member (round robin over a shuffled
-/// list). A LAN answers in well under a millisecond, so one second keeps
-/// traffic low while a crash is noticed within a few seconds.
-pub const PROBE_PERIOD: Duration = Duration::from_millis(1000);
+/// list). A LAN answers in well under a millisecond; a probe costs two small
+/// datagrams, so even 3 probes a second per node is cheap, and it is what
+/// bounds failure detection: a dead member is probed within about one period
+/// by someone, suspected a period later, and failed [`SUSPECT_TO_DOWN_AFTER`]
+/// after that (≤ 2 s in all, see the `membership` scenario tests).
+pub const PROBE_PERIOD: Duration = Duration::from_millis(200);
 
-/// How long a direct probe may take before indirect probes are sent.
-pub const PROBE_RTT: Duration = Duration::from_millis(300);
+/// How long a direct probe may take before indirect probes are sent: a LAN
+/// round trip is well under a millisecond, so 100 ms only fires for a lost
+/// packet (or a stalled process) and leaves 200 ms for the indirect ones.
+pub const PROBE_RTT: Duration = Duration::from_millis(80);
 
-/// How long a suspect member has to refute before it is declared failed:
-/// two probe periods, so a member that merely lost a packet or two refutes in
-/// time, while a crashed one is failed within about 2–4 seconds of its crash
-/// in a small cluster.
-pub const SUSPECT_TO_DOWN_AFTER: Duration = Duration::from_secs(2);
+/// How long a suspect member has to refute before it is declared failed.
+///
+/// Short, because the member that suspects also tells the suspect directly,
+/// every [`super::NUDGE_INTERVAL`], so a live one refutes within a round
+/// trip; and because the failure is postponed while the suspect is still
+/// heard from (see `suspicion`). A dead member gets no such help.
+pub const SUSPECT_TO_DOWN_AFTER: Duration = Duration::from_millis(800);
 
 /// How often membership updates are gossiped besides probes (to 3 members,
-/// only when there is news).
+/// only when there is news). Changes of state are also gossiped at once
+/// (see [`super::IMMEDIATE_GOSSIP_MIN_INTERVAL`]).
 pub const PERIODIC_GOSSIP_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How often a node asks a random member for its member list, so members
@@ -41,19 +49,24 @@ pub const PERIODIC_GOSSIP_INTERVAL: Duration = Duration::from_millis(200);
 pub const PERIODIC_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How often a node announces itself to two members it believes down, so a
-/// healed partition rejoins without outside help.
-const PERIODIC_ANNOUNCE_DOWN_INTERVAL: Duration = Duration::from_secs(15);
+/// healed partition rejoins within a few seconds without outside help (the
+/// member answers "you are down to me", the announcer renews its identity,
+/// and the two sides merge). Two small datagrams a second to addresses of
+/// dead members is the price until they are reaped.
+pub const PERIODIC_ANNOUNCE_DOWN_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How long a failed or left member is remembered (and listed by `peers`)
-/// before it is forgotten.
+/// How long a failed or left member is remembered (and listed by
+/// `peers --all`) before it is forgotten, by default
+/// ([`super::NodeConfig::reap_after`]).
 pub const REMOVE_DOWN_AFTER: Duration = Duration::from_secs(60 * 60);
 
 /// foca's own packet limit: what remains of a datagram after our header and
 /// the `Swim` body's tag and length prefix (with a few bytes of slack).
 const SWIM_MAX_PACKET_BYTES: usize = wire::MAX_BODY_BYTES - 8;
 
-/// The SWIM parameters rossip uses on a LAN.
-fn lan_config() -> foca::Config {
+/// The SWIM parameters rossip uses on a LAN; failed and left members are
+/// forgotten after `reap_after`.
+fn lan_config(reap_after: Duration) -> foca::Config {
     foca::Config {
         probe_period: PROBE_PERIOD,
         probe_rtt: PROBE_RTT,
@@ -67,7 +80,7 @@ fn lan_config() -> foca::Config {
         // tests); the cost is only during churn, as quiet gossip is skipped.
         max_transmissions: NonZeroU8::MIN.saturating_add(14),
         suspect_to_down_after: SUSPECT_TO_DOWN_AFTER,
-        remove_down_after: Some(REMOVE_DOWN_AFTER),
+        remove_down_after: Some(reap_after),
         max_packet_size: NonZeroUsize::MIN.saturating_add(SWIM_MAX_PACKET_BYTES - 1),
         notify_down_members: true,
         periodic_announce: Some(foca::PeriodicParams {
@@ -120,9 +133,9 @@ pub(super) struct Swim {
 }
 
 impl Swim {
-    pub(super) fn new(identity: Identity, rng: StdRng) -> Self {
+    pub(super) fn new(identity: Identity, rng: StdRng, reap_after: Duration) -> Self {
         Swim {
-            foca: Foca::new(identity, lan_config(), rng, PostcardCodec),
+            foca: Foca::new(identity, lan_config(reap_after), rng, PostcardCodec),
             runtime: AccumulatingRuntime::new(),
         }
     }
@@ -163,15 +176,46 @@ impl Swim {
         self.foca.announce(identity, &mut self.runtime)
     }
 
+    /// Someone suspects our incarnation `incarnation`: refute (foca raises
+    /// its incarnation if that is the current one, and gossips).
+    pub(super) fn refute(&mut self, incarnation: foca::Incarnation) -> Result<(), foca::Error> {
+        let suspected =
+            foca::Member::new(self.identity().clone(), incarnation, foca::State::Suspect);
+        self.foca
+            .apply_many(std::iter::once(suspected), true, &mut self.runtime)
+    }
+
+    /// Sends pending membership updates to a few random members now.
+    pub(super) fn gossip(&mut self) -> Result<(), foca::Error> {
+        self.foca.gossip(&mut self.runtime)
+    }
+
     pub(super) fn leave(&mut self) -> Result<(), foca::Error> {
         self.foca.leave_cluster(&mut self.runtime)
     }
 
-    /// foca's view of every member it knows, with its SWIM state.
-    pub(super) fn states(&self) -> impl Iterator<Item = (&Identity, foca::State)> {
+    /// foca's view of every member it knows, with its SWIM state and
+    /// incarnation.
+    pub(super) fn states(
+        &self,
+    ) -> impl Iterator<Item = (&Identity, foca::State, foca::Incarnation)> {
         self.foca
             .iter_membership_state()
-            .map(|member| (member.id(), member.state()))
+            .map(|member| (member.id(), member.state(), member.incarnation()))
+    }
+
+    /// Whether foca holds `identity` as suspect at `incarnation` (so a
+    /// nudge about that suspicion is still worth sending).
+    pub(super) fn is_suspect_at(
+        &self,
+        identity: &Identity,
+        incarnation: foca::Incarnation,
+    ) -> bool {
+        self.foca.iter_membership_state().any(|member| {
+            member.id() == identity
+                && member.state() == foca::State::Suspect
+                && member.incarnation() == incarnation
+        })
     }
 }
 
@@ -194,6 +238,10 @@ impl Node {
         // Of the timers, only the end of a probe cycle raises suspicion
         // (the others change nothing or notify), so only it needs the scan.
         let may_suspect = matches!(timer, foca::Timer::ProbeRandomMember(_));
+        // A suspect still heard from gets more time instead of a "down".
+        let Some(timer) = self.confirm_down(timer, now) else {
+            return;
+        };
         if let Err(err) = self.swim.handle_timer(timer) {
             // foca recovers by itself (e.g. an incomplete probe cycle); the
             // error is only a diagnostic.
@@ -219,13 +267,32 @@ impl Node {
     fn drain_swim(&mut self, now: Instant, may_suspect: bool) {
         let was_alone = !self.members.has_active();
         let mut came_up = Vec::new();
+        let mut changed = false;
         loop {
             if let Some((to, data)) = self.swim.runtime.to_send() {
                 self.send(to.addr, &wire::Body::Swim(data.to_vec()));
             } else if let Some((after, timer)) = self.swim.runtime.to_schedule() {
+                if let foca::Timer::ChangeSuspectToDown {
+                    member_id,
+                    incarnation,
+                    ..
+                } = &timer
+                {
+                    // foca schedules this only on the member whose probe
+                    // failed: that one tells the suspect.
+                    self.watch_suspect(member_id.clone(), *incarnation, now);
+                }
                 self.timers.schedule(now + after, TimerKind::Swim(timer));
             } else if let Some(notification) = self.swim.runtime.to_notify() {
-                self.on_notification(notification, now, &mut came_up);
+                changed |= self.on_notification(notification, now, &mut came_up);
+            } else if changed && !self.left && self.may_gossip_now(now) {
+                // Spread a change at once rather than at the next periodic
+                // gossip: a failure or a leave reaches everyone in a few
+                // hops of a LAN round trip each.
+                changed = false;
+                if let Err(err) = self.swim.gossip() {
+                    tracing::debug!(%err, "foca could not gossip");
+                }
             } else {
                 break;
             }
@@ -242,12 +309,14 @@ impl Node {
         }
     }
 
+    /// Applies one foca notification to the member table; returns whether a
+    /// member's liveness changed (news worth gossiping at once).
     fn on_notification(
         &mut self,
         notification: OwnedNotification<Identity>,
         now: Instant,
         came_up: &mut Vec<(NodeId, std::net::SocketAddr)>,
-    ) {
+    ) -> bool {
         let change = match notification {
             OwnedNotification::MemberUp(identity) => {
                 let change = self.members.up(&identity, now);
@@ -280,15 +349,21 @@ impl Node {
                 None
             }
         };
-        if let Some(change) = change {
-            self.events.push_back(super::Event::Peer(change));
+        match change {
+            Some(change) => {
+                self.events.push_back(super::Event::Peer(change));
+                true
+            }
+            None => false,
         }
     }
 
-    /// Moves members between alive and suspect as foca's view says.
+    /// Moves members between alive and suspect as foca's view says (and
+    /// records their incarnations).
     fn sync_suspicion(&mut self, now: Instant) {
         let mut changes = Vec::new();
-        for (identity, state) in self.swim.states() {
+        for (identity, state, incarnation) in self.swim.states() {
+            self.members.set_incarnation(identity, incarnation);
             let suspect = match state {
                 foca::State::Alive => false,
                 foca::State::Suspect => true,
@@ -325,7 +400,7 @@ mod tests {
 
     #[test]
     fn config_fits_datagrams() {
-        let config = lan_config();
+        let config = lan_config(REMOVE_DOWN_AFTER);
         assert_eq!(config.max_packet_size.get(), SWIM_MAX_PACKET_BYTES);
         assert!(config.probe_rtt < config.probe_period);
         assert_eq!(config.num_indirect_probes.get(), 3);

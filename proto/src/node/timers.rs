@@ -14,6 +14,8 @@ pub(super) enum TimerKind {
     Swim(foca::Timer<Identity>),
     /// The periodic anti-entropy round (reschedules itself).
     AntiEntropy,
+    /// Tell a member we suspect that we do (see `suspicion`).
+    Nudge(crate::id::NodeId),
 }
 
 /// Timers keyed by (deadline, insertion number): timers due at the same

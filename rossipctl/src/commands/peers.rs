@@ -95,6 +95,8 @@ mod tests {
             since: 1_000_000,
             last_seen: rtt_ms.map(|_| 1_190_000),
             rtt_ms,
+            generation: 1,
+            incarnation: 0,
         }
     }
 

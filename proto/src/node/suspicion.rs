@@ -1,0 +1,228 @@
+//! Fast, careful suspicion: what lets rossip declare a dead member failed
+//! within about two seconds without crying wolf on a lossy network.
+//!
+//! foca's SWIM suspects a member whose direct and indirect probes all failed
+//! and, on the member that probed, declares it down when
+//! [`super::SUSPECT_TO_DOWN_AFTER`] passes without a refutation. A live
+//! member refutes only once the suspicion reaches it by gossip, which with
+//! a short timeout and lost packets is a gamble. Two additions make it safe
+//! (in the spirit of Lifeguard's suspicion confirmation, measured by the
+//! scenario tests at 10% loss):
+//!
+//! - **Nudges.** The member that suspects sends the suspect a
+//!   [`Body::Suspected`] at once and every [`NUDGE_INTERVAL`] while the
+//!   suspicion lasts. A live suspect refutes (foca raises its incarnation)
+//!   and answers the nudger directly with a foca announce, whose header
+//!   carries the new incarnation and clears the suspicion there.
+//! - **Evidence.** When the timeout comes, a suspect that sent this node any
+//!   datagram since the suspicion began is demonstrably running: the "down"
+//!   is postponed by [`POSTPONE_STEP`] (at most [`MAX_POSTPONES`] times)
+//!   and the nudges go on. A member that crashed or vanished sends nothing,
+//!   so it is failed on time.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::Node;
+use super::timers::TimerKind;
+use crate::id::NodeId;
+use crate::wire::{Body, Identity};
+
+/// How often the member that suspects another tells it so.
+pub const NUDGE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How much longer a suspect that is still heard from gets, each time.
+pub const POSTPONE_STEP: Duration = Duration::from_millis(400);
+
+/// How many times a "down" may be postponed: a member heard from but
+/// unable to refute for this long (e.g. traffic gets through one way only)
+/// is failed after all.
+pub const MAX_POSTPONES: u32 = 3;
+
+/// Changes of liveness are gossiped at once, but not more often than this
+/// (a burst of joins gossips once, not once per member).
+pub const IMMEDIATE_GOSSIP_MIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The shortest time between two answers to the nudges of one member.
+const NUDGE_ANSWER_MIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Past this many remembered nudgers, old entries are pruned.
+const NUDGE_ANSWER_MEMORY: usize = 256;
+
+/// A suspicion this node raised and is following.
+#[derive(Debug)]
+struct Watch {
+    identity: Identity,
+    incarnation: foca::Incarnation,
+    since: Instant,
+    postponed: u32,
+}
+
+/// The suspicions this node raised, and whom it answered lately.
+#[derive(Debug, Default)]
+pub(super) struct Suspicions {
+    watches: BTreeMap<NodeId, Watch>,
+    answered: BTreeMap<NodeId, Instant>,
+    last_gossip: Option<Instant>,
+}
+
+impl Node {
+    /// foca suspects `identity` at `incarnation` after our probe: tell it,
+    /// and keep telling it every [`NUDGE_INTERVAL`].
+    pub(super) fn watch_suspect(
+        &mut self,
+        identity: Identity,
+        incarnation: foca::Incarnation,
+        now: Instant,
+    ) {
+        let id = identity.id;
+        if self
+            .suspicions
+            .watches
+            .get(&id)
+            .is_some_and(|w| w.identity == identity && w.incarnation == incarnation)
+        {
+            // Probed again while still suspect: the watch (and its clock)
+            // stands; foca's second timer is settled when it fires.
+            return;
+        }
+        self.suspicions.watches.insert(
+            id,
+            Watch {
+                identity,
+                incarnation,
+                since: now,
+                postponed: 0,
+            },
+        );
+        self.nudge(id, now);
+    }
+
+    /// The nudge timer for `id` fired.
+    pub(super) fn on_nudge_timer(&mut self, id: NodeId, now: Instant) {
+        self.nudge(id, now);
+    }
+
+    /// Sends `id` a nudge and schedules the next, if the suspicion stands.
+    fn nudge(&mut self, id: NodeId, now: Instant) {
+        let Some(watch) = self.suspicions.watches.get(&id) else {
+            return;
+        };
+        if !self.swim.is_suspect_at(&watch.identity, watch.incarnation) {
+            // Refuted, or already down: nothing more to say.
+            self.suspicions.watches.remove(&id);
+            return;
+        }
+        let body = Body::Suspected {
+            generation: watch.identity.generation,
+            incarnation: watch.incarnation,
+        };
+        let addr = watch.identity.addr;
+        self.send(addr, &body);
+        self.timers
+            .schedule(now + NUDGE_INTERVAL, TimerKind::Nudge(id));
+    }
+
+    /// foca's timer to declare a suspect down is due. Returns it to hand to
+    /// foca, or `None` when it was postponed because the suspect was heard
+    /// from since the suspicion began.
+    pub(super) fn confirm_down(
+        &mut self,
+        timer: foca::Timer<Identity>,
+        now: Instant,
+    ) -> Option<foca::Timer<Identity>> {
+        let foca::Timer::ChangeSuspectToDown {
+            member_id,
+            incarnation,
+            ..
+        } = &timer
+        else {
+            return Some(timer);
+        };
+        if !self.swim.is_suspect_at(member_id, *incarnation) {
+            // Refuted, replaced by a newer run, or already down. foca would
+            // ignore the timer, but with `notify_down_members` it still sends
+            // the member a "you are down" notice, which makes a member that
+            // just refuted renew its identity for nothing.
+            return None;
+        }
+        let id = member_id.id;
+        let Some(watch) = self.suspicions.watches.get_mut(&id) else {
+            return Some(timer);
+        };
+        if watch.identity != *member_id || watch.incarnation != *incarnation {
+            return Some(timer);
+        }
+        let heard_since = self
+            .members
+            .last_seen(id)
+            .is_some_and(|seen| seen > watch.since);
+        if heard_since && watch.postponed < MAX_POSTPONES {
+            watch.postponed += 1;
+            tracing::debug!(
+                peer = %id,
+                postponed = watch.postponed,
+                "suspect is still sending; postponing its failure"
+            );
+            self.stats.suspicions_postponed += 1;
+            self.timers
+                .schedule(now + POSTPONE_STEP, TimerKind::Swim(timer));
+            return None;
+        }
+        self.suspicions.watches.remove(&id);
+        Some(timer)
+    }
+
+    /// `sender` suspects our run `generation` at `incarnation`: refute, and
+    /// answer it directly so its suspicion clears without waiting for gossip.
+    pub(super) fn on_suspected(
+        &mut self,
+        sender: NodeId,
+        generation: u64,
+        incarnation: foca::Incarnation,
+        now: Instant,
+    ) {
+        if generation != self.swim.identity().generation {
+            // About an earlier run of ours; foca settles those by itself.
+            return;
+        }
+        let Some(nudger) = self.members.active_identity(sender).cloned() else {
+            self.count_drop("suspected_by_non_member");
+            return;
+        };
+        self.stats.suspicions_refuted += 1;
+        if let Err(err) = self.swim.refute(incarnation) {
+            tracing::debug!(%err, "foca could not refute a suspicion");
+        }
+        let answered_lately = self
+            .suspicions
+            .answered
+            .get(&sender)
+            .is_some_and(|at| now.saturating_duration_since(*at) < NUDGE_ANSWER_MIN_INTERVAL);
+        if !answered_lately {
+            if self.suspicions.answered.len() >= NUDGE_ANSWER_MEMORY {
+                self.suspicions
+                    .answered
+                    .retain(|_, at| now.saturating_duration_since(*at) < NUDGE_ANSWER_MIN_INTERVAL);
+            }
+            self.suspicions.answered.insert(sender, now);
+            if let Err(err) = self.swim.announce(nudger) {
+                tracing::debug!(%err, "foca could not answer a suspicion");
+            }
+        }
+        self.after_swim(now);
+    }
+
+    /// Whether an immediate gossip may go out now (and records it).
+    pub(super) fn may_gossip_now(&mut self, now: Instant) -> bool {
+        let recent = self
+            .suspicions
+            .last_gossip
+            .is_some_and(|at| now.saturating_duration_since(at) < IMMEDIATE_GOSSIP_MIN_INTERVAL);
+        if recent {
+            return false;
+        }
+        self.suspicions.last_gossip = Some(now);
+        true
+    }
+}
