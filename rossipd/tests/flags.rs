@@ -29,6 +29,8 @@ fn help_lists_the_flags() {
         "--cluster",
         "--no-mdns",
         "--iface",
+        "--history",
+        "--reap-after",
         "--log-level",
     ] {
         assert!(
@@ -47,16 +49,16 @@ fn version_prints_the_package_version() {
 
 #[test]
 fn a_malformed_flag_is_a_usage_error() {
-    let out = rossipd()
-        .args(["--bind", "not-an-address"])
-        .output()
-        .expect("run rossipd");
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    for args in [
+        ["--bind", "not-an-address"],
+        ["--reap-after", "soon"],
+        ["--reap-after", "500ms"],
+    ] {
+        let out = rossipd().args(args).output().expect("run rossipd");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: stderr: {stderr}");
+        assert!(stderr.contains(args[0]), "{args:?}: stderr: {stderr}");
+    }
 }
 
 /// Starts a loopback-only daemon whose socket is `socket_dir/s.sock`, with
