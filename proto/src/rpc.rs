@@ -438,6 +438,18 @@ pub struct PeersResult {
     pub peers: Vec<PeerView>,
 }
 
+/// This node's side of failure detection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipCounts {
+    /// This node's current generation (its run; it grows when the node
+    /// restarts or renews itself after being wrongly declared failed).
+    pub generation: u64,
+    /// Suspicions of this node that others told it of, and it refuted.
+    pub suspicions_refuted: u64,
+    /// Times this node postponed failing a suspect it still heard from.
+    pub failures_postponed: u64,
+}
+
 /// Member counts by state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerCounts {
@@ -506,6 +518,9 @@ pub struct StatusResult {
     pub uptime_s: u64,
     /// Members by state (not counting this node).
     pub peers: PeerCounts,
+    /// Failure detection counters.
+    #[serde(default)]
+    pub membership: MembershipCounts,
     /// Message counters.
     pub messages: MessageCounts,
     /// Datagram counters.

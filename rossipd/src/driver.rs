@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rossip_proto::rpc::{
-    self, DatagramCounts, ErrorObject, EventBody, JoinResult, LeaveResult, MessageCounts,
-    MessageView, PeerCounts, PeerView, StatusResult,
+    self, DatagramCounts, ErrorObject, EventBody, JoinResult, LeaveResult, MembershipCounts,
+    MessageCounts, MessageView, PeerCounts, PeerView, StatusResult,
 };
 use rossip_proto::{Event, Message, Node, PeerState, PublishError};
 use tokio::net::UdpSocket;
@@ -392,6 +392,11 @@ impl Driver {
                 .saturating_duration_since(self.clock.started())
                 .as_secs(),
             peers,
+            membership: MembershipCounts {
+                generation: self.node.generation(),
+                suspicions_refuted: s.suspicions_refuted,
+                failures_postponed: s.suspicions_postponed,
+            },
             messages: MessageCounts {
                 sent: s.messages_sent,
                 received: s.messages_received,

@@ -57,6 +57,12 @@ fn lines(s: &StatusResult) -> Vec<String> {
             p.alive, p.suspect, p.failed, p.left
         ),
         format!(
+            "membership: generation {}, {} suspicions of this node refuted, {} failures postponed",
+            s.membership.generation,
+            s.membership.suspicions_refuted,
+            s.membership.failures_postponed
+        ),
+        format!(
             "messages: {} sent, {} received, {} duplicates, {} in history",
             m.sent, m.received, m.duplicates, m.in_history
         ),
@@ -72,7 +78,7 @@ fn lines(s: &StatusResult) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rossip_proto::rpc::{DatagramCounts, MessageCounts, PeerCounts};
+    use rossip_proto::rpc::{DatagramCounts, MembershipCounts, MessageCounts, PeerCounts};
 
     #[test]
     fn status_lines_cover_every_counter() {
@@ -93,6 +99,11 @@ mod tests {
                 suspect: 1,
                 failed: 0,
                 left: 3,
+            },
+            membership: MembershipCounts {
+                generation: 1_795_497_469,
+                suspicions_refuted: 2,
+                failures_postponed: 1,
             },
             messages: MessageCounts {
                 sent: 4,
@@ -117,6 +128,7 @@ mod tests {
             "state dir: /var/lib/rossip",
             "uptime: 1h02m",
             "peers: 2 alive, 1 suspect, 0 failed, 3 left",
+            "membership: generation 1795497469, 2 suspicions of this node refuted, 1 failures postponed",
             "messages: 4 sent, 5 received, 6 duplicates, 9 in history",
             "datagrams: 10 received (1200 bytes), 11 sent (1300 bytes)",
             "datagrams dropped: 2 malformed, 1 wrong_cluster",
