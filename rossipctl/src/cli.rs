@@ -44,6 +44,8 @@ pub enum Command {
     Tail(TailArgs),
     /// List the other members of the cluster
     Peers(PeersArgs),
+    /// Print membership changes (joined, failed, left, …) as they happen
+    Events(EventsArgs),
     /// Show this node's identity, addresses and counters
     Status,
     /// Contact a node by address (for networks without multicast)
@@ -97,6 +99,11 @@ pub struct TailArgs {
     /// Only this channel [default: all channels]
     #[arg(short, long, value_name = "CHANNEL", value_parser = channel_arg)]
     pub channel: Option<String>,
+
+    /// With -f: also print membership changes (joined, failed, left, …) as they happen,
+    /// as `rossipctl events` does
+    #[arg(long)]
+    pub peers: bool,
 }
 
 impl TailArgs {
@@ -117,6 +124,15 @@ pub struct PeersArgs {
     /// Also list members that failed or left
     #[arg(long)]
     pub all: bool,
+}
+
+/// `events` arguments.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// First list every known member (alive, suspect, failed, left) as it is now, and again
+    /// after each reconnection or lag, so that changes missed meanwhile show up
+    #[arg(long)]
+    pub snapshot: bool,
 }
 
 /// `join` arguments.
@@ -156,6 +172,21 @@ impl Cli {
                 clap::error::ErrorKind::ArgumentConflict,
                 "--lines reads stdin, so TEXT must be `-` (e.g. `rossipctl send --lines -`)",
             ));
+        }
+        if let Command::Tail(tail) = &self.command
+            && tail.peers
+            && !tail.follow
+        {
+            let message = "--peers streams membership changes as they happen, so it needs -f \
+                 (`rossipctl tail -f --peers`); for the current members use `rossipctl peers`";
+            let kind = clap::error::ErrorKind::MissingRequiredArgument;
+            // Built, so that the usage line names `rossipctl tail`.
+            let mut cli = Cli::command();
+            cli.build();
+            return Err(match cli.find_subcommand_mut("tail") {
+                Some(tail) => tail.error(kind, message),
+                None => cli.error(kind, message),
+            });
         }
         Ok(())
     }
@@ -201,6 +232,27 @@ mod tests {
         assert!(cli.validate().is_err());
         let cli = Cli::try_parse_from(["rossipctl", "send", "--lines", "-"]).expect("parses");
         assert!(cli.validate().is_ok());
+    }
+
+    #[test]
+    fn tail_peers_needs_follow() {
+        let cli = Cli::try_parse_from(["rossipctl", "tail", "--peers"]).expect("parses");
+        let err = cli.validate().expect_err("--peers without -f");
+        assert!(err.to_string().contains("needs -f"), "{err}");
+        let cli = Cli::try_parse_from(["rossipctl", "tail", "-f", "--peers"]).expect("parses");
+        assert!(cli.validate().is_ok());
+    }
+
+    #[test]
+    fn events_parses() {
+        let cli =
+            Cli::try_parse_from(["rossipctl", "events", "--snapshot", "--json"]).expect("parses");
+        assert!(cli.json);
+        assert!(matches!(
+            cli.command,
+            Command::Events(EventsArgs { snapshot: true })
+        ));
+        assert!(Cli::try_parse_from(["rossipctl", "events", "extra"]).is_err());
     }
 
     #[test]

@@ -60,6 +60,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Send(args) => commands::send::run(&ctx, &mut out, args)?,
         Command::Tail(args) => commands::tail::run(&ctx, &mut out, args)?,
         Command::Peers(args) => commands::peers::run(&ctx, &mut out, args)?,
+        Command::Events(args) => commands::events::run(&ctx, &mut out, args)?,
         Command::Status => commands::status::run(&ctx, &mut out)?,
         Command::Join(args) => commands::join::run(&ctx, &mut out, args)?,
         Command::Leave => commands::leave::run(&ctx, &mut out)?,

@@ -48,6 +48,8 @@ fn missing_socket_exits_69_and_says_what_to_do() {
         &["peers"],
         &["send", "hi"],
         &["tail", "-f"],
+        &["tail", "-f", "--peers"],
+        &["events"],
     ] {
         let out = run(rossipctl().arg("--socket").arg(&socket).args(args));
         assert_exit(&out, EXIT_UNAVAILABLE, &format!("rossipctl {args:?}"));
@@ -180,6 +182,8 @@ fn usage_errors_exit_2() {
         &["tail", "-n", "minus-one"],
         &["join"],
         &["completions", "tcsh"],
+        &["events", "extra"],
+        &["events", "--all"],
     ] {
         let out = run(rossipctl().args(args));
         assert_exit(&out, 2, &format!("rossipctl {args:?}"));
@@ -196,6 +200,7 @@ fn help_lists_the_commands() {
         "send",
         "tail",
         "peers",
+        "events",
         "status",
         "join",
         "leave",
@@ -216,16 +221,33 @@ fn completions_are_printed_for_every_shell() {
         let script = text(&out.stdout);
         assert!(script.contains("rossipctl"), "{shell}: {script}");
         assert!(script.contains("tail"), "{shell} completes subcommands");
+        assert!(script.contains("events"), "{shell} completes `events`");
+        // fish spells long options `-l snapshot`.
+        assert!(
+            script.contains("snapshot"),
+            "{shell} completes `events --snapshot`"
+        );
     }
     let bash = text(&run(rossipctl().args(["completions", "bash"])).stdout);
     assert!(bash.contains("complete -F"), "{bash}");
+    assert!(
+        bash.contains("rossipctl,events)"),
+        "bash completes `events`: {bash}"
+    );
+    assert!(bash.contains("--peers"), "bash completes `tail --peers`");
 }
 
 #[test]
 fn json_mode_keeps_errors_off_stdout() {
     let dir = tempfile::tempdir().expect("temp dir");
     let socket = dir.path().join("absent.sock");
-    for args in [&["peers"][..], &["status"], &["tail"], &["send", "x"]] {
+    for args in [
+        &["peers"][..],
+        &["status"],
+        &["tail"],
+        &["send", "x"],
+        &["events"],
+    ] {
         let out = run(rossipctl()
             .arg("--json")
             .arg("--socket")
@@ -421,6 +443,78 @@ fn tail_follow_into_a_closed_pipe_exits_0() {
     let mut first = String::new();
     stdout.read_line(&mut first).expect("first line");
     assert!(first.ends_with("alice: first\n"), "{first:?}");
+    drop(stdout);
+    pipe_closed_tx.send(()).expect("daemon thread alive");
+    let status = wait_with_deadline(&mut child, Duration::from_secs(20));
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr);
+    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.is_empty(), "quiet exit, got: {stderr}");
+    daemon.join().expect("fake daemon");
+}
+
+#[test]
+fn tail_peers_without_follow_is_a_usage_error() {
+    let out = run(rossipctl().args(["tail", "--peers"]));
+    assert_exit(&out, 2, "tail --peers");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("--peers"), "{stderr}");
+    assert!(stderr.contains("needs -f"), "{stderr}");
+    assert!(stderr.contains("rossipctl peers"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+fn peer_event(subscription: u64, name: &str, state: &str, previous: Option<&str>) -> Value {
+    let mut params = json!({"subscription": subscription, "kind": "peer", "peer": {
+        "id": "0123456789abcdef0123456789abcdef", "name": name, "addr": "127.0.0.1:7465",
+        "state": state, "since": 1_795_497_601_000u64}});
+    if let Some(previous) = previous {
+        params["previous"] = json!(previous);
+    }
+    json!({"jsonrpc": "2.0", "method": "event", "params": params})
+}
+
+#[test]
+fn events_prints_sanitized_lines_and_exits_0_into_a_closed_pipe() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("rossipd.sock");
+    let (pipe_closed_tx, pipe_closed_rx) = mpsc::channel::<()>();
+    let daemon = fake_daemon(&socket, move |conn| {
+        let (id, method, params) = conn.request();
+        assert_eq!(
+            (method.as_str(), params),
+            ("subscribe", json!({"events": ["peer"]}))
+        );
+        conn.send(json!({"jsonrpc": "2.0", "id": id, "result": {"subscription": 1}}));
+        conn.send(peer_event(1, "bob\x1b[2J\nroot", "failed", Some("suspect")));
+        pipe_closed_rx.recv().expect("the test closes the pipe");
+        conn.send(peer_event(1, "bob", "alive", Some("failed")));
+        // Wait for the client to hang up.
+        let mut rest = Vec::new();
+        let _ = conn.reader.read_to_end(&mut rest);
+    });
+    let mut child = rossipctl()
+        .env("TZ", "UTC")
+        .arg("events")
+        .arg("--socket")
+        .arg(&socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("first line");
+    let (_, rest) = first.split_once(' ').expect("date");
+    let (_, rest) = rest.split_once(' ').expect("time");
+    assert_eq!(
+        rest,
+        "* bob\\x1b[2J\\nroot failed (01234567 at 127.0.0.1:7465; suspect -> failed)\n"
+    );
     drop(stdout);
     pipe_closed_tx.send(()).expect("daemon thread alive");
     let status = wait_with_deadline(&mut child, Duration::from_secs(20));

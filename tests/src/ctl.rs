@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::background::Background;
+use crate::background::{Background, parse_json_lines};
 use crate::{bins, sys, wait};
 
 /// How long a one-shot `rossipctl` may run before the test fails.
@@ -43,18 +43,7 @@ impl CtlOutput {
 
     /// stdout as one JSON value per line; panics on a line that is not JSON.
     pub fn json_lines(&self) -> Vec<serde_json::Value> {
-        self.stdout
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str(l).unwrap_or_else(|e| {
-                    panic!(
-                        "`{}` printed a line that is not JSON ({e}): {l}",
-                        self.command
-                    )
-                })
-            })
-            .collect()
+        parse_json_lines(&self.command, self.stdout.lines())
     }
 }
 

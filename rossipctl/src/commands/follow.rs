@@ -7,6 +7,9 @@
 //!   last printed id; if the restarted daemon no longer holds that id, from its timestamp;
 //! - every printed id is remembered (a bounded window), so the overlap those replays
 //!   produce is never printed twice.
+//!
+//! With `--peers`, membership changes are interleaved as they arrive. Those cannot be
+//! replayed: after a lag or a reconnection a warning says that some may be missing.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io::Write;
@@ -20,6 +23,7 @@ use rossip_proto::rpc::{
 };
 
 use super::Ctx;
+use super::peer_printer::PeerPrinter;
 use super::tail::MessagePrinter;
 use crate::cli::TailArgs;
 use crate::client::{Client, ClientError};
@@ -27,7 +31,7 @@ use crate::output::{Out, warn};
 use crate::timefmt::now_ms;
 
 /// Pause between reconnection attempts.
-const RETRY_INTERVAL: Duration = Duration::from_millis(500);
+pub const RETRY_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How many printed ids are remembered for de-duplication: far more than one replay
 /// after a restart or lag can overlap with what was already printed.
@@ -38,12 +42,13 @@ pub fn run(
     ctx: &Ctx,
     out: &mut Out<impl Write>,
     printer: MessagePrinter,
+    peers: Option<PeerPrinter>,
     args: &TailArgs,
 ) -> anyhow::Result<()> {
     // The first connection is not retried: a daemon that is not running is an error now.
     let client = ctx.connect()?;
     let first = SubscribeParams {
-        events: Some(vec![EventKind::Message]),
+        events: Some(event_kinds(peers.is_some())),
         n: args.count(),
         since: args.since.clone(),
         channel: args.channel.clone(),
@@ -56,9 +61,19 @@ pub fn run(
         last: None,
         seen: SeenIds::default(),
         printer,
+        peers,
         retry: RETRY_INTERVAL,
     };
     follower.follow(out, client, first)
+}
+
+/// What to subscribe to: messages, and with `--peers` membership changes.
+fn event_kinds(peers: bool) -> Vec<EventKind> {
+    if peers {
+        vec![EventKind::Message, EventKind::Peer]
+    } else {
+        vec![EventKind::Message]
+    }
 }
 
 /// The state of one `tail -f`.
@@ -73,6 +88,8 @@ struct Follower {
     last: Option<(String, u64)>,
     seen: SeenIds,
     printer: MessagePrinter,
+    /// `--peers`: how to print membership changes; None ignores them.
+    peers: Option<PeerPrinter>,
     retry: Duration,
 }
 
@@ -95,6 +112,12 @@ impl Follower {
                 self.retry.as_millis()
             ));
             (client, subscription) = self.reconnect()?;
+            if self.peers.is_some() {
+                warn(
+                    "reconnected to rossipd; membership changes while it was unreachable \
+                     are not shown (`rossipctl peers --all` lists the members now)",
+                );
+            }
         }
     }
 
@@ -113,13 +136,22 @@ impl Follower {
             match event.event {
                 EventBody::Message { message } => self.print(out, message)?,
                 EventBody::Lagged { dropped } => {
+                    let peers = if self.peers.is_some() {
+                        " (membership changes among them cannot be fetched)"
+                    } else {
+                        ""
+                    };
                     warn(format_args!(
                         "rossipd skipped {dropped} event(s) because this tail fell behind; \
-                         fetching them from history"
+                         fetching the messages from history{peers}"
                     ));
                     self.fill_gap(out, client)?;
                 }
-                EventBody::Peer { .. } => {}
+                EventBody::Peer { peer, previous } => {
+                    if let Some(printer) = &self.peers {
+                        printer.print_change(out, &peer, previous, now_ms())?;
+                    }
+                }
             }
         }
     }
@@ -149,7 +181,7 @@ impl Follower {
             };
             let subscribed = self.with_resume_point(|since, channel| {
                 let params = SubscribeParams {
-                    events: Some(vec![EventKind::Message]),
+                    events: Some(event_kinds(self.peers.is_some())),
                     n: None,
                     since: Some(since),
                     channel,
@@ -201,7 +233,7 @@ impl Follower {
 }
 
 /// Whether `err` means the daemon went away (so reconnecting may help).
-fn is_lost(err: &anyhow::Error) -> bool {
+pub fn is_lost(err: &anyhow::Error) -> bool {
     matches!(
         err.downcast_ref::<ClientError>(),
         Some(ClientError::ConnectionLost { .. })

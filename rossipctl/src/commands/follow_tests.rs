@@ -2,17 +2,17 @@
 //! the last id, a replay overlapping what was printed, a `lagged` gap fill, and a closed
 //! stdout ending the loop.
 
-use std::io::{self, BufRead as _, BufReader, Write as _};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use jiff::tz::TimeZone;
-use rossip_proto::rpc::{ErrorObject, Notification, Request, Response};
-use serde_json::{Value, json};
+use rossip_proto::rpc::{ErrorObject, PeerStateName, PeerView, Response};
+use serde_json::json;
 
 use super::*;
+use crate::commands::test_daemon::{FakeConn, HeadWriter};
 use crate::output::StdoutClosed;
 
 const ORIGIN: &str = "abababababababababababababababab";
@@ -30,50 +30,10 @@ fn message(seq: u64) -> MessageView {
     }
 }
 
-/// One accepted connection, speaking line-delimited JSON-RPC.
-struct FakeConn {
-    reader: BufReader<UnixStream>,
-}
-
-impl FakeConn {
-    fn accept(listener: &UnixListener) -> FakeConn {
-        let (stream, _) = listener.accept().expect("accept");
-        // If the client under test misbehaves, fail instead of hanging.
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        FakeConn {
-            reader: BufReader::new(stream),
-        }
-    }
-
-    fn request(&mut self) -> (Request, Value) {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("read a request");
-        let request: Request = serde_json::from_str(&line).expect("request JSON");
-        let params = request.params.clone().unwrap_or(Value::Null);
-        (request, params)
-    }
-
-    fn send(&mut self, value: &impl serde::Serialize) {
-        let mut line = serde_json::to_vec(value).expect("encode");
-        line.push(b'\n');
-        self.reader.get_mut().write_all(&line).expect("write");
-    }
-
-    fn reply(&mut self, request: &Request, result: Value) {
-        let id = request.id.clone().expect("request has an id");
-        self.send(&Response::ok(id, result));
-    }
-
-    fn event(&mut self, subscription: u64, event: EventBody) {
-        self.send(&Notification::event(subscription, event));
-    }
-
-    fn message(&mut self, subscription: u64, seq: u64) {
-        let message = message(seq);
-        self.event(subscription, EventBody::Message { message });
-    }
+/// Sends message `seq` as an event of `subscription`.
+fn send_message(conn: &mut FakeConn, subscription: u64, seq: u64) {
+    let message = message(seq);
+    conn.event(subscription, EventBody::Message { message });
 }
 
 /// The daemon's side of the scenario, step by step.
@@ -84,9 +44,9 @@ fn fake_daemon(socket: &Path, listener: UnixListener) {
     assert_eq!(request.method, "subscribe");
     assert_eq!(params, json!({"events": ["message"], "n": 10}));
     conn.reply(&request, json!({"subscription": 1}));
-    conn.message(1, 1);
-    conn.message(99, 50); // another subscription's event: not ours
-    conn.message(1, 2);
+    send_message(&mut conn, 1, 1);
+    send_message(&mut conn, 99, 50); // another subscription's event: not ours
+    send_message(&mut conn, 1, 2);
     drop(conn);
     drop(listener);
     std::fs::remove_file(socket).expect("remove socket");
@@ -110,9 +70,9 @@ fn fake_daemon(socket: &Path, listener: UnixListener) {
         params,
         json!({"events": ["message"], "since": message(2).ts})
     );
-    conn.message(7, 2);
+    send_message(&mut conn, 7, 2);
     conn.reply(&request, json!({"subscription": 7}));
-    conn.message(7, 3);
+    send_message(&mut conn, 7, 3);
 
     // The client falls behind: the gap is fetched after the last printed id.
     conn.event(7, EventBody::Lagged { dropped: 1 });
@@ -120,33 +80,10 @@ fn fake_daemon(socket: &Path, listener: UnixListener) {
     assert_eq!(request.method, "history");
     assert_eq!(params, json!({"since": message(3).id}));
     conn.reply(&request, json!({"messages": [message(3), message(4)]}));
-    conn.message(7, 4); // queued before the lag was noticed: a duplicate
-    conn.message(7, 5);
-    conn.message(7, 6); // stdout is closed by now
-    // Keep the connection open until the client hung up, so its exit is due to stdout.
-    let mut rest = String::new();
-    let _ = conn.reader.read_line(&mut rest);
-}
-
-/// A stdout that takes `limit` lines, then behaves like a pipe whose reader left.
-#[derive(Clone)]
-struct HeadWriter {
-    buf: Arc<Mutex<Vec<u8>>>,
-    limit: usize,
-}
-
-impl io::Write for HeadWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let mut buf = self.buf.lock().expect("lock");
-        if buf.iter().filter(|&&b| b == b'\n').count() >= self.limit {
-            return Err(io::ErrorKind::BrokenPipe.into());
-        }
-        buf.extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+    send_message(&mut conn, 7, 4); // queued before the lag was noticed: a duplicate
+    send_message(&mut conn, 7, 5);
+    send_message(&mut conn, 7, 6); // stdout is closed by now
+    conn.wait_for_hang_up();
 }
 
 #[test]
@@ -157,11 +94,8 @@ fn follow_resumes_after_restart_and_lag_without_gaps_or_duplicates() {
     let server_socket = socket.clone();
     let server = std::thread::spawn(move || fake_daemon(&server_socket, listener));
 
-    let stdout = HeadWriter {
-        buf: Arc::default(),
-        limit: 5,
-    };
-    let printed = stdout.buf.clone();
+    let stdout = HeadWriter::new(5);
+    let printed = stdout.clone();
     let (done_tx, done_rx) = mpsc::channel();
     let client_socket = socket.clone();
     std::thread::spawn(move || {
@@ -173,6 +107,7 @@ fn follow_resumes_after_restart_and_lag_without_gaps_or_duplicates() {
             last: None,
             seen: SeenIds::default(),
             printer: MessagePrinter::new(true, TimeZone::UTC),
+            peers: None,
             retry: Duration::from_millis(10),
         };
         let first = SubscribeParams {
@@ -194,7 +129,7 @@ fn follow_resumes_after_restart_and_lag_without_gaps_or_duplicates() {
     let err = result.expect_err("follow ends only when stdout closes");
     assert!(err.downcast_ref::<StdoutClosed>().is_some(), "{err:#}");
 
-    let printed = String::from_utf8(printed.lock().expect("lock").clone()).expect("UTF-8");
+    let printed = printed.text();
     let ids: Vec<String> = printed
         .lines()
         .map(|line| {
@@ -216,4 +151,118 @@ fn seen_ids_forget_the_oldest() {
     }
     assert_eq!(seen.order.len(), SEEN_CAPACITY);
     assert!(seen.insert("a"), "the oldest id was forgotten");
+}
+
+fn bob(state: PeerStateName) -> PeerView {
+    PeerView {
+        id: "cd".repeat(16),
+        name: "bob".to_owned(),
+        addr: "127.0.0.1:7465".to_owned(),
+        state,
+        since: 5_000,
+        last_seen: None,
+        rtt_ms: None,
+        generation: 1,
+        incarnation: 0,
+    }
+}
+
+/// `tail -f --peers`: both kinds subscribed (also after a reconnection), peer lines
+/// interleaved in arrival order and told apart by `kind`, messages printed as without
+/// `--peers`.
+#[test]
+fn follow_with_peers_interleaves_membership_changes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let socket = dir.path().join("rossipd.sock");
+    let listener = UnixListener::bind(&socket).expect("bind");
+    let server_socket = socket.clone();
+    let server = std::thread::spawn(move || {
+        let mut conn = FakeConn::accept(&listener);
+        let (request, params) = conn.request();
+        assert_eq!(params, json!({"events": ["message", "peer"], "n": 10}));
+        conn.reply(&request, json!({"subscription": 1}));
+        send_message(&mut conn, 1, 1);
+        let peer = bob(PeerStateName::Alive);
+        conn.event(
+            1,
+            EventBody::Peer {
+                peer,
+                previous: None,
+            },
+        );
+        drop(conn);
+        drop(listener);
+        std::fs::remove_file(&server_socket).expect("remove socket");
+
+        let listener = UnixListener::bind(&server_socket).expect("rebind");
+        let mut conn = FakeConn::accept(&listener);
+        let (request, params) = conn.request();
+        assert_eq!(
+            params,
+            json!({"events": ["message", "peer"], "since": message(1).id})
+        );
+        conn.reply(&request, json!({"subscription": 2}));
+        let peer = bob(PeerStateName::Left);
+        let previous = Some(PeerStateName::Alive);
+        conn.event(2, EventBody::Peer { peer, previous });
+        send_message(&mut conn, 2, 2);
+        send_message(&mut conn, 2, 3); // stdout is closed by now
+        conn.wait_for_hang_up();
+    });
+
+    let stdout = HeadWriter::new(4);
+    let printed = stdout.clone();
+    let (done_tx, done_rx) = mpsc::channel();
+    let client_socket = socket.clone();
+    std::thread::spawn(move || {
+        let mut follower = Follower {
+            socket: client_socket.clone(),
+            channel: None,
+            start: None,
+            started_ms: 0,
+            last: None,
+            seen: SeenIds::default(),
+            printer: MessagePrinter::new(true, TimeZone::UTC),
+            peers: Some(PeerPrinter::new(true, TimeZone::UTC)),
+            retry: Duration::from_millis(10),
+        };
+        let first = SubscribeParams {
+            events: Some(event_kinds(true)),
+            n: Some(10),
+            since: None,
+            channel: None,
+        };
+        let result = Client::connect(&client_socket)
+            .map_err(anyhow::Error::from)
+            .and_then(|client| follower.follow(&mut Out::new(stdout), client, first));
+        let _ = done_tx.send(result);
+    });
+
+    let result = done_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("tail -f --peers did not finish within 30 s");
+    server.join().expect("fake daemon saw what it expected");
+    let err = result.expect_err("follow ends only when stdout closes");
+    assert!(err.downcast_ref::<StdoutClosed>().is_some(), "{err:#}");
+
+    let printed = printed.text();
+    let lines: Vec<serde_json::Value> = printed
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON per line"))
+        .collect();
+    assert_eq!(lines.len(), 4, "printed:\n{printed}");
+    let m1: MessageView = serde_json::from_value(lines[0].clone()).expect("a message line");
+    assert_eq!(m1, message(1));
+    assert!(
+        lines[0].get("kind").is_none(),
+        "message lines are as before"
+    );
+    assert_eq!(lines[1]["kind"], "peer");
+    assert_eq!(lines[1]["change"], "joined");
+    assert_eq!(lines[1]["peer"]["name"], "bob");
+    assert_eq!(lines[2]["kind"], "peer");
+    assert_eq!(lines[2]["change"], "left");
+    assert_eq!(lines[2]["previous"], "alive");
+    let m2: MessageView = serde_json::from_value(lines[3].clone()).expect("a message line");
+    assert_eq!(m2, message(2));
 }

@@ -6,13 +6,17 @@ use std::path::PathBuf;
 use crate::client::{Client, ClientError};
 
 pub mod completions;
+pub mod events;
 pub mod follow;
 pub mod join;
 pub mod leave;
+pub mod peer_printer;
 pub mod peers;
 pub mod send;
 pub mod status;
 pub mod tail;
+#[cfg(test)]
+mod test_daemon;
 
 /// What every command needs: where the daemon is, and which output format.
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@ use jiff::tz::TimeZone;
 use rossip_proto::message::DEFAULT_CHANNEL;
 use rossip_proto::rpc::{HistoryParams, HistoryResult, MessageView, method};
 
+use super::peer_printer::PeerPrinter;
 use super::{Ctx, follow};
 use crate::cli::TailArgs;
 use crate::output::Out;
@@ -16,7 +17,11 @@ use crate::timefmt::format_time;
 pub fn run(ctx: &Ctx, out: &mut Out<impl Write>, args: TailArgs) -> anyhow::Result<()> {
     let printer = MessagePrinter::new(ctx.json, TimeZone::system());
     if args.follow {
-        return follow::run(ctx, out, printer, &args);
+        // `--peers` without `-f` was refused as a usage error before we got here.
+        let peers = args
+            .peers
+            .then(|| PeerPrinter::new(ctx.json, TimeZone::system()));
+        return follow::run(ctx, out, printer, peers, &args);
     }
     let mut client = ctx.connect()?;
     let params = HistoryParams {
