@@ -432,6 +432,7 @@ impl Node {
                 TimerKind::Swim(timer) => self.on_swim_timer(timer, now),
                 TimerKind::AntiEntropy => self.anti_entropy_round(now),
                 TimerKind::Nudge(id) => self.on_nudge_timer(id, now),
+                TimerKind::DeferredGossip => self.on_deferred_gossip(now),
             }
         }
     }

@@ -7,6 +7,7 @@
 
 use std::ffi::OsString;
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -128,27 +129,15 @@ impl DaemonBuilder {
             None => (bins::rossipd().into_os_string(), args),
         };
         let command_line = sys::command_line(&program, &args);
-        let mut cmd = Command::new(&program);
-        cmd.args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err))
-            // The test decides every setting; nothing leaks in from the shell.
-            .env_remove("RUST_LOG");
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("ROSSIP_") {
-                cmd.env_remove(key);
-            }
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn `{command_line}`: {e}"));
+        let child = start(&program, &args, log, log_err, &command_line);
         Daemon {
             name: self.name,
             netns: self.netns,
             socket,
             state_dir,
             log_path,
+            program,
+            args,
             command_line,
             child,
             exit: None,
@@ -165,6 +154,9 @@ pub struct Daemon {
     socket: PathBuf,
     state_dir: PathBuf,
     log_path: PathBuf,
+    /// What was started, so [`Daemon::restart`] can start it again.
+    program: OsString,
+    args: Vec<OsString>,
     command_line: String,
     child: Child,
     exit: Option<ExitStatus>,
@@ -282,6 +274,13 @@ impl Daemon {
         }
     }
 
+    /// Sends SIGINT (what Ctrl-C in a terminal does: a graceful leave too).
+    pub fn sigint(&self) {
+        if let Err(e) = sys::signal(self.pid(), "INT") {
+            panic!("SIGINT to {} ({}): {e}", self.name, self.pid());
+        }
+    }
+
     /// Sends SIGKILL and reaps the process.
     pub fn kill9(&mut self) {
         if self.try_exit().is_some() {
@@ -289,6 +288,34 @@ impl Daemon {
         }
         self.child.kill().expect("SIGKILL the daemon");
         self.exit = Some(self.child.wait().expect("reap the daemon"));
+    }
+
+    /// Starts the same command again after the process exited (after
+    /// [`Daemon::kill9`], or a SIGTERM and [`Daemon::wait_exit`]): same name,
+    /// socket and state directory, hence the same node id. The log file is
+    /// appended to, after a marker line. Waits until it answers `status`.
+    pub fn restart(&mut self) {
+        self.restart_unready();
+        self.wait_ready(READY_TIMEOUT);
+    }
+
+    /// [`Daemon::restart`] without waiting until it answers, so a caller
+    /// can time the start itself.
+    pub fn restart_unready(&mut self) {
+        assert!(
+            self.try_exit().is_some(),
+            "{} (pid {}) is still running; stop it before restarting it",
+            self.name,
+            self.pid()
+        );
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log_path)
+            .expect("open the daemon's log file for appending");
+        let _ = writeln!(log, "===== restarted by the test harness =====");
+        let log_err = log.try_clone().expect("clone the log file handle");
+        self.child = start(&self.program, &self.args, log, log_err, &self.command_line);
+        self.exit = None;
     }
 
     /// The exit status if it has exited (reaping it), without blocking.
@@ -319,6 +346,31 @@ impl Daemon {
             self.name
         )
     }
+}
+
+/// Spawns `program args…` with its output going to `log`, with a clean
+/// environment as far as rossip is concerned; panics if it cannot start.
+fn start(
+    program: &OsString,
+    args: &[OsString],
+    log: File,
+    log_err: File,
+    command_line: &str,
+) -> Child {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err))
+        // The test decides every setting; nothing leaks in from the shell.
+        .env_remove("RUST_LOG");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("ROSSIP_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("spawn `{command_line}`: {e}"))
 }
 
 impl Drop for Daemon {

@@ -4,13 +4,17 @@
 //! for the loopback test, `rossipd::run` in-process) through the same local
 //! socket and JSON-RPC a user would. This library holds what they share:
 //!
+//! - [`bench`](mod@bench): the membership benchmark behind `membership-bench`;
 //! - [`bins`]: where the binaries under test are;
 //! - [`daemon`]: a `rossipd` process with its own temp dir, log and cleanup;
 //! - [`rpc`]: a small synchronous JSON-RPC client over the Unix socket;
 //! - [`ctl`]: running `rossipctl`, once or as a long-lived `tail -f`;
 //! - [`background`]: a long-running child process with collected output;
 //! - [`cluster`]: helpers over several daemons (start, wait for membership);
-//! - [`netns`]: a LAN of network namespaces with nftables faults;
+//! - [`events`]: recording a daemon's peer events with receive times;
+//! - [`netns`]: a LAN of network namespaces with nftables faults (loss,
+//!   partitions, hosts cut off at the switch, extra interfaces);
+//! - [`nscluster`]: a namespaced LAN with a daemon and a recorder per host;
 //! - [`wait`]: polling with a deadline instead of sleeping;
 //! - [`sys`]: process and command helpers.
 //!
@@ -18,16 +22,20 @@
 //! the tail of their logs (see [`daemon::Daemon`]'s `Drop`).
 
 pub mod background;
+pub mod bench;
 pub mod bins;
 pub mod cluster;
 pub mod ctl;
 pub mod daemon;
+pub mod events;
 pub mod netns;
+pub mod nscluster;
 pub mod rpc;
 pub mod sys;
 pub mod wait;
 
 pub use daemon::{Daemon, DaemonBuilder};
+pub use events::PeerRecorder;
 pub use netns::{Lan, Skip};
 pub use rpc::RpcClient;
 pub use wait::wait_until;

@@ -3,13 +3,17 @@
 //! ```text
 //! netns "<prefix>sw":  bridge br0 (stp off, mcast_snooping 0, no address)
 //!    ├── veth v1 ── eth0 in netns "<prefix>h1"  10.77.0.11/24
+//!    ├── veth v1i1 ─ eth1 in netns "<prefix>h1"  10.77.0.211/24  (add_interface)
 //!    └── …
 //! ```
 //!
 //! Everything is created inside namespaces (the veth pairs directly between
 //! the switch and the host namespace), so nothing touches the root
 //! namespace and no packet can leave the machine. Faults use one nftables
-//! table per host whose input chain jumps to a `loss` and a `part` chain.
+//! table per host whose input chain jumps to a `loss` and a `part` chain;
+//! cutting a host off entirely ([`Lan::isolate`]) is done at the switch.
+//! Host interfaces get fixed MAC addresses (`02:77:00:00:<octet>:<n>`) so
+//! partitions can match every frame of a host, IPv6 included.
 //!
 //! Declare the `Lan` before the daemons that run in it: locals drop in
 //! reverse order, so the daemons (and their logs) go first and the `Lan`
@@ -34,8 +38,17 @@ pub const FIRST_HOST_OCTET: u8 = 11;
 /// Name of the per-host nftables table holding the fault chains.
 pub const FAULT_TABLE: &str = "rossip_faults";
 
-/// Most hosts one `Lan` may have (the address plan ends at .254).
+/// Most hosts one `Lan` may have: h1..h200 are 10.77.0.11..=10.77.0.210.
 pub const MAX_HOSTS: usize = 200;
+
+/// Second (and further) interfaces of a host take addresses from here up to
+/// .254, after every possible host address, in the order they are added
+/// (see [`Lan::add_interface`]).
+pub const FIRST_EXTRA_OCTET: u8 = 211;
+
+/// Name of the nftables table (family `bridge`, in the switch namespace)
+/// that cuts hosts off the LAN (see [`Lan::isolate`]).
+pub const SWITCH_TABLE: &str = "rossip_switch";
 
 static LANS_CREATED: AtomicUsize = AtomicUsize::new(0);
 
@@ -48,6 +61,8 @@ static SWEEP: Once = Once::new();
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Skip;
 
+mod isolation;
+
 /// One host of a [`Lan`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
@@ -59,6 +74,21 @@ pub struct Host {
     pub addr: Ipv4Addr,
 }
 
+/// One interface of a host on the bridge: `eth0`, or one added by
+/// [`Lan::add_interface`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Iface {
+    /// Name inside the host (`eth0`, `eth1`, …).
+    pub name: String,
+    /// Name of its peer on the bridge, in the switch namespace.
+    pub port: String,
+    /// Its IPv4 address (a /24 of 10.77.0.0).
+    pub addr: Ipv4Addr,
+    /// Its MAC address, fixed by the harness (locally administered), so
+    /// faults can match every frame of the host, IPv6 and ARP included.
+    pub mac: String,
+}
+
 /// A bridge namespace plus hosts; removed (processes killed by PID,
 /// namespaces deleted) on drop, also when the test panics.
 #[derive(Debug)]
@@ -67,11 +97,17 @@ pub struct Lan {
     ip: PathBuf,
     switch: String,
     hosts: Vec<Host>,
+    /// Each host's interfaces on the bridge, `eth0` first.
+    ifaces: Vec<Vec<Iface>>,
+    /// Octet the next [`Lan::add_interface`] gets.
+    next_extra_octet: u8,
     /// Every namespace created so far, so a failed setup is cleaned too.
     created: Vec<String>,
     /// Which hosts have their fault table (created on first use, so tests
     /// without faults do not need nftables).
     fault_tables: Mutex<Vec<bool>>,
+    /// Which hosts are cut off at the switch ([`Lan::isolate`]).
+    isolated: Mutex<Vec<bool>>,
 }
 
 impl Lan {
@@ -109,8 +145,11 @@ impl Lan {
             prefix,
             ip,
             hosts: Vec::new(),
+            ifaces: Vec::new(),
+            next_extra_octet: FIRST_EXTRA_OCTET,
             created: Vec::new(),
             fault_tables: Mutex::new(vec![false; hosts]),
+            isolated: Mutex::new(vec![false; hosts]),
         };
         // Root without CAP_SYS_ADMIN (an unprivileged container) cannot
         // create namespaces: that is a skip too, not a failure.
@@ -139,6 +178,36 @@ impl Lan {
     /// Host `index` (0-based: 0 is h1).
     pub fn host(&self, index: usize) -> &Host {
         &self.hosts[index]
+    }
+
+    /// Host `index`'s interfaces on the bridge, `eth0` first.
+    pub fn ifaces(&self, index: usize) -> &[Iface] {
+        &self.ifaces[index]
+    }
+
+    /// Gives host `index` one more interface on the bridge (`eth1`, `eth2`,
+    /// …) with the next address from [`FIRST_EXTRA_OCTET`] on, set up like
+    /// `eth0` (multicast on, same /24). Returns it. Add interfaces before
+    /// faults: [`Lan::partition`] and [`Lan::isolate`] cover the interfaces
+    /// that exist when they are called.
+    pub fn add_interface(&mut self, index: usize) -> Iface {
+        let octet = self.next_extra_octet;
+        assert!(
+            octet < 255,
+            "the address plan has no room for another interface"
+        );
+        self.next_extra_octet += 1;
+        let number = self.ifaces[index].len();
+        let iface = Iface {
+            name: format!("eth{number}"),
+            port: format!("v{}i{number}", index + 1),
+            addr: Ipv4Addr::new(10, 77, 0, octet),
+            mac: mac_for(self.hosts[index].addr, number),
+        };
+        let ns = self.hosts[index].ns.clone();
+        self.plug(&ns, &iface);
+        self.ifaces[index].push(iface.clone());
+        iface
     }
 
     /// Runs a command inside host `index`'s namespace; `Err` describes a
@@ -174,14 +243,18 @@ impl Lan {
         }
     }
 
-    /// Host `index` drops everything it receives from the hosts in `from`.
+    /// Host `index` drops everything it receives from the hosts in `from`:
+    /// by IPv4 source address and by source MAC, so that IPv6 (mDNS on
+    /// link-local addresses) and ARP are cut as well.
     pub fn partition(&self, index: usize, from: &[usize]) {
         let script: String = from
             .iter()
-            .map(|&other| {
+            .flat_map(|&other| &self.ifaces[other])
+            .map(|iface| {
                 format!(
-                    "add rule inet {FAULT_TABLE} part ip saddr {} counter drop\n",
-                    self.hosts[other].addr
+                    "add rule inet {FAULT_TABLE} part ip saddr {} counter drop\n\
+                     add rule inet {FAULT_TABLE} part ether saddr {} counter drop\n",
+                    iface.addr, iface.mac
                 )
             })
             .collect();
@@ -222,8 +295,9 @@ impl Lan {
             .sum()
     }
 
-    /// Removes every loss and partition rule.
+    /// Removes every loss and partition rule and reconnects isolated hosts.
     pub fn heal(&self) {
+        self.reconnect_all();
         let ready = self
             .fault_tables
             .lock()
@@ -289,30 +363,55 @@ impl Lan {
             ]);
         }
         self.ip_must(&["-n", &host.ns, "link", "set", "lo", "up"]);
-        let veth = format!("v{index}");
-        let sw = self.switch.clone();
-        self.ip_must(&[
-            "-n", &sw, "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns",
-            &host.ns,
-        ]);
-        self.ip_must(&["-n", &sw, "link", "set", &veth, "master", "br0"]);
-        self.ip_must(&["-n", &sw, "link", "set", &veth, "multicast", "on", "up"]);
-        let cidr = format!("{}/24", host.addr);
-        self.ip_must(&["-n", &host.ns, "addr", "add", &cidr, "dev", "eth0"]);
+        let eth0 = Iface {
+            name: "eth0".to_owned(),
+            port: format!("v{index}"),
+            addr: host.addr,
+            mac: mac_for(host.addr, 0),
+        };
+        self.plug(&host.ns, &eth0);
+        // No default route: multicast senders that name no interface
+        // still find one.
+        self.ip_must(&["-n", &host.ns, "route", "add", "224.0.0.0/4", "dev", "eth0"]);
+        self.ifaces.push(vec![eth0]);
+        self.hosts.push(host);
+    }
+
+    /// Connects namespace `ns` to the bridge through a veth pair: `port` on
+    /// the bridge, `iface.name` (with its MAC and address) in `ns`.
+    fn plug(&self, ns: &str, iface: &Iface) {
+        let sw = self.switch.as_str();
+        let port = iface.port.as_str();
         self.ip_must(&[
             "-n",
-            &host.ns,
+            sw,
+            "link",
+            "add",
+            port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &iface.name,
+            "address",
+            &iface.mac,
+            "netns",
+            ns,
+        ]);
+        self.ip_must(&["-n", sw, "link", "set", port, "master", "br0"]);
+        self.ip_must(&["-n", sw, "link", "set", port, "multicast", "on", "up"]);
+        let cidr = format!("{}/24", iface.addr);
+        self.ip_must(&["-n", ns, "addr", "add", &cidr, "dev", &iface.name]);
+        self.ip_must(&[
+            "-n",
+            ns,
             "link",
             "set",
-            "eth0",
+            &iface.name,
             "multicast",
             "on",
             "up",
         ]);
-        // No default route: multicast senders that name no interface
-        // still find one.
-        self.ip_must(&["-n", &host.ns, "route", "add", "224.0.0.0/4", "dev", "eth0"]);
-        self.hosts.push(host);
     }
 
     fn add_namespace(&mut self, ns: &str) {
@@ -362,6 +461,13 @@ impl Drop for Lan {
             remove_namespace(&self.ip, ns);
         }
     }
+}
+
+/// A locally administered, unicast MAC for interface `number` of the host
+/// whose `eth0` is `addr`: unique within a LAN, the same on every run.
+fn mac_for(addr: Ipv4Addr, number: usize) -> String {
+    let [_, _, _, octet] = addr.octets();
+    format!("02:77:00:00:{octet:02x}:{:02x}", number & 0xff)
 }
 
 /// `Ok(path of ip)` when namespaces can be built here, else why not.

@@ -233,19 +233,28 @@ impl RpcClient {
     /// Panics on EOF or on a line that is not a notification (no request is
     /// outstanding while a test waits for events).
     pub fn next_event(&mut self, timeout: Duration) -> Option<EventParams> {
+        self.try_next_event(timeout)
+            .unwrap_or_else(|e| panic!("waiting for events on {}: {e}", self.path.display()))
+    }
+
+    /// Like [`RpcClient::next_event`], but hands EOF (kind `UnexpectedEof`),
+    /// I/O errors and lines that are not notifications back as `Err`, for
+    /// readers that outlive the daemon (e.g. an event recorder across a
+    /// `kill -9`).
+    pub fn try_next_event(&mut self, timeout: Duration) -> io::Result<Option<EventParams>> {
         if let Some(event) = self.events.pop_front() {
-            return Some(event);
+            return Ok(Some(event));
         }
-        let line = match self.recv_line(timeout) {
-            Ok(line) => line?,
-            Err(e) => panic!("waiting for events on {}: {e}", self.path.display()),
+        let Some(line) = self.recv_line(timeout)? else {
+            return Ok(None);
         };
-        let value: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("daemon wrote a line that is not JSON ({e}): {line}"));
-        if let Err(e) = self.queue_event(&line, value) {
-            panic!("expected an event notification: {e}");
-        }
-        self.events.pop_front()
+        let value: Value = serde_json::from_str(&line).map_err(|e| {
+            invalid(format!(
+                "daemon wrote a line that is not JSON ({e}): {line}"
+            ))
+        })?;
+        self.queue_event(&line, value)?;
+        Ok(self.events.pop_front())
     }
 
     fn queue_event(&mut self, line: &str, value: Value) -> io::Result<()> {

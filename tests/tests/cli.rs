@@ -120,3 +120,28 @@ fn no_daemon_exits_69_with_a_helpful_message() {
     assert!(stale.exists());
     assert_unreachable(&rossipctl(&stale, &["status"]), &stale);
 }
+
+#[test]
+fn leave_answers_before_the_daemon_exits() {
+    // The answer to `leave` is written while the daemon stops; it used to be
+    // lost about one time in three. Several rounds make a regression show.
+    for round in 0..8 {
+        let mut d = Daemon::builder("leaver").loopback().spawn();
+        let out = rossipctl(d.socket(), &["--json", "leave"]);
+        out.assert_success();
+        let answers = out.json_lines();
+        assert_eq!(
+            answers.len(),
+            1,
+            "round {round}: `{}` printed:\n{}",
+            out.command,
+            out.stdout
+        );
+        let status = d.wait_exit(std::time::Duration::from_secs(20));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "round {round}: the daemon did not exit 0 after leave ({status:?})\n{}",
+            d.log_excerpt()
+        );
+    }
+}

@@ -189,3 +189,119 @@ fn lan_partition_loss_and_heal() {
     lan.set_loss(1, 0);
     deliver(&lan, 0, to_h2, &rx, "loss removed");
 }
+
+/// h2's IPv6 link-local address on eth0, as socat writes it with a scope.
+fn link_local(lan: &Lan, index: usize) -> String {
+    let out = lan
+        .exec(
+            index,
+            &[
+                &ip(),
+                "-6",
+                "-o",
+                "addr",
+                "show",
+                "dev",
+                "eth0",
+                "scope",
+                "link",
+            ],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    let addr = listing
+        .split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .unwrap_or_else(|| panic!("no link-local address on h{} eth0: {listing}", index + 1));
+    format!("[{addr}%eth0]")
+}
+
+#[test]
+fn lan_isolation_partition_by_mac_and_second_interface() {
+    let Ok(mut lan) = Lan::new("lan_isolate", 3) else {
+        return;
+    };
+    let eth1 = lan.add_interface(0);
+    assert_eq!(eth1.name, "eth1");
+    assert_eq!(lan.ifaces(0).len(), 2);
+
+    // The second interface is on the LAN: h2 reaches h1 through it.
+    let on_h1 = receiver(&lan, 0, "UDP4-RECV:9999");
+    let to_eth1 = format!("UDP4-SENDTO:{}:9999", eth1.addr);
+    deliver(&lan, 1, &to_eth1, &on_h1, "to h1's second interface");
+
+    // Cut off at the switch: nothing in, nothing out, on either interface;
+    // the others still talk.
+    let on_h2 = receiver(&lan, 1, "UDP4-RECV:9999");
+    let to_h2 = "UDP4-SENDTO:10.77.0.12:9999";
+    deliver(&lan, 0, to_h2, &on_h2, "h1 before the cut");
+    lan.isolate(0);
+    for _ in 0..5 {
+        send_from(&lan, 0, to_h2, "out of the isolated host");
+        send_from(&lan, 1, &to_eth1, "into the isolated host");
+        send_from(
+            &lan,
+            1,
+            "UDP4-SENDTO:10.77.0.11:9999",
+            "into the isolated host",
+        );
+    }
+    deliver(&lan, 2, to_h2, &on_h2, "h3 during the cut");
+    deliver(
+        &lan,
+        1,
+        "UDP4-SENDTO:127.0.0.1:9999",
+        &on_h2,
+        "h2 to itself",
+    );
+    assert!(
+        !on_h2
+            .lines()
+            .iter()
+            .any(|l| l == "out of the isolated host"),
+        "the isolated host's datagrams got out: {:?}",
+        on_h2.lines()
+    );
+    assert!(
+        !on_h1.lines().iter().any(|l| l == "into the isolated host"),
+        "datagrams reached the isolated host: {:?}",
+        on_h1.lines()
+    );
+    assert!(lan.isolation_drops() > 0, "the switch counted no drops");
+    lan.reconnect(0);
+    deliver(&lan, 0, to_h2, &on_h2, "h1 reconnected");
+
+    // A partition also cuts IPv6 (mDNS runs on link-local addresses too).
+    let v6_on_h2 = receiver(&lan, 1, "UDP6-RECV:9998");
+    let to_h2_v6 = format!("UDP6-SENDTO:{}:9998", link_local(&lan, 1));
+    deliver(
+        &lan,
+        2,
+        &to_h2_v6,
+        &v6_on_h2,
+        "IPv6 h3 before the partition",
+    );
+    lan.partition(1, &[2]);
+    for _ in 0..5 {
+        send_from(&lan, 2, &to_h2_v6, "IPv6 across the partition");
+    }
+    deliver(
+        &lan,
+        0,
+        &to_h2_v6,
+        &v6_on_h2,
+        "IPv6 h1 during the partition",
+    );
+    assert!(
+        !v6_on_h2
+            .lines()
+            .iter()
+            .any(|l| l == "IPv6 across the partition"),
+        "the partition let IPv6 through: {:?}",
+        v6_on_h2.lines()
+    );
+    lan.heal();
+    deliver(&lan, 2, &to_h2_v6, &v6_on_h2, "IPv6 after heal");
+}

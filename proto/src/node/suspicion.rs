@@ -64,6 +64,9 @@ pub(super) struct Suspicions {
     watches: BTreeMap<NodeId, Watch>,
     answered: BTreeMap<NodeId, Instant>,
     last_gossip: Option<Instant>,
+    /// A change arrived too soon after the last immediate gossip; a timer
+    /// sends it when the interval is up.
+    gossip_deferred: bool,
 }
 
 impl Node {
@@ -213,16 +216,33 @@ impl Node {
         self.after_swim(now);
     }
 
-    /// Whether an immediate gossip may go out now (and records it).
+    /// Whether an immediate gossip may go out now (and records it). If not,
+    /// one is scheduled for when the interval is up, so a change is never
+    /// left to the slower periodic gossip.
     pub(super) fn may_gossip_now(&mut self, now: Instant) -> bool {
-        let recent = self
-            .suspicions
-            .last_gossip
-            .is_some_and(|at| now.saturating_duration_since(at) < IMMEDIATE_GOSSIP_MIN_INTERVAL);
-        if recent {
+        if let Some(at) = self.suspicions.last_gossip
+            && now.saturating_duration_since(at) < IMMEDIATE_GOSSIP_MIN_INTERVAL
+        {
+            if !self.suspicions.gossip_deferred {
+                self.suspicions.gossip_deferred = true;
+                self.timers.schedule(
+                    at + IMMEDIATE_GOSSIP_MIN_INTERVAL,
+                    TimerKind::DeferredGossip,
+                );
+            }
             return false;
         }
         self.suspicions.last_gossip = Some(now);
         true
+    }
+
+    /// The deferred immediate gossip is due.
+    pub(super) fn on_deferred_gossip(&mut self, now: Instant) {
+        self.suspicions.gossip_deferred = false;
+        self.suspicions.last_gossip = Some(now);
+        if let Err(err) = self.swim.gossip() {
+            tracing::debug!(%err, "foca could not gossip");
+        }
+        self.after_swim(now);
     }
 }

@@ -16,6 +16,8 @@ pub(super) enum TimerKind {
     AntiEntropy,
     /// Tell a member we suspect that we do (see `suspicion`).
     Nudge(crate::id::NodeId),
+    /// Gossip a change that came too soon after the last immediate gossip.
+    DeferredGossip,
 }
 
 /// Timers keyed by (deadline, insertion number): timers due at the same

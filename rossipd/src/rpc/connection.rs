@@ -48,11 +48,12 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
     let (recv, send) = tokio::io::split(stream);
     let (out, out_rx) = mpsc::channel::<String>(OUTBOUND_LINES);
     // `cancel` stops this connection's reading and subscriptions; the writer
-    // has its own token so that it can drain what is queued after the client
-    // half-closes (e.g. `socat` sends a request, shuts down its write side,
-    // then reads the answer).
+    // has its own token, not tied to the daemon's, so that it can drain what
+    // is queued after the client half-closes (e.g. `socat` sends a request,
+    // shuts down its write side, then reads the answer) and after the daemon
+    // began to stop (the answer to `leave` is written as the daemon exits).
     let cancel = daemon_cancel.child_token();
-    let writer_cancel = daemon_cancel.child_token();
+    let writer_cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     let writer = tokio::spawn(write_lines(send, out_rx, writer_cancel.clone()));
     let mut conn = ConnectionState {
@@ -92,9 +93,13 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
             Ok(Some(Line::Complete(bytes))) => dispatch::handle_line(&bytes, &mut conn).await,
         };
         if let Some(line) = reply.to_line() {
+            // Queue the answer if there is room even when the daemon is
+            // stopping (it may be the answer to `leave`); wait for room only
+            // while the connection lives.
             let queued = tokio::select! {
-                () = cancel.cancelled() => false,
+                biased;
                 sent = conn.out.send(line) => sent.is_ok(),
+                () = cancel.cancelled() => false,
             };
             if !queued {
                 break;
@@ -109,12 +114,15 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
     tasks.close();
     tasks.wait().await;
     // Every sender is gone now, so the writer ends once the queue is written;
-    // a client that stopped reading gets a bounded grace period, no more.
+    // a client that stopped reading gets a bounded grace period, no more
+    // (a short one when the daemon is stopping).
+    let drain = if daemon_cancel.is_cancelled() {
+        SHUTDOWN_DRAIN
+    } else {
+        WRITER_DRAIN
+    };
     let mut writer = writer;
-    if tokio::time::timeout(WRITER_DRAIN, &mut writer)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(drain, &mut writer).await.is_err() {
         writer_cancel.cancel();
         let _ = writer.await;
     }
@@ -122,6 +130,10 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
 
 /// How long queued responses may take to drain after the client stopped sending.
 const WRITER_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long queued responses may take to drain when the daemon stops (less
+/// than the daemon's own shutdown grace for all connections).
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
 
 async fn write_lines(
     send: tokio::io::WriteHalf<Stream>,

@@ -1,0 +1,559 @@
+//! The membership benchmark of issue 3 (the `membership-bench` binary is
+//! its command line): for each cluster size N it builds a namespaced LAN
+//! ([`NsCluster`]: one mDNS-only `rossipd` per host, a
+//! [`PeerRecorder`](crate::events::PeerRecorder) on each) and measures
+//! discovery, failure detection after SIGKILL and after a silent vanish,
+//! leave propagation, rejoin after a restart, and false `failed`
+//! transitions under 10% loss.
+//!
+//! Every figure is computed from the recorders' receive instants, so the
+//! polling interval of the waits does not enter it. Each wait checks
+//! [`interrupted`], so a Ctrl-C or SIGTERM (see the binary) ends the run
+//! through the normal return path and `Drop` removes namespaces and daemons.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rossip_proto::rpc::PeerStateName;
+
+use crate::nscluster::NsCluster;
+
+/// Set when the benchmark should stop (Ctrl-C, SIGTERM); checked by every
+/// wait.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Percentage of inbound packets dropped on every host in the loss phase.
+pub const LOSS_PERCENT: u8 = 10;
+
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(60);
+const DETECTION_TIMEOUT: Duration = Duration::from_secs(30);
+const REJOIN_TIMEOUT: Duration = Duration::from_secs(30);
+const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Polling for a condition; figures come from event timestamps, not from this.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Asks every running and future wait of the benchmark to give up.
+pub fn interrupt() {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Whether [`interrupt`] was called.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Cluster sizes, in order.
+    pub sizes: Vec<usize>,
+    /// Runs of each kill/vanish/leave measurement per size.
+    pub runs: usize,
+    /// How long the loss phase lasts.
+    pub loss: Duration,
+    /// `--log-level` of the daemons.
+    pub log_level: String,
+    /// Print every recorder's transitions after each size.
+    pub verbose: bool,
+}
+
+/// Why a size stopped early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Abort {
+    /// The user asked to stop.
+    Interrupted,
+    /// A step did not complete; the message says which and what was seen.
+    Failed(String),
+}
+
+/// The loss phase's outcome.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossReport {
+    /// How long the loss was in force.
+    pub held: Duration,
+    /// `failed` transitions recorded by all subscribers together: each one
+    /// is a false alarm, every node was alive.
+    pub failed: usize,
+    /// `suspect` transitions (allowed; they show the detector at work).
+    pub suspect: usize,
+    /// Packets the loss rules dropped, all hosts together.
+    pub dropped: u64,
+}
+
+/// Everything measured for one cluster size.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SizeReport {
+    /// N.
+    pub hosts: usize,
+    /// Spawn of the first daemon → every daemon's socket answered.
+    pub sockets_up: Option<Duration>,
+    /// Spawn of the first daemon → the last observer had the last peer alive.
+    pub discovery: Option<Duration>,
+    /// SIGKILL → the last observer recorded `failed`, per run.
+    pub kill: Vec<Duration>,
+    /// Cut off at the switch (then SIGKILL) → the last `failed`, per run.
+    pub vanish: Vec<Duration>,
+    /// Cut → kill, per vanish run (how long the cut preceded the kill).
+    pub vanish_kill_gap: Vec<Duration>,
+    /// SIGTERM → the last observer recorded `left`, per run.
+    pub leave: Vec<Duration>,
+    /// Restart (same state dir) → the last observer recorded `alive`.
+    pub rejoin: Vec<Duration>,
+    /// The loss phase, if it ran.
+    pub loss: Option<LossReport>,
+    /// Why the size stopped early, if it did.
+    pub error: Option<String>,
+    /// Every recorder's transitions (with `verbose`).
+    pub history: String,
+}
+
+/// Measures one cluster size. A failing step, or an interruption (see
+/// [`interrupted`]), ends the size early with [`SizeReport::error`] set;
+/// what was measured until then is kept.
+pub fn measure(hosts: usize, options: &Options) -> SizeReport {
+    let mut report = SizeReport {
+        hosts,
+        ..SizeReport::default()
+    };
+    let level = options.log_level.clone();
+    let Ok(mut cluster) = NsCluster::start(
+        &format!("bench{hosts}"),
+        hosts,
+        |_| {},
+        |_, daemon| daemon.log_level(&level),
+    ) else {
+        report.error =
+            Some("cannot build network namespaces here (root and iproute2 needed)".to_owned());
+        return report;
+    };
+    let outcome = run_phases(&mut cluster, options, &mut report);
+    if options.verbose {
+        report.history = cluster.describe();
+    }
+    report.error = match outcome {
+        Ok(()) => None,
+        Err(Abort::Interrupted) => Some("interrupted".to_owned()),
+        Err(Abort::Failed(why)) => Some(why),
+    };
+    report
+}
+
+fn run_phases(
+    cluster: &mut NsCluster,
+    options: &Options,
+    report: &mut SizeReport,
+) -> Result<(), Abort> {
+    let hosts = cluster.daemons.len();
+    report.sockets_up = cluster
+        .recorders
+        .iter()
+        .map(|r| r.snapshot().map(|s| s.at))
+        .collect::<Option<Vec<Instant>>>()
+        .and_then(|ats| ats.into_iter().max())
+        .map(|at| at.saturating_duration_since(cluster.spawned));
+    wait_all_alive(cluster, DISCOVERY_TIMEOUT, "discovery")?;
+    report.discovery = cluster
+        .discovered_at()
+        .into_iter()
+        .collect::<Option<Vec<Instant>>>()
+        .and_then(|ats| ats.into_iter().max())
+        .map(|at| at.saturating_duration_since(cluster.spawned));
+    progress(&format!("N={hosts}: discovery {}", show(report.discovery)));
+
+    for run in 0..options.runs {
+        let victim = victim(run, hosts);
+        let sent = Instant::now();
+        cluster.daemons[victim].sigterm();
+        let at = wait_entered(
+            cluster,
+            victim,
+            PeerStateName::Left,
+            sent,
+            "SIGTERM -> left",
+        )?;
+        report.leave.push(at - sent);
+        if cluster.daemons[victim].wait_exit(EXIT_TIMEOUT).is_none() {
+            return Err(failed(format!(
+                "{} did not exit within {EXIT_TIMEOUT:?} of SIGTERM",
+                cluster.name(victim)
+            )));
+        }
+        rejoin(cluster, victim, report)?;
+        progress(&format!(
+            "N={hosts}: leave run {}: {} left everywhere after {:.3} s",
+            run + 1,
+            cluster.name(victim),
+            (at - sent).as_secs_f64()
+        ));
+    }
+
+    for run in 0..options.runs {
+        let victim = victim(run, hosts);
+        let killed = Instant::now();
+        cluster.daemons[victim].kill9();
+        let at = wait_entered(
+            cluster,
+            victim,
+            PeerStateName::Failed,
+            killed,
+            "SIGKILL -> failed",
+        )?;
+        report.kill.push(at - killed);
+        rejoin(cluster, victim, report)?;
+        progress(&format!(
+            "N={hosts}: kill run {}: {} failed everywhere after {:.3} s",
+            run + 1,
+            cluster.name(victim),
+            (at - killed).as_secs_f64()
+        ));
+    }
+
+    for run in 0..options.runs {
+        let victim = victim(run, hosts);
+        let cut = Instant::now();
+        cluster.lan.isolate(victim);
+        cluster.daemons[victim].kill9();
+        report.vanish_kill_gap.push(cut.elapsed());
+        let at = wait_entered(
+            cluster,
+            victim,
+            PeerStateName::Failed,
+            cut,
+            "vanish -> failed",
+        )?;
+        report.vanish.push(at - cut);
+        cluster.lan.reconnect(victim);
+        rejoin(cluster, victim, report)?;
+        progress(&format!(
+            "N={hosts}: vanish run {}: {} failed everywhere after {:.3} s",
+            run + 1,
+            cluster.name(victim),
+            (at - cut).as_secs_f64()
+        ));
+    }
+
+    if !options.loss.is_zero() {
+        report.loss = Some(loss_phase(cluster, options.loss)?);
+    }
+    Ok(())
+}
+
+/// The loss phase: every host drops [`LOSS_PERCENT`]% of what it receives
+/// for `duration`; then the loss is lifted and everyone must see everyone
+/// alive. Counts the transitions recorded from the start of the loss until
+/// then.
+fn loss_phase(cluster: &NsCluster, duration: Duration) -> Result<LossReport, Abort> {
+    let hosts = cluster.daemons.len();
+    let started = Instant::now();
+    cluster.lan.set_loss_all(LOSS_PERCENT);
+    hold(cluster, duration)?;
+    let held = started.elapsed();
+    let dropped = (0..hosts).map(|i| cluster.lan.fault_drops(i)).sum();
+    cluster.lan.heal();
+    wait_all_alive(cluster, REJOIN_TIMEOUT, "after the loss")?;
+    let count = |state| {
+        cluster
+            .recorders
+            .iter()
+            .map(|r| r.count_entered(state, started))
+            .sum()
+    };
+    let report = LossReport {
+        held,
+        failed: count(PeerStateName::Failed),
+        suspect: count(PeerStateName::Suspect),
+        dropped,
+    };
+    progress(&format!(
+        "N={hosts}: {LOSS_PERCENT}% loss for {:.0} s: {} failed, {} suspect transitions; {} packets dropped",
+        held.as_secs_f64(),
+        report.failed,
+        report.suspect,
+        report.dropped
+    ));
+    Ok(report)
+}
+
+/// Restarts `victim` and waits until every other node recorded it alive
+/// again and everyone sees everyone alive; records the first part.
+fn rejoin(cluster: &mut NsCluster, victim: usize, report: &mut SizeReport) -> Result<(), Abort> {
+    let restarted = cluster.restart(victim);
+    let at = wait_entered(
+        cluster,
+        victim,
+        PeerStateName::Alive,
+        restarted,
+        "restart -> alive",
+    )?;
+    report.rejoin.push(at - restarted);
+    wait_all_alive(cluster, REJOIN_TIMEOUT, "after a restart")?;
+    Ok(())
+}
+
+/// Run `run`'s victim: every host but h1 in turn.
+fn victim(run: usize, hosts: usize) -> usize {
+    1 + run % (hosts - 1).max(1)
+}
+
+/// Waits until everyone has everyone alive.
+fn wait_all_alive(cluster: &NsCluster, timeout: Duration, what: &str) -> Result<(), Abort> {
+    let names = cluster.names();
+    until(timeout, what, || {
+        let missing: Vec<String> = cluster
+            .recorders
+            .iter()
+            .filter_map(|r| {
+                let others: Vec<&str> = names
+                    .iter()
+                    .copied()
+                    .filter(|n| *n != r.observer())
+                    .collect();
+                r.all_alive(&others).err()
+            })
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing.join("; "))
+        }
+    })
+}
+
+/// Waits until every node but `member` recorded it entering `state` at or
+/// after `after`; returns the last of those instants.
+fn wait_entered(
+    cluster: &NsCluster,
+    member: usize,
+    state: PeerStateName,
+    after: Instant,
+    what: &str,
+) -> Result<Instant, Abort> {
+    let name = cluster.name(member);
+    let observers = cluster.recorders_of(&cluster.all_but(member));
+    until(DETECTION_TIMEOUT, what, || {
+        let mut last = after;
+        let mut missing = Vec::new();
+        for r in &observers {
+            match r.first_entered(name, state, after) {
+                Some(at) => last = last.max(at),
+                None => missing.push(format!(
+                    "{} has {name} as {}{}",
+                    r.observer(),
+                    r.state_of(name).map_or("unknown", PeerStateName::as_str),
+                    r.ended()
+                        .map(|(_, why)| format!(" (stream ended: {why})"))
+                        .unwrap_or_default()
+                )),
+            }
+        }
+        if missing.is_empty() {
+            Ok(last)
+        } else {
+            Err(missing.join("; "))
+        }
+    })
+}
+
+/// Keeps a fault in force for `duration`, checking for interruption and
+/// for a daemon whose event stream ended (it died).
+fn hold(cluster: &NsCluster, duration: Duration) -> Result<(), Abort> {
+    let end = Instant::now() + duration;
+    while Instant::now() < end {
+        if interrupted() {
+            return Err(Abort::Interrupted);
+        }
+        if let Some(why) = cluster
+            .recorders
+            .iter()
+            .find_map(|r| r.ended().map(|(_, why)| format!("{}: {why}", r.observer())))
+        {
+            return Err(failed(format!(
+                "a daemon's event stream ended under loss: {why}"
+            )));
+        }
+        std::thread::sleep(
+            Duration::from_millis(100).min(end.saturating_duration_since(Instant::now())),
+        );
+    }
+    Ok(())
+}
+
+/// Polls `condition` until it holds, `timeout` passes, or the benchmark is
+/// interrupted.
+fn until<T>(
+    timeout: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> Result<T, String>,
+) -> Result<T, Abort> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if interrupted() {
+            return Err(Abort::Interrupted);
+        }
+        match condition() {
+            Ok(value) => return Ok(value),
+            Err(seen) if Instant::now() >= deadline => {
+                return Err(failed(format!("{what}: not within {timeout:?}: {seen}")));
+            }
+            Err(_) => std::thread::sleep(POLL),
+        }
+    }
+}
+
+fn failed(why: String) -> Abort {
+    Abort::Failed(why)
+}
+
+/// One progress line on stderr (the table goes to stdout).
+fn progress(line: &str) {
+    crate::sys::say(line);
+}
+
+fn show(d: Option<Duration>) -> String {
+    d.map_or_else(|| "-".to_owned(), |d| format!("{:.3} s", d.as_secs_f64()))
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+pub fn median(values: &[Duration]) -> Option<Duration> {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2),
+    }
+}
+
+/// `median / max` in seconds, or `-` when nothing was measured.
+fn median_max(values: &[Duration]) -> String {
+    match (median(values), values.iter().max()) {
+        (Some(median), Some(max)) => {
+            format!("{:.3} / {:.3}", median.as_secs_f64(), max.as_secs_f64())
+        }
+        _ => "-".to_owned(),
+    }
+}
+
+/// The result table and what each column measures.
+pub fn table(reports: &[SizeReport], options: &Options) -> String {
+    let mut out = String::new();
+    let loss_title = format!("{LOSS_PERCENT}% loss {} s", options.loss.as_secs());
+    out.push_str(&format!(
+        "{:>3}  {:>9}  {:>9}  {:>15}  {:>15}  {:>15}  {:>15}  {:>22}\n",
+        "N",
+        "sockets",
+        "discovery",
+        "kill->failed",
+        "vanish->failed",
+        "leave->left",
+        "restart->alive",
+        loss_title
+    ));
+    out.push_str(&format!(
+        "{:>3}  {:>9}  {:>9}  {:>15}  {:>15}  {:>15}  {:>15}  {:>22}\n",
+        "",
+        "s",
+        "s",
+        "med / max s",
+        "med / max s",
+        "med / max s",
+        "med / max s",
+        "false failed / suspect"
+    ));
+    for r in reports {
+        let loss = r.loss.map_or_else(
+            || "-".to_owned(),
+            |l| format!("{} / {}", l.failed, l.suspect),
+        );
+        out.push_str(&format!(
+            "{:>3}  {:>9}  {:>9}  {:>15}  {:>15}  {:>15}  {:>15}  {:>22}\n",
+            r.hosts,
+            r.sockets_up
+                .map_or("-".to_owned(), |d| format!("{:.3}", d.as_secs_f64())),
+            r.discovery
+                .map_or("-".to_owned(), |d| format!("{:.3}", d.as_secs_f64())),
+            median_max(&r.kill),
+            median_max(&r.vanish),
+            median_max(&r.leave),
+            median_max(&r.rejoin),
+            loss
+        ));
+    }
+    for r in reports {
+        if let Some(why) = &r.error {
+            out.push_str(&format!("N={} stopped early: {why}\n", r.hosts));
+        }
+    }
+    out.push_str(&legend(reports, options));
+    out
+}
+
+fn legend(reports: &[SizeReport], options: &Options) -> String {
+    let gaps: Vec<Duration> = reports
+        .iter()
+        .flat_map(|r| r.vanish_kill_gap.iter().copied())
+        .collect();
+    let gap = gaps.iter().max().map_or_else(
+        || "-".to_owned(),
+        |g| format!("{:.0} ms", g.as_secs_f64() * 1000.0),
+    );
+    let drops: Vec<String> = reports
+        .iter()
+        .filter_map(|r| r.loss.map(|l| format!("N={}: {}", r.hosts, l.dropped)))
+        .collect();
+    format!(
+        "\nWhat is measured (times are when each node's subscriber received the `peer` event, \
+         `subscribe {{events:[\"peer\"]}}` on its local socket):\n\
+         - sockets: from spawning the first daemon (`ip netns exec … rossipd`, all N spawned at \
+         once) until every daemon's socket had answered subscribe and `peers`.\n\
+         - discovery: from that same spawn until the last node had the last other node `alive` \
+         (mDNS only, no --join). A node already alive in the snapshot taken right after \
+         subscribing counts at the snapshot's time, an upper bound.\n\
+         - kill->failed: from just before `kill -9` of one node until the last of the other N-1 \
+         recorded it `failed`.\n\
+         - vanish->failed: from just before the node's host was cut off at the switch (the \
+         bridge drops every frame from or to it; `kill -9` followed within {gap}) until the last \
+         other node recorded it `failed`.\n\
+         - leave->left: from SIGTERM until the last other node recorded it `left`.\n\
+         - restart->alive: from restarting the stopped node (same state dir, same node id) until \
+         the last other node recorded it `alive` (after each leave, kill and vanish run).\n\
+         - {LOSS_PERCENT}% loss: every host drops {LOSS_PERCENT}% of inbound packets for {} s; \
+         `failed` and `suspect` transitions recorded by all N subscribers together, from the \
+         start of the loss until all saw all alive after it was lifted. Every `failed` is a false \
+         alarm. Packets dropped: {}.\n\
+         Victims rotate over h2..hN; {} runs per figure; median / max over the runs.\n",
+        options.loss.as_secs(),
+        if drops.is_empty() {
+            "-".to_owned()
+        } else {
+            drops.join(", ")
+        },
+        options.runs
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        let ms = Duration::from_millis;
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[ms(3), ms(1), ms(2)]), Some(ms(2)));
+        assert_eq!(
+            median(&[ms(4), ms(1), ms(2), ms(3)]),
+            Some(Duration::from_micros(2500))
+        );
+    }
+
+    #[test]
+    fn victims_rotate_over_everyone_but_h1() {
+        assert_eq!(
+            (0..5).map(|r| victim(r, 3)).collect::<Vec<_>>(),
+            [1, 2, 1, 2, 1]
+        );
+        assert_eq!(victim(7, 2), 1);
+    }
+}

@@ -1,0 +1,209 @@
+//! `membership-bench`: the membership benchmark of issue 3. Builds N
+//! namespaced hosts with one `rossipd` each for every N of `--sizes` and
+//! prints discovery, failure-detection, leave and rejoin times and false
+//! failures under loss (see [`rossip_tests::bench`]). Needs root; all
+//! traffic stays inside the namespaces it creates, which it removes (with
+//! its daemons) on every exit path, Ctrl-C included.
+//!
+//! ```text
+//! cargo build --release -p rossipd
+//! cargo run --release -p rossip-tests --bin membership-bench -- [--sizes 3,5,10] [--runs 5] [--loss-secs 60]
+//! ```
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use rossip_tests::bench::{self, Options};
+use rossip_tests::netns::MAX_HOSTS;
+use rossip_tests::{bins, sys};
+
+const USAGE: &str = "\
+usage: membership-bench [--sizes 3,5,10] [--runs 5] [--loss-secs 60] [--log-level info] [--verbose]
+
+  --sizes N,N,…     cluster sizes to measure (2..=200 each)        [default: 3,5,10]
+  --runs R          runs of each kill / vanish / leave measurement  [default: 5]
+  --loss-secs S     length of the 10% loss phase; 0 skips it        [default: 60]
+  --log-level L     the daemons' --log-level                        [default: info]
+  --verbose         print every node's recorded transitions per size
+
+Needs root (it creates network namespaces) and a rossipd binary of the same
+profile: cargo build --release -p rossipd";
+
+fn main() -> ExitCode {
+    let options = match parse(std::env::args().skip(1)) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(why) => {
+            eprintln!("membership-bench: error: {why}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(why) = preflight() {
+        eprintln!("membership-bench: error: {why}");
+        return ExitCode::from(2);
+    }
+    watch_signals();
+    println!("{}", header(&options));
+
+    let mut reports = Vec::new();
+    for &hosts in &options.sizes {
+        let report = bench::measure(hosts, &options);
+        if options.verbose {
+            eprintln!("{}", report.history);
+        }
+        if let Some(why) = &report.error {
+            eprintln!("membership-bench: N={hosts}: {why}");
+        }
+        reports.push(report);
+        if bench::interrupted() {
+            break;
+        }
+    }
+    print!("{}", bench::table(&reports, &options));
+    if bench::interrupted() {
+        eprintln!("membership-bench: interrupted; namespaces and daemons were removed");
+        ExitCode::from(130)
+    } else if reports.iter().any(|r| r.error.is_some()) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `Ok(None)` for `--help`.
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut options = Options {
+        sizes: vec![3, 5, 10],
+        runs: 5,
+        loss: Duration::from_secs(60),
+        log_level: "info".to_owned(),
+        verbose: false,
+    };
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
+            None => (arg.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--verbose" | "-v" => options.verbose = true,
+            "--sizes" => {
+                options.sizes = value()?
+                    .split(',')
+                    .map(|s| match s.trim().parse::<usize>() {
+                        Ok(n) if (2..=MAX_HOSTS).contains(&n) => Ok(n),
+                        _ => Err(format!("--sizes: {s:?} is not a size in 2..={MAX_HOSTS}")),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "--runs" => {
+                options.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?;
+            }
+            "--loss-secs" => {
+                let secs: u64 = value()?.parse().map_err(|e| format!("--loss-secs: {e}"))?;
+                options.loss = Duration::from_secs(secs);
+            }
+            "--log-level" => options.log_level = value()?,
+            _ => return Err(format!("unknown argument {arg:?}")),
+        }
+    }
+    Ok(Some(options))
+}
+
+/// Root, iproute2, nftables and a rossipd binary of this profile.
+fn preflight() -> Result<(), String> {
+    if sys::effective_uid() != Some(0) {
+        return Err("needs root: it builds network namespaces (run it with sudo)".to_owned());
+    }
+    for tool in ["ip", "nft"] {
+        if sys::find_program(tool).is_none() {
+            return Err(format!(
+                "`{tool}` not found (apt-get install iproute2 nftables)"
+            ));
+        }
+    }
+    let rossipd = bins::target_profile_dir().join("rossipd");
+    if std::env::var_os(bins::ROSSIPD_ENV).is_none() && !rossipd.is_file() {
+        let release = if cfg!(debug_assertions) {
+            ""
+        } else {
+            " --release"
+        };
+        return Err(format!(
+            "no rossipd at {}: build it first with `cargo build{release} -p rossipd` \
+             (or set {} to a rossipd binary)",
+            rossipd.display(),
+            bins::ROSSIPD_ENV
+        ));
+    }
+    Ok(())
+}
+
+fn header(options: &Options) -> String {
+    let rossipd = bins::rossipd();
+    let version = sys::run(&rossipd, &["--version"])
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_else(|e| format!("(version unknown: {e})"));
+    format!(
+        "rossip membership benchmark\n\
+         rossipd: {} ({version}, {} build)\n\
+         each N: N network namespaces on one bridge (10.77.0.0/24), one rossipd per host, \
+         mDNS discovery only, --log-level {}; {} runs per figure, {}% loss for {} s\n",
+        rossipd.display(),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        options.log_level,
+        options.runs,
+        bench::LOSS_PERCENT,
+        options.loss.as_secs()
+    )
+}
+
+/// On Ctrl-C or SIGTERM, asks the benchmark to stop; it then returns
+/// through `Drop`, which kills the daemons and removes the namespaces.
+fn watch_signals() {
+    let spawned = std::thread::Builder::new()
+        .name("signals".to_owned())
+        .spawn(|| {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("membership-bench: cannot watch for Ctrl-C: {e}");
+                    return;
+                }
+            };
+            let got_signal = runtime.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let mut term = signal(SignalKind::terminate())?;
+                tokio::select! {
+                    result = tokio::signal::ctrl_c() => result,
+                    _ = term.recv() => Ok(()),
+                }
+            });
+            match got_signal {
+                Ok(()) => {
+                    sys::say("membership-bench: stopping: killing daemons, removing namespaces");
+                    bench::interrupt();
+                }
+                Err(e) => eprintln!("membership-bench: cannot watch for Ctrl-C: {e}"),
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("membership-bench: cannot watch for Ctrl-C: {e}");
+    }
+}
