@@ -82,7 +82,7 @@ pub async fn run(
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("cannot get random bytes: {e}"))?;
     let mut node_config =
         NodeConfig::new(id, config.name.clone(), config.cluster.clone(), advertise);
-    node_config.generation = views::unix_ms_now();
+    node_config.generation = state.next_generation(views::unix_ms_now())?;
     node_config.first_seq = first_seq;
     node_config.history_limit = config.history_limit;
     node_config.reap_after = config.reap_after;

@@ -1,5 +1,6 @@
-//! What a node keeps on disk between runs: its id and a reservation of
-//! message sequence numbers, so ids stay unique across restarts.
+//! What a node keeps on disk between runs: its id, a reservation of
+//! message sequence numbers (so message ids stay unique across restarts) and
+//! the generation of its last run (so every run outranks the one before).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -12,6 +13,12 @@ use rossip_proto::NodeId;
 /// Sequence numbers reserved per disk write. A crash loses at most this many
 /// numbers (a gap, never a reuse); a larger block means fewer fsyncs.
 pub const SEQ_BLOCK: u64 = 1024;
+
+/// How far past the previous run's generation a new run starts, at least:
+/// a run that was wrongly declared failed renews itself with generation + 1,
+/// so the next run must clear such renewals too (1024 is far more than a run
+/// makes, and only about a second of a generation in milliseconds).
+pub const GENERATION_STEP: u64 = 1024;
 
 /// The state directory, opened and checked.
 #[derive(Debug)]
@@ -61,6 +68,29 @@ impl StateDir {
             }
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
+    }
+
+    /// The generation of this run: the wall clock in milliseconds, but always
+    /// past the previous run's (a clock set back, e.g. by NTP at boot, must
+    /// not make a restarted node lose to its own earlier run, which the
+    /// cluster would keep preferring until it is reaped). Recorded before it
+    /// is used.
+    pub fn next_generation(&self, now_ms: u64) -> anyhow::Result<u64> {
+        let path = self.dir.join("generation");
+        let previous =
+            match fs::read_to_string(&path) {
+                Ok(text) => Some(text.trim().parse::<u64>().with_context(|| {
+                    format!("{} is corrupt (expected a number)", path.display())
+                })?),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+            };
+        let generation = match previous {
+            Some(previous) => now_ms.max(previous.saturating_add(GENERATION_STEP)),
+            None => now_ms,
+        };
+        write_atomically(&path, format!("{generation}\n").as_bytes())?;
+        Ok(generation)
     }
 
     /// Reads the first free sequence number and reserves a block after it.
@@ -144,6 +174,25 @@ mod tests {
         assert_eq!(a, b);
         fs::write(dir.join("node_id"), "garbage").expect("write");
         assert!(StateDir::open(&dir).expect("open").node_id().is_err());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn every_run_outranks_the_previous_even_with_the_clock_set_back() {
+        let dir = temp_dir("gen");
+        let s = StateDir::open(&dir).expect("open");
+        let first = s.next_generation(1_800_000_000_000).expect("first run");
+        assert_eq!(first, 1_800_000_000_000);
+        let later = s
+            .next_generation(1_800_000_500_000)
+            .expect("clock moved on");
+        assert_eq!(later, 1_800_000_500_000);
+        let set_back = s
+            .next_generation(1_700_000_000_000)
+            .expect("clock set back");
+        assert_eq!(set_back, later + GENERATION_STEP);
+        fs::write(dir.join("generation"), "soon").expect("write");
+        assert!(s.next_generation(1).is_err());
         let _ = fs::remove_dir_all(&dir);
     }
 
