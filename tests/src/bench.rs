@@ -286,6 +286,12 @@ fn rejoin(cluster: &mut NsCluster, victim: usize, report: &mut SizeReport) -> Re
         "restart -> alive",
     )?;
     report.rejoin.push(at - restarted);
+    progress(&format!(
+        "N={}: restart: {} alive everywhere after {:.3} s",
+        cluster.daemons.len(),
+        cluster.name(victim),
+        (at - restarted).as_secs_f64()
+    ));
     wait_all_alive(cluster, REJOIN_TIMEOUT, "after a restart")?;
     Ok(())
 }
