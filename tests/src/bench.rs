@@ -160,82 +160,102 @@ fn run_phases(
         .map(|at| at.saturating_duration_since(cluster.spawned));
     progress(&format!("N={hosts}: discovery {}", show(report.discovery)));
 
-    for run in 0..options.runs {
-        let victim = victim(run, hosts);
-        let sent = Instant::now();
-        cluster.daemons[victim].sigterm();
-        let at = wait_entered(
-            cluster,
-            victim,
-            PeerStateName::Left,
-            sent,
-            "SIGTERM -> left",
-        )?;
-        report.leave.push(at - sent);
-        if cluster.daemons[victim].wait_exit(EXIT_TIMEOUT).is_none() {
-            return Err(failed(format!(
-                "{} did not exit within {EXIT_TIMEOUT:?} of SIGTERM",
-                cluster.name(victim)
-            )));
+    for removal in [Removal::Leave, Removal::Kill, Removal::Vanish] {
+        for run in 0..options.runs {
+            let victim = victim(run, hosts);
+            let took = removal.measure(cluster, victim, report)?;
+            rejoin(cluster, victim, report)?;
+            progress(&format!(
+                "N={hosts}: {} run {}: {} {} everywhere after {:.3} s",
+                removal.name(),
+                run + 1,
+                cluster.name(victim),
+                removal.expected().as_str(),
+                took.as_secs_f64()
+            ));
         }
-        rejoin(cluster, victim, report)?;
-        progress(&format!(
-            "N={hosts}: leave run {}: {} left everywhere after {:.3} s",
-            run + 1,
-            cluster.name(victim),
-            (at - sent).as_secs_f64()
-        ));
-    }
-
-    for run in 0..options.runs {
-        let victim = victim(run, hosts);
-        let killed = Instant::now();
-        cluster.daemons[victim].kill9();
-        let at = wait_entered(
-            cluster,
-            victim,
-            PeerStateName::Failed,
-            killed,
-            "SIGKILL -> failed",
-        )?;
-        report.kill.push(at - killed);
-        rejoin(cluster, victim, report)?;
-        progress(&format!(
-            "N={hosts}: kill run {}: {} failed everywhere after {:.3} s",
-            run + 1,
-            cluster.name(victim),
-            (at - killed).as_secs_f64()
-        ));
-    }
-
-    for run in 0..options.runs {
-        let victim = victim(run, hosts);
-        let cut = Instant::now();
-        cluster.lan.isolate(victim);
-        cluster.daemons[victim].kill9();
-        report.vanish_kill_gap.push(cut.elapsed());
-        let at = wait_entered(
-            cluster,
-            victim,
-            PeerStateName::Failed,
-            cut,
-            "vanish -> failed",
-        )?;
-        report.vanish.push(at - cut);
-        cluster.lan.reconnect(victim);
-        rejoin(cluster, victim, report)?;
-        progress(&format!(
-            "N={hosts}: vanish run {}: {} failed everywhere after {:.3} s",
-            run + 1,
-            cluster.name(victim),
-            (at - cut).as_secs_f64()
-        ));
     }
 
     if !options.loss.is_zero() {
         report.loss = Some(loss_phase(cluster, options.loss)?);
     }
     Ok(())
+}
+
+/// A way of taking a node out of the cluster, each measured from the
+/// moment it starts until every other node recorded the expected state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    /// SIGTERM: a graceful leave.
+    Leave,
+    /// SIGKILL: a crash, found by the failure detector.
+    Kill,
+    /// Cut off at the switch, then SIGKILL: nothing at all reaches the
+    /// others, not even the kernel closing the socket.
+    Vanish,
+}
+
+impl Removal {
+    /// Its name in the progress lines.
+    fn name(self) -> &'static str {
+        match self {
+            Removal::Leave => "leave",
+            Removal::Kill => "kill",
+            Removal::Vanish => "vanish",
+        }
+    }
+
+    /// The state the others must record.
+    fn expected(self) -> PeerStateName {
+        match self {
+            Removal::Leave => PeerStateName::Left,
+            Removal::Kill | Removal::Vanish => PeerStateName::Failed,
+        }
+    }
+
+    /// Takes `victim` out, waits until every other node recorded it in
+    /// [`Removal::expected`], records the time in `report` and leaves the
+    /// victim stopped and reachable again (ready for [`rejoin`]). Returns
+    /// the time measured.
+    fn measure(
+        self,
+        cluster: &mut NsCluster,
+        victim: usize,
+        report: &mut SizeReport,
+    ) -> Result<Duration, Abort> {
+        let start = Instant::now();
+        let (what, series) = match self {
+            Removal::Leave => {
+                cluster.daemons[victim].sigterm();
+                ("SIGTERM -> left", &mut report.leave)
+            }
+            Removal::Kill => {
+                cluster.daemons[victim].kill9();
+                ("SIGKILL -> failed", &mut report.kill)
+            }
+            Removal::Vanish => {
+                cluster.lan.isolate(victim);
+                cluster.daemons[victim].kill9();
+                report.vanish_kill_gap.push(start.elapsed());
+                ("vanish -> failed", &mut report.vanish)
+            }
+        };
+        let took = wait_entered(cluster, victim, self.expected(), start, what)? - start;
+        series.push(took);
+        match self {
+            Removal::Leave => {
+                if cluster.daemons[victim].wait_exit(EXIT_TIMEOUT).is_none() {
+                    return Err(failed(format!(
+                        "{} did not exit within {EXIT_TIMEOUT:?} of SIGTERM",
+                        cluster.name(victim)
+                    )));
+                }
+            }
+            Removal::Kill => {}
+            Removal::Vanish => cluster.lan.reconnect(victim),
+        }
+        Ok(took)
+    }
 }
 
 /// The loss phase: every host drops [`LOSS_PERCENT`]% of what it receives

@@ -52,16 +52,7 @@ impl CtlOutput {
 fn command_parts(netns: Option<&str>, socket: &Path, args: &[&str]) -> (OsString, Vec<OsString>) {
     let mut ctl_args: Vec<OsString> = vec!["--socket".into(), socket.into()];
     ctl_args.extend(args.iter().map(OsString::from));
-    match netns {
-        Some(ns) => {
-            let ip = sys::find_program("ip").expect("`ip` (iproute2) is needed for netns");
-            let mut full: Vec<OsString> = vec!["netns".into(), "exec".into(), ns.into()];
-            full.push(bins::rossipctl().into());
-            full.extend(ctl_args);
-            (ip.into_os_string(), full)
-        }
-        None => (bins::rossipctl().into_os_string(), ctl_args),
-    }
+    sys::in_netns(netns, bins::rossipctl(), ctl_args)
 }
 
 fn base_command(program: &OsString, args: &[OsString]) -> Command {

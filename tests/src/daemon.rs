@@ -118,16 +118,7 @@ impl DaemonBuilder {
             self.log_level.clone().into(),
         ];
         args.extend(self.args);
-        let (program, args) = match &self.netns {
-            Some(ns) => {
-                let ip = sys::find_program("ip").expect("`ip` (iproute2) is needed for netns");
-                let mut full: Vec<OsString> = vec!["netns".into(), "exec".into(), ns.into()];
-                full.push(bins::rossipd().into());
-                full.extend(args);
-                (ip.into_os_string(), full)
-            }
-            None => (bins::rossipd().into_os_string(), args),
-        };
+        let (program, args) = sys::in_netns(self.netns.as_deref(), bins::rossipd(), args);
         let command_line = sys::command_line(&program, &args);
         let child = start(&program, &args, log, log_err, &command_line);
         Daemon {
@@ -274,6 +265,13 @@ impl Daemon {
         }
     }
 
+    /// Sends SIGTERM (a graceful leave) and panics unless the process
+    /// exits 0 within `timeout`.
+    pub fn stop_with_sigterm(&mut self, timeout: Duration) {
+        self.sigterm();
+        self.assert_clean_exit(timeout, "SIGTERM");
+    }
+
     /// Sends SIGINT (what Ctrl-C in a terminal does: a graceful leave too).
     pub fn sigint(&self) {
         if let Err(e) = sys::signal(self.pid(), "INT") {
@@ -332,6 +330,18 @@ impl Daemon {
     /// Waits up to `timeout` for the process to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         wait::try_wait_until(timeout, || self.try_exit()).ok()
+    }
+
+    /// Waits up to `timeout` for the process to exit and panics unless it
+    /// exited 0; `after` names what should have stopped it (`SIGTERM`,
+    /// `rossipctl leave`, …) for the message. The log follows from `Drop`.
+    pub fn assert_clean_exit(&mut self, timeout: Duration, after: &str) {
+        let status = self.wait_exit(timeout);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{} after {after}: expected exit 0 within {timeout:?}, got {status:?}",
+            self.name
+        );
     }
 
     /// Name, command line and the log's last lines, for failure messages.

@@ -272,27 +272,8 @@ impl Lan {
         if !has_table {
             return 0;
         }
-        let nft = sys::find_program("nft").expect("`nft` (nftables)");
-        let nft = nft.to_string_lossy();
-        let ns = self.hosts[index].ns.as_str();
-        let args = [
-            "netns",
-            "exec",
-            ns,
-            nft.as_ref(),
-            "list",
-            "table",
-            "inet",
-            FAULT_TABLE,
-        ];
-        let out = sys::run(&self.ip, &args).unwrap_or_else(|e| panic!("{e}"));
-        let listing = String::from_utf8_lossy(&out.stdout);
-        let words: Vec<&str> = listing.split_whitespace().collect();
-        words
-            .windows(2)
-            .filter(|w| w[0] == "packets")
-            .filter_map(|w| w[1].parse::<u64>().ok())
-            .sum()
+        self.nft_packets(&self.hosts[index].ns, "inet", FAULT_TABLE)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Removes every loss and partition rule and reconnects isolated hosts.
@@ -427,8 +408,6 @@ impl Lan {
 
     /// Applies an nft script in host `index`, creating its table first.
     fn nft(&self, index: usize, script: &str) {
-        let nft = sys::find_program("nft")
-            .expect("`nft` not found: fault injection needs nftables (apt-get install nftables)");
         let mut ready = self
             .fault_tables
             .lock()
@@ -445,13 +424,39 @@ impl Lan {
             ));
         }
         full.push_str(script);
-        let ns = self.hosts[index].ns.as_str();
-        let nft = nft.to_string_lossy();
-        let args = ["netns", "exec", ns, nft.as_ref(), "-f", "-"];
-        if let Err(e) = sys::run_with_stdin(&self.ip, &args, Some(&full)) {
-            panic!("nft in {ns} failed: {e}\nscript:\n{full}");
-        }
+        self.nft_script(&self.hosts[index].ns, &full);
         ready[index] = true;
+    }
+
+    /// Runs `nft ARGS…` in namespace `ns`, with `stdin` as its input.
+    fn nft_in(&self, ns: &str, nft_args: &[&str], stdin: Option<&str>) -> Result<Output, String> {
+        let nft = sys::find_program("nft")
+            .expect("`nft` not found: faults need nftables (apt-get install nftables)");
+        let nft = nft.to_string_lossy();
+        let mut args = vec!["netns", "exec", ns, nft.as_ref()];
+        args.extend_from_slice(nft_args);
+        sys::run_with_stdin(&self.ip, &args, stdin)
+    }
+
+    /// Applies an nft `script` in namespace `ns`; panics (with the script)
+    /// if nft refuses it.
+    fn nft_script(&self, ns: &str, script: &str) {
+        if let Err(e) = self.nft_in(ns, &["-f", "-"], Some(script)) {
+            panic!("nft in {ns} failed: {e}\nscript:\n{script}");
+        }
+    }
+
+    /// The packets counted by every rule of `table` (of `family`) in
+    /// namespace `ns`, together.
+    fn nft_packets(&self, ns: &str, family: &str, table: &str) -> Result<u64, String> {
+        let out = self.nft_in(ns, &["list", "table", family, table], None)?;
+        let listing = String::from_utf8_lossy(&out.stdout);
+        let words: Vec<&str> = listing.split_whitespace().collect();
+        Ok(words
+            .windows(2)
+            .filter(|w| w[0] == "packets")
+            .filter_map(|w| w[1].parse::<u64>().ok())
+            .sum())
     }
 }
 

@@ -151,15 +151,17 @@ impl NsCluster {
 
     /// Waits until every daemon in `observers` recorded that daemon
     /// `member` entered `state` at or after `after`; returns each first
-    /// such instant.
-    pub fn try_wait_entered(
+    /// such instant. On timeout, panics with `what` (the step, for the
+    /// message), what each observer has, and every recorder's history.
+    pub fn wait_entered(
         &self,
         observers: &[usize],
         member: usize,
         state: PeerStateName,
         after: Instant,
         timeout: Duration,
-    ) -> Result<Vec<Instant>, String> {
+        what: &str,
+    ) -> Vec<Instant> {
         let name = self.name(member).to_owned();
         let recorders = self.recorders_of(observers);
         try_wait_every(&recorders, timeout, |r| {
@@ -171,26 +173,7 @@ impl NsCluster {
                 )
             })
         })
-    }
-
-    /// [`NsCluster::try_wait_entered`] that panics with every recorder's
-    /// history; returns the latest of the instants.
-    pub fn wait_entered(
-        &self,
-        observers: &[usize],
-        member: usize,
-        state: PeerStateName,
-        after: Instant,
-        timeout: Duration,
-    ) -> Instant {
-        match self.try_wait_entered(observers, member, state, after, timeout) {
-            Ok(instants) => instants.into_iter().max().unwrap_or(after),
-            Err(why) => self.fail(&format!(
-                "waiting for {} to be {} everywhere: {why}",
-                self.name(member),
-                state.as_str()
-            )),
-        }
+        .unwrap_or_else(|why| self.fail(&format!("{what}: {why}")))
     }
 
     /// Restarts daemon `index` (same state dir, so the same node id) and

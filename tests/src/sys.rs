@@ -1,7 +1,7 @@
 //! Process and command helpers, without unsafe code: signals go through the
 //! `kill` program (procps), identities and memory through `/proc`.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -44,6 +44,26 @@ pub fn command_line<S: AsRef<OsStr>>(program: impl AsRef<OsStr>, args: &[S]) -> 
         .map(|a| shell_quote(&a.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The program and arguments that run `program args…`, inside network
+/// namespace `netns` when given (`ip netns exec NS program args…`, which
+/// execs the program in place, so the child's PID is the program's).
+pub fn in_netns(
+    netns: Option<&str>,
+    program: PathBuf,
+    args: Vec<OsString>,
+) -> (OsString, Vec<OsString>) {
+    match netns {
+        Some(ns) => {
+            let ip = find_program("ip").expect("`ip` (iproute2) is needed for netns");
+            let mut full: Vec<OsString> = vec!["netns".into(), "exec".into(), ns.into()];
+            full.push(program.into());
+            full.extend(args);
+            (ip.into_os_string(), full)
+        }
+        None => (program.into_os_string(), args),
+    }
 }
 
 fn shell_quote(arg: &str) -> String {

@@ -137,11 +137,9 @@ fn leave_answers_before_the_daemon_exits() {
             out.command,
             out.stdout
         );
-        let status = d.wait_exit(std::time::Duration::from_secs(20));
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "round {round}: the daemon did not exit 0 after leave ({status:?})\n{}",
-            d.log_excerpt()
+        d.assert_clean_exit(
+            std::time::Duration::from_secs(20),
+            &format!("`rossipctl leave` (round {round})"),
         );
     }
 }

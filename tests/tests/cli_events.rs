@@ -41,18 +41,6 @@ fn pair(first: &str, present: &str) -> (Daemon, Daemon) {
     (a, c)
 }
 
-/// Sends SIGTERM (a graceful leave) and waits for a clean exit.
-fn leave(daemon: &mut Daemon) {
-    daemon.sigterm();
-    let exit = daemon.wait_exit(EXIT_TIMEOUT);
-    let name = daemon.name();
-    let clean = exit.is_some_and(|s| s.success());
-    assert!(
-        clean,
-        "{name}: no exit 0 within {EXIT_TIMEOUT:?} of SIGTERM: {exit:?}"
-    );
-}
-
 /// Panics with `what` and the offending `line` unless `ok` (`Drop`s print
 /// the rest).
 fn check(events: &Background, ok: bool, what: &str, line: &dyn std::fmt::Display) {
@@ -90,7 +78,7 @@ fn events_json_shows_a_node_joining_and_leaving() {
         &joined,
     );
 
-    leave(&mut b);
+    b.stop_with_sigterm(EXIT_TIMEOUT);
     let left = events.wait_for_json(CHANGE_TIMEOUT, "evt-b left", |v| {
         is_change(v, "left", "evt-b")
     });
@@ -136,7 +124,7 @@ fn events_human_lines_name_the_change() {
         &joined,
     );
 
-    leave(&mut b);
+    b.stop_with_sigterm(EXIT_TIMEOUT);
     let left = events.wait_for_line(CHANGE_TIMEOUT, "evh-b left", |l| {
         l.contains(" * evh-b left (")
     });

@@ -88,6 +88,12 @@ fn deliver(lan: &Lan, from: usize, target: &str, rx: &Background, text: &str) {
     });
 }
 
+/// Panics with `why` and everything `rx` printed if it printed `text`.
+fn assert_not_received(rx: &Background, text: &str, why: &str) {
+    let lines = rx.lines();
+    assert!(!lines.iter().any(|l| l == text), "{why}: {lines:?}");
+}
+
 #[test]
 fn lan_carries_unicast_and_multicast_and_leaves_no_trace() {
     let links_before = if sys::effective_uid() == Some(0) {
@@ -156,11 +162,7 @@ fn lan_partition_loss_and_heal() {
     // h3 still gets through; h1's datagrams were sent first on the same
     // bridge, so had they passed they would be there by now.
     deliver(&lan, 2, to_h2, &rx, "from h3 during partition");
-    assert!(
-        !rx.lines().iter().any(|l| l == "cut off"),
-        "partition let h1's datagrams through: {:?}",
-        rx.lines()
-    );
+    assert_not_received(&rx, "cut off", "partition let h1's datagrams through");
 
     lan.heal();
     deliver(&lan, 0, to_h2, &rx, "after heal");
@@ -176,11 +178,7 @@ fn lan_partition_loss_and_heal() {
         &rx,
         "loopback is not eth0",
     );
-    assert!(
-        !rx.lines().iter().any(|l| l == "lost"),
-        "100% loss let datagrams through: {:?}",
-        rx.lines()
-    );
+    assert_not_received(&rx, "lost", "100% loss let datagrams through");
     assert!(
         lan.fault_drops(1) >= 5,
         "the loss rule's counter: {}",
@@ -256,18 +254,15 @@ fn lan_isolation_partition_by_mac_and_second_interface() {
         &on_h2,
         "h2 to itself",
     );
-    assert!(
-        !on_h2
-            .lines()
-            .iter()
-            .any(|l| l == "out of the isolated host"),
-        "the isolated host's datagrams got out: {:?}",
-        on_h2.lines()
+    assert_not_received(
+        &on_h2,
+        "out of the isolated host",
+        "the isolated host's datagrams got out",
     );
-    assert!(
-        !on_h1.lines().iter().any(|l| l == "into the isolated host"),
-        "datagrams reached the isolated host: {:?}",
-        on_h1.lines()
+    assert_not_received(
+        &on_h1,
+        "into the isolated host",
+        "datagrams reached the isolated host",
     );
     assert!(lan.isolation_drops() > 0, "the switch counted no drops");
     lan.reconnect(0);
@@ -294,13 +289,10 @@ fn lan_isolation_partition_by_mac_and_second_interface() {
         &v6_on_h2,
         "IPv6 h1 during the partition",
     );
-    assert!(
-        !v6_on_h2
-            .lines()
-            .iter()
-            .any(|l| l == "IPv6 across the partition"),
-        "the partition let IPv6 through: {:?}",
-        v6_on_h2.lines()
+    assert_not_received(
+        &v6_on_h2,
+        "IPv6 across the partition",
+        "the partition let IPv6 through",
     );
     lan.heal();
     deliver(&lan, 2, &to_h2_v6, &v6_on_h2, "IPv6 after heal");

@@ -98,56 +98,91 @@ fn figures(from: Instant, instants: &[Instant]) -> String {
     format!("[{}] s", parts.join(", "))
 }
 
+/// The node a kill or vanish test takes out, and what the others knew of
+/// it before.
+struct Victim {
+    index: usize,
+    name: String,
+    /// Every other host: the observers.
+    others: Vec<usize>,
+    /// The generation h1 listed it under before it went.
+    generation_before: u64,
+}
+
+impl Victim {
+    fn of(cluster: &NsCluster, index: usize) -> Victim {
+        let name = cluster.name(index).to_owned();
+        Victim {
+            index,
+            others: cluster.all_but(index),
+            generation_before: generation_seen(cluster, 0, &name),
+            name,
+        }
+    }
+
+    /// Waits until every other node recorded it `failed` at or after
+    /// `since`; `what` names the step for failures.
+    fn wait_failed(&self, cluster: &NsCluster, since: Instant, what: &str) -> Vec<Instant> {
+        cluster.wait_entered(
+            &self.others,
+            self.index,
+            PeerStateName::Failed,
+            since,
+            DETECTION_TIMEOUT,
+            what,
+        )
+    }
+
+    /// Restarts it (same state dir) and waits until the others recorded it
+    /// alive again and it has everyone alive too; `what` names the step for
+    /// failures. Returns the instant of the restart and, per other node,
+    /// when it recorded the victim alive.
+    fn restart(&self, cluster: &mut NsCluster, what: &str) -> (Instant, Vec<Instant>) {
+        let restarted = cluster.restart(self.index);
+        let rejoined = cluster.wait_entered(
+            &self.others,
+            self.index,
+            PeerStateName::Alive,
+            restarted,
+            REJOIN_TIMEOUT,
+            what,
+        );
+        // The restarted node itself must learn everyone again too.
+        cluster.wait_all_alive(restarted, REJOIN_TIMEOUT, what);
+        (restarted, rejoined)
+    }
+}
+
 #[test]
 fn sigkill_is_failed_everywhere_and_a_restart_is_alive_again() {
     let _cpu = shared();
     let Some(mut cluster) = discovered("member_kill", 5) else {
         return;
     };
-    let victim = 2;
-    let name = cluster.name(victim).to_owned();
-    let id = cluster.daemons[victim].status().id;
-    let others = cluster.all_but(victim);
-    let generation_before = generation_seen(&cluster, 0, &name);
+    let victim = Victim::of(&cluster, 2);
+    let name = victim.name.as_str();
+    let id = cluster.daemons[victim.index].status().id;
 
     let killed = Instant::now();
-    cluster.daemons[victim].kill9();
-    let detected = cluster
-        .try_wait_entered(
-            &others,
-            victim,
-            PeerStateName::Failed,
-            killed,
-            DETECTION_TIMEOUT,
-        )
-        .unwrap_or_else(|why| cluster.fail(&format!("after kill -9 of {name}: {why}")));
+    cluster.daemons[victim.index].kill9();
+    let detected = victim.wait_failed(&cluster, killed, &format!("after kill -9 of {name}"));
     sys::say(&format!(
         "member_kill: kill -9 {name} -> failed on h1,h2,h4,h5 after {} (target <= 2 s)",
         figures(killed, &detected)
     ));
 
-    let restarted = cluster.restart(victim);
-    let rejoined = cluster
-        .try_wait_entered(
-            &others,
-            victim,
-            PeerStateName::Alive,
-            restarted,
-            REJOIN_TIMEOUT,
-        )
-        .unwrap_or_else(|why| cluster.fail(&format!("after restarting {name}: {why}")));
-    // The restarted node itself must learn everyone again too.
-    cluster.wait_all_alive(restarted, REJOIN_TIMEOUT, "after the restart");
+    let (restarted, rejoined) = victim.restart(&mut cluster, &format!("after restarting {name}"));
     sys::say(&format!(
         "member_kill: restarted {name} -> alive again on the others after {}",
         figures(restarted, &rejoined)
     ));
     assert_eq!(
-        cluster.daemons[victim].status().id,
+        cluster.daemons[victim.index].status().id,
         id,
         "{name} restarted from the same state dir must keep its node id"
     );
-    for &i in &others {
+    let generation_before = victim.generation_before;
+    for &i in &victim.others {
         let listed: Vec<PeerView> = cluster
             .peers_all(i)
             .into_iter()
@@ -183,26 +218,16 @@ fn silent_vanish_is_failed_everywhere_and_the_node_is_readmitted() {
     let Some(mut cluster) = discovered("member_vanish", 5) else {
         return;
     };
-    let victim = 4;
-    let name = cluster.name(victim).to_owned();
-    let others = cluster.all_but(victim);
-    let generation_before = generation_seen(&cluster, 0, &name);
+    let victim = Victim::of(&cluster, 4);
+    let name = victim.name.as_str();
 
     // Pull the cable, then pull the plug: nothing the host does afterwards
     // (not even the kernel closing its socket) can reach anyone.
     let cut = Instant::now();
-    cluster.lan.isolate(victim);
-    cluster.daemons[victim].kill9();
+    cluster.lan.isolate(victim.index);
+    cluster.daemons[victim.index].kill9();
     let killed = Instant::now();
-    let detected = cluster
-        .try_wait_entered(
-            &others,
-            victim,
-            PeerStateName::Failed,
-            cut,
-            DETECTION_TIMEOUT,
-        )
-        .unwrap_or_else(|why| cluster.fail(&format!("after {name} vanished: {why}")));
+    let detected = victim.wait_failed(&cluster, cut, &format!("after {name} vanished"));
     assert!(
         cluster.lan.isolation_drops() > 0,
         "the switch dropped nothing for the isolated {name}: the cut was not in force"
@@ -214,29 +239,15 @@ fn silent_vanish_is_failed_everywhere_and_the_node_is_readmitted() {
         figures(cut, &detected)
     ));
 
-    cluster.lan.reconnect(victim);
-    let restarted = cluster.restart(victim);
-    let rejoined = cluster
-        .try_wait_entered(
-            &others,
-            victim,
-            PeerStateName::Alive,
-            restarted,
-            REJOIN_TIMEOUT,
-        )
-        .unwrap_or_else(|why| cluster.fail(&format!("after {name} came back: {why}")));
-    cluster.wait_all_alive(
-        restarted,
-        REJOIN_TIMEOUT,
-        "after the vanished node came back",
-    );
-    for &i in &others {
-        let generation = generation_seen(&cluster, i, &name);
+    cluster.lan.reconnect(victim.index);
+    let (restarted, rejoined) = victim.restart(&mut cluster, &format!("after {name} came back"));
+    for &i in &victim.others {
+        let generation = generation_seen(&cluster, i, name);
         assert!(
-            generation > generation_before,
-            "{} lists the re-admitted {name} with generation {generation}, not above \
-             {generation_before}",
-            cluster.name(i)
+            generation > victim.generation_before,
+            "{} lists the re-admitted {name} with generation {generation}, not above {}",
+            cluster.name(i),
+            victim.generation_before
         );
     }
     sys::say(&format!(
@@ -289,9 +300,14 @@ fn sigterm_sigint_and_rossipctl_leave_are_left_everywhere_not_failed() {
                 ))
             }
         };
-        let left = cluster
-            .try_wait_entered(&observers, leaver, PeerStateName::Left, sent, LEAVE_TIMEOUT)
-            .unwrap_or_else(|why| cluster.fail(&format!("after {how:?} to {name}: {why}")));
+        let left = cluster.wait_entered(
+            &observers,
+            leaver,
+            PeerStateName::Left,
+            sent,
+            LEAVE_TIMEOUT,
+            &format!("after {how:?} to {name}"),
+        );
         sys::say(&format!(
             "member_leave: {how:?} to {name} -> left on the {} others after {} \
              (target <= 0.1 s, promise 1 s)",
@@ -301,11 +317,7 @@ fn sigterm_sigint_and_rossipctl_leave_are_left_everywhere_not_failed() {
         if let Some(ctl) = ctl {
             ctl.assert_success();
         }
-        let status = cluster.daemons[leaver].wait_exit(Duration::from_secs(20));
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "{name} after {how:?}: expected exit 0, got {status:?}"
-        );
+        cluster.daemons[leaver].assert_clean_exit(Duration::from_secs(20), &format!("{how:?}"));
     }
 
     // All three stay `left` (a later `failed` would be a false alarm about
@@ -408,15 +420,14 @@ fn partition_2_3_fails_each_side_and_heals_without_restart() {
     let mut detected = Vec::new();
     for (observers, across) in [(&left_side[..], &right_side[..]), (&right_side, &left_side)] {
         for &member in across {
-            let at = cluster
-                .try_wait_entered(
-                    observers,
-                    member,
-                    PeerStateName::Failed,
-                    cut,
-                    PARTITION_DETECTION_TIMEOUT,
-                )
-                .unwrap_or_else(|why| cluster.fail(&format!("during the 2|3 partition: {why}")));
+            let at = cluster.wait_entered(
+                observers,
+                member,
+                PeerStateName::Failed,
+                cut,
+                PARTITION_DETECTION_TIMEOUT,
+                "during the 2|3 partition",
+            );
             detected.extend(at);
         }
     }

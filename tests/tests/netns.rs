@@ -116,12 +116,7 @@ fn three_hosts_discover_by_mdns_deliver_once_and_see_a_leave() {
     }
     drop(tails);
 
-    daemons[2].sigterm();
-    let status = daemons[2].wait_exit(Duration::from_secs(20));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "h3 after SIGTERM: expected exit 0, got {status:?}"
-    );
+    daemons[2].stop_with_sigterm(Duration::from_secs(20));
     for index in [0, 1] {
         let what = format!("h{} to list h3 as left", index + 1);
         wait_until(LEAVE_TIMEOUT, &what, || {

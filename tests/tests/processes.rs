@@ -59,13 +59,7 @@ fn sigterm_leaves_gracefully_and_removes_the_socket() {
     let mut nodes = start_loopback_cluster(&["a", "b", "c"]);
     let mut leaving = nodes.pop().expect("three nodes");
     let socket = leaving.socket().to_path_buf();
-    leaving.sigterm();
-    let status = leaving.wait_exit(EXIT_TIMEOUT);
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "{} after SIGTERM: expected exit 0 within {EXIT_TIMEOUT:?}, got {status:?}",
-        leaving.name()
-    );
+    leaving.stop_with_sigterm(EXIT_TIMEOUT);
     assert!(
         !socket.exists(),
         "{} left its socket {} behind",

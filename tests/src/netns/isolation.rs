@@ -10,7 +10,6 @@
 use std::sync::PoisonError;
 
 use super::{Lan, SWITCH_TABLE};
-use crate::sys;
 
 impl Lan {
     /// Cuts host `index` off: the switch drops every frame from or to each
@@ -42,33 +41,12 @@ impl Lan {
     /// Frames the switch has dropped for isolated hosts so far (the rules'
     /// counters, reset on every change): shows the cut was in force.
     pub fn isolation_drops(&self) -> u64 {
-        let nft = sys::find_program("nft").expect("`nft` (nftables)");
-        let nft = nft.to_string_lossy();
-        let args = [
-            "netns",
-            "exec",
-            self.switch.as_str(),
-            nft.as_ref(),
-            "list",
-            "table",
-            "bridge",
-            SWITCH_TABLE,
-        ];
-        let Ok(out) = sys::run(&self.ip, &args) else {
-            return 0;
-        };
-        let listing = String::from_utf8_lossy(&out.stdout);
-        let words: Vec<&str> = listing.split_whitespace().collect();
-        words
-            .windows(2)
-            .filter(|w| w[0] == "packets")
-            .filter_map(|w| w[1].parse::<u64>().ok())
-            .sum()
+        // No table yet: no host was ever isolated, so nothing was dropped.
+        self.nft_packets(&self.switch, "bridge", SWITCH_TABLE)
+            .unwrap_or(0)
     }
 
     fn set_isolated(&self, index: usize, isolated: bool) {
-        let nft = sys::find_program("nft")
-            .expect("`nft` not found: isolating a host needs nftables (apt-get install nftables)");
         let mut state = self.isolated.lock().unwrap_or_else(PoisonError::into_inner);
         state[index] = isolated;
         // `add table` and `add chain` are no-ops when they exist, so the
@@ -87,17 +65,6 @@ impl Lan {
                 ));
             }
         }
-        let nft = nft.to_string_lossy();
-        let args = [
-            "netns",
-            "exec",
-            self.switch.as_str(),
-            nft.as_ref(),
-            "-f",
-            "-",
-        ];
-        if let Err(e) = sys::run_with_stdin(&self.ip, &args, Some(&script)) {
-            panic!("nft in {} failed: {e}\nscript:\n{script}", self.switch);
-        }
+        self.nft_script(&self.switch, &script);
     }
 }
