@@ -415,24 +415,33 @@ fn wait_with_deadline(child: &mut Child, deadline: Duration) -> ExitStatus {
     }
 }
 
-#[test]
-fn tail_follow_into_a_closed_pipe_exits_0() {
+/// Runs `rossipctl args` (in UTC) against a daemon that answers a `subscribe` with
+/// `params` and sends `first`; reads the first line, closes the pipe, and has the daemon
+/// send `second`, which the client fails to print. Asserts a quiet exit 0 and returns the
+/// first line.
+fn first_line_then_closed_pipe(
+    args: &[&str],
+    params: Value,
+    first: Value,
+    second: Value,
+) -> String {
     let dir = tempfile::tempdir().expect("temp dir");
     let socket = dir.path().join("rossipd.sock");
     let (pipe_closed_tx, pipe_closed_rx) = mpsc::channel::<()>();
     let daemon = fake_daemon(&socket, move |conn| {
-        let (id, method, _) = conn.request();
-        assert_eq!(method, "subscribe");
+        let (id, method, got) = conn.request();
+        assert_eq!((method.as_str(), got), ("subscribe", params));
         conn.send(json!({"jsonrpc": "2.0", "id": id, "result": {"subscription": 1}}));
-        conn.send(event(1, 1, "first"));
+        conn.send(first);
         pipe_closed_rx.recv().expect("the test closes the pipe");
-        conn.send(event(1, 2, "second"));
+        conn.send(second);
         // Wait for the client to hang up.
         let mut rest = Vec::new();
         let _ = conn.reader.read_to_end(&mut rest);
     });
     let mut child = rossipctl()
-        .args(["tail", "-f", "-n", "1"])
+        .env("TZ", "UTC")
+        .args(args)
         .arg("--socket")
         .arg(&socket)
         .stdout(Stdio::piped())
@@ -440,9 +449,8 @@ fn tail_follow_into_a_closed_pipe_exits_0() {
         .spawn()
         .expect("spawn");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut first = String::new();
-    stdout.read_line(&mut first).expect("first line");
-    assert!(first.ends_with("alice: first\n"), "{first:?}");
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("first line");
     drop(stdout);
     pipe_closed_tx.send(()).expect("daemon thread alive");
     let status = wait_with_deadline(&mut child, Duration::from_secs(20));
@@ -452,9 +460,21 @@ fn tail_follow_into_a_closed_pipe_exits_0() {
         .take()
         .expect("stderr")
         .read_to_string(&mut stderr);
-    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
-    assert!(stderr.is_empty(), "quiet exit, got: {stderr}");
+    assert_eq!(status.code(), Some(0), "{args:?}: stderr: {stderr}");
+    assert!(stderr.is_empty(), "{args:?}: quiet exit, got: {stderr}");
     daemon.join().expect("fake daemon");
+    line
+}
+
+#[test]
+fn tail_follow_into_a_closed_pipe_exits_0() {
+    let first = first_line_then_closed_pipe(
+        &["tail", "-f", "-n", "1"],
+        json!({"events": ["message"], "n": 1}),
+        event(1, 1, "first"),
+        event(1, 2, "second"),
+    );
+    assert!(first.ends_with("alice: first\n"), "{first:?}");
 }
 
 #[test]
@@ -480,51 +500,16 @@ fn peer_event(subscription: u64, name: &str, state: &str, previous: Option<&str>
 
 #[test]
 fn events_prints_sanitized_lines_and_exits_0_into_a_closed_pipe() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let socket = dir.path().join("rossipd.sock");
-    let (pipe_closed_tx, pipe_closed_rx) = mpsc::channel::<()>();
-    let daemon = fake_daemon(&socket, move |conn| {
-        let (id, method, params) = conn.request();
-        assert_eq!(
-            (method.as_str(), params),
-            ("subscribe", json!({"events": ["peer"]}))
-        );
-        conn.send(json!({"jsonrpc": "2.0", "id": id, "result": {"subscription": 1}}));
-        conn.send(peer_event(1, "bob\x1b[2J\nroot", "failed", Some("suspect")));
-        pipe_closed_rx.recv().expect("the test closes the pipe");
-        conn.send(peer_event(1, "bob", "alive", Some("failed")));
-        // Wait for the client to hang up.
-        let mut rest = Vec::new();
-        let _ = conn.reader.read_to_end(&mut rest);
-    });
-    let mut child = rossipctl()
-        .env("TZ", "UTC")
-        .arg("events")
-        .arg("--socket")
-        .arg(&socket)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut first = String::new();
-    stdout.read_line(&mut first).expect("first line");
+    let first = first_line_then_closed_pipe(
+        &["events"],
+        json!({"events": ["peer"]}),
+        peer_event(1, "bob\x1b[2J\nroot", "failed", Some("suspect")),
+        peer_event(1, "bob", "alive", Some("failed")),
+    );
     let (_, rest) = first.split_once(' ').expect("date");
     let (_, rest) = rest.split_once(' ').expect("time");
     assert_eq!(
         rest,
         "* bob\\x1b[2J\\nroot failed (01234567 at 127.0.0.1:7465; suspect -> failed)\n"
     );
-    drop(stdout);
-    pipe_closed_tx.send(()).expect("daemon thread alive");
-    let status = wait_with_deadline(&mut child, Duration::from_secs(20));
-    let mut stderr = String::new();
-    let _ = child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr);
-    assert_eq!(status.code(), Some(0), "stderr: {stderr}");
-    assert!(stderr.is_empty(), "quiet exit, got: {stderr}");
-    daemon.join().expect("fake daemon");
 }

@@ -8,9 +8,6 @@
 //! after it, so applying the lines in order always ends in the daemon's current view.
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::thread;
-use std::time::Duration;
 
 use jiff::tz::TimeZone;
 use rossip_proto::rpc::{
@@ -18,8 +15,8 @@ use rossip_proto::rpc::{
 };
 
 use super::Ctx;
-use super::follow::{RETRY_INTERVAL, is_lost};
 use super::peer_printer::PeerPrinter;
+use super::resubscribe::{Resubscriber, Subscriber};
 use crate::cli::EventsArgs;
 use crate::client::Client;
 use crate::output::{Out, warn};
@@ -30,52 +27,93 @@ pub fn run(ctx: &Ctx, out: &mut Out<impl Write>, args: EventsArgs) -> anyhow::Re
     // The first connection is not retried: a daemon that is not running is an error now.
     let client = ctx.connect()?;
     let mut watcher = Watcher {
-        socket: ctx.socket.clone(),
         printer: PeerPrinter::new(ctx.json, TimeZone::system()),
         snapshot: args.snapshot,
-        retry: RETRY_INTERVAL,
-        reconnected: false,
     };
-    watcher.watch(out, client)
+    watch(
+        &Resubscriber::new(ctx.socket.clone()),
+        out,
+        &mut watcher,
+        client,
+    )
+}
+
+/// Subscribes on `client`, then follows that subscription and the ones after each
+/// reconnection.
+fn watch(
+    resubscriber: &Resubscriber,
+    out: &mut Out<impl Write>,
+    watcher: &mut Watcher,
+    mut client: Client,
+) -> anyhow::Result<()> {
+    let subscription = watcher.start(out, &mut client, false)?;
+    resubscriber.run(out, watcher, client, subscription)
 }
 
 /// The state of one `rossipctl events`.
 struct Watcher {
-    socket: PathBuf,
     printer: PeerPrinter,
     /// `--snapshot`: print the member list after each (re)connection and lag.
     snapshot: bool,
-    retry: Duration,
-    /// Whether the current connection replaces a lost one (so the gap is worth a note).
-    reconnected: bool,
+}
+
+impl Subscriber for Watcher {
+    fn resubscribe(
+        &mut self,
+        out: &mut Out<impl Write>,
+        client: &mut Client,
+    ) -> anyhow::Result<u64> {
+        self.start(out, client, true)
+    }
+
+    /// Prints a change; after a lag says so, and prints the snapshot if asked for.
+    fn handle_event(
+        &mut self,
+        out: &mut Out<impl Write>,
+        client: &mut Client,
+        event: EventBody,
+    ) -> anyhow::Result<()> {
+        match event {
+            EventBody::Peer { peer, previous } => {
+                self.printer.print_change(out, &peer, previous, now_ms())?;
+            }
+            EventBody::Lagged { dropped } => {
+                let then = if self.snapshot {
+                    "the members as they are now follow"
+                } else {
+                    "`rossipctl peers --all` lists the members now"
+                };
+                warn(format_args!(
+                    "rossipd skipped {dropped} membership change(s) because this client \
+                     fell behind; {then}"
+                ));
+                if self.snapshot {
+                    self.print_snapshot(out, client)?;
+                }
+            }
+            // Not subscribed to; a daemon that sends them anyway is ignored.
+            EventBody::Message { .. } => {}
+        }
+        Ok(())
+    }
 }
 
 impl Watcher {
-    fn watch(&mut self, out: &mut Out<impl Write>, mut client: Client) -> anyhow::Result<()> {
-        let mut subscription = self.start(out, &mut client)?;
-        loop {
-            let err = match self.print_events(out, &mut client, subscription) {
-                Err(err) if is_lost(&err) => err,
-                other => return other,
-            };
-            warn(format_args!(
-                "{err:#}; reconnecting every {} ms",
-                self.retry.as_millis()
-            ));
-            self.reconnected = true;
-            (client, subscription) = self.reconnect(out)?;
-        }
-    }
-
     /// Subscribes to peer events on `client`, then prints the snapshot if asked for.
+    /// `reconnected`: the connection replaces a lost one, so the gap is worth a note.
     /// Returns the subscription id.
-    fn start(&mut self, out: &mut Out<impl Write>, client: &mut Client) -> anyhow::Result<u64> {
+    fn start(
+        &self,
+        out: &mut Out<impl Write>,
+        client: &mut Client,
+        reconnected: bool,
+    ) -> anyhow::Result<u64> {
         let params = SubscribeParams {
             events: Some(vec![EventKind::Peer]),
             ..SubscribeParams::default()
         };
         let subscribed: SubscribeResult = client.call(method::SUBSCRIBE, params)?;
-        if self.reconnected {
+        if reconnected {
             if self.snapshot {
                 warn(
                     "reconnected to rossipd; membership changes while it was unreachable are \
@@ -102,58 +140,6 @@ impl Watcher {
             self.printer.print_snapshot(out, peer, now)?;
         }
         Ok(())
-    }
-
-    /// Prints this subscription's changes until the connection ends (an error).
-    fn print_events(
-        &mut self,
-        out: &mut Out<impl Write>,
-        client: &mut Client,
-        subscription: u64,
-    ) -> anyhow::Result<()> {
-        loop {
-            let event = client.next_event()?;
-            if event.subscription != subscription {
-                continue;
-            }
-            match event.event {
-                EventBody::Peer { peer, previous } => {
-                    self.printer.print_change(out, &peer, previous, now_ms())?;
-                }
-                EventBody::Lagged { dropped } => {
-                    let then = if self.snapshot {
-                        "the members as they are now follow"
-                    } else {
-                        "`rossipctl peers --all` lists the members now"
-                    };
-                    warn(format_args!(
-                        "rossipd skipped {dropped} membership change(s) because this client \
-                         fell behind; {then}"
-                    ));
-                    if self.snapshot {
-                        self.print_snapshot(out, client)?;
-                    }
-                }
-                // Not subscribed to; a daemon that sends them anyway is ignored.
-                EventBody::Message { .. } => {}
-            }
-        }
-    }
-
-    /// Connects again and resubscribes, retrying until it works.
-    fn reconnect(&mut self, out: &mut Out<impl Write>) -> anyhow::Result<(Client, u64)> {
-        loop {
-            thread::sleep(self.retry);
-            let Ok(mut client) = Client::connect(&self.socket) else {
-                continue;
-            };
-            match self.start(out, &mut client) {
-                Ok(subscription) => return Ok((client, subscription)),
-                // Gone again, or still starting up: keep trying.
-                Err(err) if is_lost(&err) => continue,
-                Err(err) => return Err(err),
-            }
-        }
     }
 }
 

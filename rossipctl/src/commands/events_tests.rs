@@ -1,17 +1,11 @@
 //! `events` against a scripted fake rossipd on a real Unix socket: the snapshot and the
 //! changes racing with it, a lag, a restart, and a closed stdout ending the loop.
 
-use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
-use std::sync::mpsc;
-use std::time::Duration;
-
 use rossip_proto::rpc::{MessageView, PeerStateName, PeerView};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::commands::test_daemon::{FakeConn, HeadWriter};
-use crate::output::StdoutClosed;
+use crate::commands::test_daemon::{FakeConn, FakeDaemon, run_following};
 
 fn peer(name: &str, state: PeerStateName) -> PeerView {
     PeerView {
@@ -34,34 +28,36 @@ fn peer_event(name: &str, state: PeerStateName, previous: Option<PeerStateName>)
     }
 }
 
-/// Runs a watcher on `socket` writing to a stdout that takes `limit` lines; returns what
-/// it printed, as JSON values, after checking that it ended because stdout closed.
-fn watch(socket: PathBuf, snapshot: bool, limit: usize) -> Vec<Value> {
-    let stdout = HeadWriter::new(limit);
-    let printed = stdout.clone();
-    let (done_tx, done_rx) = mpsc::channel();
-    std::thread::spawn(move || {
+/// Runs a watcher (printing JSON, with `--snapshot` if `snapshot`) against `script`,
+/// writing to a stdout that takes `limit` lines; returns what it printed, as JSON values,
+/// after checking that it ended because stdout closed.
+fn watch_fake_daemon(
+    snapshot: bool,
+    limit: usize,
+    script: impl FnOnce(FakeDaemon) + Send + 'static,
+) -> Vec<Value> {
+    let text = run_following("events", limit, script, move |resubscriber, out, client| {
         let mut watcher = Watcher {
-            socket: socket.clone(),
             printer: PeerPrinter::new(true, TimeZone::UTC),
             snapshot,
-            retry: Duration::from_millis(10),
-            reconnected: false,
         };
-        let result = Client::connect(&socket)
-            .map_err(anyhow::Error::from)
-            .and_then(|client| watcher.watch(&mut Out::new(stdout), client));
-        let _ = done_tx.send(result);
+        watch(resubscriber, out, &mut watcher, client)
     });
-    let result = done_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("events did not finish within 30 s");
-    let err = result.expect_err("events ends only when stdout closes");
-    assert!(err.downcast_ref::<StdoutClosed>().is_some(), "{err:#}");
-    let text = printed.text();
     text.lines()
         .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
         .collect()
+}
+
+/// Answers the `subscribe` for peer events (all `events` asks for) with `subscription`.
+fn answer_subscribe(conn: &mut FakeConn, subscription: u64) {
+    let request = conn.expect_request("subscribe", json!({"events": ["peer"]}));
+    conn.reply(&request, json!({ "subscription": subscription }));
+}
+
+/// Answers the `peers --all` of a snapshot with `members`.
+fn answer_peers(conn: &mut FakeConn, members: &[PeerView]) {
+    let request = conn.expect_request("peers", json!({"all": true}));
+    conn.reply(&request, json!({ "peers": members }));
 }
 
 /// (change, name, state) of each printed line, for compact assertions.
@@ -87,25 +83,13 @@ fn row(change: &str, name: &str, state: &str) -> (String, String, String) {
 #[test]
 fn snapshot_then_changes_across_a_lag_and_a_restart() {
     use PeerStateName::{Alive, Failed, Left};
-    let dir = tempfile::tempdir().expect("temp dir");
-    let socket = dir.path().join("rossipd.sock");
-    let listener = UnixListener::bind(&socket).expect("bind");
-    let server_socket = socket.clone();
-    let server = std::thread::spawn(move || {
-        let mut conn = FakeConn::accept(&listener);
-        let (request, params) = conn.request();
-        assert_eq!(request.method, "subscribe");
-        assert_eq!(params, json!({"events": ["peer"]}));
-        conn.reply(&request, json!({"subscription": 1}));
+    let lines = watch_fake_daemon(true, 4, |daemon| {
+        let mut conn = daemon.accept();
+        answer_subscribe(&mut conn, 1);
         // A change that happens between the subscription and the snapshot: it is
         // printed after the snapshot, which may or may not include it already.
         conn.event(1, peer_event("bob", Alive, None));
-        let (request, params) = conn.request();
-        assert_eq!(
-            (request.method.as_str(), params),
-            ("peers", json!({"all": true}))
-        );
-        conn.reply(&request, json!({"peers": [peer("carol", Failed)]}));
+        answer_peers(&mut conn, &[peer("carol", Failed)]);
         conn.event(99, peer_event("mallory", Alive, None)); // not our subscription
         let message = MessageView {
             id: format!("{}-1", "ab".repeat(16)),
@@ -120,32 +104,17 @@ fn snapshot_then_changes_across_a_lag_and_a_restart() {
         conn.event(1, EventBody::Message { message });
         // Fell behind: the member list is fetched again.
         conn.event(1, EventBody::Lagged { dropped: 3 });
-        let (request, params) = conn.request();
-        assert_eq!(
-            (request.method.as_str(), params),
-            ("peers", json!({"all": true}))
-        );
-        conn.reply(&request, json!({"peers": [peer("bob", Alive)]}));
-        drop(conn);
-        drop(listener);
-        std::fs::remove_file(&server_socket).expect("remove socket");
+        answer_peers(&mut conn, &[peer("bob", Alive)]);
 
         // Restarted: subscribe and snapshot again (the new daemon knows nobody yet).
-        let listener = UnixListener::bind(&server_socket).expect("rebind");
-        let mut conn = FakeConn::accept(&listener);
-        let (request, params) = conn.request();
-        assert_eq!(params, json!({"events": ["peer"]}));
-        conn.reply(&request, json!({"subscription": 5}));
-        let (request, _) = conn.request();
-        assert_eq!(request.method, "peers");
-        conn.reply(&request, json!({"peers": []}));
+        let daemon = daemon.restart(conn);
+        let mut conn = daemon.accept();
+        answer_subscribe(&mut conn, 5);
+        answer_peers(&mut conn, &[]);
         conn.event(5, peer_event("bob", Left, Some(Alive)));
         conn.event(5, peer_event("bob", Alive, Some(Left))); // stdout is closed by now
         conn.wait_for_hang_up();
     });
-
-    let lines = watch(socket, true, 4);
-    server.join().expect("fake daemon saw what it expected");
     assert_eq!(
         summary(&lines),
         [
@@ -166,14 +135,9 @@ fn snapshot_then_changes_across_a_lag_and_a_restart() {
 #[test]
 fn without_snapshot_only_changes_are_printed() {
     use PeerStateName::{Alive, Failed, Suspect};
-    let dir = tempfile::tempdir().expect("temp dir");
-    let socket = dir.path().join("rossipd.sock");
-    let listener = UnixListener::bind(&socket).expect("bind");
-    let server = std::thread::spawn(move || {
-        let mut conn = FakeConn::accept(&listener);
-        let (request, params) = conn.request();
-        assert_eq!(params, json!({"events": ["peer"]}));
-        conn.reply(&request, json!({"subscription": 1}));
+    let lines = watch_fake_daemon(false, 2, |daemon| {
+        let mut conn = daemon.accept();
+        answer_subscribe(&mut conn, 1);
         conn.event(1, peer_event("bob", Suspect, Some(Alive)));
         // A lag without --snapshot asks nothing of the daemon.
         conn.event(1, EventBody::Lagged { dropped: 1 });
@@ -181,8 +145,6 @@ fn without_snapshot_only_changes_are_printed() {
         conn.event(1, peer_event("bob", Alive, Some(Failed))); // stdout is closed by now
         conn.wait_for_hang_up();
     });
-    let lines = watch(socket, false, 2);
-    server.join().expect("fake daemon saw what it expected");
     assert_eq!(
         summary(&lines),
         [

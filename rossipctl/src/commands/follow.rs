@@ -13,9 +13,6 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io::Write;
-use std::path::PathBuf;
-use std::thread;
-use std::time::Duration;
 
 use rossip_proto::rpc::{
     EventBody, EventKind, HistoryParams, HistoryResult, MessageView, Since, SubscribeParams,
@@ -24,14 +21,12 @@ use rossip_proto::rpc::{
 
 use super::Ctx;
 use super::peer_printer::PeerPrinter;
+use super::resubscribe::{Resubscriber, Subscriber};
 use super::tail::MessagePrinter;
 use crate::cli::TailArgs;
 use crate::client::{Client, ClientError};
 use crate::output::{Out, warn};
 use crate::timefmt::now_ms;
-
-/// Pause between reconnection attempts.
-pub const RETRY_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How many printed ids are remembered for de-duplication: far more than one replay
 /// after a restart or lag can overlap with what was already printed.
@@ -54,7 +49,6 @@ pub fn run(
         channel: args.channel.clone(),
     };
     let mut follower = Follower {
-        socket: ctx.socket.clone(),
         channel: args.channel.clone(),
         start: args.since.clone(),
         started_ms: now_ms(),
@@ -62,9 +56,27 @@ pub fn run(
         seen: SeenIds::default(),
         printer,
         peers,
-        retry: RETRY_INTERVAL,
     };
-    follower.follow(out, client, first)
+    follow(
+        &Resubscriber::new(ctx.socket.clone()),
+        out,
+        &mut follower,
+        client,
+        first,
+    )
+}
+
+/// Subscribes with `first` on `client`, then follows that subscription and the ones
+/// after each reconnection.
+fn follow(
+    resubscriber: &Resubscriber,
+    out: &mut Out<impl Write>,
+    follower: &mut Follower,
+    mut client: Client,
+    first: SubscribeParams,
+) -> anyhow::Result<()> {
+    let subscribed: SubscribeResult = client.call(method::SUBSCRIBE, first)?;
+    resubscriber.run(out, follower, client, subscribed.subscription)
 }
 
 /// What to subscribe to: messages, and with `--peers` membership changes.
@@ -78,7 +90,6 @@ fn event_kinds(peers: bool) -> Vec<EventKind> {
 
 /// The state of one `tail -f`.
 struct Follower {
-    socket: PathBuf,
     channel: Option<String>,
     /// Where to resume when nothing was printed yet: `--since`, else [`Self::started_ms`].
     start: Option<Since>,
@@ -90,72 +101,66 @@ struct Follower {
     printer: MessagePrinter,
     /// `--peers`: how to print membership changes; None ignores them.
     peers: Option<PeerPrinter>,
-    retry: Duration,
 }
 
-impl Follower {
-    fn follow(
+impl Subscriber for Follower {
+    /// Resubscribes from the resume point, and says that membership changes may be missing.
+    fn resubscribe(
         &mut self,
-        out: &mut Out<impl Write>,
-        mut client: Client,
-        first: SubscribeParams,
-    ) -> anyhow::Result<()> {
-        let subscribe: SubscribeResult = client.call(method::SUBSCRIBE, first)?;
-        let mut subscription = subscribe.subscription;
-        loop {
-            let err = match self.print_events(out, &mut client, subscription) {
-                Err(err) if is_lost(&err) => err,
-                other => return other,
+        _out: &mut Out<impl Write>,
+        client: &mut Client,
+    ) -> anyhow::Result<u64> {
+        let subscribed = self.with_resume_point(|since, channel| {
+            let params = SubscribeParams {
+                events: Some(event_kinds(self.peers.is_some())),
+                n: None,
+                since: Some(since),
+                channel,
             };
-            warn(format_args!(
-                "{err:#}; reconnecting every {} ms",
-                self.retry.as_millis()
-            ));
-            (client, subscription) = self.reconnect()?;
-            if self.peers.is_some() {
-                warn(
-                    "reconnected to rossipd; membership changes while it was unreachable \
-                     are not shown (`rossipctl peers --all` lists the members now)",
-                );
-            }
+            client.call::<SubscribeResult>(method::SUBSCRIBE, params)
+        })?;
+        if self.peers.is_some() {
+            warn(
+                "reconnected to rossipd; membership changes while it was unreachable \
+                 are not shown (`rossipctl peers --all` lists the members now)",
+            );
         }
+        Ok(subscribed.subscription)
     }
 
-    /// Prints this subscription's messages until the connection ends (an error).
-    fn print_events(
+    /// Prints a message, fills a lag's gap from history, and prints membership changes
+    /// with `--peers`.
+    fn handle_event(
         &mut self,
         out: &mut Out<impl Write>,
         client: &mut Client,
-        subscription: u64,
+        event: EventBody,
     ) -> anyhow::Result<()> {
-        loop {
-            let event = client.next_event()?;
-            if event.subscription != subscription {
-                continue;
+        match event {
+            EventBody::Message { message } => self.print(out, message)?,
+            EventBody::Lagged { dropped } => {
+                let peers = if self.peers.is_some() {
+                    " (membership changes among them cannot be fetched)"
+                } else {
+                    ""
+                };
+                warn(format_args!(
+                    "rossipd skipped {dropped} event(s) because this tail fell behind; \
+                     fetching the messages from history{peers}"
+                ));
+                self.fill_gap(out, client)?;
             }
-            match event.event {
-                EventBody::Message { message } => self.print(out, message)?,
-                EventBody::Lagged { dropped } => {
-                    let peers = if self.peers.is_some() {
-                        " (membership changes among them cannot be fetched)"
-                    } else {
-                        ""
-                    };
-                    warn(format_args!(
-                        "rossipd skipped {dropped} event(s) because this tail fell behind; \
-                         fetching the messages from history{peers}"
-                    ));
-                    self.fill_gap(out, client)?;
-                }
-                EventBody::Peer { peer, previous } => {
-                    if let Some(printer) = &self.peers {
-                        printer.print_change(out, &peer, previous, now_ms())?;
-                    }
+            EventBody::Peer { peer, previous } => {
+                if let Some(printer) = &self.peers {
+                    printer.print_change(out, &peer, previous, now_ms())?;
                 }
             }
         }
+        Ok(())
     }
+}
 
+impl Follower {
     /// Fetches from history what a `lagged` notice says we missed.
     fn fill_gap(&mut self, out: &mut Out<impl Write>, client: &mut Client) -> anyhow::Result<()> {
         let history: HistoryResult = self.with_resume_point(|since, channel| {
@@ -170,31 +175,6 @@ impl Follower {
             self.print(out, message)?;
         }
         Ok(())
-    }
-
-    /// Connects again and resubscribes from the resume point, retrying until it works.
-    fn reconnect(&mut self) -> anyhow::Result<(Client, u64)> {
-        loop {
-            thread::sleep(self.retry);
-            let Ok(mut client) = Client::connect(&self.socket) else {
-                continue;
-            };
-            let subscribed = self.with_resume_point(|since, channel| {
-                let params = SubscribeParams {
-                    events: Some(event_kinds(self.peers.is_some())),
-                    n: None,
-                    since: Some(since),
-                    channel,
-                };
-                client.call::<SubscribeResult>(method::SUBSCRIBE, params)
-            });
-            match subscribed {
-                Ok(result) => return Ok((client, result.subscription)),
-                // Gone again, or still starting up: keep trying.
-                Err(ClientError::ConnectionLost { .. }) => continue,
-                Err(err) => return Err(err.into()),
-            }
-        }
     }
 
     /// Runs `call` with `since` = the last printed id (or the start point); if the daemon
@@ -230,14 +210,6 @@ impl Follower {
         self.last = Some((message.id, message.ts));
         Ok(())
     }
-}
-
-/// Whether `err` means the daemon went away (so reconnecting may help).
-pub fn is_lost(err: &anyhow::Error) -> bool {
-    matches!(
-        err.downcast_ref::<ClientError>(),
-        Some(ClientError::ConnectionLost { .. })
-    )
 }
 
 /// The ids printed most recently, oldest forgotten first.

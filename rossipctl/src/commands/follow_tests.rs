@@ -2,18 +2,12 @@
 //! the last id, a replay overlapping what was printed, a `lagged` gap fill, and a closed
 //! stdout ending the loop.
 
-use std::os::unix::net::UnixListener;
-use std::path::Path;
-use std::sync::mpsc;
-use std::time::Duration;
-
 use jiff::tz::TimeZone;
 use rossip_proto::rpc::{ErrorObject, PeerStateName, PeerView, Response};
 use serde_json::json;
 
 use super::*;
-use crate::commands::test_daemon::{FakeConn, HeadWriter};
-use crate::output::StdoutClosed;
+use crate::commands::test_daemon::{FakeConn, FakeDaemon, run_following};
 
 const ORIGIN: &str = "abababababababababababababababab";
 
@@ -36,49 +30,64 @@ fn send_message(conn: &mut FakeConn, subscription: u64, seq: u64) {
     conn.event(subscription, EventBody::Message { message });
 }
 
+/// Runs `tail -f -n 10` (with `--peers` if `peers`, printing JSON) against `script`
+/// until stdout closes after `limit` lines; returns what it printed.
+fn follow_fake_daemon(
+    peers: bool,
+    limit: usize,
+    script: impl FnOnce(FakeDaemon) + Send + 'static,
+) -> String {
+    let what = if peers { "tail -f --peers" } else { "tail -f" };
+    run_following(what, limit, script, move |resubscriber, out, client| {
+        let mut follower = Follower {
+            channel: None,
+            start: None,
+            started_ms: 0,
+            last: None,
+            seen: SeenIds::default(),
+            printer: MessagePrinter::new(true, TimeZone::UTC),
+            peers: peers.then(|| PeerPrinter::new(true, TimeZone::UTC)),
+        };
+        let first = SubscribeParams {
+            events: Some(event_kinds(peers)),
+            n: Some(10),
+            since: None,
+            channel: None,
+        };
+        follow(resubscriber, out, &mut follower, client, first)
+    })
+}
+
 /// The daemon's side of the scenario, step by step.
-fn fake_daemon(socket: &Path, listener: UnixListener) {
+fn fake_daemon(daemon: FakeDaemon) {
     // First life: a subscription that delivers two messages, then the daemon dies.
-    let mut conn = FakeConn::accept(&listener);
-    let (request, params) = conn.request();
-    assert_eq!(request.method, "subscribe");
-    assert_eq!(params, json!({"events": ["message"], "n": 10}));
+    let mut conn = daemon.accept();
+    let request = conn.expect_request("subscribe", json!({"events": ["message"], "n": 10}));
     conn.reply(&request, json!({"subscription": 1}));
     send_message(&mut conn, 1, 1);
     send_message(&mut conn, 99, 50); // another subscription's event: not ours
     send_message(&mut conn, 1, 2);
-    drop(conn);
-    drop(listener);
-    std::fs::remove_file(socket).expect("remove socket");
 
     // Restarted (the client meanwhile finds no socket and retries). It lost its history,
     // so it does not know message 2 any more.
-    let listener = UnixListener::bind(socket).expect("rebind");
-    let mut conn = FakeConn::accept(&listener);
-    let (request, params) = conn.request();
-    assert_eq!(
-        params,
-        json!({"events": ["message"], "since": message(2).id})
-    );
+    let daemon = daemon.restart(conn);
+    let mut conn = daemon.accept();
+    let since_id = json!({"events": ["message"], "since": message(2).id});
+    let request = conn.expect_request("subscribe", since_id);
     let unknown = ErrorObject::new(code::UNKNOWN_MESSAGE_ID, "unknown message id");
     conn.send(&Response::err(request.id.clone().expect("id"), unknown));
 
     // The client falls back to the time of message 2; the replay overlaps (2 again) and
     // arrives before the subscribe answer, as a real daemon may do.
-    let (request, params) = conn.request();
-    assert_eq!(
-        params,
-        json!({"events": ["message"], "since": message(2).ts})
-    );
+    let since_time = json!({"events": ["message"], "since": message(2).ts});
+    let request = conn.expect_request("subscribe", since_time);
     send_message(&mut conn, 7, 2);
     conn.reply(&request, json!({"subscription": 7}));
     send_message(&mut conn, 7, 3);
 
     // The client falls behind: the gap is fetched after the last printed id.
     conn.event(7, EventBody::Lagged { dropped: 1 });
-    let (request, params) = conn.request();
-    assert_eq!(request.method, "history");
-    assert_eq!(params, json!({"since": message(3).id}));
+    let request = conn.expect_request("history", json!({"since": message(3).id}));
     conn.reply(&request, json!({"messages": [message(3), message(4)]}));
     send_message(&mut conn, 7, 4); // queued before the lag was noticed: a duplicate
     send_message(&mut conn, 7, 5);
@@ -88,48 +97,7 @@ fn fake_daemon(socket: &Path, listener: UnixListener) {
 
 #[test]
 fn follow_resumes_after_restart_and_lag_without_gaps_or_duplicates() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let socket = dir.path().join("rossipd.sock");
-    let listener = UnixListener::bind(&socket).expect("bind");
-    let server_socket = socket.clone();
-    let server = std::thread::spawn(move || fake_daemon(&server_socket, listener));
-
-    let stdout = HeadWriter::new(5);
-    let printed = stdout.clone();
-    let (done_tx, done_rx) = mpsc::channel();
-    let client_socket = socket.clone();
-    std::thread::spawn(move || {
-        let mut follower = Follower {
-            socket: client_socket.clone(),
-            channel: None,
-            start: None,
-            started_ms: 0,
-            last: None,
-            seen: SeenIds::default(),
-            printer: MessagePrinter::new(true, TimeZone::UTC),
-            peers: None,
-            retry: Duration::from_millis(10),
-        };
-        let first = SubscribeParams {
-            events: Some(vec![EventKind::Message]),
-            n: Some(10),
-            since: None,
-            channel: None,
-        };
-        let result = Client::connect(&client_socket)
-            .map_err(anyhow::Error::from)
-            .and_then(|client| follower.follow(&mut Out::new(stdout), client, first));
-        let _ = done_tx.send(result);
-    });
-
-    let result = done_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("tail -f did not finish within 30 s");
-    server.join().expect("fake daemon saw what it expected");
-    let err = result.expect_err("follow ends only when stdout closes");
-    assert!(err.downcast_ref::<StdoutClosed>().is_some(), "{err:#}");
-
-    let printed = printed.text();
+    let printed = follow_fake_daemon(false, 5, fake_daemon);
     let ids: Vec<String> = printed
         .lines()
         .map(|line| {
@@ -172,14 +140,10 @@ fn bob(state: PeerStateName) -> PeerView {
 /// `--peers`.
 #[test]
 fn follow_with_peers_interleaves_membership_changes() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let socket = dir.path().join("rossipd.sock");
-    let listener = UnixListener::bind(&socket).expect("bind");
-    let server_socket = socket.clone();
-    let server = std::thread::spawn(move || {
-        let mut conn = FakeConn::accept(&listener);
-        let (request, params) = conn.request();
-        assert_eq!(params, json!({"events": ["message", "peer"], "n": 10}));
+    let printed = follow_fake_daemon(true, 4, |daemon| {
+        let mut conn = daemon.accept();
+        let first = json!({"events": ["message", "peer"], "n": 10});
+        let request = conn.expect_request("subscribe", first);
         conn.reply(&request, json!({"subscription": 1}));
         send_message(&mut conn, 1, 1);
         let peer = bob(PeerStateName::Alive);
@@ -190,17 +154,11 @@ fn follow_with_peers_interleaves_membership_changes() {
                 previous: None,
             },
         );
-        drop(conn);
-        drop(listener);
-        std::fs::remove_file(&server_socket).expect("remove socket");
 
-        let listener = UnixListener::bind(&server_socket).expect("rebind");
-        let mut conn = FakeConn::accept(&listener);
-        let (request, params) = conn.request();
-        assert_eq!(
-            params,
-            json!({"events": ["message", "peer"], "since": message(1).id})
-        );
+        let daemon = daemon.restart(conn);
+        let mut conn = daemon.accept();
+        let resume = json!({"events": ["message", "peer"], "since": message(1).id});
+        let request = conn.expect_request("subscribe", resume);
         conn.reply(&request, json!({"subscription": 2}));
         let peer = bob(PeerStateName::Left);
         let previous = Some(PeerStateName::Alive);
@@ -210,42 +168,6 @@ fn follow_with_peers_interleaves_membership_changes() {
         conn.wait_for_hang_up();
     });
 
-    let stdout = HeadWriter::new(4);
-    let printed = stdout.clone();
-    let (done_tx, done_rx) = mpsc::channel();
-    let client_socket = socket.clone();
-    std::thread::spawn(move || {
-        let mut follower = Follower {
-            socket: client_socket.clone(),
-            channel: None,
-            start: None,
-            started_ms: 0,
-            last: None,
-            seen: SeenIds::default(),
-            printer: MessagePrinter::new(true, TimeZone::UTC),
-            peers: Some(PeerPrinter::new(true, TimeZone::UTC)),
-            retry: Duration::from_millis(10),
-        };
-        let first = SubscribeParams {
-            events: Some(event_kinds(true)),
-            n: Some(10),
-            since: None,
-            channel: None,
-        };
-        let result = Client::connect(&client_socket)
-            .map_err(anyhow::Error::from)
-            .and_then(|client| follower.follow(&mut Out::new(stdout), client, first));
-        let _ = done_tx.send(result);
-    });
-
-    let result = done_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("tail -f --peers did not finish within 30 s");
-    server.join().expect("fake daemon saw what it expected");
-    let err = result.expect_err("follow ends only when stdout closes");
-    assert!(err.downcast_ref::<StdoutClosed>().is_some(), "{err:#}");
-
-    let printed = printed.text();
     let lines: Vec<serde_json::Value> = printed
         .lines()
         .map(|line| serde_json::from_str(line).expect("JSON per line"))

@@ -12,6 +12,7 @@ pub mod join;
 pub mod leave;
 pub mod peer_printer;
 pub mod peers;
+pub mod resubscribe;
 pub mod send;
 pub mod status;
 pub mod tail;

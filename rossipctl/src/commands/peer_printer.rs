@@ -254,34 +254,22 @@ mod tests {
     fn human_lines_read_as_sentences() {
         let t = "2026-11-24 05:20:01";
         let at = "(01234567 at 192.0.2.7:7465;";
-        assert_eq!(
-            line(None, Alive),
-            format!("{t} * bob joined {at} new -> alive)")
-        );
-        assert_eq!(
-            line(Some(Alive), Suspect),
-            format!("{t} * bob is suspected {at} alive -> suspect)")
-        );
-        assert_eq!(
-            line(Some(Suspect), Alive),
-            format!("{t} * bob recovered {at} suspect -> alive)")
-        );
-        assert_eq!(
-            line(Some(Suspect), Failed),
-            format!("{t} * bob failed {at} suspect -> failed)")
-        );
-        assert_eq!(
-            line(Some(Alive), Left),
-            format!("{t} * bob left {at} alive -> left)")
-        );
-        assert_eq!(
-            line(Some(Failed), Alive),
-            format!("{t} * bob rejoined {at} failed -> alive)")
-        );
-        assert_eq!(
-            line(Some(Alive), Alive),
-            format!("{t} * bob restarted {at} alive -> alive)")
-        );
+        let cases = [
+            (None, Alive, "joined", "new -> alive"),
+            (Some(Alive), Suspect, "is suspected", "alive -> suspect"),
+            (Some(Suspect), Alive, "recovered", "suspect -> alive"),
+            (Some(Suspect), Failed, "failed", "suspect -> failed"),
+            (Some(Alive), Left, "left", "alive -> left"),
+            (Some(Failed), Alive, "rejoined", "failed -> alive"),
+            (Some(Alive), Alive, "restarted", "alive -> alive"),
+        ];
+        for (previous, state, phrase, transition) in cases {
+            assert_eq!(
+                line(previous, state),
+                format!("{t} * bob {phrase} {at} {transition})"),
+                "{previous:?} -> {state:?}"
+            );
+        }
     }
 
     #[test]
