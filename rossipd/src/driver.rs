@@ -17,6 +17,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::history_query::{self, HistoryQuery};
+use crate::peer_cache;
 use crate::state::StateDir;
 use crate::views::{self, WallClock};
 
@@ -142,6 +143,8 @@ pub struct Driver {
     events: broadcast::Sender<Arc<EventBody>>,
     join_waiters: Vec<JoinWaiter>,
     send_errors: u64,
+    /// What the peer cache file holds (or will, once the save is done).
+    cached_peers: Vec<SocketAddr>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -173,6 +176,66 @@ impl Driver {
             events,
             join_waiters: Vec::new(),
             send_errors: 0,
+            cached_peers: Vec::new(),
+        }
+    }
+
+    /// Greets the members of the previous run (the peer cache), so a
+    /// restarted node is back at once rather than when mDNS finds it.
+    fn greet_cached_peers(&mut self) {
+        self.cached_peers = peer_cache::load(self.state.path());
+        let now = Instant::now();
+        for addr in &self.cached_peers {
+            self.node.handle_contact(*addr, now);
+        }
+        if !self.cached_peers.is_empty() {
+            tracing::debug!(count = self.cached_peers.len(), "greeting cached peers");
+        }
+    }
+
+    /// The addresses the peer cache should hold: alive and suspect members,
+    /// most recently heard first.
+    fn live_peer_addrs(&self) -> Vec<SocketAddr> {
+        let mut live: Vec<_> = self
+            .node
+            .members()
+            .filter(|m| m.state.is_active())
+            .map(|m| (m.last_seen, m.addr))
+            .collect();
+        live.sort_by(|a, b| b.cmp(a));
+        live.into_iter()
+            .map(|(_, addr)| addr)
+            .take(peer_cache::MAX_ENTRIES)
+            .collect()
+    }
+
+    /// Saves the peer cache if the live members changed since the last
+    /// save (in the blocking pool: it syncs to disk). Awaits the write only
+    /// when `wait` (at exit).
+    async fn save_peer_cache(&mut self, wait: bool) {
+        let mut live = self.live_peer_addrs();
+        if live.is_empty() {
+            // Alone (just started, or the network is down): the old list is
+            // still the best guess of where the cluster is.
+            return;
+        }
+        let mut sorted = live.clone();
+        sorted.sort();
+        let mut cached = self.cached_peers.clone();
+        cached.sort();
+        if sorted == cached {
+            return;
+        }
+        std::mem::swap(&mut self.cached_peers, &mut live);
+        let dir = self.state.path().to_owned();
+        let addrs = self.cached_peers.clone();
+        let write = tokio::task::spawn_blocking(move || {
+            if let Err(e) = peer_cache::save(&dir, &addrs) {
+                tracing::warn!("cannot save the peer cache: {e:#}");
+            }
+        });
+        if wait {
+            let _ = write.await;
         }
     }
 
@@ -187,6 +250,9 @@ impl Driver {
         let mut buf = vec![0u8; RECV_BUFFER];
         let mut discovery_open = true;
         tokio::pin!(shutdown);
+        self.greet_cached_peers();
+        let mut cache_tick = tokio::time::interval(peer_cache::SAVE_INTERVAL);
+        cache_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let exit = loop {
             self.flush().await;
             let deadline = self.node.poll_timeout();
@@ -214,6 +280,7 @@ impl Driver {
                     None => discovery_open = false,
                 },
                 () = sleep => self.node.handle_timeout(Instant::now()),
+                _ = cache_tick.tick() => self.save_peer_cache(false).await,
             }
         };
         self.leave().await;
@@ -226,6 +293,8 @@ impl Driver {
         if self.node.has_left() {
             return 0;
         }
+        // Saved before leaving: who was alive is what the next run greets.
+        self.save_peer_cache(true).await;
         let notified = self.node.leave(Instant::now());
         self.flush().await;
         tracing::info!(notified, "left the cluster");

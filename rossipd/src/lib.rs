@@ -11,6 +11,7 @@ mod driver;
 mod history_query;
 pub mod interfaces;
 mod local_socket;
+mod peer_cache;
 mod rpc;
 mod seeds;
 mod state;

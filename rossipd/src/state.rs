@@ -135,7 +135,9 @@ impl StateDir {
 
 /// Writes a file so that a crash leaves either the old or the new content:
 /// temp file, fsync, rename, fsync of the directory.
-fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+/// Writes `contents` to `path` through a temporary file and a rename, so a
+/// crash leaves the old or the new contents, never a mix (mode 0600).
+pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = OpenOptions::new()
         .write(true)

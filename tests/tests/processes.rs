@@ -109,3 +109,28 @@ fn kill_9_is_detected_as_failed() {
     cluster::wait_all_alive(&sockets, cluster::MEMBERSHIP_TIMEOUT);
     nodes[0].client().send("after crash");
 }
+
+#[test]
+fn a_restarted_seed_finds_its_cluster_again_through_its_peer_cache() {
+    // a is the seed (no --join, no mDNS): after a restart nothing but its
+    // peer cache (or the others knocking) can bring it back.
+    let mut nodes = start_loopback_cluster(&["a", "b", "c"]);
+    let mut seed = nodes.remove(0);
+    seed.stop_with_sigterm(EXIT_TIMEOUT);
+    let cache = std::fs::read_to_string(seed.state_dir().join("peers"))
+        .expect("a leaving daemon saves its peer cache");
+    for other in &nodes {
+        assert!(
+            cache.lines().any(|line| line == other.addr()),
+            "the peer cache of a does not list {} ({}):\n{cache}",
+            other.name(),
+            other.addr()
+        );
+    }
+    seed.restart();
+    let everyone: Vec<_> = std::iter::once(&seed)
+        .chain(nodes.iter())
+        .map(|d| (d.name(), d.socket()))
+        .collect();
+    cluster::wait_all_alive(&everyone, cluster::MEMBERSHIP_TIMEOUT);
+}
