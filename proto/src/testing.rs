@@ -236,30 +236,26 @@ impl Sim {
     /// Node `index` stops: nothing reaches it or leaves it, its timers stop.
     pub fn crash(&mut self, index: usize) {
         self.nodes[index].crashed = true;
-        self.trace
-            .push(format!("{:?} n{index} crash", self.elapsed()));
+        self.note(format!("n{index} crash"));
     }
 
     /// A crashed node continues with its state intact (a process that was
     /// stopped and continued, a VM resumed).
     pub fn resume(&mut self, index: usize) {
         self.nodes[index].crashed = false;
-        self.trace
-            .push(format!("{:?} n{index} resume", self.elapsed()));
+        self.note(format!("n{index} resume"));
     }
 
     /// Node `index` keeps running but loses all its traffic (a partition).
     pub fn isolate(&mut self, index: usize) {
         self.nodes[index].isolated = true;
-        self.trace
-            .push(format!("{:?} n{index} isolate", self.elapsed()));
+        self.note(format!("n{index} isolate"));
     }
 
     /// Ends [`Sim::isolate`].
     pub fn heal(&mut self, index: usize) {
         self.nodes[index].isolated = false;
-        self.trace
-            .push(format!("{:?} n{index} heal", self.elapsed()));
+        self.note(format!("n{index} heal"));
     }
 
     /// Splits the network: each slice of `sides` is one side, and
@@ -274,30 +270,30 @@ impl Sim {
                 self.nodes[index].side = side;
             }
         }
-        self.trace
-            .push(format!("{:?} partition {sides:?}", self.elapsed()));
+        self.note(format!("partition {sides:?}"));
     }
 
     /// Ends [`Sim::partition`]: one network again.
     pub fn heal_partition(&mut self) {
-        for host in &mut self.nodes {
-            host.side = 0;
-        }
-        self.trace
-            .push(format!("{:?} partition healed", self.elapsed()));
+        self.partition(&[]);
+    }
+
+    /// Records `what` in the trace, stamped with the virtual time.
+    fn note(&mut self, what: String) {
+        let line = format!("{:?} {what}", self.elapsed());
+        self.trace.push(line);
     }
 
     /// Loses every datagram from node `from` to node `to` (one way).
     pub fn block(&mut self, from: usize, to: usize) {
         self.blocked.insert((from, to));
-        self.trace
-            .push(format!("{:?} block n{from} -> n{to}", self.elapsed()));
+        self.note(format!("block n{from} -> n{to}"));
     }
 
     /// Ends every [`Sim::block`].
     pub fn unblock_all(&mut self) {
         self.blocked.clear();
-        self.trace.push(format!("{:?} unblock all", self.elapsed()));
+        self.note("unblock all".to_owned());
     }
 
     /// Replaces node `index` with a fresh run of `config` (same address),
@@ -308,8 +304,7 @@ impl Sim {
         host.crashed = false;
         host.isolated = false;
         host.events.clear();
-        self.trace
-            .push(format!("{:?} n{index} restart", self.elapsed()));
+        self.note(format!("n{index} restart"));
     }
 
     /// Delivers raw bytes to node `index` now, as if sent from `from`.
