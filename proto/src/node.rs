@@ -41,17 +41,17 @@ mod timers;
 pub use anti_entropy::{
     ANTI_ENTROPY_CATCH_UP_INTERVAL, ANTI_ENTROPY_INTERVAL, MAX_REPAIRS_PER_DIGEST,
 };
-pub use contact::HELLO_MIN_INTERVAL;
-pub use suspicion::{IMMEDIATE_GOSSIP_MIN_INTERVAL, MAX_POSTPONES, NUDGE_INTERVAL, POSTPONE_STEP};
+pub use contact::{HELLO_MIN_INTERVAL, LEFT_FORWARD_FANOUT};
+pub use suspicion::{MAX_POSTPONES, NUDGE_INTERVAL, POSTPONE_STEP};
 pub use swim::{
-    PERIODIC_ANNOUNCE_DOWN_INTERVAL, PERIODIC_ANNOUNCE_INTERVAL, PERIODIC_GOSSIP_INTERVAL,
-    PROBE_PERIOD, PROBE_RTT, REMOVE_DOWN_AFTER, SUSPECT_TO_DOWN_AFTER,
+    IMMEDIATE_GOSSIP_MIN_INTERVAL, PERIODIC_ANNOUNCE_DOWN_INTERVAL, PERIODIC_ANNOUNCE_INTERVAL,
+    PERIODIC_GOSSIP_INTERVAL, PROBE_PERIOD, PROBE_RTT, REMOVE_DOWN_AFTER, SUSPECT_TO_DOWN_AFTER,
 };
 
 use history::History;
 use membership::Membership;
 use suspicion::Suspicions;
-use swim::Swim;
+use swim::{GossipPacing, Swim};
 use timers::{TimerKind, TimerQueue};
 
 /// Default number of messages kept in the in-memory history.
@@ -66,6 +66,10 @@ pub const DEFAULT_PUSH_FANOUT: usize = 3;
 /// is clamped to it (one message must fit in one datagram until
 /// fragmentation exists).
 pub const MAX_TEXT_BYTES: usize = wire::MAX_TEXT_BYTES;
+
+/// Longest [`NodeConfig::reap_after`]: ten years (a deadline that far out
+/// still fits any clock).
+pub const MAX_REAP_AFTER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// Longest round trip recorded as [`Member::rtt`]; longer echoes are stale
 /// or forged.
@@ -102,7 +106,7 @@ pub struct NodeConfig {
     /// a random value; tests pass a fixed one to replay a run.
     pub rng_seed: u64,
     /// How long a failed or left member stays listed before it is forgotten
-    /// (at least one second).
+    /// (clamped to one second ..= [`MAX_REAP_AFTER`]).
     pub reap_after: Duration,
 }
 
@@ -192,8 +196,8 @@ pub struct Member {
 /// A member changed.
 ///
 /// Emitted for every state transition, in order. Also emitted with
-/// `previous == Some(member.state)` when a member restarted (new generation)
-/// without a visible state change but with a new name or address.
+/// `previous == Some(member.state)` when a member restarted (a new
+/// generation) without a visible state change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerChange {
     /// The member after the change.
@@ -278,7 +282,7 @@ pub struct Stats {
     pub repairs_sent: u64,
     /// Times a suspect's failure was postponed because it was still heard
     /// from (each one a false alarm avoided, or a one-way link).
-    pub suspicions_postponed: u64,
+    pub failures_postponed: u64,
     /// Suspicions of this node it was told of directly, and refuted.
     pub suspicions_refuted: u64,
 }
@@ -314,6 +318,8 @@ pub struct Node {
     repaired_since_round: usize,
     /// Suspicions this node raised and follows; see `suspicion`.
     suspicions: Suspicions,
+    /// Pacing of the immediate gossip of changes; see `swim`.
+    gossip_pacing: GossipPacing,
 }
 
 impl std::fmt::Debug for Node {
@@ -337,7 +343,9 @@ impl Node {
         config.first_seq = config.first_seq.max(1);
         config.history_limit = config.history_limit.max(1);
         config.max_text_bytes = config.max_text_bytes.min(MAX_TEXT_BYTES);
-        config.reap_after = config.reap_after.max(Duration::from_secs(1));
+        config.reap_after = config
+            .reap_after
+            .clamp(Duration::from_secs(1), MAX_REAP_AFTER);
         let identity = wire::Identity {
             id: config.id,
             addr: config.advertise_addr,
@@ -373,6 +381,7 @@ impl Node {
             fresh_members: VecDeque::new(),
             repaired_since_round: 0,
             suspicions: Suspicions::default(),
+            gossip_pacing: GossipPacing::default(),
             config,
         }
     }
@@ -416,7 +425,9 @@ impl Node {
                 generation,
                 incarnation,
             } => self.on_suspected(header.sender, generation, incarnation, now),
-            wire::Body::Left { id, generation } => self.on_left_notice(id, generation, now),
+            wire::Body::Left { id, generation } => {
+                self.on_left_notice(header.sender, id, generation, now);
+            }
         }
         // After handling, so that the first datagram of a new member counts.
         self.members.saw(header.sender, now);
@@ -431,7 +442,7 @@ impl Node {
             match timer {
                 TimerKind::Swim(timer) => self.on_swim_timer(timer, now),
                 TimerKind::AntiEntropy => self.anti_entropy_round(now),
-                TimerKind::Nudge(id) => self.on_nudge_timer(id, now),
+                TimerKind::Nudge(id, chain) => self.on_nudge_timer(id, chain, now),
                 TimerKind::DeferredGossip => self.on_deferred_gossip(now),
             }
         }

@@ -290,12 +290,6 @@ impl Sim {
         self.note(format!("block n{from} -> n{to}"));
     }
 
-    /// Ends every [`Sim::block`].
-    pub fn unblock_all(&mut self) {
-        self.blocked.clear();
-        self.note("unblock all".to_owned());
-    }
-
     /// Replaces node `index` with a fresh run of `config` (same address),
     /// e.g. the same id with a higher generation. Its event log restarts.
     pub fn restart(&mut self, index: usize, config: NodeConfig) {

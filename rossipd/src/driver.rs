@@ -17,7 +17,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::history_query::{self, HistoryQuery};
-use crate::peer_cache;
+use crate::peer_cache::{self, PeerCache};
 use crate::state::StateDir;
 use crate::views::{self, WallClock};
 
@@ -143,8 +143,8 @@ pub struct Driver {
     events: broadcast::Sender<Arc<EventBody>>,
     join_waiters: Vec<JoinWaiter>,
     send_errors: u64,
-    /// What the peer cache file holds (or will, once the save is done).
-    cached_peers: Vec<SocketAddr>,
+    /// The last live members' addresses, kept for the next run.
+    peer_cache: PeerCache,
 }
 
 impl std::fmt::Debug for Driver {
@@ -166,7 +166,8 @@ impl Driver {
         counters: Arc<SharedCounters>,
     ) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        Driver {
+        let (peer_cache, greet) = PeerCache::open(state.path());
+        let mut driver = Driver {
             node,
             udp,
             state,
@@ -176,67 +177,31 @@ impl Driver {
             events,
             join_waiters: Vec::new(),
             send_errors: 0,
-            cached_peers: Vec::new(),
-        }
+            peer_cache,
+        };
+        driver.greet_cached_peers(&greet);
+        driver
     }
 
     /// Greets the members of the previous run (the peer cache), so a
     /// restarted node is back at once rather than when mDNS finds it.
-    fn greet_cached_peers(&mut self) {
-        self.cached_peers = peer_cache::load(self.state.path());
+    fn greet_cached_peers(&mut self, addrs: &[SocketAddr]) {
         let now = Instant::now();
-        for addr in &self.cached_peers {
+        for addr in addrs {
             self.node.handle_contact(*addr, now);
         }
-        if !self.cached_peers.is_empty() {
-            tracing::debug!(count = self.cached_peers.len(), "greeting cached peers");
+        if !addrs.is_empty() {
+            tracing::debug!(count = addrs.len(), "greeting cached peers");
         }
     }
 
-    /// The addresses the peer cache should hold: alive and suspect members,
-    /// most recently heard first.
-    fn live_peer_addrs(&self) -> Vec<SocketAddr> {
-        let mut live: Vec<_> = self
-            .node
+    /// Alive and suspect members' addresses, with when each was last heard.
+    fn live_peers(&self) -> Vec<(Option<Instant>, SocketAddr)> {
+        self.node
             .members()
             .filter(|m| m.state.is_active())
             .map(|m| (m.last_seen, m.addr))
-            .collect();
-        live.sort_by(|a, b| b.cmp(a));
-        live.into_iter()
-            .map(|(_, addr)| addr)
-            .take(peer_cache::MAX_ENTRIES)
             .collect()
-    }
-
-    /// Saves the peer cache if the live members changed since the last
-    /// save (in the blocking pool: it syncs to disk). Awaits the write only
-    /// when `wait` (at exit).
-    async fn save_peer_cache(&mut self, wait: bool) {
-        let mut live = self.live_peer_addrs();
-        if live.is_empty() {
-            // Alone (just started, or the network is down): the old list is
-            // still the best guess of where the cluster is.
-            return;
-        }
-        let mut sorted = live.clone();
-        sorted.sort();
-        let mut cached = self.cached_peers.clone();
-        cached.sort();
-        if sorted == cached {
-            return;
-        }
-        std::mem::swap(&mut self.cached_peers, &mut live);
-        let dir = self.state.path().to_owned();
-        let addrs = self.cached_peers.clone();
-        let write = tokio::task::spawn_blocking(move || {
-            if let Err(e) = peer_cache::save(&dir, &addrs) {
-                tracing::warn!("cannot save the peer cache: {e:#}");
-            }
-        });
-        if wait {
-            let _ = write.await;
-        }
     }
 
     /// Runs until `shutdown` fires, `leave` is requested, or every command
@@ -250,7 +215,6 @@ impl Driver {
         let mut buf = vec![0u8; RECV_BUFFER];
         let mut discovery_open = true;
         tokio::pin!(shutdown);
-        self.greet_cached_peers();
         let mut cache_tick = tokio::time::interval(peer_cache::SAVE_INTERVAL);
         cache_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let exit = loop {
@@ -280,7 +244,10 @@ impl Driver {
                     None => discovery_open = false,
                 },
                 () = sleep => self.node.handle_timeout(Instant::now()),
-                _ = cache_tick.tick() => self.save_peer_cache(false).await,
+                _ = cache_tick.tick() => {
+                    let live = self.live_peers();
+                    self.peer_cache.save_if_changed(live);
+                }
             }
         };
         self.leave().await;
@@ -293,11 +260,13 @@ impl Driver {
         if self.node.has_left() {
             return 0;
         }
-        // Saved before leaving: who was alive is what the next run greets.
-        self.save_peer_cache(true).await;
+        // Who was alive is what the next run greets; the goodbyes go first,
+        // the disk write after.
+        let live = self.live_peers();
         let notified = self.node.leave(Instant::now());
         self.flush().await;
         tracing::info!(notified, "left the cluster");
+        self.peer_cache.save_now(live).await;
         u64::try_from(notified).unwrap_or(u64::MAX)
     }
 
@@ -464,7 +433,7 @@ impl Driver {
             membership: MembershipCounts {
                 generation: self.node.generation(),
                 suspicions_refuted: s.suspicions_refuted,
-                failures_postponed: s.suspicions_postponed,
+                failures_postponed: s.failures_postponed,
             },
             messages: MessageCounts {
                 sent: s.messages_sent,

@@ -76,10 +76,10 @@ struct Args {
         long,
         value_name = "DURATION",
         env = "ROSSIP_REAP_AFTER",
-        default_value = "1h",
+        default_value_t = humantime::Duration::from(rossip_proto::node::REMOVE_DOWN_AFTER),
         value_parser = parse_reap_after
     )]
-    reap_after: std::time::Duration,
+    reap_after: humantime::Duration,
 
     /// Log level (error, warn, info, debug, trace) or a tracing filter; RUST_LOG overrides it
     #[arg(long, env = "ROSSIP_LOG_LEVEL", default_value = "info")]
@@ -110,18 +110,21 @@ impl Args {
         c.mdns = !self.no_mdns;
         c.ifaces = self.ifaces;
         c.history_limit = self.history;
-        c.reap_after = self.reap_after;
+        c.reap_after = self.reap_after.into();
         c
     }
 }
 
-/// A human duration (`90s`, `30m`, `1h`) of at least one second.
-fn parse_reap_after(text: &str) -> Result<std::time::Duration, String> {
+/// A human duration (`90s`, `30m`, `1h`) from one second to ten years.
+fn parse_reap_after(text: &str) -> Result<humantime::Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
     if duration < std::time::Duration::from_secs(1) {
         return Err("must be at least 1s".to_owned());
     }
-    Ok(duration)
+    if duration > rossip_proto::node::MAX_REAP_AFTER {
+        return Err("must be at most 10 years".to_owned());
+    }
+    Ok(duration.into())
 }
 
 fn non_empty_env(name: &str) -> Option<PathBuf> {

@@ -7,9 +7,12 @@
 //! address is only a hint, like an mDNS answer: whoever answers there must
 //! still speak rossip, in this cluster.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
 
 use crate::state::write_atomically;
 
@@ -64,6 +67,72 @@ pub fn save(state_dir: &Path, addrs: &[SocketAddr]) -> anyhow::Result<()> {
         text.push('\n');
     }
     write_atomically(&path(state_dir), text.as_bytes())
+}
+
+/// The cache as the driver keeps it: what the file holds, and the write in
+/// progress (writes sync to disk, so they run in the blocking pool, one at a
+/// time: two could otherwise race on the temporary file).
+#[derive(Debug)]
+pub struct PeerCache {
+    dir: PathBuf,
+    /// Every live address at the last save (the file holds the first
+    /// [`MAX_ENTRIES`] of them by recency).
+    saved: BTreeSet<SocketAddr>,
+    writing: Option<JoinHandle<()>>,
+}
+
+impl PeerCache {
+    /// Loads the cache of `state_dir`; returns it and the addresses to greet.
+    pub fn open(state_dir: &Path) -> (PeerCache, Vec<SocketAddr>) {
+        let addrs = load(state_dir);
+        let cache = PeerCache {
+            dir: state_dir.to_owned(),
+            saved: addrs.iter().copied().collect(),
+            writing: None,
+        };
+        (cache, addrs)
+    }
+
+    /// Starts saving `live` (address and when last heard from) if it
+    /// differs from what was saved and no write is in progress. Never saves
+    /// an empty list: alone (just started, or the network is down), the old
+    /// list is still the best guess of where the cluster is.
+    pub fn save_if_changed(&mut self, live: Vec<(Option<Instant>, SocketAddr)>) {
+        if self.writing.as_ref().is_some_and(|w| !w.is_finished()) {
+            return;
+        }
+        let set: BTreeSet<SocketAddr> = live.iter().map(|(_, addr)| *addr).collect();
+        if set.is_empty() || set == self.saved {
+            return;
+        }
+        self.saved = set;
+        self.writing = Some(self.spawn_write(live));
+    }
+
+    /// Saves `live` (unless empty) and waits for it, after any write in
+    /// progress: the last word at exit.
+    pub async fn save_now(&mut self, live: Vec<(Option<Instant>, SocketAddr)>) {
+        if let Some(writing) = self.writing.take() {
+            let _ = writing.await;
+        }
+        if live.is_empty() {
+            return;
+        }
+        self.saved = live.iter().map(|(_, addr)| *addr).collect();
+        let _ = self.spawn_write(live).await;
+    }
+
+    fn spawn_write(&self, mut live: Vec<(Option<Instant>, SocketAddr)>) -> JoinHandle<()> {
+        // Most recently heard first: those are kept when there are many.
+        live.sort_by(|a, b| b.cmp(a));
+        let addrs: Vec<SocketAddr> = live.into_iter().map(|(_, addr)| addr).collect();
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = save(&dir, &addrs) {
+                tracing::warn!("cannot save the peer cache: {e:#}");
+            }
+        })
+    }
 }
 
 #[cfg(test)]

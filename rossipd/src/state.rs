@@ -74,17 +74,24 @@ impl StateDir {
     /// past the previous run's (a clock set back, e.g. by NTP at boot, must
     /// not make a restarted node lose to its own earlier run, which the
     /// cluster would keep preferring until it is reaped). Recorded before it
-    /// is used.
+    /// is used. A corrupt record is only a lost floor: warned about and
+    /// replaced.
     pub fn next_generation(&self, now_ms: u64) -> anyhow::Result<u64> {
         let path = self.dir.join("generation");
-        let previous =
-            match fs::read_to_string(&path) {
-                Ok(text) => Some(text.trim().parse::<u64>().with_context(|| {
-                    format!("{} is corrupt (expected a number)", path.display())
-                })?),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-            };
+        let previous = match fs::read_to_string(&path) {
+            Ok(text) => match text.trim().parse::<u64>() {
+                Ok(previous) => Some(previous),
+                Err(_) => {
+                    tracing::warn!(
+                        "{} is corrupt (expected a number); starting from the clock",
+                        path.display()
+                    );
+                    None
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
         let generation = match previous {
             Some(previous) => now_ms.max(previous.saturating_add(GENERATION_STEP)),
             None => now_ms,
@@ -134,9 +141,7 @@ impl StateDir {
 }
 
 /// Writes a file so that a crash leaves either the old or the new content:
-/// temp file, fsync, rename, fsync of the directory.
-/// Writes `contents` to `path` through a temporary file and a rename, so a
-/// crash leaves the old or the new contents, never a mix (mode 0600).
+/// temp file (mode 0600), fsync, rename, fsync of the directory.
 pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = OpenOptions::new()
@@ -194,7 +199,11 @@ mod tests {
             .expect("clock set back");
         assert_eq!(set_back, later + GENERATION_STEP);
         fs::write(dir.join("generation"), "soon").expect("write");
-        assert!(s.next_generation(1).is_err());
+        assert_eq!(
+            s.next_generation(7).expect("a corrupt record is replaced"),
+            7
+        );
+        assert_eq!(s.next_generation(8).expect("and used"), 7 + GENERATION_STEP);
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -53,6 +53,7 @@ fn a_malformed_flag_is_a_usage_error() {
         ["--bind", "not-an-address"],
         ["--reap-after", "soon"],
         ["--reap-after", "500ms"],
+        ["--reap-after", "500000000000y"],
     ] {
         let out = rossipd().args(args).output().expect("run rossipd");
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -378,25 +378,6 @@ pub fn try_wait_every<T>(
     }
 }
 
-/// [`try_wait_every`] that panics with `what`, what was seen, and every
-/// recorder's transitions.
-pub fn wait_every<T>(
-    recorders: &[&PeerRecorder],
-    timeout: Duration,
-    what: &str,
-    condition: impl FnMut(&PeerRecorder) -> Result<T, String>,
-) -> Vec<T> {
-    try_wait_every(recorders, timeout, condition).unwrap_or_else(|why| {
-        let base = recorders
-            .iter()
-            .map(|r| r.started())
-            .min()
-            .unwrap_or_else(Instant::now);
-        let histories: Vec<String> = recorders.iter().map(|r| r.describe(base)).collect();
-        panic!("waiting for {what}: {why}\n{}", histories.join(""))
-    })
-}
-
 /// `peers {all: true}` over a fresh connection to `socket`, without
 /// panicking (for polling loops and the benchmark).
 pub fn peers_all(socket: &Path) -> Result<Vec<PeerView>, String> {

@@ -89,16 +89,18 @@ fn events_json_shows_a_node_joining_and_leaving() {
         "evt-b left, previously alive or suspect",
         &left,
     );
-    // It said goodbye: nothing reported it failed.
+    // It said goodbye: nothing reported it failed. (Only evt-b: on a loaded
+    // machine a debug daemon starved of CPU for a second may be failed and
+    // come back, which is not what this test is about.)
     let failed: Vec<Value> = events
         .json_lines::<Value>()
         .into_iter()
-        .filter(|v| v["change"] == "failed")
+        .filter(|v| v["change"] == "failed" && v["peer"]["name"] == "evt-b")
         .collect();
     check(
         &events,
         failed.is_empty(),
-        "no `failed` line",
+        "no `failed` line for evt-b",
         &format!("{failed:?}"),
     );
 }

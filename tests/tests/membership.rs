@@ -17,7 +17,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use rossip_proto::rpc::{PeerStateName, PeerView};
-use rossip_tests::ctl::rossipctl_in;
+use rossip_tests::ctl::{rossipctl_in, spawn_rossipctl};
 use rossip_tests::daemon::DaemonBuilder;
 use rossip_tests::events::PeerRecorder;
 use rossip_tests::nscluster::{NsCluster, secs};
@@ -42,6 +42,8 @@ const HEAL_TIMEOUT: Duration = Duration::from_secs(30);
 const LOSS_DURATION: Duration = Duration::from_secs(60);
 /// How long separation and single-listing must hold after discovery settled.
 const HOLD: Duration = Duration::from_secs(5);
+/// `rossipctl join` gives up after the daemon's 5 s join timeout.
+const JOIN_REFUSAL_TIMEOUT: Duration = Duration::from_secs(30);
 
 static CPU: RwLock<()> = RwLock::new(());
 
@@ -485,6 +487,15 @@ fn two_cluster_labels_on_one_bridge_stay_two_memberships() {
         secs(cluster.spawned, settled)
     ));
 
+    // mDNS alone keeps the labels apart (TXT filter), so also make a node of
+    // label b knock on a's door directly: the wire check must refuse it.
+    let knock_addr = cluster.daemons[0].addr();
+    let mut knock = spawn_rossipctl(
+        cluster.daemons[2].netns(),
+        cluster.daemons[2].socket(),
+        &["join", &knock_addr],
+    );
+
     let foreign = |i: usize| -> Vec<String> {
         let mine: Vec<&str> = (0..4)
             .filter(|&j| label(j) == label(i))
@@ -511,6 +522,36 @@ fn two_cluster_labels_on_one_bridge_stay_two_memberships() {
             status.cluster,
             label(i),
             "{}: status.cluster",
+            cluster.name(i)
+        );
+    }
+    let joined = wait::try_wait_until(JOIN_REFUSAL_TIMEOUT, || knock.exited())
+        .unwrap_or_else(|_| cluster.fail("`rossipctl join` across labels never returned"));
+    assert!(
+        !joined.success(),
+        "`{}` across labels succeeded:\n{}",
+        knock.command(),
+        knock.lines().join("\n")
+    );
+    let refused = cluster.daemons[0]
+        .status()
+        .datagrams
+        .dropped
+        .get("wrong_cluster")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        refused > 0,
+        "{} got {}'s hello but counted no wrong_cluster drop",
+        cluster.name(0),
+        cluster.name(2)
+    );
+    // The knock changed nothing: still two memberships.
+    for i in 0..4 {
+        let strangers = foreign(i);
+        assert!(
+            strangers.is_empty(),
+            "{} lists {strangers:?} after the cross-label join",
             cluster.name(i)
         );
     }

@@ -111,9 +111,42 @@ fn kill_9_is_detected_as_failed() {
 }
 
 #[test]
-fn a_restarted_seed_finds_its_cluster_again_through_its_peer_cache() {
-    // a is the seed (no --join, no mDNS): after a restart nothing but its
-    // peer cache (or the others knocking) can bring it back.
+fn a_restarted_daemon_greets_the_peers_in_its_cache() {
+    // A lone daemon (no mDNS, no --join) knows nobody: only its peer cache
+    // can make it send anything. A socket of this test is the cached peer.
+    let stand_in = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
+    stand_in
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("set a read timeout");
+    let cached = stand_in.local_addr().expect("its address");
+    let mut lone = Daemon::builder("lone").loopback().spawn();
+    lone.stop_with_sigterm(EXIT_TIMEOUT);
+    std::fs::write(lone.state_dir().join("peers"), format!("{cached}\n"))
+        .expect("write the peer cache");
+    lone.restart();
+    let mut buf = [0u8; 2048];
+    let greeting = rossip_tests::wait::try_wait_until(DELIVERY_TIMEOUT, || {
+        stand_in
+            .recv_from(&mut buf)
+            .ok()
+            .map(|(len, _)| buf[..len].to_vec())
+    })
+    .unwrap_or_else(|_| {
+        panic!(
+            "the restarted daemon never greeted its cached peer {cached}\n{}",
+            lone.log_excerpt()
+        )
+    });
+    assert!(
+        greeting.starts_with(b"RS"),
+        "the greeting is not a rossip datagram: {greeting:02x?}"
+    );
+}
+
+#[test]
+fn a_leaving_daemon_saves_its_live_peers_and_finds_them_again() {
+    // a is the seed (no --join, no mDNS): after a restart its peer cache
+    // (or the others knocking on its door) brings it back.
     let mut nodes = start_loopback_cluster(&["a", "b", "c"]);
     let mut seed = nodes.remove(0);
     seed.stop_with_sigterm(EXIT_TIMEOUT);

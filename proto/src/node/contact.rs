@@ -110,8 +110,19 @@ impl Node {
         self.mark_left(sender, generation, now);
     }
 
-    /// A member forwarded that `id`'s run `generation` left.
-    pub(super) fn on_left_notice(&mut self, id: NodeId, generation: u64, now: Instant) {
+    /// `sender` forwarded that `id`'s run `generation` left. Only members
+    /// are listened to: a stranger's claim could otherwise spread.
+    pub(super) fn on_left_notice(
+        &mut self,
+        sender: NodeId,
+        id: NodeId,
+        generation: u64,
+        now: Instant,
+    ) {
+        if self.members.active_identity(sender).is_none() {
+            self.count_drop("left_notice_from_non_member");
+            return;
+        }
         if id == self.config.id {
             // Only we say when we leave; foca settles our own liveness.
             self.count_drop("left_notice_about_self");

@@ -48,6 +48,16 @@ fn transition(record: &mut Record, state: PeerState, now: Instant) -> Option<Pee
     })
 }
 
+/// A new run of a member whose state did not change: reported with
+/// `previous` equal to the state, `since` the start of the new run.
+fn same_state_change(record: &mut Record, now: Instant) -> PeerChange {
+    record.member.since = now;
+    PeerChange {
+        member: record.member.clone(),
+        previous: Some(record.member.state),
+    }
+}
+
 /// Makes `record` follow `identity` (a newer run of the member).
 fn adopt(record: &mut Record, identity: &Identity) {
     if record.identity.generation != identity.generation {
@@ -130,8 +140,10 @@ impl Membership {
                 if record.identity.generation > identity.generation {
                     return None;
                 }
+                let restarted = record.identity.generation != identity.generation;
                 adopt(record, identity);
                 transition(record, PeerState::Alive, now)
+                    .or_else(|| restarted.then(|| same_state_change(record, now)))
             }
             None => {
                 let member = Member {
@@ -172,19 +184,17 @@ impl Membership {
     }
 
     /// foca: `new` replaced `old` (a restart). If the liveness changed, an
-    /// up/down notification follows; otherwise a visible change of name or
-    /// address is reported with the state unchanged.
-    pub(super) fn rename(&mut self, new: &Identity) -> Option<PeerChange> {
+    /// up/down notification follows; otherwise (a member restarted faster
+    /// than it could be declared failed) the new run is reported with the
+    /// state unchanged, so subscribers see every restart.
+    pub(super) fn rename(&mut self, new: &Identity, now: Instant) -> Option<PeerChange> {
         let record = self.records.get_mut(&new.id)?;
         if record.identity.generation > new.generation {
             return None;
         }
-        let visible = record.member.addr != new.addr || record.member.name != display_name(new);
+        let changed = record.identity != *new;
         adopt(record, new);
-        (visible && record.member.state.is_active()).then(|| PeerChange {
-            member: record.member.clone(),
-            previous: Some(record.member.state),
-        })
+        (changed && record.member.state.is_active()).then(|| same_state_change(record, now))
     }
 
     /// The member `id` says its run `generation` leaves. Returns the change
@@ -233,7 +243,7 @@ impl Membership {
         }
     }
 
-    /// foca forgot `identity` (down for [`super::REMOVE_DOWN_AFTER`]).
+    /// foca forgot `identity` (down for [`super::NodeConfig::reap_after`]).
     pub(super) fn forget(&mut self, identity: &Identity) {
         if let Some(record) = self.records.get(&identity.id)
             && record.identity == *identity

@@ -39,10 +39,6 @@ pub const POSTPONE_STEP: Duration = Duration::from_millis(400);
 /// is failed after all.
 pub const MAX_POSTPONES: u32 = 3;
 
-/// Changes of liveness are gossiped at once, but not more often than this
-/// (a burst of joins gossips once, not once per member).
-pub const IMMEDIATE_GOSSIP_MIN_INTERVAL: Duration = Duration::from_millis(50);
-
 /// The shortest time between two answers to the nudges of one member.
 const NUDGE_ANSWER_MIN_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -56,17 +52,20 @@ struct Watch {
     incarnation: foca::Incarnation,
     since: Instant,
     postponed: u32,
+    /// Tags this watch's nudge timers: a timer of an earlier watch of the
+    /// same member (an earlier incarnation) ends its chain when it fires.
+    chain: u64,
 }
 
 /// The suspicions this node raised, and whom it answered lately.
 #[derive(Debug, Default)]
 pub(super) struct Suspicions {
     watches: BTreeMap<NodeId, Watch>,
+    next_chain: u64,
     answered: BTreeMap<NodeId, Instant>,
-    last_gossip: Option<Instant>,
-    /// A change arrived too soon after the last immediate gossip; a timer
-    /// sends it when the interval is up.
-    gossip_deferred: bool,
+    /// The last suspicion of this node it refuted, (generation, incarnation):
+    /// the nudges that repeat it are not counted again.
+    last_refuted: Option<(u64, foca::Incarnation)>,
 }
 
 impl Node {
@@ -89,6 +88,8 @@ impl Node {
             // stands; foca's second timer is settled when it fires.
             return;
         }
+        let chain = self.suspicions.next_chain;
+        self.suspicions.next_chain = chain.wrapping_add(1);
         self.suspicions.watches.insert(
             id,
             Watch {
@@ -96,21 +97,27 @@ impl Node {
                 incarnation,
                 since: now,
                 postponed: 0,
+                chain,
             },
         );
-        self.nudge(id, now);
+        self.nudge(id, chain, now);
     }
 
-    /// The nudge timer for `id` fired.
-    pub(super) fn on_nudge_timer(&mut self, id: NodeId, now: Instant) {
-        self.nudge(id, now);
+    /// A nudge timer of `id`'s watch `chain` fired.
+    pub(super) fn on_nudge_timer(&mut self, id: NodeId, chain: u64, now: Instant) {
+        self.nudge(id, chain, now);
     }
 
-    /// Sends `id` a nudge and schedules the next, if the suspicion stands.
-    fn nudge(&mut self, id: NodeId, now: Instant) {
+    /// Sends `id` a nudge and schedules the next, if the suspicion of watch
+    /// `chain` stands.
+    fn nudge(&mut self, id: NodeId, chain: u64, now: Instant) {
         let Some(watch) = self.suspicions.watches.get(&id) else {
             return;
         };
+        if watch.chain != chain {
+            // A newer watch of this member runs its own chain.
+            return;
+        }
         if !self.swim.is_suspect_at(&watch.identity, watch.incarnation) {
             // Refuted, or already down: nothing more to say.
             self.suspicions.watches.remove(&id);
@@ -123,7 +130,7 @@ impl Node {
         let addr = watch.identity.addr;
         self.send(addr, &body);
         self.timers
-            .schedule(now + NUDGE_INTERVAL, TimerKind::Nudge(id));
+            .schedule(now + NUDGE_INTERVAL, TimerKind::Nudge(id, chain));
     }
 
     /// foca's timer to declare a suspect down is due. Returns it to hand to
@@ -167,7 +174,7 @@ impl Node {
                 postponed = watch.postponed,
                 "suspect is still sending; postponing its failure"
             );
-            self.stats.suspicions_postponed += 1;
+            self.stats.failures_postponed += 1;
             self.timers
                 .schedule(now + POSTPONE_STEP, TimerKind::Swim(timer));
             return None;
@@ -193,7 +200,15 @@ impl Node {
             self.count_drop("suspected_by_non_member");
             return;
         };
-        self.stats.suspicions_refuted += 1;
+        let current = (generation, incarnation);
+        if self
+            .suspicions
+            .last_refuted
+            .is_none_or(|last| last < current)
+        {
+            self.suspicions.last_refuted = Some(current);
+            self.stats.suspicions_refuted += 1;
+        }
         if let Err(err) = self.swim.refute(incarnation) {
             tracing::debug!(%err, "foca could not refute a suspicion");
         }
@@ -212,36 +227,6 @@ impl Node {
             if let Err(err) = self.swim.announce(nudger) {
                 tracing::debug!(%err, "foca could not answer a suspicion");
             }
-        }
-        self.after_swim(now);
-    }
-
-    /// Whether an immediate gossip may go out now (and records it). If not,
-    /// one is scheduled for when the interval is up, so a change is never
-    /// left to the slower periodic gossip.
-    pub(super) fn may_gossip_now(&mut self, now: Instant) -> bool {
-        if let Some(at) = self.suspicions.last_gossip
-            && now.saturating_duration_since(at) < IMMEDIATE_GOSSIP_MIN_INTERVAL
-        {
-            if !self.suspicions.gossip_deferred {
-                self.suspicions.gossip_deferred = true;
-                self.timers.schedule(
-                    at + IMMEDIATE_GOSSIP_MIN_INTERVAL,
-                    TimerKind::DeferredGossip,
-                );
-            }
-            return false;
-        }
-        self.suspicions.last_gossip = Some(now);
-        true
-    }
-
-    /// The deferred immediate gossip is due.
-    pub(super) fn on_deferred_gossip(&mut self, now: Instant) {
-        self.suspicions.gossip_deferred = false;
-        self.suspicions.last_gossip = Some(now);
-        if let Err(err) = self.swim.gossip() {
-            tracing::debug!(%err, "foca could not gossip");
         }
         self.after_swim(now);
     }

@@ -27,8 +27,8 @@ use crate::wire::{self, Identity};
 pub const PROBE_PERIOD: Duration = Duration::from_millis(200);
 
 /// How long a direct probe may take before indirect probes are sent: a LAN
-/// round trip is well under a millisecond, so 100 ms only fires for a lost
-/// packet (or a stalled process) and leaves 200 ms for the indirect ones.
+/// round trip is well under a millisecond, so 80 ms only passes for a lost
+/// packet (or a stalled process) and leaves 120 ms for the indirect ones.
 pub const PROBE_RTT: Duration = Duration::from_millis(80);
 
 /// How long a suspect member has to refute before it is declared failed.
@@ -124,6 +124,18 @@ impl foca::Identity for Identity {
         (self.generation, &self.addr, &self.name)
             > (adversary.generation, &adversary.addr, &adversary.name)
     }
+}
+
+/// Changes of liveness are gossiped at once, but not more often than this
+/// (a burst of joins gossips once, not once per member).
+pub const IMMEDIATE_GOSSIP_MIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// When the last immediate gossip went out, and whether one waits for the
+/// end of [`IMMEDIATE_GOSSIP_MIN_INTERVAL`].
+#[derive(Debug, Default)]
+pub(super) struct GossipPacing {
+    last: Option<Instant>,
+    deferred: bool,
 }
 
 /// A foca instance and the runtime that accumulates its outputs.
@@ -309,6 +321,36 @@ impl Node {
         }
     }
 
+    /// Whether an immediate gossip may go out now (and records it). If not,
+    /// one is scheduled for when the interval is up, so a change is never
+    /// left to the slower periodic gossip.
+    fn may_gossip_now(&mut self, now: Instant) -> bool {
+        if let Some(at) = self.gossip_pacing.last
+            && now.saturating_duration_since(at) < IMMEDIATE_GOSSIP_MIN_INTERVAL
+        {
+            if !self.gossip_pacing.deferred {
+                self.gossip_pacing.deferred = true;
+                self.timers.schedule(
+                    at + IMMEDIATE_GOSSIP_MIN_INTERVAL,
+                    TimerKind::DeferredGossip,
+                );
+            }
+            return false;
+        }
+        self.gossip_pacing.last = Some(now);
+        true
+    }
+
+    /// The deferred immediate gossip is due.
+    pub(super) fn on_deferred_gossip(&mut self, now: Instant) {
+        self.gossip_pacing.deferred = false;
+        self.gossip_pacing.last = Some(now);
+        if let Err(err) = self.swim.gossip() {
+            tracing::debug!(%err, "foca could not gossip");
+        }
+        self.after_swim(now);
+    }
+
     /// Applies one foca notification to the member table; returns whether a
     /// member's liveness changed (news worth gossiping at once).
     fn on_notification(
@@ -326,7 +368,7 @@ impl Node {
                 change
             }
             OwnedNotification::MemberDown(identity) => self.members.down(&identity, now),
-            OwnedNotification::Rename(_old, new) => self.members.rename(&new),
+            OwnedNotification::Rename(_old, new) => self.members.rename(&new, now),
             OwnedNotification::Rejoin(identity) => {
                 tracing::info!(
                     generation = identity.generation,

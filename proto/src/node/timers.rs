@@ -15,7 +15,7 @@ pub(super) enum TimerKind {
     /// The periodic anti-entropy round (reschedules itself).
     AntiEntropy,
     /// Tell a member we suspect that we do (see `suspicion`).
-    Nudge(crate::id::NodeId),
+    Nudge(crate::id::NodeId, u64),
     /// Gossip a change that came too soon after the last immediate gossip.
     DeferredGossip,
 }

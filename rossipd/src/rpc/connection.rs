@@ -114,15 +114,19 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
     tasks.close();
     tasks.wait().await;
     // Every sender is gone now, so the writer ends once the queue is written;
-    // a client that stopped reading gets a bounded grace period, no more
-    // (a short one when the daemon is stopping).
-    let drain = if daemon_cancel.is_cancelled() {
-        SHUTDOWN_DRAIN
-    } else {
-        WRITER_DRAIN
-    };
+    // a client that stopped reading gets a bounded grace period, no more:
+    // WRITER_DRAIN, cut to SHUTDOWN_DRAIN once the daemon is stopping.
     let mut writer = writer;
-    if tokio::time::timeout(drain, &mut writer).await.is_err() {
+    let shutdown_drain = async {
+        daemon_cancel.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_DRAIN).await;
+    };
+    let drained = tokio::select! {
+        _ = &mut writer => true,
+        () = tokio::time::sleep(WRITER_DRAIN) => false,
+        () = shutdown_drain => false,
+    };
+    if !drained {
         writer_cancel.cancel();
         let _ = writer.await;
     }
