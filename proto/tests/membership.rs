@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{all_alive, seed};
+use common::{all_alive, restart_as, seed};
 use rossip_proto::node::{Event, NodeConfig, PeerState};
 use rossip_proto::testing::{SIM_CLUSTER, Sim};
 use rossip_proto::wire::{self, Body, ClusterId, Header};
@@ -280,10 +280,7 @@ fn a_left_member_that_comes_back_is_admitted_and_the_departed_are_reaped() {
     assert!(sim.run_until(Duration::from_secs(2), |sim| {
         all_see(sim, &[0, 1], 2, PeerState::Left)
     }));
-    let mut config = sim.config(2, "n2");
-    config.generation = 2;
-    sim.restart(2, config);
-    sim.contact(2, 0);
+    restart_as(&mut sim, 2, "n2", 2, 0);
     let back = sim.run_until(Duration::from_secs(5), |sim| all_alive(sim, &[0, 1, 2]));
     assert!(back, "seed {seed:#x}: {:#?}", sim.trace());
     assert_eq!(sim.member(1, 2).map(|m| m.generation), Some(2));
@@ -310,10 +307,7 @@ fn a_restart_faster_than_detection_is_still_an_event() {
     sim.crash(2);
     sim.run_for(Duration::from_millis(100));
     // Same name, same address: only the generation tells the runs apart.
-    let mut config = sim.config(2, "n2");
-    config.generation = 2;
-    sim.restart(2, config);
-    sim.contact(2, 0);
+    restart_as(&mut sim, 2, "n2", 2, 0);
     sim.run_for(Duration::from_secs(5));
     assert!(all_alive(&sim, &[0, 1, 2]), "seed {seed:#x}");
     for observer in [0, 1] {

@@ -14,7 +14,7 @@ use rossip_proto::wire::{self, Body, ClusterId, Header};
 use rossip_proto::{MessageId, NodeId};
 
 mod common;
-use common::{all_alive, count_delivered, history_ids, seed, three_joined};
+use common::{all_alive, count_delivered, history_ids, restart_as, seed, three_joined};
 
 #[test]
 fn three_nodes_become_mutually_alive() {
@@ -198,10 +198,7 @@ fn a_restarted_node_with_a_higher_generation_is_alive_again() {
     sim.leave(2);
     sim.run_for(Duration::from_secs(5));
     assert_eq!(sim.state(0, 2), Some(PeerState::Left));
-    let mut config = sim.config(2, "gamma-3");
-    config.generation = 3;
-    sim.restart(2, config);
-    sim.contact(2, 1);
+    restart_as(&mut sim, 2, "gamma-3", 3, 1);
     let back = sim.run_until(Duration::from_secs(10), |sim| all_alive(sim, &[0, 1, 2]));
     assert!(back, "seed {seed:#x}: {:#?}", sim.trace());
 }
@@ -212,10 +209,7 @@ fn a_fast_restart_is_never_shown_as_failed() {
     let mut sim = three_joined(seed);
     sim.crash(2);
     sim.run_for(Duration::from_millis(200));
-    let mut config = sim.config(2, "gamma-2");
-    config.generation = 2;
-    sim.restart(2, config);
-    sim.contact(2, 0);
+    restart_as(&mut sim, 2, "gamma-2", 2, 0);
     sim.run_for(Duration::from_secs(15));
     for index in [0, 1] {
         assert_eq!(

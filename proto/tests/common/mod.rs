@@ -58,3 +58,12 @@ pub fn count_delivered(sim: &Sim, index: usize, id: MessageId) -> usize {
 pub fn history_ids(sim: &Sim, index: usize) -> Vec<MessageId> {
     sim.node(index).history().map(|m| m.id).collect()
 }
+
+/// Restarts node `index` as run `generation` named `name` (same id and
+/// address, a fresh state) and has it contact node `contact`.
+pub fn restart_as(sim: &mut Sim, index: usize, name: &str, generation: u64, contact: usize) {
+    let mut config = sim.config(index, name);
+    config.generation = generation;
+    sim.restart(index, config);
+    sim.contact(index, contact);
+}
