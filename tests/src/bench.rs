@@ -322,7 +322,7 @@ fn victim(run: usize, hosts: usize) -> usize {
 }
 
 /// Waits until everyone has everyone alive.
-fn wait_all_alive(cluster: &NsCluster, timeout: Duration, what: &str) -> Result<(), Abort> {
+pub fn wait_all_alive(cluster: &NsCluster, timeout: Duration, what: &str) -> Result<(), Abort> {
     let names = cluster.names();
     until(timeout, what, || {
         let missing: Vec<String> = cluster
@@ -557,6 +557,46 @@ fn legend(reports: &[SizeReport], options: &Options) -> String {
         },
         options.runs
     )
+}
+
+/// Watches for Ctrl-C and SIGTERM (in its own thread); on either, asks the
+/// benchmark `program` to stop; it then returns
+/// through `Drop`, which kills the daemons and removes the namespaces.
+pub fn watch_signals(program: &'static str) {
+    let spawned = std::thread::Builder::new()
+        .name("signals".to_owned())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("{program}: cannot watch for Ctrl-C: {e}");
+                    return;
+                }
+            };
+            let got_signal = runtime.block_on(async {
+                use tokio::signal::unix::{SignalKind, signal};
+                let mut term = signal(SignalKind::terminate())?;
+                tokio::select! {
+                    result = tokio::signal::ctrl_c() => result,
+                    _ = term.recv() => Ok(()),
+                }
+            });
+            match got_signal {
+                Ok(()) => {
+                    crate::sys::say(&format!(
+                        "{program}: stopping: killing daemons, removing namespaces"
+                    ));
+                    interrupt();
+                }
+                Err(e) => eprintln!("{program}: cannot watch for Ctrl-C: {e}"),
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("{program}: cannot watch for Ctrl-C: {e}");
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,10 @@
 //! - [`bench`](mod@bench): the membership benchmark behind `membership-bench`;
 //! - [`bins`]: where the binaries under test are;
 //! - [`daemon`]: a `rossipd` process with its own temp dir, log and cleanup;
+//! - [`delivery`]: recording message arrivals at a daemon with receive times;
+//! - [`delivery_bench`], [`delivery_send`], [`delivery_table`]: the delivery
+//!   benchmark behind `delivery-bench` (latency, throughput), its paced
+//!   senders and its tables;
 //! - [`rpc`]: a small synchronous JSON-RPC client over the Unix socket;
 //! - [`ctl`]: running `rossipctl`, once or as a long-lived `tail -f`;
 //! - [`background`]: a long-running child process with collected output;
@@ -27,6 +31,10 @@ pub mod bins;
 pub mod cluster;
 pub mod ctl;
 pub mod daemon;
+pub mod delivery;
+pub mod delivery_bench;
+pub mod delivery_send;
+pub mod delivery_table;
 pub mod events;
 pub mod netns;
 pub mod nscluster;

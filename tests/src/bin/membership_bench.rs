@@ -45,7 +45,7 @@ fn main() -> ExitCode {
         eprintln!("membership-bench: error: {why}");
         return ExitCode::from(2);
     }
-    watch_signals();
+    bench::watch_signals("membership-bench");
     println!("{}", header(&options));
 
     let mut reports = Vec::new();
@@ -169,41 +169,4 @@ fn header(options: &Options) -> String {
         bench::LOSS_PERCENT,
         options.loss.as_secs()
     )
-}
-
-/// On Ctrl-C or SIGTERM, asks the benchmark to stop; it then returns
-/// through `Drop`, which kills the daemons and removes the namespaces.
-fn watch_signals() {
-    let spawned = std::thread::Builder::new()
-        .name("signals".to_owned())
-        .spawn(|| {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    eprintln!("membership-bench: cannot watch for Ctrl-C: {e}");
-                    return;
-                }
-            };
-            let got_signal = runtime.block_on(async {
-                use tokio::signal::unix::{SignalKind, signal};
-                let mut term = signal(SignalKind::terminate())?;
-                tokio::select! {
-                    result = tokio::signal::ctrl_c() => result,
-                    _ = term.recv() => Ok(()),
-                }
-            });
-            match got_signal {
-                Ok(()) => {
-                    sys::say("membership-bench: stopping: killing daemons, removing namespaces");
-                    bench::interrupt();
-                }
-                Err(e) => eprintln!("membership-bench: cannot watch for Ctrl-C: {e}"),
-            }
-        });
-    if let Err(e) = spawned {
-        eprintln!("membership-bench: cannot watch for Ctrl-C: {e}");
-    }
 }

@@ -7,20 +7,37 @@
 //! and the same seed and the same calls give the same run (compare
 //! [`Sim::trace`] or [`Sim::wire_hash`]).
 //!
+//! Datagrams in flight and node wake-ups wait in ordered queues keyed by
+//! virtual time, so a step costs O(log N) rather than a scan of every node:
+//! a thousand nodes simulate in seconds. A node's wake-up is re-queued after
+//! every input to it (its deadline can only change then).
+//!
+//! [`Sim`] also records what the metrics of [`stats`] need: every publish
+//! ([`Sim::published`]), each node's delivery events with virtual times, and
+//! per-node sent datagrams and bytes ([`Sim::traffic`]).
+//!
 //! Nodes live at `10.0.0.x:7465` (x = index + 1, continuing in `10.0.y.x`
 //! past 255); node ids sort like indices (see [`Sim::id`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::id::NodeId;
+use crate::id::{MessageId, NodeId};
 use crate::message::{DEFAULT_CHANNEL, Message};
 use crate::node::{Event, Member, Node, NodeConfig, PeerState, PublishError};
 use crate::wire;
+
+pub mod scenario;
+pub mod stats;
+
+pub use stats::{
+    DatagramsPerMessage, DeliveryReport, DisseminationReport, NodeTraffic, PhaseTraffic, Published,
+    TrafficSnapshot,
+};
 
 /// The gossip port simulated nodes use.
 pub const SIM_PORT: u16 = 7465;
@@ -66,13 +83,30 @@ pub struct Sim {
     now: Instant,
     seed: u64,
     latency: Duration,
+    /// Extra latency, uniform in `0..=jitter` (drawn only when non-zero, so
+    /// runs without jitter use the RNG exactly as before).
+    jitter: Duration,
     loss: f64,
     rng: StdRng,
     nodes: Vec<SimNode>,
     by_addr: BTreeMap<SocketAddr, usize>,
     in_flight: BTreeMap<(Instant, u64), InFlight>,
     next_number: u64,
+    /// Running nodes' next deadlines, keyed (deadline, index): at most one
+    /// entry per node, the one in `wakeup_of`.
+    wakeups: BTreeSet<(Instant, usize)>,
+    /// The deadline node `index` is queued at in `wakeups`, if any.
+    wakeup_of: Vec<Option<Instant>>,
+    /// What each node sent since it was added (restarts included).
+    traffic: Vec<NodeTraffic>,
+    /// Every successful publish, in order.
+    published: Vec<Published>,
+    /// Pushes and repairs of each message, by sending node.
+    message_sends: BTreeMap<MessageId, BTreeMap<usize, u32>>,
     trace: Vec<String>,
+    /// Whether events are written to `trace` (off for large runs, where the
+    /// formatting dominates).
+    record_trace: bool,
     wire_hash: u64,
     /// One-way links cut with [`Sim::block`]: (from, to) indices.
     blocked: std::collections::BTreeSet<(usize, usize)>,
@@ -91,13 +125,20 @@ impl Sim {
             now: start,
             seed,
             latency: Duration::from_millis(1),
+            jitter: Duration::ZERO,
             loss: 0.0,
             rng: StdRng::seed_from_u64(seed),
             nodes: Vec::new(),
             by_addr: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             next_number: 0,
+            wakeups: BTreeSet::new(),
+            wakeup_of: Vec::new(),
+            traffic: Vec::new(),
+            published: Vec::new(),
+            message_sends: BTreeMap::new(),
             trace: Vec::new(),
+            record_trace: true,
             wire_hash: wire::fnv1a_64(b""),
             blocked: std::collections::BTreeSet::new(),
             delivered: 0,
@@ -108,6 +149,19 @@ impl Sim {
     /// Sets the one-way latency of every datagram.
     pub fn set_latency(&mut self, latency: Duration) {
         self.latency = latency;
+    }
+
+    /// Adds a seeded random extra latency, uniform in `0..=jitter`, to every
+    /// datagram (datagrams may then overtake each other). Zero by default.
+    pub fn set_jitter(&mut self, jitter: Duration) {
+        self.jitter = jitter;
+    }
+
+    /// Whether events, crashes and partitions are written to [`Sim::trace`]
+    /// (on by default). Large simulations turn it off: formatting every
+    /// event costs more than simulating it.
+    pub fn set_record_trace(&mut self, record: bool) {
+        self.record_trace = record;
     }
 
     /// Sets the probability (0..=1) that a datagram is lost.
@@ -175,6 +229,9 @@ impl Sim {
             side: 0,
         });
         self.by_addr.insert(addr, index);
+        self.wakeup_of.push(None);
+        self.traffic.push(NodeTraffic::default());
+        self.requeue(index);
         index
     }
 
@@ -221,6 +278,13 @@ impl Sim {
         let wall_ms = SIM_WALL_START_MS + u64::try_from(self.elapsed().as_millis()).unwrap_or(0);
         let now = self.now;
         let result = self.nodes[index].node.publish(channel, text, wall_ms, now);
+        if let Ok(message) = &result {
+            self.published.push(Published {
+                id: message.id,
+                origin: index,
+                at: self.elapsed(),
+            });
+        }
         self.flush(index);
         result
     }
@@ -236,6 +300,7 @@ impl Sim {
     /// Node `index` stops: nothing reaches it or leaves it, its timers stop.
     pub fn crash(&mut self, index: usize) {
         self.nodes[index].crashed = true;
+        self.requeue(index);
         self.note(format!("n{index} crash"));
     }
 
@@ -243,6 +308,7 @@ impl Sim {
     /// stopped and continued, a VM resumed).
     pub fn resume(&mut self, index: usize) {
         self.nodes[index].crashed = false;
+        self.requeue(index);
         self.note(format!("n{index} resume"));
     }
 
@@ -280,6 +346,9 @@ impl Sim {
 
     /// Records `what` in the trace, stamped with the virtual time.
     fn note(&mut self, what: String) {
+        if !self.record_trace {
+            return;
+        }
         let line = format!("{:?} {what}", self.elapsed());
         self.trace.push(line);
     }
@@ -298,6 +367,7 @@ impl Sim {
         host.crashed = false;
         host.isolated = false;
         host.events.clear();
+        self.requeue(index);
         self.note(format!("n{index} restart"));
     }
 
@@ -308,17 +378,12 @@ impl Sim {
         self.flush(index);
     }
 
-    /// Advances to the next instant anything happens and handles all of it.
-    /// Returns `false` if nothing is left to happen.
+    /// Advances to the next instant anything happens and handles all of it:
+    /// first every datagram due (in sending order), then the timers of every
+    /// node due (in index order). Returns `false` if nothing is left to
+    /// happen.
     pub fn step(&mut self) -> bool {
-        let next_delivery = self.in_flight.keys().next().map(|(at, _)| *at);
-        let next_timer = self
-            .nodes
-            .iter()
-            .filter(|host| !host.crashed)
-            .filter_map(|host| host.node.poll_timeout())
-            .min();
-        let Some(next) = [next_delivery, next_timer].into_iter().flatten().min() else {
+        let Some(next) = self.next_event_time() else {
             return false;
         };
         self.now = self.now.max(next);
@@ -329,11 +394,25 @@ impl Sim {
             let datagram = entry.remove();
             self.deliver(datagram);
         }
-        for index in 0..self.nodes.len() {
+        let mut due = Vec::new();
+        while let Some(&(deadline, index)) = self.wakeups.first() {
+            if deadline > self.now {
+                break;
+            }
+            self.wakeups.pop_first();
+            self.wakeup_of[index] = None;
+            due.push(index);
+        }
+        // One entry per node, so no duplicates; index order as a full scan
+        // of the nodes would give.
+        due.sort_unstable();
+        for index in due {
             let host = &mut self.nodes[index];
             if !host.crashed && host.node.poll_timeout().is_some_and(|t| t <= self.now) {
                 host.node.handle_timeout(self.now);
                 self.flush(index);
+            } else {
+                self.requeue(index);
             }
         }
         true
@@ -401,15 +480,33 @@ impl Sim {
         self.wire_hash
     }
 
+    /// Virtual time of the next delivery or wake-up, if any.
     fn next_event_time(&self) -> Option<Instant> {
         let next_delivery = self.in_flight.keys().next().map(|(at, _)| *at);
-        let next_timer = self
-            .nodes
-            .iter()
-            .filter(|host| !host.crashed)
-            .filter_map(|host| host.node.poll_timeout())
-            .min();
+        let next_timer = self.wakeups.first().map(|(at, _)| *at);
         [next_delivery, next_timer].into_iter().flatten().min()
+    }
+
+    /// Puts node `index`'s wake-up in the queue at its current deadline
+    /// (none while crashed), replacing the one queued before.
+    fn requeue(&mut self, index: usize) {
+        let host = &self.nodes[index];
+        let want = if host.crashed {
+            None
+        } else {
+            host.node.poll_timeout()
+        };
+        let had = self.wakeup_of[index];
+        if want == had {
+            return;
+        }
+        if let Some(at) = had {
+            self.wakeups.remove(&(at, index));
+        }
+        if let Some(at) = want {
+            self.wakeups.insert((at, index));
+        }
+        self.wakeup_of[index] = want;
     }
 
     fn deliver(&mut self, datagram: InFlight) {
@@ -441,16 +538,28 @@ impl Sim {
         self.flush(index);
     }
 
-    /// Moves node `index`'s outputs into the network and its event log.
+    /// Moves node `index`'s outputs into the network and its event log, and
+    /// re-queues its wake-up.
     fn flush(&mut self, index: usize) {
         let elapsed = self.elapsed();
         let host = &mut self.nodes[index];
+        let traffic = &mut self.traffic[index];
         while let Some(transmit) = host.node.poll_transmit() {
             assert!(
                 transmit.payload.len() <= wire::MAX_DATAGRAM_BYTES,
                 "node {index} produced a {}-byte datagram",
                 transmit.payload.len()
             );
+            if traffic.count(&transmit.payload)
+                && let Some(id) = stats::message_id_of(&transmit.payload)
+            {
+                *self
+                    .message_sends
+                    .entry(id)
+                    .or_default()
+                    .entry(index)
+                    .or_insert(0) += 1;
+            }
             if host.crashed || host.isolated || (self.loss > 0.0 && self.rng.random_bool(self.loss))
             {
                 self.lost += 1;
@@ -458,8 +567,13 @@ impl Sim {
             }
             let number = self.next_number;
             self.next_number += 1;
+            let mut latency = self.latency;
+            if !self.jitter.is_zero() {
+                let extra = u64::try_from(self.jitter.as_nanos()).unwrap_or(u64::MAX);
+                latency += Duration::from_nanos(self.rng.random_range(0..=extra));
+            }
             self.in_flight.insert(
-                (self.now + self.latency, number),
+                (self.now + latency, number),
                 InFlight {
                     from: host.addr,
                     to: transmit.dst,
@@ -468,10 +582,13 @@ impl Sim {
             );
         }
         while let Some(event) = host.node.poll_event() {
-            self.trace
-                .push(format!("{elapsed:?} n{index} {}", describe(&event)));
+            if self.record_trace {
+                self.trace
+                    .push(format!("{elapsed:?} n{index} {}", describe(&event)));
+            }
             host.events.push((elapsed, event));
         }
+        self.requeue(index);
     }
 }
 

@@ -1,0 +1,188 @@
+//! `delivery-bench`: the delivery benchmark of issue 4. Builds N namespaced
+//! hosts with one `rossipd` each and prints one-way delivery latency (from
+//! `rossipctl send` and from an open RPC connection to arrival at every
+//! node) and throughput of 200-byte messages from one sender and from all
+//! (see [`rossip_tests::delivery_bench`]). Needs root; all traffic stays
+//! inside the namespaces it creates, which it removes (with its daemons) on
+//! every exit path, Ctrl-C included.
+//!
+//! ```text
+//! cargo build --release -p rossipd -p rossipctl -p rossip-tests
+//! sudo target/release/delivery-bench [--nodes 5] [--latency-samples 200] [--rates 1000,2000,5000,10000,20000] [--seconds 5]
+//! ```
+
+use std::process::ExitCode;
+
+use rossip_tests::delivery_bench::{self, Options};
+use rossip_tests::netns::MAX_HOSTS;
+use rossip_tests::{bench, bins, delivery_table, sys};
+
+const USAGE: &str = "\
+usage: delivery-bench [--nodes 5] [--latency-samples 200] [--rates 1000,2000,5000,10000,20000]
+                      [--seconds 5] [--window 1] [--log-level info]
+
+  --nodes N            hosts, one rossipd each (2..=200)              [default: 5]
+  --latency-samples S  latency samples per way of sending; 0 skips    [default: 200]
+  --rates R,R,…        target total rates in messages/s; empty skips  [default: 1000,2000,5000,10000,20000]
+  --seconds T          how long each throughput run sends             [default: 5]
+  --window W           unanswered sends per sender: 1 = sequential    [default: 1]
+                       calls, more = pipelined requests
+  --log-level L        the daemons' --log-level                       [default: info]
+
+Needs root (it creates network namespaces) and rossipd and rossipctl binaries
+of the same profile: cargo build --release -p rossipd -p rossipctl";
+
+fn main() -> ExitCode {
+    let options = match parse(std::env::args().skip(1)) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(why) => {
+            eprintln!("delivery-bench: error: {why}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(why) = preflight() {
+        eprintln!("delivery-bench: error: {why}");
+        return ExitCode::from(2);
+    }
+    bench::watch_signals("delivery-bench");
+    println!("{}", header(&options));
+    let report = delivery_bench::measure(&options);
+    print!("{}", delivery_table::table(&report, &options));
+    if bench::interrupted() {
+        eprintln!("delivery-bench: interrupted; namespaces and daemons were removed");
+        ExitCode::from(130)
+    } else if let Some(why) = &report.error {
+        eprintln!("delivery-bench: {why}");
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `Ok(None)` for `--help`.
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut options = Options {
+        nodes: 5,
+        latency_samples: 200,
+        rates: vec![1000, 2000, 5000, 10_000, 20_000],
+        seconds: 5.0,
+        window: 1,
+        log_level: "info".to_owned(),
+    };
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
+            None => (arg.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--nodes" => {
+                options.nodes = match value()?.parse::<usize>() {
+                    Ok(n) if (2..=MAX_HOSTS).contains(&n) => n,
+                    _ => return Err(format!("--nodes: not a size in 2..={MAX_HOSTS}")),
+                };
+            }
+            "--latency-samples" => {
+                options.latency_samples = value()?
+                    .parse()
+                    .map_err(|e| format!("--latency-samples: {e}"))?;
+            }
+            "--rates" => {
+                options.rates = value()?
+                    .split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| match s.trim().parse::<u64>() {
+                        Ok(r) if r > 0 => Ok(r),
+                        _ => Err(format!("--rates: {s:?} is not a positive rate")),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "--seconds" => {
+                options.seconds = match value()?.parse::<f64>() {
+                    Ok(s) if s > 0.0 && s <= 3600.0 => s,
+                    _ => return Err("--seconds: not a duration in (0, 3600]".to_owned()),
+                };
+            }
+            "--window" => {
+                options.window = match value()?.parse::<usize>() {
+                    Ok(w) if (1..=100_000).contains(&w) => w,
+                    _ => return Err("--window: not a count in 1..=100000".to_owned()),
+                };
+            }
+            "--log-level" => options.log_level = value()?,
+            _ => return Err(format!("unknown argument {arg:?}")),
+        }
+    }
+    Ok(Some(options))
+}
+
+/// Root, iproute2, nftables and rossipd/rossipctl binaries of this profile.
+fn preflight() -> Result<(), String> {
+    if sys::effective_uid() != Some(0) {
+        return Err("needs root: it builds network namespaces (run it with sudo)".to_owned());
+    }
+    for tool in ["ip", "nft"] {
+        if sys::find_program(tool).is_none() {
+            return Err(format!(
+                "`{tool}` not found (apt-get install iproute2 nftables)"
+            ));
+        }
+    }
+    for (name, env) in [
+        ("rossipd", bins::ROSSIPD_ENV),
+        ("rossipctl", bins::ROSSIPCTL_ENV),
+    ] {
+        let path = bins::target_profile_dir().join(name);
+        if std::env::var_os(env).is_none() && !path.is_file() {
+            let release = if cfg!(debug_assertions) {
+                ""
+            } else {
+                " --release"
+            };
+            return Err(format!(
+                "no {name} at {}: build it first with `cargo build{release} -p {name}` \
+                 (or set {env} to a {name} binary)",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn header(options: &Options) -> String {
+    let rossipd = bins::rossipd();
+    let version = sys::run(&rossipd, &["--version"])
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_else(|e| format!("(version unknown: {e})"));
+    format!(
+        "rossip delivery benchmark\n\
+         rossipd: {} ({version}, {} build); rossipctl: {}\n\
+         N={} network namespaces on one bridge (10.77.0.0/24), one rossipd per host, mDNS \
+         discovery only, --log-level {}; {} latency samples per way; rates {:?} msg/s for {} s \
+         each, send window {}; {} CPUs\n",
+        rossipd.display(),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        bins::rossipctl().display(),
+        options.nodes,
+        options.log_level,
+        options.latency_samples,
+        options.rates,
+        options.seconds,
+        options.window,
+        std::thread::available_parallelism().map_or(0, usize::from)
+    )
+}
