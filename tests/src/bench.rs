@@ -559,6 +559,35 @@ fn legend(reports: &[SizeReport], options: &Options) -> String {
     )
 }
 
+/// The common start of a benchmark binary `program`: `parsed` is its
+/// arguments (`Ok(None)`: `--help`, print `usage`), then `preflight` checks
+/// the machine, then Ctrl-C and SIGTERM are watched. `Err` is the exit code
+/// to return at once (0 after `--help`, 2 for a usage or preflight error).
+pub fn start<O>(
+    program: &'static str,
+    usage: &str,
+    parsed: Result<Option<O>, String>,
+    preflight: impl FnOnce() -> Result<(), String>,
+) -> Result<O, std::process::ExitCode> {
+    let options = match parsed {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{usage}");
+            return Err(std::process::ExitCode::SUCCESS);
+        }
+        Err(why) => {
+            eprintln!("{program}: error: {why}\n\n{usage}");
+            return Err(std::process::ExitCode::from(2));
+        }
+    };
+    if let Err(why) = preflight() {
+        eprintln!("{program}: error: {why}");
+        return Err(std::process::ExitCode::from(2));
+    }
+    watch_signals(program);
+    Ok(options)
+}
+
 /// Watches for Ctrl-C and SIGTERM (in its own thread); on either, asks the
 /// benchmark `program` to stop; it then returns
 /// through `Drop`, which kills the daemons and removes the namespaces.

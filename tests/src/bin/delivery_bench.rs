@@ -33,22 +33,15 @@ Needs root (it creates network namespaces) and rossipd and rossipctl binaries
 of the same profile: cargo build --release -p rossipd -p rossipctl";
 
 fn main() -> ExitCode {
-    let options = match parse(std::env::args().skip(1)) {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(why) => {
-            eprintln!("delivery-bench: error: {why}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let options = match bench::start(
+        "delivery-bench",
+        USAGE,
+        parse(std::env::args().skip(1)),
+        preflight,
+    ) {
+        Ok(options) => options,
+        Err(code) => return code,
     };
-    if let Err(why) = preflight() {
-        eprintln!("delivery-bench: error: {why}");
-        return ExitCode::from(2);
-    }
-    bench::watch_signals("delivery-bench");
     println!("{}", header(&options));
     let report = delivery_bench::measure(&options);
     print!("{}", delivery_table::table(&report, &options));

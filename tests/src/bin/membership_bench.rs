@@ -30,22 +30,15 @@ Needs root (it creates network namespaces) and a rossipd binary of the same
 profile: cargo build --release -p rossipd";
 
 fn main() -> ExitCode {
-    let options = match parse(std::env::args().skip(1)) {
-        Ok(Some(options)) => options,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(why) => {
-            eprintln!("membership-bench: error: {why}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let options = match bench::start(
+        "membership-bench",
+        USAGE,
+        parse(std::env::args().skip(1)),
+        preflight,
+    ) {
+        Ok(options) => options,
+        Err(code) => return code,
     };
-    if let Err(why) = preflight() {
-        eprintln!("membership-bench: error: {why}");
-        return ExitCode::from(2);
-    }
-    bench::watch_signals("membership-bench");
     println!("{}", header(&options));
 
     let mut reports = Vec::new();
