@@ -21,5 +21,5 @@ pub mod wire;
 pub use id::{MessageId, NodeId};
 pub use message::{Hlc, Message};
 pub use node::{
-    Event, Member, Node, NodeConfig, PeerChange, PeerState, PublishError, Stats, Transmit,
+    Event, Lost, Member, Node, NodeConfig, PeerChange, PeerState, PublishError, Stats, Transmit,
 };

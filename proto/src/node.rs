@@ -32,24 +32,31 @@ use crate::wire::{self, ClusterId, Header};
 mod anti_entropy;
 mod contact;
 mod dissemination;
+mod fragments;
 mod history;
 mod membership;
+mod outbox;
 mod suspicion;
 mod swim;
 mod timers;
 
 pub use anti_entropy::{
-    ANTI_ENTROPY_CATCH_UP_INTERVAL, ANTI_ENTROPY_INTERVAL, MAX_REPAIRS_PER_DIGEST,
+    ANTI_ENTROPY_ACTIVE_INTERVAL, ANTI_ENTROPY_CATCH_UP_INTERVAL, ANTI_ENTROPY_INTERVAL,
+    CATCH_UP_THRESHOLD, MAX_REPAIR_BYTES_PER_DIGEST,
 };
 pub use contact::{HELLO_MIN_INTERVAL, LEFT_FORWARD_FANOUT};
+pub use dissemination::{GAP_PULL_DELAY, MAX_CLOCK_AHEAD, MIN_RETENTION};
+pub use fragments::{MAX_PARTIALS, PARTIAL_TIMEOUT, REASSEMBLY_MAX_BYTES};
 pub use suspicion::{MAX_POSTPONES, NUDGE_INTERVAL, POSTPONE_STEP};
 pub use swim::{
     IMMEDIATE_GOSSIP_MIN_INTERVAL, PERIODIC_ANNOUNCE_DOWN_INTERVAL, PERIODIC_ANNOUNCE_INTERVAL,
     PERIODIC_GOSSIP_INTERVAL, PROBE_PERIOD, PROBE_RTT, REMOVE_DOWN_AFTER, SUSPECT_TO_DOWN_AFTER,
 };
 
+use fragments::Reassembly;
 use history::History;
 use membership::Membership;
+use outbox::Outbox;
 use suspicion::Suspicions;
 use swim::{GossipPacing, Swim};
 use timers::{TimerKind, TimerQueue};
@@ -57,15 +64,30 @@ use timers::{TimerKind, TimerQueue};
 /// Default number of messages kept in the in-memory history.
 pub const DEFAULT_HISTORY_LIMIT: usize = 10_000;
 
+/// Default bound of the history's payload bytes (text, channel and name of
+/// every message held).
+pub const DEFAULT_HISTORY_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// Default age bound of the history window: messages older than this are
+/// neither kept nor served to nodes catching up.
+pub const DEFAULT_HISTORY_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Default number of members an eager push goes to. With forwarding on first
 /// receipt, 3 reaches every node of a LAN cluster with high probability;
 /// anti-entropy repairs the rest.
 pub const DEFAULT_PUSH_FANOUT: usize = 3;
 
-/// Largest `text` [`Node::publish`] accepts; [`NodeConfig::max_text_bytes`]
-/// is clamped to it (one message must fit in one datagram until
-/// fragmentation exists).
+/// Largest `text` any node accepts; [`NodeConfig::max_text_bytes`] is
+/// clamped to it. Messages that do not fit one datagram travel as
+/// fragments.
 pub const MAX_TEXT_BYTES: usize = wire::MAX_TEXT_BYTES;
+
+/// Default largest `text` [`Node::publish`] accepts: 64 KiB.
+pub const DEFAULT_MAX_TEXT_BYTES: usize = 64 * 1024;
+
+/// Default of [`NodeConfig::direct_push_limit`]: up to this many active
+/// members, an origin pushes to each of them itself.
+pub const DEFAULT_DIRECT_PUSH_LIMIT: usize = 16;
 
 /// Longest [`NodeConfig::reap_after`]: ten years (a deadline that far out
 /// still fits any clock).
@@ -95,13 +117,33 @@ pub struct NodeConfig {
     pub generation: u64,
     /// First sequence number this run may use (the daemon persists reservations).
     pub first_seq: u64,
-    /// Messages kept in the in-memory history (at least 1).
+    /// Messages kept in the in-memory history (at least 1): the count
+    /// bound of the history window, and so of what a node catching up gets.
     pub history_limit: usize,
+    /// Payload bytes kept in history (the newest message is kept whatever
+    /// its size).
+    pub history_max_bytes: usize,
+    /// The age bound of the history window (`None`: none).
+    pub history_max_age: Option<Duration>,
+    /// The wall clock (milliseconds since the Unix epoch) at the `now`
+    /// passed to [`Node::new`]: with the monotonic clock, the node's estimate
+    /// of wall time for the age bound.
+    pub wall_ms_at_start: u64,
+    /// The lowest HLC reading this run may stamp a message with: the
+    /// highest of an earlier run's own messages, so that a restart with the
+    /// wall clock set back cannot order new messages before old ones.
+    pub clock_floor: Hlc,
     /// Largest `text` accepted by [`Node::publish`], in bytes; clamped to
     /// [`MAX_TEXT_BYTES`].
     pub max_text_bytes: usize,
-    /// How many members an eager push goes to (0: anti-entropy only).
+    /// How many members an eager push goes to when it is relayed (0:
+    /// anti-entropy only).
     pub push_fanout: usize,
+    /// Up to this many active members, this node pushes its own messages
+    /// to every one of them directly, and they do not relay (one hop, one
+    /// copy each); above it, to `push_fanout` members who relay. Gaps are
+    /// pulled either way.
+    pub direct_push_limit: usize,
     /// Seed of the node's RNG (probe order, fanout choice). The daemon passes
     /// a random value; tests pass a fixed one to replay a run.
     pub rng_seed: u64,
@@ -113,7 +155,10 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// A configuration with the defaults for everything but who the node is:
     /// generation 0, first sequence 1, [`DEFAULT_HISTORY_LIMIT`],
-    /// [`MAX_TEXT_BYTES`], [`DEFAULT_PUSH_FANOUT`], RNG seed 0, members
+    /// [`DEFAULT_HISTORY_MAX_BYTES`], [`DEFAULT_HISTORY_MAX_AGE`], wall clock
+    /// 0 at start (tests; the daemon passes the real one), no clock floor,
+    /// [`DEFAULT_MAX_TEXT_BYTES`], [`DEFAULT_PUSH_FANOUT`],
+    /// [`DEFAULT_DIRECT_PUSH_LIMIT`], RNG seed 0, members
     /// reaped after [`REMOVE_DOWN_AFTER`].
     pub fn new(
         id: NodeId,
@@ -129,8 +174,13 @@ impl NodeConfig {
             generation: 0,
             first_seq: 1,
             history_limit: DEFAULT_HISTORY_LIMIT,
-            max_text_bytes: MAX_TEXT_BYTES,
+            history_max_bytes: DEFAULT_HISTORY_MAX_BYTES,
+            history_max_age: Some(DEFAULT_HISTORY_MAX_AGE),
+            wall_ms_at_start: 0,
+            clock_floor: Hlc::default(),
+            max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
             push_fanout: DEFAULT_PUSH_FANOUT,
+            direct_push_limit: DEFAULT_DIRECT_PUSH_LIMIT,
             rng_seed: 0,
             reap_after: REMOVE_DOWN_AFTER,
         }
@@ -213,6 +263,8 @@ pub enum Event {
     Message(Message),
     /// A membership change.
     Peer(PeerChange),
+    /// Messages given up for good (see [`Lost`]).
+    Lost(Lost),
     /// A node answered our hello at `from` (used by `join`). `from` is the
     /// source address of the answer, normally the address contacted.
     Contacted {
@@ -223,6 +275,20 @@ pub enum Event {
         /// Its name.
         name: String,
     },
+}
+
+/// A range of one origin's messages this node will never deliver: no
+/// member it asked still held them (they left every history window, e.g.
+/// while this node was cut off longer than the window lasts). Reported so
+/// the loss is visible, and so a driver that persists seen sets records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lost {
+    /// The origin.
+    pub origin: NodeId,
+    /// First sequence number given up.
+    pub first: u64,
+    /// Last sequence number given up.
+    pub last: u64,
 }
 
 /// A datagram to send.
@@ -254,6 +320,15 @@ pub enum PublishError {
     /// The node has left.
     #[error("this node has left the cluster")]
     Left,
+    /// History is full of messages younger than [`MIN_RETENTION`]: taking
+    /// another would evict one that members may still be pulling. Retry
+    /// after `retry_after` (back-pressure on a sender faster than the
+    /// history window allows).
+    #[error("the history window is full of messages younger than {min:?}; retry in {retry_after:?}", min = MIN_RETENTION)]
+    Busy {
+        /// When the oldest message will be old enough to evict.
+        retry_after: Duration,
+    },
 }
 
 /// Counters.
@@ -280,6 +355,16 @@ pub struct Stats {
     pub duplicates: u64,
     /// Messages sent as repairs in answer to digests.
     pub repairs_sent: u64,
+    /// Gap pulls sent (a digest of one origin after a sequence gap).
+    pub gap_pulls: u64,
+    /// Messages given up because no member held them any more (see
+    /// [`Lost`]); each also logged.
+    pub messages_lost: u64,
+    /// Publishes refused with [`PublishError::Busy`].
+    pub publishes_refused: u64,
+    /// Incomplete large messages dropped for a reassembly bound or timeout
+    /// (anti-entropy brings them again).
+    pub reassembly_evicted: u64,
     /// Times a suspect's failure was postponed because it was still heard
     /// from (each one a false alarm avoided, or a one-way link).
     pub failures_postponed: u64,
@@ -320,6 +405,18 @@ pub struct Node {
     suspicions: Suspicions,
     /// Pacing of the immediate gossip of changes; see `swim`.
     gossip_pacing: GossipPacing,
+    /// Pushes waiting to be packed into datagrams; see `outbox`.
+    outbox: Outbox,
+    /// Large messages being reassembled; see `fragments`.
+    reassembly: Reassembly,
+    /// Origins with a pull scheduled: whom to ask, and the highest sequence
+    /// number a peer showed us (0: only gaps).
+    gap_pulls: BTreeMap<NodeId, (NodeId, u64)>,
+    /// Origins heard from lately (including this node), and when: listed as
+    /// heads in digests.
+    heads: BTreeMap<NodeId, Instant>,
+    /// When the last new message arrived or was published.
+    last_message_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for Node {
@@ -342,7 +439,7 @@ impl Node {
         truncate_at_char_boundary(&mut config.name, MAX_NAME_BYTES);
         config.first_seq = config.first_seq.max(1);
         config.history_limit = config.history_limit.max(1);
-        config.max_text_bytes = config.max_text_bytes.min(MAX_TEXT_BYTES);
+        config.max_text_bytes = config.max_text_bytes.clamp(1, MAX_TEXT_BYTES);
         config.reap_after = config
             .reap_after
             .clamp(Duration::from_secs(1), MAX_REAP_AFTER);
@@ -366,11 +463,20 @@ impl Node {
             cluster: ClusterId::from_label(&config.cluster),
             epoch: now,
             next_seq: config.first_seq,
-            history: History::new(config.history_limit, config.id),
+            history: History::new(
+                history::Window {
+                    limit: config.history_limit,
+                    max_bytes: config.history_max_bytes,
+                    max_age_ms: config
+                        .history_max_age
+                        .map(|age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
+                },
+                config.id,
+            ),
             swim,
             timers,
             members: Membership::default(),
-            clock: Hlc::default(),
+            clock: config.clock_floor,
             rng,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -382,6 +488,11 @@ impl Node {
             repaired_since_round: 0,
             suspicions: Suspicions::default(),
             gossip_pacing: GossipPacing::default(),
+            outbox: Outbox::default(),
+            reassembly: Reassembly::default(),
+            gap_pulls: BTreeMap::new(),
+            heads: BTreeMap::new(),
+            last_message_at: None,
             config,
         }
     }
@@ -417,8 +528,11 @@ impl Node {
         match body {
             wire::Body::Hello(hello) => self.on_hello(from, header.sender, hello, now),
             wire::Body::Swim(payload) => self.on_swim(&payload, now),
-            wire::Body::Push(message) => self.on_message(header.sender, message, true),
-            wire::Body::Repair(message) => self.on_message(header.sender, message, false),
+            wire::Body::Push(push) => {
+                self.on_items(header.sender, push.items, push.relay, false, now);
+            }
+            wire::Body::Repair(items) => self.on_items(header.sender, items, false, true, now),
+            wire::Body::Gone(ranges) => self.on_gone(header.sender, ranges),
             wire::Body::Leave { generation } => self.on_leave(header.sender, generation, now),
             wire::Body::Digest(digest) => self.on_digest(header.sender, digest, now),
             wire::Body::Suspected {
@@ -444,6 +558,7 @@ impl Node {
                 TimerKind::AntiEntropy => self.anti_entropy_round(now),
                 TimerKind::Nudge(id, chain) => self.on_nudge_timer(id, chain, now),
                 TimerKind::DeferredGossip => self.on_deferred_gossip(now),
+                TimerKind::GapPull(origin) => self.on_gap_pull(origin, now),
             }
         }
     }
@@ -466,10 +581,9 @@ impl Node {
         wall_ms: u64,
         now: Instant,
     ) -> Result<Message, PublishError> {
-        // `now` is part of the contract for later use (rate limits); the
-        // message's time is the HLC reading derived from `wall_ms`.
-        let _ = now;
-        self.publish_message(channel, text, wall_ms)
+        // The message's time is the HLC reading derived from `wall_ms`;
+        // `now` dates the activity that speeds up anti-entropy.
+        self.publish_message(channel, text, wall_ms, now)
     }
 
     /// Leaves the cluster gracefully: tells every alive or suspect member
@@ -502,6 +616,47 @@ impl Node {
         self.history.get(id)
     }
 
+    /// Puts back messages an earlier run of this node held (from the
+    /// daemon's store), without events and without pushing them: they were
+    /// delivered then. Call before the first input; restore the seen sets
+    /// with [`Node::restore_seen`] too, for what was evicted.
+    pub fn restore_history(&mut self, messages: impl IntoIterator<Item = Message>) {
+        for message in messages {
+            self.clock.observe(message.ts);
+            self.history.restore(message);
+        }
+    }
+
+    /// Marks `ranges` (inclusive `(first, last)`) of `origin` as already
+    /// delivered, as an earlier run recorded with [`Node::seen_ranges`]:
+    /// they are never delivered again.
+    pub fn restore_seen(&mut self, origin: NodeId, ranges: &[(u64, u64)]) {
+        for &(first, last) in ranges {
+            self.history.mark_seen(origin, first, last);
+        }
+    }
+
+    /// Which sequence numbers of `origin` were delivered (or given up), as
+    /// inclusive ranges, lowest first: what a driver persists so that a
+    /// restarted node delivers nothing twice.
+    pub fn seen_ranges(&self, origin: &NodeId) -> Vec<(u64, u64)> {
+        self.history
+            .seen(origin)
+            .map(|seen| seen.ranges().collect())
+            .unwrap_or_default()
+    }
+
+    /// Payload bytes held in history.
+    pub fn history_bytes(&self) -> usize {
+        self.history.bytes()
+    }
+
+    /// Large messages being reassembled: how many, and the bytes of their
+    /// pieces held.
+    pub fn reassembly_usage(&self) -> (usize, usize) {
+        (self.reassembly.len(), self.reassembly.bytes())
+    }
+
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -523,8 +678,13 @@ impl Node {
         self.swim.identity().generation
     }
 
-    /// Next datagram to send.
+    /// Next datagram to send. Pushes queued by the inputs since the last
+    /// drain are packed into datagrams on the first call, so draining after
+    /// a burst of inputs batches their messages.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if !self.outbox.is_empty() {
+            self.flush_outbox();
+        }
         self.transmits.pop_front()
     }
 
@@ -560,6 +720,56 @@ impl Node {
                 tracing::warn!(%dst, %err, "could not encode datagram");
                 self.count_drop(err.reason());
             }
+        }
+    }
+
+    /// Encodes `body` once and queues it to every address in `dsts`.
+    fn send_many(&mut self, dsts: &[SocketAddr], body: &wire::Body) {
+        let header = Header {
+            flags: 0,
+            cluster: self.cluster,
+            sender: self.config.id,
+        };
+        match wire::encode(&header, body) {
+            Ok(payload) => {
+                for dst in dsts {
+                    self.stats.datagrams_sent += 1;
+                    self.stats.bytes_sent += payload.len() as u64;
+                    self.transmits.push_back(Transmit {
+                        dst: *dst,
+                        payload: payload.clone(),
+                    });
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%err, "could not encode datagram");
+                self.count_drop(err.reason());
+            }
+        }
+    }
+
+    /// This node's estimate of the wall clock (ms since the Unix epoch) at
+    /// `now`: the configured reading at start plus monotonic time since.
+    fn wall_ms(&self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.epoch).as_millis();
+        self.config
+            .wall_ms_at_start
+            .saturating_add(u64::try_from(elapsed).unwrap_or(u64::MAX))
+    }
+
+    /// Reports gaps the history gave up to stay bounded (too many gaps in
+    /// one origin's seen set) as [`Event::Lost`].
+    fn drain_history_losses(&mut self) {
+        for lost in self.history.take_lost() {
+            let count = lost.last.saturating_sub(lost.first).saturating_add(1);
+            self.stats.messages_lost += count;
+            tracing::warn!(
+                origin = %lost.origin.short(),
+                first = lost.first,
+                last = lost.last,
+                "gave up on messages: too many gaps from one origin"
+            );
+            self.events.push_back(Event::Lost(lost));
         }
     }
 

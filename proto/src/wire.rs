@@ -29,7 +29,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::id::NodeId;
+use crate::id::{MessageId, NodeId};
 use crate::message::Message;
 
 /// Largest datagram rossip sends or accepts: below a 1,500-byte Ethernet MTU
@@ -39,8 +39,9 @@ pub const MAX_DATAGRAM_BYTES: usize = 1400;
 /// The first two bytes of every rossip datagram.
 pub const MAGIC: [u8; 2] = *b"RS";
 
-/// The wire format version this code speaks.
-pub const VERSION: u8 = 1;
+/// The wire format version this code speaks. Version 2 batches messages
+/// in pushes and repairs and splits large messages into fragments.
+pub const VERSION: u8 = 2;
 
 /// Length of the fixed header: magic, version, flags, cluster id, sender id.
 pub const HEADER_LEN: usize = 2 + 1 + 1 + 8 + 16;
@@ -48,12 +49,22 @@ pub const HEADER_LEN: usize = 2 + 1 + 1 + 8 + 16;
 /// Largest body that fits in one datagram.
 pub const MAX_BODY_BYTES: usize = MAX_DATAGRAM_BYTES - HEADER_LEN;
 
-/// Largest message text, in bytes, that fits in one datagram together with
-/// the header and the longest origin name and channel (64 bytes each) and
-/// maximal varints, with ~70 bytes to spare for the fields later issues add
-/// (e.g. an authentication tag). Messages larger than this need
-/// fragmentation, which a later issue adds.
-pub const MAX_TEXT_BYTES: usize = 1_100;
+/// Largest message text, in bytes, any node accepts (the hard cap of the
+/// configurable limit): a message this large is split into about 800
+/// fragments. Larger texts belong in files, not chat.
+pub const MAX_TEXT_BYTES: usize = 1024 * 1024;
+
+/// Largest encoded message ([`Message`] in postcard): the largest text plus
+/// the longest name and channel and every varint at its largest.
+pub const MAX_ENCODED_MESSAGE_BYTES: usize = MAX_TEXT_BYTES + 256;
+
+/// Bytes of an encoded message each fragment carries (the last carries the
+/// rest). With the fragment's own fields and the header, a one-fragment
+/// repair or push stays under [`MAX_DATAGRAM_BYTES`].
+pub const FRAGMENT_DATA_BYTES: usize = 1280;
+
+/// Most fragments a message can have.
+pub const MAX_FRAGMENTS: usize = MAX_ENCODED_MESSAGE_BYTES.div_ceil(FRAGMENT_DATA_BYTES);
 
 /// A cluster's identity on the wire: the FNV-1a 64 hash of its label.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -172,6 +183,95 @@ pub struct Digest {
     pub through: Option<NodeId>,
     /// Origins in the range the sender has seen messages of.
     pub origins: Vec<OriginDigest>,
+    /// Messages of those origins the sender holds some fragments of (so
+    /// the answer carries only the missing ones).
+    pub partial: Vec<PartialDigest>,
+    /// Origins of any slice that sent messages lately, with the highest
+    /// sequence number the sender has of each: a receiver that is behind
+    /// one of them pulls it at once, rather than when its slice comes up.
+    pub heads: Vec<Head>,
+}
+
+/// The newest message a node has of one origin.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Head {
+    /// The origin.
+    pub origin: NodeId,
+    /// Its highest sequence number seen.
+    pub seq: u64,
+}
+
+/// A piece of a message too large for one datagram: bytes
+/// `index * FRAGMENT_DATA_BYTES ..` of the message's postcard encoding.
+/// Every fragment but the last carries exactly [`FRAGMENT_DATA_BYTES`].
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Fragment {
+    /// The message this is a piece of.
+    pub id: MessageId,
+    /// Length of the whole encoded message.
+    pub total: u32,
+    /// Which piece (0-based).
+    pub index: u16,
+    /// The bytes.
+    pub data: Vec<u8>,
+}
+
+impl Fragment {
+    /// How many fragments a message of `total` encoded bytes has.
+    pub fn count_for(total: usize) -> usize {
+        total.div_ceil(FRAGMENT_DATA_BYTES).max(1)
+    }
+}
+
+/// One item of a push or repair: a message that fits in a datagram with
+/// others, or one fragment of a large one.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum Payload {
+    /// A whole message.
+    Whole(Message),
+    /// One piece of a message.
+    Piece(Fragment),
+}
+
+impl Payload {
+    /// The id of the message carried.
+    pub fn id(&self) -> MessageId {
+        match self {
+            Payload::Whole(message) => message.id,
+            Payload::Piece(fragment) => fragment.id,
+        }
+    }
+}
+
+/// An eager push: new messages (or pieces) from their origin or a relay.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Push {
+    /// Whether a receiver that did not have an item passes it on. An origin
+    /// that pushes to every member at once (a small cluster) says `false`.
+    pub relay: bool,
+    /// What is pushed, in the origin's order.
+    pub items: Vec<Payload>,
+}
+
+/// What a node holds of a message it has only some fragments of.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct PartialDigest {
+    /// The message.
+    pub id: MessageId,
+    /// Bit `i` (byte `i / 8`, bit `i % 8`) set: fragment `i` is held.
+    pub have: Vec<u8>,
+}
+
+/// Sequence numbers of one origin a node has seen but no longer holds:
+/// the answer to a digest that lacks them, so the asker stops asking.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct GoneRange {
+    /// The origin.
+    pub origin: NodeId,
+    /// First sequence number.
+    pub first: u64,
+    /// Last sequence number.
+    pub last: u64,
 }
 
 /// The kinds of datagram.
@@ -181,8 +281,8 @@ pub enum Body {
     Hello(Hello),
     /// A SWIM packet, opaque here: `foca`'s own encoding.
     Swim(Vec<u8>),
-    /// Eager push of a message.
-    Push(Message),
+    /// Eager push of messages.
+    Push(Push),
     /// The sender leaves the cluster gracefully.
     Leave {
         /// The generation that leaves (a later run is not affected).
@@ -190,8 +290,9 @@ pub enum Body {
     },
     /// Anti-entropy summary.
     Digest(Digest),
-    /// A message sent because a digest showed the receiver lacks it.
-    Repair(Message),
+    /// Messages (or pieces) sent because a digest showed the receiver lacks
+    /// them.
+    Repair(Vec<Payload>),
     /// "I suspect you": sent by the member whose probe of the receiver
     /// failed, so the receiver refutes at once (a higher incarnation)
     /// instead of waiting for the suspicion to reach it by gossip.
@@ -211,6 +312,9 @@ pub enum Body {
         /// Its generation that left.
         generation: u64,
     },
+    /// Messages the receiver's digest lacked that the sender has seen but
+    /// no longer holds (they left its history window).
+    Gone(Vec<GoneRange>),
 }
 
 /// Why a datagram was refused. [`DecodeError::reason`] names the counter.
@@ -400,7 +504,18 @@ mod tests {
                 stamp_us: 12,
             }),
             Body::Swim(vec![1, 2, 3]),
-            Body::Push(message.clone()),
+            Body::Push(Push {
+                relay: true,
+                items: vec![
+                    Payload::Whole(message.clone()),
+                    Payload::Piece(Fragment {
+                        id: message.id,
+                        total: 3000,
+                        index: 2,
+                        data: vec![7; 440],
+                    }),
+                ],
+            }),
             Body::Leave { generation: 3 },
             Body::Suspected {
                 generation: 3,
@@ -419,8 +534,21 @@ mod tests {
                     origin: NodeId([1; 16]),
                     seen: vec![SeqRange { first: 1, last: 7 }],
                 }],
+                partial: vec![PartialDigest {
+                    id: message.id,
+                    have: vec![0b101],
+                }],
+                heads: vec![Head {
+                    origin: NodeId([4; 16]),
+                    seq: 99,
+                }],
             }),
-            Body::Repair(message),
+            Body::Gone(vec![GoneRange {
+                origin: NodeId([1; 16]),
+                first: 1,
+                last: 4,
+            }]),
+            Body::Repair(vec![Payload::Whole(message)]),
         ];
         for body in bodies {
             let bytes = encode(&header(), &body).expect("encode");
@@ -470,28 +598,31 @@ mod tests {
     }
 
     #[test]
-    fn largest_message_fits_one_datagram() {
-        let message = Message {
+    fn a_full_fragment_fits_one_datagram_with_room_to_spare() {
+        let fragment = Fragment {
             id: MessageId {
                 origin: NodeId([0xff; 16]),
                 seq: u64::MAX,
             },
-            origin_name: "é".repeat(MAX_NAME_BYTES / 2),
-            ts: Hlc {
-                ms: u64::MAX,
-                logical: u32::MAX,
-            },
-            channel: "c".repeat(MAX_CHANNEL_BYTES),
-            text: "x".repeat(MAX_TEXT_BYTES),
+            total: u32::MAX,
+            index: u16::MAX,
+            data: vec![0xff; FRAGMENT_DATA_BYTES],
         };
-        for body in [Body::Push(message.clone()), Body::Repair(message)] {
-            let bytes = encode(&header(), &body).expect("largest message must fit");
+        let push = Body::Push(Push {
+            relay: true,
+            items: vec![Payload::Piece(fragment.clone())],
+        });
+        for body in [push, Body::Repair(vec![Payload::Piece(fragment)])] {
+            let bytes = encode(&header(), &body).expect("a fragment must fit");
             assert!(
-                bytes.len() + 64 <= MAX_DATAGRAM_BYTES,
+                bytes.len() + 40 <= MAX_DATAGRAM_BYTES,
                 "{} bytes leave too little slack",
                 bytes.len()
             );
         }
+        // The largest message has few enough fragments for a u16 index.
+        assert!(MAX_FRAGMENTS < usize::from(u16::MAX));
+        let _ = (MAX_NAME_BYTES, MAX_CHANNEL_BYTES, Hlc::default());
     }
 
     #[test]

@@ -105,15 +105,23 @@ fn publish_validates_its_input() {
         sim.publish_in(0, "bad channel", "x"),
         Err(PublishError::Channel(_))
     ));
-    let huge = "x".repeat(rossip_proto::node::MAX_TEXT_BYTES + 1);
-    assert!(matches!(
+    let limit = rossip_proto::node::DEFAULT_MAX_TEXT_BYTES;
+    let huge = "x".repeat(limit + 1);
+    assert_eq!(
         sim.publish(0, &huge),
-        Err(PublishError::TooLarge { .. })
-    ));
-    let largest = "y".repeat(rossip_proto::node::MAX_TEXT_BYTES);
+        Err(PublishError::TooLarge {
+            size: limit + 1,
+            max: limit
+        })
+    );
+    let largest = "y".repeat(limit);
     let sent = sim.publish(0, &largest).expect("the largest text fits");
     sim.run_for(Duration::from_secs(3));
-    assert_eq!(count_delivered(&sim, 2, sent.id), 1, "seed {seed:#x}");
+    for index in 1..3 {
+        assert_eq!(count_delivered(&sim, index, sent.id), 1, "seed {seed:#x}");
+        let arrived = sim.node(index).message(&sent.id).expect("in history");
+        assert_eq!(arrived.text, largest, "reassembled intact");
+    }
     assert_eq!(
         sim.node(0).next_seq(),
         2,
@@ -330,7 +338,7 @@ fn garbage_is_counted_by_reason_and_changes_nothing() {
         cluster,
         sender,
     };
-    let push = Body::Push(Message {
+    let sneaky = Message {
         id: MessageId {
             origin: Sim::id(1),
             seq: 99,
@@ -339,7 +347,14 @@ fn garbage_is_counted_by_reason_and_changes_nothing() {
         ts: Hlc::default(),
         channel: "general".into(),
         text: "sneaky".into(),
-    });
+    };
+    let push_of = |message: Message| {
+        Body::Push(wire::Push {
+            relay: true,
+            items: vec![wire::Payload::Whole(message)],
+        })
+    };
+    let push = push_of(sneaky.clone());
     let valid = wire::encode(&header(Sim::id(1), cluster), &push).expect("encode");
 
     sim.inject(0, from, b"");
@@ -350,17 +365,14 @@ fn garbage_is_counted_by_reason_and_changes_nothing() {
         wire::encode(&header(Sim::id(1), ClusterId::from_label("other")), &push).expect("encode");
     sim.inject(0, from, &other);
     let mut version = valid.clone();
-    version[2] = 2;
+    version[2] = 1;
     sim.inject(0, from, &version);
     sim.inject(0, from, &vec![0x52; wire::MAX_DATAGRAM_BYTES + 1]);
     let own = wire::encode(&header(Sim::id(0), cluster), &push).expect("encode");
     sim.inject(0, from, &own);
-    let empty_text = Body::Push(Message {
+    let empty_text = push_of(Message {
         text: String::new(),
-        ..match &push {
-            Body::Push(m) => m.clone(),
-            _ => unreachable!(),
-        }
+        ..sneaky
     });
     let invalid = wire::encode(&header(Sim::id(1), cluster), &empty_text).expect("encode");
     sim.inject(0, from, &invalid);
@@ -412,8 +424,9 @@ fn history_stays_bounded_and_dedup_survives_eviction() {
     assert!(sim.run_until(Duration::from_secs(5), |sim| all_alive(sim, &[0, 1])));
     let mut sent = Vec::new();
     for i in 0..20 {
+        // Slower than MIN_RETENTION per history limit: never refused.
         sent.push(sim.publish(0, &format!("n{i}")).expect("publish"));
-        sim.run_for(Duration::from_millis(20));
+        sim.run_for(Duration::from_millis(700));
     }
     sim.run_for(Duration::from_secs(3));
     for index in 0..2 {
@@ -432,7 +445,11 @@ fn history_stays_bounded_and_dedup_survives_eviction() {
         cluster: ClusterId::from_label(SIM_CLUSTER),
         sender: Sim::id(0),
     };
-    for body in [Body::Push(old.clone()), Body::Repair(old)] {
+    let pushed = Body::Push(wire::Push {
+        relay: true,
+        items: vec![wire::Payload::Whole(old.clone())],
+    });
+    for body in [pushed, Body::Repair(vec![wire::Payload::Whole(old)])] {
         let bytes = wire::encode(&header, &body).expect("encode");
         sim.inject(1, Sim::addr(0), &bytes);
     }

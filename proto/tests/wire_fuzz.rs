@@ -53,8 +53,25 @@ fn valid_datagrams() -> Vec<Vec<u8>> {
             stamp_us: 17,
         }),
         Body::Swim(vec![0, 1, 2, 3, 4, 5, 6, 7]),
-        Body::Push(message.clone()),
-        Body::Repair(message),
+        Body::Push(wire::Push {
+            relay: true,
+            items: vec![wire::Payload::Whole(message.clone())],
+        }),
+        Body::Push(wire::Push {
+            relay: false,
+            items: vec![wire::Payload::Piece(wire::Fragment {
+                id: message.id,
+                total: 2000,
+                index: 1,
+                data: vec![1; 720],
+            })],
+        }),
+        Body::Repair(vec![wire::Payload::Whole(message.clone())]),
+        Body::Gone(vec![wire::GoneRange {
+            origin: Sim::id(1),
+            first: 1,
+            last: 3,
+        }]),
         Body::Leave { generation: 1 },
         Body::Suspected {
             generation: 1,
@@ -72,6 +89,14 @@ fn valid_datagrams() -> Vec<Vec<u8>> {
             origins: vec![OriginDigest {
                 origin: Sim::id(1),
                 seen: vec![SeqRange { first: 1, last: 2 }],
+            }],
+            partial: vec![wire::PartialDigest {
+                id: message.id,
+                have: vec![1],
+            }],
+            heads: vec![wire::Head {
+                origin: Sim::id(2),
+                seq: 7,
             }],
         }),
     ];

@@ -1,16 +1,46 @@
-//! Publishing and eager push: a new message goes at once to `push_fanout`
-//! random members, and every node that receives it first forwards it the
-//! same way. De-duplication by id stops the flood; anti-entropy
-//! (`anti_entropy`) repairs whatever pushes missed.
+//! Publishing and eager push.
+//!
+//! A new message goes at once to every member when the cluster is small
+//! (at most [`super::NodeConfig::direct_push_limit`] active members: one hop,
+//! one copy each, `relay: false`), else to `push_fanout` random members,
+//! each of which forwards what it did not have the same way (an epidemic).
+//! Items queued during one input are batched (`outbox`); a message too
+//! large for a datagram travels as fragments (`fragments`), each pushed and
+//! forwarded like a message.
+//!
+//! Whatever a push misses is pulled: a message whose sequence number jumps
+//! past the next expected one of its origin reveals a gap, and after
+//! [`GAP_PULL_DELAY`] (time for a reordered copy to arrive) the node sends
+//! the member it heard from a digest of that one origin, which repairs the
+//! gap at once. The periodic anti-entropy (`anti_entropy`) catches the rest
+//! (a lost last message, a partition, a late joiner).
 
-use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
-use rand::seq::SliceRandom;
-
+use super::fragments::{self, Added};
+use super::outbox::{Route, WHOLE_LIMIT};
+use super::timers::TimerKind;
 use super::{Event, Node, PublishError};
 use crate::id::{MessageId, NodeId};
-use crate::message::{MAX_NAME_BYTES, Message, validate_channel};
-use crate::wire::{self, Body};
+use crate::message::{Hlc, MAX_NAME_BYTES, Message, validate_channel};
+use crate::wire::{self, Fragment, Payload};
+
+/// How long a gap may stay open before it is pulled: a copy on another
+/// path may just be late.
+pub const GAP_PULL_DELAY: Duration = Duration::from_millis(10);
+
+/// The youngest a message may be and still be evicted from history to make
+/// room: a publish that would evict a younger one is refused
+/// ([`PublishError::Busy`]), because members that lost a datagram may still
+/// be pulling it. This bounds a sustained publish rate at the history
+/// limit divided by this span, and makes the bound visible to the sender.
+pub const MIN_RETENTION: Duration = Duration::from_secs(3);
+
+/// Timestamps further ahead of this node's wall clock are not merged into
+/// its clock: one node with a wild clock must not drag every later message
+/// of the cluster into the future. (Its messages are still delivered, and
+/// sort by their own stamps.)
+pub const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(60);
 
 /// Whether a message from the network is one rossip could have produced.
 fn is_valid(message: &Message) -> bool {
@@ -21,6 +51,17 @@ fn is_valid(message: &Message) -> bool {
         && validate_channel(&message.channel).is_ok()
 }
 
+/// The items that carry `message`: itself, or all its fragments.
+pub(super) fn items_of(message: &Message) -> Vec<Payload> {
+    match fragments::encode_if_large(message, WHOLE_LIMIT) {
+        None => vec![Payload::Whole(message.clone())],
+        Some(bytes) => (0..Fragment::count_for(bytes.len()))
+            .filter_map(|index| fragments::piece(message.id, &bytes, index))
+            .map(Payload::Piece)
+            .collect(),
+    }
+}
+
 impl Node {
     /// See [`Node::publish`].
     pub(super) fn publish_message(
@@ -28,6 +69,7 @@ impl Node {
         channel: &str,
         text: &str,
         wall_ms: u64,
+        now: Instant,
     ) -> Result<Message, PublishError> {
         if self.left {
             return Err(PublishError::Left);
@@ -42,6 +84,11 @@ impl Node {
                 max: self.config.max_text_bytes,
             });
         }
+        let payload_len = text.len() + channel.len() + self.config.name.len();
+        if let Some(retry_after) = self.history_full_until(payload_len, wall_ms) {
+            self.stats.publishes_refused += 1;
+            return Err(PublishError::Busy { retry_after });
+        }
         let seq = self.next_seq;
         self.next_seq = self.next_seq.saturating_add(1);
         let message = Message {
@@ -55,43 +102,161 @@ impl Node {
             text: text.to_owned(),
         };
         self.history.insert(message.clone());
+        self.heads.insert(self.config.id, now);
+        self.last_message_at = Some(now);
         self.stats.messages_sent += 1;
+        let own = self.config.id;
+        for item in items_of(&message) {
+            self.outbox.add(Route::Origin, [own, own], item);
+        }
         self.events.push_back(Event::Message(message.clone()));
-        self.push(&message, &[]);
         Ok(message)
     }
 
-    /// A message arrived, pushed (`forward`: pass it on) or repaired.
-    pub(super) fn on_message(&mut self, sender: NodeId, message: Message, forward: bool) {
-        if !is_valid(&message) {
-            self.count_drop("invalid_message");
-            return;
+    /// If storing `payload_len` more bytes would evict a message younger
+    /// than [`MIN_RETENTION`], how long until the oldest is old enough.
+    fn history_full_until(&self, payload_len: usize, wall_ms: u64) -> Option<Duration> {
+        let window = self.history.window();
+        let full = self.history.len() >= window.limit
+            || self.history.bytes() + payload_len > window.max_bytes;
+        if !full {
+            return None;
         }
-        if self.history.is_seen(&message.id) {
+        let oldest = self.history.iter().next()?;
+        let age = wall_ms.saturating_sub(oldest.ts.ms);
+        let min = u64::try_from(MIN_RETENTION.as_millis()).unwrap_or(u64::MAX);
+        (age < min).then(|| Duration::from_millis(min - age))
+    }
+
+    /// Items arrived in a push (`relay`: pass new ones on) or a repair.
+    pub(super) fn on_items(
+        &mut self,
+        sender: NodeId,
+        items: Vec<Payload>,
+        relay: bool,
+        repair: bool,
+        now: Instant,
+    ) {
+        for item in items {
+            match item {
+                Payload::Whole(message) => {
+                    let id = message.id;
+                    if self.accept(sender, message, repair, now) && relay {
+                        // Forward a clone only once it proved new.
+                        if let Some(held) = self.history.get(&id) {
+                            let item = Payload::Whole(held.clone());
+                            self.outbox.add(Route::Relay, [sender, id.origin], item);
+                        }
+                    }
+                }
+                Payload::Piece(fragment) => self.on_piece(sender, fragment, relay, repair, now),
+            }
+        }
+    }
+
+    fn on_piece(
+        &mut self,
+        sender: NodeId,
+        fragment: Fragment,
+        relay: bool,
+        repair: bool,
+        now: Instant,
+    ) {
+        let id = fragment.id;
+        if id.seq == 0 || self.history.is_seen(&id) {
             self.stats.duplicates += 1;
             return;
         }
-        self.clock.observe(message.ts);
+        let forward = relay.then(|| fragment.clone());
+        match self.reassembly.add(fragment, now) {
+            Ok(added) => {
+                if let Some(piece) = forward {
+                    self.outbox
+                        .add(Route::Relay, [sender, id.origin], Payload::Piece(piece));
+                }
+                if let Added::Complete(message) = added {
+                    self.accept(sender, message, repair, now);
+                }
+            }
+            Err(fragments::Reject::Duplicate) => self.stats.duplicates += 1,
+            Err(reject) => self.count_drop(reject.reason()),
+        }
+        self.stats.reassembly_evicted = self.reassembly.evicted;
+    }
+
+    /// Delivers a message not seen before: stores it, notes a gap it
+    /// reveals, emits it. Returns whether it was new.
+    fn accept(&mut self, sender: NodeId, message: Message, repair: bool, now: Instant) -> bool {
+        if !is_valid(&message) {
+            self.count_drop("invalid_message");
+            return false;
+        }
+        if self.history.is_seen(&message.id) {
+            self.stats.duplicates += 1;
+            return false;
+        }
+        self.reassembly.remove(&message.id);
+        let origin = message.id.origin;
+        let highest = self.history.seen(&origin).and_then(|seen| seen.highest());
+        if highest.is_some_and(|highest| message.id.seq > highest.saturating_add(1)) {
+            self.pull_soon(origin, sender, 0, now);
+        }
+        self.heads.insert(origin, now);
+        self.last_message_at = Some(now);
+        self.observe_clock(message.ts, now);
         self.history.insert(message.clone());
         self.stats.messages_received += 1;
-        if forward {
-            self.push(&message, &[sender, message.id.origin]);
-        } else {
+        if repair {
             self.repaired_since_round += 1;
         }
         self.events.push_back(Event::Message(message));
+        self.drain_history_losses();
+        true
     }
 
-    /// Sends `message` to `push_fanout` random alive or suspect members,
-    /// except `excluded`.
-    fn push(&mut self, message: &Message, excluded: &[NodeId]) {
-        let mut targets = self.members.active_targets(excluded);
-        let fanout = self.config.push_fanout.min(targets.len());
-        let (chosen, _) = targets.partial_shuffle(&mut self.rng, fanout);
-        let chosen: Vec<SocketAddr> = chosen.iter().map(|(_, addr)| *addr).collect();
-        let body = Body::Push(message.clone());
-        for addr in chosen {
-            self.send(addr, &body);
+    /// Merges a remote timestamp into the clock unless it is implausibly far
+    /// ahead of this node's wall clock.
+    fn observe_clock(&mut self, ts: Hlc, now: Instant) {
+        let ahead = u64::try_from(MAX_CLOCK_AHEAD.as_millis()).unwrap_or(u64::MAX);
+        if ts.ms <= self.wall_ms(now).saturating_add(ahead) {
+            self.clock.observe(ts);
+        }
+    }
+
+    /// Schedules a pull of `origin` from `from` (unless one is due): of its
+    /// gaps, and of everything up to `through` (a head a peer showed us).
+    pub(super) fn pull_soon(&mut self, origin: NodeId, from: NodeId, through: u64, now: Instant) {
+        if let Some(pending) = self.gap_pulls.get_mut(&origin) {
+            pending.1 = pending.1.max(through);
+            return;
+        }
+        self.gap_pulls.insert(origin, (from, through));
+        self.timers
+            .schedule(now + GAP_PULL_DELAY, TimerKind::GapPull(origin));
+    }
+
+    /// A pull is due: if `origin` still has gaps or is behind the head we
+    /// were shown, ask the member we heard it from (or the origin) with a
+    /// digest of that origin alone.
+    pub(super) fn on_gap_pull(&mut self, origin: NodeId, now: Instant) {
+        let Some((from, through)) = self.gap_pulls.remove(&origin) else {
+            return;
+        };
+        let seen = self.history.seen(&origin);
+        let has_gaps = seen.is_some_and(|seen| seen.gaps().next().is_some());
+        let behind = seen
+            .and_then(|seen| seen.highest())
+            .is_none_or(|highest| highest < through);
+        if !has_gaps && !behind {
+            return;
+        }
+        let addr = self
+            .members
+            .active_addr(from)
+            .or_else(|| self.members.active_addr(origin));
+        if let Some(addr) = addr {
+            self.stats.gap_pulls += 1;
+            self.send_origin_digest(addr, origin, now);
         }
     }
 }

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use super::Lost;
 use crate::id::{MessageId, NodeId};
 use crate::message::{Message, OrderKey};
 
@@ -26,6 +27,9 @@ const MIN_TRACKED_ORIGINS: usize = 1024;
 pub(super) struct SeqSet {
     /// first → last.
     ranges: BTreeMap<u64, u64>,
+    /// Gaps declared seen to stay within [`MAX_RANGES_PER_ORIGIN`], not yet
+    /// reported.
+    filled: Vec<(u64, u64)>,
 }
 
 impl SeqSet {
@@ -65,10 +69,62 @@ impl SeqSet {
         true
     }
 
+    /// Adds `first..=last` (nothing if `first > last`); returns how many
+    /// numbers were new.
+    pub(super) fn insert_range(&mut self, first: u64, last: u64) -> u64 {
+        if first > last {
+            return 0;
+        }
+        // Count what is already inside, then replace every overlapping or
+        // adjacent range by one.
+        let mut covered = 0u64;
+        let mut start = first;
+        let mut end = last;
+        let overlapping: Vec<(u64, u64)> = self
+            .ranges
+            .range(..=last.saturating_add(1))
+            .rev()
+            .take_while(|(_, l)| l.saturating_add(1) >= first)
+            .map(|(&f, &l)| (f, l))
+            .collect();
+        for (f, l) in overlapping {
+            let lo = f.max(first);
+            let hi = l.min(last);
+            if lo <= hi {
+                covered += hi - lo + 1;
+            }
+            start = start.min(f);
+            end = end.max(l);
+            self.ranges.remove(&f);
+        }
+        self.ranges.insert(start, end);
+        while self.ranges.len() > MAX_RANGES_PER_ORIGIN {
+            self.fill_oldest_gap();
+        }
+        (last - first).saturating_add(1).saturating_sub(covered)
+    }
+
+    /// The highest number in the set.
+    pub(super) fn highest(&self) -> Option<u64> {
+        self.ranges.last_key_value().map(|(_, &last)| last)
+    }
+
+    /// The numbers missing between the lowest and the highest, as ranges,
+    /// lowest first.
+    pub(super) fn gaps(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.ranges
+            .iter()
+            .zip(self.ranges.iter().skip(1))
+            .map(|((_, &last), (&next_first, _))| (last + 1, next_first - 1))
+    }
+
     /// Merges the two lowest ranges.
     fn fill_oldest_gap(&mut self) {
         let mut lowest = self.ranges.iter();
-        if let (Some((&first, _)), Some((&second, &last))) = (lowest.next(), lowest.next()) {
+        if let (Some((&first, &first_last)), Some((&second, &last))) =
+            (lowest.next(), lowest.next())
+        {
+            self.filled.push((first_last + 1, second - 1));
             self.ranges.remove(&second);
             self.ranges.insert(first, last);
         }
@@ -92,30 +148,81 @@ struct OriginLog {
     held: usize,
 }
 
+/// The bounds of the history window. A message leaves history when any is
+/// exceeded, oldest (by [`OrderKey`]) first; it stays seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Window {
+    /// Most messages held (at least 1).
+    pub(super) limit: usize,
+    /// Most payload bytes held ([`Message::payload_len`] summed); the newest
+    /// message is always kept, whatever its size.
+    pub(super) max_bytes: usize,
+    /// Messages whose timestamp is older than this (against the node's wall
+    /// clock estimate) are evicted; `None`: no age bound.
+    pub(super) max_age_ms: Option<u64>,
+}
+
 /// Bounded history plus per-origin seen sets.
 #[derive(Debug)]
 pub(super) struct History {
-    limit: usize,
+    window: Window,
+    /// Payload bytes of the messages held.
+    bytes: usize,
     /// This node: its own origin log is never forgotten.
     own: NodeId,
     by_order: BTreeMap<OrderKey, Message>,
     by_id: BTreeMap<MessageId, OrderKey>,
     origins: BTreeMap<NodeId, OriginLog>,
+    /// Gaps given up to keep seen sets bounded, not yet reported.
+    lost: Vec<Lost>,
 }
 
 impl History {
-    pub(super) fn new(limit: usize, own: NodeId) -> Self {
+    pub(super) fn new(window: Window, own: NodeId) -> Self {
         History {
-            limit: limit.max(1),
+            window: Window {
+                limit: window.limit.max(1),
+                ..window
+            },
+            bytes: 0,
             own,
             by_order: BTreeMap::new(),
             by_id: BTreeMap::new(),
             origins: BTreeMap::new(),
+            lost: Vec::new(),
+        }
+    }
+
+    /// The window's bounds.
+    pub(super) fn window(&self) -> Window {
+        self.window
+    }
+
+    /// Gaps given up since the last call.
+    pub(super) fn take_lost(&mut self) -> Vec<Lost> {
+        std::mem::take(&mut self.lost)
+    }
+
+    /// Moves the gaps `origin`'s seen set filled into `lost`.
+    fn collect_filled(&mut self, origin: NodeId) {
+        if let Some(log) = self.origins.get_mut(&origin) {
+            for (first, last) in log.seen.filled.drain(..) {
+                self.lost.push(Lost {
+                    origin,
+                    first,
+                    last,
+                });
+            }
         }
     }
 
     pub(super) fn len(&self) -> usize {
         self.by_order.len()
+    }
+
+    /// Payload bytes held.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Oldest first.
@@ -127,11 +234,47 @@ impl History {
         self.by_id.get(id).and_then(|key| self.by_order.get(key))
     }
 
+    /// Messages of `origin` held with a sequence number in `first..=last`,
+    /// lowest first.
+    pub(super) fn of_origin(
+        &self,
+        origin: NodeId,
+        first: u64,
+        last: u64,
+    ) -> impl Iterator<Item = &Message> {
+        let low = MessageId { origin, seq: first };
+        let high = MessageId { origin, seq: last };
+        let range = if first <= last {
+            Some(self.by_id.range(low..=high))
+        } else {
+            None
+        };
+        range
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, key)| self.by_order.get(key))
+    }
+
+    /// The lowest sequence number of `origin` still held, if any.
+    pub(super) fn oldest_held(&self, origin: NodeId) -> Option<u64> {
+        let low = MessageId { origin, seq: 0 };
+        self.by_id
+            .range(low..)
+            .next()
+            .filter(|(id, _)| id.origin == origin)
+            .map(|(id, _)| id.seq)
+    }
+
     /// Whether `id` was ever seen (held now or evicted).
     pub(super) fn is_seen(&self, id: &MessageId) -> bool {
         self.origins
             .get(&id.origin)
             .is_some_and(|log| log.seen.contains(id.seq))
+    }
+
+    /// The seen set of `origin` (empty if unknown).
+    pub(super) fn seen(&self, origin: &NodeId) -> Option<&SeqSet> {
+        self.origins.get(origin).map(|log| &log.seen)
     }
 
     /// Origins seen, in id order, starting after `after`.
@@ -146,30 +289,105 @@ impl History {
             .map(|(id, log)| (id, &log.seen))
     }
 
-    /// Stores a message not seen before and marks it seen; evicts the oldest
-    /// message past the limit (which stays seen). Returns `false`, changing
-    /// nothing, if it was seen before.
+    /// Stores a message not seen before and marks it seen; evicts past the
+    /// window's count and byte bounds (evicted messages stay seen). Returns
+    /// `false`, changing nothing, if it was seen before.
     pub(super) fn insert(&mut self, message: Message) -> bool {
         let id = message.id;
         let log = self.origins.entry(id.origin).or_default();
         if !log.seen.insert(id.seq) {
             return false;
         }
-        log.held += 1;
-        let key = message.order_key();
-        self.by_id.insert(id, key);
-        self.by_order.insert(key, message);
-        while self.by_order.len() > self.limit {
-            let Some((_, evicted)) = self.by_order.pop_first() else {
-                break;
-            };
-            self.by_id.remove(&evicted.id);
-            if let Some(log) = self.origins.get_mut(&evicted.id.origin) {
-                log.held = log.held.saturating_sub(1);
-            }
-        }
+        self.collect_filled(id.origin);
+        self.hold(message);
+        self.evict_over_bounds();
         self.cap_origins(id.origin);
         true
+    }
+
+    /// Marks `first..=last` of `origin` seen without holding anything (the
+    /// messages are known to be gone, or were delivered by an earlier run).
+    /// Returns how many of them were not seen before.
+    pub(super) fn mark_seen(&mut self, origin: NodeId, first: u64, last: u64) -> u64 {
+        let log = self.origins.entry(origin).or_default();
+        let newly = log.seen.insert_range(first, last);
+        self.collect_filled(origin);
+        self.cap_origins(origin);
+        newly
+    }
+
+    /// Puts a message back without the seen check (restoring an earlier
+    /// run's history, whose seen sets are restored separately).
+    pub(super) fn restore(&mut self, message: Message) {
+        if self.by_id.contains_key(&message.id) {
+            return;
+        }
+        self.origins
+            .entry(message.id.origin)
+            .or_default()
+            .seen
+            .insert(message.id.seq);
+        self.hold(message);
+        self.evict_over_bounds();
+    }
+
+    fn hold(&mut self, message: Message) {
+        if let Some(log) = self.origins.get_mut(&message.id.origin) {
+            log.held += 1;
+        }
+        let key = message.order_key();
+        self.bytes += message.payload_len();
+        self.by_id.insert(message.id, key);
+        self.by_order.insert(key, message);
+    }
+
+    fn evict_first(&mut self) -> bool {
+        let Some((_, evicted)) = self.by_order.pop_first() else {
+            return false;
+        };
+        self.bytes = self.bytes.saturating_sub(evicted.payload_len());
+        self.by_id.remove(&evicted.id);
+        if let Some(log) = self.origins.get_mut(&evicted.id.origin) {
+            log.held = log.held.saturating_sub(1);
+        }
+        true
+    }
+
+    fn evict_over_bounds(&mut self) {
+        while self.by_order.len() > self.window.limit
+            || (self.bytes > self.window.max_bytes && self.by_order.len() > 1)
+        {
+            if !self.evict_first() {
+                break;
+            }
+        }
+    }
+
+    /// Evicts messages older than the window's age bound, `wall_ms` being
+    /// the current wall clock. Returns how many went.
+    pub(super) fn evict_expired(&mut self, wall_ms: u64) -> usize {
+        let Some(max_age) = self.window.max_age_ms else {
+            return 0;
+        };
+        let cutoff = wall_ms.saturating_sub(max_age);
+        let mut evicted = 0;
+        while self
+            .by_order
+            .first_key_value()
+            .is_some_and(|(key, _)| key.ts.ms < cutoff)
+        {
+            self.evict_first();
+            evicted += 1;
+        }
+        evicted
+    }
+
+    /// Whether a message stamped `ts_ms` is inside the age bound at
+    /// `wall_ms` (repairs and catch-up serve only those).
+    pub(super) fn within_age(&self, ts_ms: u64, wall_ms: u64) -> bool {
+        self.window
+            .max_age_ms
+            .is_none_or(|max_age| ts_ms >= wall_ms.saturating_sub(max_age))
     }
 
     /// Keeps the number of origins bounded: past the cap, forgets an origin
@@ -177,7 +395,7 @@ impl History {
     /// history limit). Forgetting costs only this: a message of that origin
     /// that some peer still holds could be delivered again.
     fn cap_origins(&mut self, keep: NodeId) {
-        let cap = MIN_TRACKED_ORIGINS.max(self.limit.saturating_add(1));
+        let cap = MIN_TRACKED_ORIGINS.max(self.window.limit.saturating_add(1));
         if self.origins.len() <= cap {
             return;
         }
@@ -240,7 +458,14 @@ mod tests {
 
     #[test]
     fn history_is_ordered_bounded_and_dedups_after_eviction() {
-        let mut history = History::new(3, NodeId([0; 16]));
+        let mut history = History::new(
+            Window {
+                limit: 3,
+                max_bytes: usize::MAX,
+                max_age_ms: None,
+            },
+            NodeId([0; 16]),
+        );
         // Arrival order differs from order-key order.
         for (seq, ms) in [(2, 20), (1, 10), (4, 40), (3, 30)] {
             assert!(history.insert(message(1, seq, ms)));

@@ -18,6 +18,8 @@ pub(super) enum TimerKind {
     Nudge(crate::id::NodeId, u64),
     /// Gossip a change that came too soon after the last immediate gossip.
     DeferredGossip,
+    /// Pull the gaps of one origin's messages (see `dissemination`).
+    GapPull(crate::id::NodeId),
 }
 
 /// Timers keyed by (deadline, insertion number): timers due at the same

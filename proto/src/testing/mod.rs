@@ -206,6 +206,8 @@ impl Sim {
         let mut config = NodeConfig::new(Self::id(index), name, SIM_CLUSTER, Self::addr(index));
         config.generation = 1;
         config.rng_seed = self.seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        config.wall_ms_at_start =
+            SIM_WALL_START_MS + u64::try_from(self.elapsed().as_millis()).unwrap_or(0);
         config
     }
 
@@ -266,6 +268,34 @@ impl Sim {
     /// Publishes on node `index` in the default channel.
     pub fn publish(&mut self, index: usize, text: &str) -> Result<Message, PublishError> {
         self.publish_in(index, DEFAULT_CHANNEL, text)
+    }
+
+    /// Publishes on node `index` as if its wall clock read `wall_ms` (a
+    /// node with a skewed clock).
+    pub fn publish_at_wall(
+        &mut self,
+        index: usize,
+        text: &str,
+        wall_ms: u64,
+    ) -> Result<Message, PublishError> {
+        let now = self.now;
+        let result = self.nodes[index]
+            .node
+            .publish(DEFAULT_CHANNEL, text, wall_ms, now);
+        if let Ok(message) = &result {
+            self.published.push(Published {
+                id: message.id,
+                origin: index,
+                at: self.elapsed(),
+            });
+        }
+        self.flush(index);
+        result
+    }
+
+    /// The wall clock (Unix ms) the simulation's nodes read now.
+    pub fn wall_ms(&self) -> u64 {
+        SIM_WALL_START_MS + u64::try_from(self.elapsed().as_millis()).unwrap_or(0)
     }
 
     /// Publishes on node `index` in `channel`.
@@ -359,6 +389,12 @@ impl Sim {
         self.note(format!("block n{from} -> n{to}"));
     }
 
+    /// Ends every [`Sim::block`].
+    pub fn heal_blocks(&mut self) {
+        self.blocked.clear();
+        self.note("blocks healed".to_owned());
+    }
+
     /// Replaces node `index` with a fresh run of `config` (same address),
     /// e.g. the same id with a higher generation. Its event log restarts.
     pub fn restart(&mut self, index: usize, config: NodeConfig) {
@@ -369,6 +405,30 @@ impl Sim {
         host.events.clear();
         self.requeue(index);
         self.note(format!("n{index} restart"));
+    }
+
+    /// Replaces node `index` with a fresh run of `config` that restored an
+    /// earlier run's persisted state (`history`, and the `seen` ranges of
+    /// each origin) before its first input, as the daemon does at start.
+    pub fn restart_restored(
+        &mut self,
+        index: usize,
+        config: NodeConfig,
+        history: Vec<Message>,
+        seen: Vec<(NodeId, Vec<(u64, u64)>)>,
+    ) {
+        let mut node = Node::new(config, self.now);
+        node.restore_history(history);
+        for (origin, ranges) in seen {
+            node.restore_seen(origin, &ranges);
+        }
+        let host = &mut self.nodes[index];
+        host.node = node;
+        host.crashed = false;
+        host.isolated = false;
+        host.events.clear();
+        self.requeue(index);
+        self.note(format!("n{index} restart (restored)"));
     }
 
     /// Delivers raw bytes to node `index` now, as if sent from `from`.
@@ -550,15 +610,15 @@ impl Sim {
                 "node {index} produced a {}-byte datagram",
                 transmit.payload.len()
             );
-            if traffic.count(&transmit.payload)
-                && let Some(id) = stats::message_id_of(&transmit.payload)
-            {
-                *self
-                    .message_sends
-                    .entry(id)
-                    .or_default()
-                    .entry(index)
-                    .or_insert(0) += 1;
+            if traffic.count(&transmit.payload) {
+                for id in stats::message_ids_of(&transmit.payload) {
+                    *self
+                        .message_sends
+                        .entry(id)
+                        .or_default()
+                        .entry(index)
+                        .or_insert(0) += 1;
+                }
             }
             if host.crashed || host.isolated || (self.loss > 0.0 && self.rng.random_bool(self.loss))
             {
@@ -603,5 +663,11 @@ fn describe(event: &Event) -> String {
             change.member.state
         ),
         Event::Contacted { from, id, .. } => format!("contacted {from} {}", id.short()),
+        Event::Lost(lost) => format!(
+            "lost {} {}..={}",
+            lost.origin.short(),
+            lost.first,
+            lost.last
+        ),
     }
 }

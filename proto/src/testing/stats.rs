@@ -80,13 +80,20 @@ fn is_message_datagram(payload: &[u8]) -> bool {
     )
 }
 
-/// The id of the message a push or repair carries.
-pub(super) fn message_id_of(payload: &[u8]) -> Option<MessageId> {
-    let body = payload.get(wire::HEADER_LEN..)?;
-    match postcard::take_from_bytes::<wire::Body>(body).ok()?.0 {
-        wire::Body::Push(m) | wire::Body::Repair(m) => Some(m.id),
-        _ => None,
-    }
+/// The ids of the messages a push or repair carries (whole or in part),
+/// each once.
+pub(super) fn message_ids_of(payload: &[u8]) -> Vec<MessageId> {
+    let Some(body) = payload.get(wire::HEADER_LEN..) else {
+        return Vec::new();
+    };
+    let items = match postcard::take_from_bytes::<wire::Body>(body).map(|(body, _)| body) {
+        Ok(wire::Body::Push(push)) => push.items,
+        Ok(wire::Body::Repair(items)) => items,
+        _ => return Vec::new(),
+    };
+    let mut ids: Vec<MessageId> = items.iter().map(wire::Payload::id).collect();
+    ids.dedup();
+    ids
 }
 
 /// Every node's traffic counters at one virtual time ([`Sim::traffic`]).
@@ -428,10 +435,15 @@ mod tests {
             channel: "general".into(),
             text: "hi".into(),
         };
-        let push = encoded(&Body::Push(message.clone()));
+        let push = encoded(&Body::Push(wire::Push {
+            relay: true,
+            items: vec![wire::Payload::Whole(message.clone())],
+        }));
         assert!(is_message_datagram(&push));
-        assert_eq!(message_id_of(&push), Some(message.id));
-        assert!(is_message_datagram(&encoded(&Body::Repair(message))));
+        assert_eq!(message_ids_of(&push), vec![message.id]);
+        assert!(is_message_datagram(&encoded(&Body::Repair(vec![
+            wire::Payload::Whole(message)
+        ]))));
         assert!(!is_message_datagram(&encoded(&Body::Swim(vec![2, 5]))));
         assert!(!is_message_datagram(&encoded(&Body::Leave {
             generation: 2
