@@ -527,6 +527,23 @@ pub struct StatusResult {
     pub datagrams: DatagramCounts,
     /// Events dropped for subscribers that did not keep up.
     pub subscriber_drops: u64,
+    /// The durable history store (absent from daemons before it existed).
+    #[serde(default)]
+    pub store: StoreStatus,
+}
+
+/// The daemon's durable history store, in `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// The database file (`<state dir>/history.db`).
+    pub path: String,
+    /// Bytes on disk: the database plus its write-ahead log.
+    pub size_bytes: u64,
+    /// Messages stored.
+    pub messages: u64,
+    /// Commits and prunes that failed since start (each logged as an
+    /// error); sends whose commit failed were answered with an error.
+    pub errors: u64,
 }
 
 /// `join` params.

@@ -38,7 +38,7 @@ pub struct Config {
     pub socket: PathBuf,
     /// Permission bits of the socket file.
     pub socket_mode: u32,
-    /// Where the node id and sequence reservation live.
+    /// Where the node id, sequence reservation and history store live.
     pub state_dir: PathBuf,
     /// Seeds to contact, `HOST:PORT` (or `HOST`, meaning the default port).
     pub join: Vec<String>,
@@ -47,8 +47,14 @@ pub struct Config {
     /// Interfaces to use for mDNS and the advertised address; empty means
     /// every suitable one (see `interfaces`).
     pub ifaces: Vec<String>,
-    /// Messages kept in history.
+    /// Messages kept in history (in memory and in the store): the count
+    /// bound of the history window.
     pub history_limit: usize,
+    /// Payload bytes kept in history (text, channel and origin name of
+    /// every message); the newest message is kept whatever its size.
+    pub history_max_bytes: usize,
+    /// The age bound of the history window; `None`: no age bound.
+    pub history_max_age: Option<Duration>,
     /// How long failed and left members stay listed before they are
     /// forgotten.
     pub reap_after: Duration,
@@ -70,6 +76,8 @@ impl Config {
             mdns: true,
             ifaces: Vec::new(),
             history_limit: DEFAULT_HISTORY,
+            history_max_bytes: rossip_proto::node::DEFAULT_HISTORY_MAX_BYTES,
+            history_max_age: Some(rossip_proto::node::DEFAULT_HISTORY_MAX_AGE),
             reap_after: rossip_proto::node::REMOVE_DOWN_AFTER,
         }
     }

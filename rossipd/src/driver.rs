@@ -2,15 +2,22 @@
 //! node datagrams, timer expiries, discovery hints and RPC commands, then
 //! drains everything the node produced (str0m's rule: mutate, drain, wait).
 //! Other tasks talk to it only through [`Command`]s with a oneshot reply.
+//!
+//! Exactly once across restarts: what a flush delivers (messages, and the
+//! seen ranges of their origins) is committed to the [`Store`] in one
+//! transaction before any of it reaches subscribers, and a `send` is
+//! answered only after its message is committed. If a commit fails, pending
+//! sends get an error, the failure is logged and counted (`store.errors` in
+//! `status`), and received messages are still delivered live: those may be
+//! delivered again after a restart, as the store does not know them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use rossip_proto::rpc::{
-    self, DatagramCounts, ErrorObject, EventBody, JoinResult, LeaveResult, MembershipCounts,
-    MessageCounts, MessageView, PeerCounts, PeerView, StatusResult,
+    self, ErrorObject, EventBody, JoinResult, LeaveResult, MessageView, PeerView, StatusResult,
 };
 use rossip_proto::{Event, Message, Node, PeerState, PublishError};
 use tokio::net::UdpSocket;
@@ -19,7 +26,11 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::history_query::{self, HistoryQuery};
 use crate::peer_cache::{self, PeerCache};
 use crate::state::StateDir;
+use crate::store::Store;
 use crate::views::{self, WallClock};
+
+mod persist;
+mod status;
 
 /// Events buffered for subscribers. A subscriber further behind than this
 /// gets a `lagged` notice instead of unbounded memory.
@@ -31,6 +42,20 @@ const RECV_BUFFER: usize = 65_536;
 
 /// Datagrams drained per wake-up before giving timers and commands a turn.
 const RECV_BATCH: usize = 64;
+
+/// Commands carried out per wake-up before the flush (and its commit).
+const COMMAND_BATCH: usize = 256;
+
+/// How often the store applies its retention window (besides every
+/// [`crate::store::PRUNE_EVERY_INSERTS`] inserts): the age bound moves
+/// with the clock even when nothing arrives.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A `send` whose message is published but not yet committed.
+type PendingSend = (
+    oneshot::Sender<Result<MessageView, ErrorObject>>,
+    MessageView,
+);
 
 /// Requests from other tasks.
 #[derive(Debug)]
@@ -145,6 +170,12 @@ pub struct Driver {
     send_errors: u64,
     /// The last live members' addresses, kept for the next run.
     peer_cache: PeerCache,
+    /// The durable history and seen sets.
+    store: Store,
+    /// Failed store commits and prunes.
+    store_errors: u64,
+    /// Sends answered after the next commit.
+    pending_sends: Vec<PendingSend>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -156,11 +187,12 @@ impl std::fmt::Debug for Driver {
 }
 
 impl Driver {
-    /// Wraps a node and its bound socket.
+    /// Wraps a node (already restored from `store`) and its bound socket.
     pub fn new(
         node: Node,
         udp: UdpSocket,
         state: StateDir,
+        store: Store,
         clock: WallClock,
         info: StaticInfo,
         counters: Arc<SharedCounters>,
@@ -178,6 +210,9 @@ impl Driver {
             join_waiters: Vec::new(),
             send_errors: 0,
             peer_cache,
+            store,
+            store_errors: 0,
+            pending_sends: Vec::new(),
         };
         driver.greet_cached_peers(&greet);
         driver
@@ -217,6 +252,8 @@ impl Driver {
         tokio::pin!(shutdown);
         let mut cache_tick = tokio::time::interval(peer_cache::SAVE_INTERVAL);
         cache_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut prune_tick = tokio::time::interval(PRUNE_INTERVAL);
+        prune_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let exit = loop {
             self.flush().await;
             let deadline = self.node.poll_timeout();
@@ -231,7 +268,7 @@ impl Driver {
                 received = self.udp.recv_from(&mut buf) => self.on_datagrams(received, &mut buf),
                 command = commands.recv() => match command {
                     Some(command) => {
-                        if let Some(reply) = self.on_command(command) {
+                        if let Some(reply) = self.on_commands(command, &mut commands) {
                             let notified = self.leave().await;
                             let _ = reply.send(LeaveResult { notified });
                             return Exit::LeaveRequested;
@@ -248,6 +285,7 @@ impl Driver {
                     let live = self.live_peers();
                     self.peer_cache.save_if_changed(live);
                 }
+                _ = prune_tick.tick() => self.prune_store(),
             }
         };
         self.leave().await;
@@ -293,6 +331,29 @@ impl Driver {
         }
     }
 
+    /// Carries out `first` and the commands already queued behind it (up to
+    /// [`COMMAND_BATCH`]), so that a burst of sends from several clients
+    /// shares one flush, hence one store commit. A `leave` ends the batch
+    /// and is handed back (see [`Driver::on_command`]).
+    fn on_commands(
+        &mut self,
+        first: Command,
+        queue: &mut mpsc::Receiver<Command>,
+    ) -> Option<oneshot::Sender<LeaveResult>> {
+        let mut next = Some(first);
+        let mut handled = 0;
+        while let Some(command) = next.take() {
+            if let Some(leave) = self.on_command(command) {
+                return Some(leave);
+            }
+            handled += 1;
+            if handled < COMMAND_BATCH {
+                next = queue.try_recv().ok();
+            }
+        }
+        None
+    }
+
     /// Carries out a command. A `leave` is handed back, because it ends the
     /// loop and must send datagrams (async) before replying.
     fn on_command(&mut self, command: Command) -> Option<oneshot::Sender<LeaveResult>> {
@@ -302,9 +363,13 @@ impl Driver {
                 channel,
                 text,
                 reply,
-            } => {
-                let _ = reply.send(self.publish(&channel, &text, now));
-            }
+            } => match self.publish(&channel, &text, now) {
+                // Answered by the flush that commits it.
+                Ok(view) => self.pending_sends.push((reply, view)),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Command::History { query, reply } => {
                 let _ = reply.send(self.select(&query));
             }
@@ -391,67 +456,6 @@ impl Driver {
         Ok(picked.into_iter().map(MessageView::from).collect())
     }
 
-    fn status(&self, now: Instant) -> StatusResult {
-        let mut peers = PeerCounts::default();
-        for m in self.node.members() {
-            match m.state {
-                PeerState::Alive => peers.alive += 1,
-                PeerState::Suspect => peers.suspect += 1,
-                PeerState::Failed => peers.failed += 1,
-                PeerState::Left => peers.left += 1,
-            }
-        }
-        let s = self.node.stats();
-        let mut dropped: std::collections::BTreeMap<String, u64> = s
-            .dropped
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), *v))
-            .collect();
-        if self.send_errors > 0 {
-            dropped.insert("send_failed".to_owned(), self.send_errors);
-        }
-        StatusResult {
-            id: self.node.id().to_string(),
-            name: self.info.name.clone(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            cluster: self.info.cluster.clone(),
-            addr: self.info.addr.to_string(),
-            bind: self.info.bind.to_string(),
-            socket: self.info.socket.clone(),
-            state_dir: self.state.path().display().to_string(),
-            mdns: self.info.mdns,
-            state: if self.node.has_left() {
-                "left"
-            } else {
-                "running"
-            }
-            .to_owned(),
-            uptime_s: now
-                .saturating_duration_since(self.clock.started())
-                .as_secs(),
-            peers,
-            membership: MembershipCounts {
-                generation: self.node.generation(),
-                suspicions_refuted: s.suspicions_refuted,
-                failures_postponed: s.failures_postponed,
-            },
-            messages: MessageCounts {
-                sent: s.messages_sent,
-                received: s.messages_received,
-                duplicates: s.duplicates,
-                in_history: u64::try_from(self.node.history().count()).unwrap_or(u64::MAX),
-            },
-            datagrams: DatagramCounts {
-                received: s.datagrams_received,
-                sent: s.datagrams_sent,
-                bytes_received: s.bytes_received,
-                bytes_sent: s.bytes_sent,
-                dropped,
-            },
-            subscriber_drops: self.counters.subscriber_drops.load(Ordering::Relaxed),
-        }
-    }
-
     /// Sends every pending datagram and hands every event to subscribers.
     async fn flush(&mut self) {
         while let Some(transmit) = self.node.poll_transmit() {
@@ -480,7 +484,19 @@ impl Driver {
                 tracing::debug!(dst = %transmit.dst, "UDP send failed: {e}");
             }
         }
-        while let Some(event) = self.node.poll_event() {
+        let events: Vec<Event> = std::iter::from_fn(|| self.node.poll_event()).collect();
+        let committed = self.persist(&events);
+        for (reply, view) in std::mem::take(&mut self.pending_sends) {
+            let answer = match &committed {
+                Ok(()) => Ok(view),
+                Err(e) => Err(ErrorObject::new(
+                    rpc::code::INTERNAL_ERROR,
+                    format!("the message was not stored: the history store failed: {e}"),
+                )),
+            };
+            let _ = reply.send(answer);
+        }
+        for event in events {
             self.on_event(event);
         }
     }
@@ -508,6 +524,8 @@ impl Driver {
                     previous: change.previous.map(views::state_name),
                 }
             }
+            // Recorded (and logged) by `persist`; not an API event.
+            Event::Lost(_) => return,
             Event::Contacted { from, id, name } => {
                 let result = JoinResult {
                     id: id.to_string(),
@@ -542,6 +560,17 @@ fn publish_error(e: PublishError) -> ErrorObject {
         }
         PublishError::Channel(_) => rpc::code::INVALID_CHANNEL,
         PublishError::Left => rpc::code::NOT_IN_CLUSTER,
+        // No code of its own in the API table yet: the data says when to
+        // retry, so a client can back off.
+        PublishError::Busy { retry_after } => {
+            return ErrorObject::with_data(
+                rpc::code::INTERNAL_ERROR,
+                e.to_string(),
+                serde_json::json!({
+                    "retry_after_ms": u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)
+                }),
+            );
+        }
     };
     ErrorObject::new(code, e.to_string())
 }

@@ -15,6 +15,7 @@ mod peer_cache;
 mod rpc;
 mod seeds;
 mod state;
+pub mod store;
 mod transport;
 mod views;
 
@@ -86,9 +87,11 @@ pub async fn run(
     node_config.generation = state.next_generation(views::unix_ms_now())?;
     node_config.first_seq = first_seq;
     node_config.history_limit = config.history_limit;
+    node_config.history_max_bytes = config.history_max_bytes;
+    node_config.history_max_age = config.history_max_age;
     node_config.reap_after = config.reap_after;
     node_config.rng_seed = u64::from_le_bytes(seed);
-    let node = rossip_proto::Node::new(node_config, Instant::now());
+    let (node, store) = restore_node(node_config, &config)?;
 
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -146,7 +149,7 @@ pub async fn run(
         socket: config.socket.display().to_string(),
         mdns: config.mdns,
     };
-    let driver = driver::Driver::new(node, udp, state, clock, info, counters);
+    let driver = driver::Driver::new(node, udp, state, store, clock, info, counters);
     let exit = driver.run(commands_rx, found_rx, shutdown).await;
     tracing::info!(?exit, "shutting down");
 
@@ -168,6 +171,43 @@ pub async fn run(
     Ok(())
 }
 
+/// Opens the history store and creates the node from it: its clock floor
+/// (this node's newest stored reading, so a clock set back cannot order new
+/// messages before old ones), the messages of the window and every seen set
+/// (so nothing delivered before is delivered again).
+fn restore_node(
+    mut node_config: NodeConfig,
+    config: &Config,
+) -> anyhow::Result<(rossip_proto::Node, store::Store)> {
+    let retention = store::Retention {
+        limit: config.history_limit,
+        max_bytes: config.history_max_bytes,
+        max_age: config.history_max_age,
+    };
+    let path = config.state_dir.join(store::FILE_NAME);
+    let store = store::Store::open(&config.state_dir, node_config.id, retention)?;
+    let read_error =
+        |e: rusqlite::Error| anyhow::anyhow!("cannot read history store {}: {e}", path.display());
+    node_config.clock_floor = store.clock_floor().map_err(read_error)?;
+    let now = Instant::now();
+    let wall_ms = views::unix_ms_now();
+    node_config.wall_ms_at_start = wall_ms;
+    let mut node = rossip_proto::Node::new(node_config, now);
+    let messages = store.load_window(wall_ms).map_err(read_error)?;
+    let seen = store.load_seen().map_err(read_error)?;
+    tracing::info!(
+        path = %path.display(),
+        messages = messages.len(),
+        origins = seen.len(),
+        "history restored"
+    );
+    node.restore_history(messages);
+    for (origin, ranges) in seen {
+        node.restore_seen(origin, &ranges);
+    }
+    Ok((node, store))
+}
+
 fn validate(config: &Config) -> anyhow::Result<()> {
     if config.name.is_empty() || config.name.len() > MAX_NAME_BYTES {
         bail!(
@@ -187,6 +227,12 @@ fn validate(config: &Config) -> anyhow::Result<()> {
     })?;
     if config.history_limit == 0 {
         bail!("--history must be at least 1");
+    }
+    if config.history_max_bytes == 0 {
+        bail!("--history-max-bytes must be at least 1");
+    }
+    if config.history_max_age.is_some_and(|age| age.is_zero()) {
+        bail!("--history-max-age must be at least 1s (`none` removes the age bound)");
     }
     Ok(())
 }

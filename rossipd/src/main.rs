@@ -66,9 +66,29 @@ struct Args {
     )]
     ifaces: Vec<String>,
 
-    /// Messages kept in history
+    /// Messages kept in history (in memory and in the state directory's history.db)
     #[arg(long, env = "ROSSIP_HISTORY", default_value_t = config::DEFAULT_HISTORY)]
     history: usize,
+
+    /// Oldest messages kept in history, e.g. 12h, 7d, 4w; `none` keeps them regardless of age
+    #[arg(
+        long,
+        value_name = "DURATION|none",
+        env = "ROSSIP_HISTORY_MAX_AGE",
+        default_value_t = MaxAge(Some(rossip_proto::node::DEFAULT_HISTORY_MAX_AGE)),
+        value_parser = parse_max_age
+    )]
+    history_max_age: MaxAge,
+
+    /// Payload bytes (text, channel and sender name) kept in history
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "ROSSIP_HISTORY_MAX_BYTES",
+        default_value_t = rossip_proto::node::DEFAULT_HISTORY_MAX_BYTES,
+        value_parser = parse_max_bytes
+    )]
+    history_max_bytes: usize,
 
     /// How long failed and left members stay listed (`peers --all`) before they are
     /// forgotten, e.g. 30m, 1h, 2d
@@ -110,6 +130,8 @@ impl Args {
         c.mdns = !self.no_mdns;
         c.ifaces = self.ifaces;
         c.history_limit = self.history;
+        c.history_max_age = self.history_max_age.0;
+        c.history_max_bytes = self.history_max_bytes;
         c.reap_after = self.reap_after.into();
         c
     }
@@ -125,6 +147,42 @@ fn parse_reap_after(text: &str) -> Result<humantime::Duration, String> {
         return Err("must be at most 10 years".to_owned());
     }
     Ok(duration.into())
+}
+
+/// `--history-max-age`: a duration, or no bound.
+#[derive(Debug, Clone, Copy)]
+struct MaxAge(Option<std::time::Duration>);
+
+impl std::fmt::Display for MaxAge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(age) => humantime::format_duration(age).fmt(f),
+            None => f.write_str("none"),
+        }
+    }
+}
+
+/// A human duration of at least a second, or `none` (no age bound). Zero is
+/// refused rather than read as "none", so that there is one way to say it.
+fn parse_max_age(text: &str) -> Result<MaxAge, String> {
+    if text.trim().eq_ignore_ascii_case("none") {
+        return Ok(MaxAge(None));
+    }
+    let duration = humantime::parse_duration(text)
+        .map_err(|e| format!("{e} (a duration such as 12h or 7d, or `none`)"))?;
+    if duration < std::time::Duration::from_secs(1) {
+        return Err("must be at least 1s; `none` removes the age bound".to_owned());
+    }
+    Ok(MaxAge(Some(duration)))
+}
+
+/// A byte count of at least 1.
+fn parse_max_bytes(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(bytes) => Ok(bytes),
+        Err(e) => Err(format!("{e} (a number of bytes, e.g. 67108864)")),
+    }
 }
 
 fn non_empty_env(name: &str) -> Option<PathBuf> {

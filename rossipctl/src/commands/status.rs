@@ -72,13 +72,22 @@ fn lines(s: &StatusResult) -> Vec<String> {
         ),
         format!("datagrams dropped: {dropped}"),
         format!("subscriber drops: {}", s.subscriber_drops),
+        format!(
+            "store: {} messages, {} bytes, {} errors ({})",
+            s.store.messages,
+            s.store.size_bytes,
+            s.store.errors,
+            sanitize(&s.store.path)
+        ),
     ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rossip_proto::rpc::{DatagramCounts, MembershipCounts, MessageCounts, PeerCounts};
+    use rossip_proto::rpc::{
+        DatagramCounts, MembershipCounts, MessageCounts, PeerCounts, StoreStatus,
+    };
 
     #[test]
     fn status_lines_cover_every_counter() {
@@ -121,6 +130,12 @@ mod tests {
                     .collect(),
             },
             subscriber_drops: 7,
+            store: StoreStatus {
+                path: "/var/lib/rossip/history.db".into(),
+                size_bytes: 40960,
+                messages: 9,
+                errors: 1,
+            },
         };
         let text = lines(&status).join("\n");
         for expected in [
@@ -133,6 +148,7 @@ mod tests {
             "datagrams: 10 received (1200 bytes), 11 sent (1300 bytes)",
             "datagrams dropped: 2 malformed, 1 wrong_cluster",
             "subscriber drops: 7",
+            "store: 9 messages, 40960 bytes, 1 errors (/var/lib/rossip/history.db)",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }

@@ -1,7 +1,7 @@
 //! One client connection: read lines, dispatch, write responses and
 //! subscription notifications through one bounded outbound queue.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use interprocess::local_socket::tokio::Stream;
@@ -13,13 +13,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::RpcContext;
-use super::dispatch::{self, Reply};
+use super::dispatch::{self, PendingSend, Reply};
 use super::framing::{Line, LineReader};
 
 /// Lines queued for one client. Responses wait for room (back-pressure on
 /// that client alone); notifications that find it full are dropped and
 /// counted, then reported with a `lagged` notice.
 pub const OUTBOUND_LINES: usize = 256;
+
+/// `send` requests of one connection handed to the driver and not yet
+/// answered. A client that pipelines sends gets them accepted in batches
+/// (the driver takes many per turn) instead of one per round trip; past
+/// this many, the connection stops reading until the oldest is answered.
+pub const MAX_PIPELINED_SENDS: usize = 256;
 
 /// State of one connection that method handlers may use.
 #[derive(Debug)]
@@ -66,10 +72,22 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
         gates: Vec::new(),
     };
     let mut reader = LineReader::new(BufReader::new(recv), rpc::MAX_LINE_BYTES);
+    // Answers are written in request order: pending sends first, always.
+    let mut pending: VecDeque<PendingSend> = VecDeque::new();
     loop {
         let line = tokio::select! {
+            biased;
             () = cancel.cancelled() => break,
-            line = reader.next_line() => line,
+            answer = async { (&mut pending.front_mut()?.answer).await.ok() }, if !pending.is_empty() => {
+                // `front_mut` was Some; a dropped answer is "shutting down".
+                let Some(done) = pending.pop_front() else { continue };
+                let response = PendingSend::response(done.id, answer);
+                if !queue(&conn, &cancel, &Reply::Single(response)).await {
+                    break;
+                }
+                continue;
+            }
+            line = reader.next_line(), if pending.len() < MAX_PIPELINED_SENDS => line,
         };
         let reply = match line {
             Ok(None) => break,
@@ -90,20 +108,28 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
             Ok(Some(Line::Complete(bytes))) if bytes.iter().all(u8::is_ascii_whitespace) => {
                 continue;
             }
-            Ok(Some(Line::Complete(bytes))) => dispatch::handle_line(&bytes, &mut conn).await,
-        };
-        if let Some(line) = reply.to_line() {
-            // Queue the answer if there is room even when the daemon is
-            // stopping (it may be the answer to `leave`); wait for room only
-            // while the connection lives.
-            let queued = tokio::select! {
-                biased;
-                sent = conn.out.send(line) => sent.is_ok(),
-                () = cancel.cancelled() => false,
-            };
-            if !queued {
-                break;
+            Ok(Some(Line::Complete(bytes))) => {
+                match dispatch::try_pipeline(&bytes, &conn).await {
+                    Some(Ok(send)) => {
+                        pending.push_back(send);
+                        continue;
+                    }
+                    Some(Err(refused)) if pending.is_empty() => Reply::Single(refused),
+                    other => {
+                        // Anything else waits for the pending sends' answers.
+                        if !drain(&mut pending, &conn, &cancel).await {
+                            break;
+                        }
+                        match other {
+                            Some(Err(refused)) => Reply::Single(refused),
+                            _ => dispatch::handle_line(&bytes, &mut conn).await,
+                        }
+                    }
+                }
             }
+        };
+        if !queue(&conn, &cancel, &reply).await {
+            break;
         }
         for gate in conn.gates.drain(..) {
             let _ = gate.send(());
@@ -130,6 +156,36 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
         writer_cancel.cancel();
         let _ = writer.await;
     }
+}
+
+/// Queues `reply`'s line, if any. The answer is queued if there is room
+/// even when the daemon is stopping (it may be the answer to `leave`); it
+/// waits for room only while the connection lives. `false`: the connection
+/// is over.
+async fn queue(conn: &ConnectionState, cancel: &CancellationToken, reply: &Reply) -> bool {
+    let Some(line) = reply.to_line() else {
+        return true;
+    };
+    tokio::select! {
+        biased;
+        sent = conn.out.send(line) => sent.is_ok(),
+        () = cancel.cancelled() => false,
+    }
+}
+
+/// Waits for every pending send's answer and queues them in order.
+async fn drain(
+    pending: &mut VecDeque<PendingSend>,
+    conn: &ConnectionState,
+    cancel: &CancellationToken,
+) -> bool {
+    while let Some(send) = pending.pop_front() {
+        let response = PendingSend::response(send.id, send.answer.await.ok());
+        if !queue(conn, cancel, &Reply::Single(response)).await {
+            return false;
+        }
+    }
+    true
 }
 
 /// How long queued responses may take to drain after the client stopped sending.

@@ -35,6 +35,59 @@ impl Reply {
     }
 }
 
+/// A `send` handed to the driver whose answer is still to come.
+#[derive(Debug)]
+pub struct PendingSend {
+    /// The request's id.
+    pub id: Value,
+    /// The driver's answer.
+    pub answer: methods::SendAnswer,
+}
+
+impl PendingSend {
+    /// The response, once the answer came.
+    pub fn response(id: Value, answer: Option<Result<rpc::MessageView, ErrorObject>>) -> Response {
+        match methods::send_outcome(answer) {
+            Ok(result) => Response::ok(id, result),
+            Err(error) => Response::err(id, error),
+        }
+    }
+}
+
+/// If `line` is one well-formed `send` request with an id (the request a
+/// fast sender repeats), hands it to the driver and returns it pending;
+/// else `None`, and the line goes through [`handle_line`] (which also gives
+/// every malformed request its proper error). Pipelining only sends keeps
+/// every other method's semantics: a connection finishes its pending sends
+/// before it handles anything else.
+pub async fn try_pipeline(
+    line: &[u8],
+    conn: &ConnectionState,
+) -> Option<Result<PendingSend, Response>> {
+    #[derive(serde::Deserialize)]
+    struct SendRequest {
+        jsonrpc: String,
+        method: String,
+        id: Value,
+        params: serde_json::Map<String, Value>,
+    }
+    let request: SendRequest = serde_json::from_slice(line).ok()?;
+    let id_ok = matches!(request.id, Value::String(_) | Value::Number(_));
+    if request.jsonrpc != rpc::JSONRPC_VERSION || request.method != rpc::method::SEND || !id_ok {
+        return None;
+    }
+    // Params by name only (serde would also take a struct from an array);
+    // anything wrong goes the slow way, which explains it.
+    let params: rpc::SendParams = serde_json::from_value(Value::Object(request.params)).ok()?;
+    Some(match methods::submit_send(params, conn).await {
+        Ok(answer) => Ok(PendingSend {
+            id: request.id,
+            answer,
+        }),
+        Err(error) => Err(Response::err(request.id, error)),
+    })
+}
+
 /// Handles one line (already known to be within the size cap).
 pub async fn handle_line(line: &[u8], conn: &mut ConnectionState) -> Reply {
     let value: Value = match serde_json::from_slice(line) {

@@ -20,26 +20,41 @@ pub enum Line {
 }
 
 /// Reads [`Line`]s from a buffered reader.
+///
+/// [`LineReader::next_line`] is cancel-safe: the part of a line read so far
+/// is kept in the reader, so a connection may race reading against other
+/// work (answers of pipelined requests) without losing bytes.
 #[derive(Debug)]
 pub struct LineReader<R> {
     inner: R,
     max: usize,
+    /// The current line's bytes so far (emptied once it is over the cap).
+    line: Vec<u8>,
+    /// The current line's length so far.
+    len: usize,
 }
 
 impl<R: AsyncBufRead + Unpin> LineReader<R> {
     /// `max` is the longest line accepted, in bytes, excluding the newline.
     pub fn new(inner: R, max: usize) -> Self {
-        LineReader { inner, max }
+        LineReader {
+            inner,
+            max,
+            line: Vec::new(),
+            len: 0,
+        }
     }
 
     /// The next line, or `None` at end of stream. A final line without a
     /// newline is returned as complete (a client may close after writing).
     pub async fn next_line(&mut self) -> std::io::Result<Option<Line>> {
-        let mut line = Vec::new();
-        let mut len = 0usize;
         loop {
+            // The only await; everything after it runs to the next loop
+            // without yielding, and state lives in `self`: cancel-safe.
             let chunk = self.inner.fill_buf().await?;
             if chunk.is_empty() {
+                let len = std::mem::take(&mut self.len);
+                let line = std::mem::take(&mut self.line);
                 return Ok(match len {
                     0 => None,
                     n if n > self.max => Some(Line::TooLong { len: n }),
@@ -50,16 +65,18 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                 Some(i) => (i, true),
                 None => (chunk.len(), false),
             };
-            len = len.saturating_add(take);
-            if len <= self.max {
-                line.extend_from_slice(&chunk[..take]);
+            self.len = self.len.saturating_add(take);
+            if self.len <= self.max {
+                self.line.extend_from_slice(&chunk[..take]);
             } else {
                 // Over the cap: stop buffering, keep counting to the newline.
-                line = Vec::new();
+                self.line = Vec::new();
             }
             let consumed = if done { take + 1 } else { take };
             self.inner.consume(consumed);
             if done {
+                let len = std::mem::take(&mut self.len);
+                let line = std::mem::take(&mut self.line);
                 return Ok(Some(if len > self.max {
                     Line::TooLong { len }
                 } else {
@@ -90,6 +107,22 @@ mod tests {
             out.push(line);
         }
         out
+    }
+
+    #[tokio::test]
+    async fn a_read_cancelled_mid_line_loses_nothing() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut reader = LineReader::new(BufReader::with_capacity(4, server), 64);
+        client.write_all(b"{\"half").await.expect("write");
+        let cancelled =
+            tokio::time::timeout(std::time::Duration::from_millis(20), reader.next_line()).await;
+        assert!(cancelled.is_err(), "no whole line yet");
+        client.write_all(b"\":1}\nnext\n").await.expect("write");
+        let first = reader.next_line().await.expect("read");
+        assert_eq!(first, Some(Line::Complete(b"{\"half\":1}".to_vec())));
+        let second = reader.next_line().await.expect("read");
+        assert_eq!(second, Some(Line::Complete(b"next".to_vec())));
     }
 
     #[tokio::test]

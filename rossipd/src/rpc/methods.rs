@@ -64,13 +64,37 @@ pub async fn call(
 }
 
 async fn send(p: SendParams, conn: &mut ConnectionState) -> Result<Value, ErrorObject> {
+    let answer = submit_send(p, conn).await?;
+    send_outcome(answer.await.ok())
+}
+
+/// The driver's answer to a submitted `send`.
+pub type SendAnswer = oneshot::Receiver<Result<rpc::MessageView, ErrorObject>>;
+
+/// Hands a `send` to the driver (waiting for room in its queue: the
+/// back-pressure of a busy daemon) and returns the pending answer, so that
+/// a connection can read its next request meanwhile.
+pub async fn submit_send(p: SendParams, conn: &ConnectionState) -> Result<SendAnswer, ErrorObject> {
     let channel = p.channel.unwrap_or_else(|| DEFAULT_CHANNEL.to_owned());
-    let message = ask(conn, |reply| Command::Send {
-        channel,
-        text: p.text,
-        reply,
-    })
-    .await??;
+    let (reply, answer) = oneshot::channel();
+    conn.ctx
+        .commands
+        .send(Command::Send {
+            channel,
+            text: p.text,
+            reply,
+        })
+        .await
+        .map_err(|_| shutting_down())?;
+    Ok(answer)
+}
+
+/// The `send` result for the driver's answer (`None`: the driver dropped
+/// it, because the daemon is stopping).
+pub fn send_outcome(
+    answer: Option<Result<rpc::MessageView, ErrorObject>>,
+) -> Result<Value, ErrorObject> {
+    let message = answer.ok_or_else(shutting_down)??;
     to_value(SendResult {
         id: message.id,
         ts: message.ts,

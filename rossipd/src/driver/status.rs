@@ -1,0 +1,83 @@
+//! The `status` answer.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use rossip_proto::PeerState;
+use rossip_proto::rpc::{
+    DatagramCounts, MembershipCounts, MessageCounts, PeerCounts, StatusResult, StoreStatus,
+};
+
+use super::Driver;
+
+impl Driver {
+    pub(super) fn status(&self, now: Instant) -> StatusResult {
+        let mut peers = PeerCounts::default();
+        for m in self.node.members() {
+            match m.state {
+                PeerState::Alive => peers.alive += 1,
+                PeerState::Suspect => peers.suspect += 1,
+                PeerState::Failed => peers.failed += 1,
+                PeerState::Left => peers.left += 1,
+            }
+        }
+        let s = self.node.stats();
+        let mut dropped: std::collections::BTreeMap<String, u64> = s
+            .dropped
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect();
+        if self.send_errors > 0 {
+            dropped.insert("send_failed".to_owned(), self.send_errors);
+        }
+        StatusResult {
+            id: self.node.id().to_string(),
+            name: self.info.name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            cluster: self.info.cluster.clone(),
+            addr: self.info.addr.to_string(),
+            bind: self.info.bind.to_string(),
+            socket: self.info.socket.clone(),
+            state_dir: self.state.path().display().to_string(),
+            mdns: self.info.mdns,
+            state: if self.node.has_left() {
+                "left"
+            } else {
+                "running"
+            }
+            .to_owned(),
+            uptime_s: now
+                .saturating_duration_since(self.clock.started())
+                .as_secs(),
+            peers,
+            membership: MembershipCounts {
+                generation: self.node.generation(),
+                suspicions_refuted: s.suspicions_refuted,
+                failures_postponed: s.failures_postponed,
+            },
+            messages: MessageCounts {
+                sent: s.messages_sent,
+                received: s.messages_received,
+                duplicates: s.duplicates,
+                in_history: u64::try_from(self.node.history().count()).unwrap_or(u64::MAX),
+            },
+            datagrams: DatagramCounts {
+                received: s.datagrams_received,
+                sent: s.datagrams_sent,
+                bytes_received: s.bytes_received,
+                bytes_sent: s.bytes_sent,
+                dropped,
+            },
+            subscriber_drops: self.counters.subscriber_drops.load(Ordering::Relaxed),
+            store: {
+                let figures = self.store.figures();
+                StoreStatus {
+                    path: figures.path.display().to_string(),
+                    size_bytes: figures.size_bytes,
+                    messages: figures.messages,
+                    errors: self.store_errors,
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! The durable history: every message this node delivered (sent or
+//! received) and, per origin, which sequence numbers it delivered or gave up
+//! (the seen ranges), in SQLite at `<state dir>/history.db`.
+//!
+//! With it a restarted daemon keeps its history and delivers nothing twice:
+//! the driver writes what a flush delivers in one transaction and only then
+//! hands it to subscribers and answers `send` (see `driver`).
+//!
+//! Durability: WAL journal with `synchronous=NORMAL`. A commit is in the
+//! WAL file before [`Store::commit`] returns, so it survives the process
+//! being killed (kill -9, a crash, the OOM killer). It is not fsynced per
+//! commit (that is what makes 20,000 messages/s possible): a power loss or a
+//! kernel crash may lose the last commits (never corrupt the file), and so
+//! messages whose `send` had been answered.
+//!
+//! A file that is not a database, or fails `PRAGMA quick_check`, is moved
+//! aside (`history.db.corrupt-<unix time>`, with its `-wal` and `-shm`) with
+//! a warning naming both paths, and a new one is created: never silently
+//! wiped. Any other failure to open (permissions, disk full) is a startup
+//! error naming the path.
+//!
+//! Schema (version 1, in `PRAGMA user_version`): `messages` (primary key
+//! origin + seq, an index in history order), `seen` (one row per origin:
+//! its ranges as a blob), `meta` (this node's highest clock reading). See
+//! `encode` for how `u64`s are stored.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use rossip_proto::message::Hlc;
+use rossip_proto::{Message, NodeId};
+use rusqlite::{Connection, OptionalExtension, params};
+
+mod encode;
+mod retention;
+#[cfg(test)]
+mod tests;
+
+pub use retention::{MAX_SEEN_ORIGINS, Pruned, Retention};
+
+use encode::{hlc_blob, hlc_from_blob, key, message_from_row, node_id, ranges_blob};
+
+/// File name inside the state directory.
+pub const FILE_NAME: &str = "history.db";
+
+/// The schema this build writes; a file with a higher version was written
+/// by a newer rossipd and is refused rather than guessed at.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Inserts after which a prune is due (so the table exceeds its count
+/// bound by at most this many between the driver's prune ticks).
+pub const PRUNE_EVERY_INSERTS: u64 = 1000;
+
+/// WAL pages (4 KiB each) between automatic checkpoints: 16 MiB.
+const WAL_CHECKPOINT_PAGES: u32 = 4096;
+
+/// Bytes the WAL file is truncated to after a checkpoint.
+const WAL_SIZE_LIMIT: u64 = 32 * 1024 * 1024;
+
+/// Key of this node's highest clock reading in `meta`.
+const OWN_CLOCK_KEY: &str = "own_clock";
+
+const CREATE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS messages (
+    origin BLOB NOT NULL,
+    seq INTEGER NOT NULL,
+    ms INTEGER NOT NULL,
+    logical INTEGER NOT NULL,
+    origin_name TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    text TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY (origin, seq)
+);
+CREATE INDEX IF NOT EXISTS messages_in_order ON messages (ms, logical, origin, seq);
+CREATE TABLE IF NOT EXISTS seen (
+    origin BLOB PRIMARY KEY,
+    ranges BLOB NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+";
+
+/// One origin's seen ranges: inclusive `(first, last)`, lowest first.
+pub type SeenRanges = (NodeId, Vec<(u64, u64)>);
+
+/// What one flush delivered, to be made durable before it is delivered.
+#[derive(Debug, Default)]
+pub struct Batch<'a> {
+    /// Messages delivered for the first time (own and received).
+    pub messages: Vec<&'a Message>,
+    /// The complete seen ranges of every origin the flush touched (from
+    /// `Node::seen_ranges`, which covers lost ranges too).
+    pub seen: Vec<SeenRanges>,
+}
+
+impl Batch<'_> {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty() && self.seen.is_empty()
+    }
+}
+
+/// What `status` shows of the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreFigures {
+    /// The database file.
+    pub path: PathBuf,
+    /// Bytes on disk: the database plus its WAL.
+    pub size_bytes: u64,
+    /// Messages stored.
+    pub messages: u64,
+}
+
+/// The open history database. Owned by the driver; every call is short
+/// (no fsync per commit), so it runs inline on the driver task.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    retention: Retention,
+    own: NodeId,
+    /// Messages in the table, kept current by inserts and prunes.
+    count: u64,
+    /// Their payload bytes.
+    bytes: u64,
+    inserts_since_prune: u64,
+}
+
+/// Why opening failed: damage (move the file aside) or anything else.
+enum OpenError {
+    Corrupt(String),
+    Other(anyhow::Error),
+}
+
+impl From<rusqlite::Error> for OpenError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+        match e.sqlite_error_code() {
+            Some(NotADatabase | DatabaseCorrupt) => OpenError::Corrupt(e.to_string()),
+            _ => OpenError::Other(e.into()),
+        }
+    }
+}
+
+impl Store {
+    /// Opens (creating or migrating) `<dir>/history.db` for node `own`.
+    /// A damaged file is moved aside with a warning and replaced.
+    pub fn open(dir: &Path, own: NodeId, retention: Retention) -> anyhow::Result<Store> {
+        let path = dir.join(FILE_NAME);
+        let conn = match open_checked(&path) {
+            Ok(conn) => conn,
+            Err(OpenError::Corrupt(why)) => {
+                let aside = move_aside(&path)?;
+                tracing::warn!(
+                    "history store {} is damaged ({why}); moved it to {} and starting with an empty history",
+                    path.display(),
+                    aside.display()
+                );
+                open_checked(&path)
+                    .map_err(|e| match e {
+                        OpenError::Corrupt(why) => anyhow::anyhow!(why),
+                        OpenError::Other(e) => e,
+                    })
+                    .with_context(|| format!("cannot create history store {}", path.display()))?
+            }
+            Err(OpenError::Other(e)) => {
+                return Err(e)
+                    .with_context(|| format!("cannot open history store {}", path.display()));
+            }
+        };
+        let (count, bytes): (i64, i64) = conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM messages",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .with_context(|| format!("cannot read history store {}", path.display()))?;
+        Ok(Store {
+            conn,
+            path,
+            retention: Retention {
+                limit: retention.limit.max(1),
+                ..retention
+            },
+            own,
+            count: u64::try_from(count).unwrap_or(0),
+            bytes: u64::try_from(bytes).unwrap_or(0),
+            inserts_since_prune: 0,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The lowest clock reading this run may stamp its messages with: the
+    /// highest of this node's stored messages and of the reading recorded
+    /// with them (which outlives their pruning).
+    pub fn clock_floor(&self) -> rusqlite::Result<Hlc> {
+        let recorded: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                params![OWN_CLOCK_KEY],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let newest: Option<(i64, u32)> = self
+            .conn
+            .query_row(
+                "SELECT ms, logical FROM messages WHERE origin = ?1
+                 ORDER BY ms DESC, logical DESC LIMIT 1",
+                params![&self.own.0[..]],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        let recorded = recorded
+            .as_deref()
+            .and_then(hlc_from_blob)
+            .unwrap_or_default();
+        let newest = newest
+            .map(|(ms, logical)| Hlc {
+                ms: encode::unkey(ms),
+                logical,
+            })
+            .unwrap_or_default();
+        Ok(recorded.max(newest))
+    }
+
+    /// The messages inside the window at wall time `now_ms`, oldest first
+    /// (history order): the newest `limit` not older than the age bound,
+    /// within the byte bound.
+    pub fn load_window(&self, now_ms: u64) -> rusqlite::Result<Vec<Message>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT origin, seq, ms, logical, origin_name, channel, text FROM messages
+             WHERE ms >= ?1
+             ORDER BY ms DESC, logical DESC, origin DESC, seq DESC LIMIT ?2",
+        )?;
+        let limit = i64::try_from(self.retention.limit).unwrap_or(i64::MAX);
+        let mut rows = stmt.query(params![key(self.retention.cutoff_ms(now_ms)), limit])?;
+        let mut newest_first = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(row) = rows.next()? {
+            let Some(message) = message_from_row(row)? else {
+                continue;
+            };
+            bytes = bytes.saturating_add(message.payload_len());
+            if bytes > self.retention.max_bytes && !newest_first.is_empty() {
+                break;
+            }
+            newest_first.push(message);
+        }
+        newest_first.reverse();
+        Ok(newest_first)
+    }
+
+    /// Every stored seen set: `(origin, ranges)`. Damaged rows are skipped
+    /// with a warning (their origin's old messages could come again).
+    pub fn load_seen(&self) -> rusqlite::Result<Vec<SeenRanges>> {
+        let mut stmt = self.conn.prepare("SELECT origin, ranges FROM seen")?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let origin: Vec<u8> = row.get(0)?;
+            let ranges: Vec<u8> = row.get(1)?;
+            match (node_id(&origin), encode::ranges_from_blob(&ranges)) {
+                (Some(origin), Some(ranges)) => out.push((origin, ranges)),
+                _ => tracing::warn!("skipping a damaged seen-set row in {}", self.path.display()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes `batch` in one transaction. When this returns `Ok` the batch
+    /// survives a kill of the process. `now_ms` stamps the seen sets (the
+    /// origin cap drops the least recently updated).
+    pub fn commit(&mut self, batch: &Batch<'_>, now_ms: u64) -> rusqlite::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.transaction()?;
+        let mut inserted = 0u64;
+        let mut inserted_bytes = 0u64;
+        let mut own_clock: Option<Hlc> = None;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO messages
+                 (origin, seq, ms, logical, origin_name, channel, text, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for message in &batch.messages {
+                let bytes = message.payload_len();
+                let changed = insert.execute(params![
+                    &message.id.origin.0[..],
+                    key(message.id.seq),
+                    key(message.ts.ms),
+                    message.ts.logical,
+                    message.origin_name,
+                    message.channel,
+                    message.text,
+                    i64::try_from(bytes).unwrap_or(i64::MAX),
+                ])?;
+                if changed > 0 {
+                    inserted += 1;
+                    inserted_bytes += u64::try_from(bytes).unwrap_or(u64::MAX);
+                }
+                if message.id.origin == self.own {
+                    own_clock = own_clock.max(Some(message.ts));
+                }
+            }
+            let mut upsert_seen = tx.prepare_cached(
+                "INSERT INTO seen (origin, ranges, updated_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (origin) DO UPDATE
+                 SET ranges = excluded.ranges, updated_ms = excluded.updated_ms",
+            )?;
+            let updated = key(now_ms);
+            for (origin, ranges) in &batch.seen {
+                upsert_seen.execute(params![&origin.0[..], ranges_blob(ranges), updated])?;
+            }
+            if let Some(ts) = own_clock {
+                tx.prepare_cached(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+                )?
+                .execute(params![OWN_CLOCK_KEY, &hlc_blob(ts)[..]])?;
+            }
+        }
+        tx.commit()?;
+        self.count += inserted;
+        self.bytes += inserted_bytes;
+        self.inserts_since_prune += inserted;
+        Ok(())
+    }
+
+    /// Whether enough inserts accumulated ([`PRUNE_EVERY_INSERTS`]) that
+    /// the caller should [`Store::prune`] now rather than at its next tick.
+    /// (Separate from the commit, so that a failed prune never makes a
+    /// committed batch look failed.)
+    pub fn prune_due(&self) -> bool {
+        self.inserts_since_prune >= PRUNE_EVERY_INSERTS
+    }
+
+    /// Applies the retention window at wall time `now_ms` (age, count,
+    /// bytes) and the seen-set cap, in one transaction.
+    pub fn prune(&mut self, now_ms: u64) -> rusqlite::Result<Pruned> {
+        self.inserts_since_prune = 0;
+        let tx = self.conn.transaction()?;
+        let mut pruned = retention::by_age(&tx, self.retention.cutoff_ms(now_ms))?;
+        pruned += retention::by_count(
+            &tx,
+            self.count.saturating_sub(pruned.messages),
+            self.retention.limit,
+        )?;
+        let max_bytes = u64::try_from(self.retention.max_bytes).unwrap_or(u64::MAX);
+        if self.bytes.saturating_sub(pruned.bytes) > max_bytes {
+            pruned += retention::by_bytes(&tx, self.retention.max_bytes)?;
+        }
+        pruned += retention::seen_origins(&tx, MAX_SEEN_ORIGINS)?;
+        tx.commit()?;
+        self.count = self.count.saturating_sub(pruned.messages);
+        self.bytes = self.bytes.saturating_sub(pruned.bytes);
+        Ok(pruned)
+    }
+
+    /// Path, size on disk and message count, for `status`.
+    pub fn figures(&self) -> StoreFigures {
+        let size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        StoreFigures {
+            path: self.path.clone(),
+            size_bytes: size(&self.path) + size(&sibling(&self.path, "-wal")),
+            messages: self.count,
+        }
+    }
+}
+
+/// Opens the file, sets WAL and `synchronous=NORMAL`, checks it, and
+/// creates or migrates the schema.
+fn open_checked(path: &Path) -> Result<Connection, OpenError> {
+    // Checked before SQLite sees the file: on a foreign file it would
+    // discard the `-wal` beside it, which is evidence worth keeping.
+    if has_foreign_header(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(OpenError::Other)?
+    {
+        return Err(OpenError::Corrupt(
+            "not an SQLite database (wrong file header)".to_owned(),
+        ));
+    }
+    let conn = Connection::open(path)?;
+    // The first statement to read the file: a non-database fails here.
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(OpenError::Other(anyhow::anyhow!(
+            "cannot switch to WAL mode (journal mode stays {mode})"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // A checkpoint (the only fsyncs in WAL mode) runs inside the commit that
+    // crosses this many WAL pages; SQLite's default (1,000) puts one every
+    // ~200 single-message commits and halves the commit rate.
+    let _: i64 = conn.query_row(
+        &format!("PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}"),
+        [],
+        |row| row.get(0),
+    )?;
+    // After a checkpoint the WAL is cut back to this size.
+    let _: i64 = conn.query_row(
+        &format!("PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}"),
+        [],
+        |row| row.get(0),
+    )?;
+    let check: String = conn.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
+    if check != "ok" {
+        return Err(OpenError::Corrupt(format!("quick_check: {check}")));
+    }
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(OpenError::Other(anyhow::anyhow!(
+            "schema version {version} was written by a newer rossipd (this one knows {SCHEMA_VERSION})"
+        )));
+    }
+    if version < SCHEMA_VERSION {
+        conn.execute_batch(&format!(
+            "BEGIN; {CREATE_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        ))?;
+    }
+    Ok(conn)
+}
+
+/// The 16 bytes every SQLite database file starts with.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Whether `path` exists, is not empty (SQLite makes an empty file a new
+/// database) and does not start like a database.
+fn has_foreign_header(path: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let mut head = Vec::with_capacity(SQLITE_HEADER.len());
+    file.take(SQLITE_HEADER.len() as u64)
+        .read_to_end(&mut head)?;
+    Ok(!head.is_empty() && head != SQLITE_HEADER)
+}
+
+/// Renames a damaged database and its `-wal`/`-shm` to
+/// `history.db.corrupt-<unix time>[-wal|-shm]`; returns the new main path.
+fn move_aside(path: &Path) -> anyhow::Result<PathBuf> {
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let aside = sibling(path, &format!(".corrupt-{stamp}"));
+    for suffix in ["", "-wal", "-shm"] {
+        let from = sibling(path, suffix);
+        let to = sibling(&aside, suffix);
+        match std::fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !suffix.is_empty() => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "history store {} is damaged and cannot be moved to {}",
+                        from.display(),
+                        to.display()
+                    )
+                });
+            }
+        }
+    }
+    if !aside.exists() {
+        bail!(
+            "moving {} aside left no {}",
+            path.display(),
+            aside.display()
+        );
+    }
+    Ok(aside)
+}
+
+/// `path` with `suffix` appended to its file name.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
