@@ -66,6 +66,10 @@ pub mod code {
     pub const TOO_MANY_SUBSCRIPTIONS: i64 = -32007;
     /// The node has left the cluster or is shutting down; it accepts no new messages.
     pub const NOT_IN_CLUSTER: i64 = -32008;
+    /// `send`: the history window stayed full of recent messages (a sender
+    /// faster than the window allows); nothing was accepted. `data.retry_after_ms`
+    /// says when to try again.
+    pub const BUSY: i64 = -32009;
 }
 
 /// A request (or, without `id`, a notification) as received. Deserialized
@@ -474,6 +478,35 @@ pub struct MessageCounts {
     pub duplicates: u64,
     /// Messages currently held in history.
     pub in_history: u64,
+    /// Payload bytes (text, channel, name) held in history.
+    #[serde(default)]
+    pub history_bytes: u64,
+    /// Messages sent to other nodes as repairs (anti-entropy).
+    #[serde(default)]
+    pub repairs_sent: u64,
+    /// Gap pulls sent (a missing message noticed and asked for at once).
+    #[serde(default)]
+    pub gap_pulls: u64,
+    /// Messages given up because no member held them any more: they left
+    /// every history window before reaching this node. Each is also logged.
+    #[serde(default)]
+    pub lost: u64,
+    /// `send`s held for room in the history window (back-pressure).
+    #[serde(default)]
+    pub sends_held: u64,
+    /// `send`s refused with the `BUSY` code after waiting.
+    #[serde(default)]
+    pub sends_refused: u64,
+    /// `send`s waiting now.
+    #[serde(default)]
+    pub sends_waiting: u64,
+    /// Large messages being reassembled now.
+    #[serde(default)]
+    pub partial: u64,
+    /// Incomplete large messages dropped for a bound or timeout (they come
+    /// again through anti-entropy).
+    #[serde(default)]
+    pub partial_evicted: u64,
 }
 
 /// Datagram counters.

@@ -15,7 +15,12 @@ pub const DEFAULT_PORT: u16 = 7465;
 pub const DEFAULT_CLUSTER: &str = "rossip";
 
 /// Messages kept in the in-memory history.
-pub const DEFAULT_HISTORY: usize = 10_000;
+pub const DEFAULT_HISTORY: usize = rossip_proto::node::DEFAULT_HISTORY_LIMIT;
+
+/// The largest `--max-message-bytes`: a text this long still fits one
+/// JSON-RPC request line (1 MiB) with room for the JSON around it and some
+/// escaping.
+pub const MAX_MESSAGE_BYTES_LIMIT: usize = 960 * 1024;
 
 /// Socket mode of a user daemon: only the owner may talk to it.
 pub const USER_SOCKET_MODE: u32 = 0o600;
@@ -55,6 +60,8 @@ pub struct Config {
     pub history_max_bytes: usize,
     /// The age bound of the history window; `None`: no age bound.
     pub history_max_age: Option<Duration>,
+    /// Largest message text `send` accepts, in bytes.
+    pub max_message_bytes: usize,
     /// How long failed and left members stay listed before they are
     /// forgotten.
     pub reap_after: Duration,
@@ -79,6 +86,7 @@ impl Config {
             history_max_bytes: rossip_proto::node::DEFAULT_HISTORY_MAX_BYTES,
             history_max_age: Some(rossip_proto::node::DEFAULT_HISTORY_MAX_AGE),
             reap_after: rossip_proto::node::REMOVE_DOWN_AFTER,
+            max_message_bytes: rossip_proto::node::DEFAULT_MAX_TEXT_BYTES,
         }
     }
 }

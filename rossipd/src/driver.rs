@@ -29,6 +29,7 @@ use crate::state::StateDir;
 use crate::store::Store;
 use crate::views::{self, WallClock};
 
+mod backpressure;
 mod persist;
 mod status;
 
@@ -176,6 +177,8 @@ pub struct Driver {
     store_errors: u64,
     /// Sends answered after the next commit.
     pending_sends: Vec<PendingSend>,
+    /// Sends held for room in the history window; see `backpressure`.
+    deferred: backpressure::Deferred,
 }
 
 impl std::fmt::Debug for Driver {
@@ -213,6 +216,7 @@ impl Driver {
             store,
             store_errors: 0,
             pending_sends: Vec::new(),
+            deferred: backpressure::Deferred::default(),
         };
         driver.greet_cached_peers(&greet);
         driver
@@ -257,6 +261,13 @@ impl Driver {
         let exit = loop {
             self.flush().await;
             let deadline = self.node.poll_timeout();
+            let retry_at = self.deferred.retry_at();
+            let retry = async {
+                match retry_at {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             let sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -281,6 +292,7 @@ impl Driver {
                     None => discovery_open = false,
                 },
                 () = sleep => self.node.handle_timeout(Instant::now()),
+                () = retry => self.retry_deferred(Instant::now()),
                 _ = cache_tick.tick() => {
                     let live = self.live_peers();
                     self.peer_cache.save_if_changed(live);
@@ -363,13 +375,7 @@ impl Driver {
                 channel,
                 text,
                 reply,
-            } => match self.publish(&channel, &text, now) {
-                // Answered by the flush that commits it.
-                Ok(view) => self.pending_sends.push((reply, view)),
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
+            } => self.on_send(channel, text, reply, now),
             Command::History { query, reply } => {
                 let _ = reply.send(self.select(&query));
             }
@@ -426,24 +432,26 @@ impl Driver {
         None
     }
 
+    /// Publishes; `Err(Ok(retry_after))` when the history window has no
+    /// room yet (see `backpressure`), `Err(Err(e))` for a refusal.
     fn publish(
         &mut self,
         channel: &str,
         text: &str,
         now: Instant,
-    ) -> Result<MessageView, ErrorObject> {
+    ) -> Result<MessageView, Result<Duration, ErrorObject>> {
         // The sequence number must be reserved on disk before it is used, so
         // that a crash right after can never lead to its reuse.
         if let Err(e) = self.state.ensure_reserved(self.node.next_seq()) {
             tracing::error!("cannot reserve message sequence numbers: {e:#}");
-            return Err(ErrorObject::new(
+            return Err(Err(ErrorObject::new(
                 rpc::code::INTERNAL_ERROR,
                 format!("cannot write state: {e:#}"),
-            ));
+            )));
         }
         match self.node.publish(channel, text, views::unix_ms_now(), now) {
             Ok(message) => Ok(MessageView::from(&message)),
-            Err(e) => Err(publish_error(e)),
+            Err(e) => Err(backpressure::classify(e)),
         }
     }
 
@@ -560,11 +568,11 @@ fn publish_error(e: PublishError) -> ErrorObject {
         }
         PublishError::Channel(_) => rpc::code::INVALID_CHANNEL,
         PublishError::Left => rpc::code::NOT_IN_CLUSTER,
-        // No code of its own in the API table yet: the data says when to
-        // retry, so a client can back off.
+        // Held by `backpressure` rather than answered; if it gets here, the
+        // data says when to retry.
         PublishError::Busy { retry_after } => {
             return ErrorObject::with_data(
-                rpc::code::INTERNAL_ERROR,
+                rpc::code::BUSY,
                 e.to_string(),
                 serde_json::json!({
                     "retry_after_ms": u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)

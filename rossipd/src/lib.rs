@@ -88,6 +88,7 @@ pub async fn run(
     node_config.first_seq = first_seq;
     node_config.history_limit = config.history_limit;
     node_config.history_max_bytes = config.history_max_bytes;
+    node_config.max_text_bytes = config.max_message_bytes;
     node_config.history_max_age = config.history_max_age;
     node_config.reap_after = config.reap_after;
     node_config.rng_seed = u64::from_le_bytes(seed);
@@ -230,6 +231,12 @@ fn validate(config: &Config) -> anyhow::Result<()> {
     }
     if config.history_max_bytes == 0 {
         bail!("--history-max-bytes must be at least 1");
+    }
+    if config.max_message_bytes == 0 || config.max_message_bytes > config::MAX_MESSAGE_BYTES_LIMIT {
+        bail!(
+            "--max-message-bytes must be between 1 and {} (a message must fit one request line)",
+            config::MAX_MESSAGE_BYTES_LIMIT
+        );
     }
     if config.history_max_age.is_some_and(|age| age.is_zero()) {
         bail!("--history-max-age must be at least 1s (`none` removes the age bound)");

@@ -90,6 +90,17 @@ struct Args {
     )]
     history_max_bytes: usize,
 
+    /// Largest message text `send` accepts, in bytes (at most 983040); larger messages
+    /// travel as ~1.3 KB fragments
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "ROSSIP_MAX_MESSAGE_BYTES",
+        default_value_t = rossip_proto::node::DEFAULT_MAX_TEXT_BYTES,
+        value_parser = parse_max_bytes
+    )]
+    max_message_bytes: usize,
+
     /// How long failed and left members stay listed (`peers --all`) before they are
     /// forgotten, e.g. 30m, 1h, 2d
     #[arg(
@@ -132,6 +143,7 @@ impl Args {
         c.history_limit = self.history;
         c.history_max_age = self.history_max_age.0;
         c.history_max_bytes = self.history_max_bytes;
+        c.max_message_bytes = self.max_message_bytes;
         c.reap_after = self.reap_after.into();
         c
     }

@@ -30,6 +30,9 @@ fn help_lists_the_flags() {
         "--no-mdns",
         "--iface",
         "--history",
+        "--history-max-age",
+        "--history-max-bytes",
+        "--max-message-bytes",
         "--reap-after",
         "--log-level",
     ] {
@@ -91,6 +94,28 @@ fn a_bad_cluster_label_is_refused_with_a_reason() {
         !dir.join("s.sock").exists(),
         "a refused start must not leave a socket behind"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_message_size_limit_beyond_one_request_line_is_refused() {
+    let dir = temp_dir("maxmsg");
+    let out = start_refused(
+        &dir,
+        &dir.join("state"),
+        &["--max-message-bytes", "2000000"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--max-message-bytes must be between 1 and 983040"),
+        "stderr: {stderr}"
+    );
+    let out = rossipd()
+        .args(["--max-message-bytes", "0"])
+        .output()
+        .expect("run rossipd");
+    assert_eq!(out.status.code(), Some(2), "0 is a usage error");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

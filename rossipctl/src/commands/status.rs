@@ -63,8 +63,16 @@ fn lines(s: &StatusResult) -> Vec<String> {
             s.membership.failures_postponed
         ),
         format!(
-            "messages: {} sent, {} received, {} duplicates, {} in history",
-            m.sent, m.received, m.duplicates, m.in_history
+            "messages: {} sent, {} received, {} duplicates, {} in history ({} bytes)",
+            m.sent, m.received, m.duplicates, m.in_history, m.history_bytes
+        ),
+        format!(
+            "repair: {} repairs sent, {} gap pulls, {} lost, {} large messages partly received ({} dropped incomplete)",
+            m.repairs_sent, m.gap_pulls, m.lost, m.partial, m.partial_evicted
+        ),
+        format!(
+            "back-pressure: {} sends held, {} waiting, {} refused busy",
+            m.sends_held, m.sends_waiting, m.sends_refused
         ),
         format!(
             "datagrams: {} received ({} bytes), {} sent ({} bytes)",
@@ -119,6 +127,15 @@ mod tests {
                 received: 5,
                 duplicates: 6,
                 in_history: 9,
+                history_bytes: 900,
+                repairs_sent: 12,
+                gap_pulls: 3,
+                lost: 0,
+                sends_held: 20,
+                sends_waiting: 0,
+                sends_refused: 1,
+                partial: 0,
+                partial_evicted: 0,
             },
             datagrams: DatagramCounts {
                 received: 10,
@@ -144,7 +161,9 @@ mod tests {
             "uptime: 1h02m",
             "peers: 2 alive, 1 suspect, 0 failed, 3 left",
             "membership: generation 1795497469, 2 suspicions of this node refuted, 1 failures postponed",
-            "messages: 4 sent, 5 received, 6 duplicates, 9 in history",
+            "messages: 4 sent, 5 received, 6 duplicates, 9 in history (900 bytes)",
+            "repair: 12 repairs sent, 3 gap pulls, 0 lost, 0 large messages partly received (0 dropped incomplete)",
+            "back-pressure: 20 sends held, 0 waiting, 1 refused busy",
             "datagrams: 10 received (1200 bytes), 11 sent (1300 bytes)",
             "datagrams dropped: 2 malformed, 1 wrong_cluster",
             "subscriber drops: 7",

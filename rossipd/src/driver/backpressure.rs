@@ -1,0 +1,173 @@
+//! Back-pressure on senders faster than the history window allows.
+//!
+//! The node refuses a publish that would evict a message younger than
+//! [`rossip_proto::node::MIN_RETENTION`] ([`PublishError::Busy`]): members
+//! that lost a datagram may still be pulling it. Rather than fail such a
+//! `send`, the driver holds it (and every send after it, to keep their
+//! order) and retries when the oldest message is old enough. The client's
+//! answer is simply late; a pipelining client stops getting answers and so
+//! slows down. A send held longer than [`MAX_SEND_WAIT`], or one that finds
+//! [`MAX_DEFERRED_SENDS`] already waiting, is refused with the `BUSY` code:
+//! refused visibly, never accepted and then dropped.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use rossip_proto::PublishError;
+use rossip_proto::rpc::{self, ErrorObject, MessageView};
+use tokio::sync::oneshot;
+
+use super::Driver;
+
+/// Sends held at most, over all clients.
+pub const MAX_DEFERRED_SENDS: usize = 4096;
+
+/// Longest a send is held before it is refused.
+pub const MAX_SEND_WAIT: Duration = Duration::from_secs(10);
+
+/// A `send` waiting for room in the history window.
+#[derive(Debug)]
+pub(super) struct DeferredSend {
+    channel: String,
+    text: String,
+    reply: oneshot::Sender<Result<MessageView, ErrorObject>>,
+    since: Instant,
+}
+
+/// The held sends and when to try again.
+#[derive(Debug, Default)]
+pub(super) struct Deferred {
+    queue: VecDeque<DeferredSend>,
+    retry_at: Option<Instant>,
+    /// Sends refused after waiting or for lack of room (for `status`).
+    pub(super) refused: u64,
+    /// Sends that had to wait.
+    pub(super) held: u64,
+}
+
+impl Deferred {
+    /// When the driver should call [`Driver::retry_deferred`].
+    pub(super) fn retry_at(&self) -> Option<Instant> {
+        self.retry_at.filter(|_| !self.queue.is_empty())
+    }
+
+    /// Sends waiting now.
+    pub(super) fn len(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+/// The `BUSY` error for a send that could not get into the window.
+fn busy(why: String, retry_after: Duration) -> ErrorObject {
+    ErrorObject::with_data(
+        rpc::code::BUSY,
+        why,
+        serde_json::json!({
+            "retry_after_ms": u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)
+        }),
+    )
+}
+
+impl Driver {
+    /// A `send` command: published now, or held behind earlier held ones.
+    pub(super) fn on_send(
+        &mut self,
+        channel: String,
+        text: String,
+        reply: oneshot::Sender<Result<MessageView, ErrorObject>>,
+        now: Instant,
+    ) {
+        if self.deferred.queue.is_empty() {
+            match self.publish(&channel, &text, now) {
+                // Answered by the flush that commits it.
+                Ok(view) => self.pending_sends.push((reply, view)),
+                Err(Err(e)) => {
+                    let _ = reply.send(Err(e));
+                }
+                Err(Ok(retry_after)) => self.hold(channel, text, reply, now, retry_after),
+            }
+            return;
+        }
+        self.hold(channel, text, reply, now, Duration::ZERO);
+    }
+
+    fn hold(
+        &mut self,
+        channel: String,
+        text: String,
+        reply: oneshot::Sender<Result<MessageView, ErrorObject>>,
+        now: Instant,
+        retry_after: Duration,
+    ) {
+        if self.deferred.queue.len() >= MAX_DEFERRED_SENDS {
+            self.deferred.refused += 1;
+            let _ = reply.send(Err(busy(
+                format!(
+                    "{MAX_DEFERRED_SENDS} sends are already waiting for room in the history \
+                     window; retry later"
+                ),
+                rossip_proto::node::MIN_RETENTION,
+            )));
+            return;
+        }
+        if self.deferred.queue.is_empty() {
+            tracing::info!(
+                ?retry_after,
+                "history window full of recent messages: holding sends (back-pressure)"
+            );
+            self.deferred.retry_at = Some(now + retry_after);
+        }
+        self.deferred.held += 1;
+        self.deferred.queue.push_back(DeferredSend {
+            channel,
+            text,
+            reply,
+            since: now,
+        });
+    }
+
+    /// Publishes held sends, oldest first, while the window has room;
+    /// refuses those held too long.
+    pub(super) fn retry_deferred(&mut self, now: Instant) {
+        while let Some(send) = self.deferred.queue.pop_front() {
+            if send.reply.is_closed() {
+                // The client went away before its send was accepted: nothing
+                // was promised, nothing is published.
+                continue;
+            }
+            let waited = now.saturating_duration_since(send.since);
+            match self.publish(&send.channel, &send.text, now) {
+                Ok(view) => self.pending_sends.push((send.reply, view)),
+                Err(Err(e)) => {
+                    let _ = send.reply.send(Err(e));
+                }
+                Err(Ok(_)) if waited >= MAX_SEND_WAIT => {
+                    self.deferred.refused += 1;
+                    let _ = send.reply.send(Err(busy(
+                        format!(
+                            "the history window stayed full of messages younger than {:?} for \
+                             {waited:?}; retry later",
+                            rossip_proto::node::MIN_RETENTION
+                        ),
+                        rossip_proto::node::MIN_RETENTION,
+                    )));
+                }
+                Err(Ok(retry_after)) => {
+                    self.deferred.queue.push_front(send);
+                    self.deferred.retry_at = Some(now + retry_after);
+                    return;
+                }
+            }
+        }
+        self.deferred.retry_at = None;
+    }
+}
+
+/// `Ok(retry_after)` for a Busy refusal (hold the send), `Err` for the
+/// others (answer with it).
+pub(super) fn classify(e: PublishError) -> Result<Duration, ErrorObject> {
+    match e {
+        PublishError::Busy { retry_after } => Ok(retry_after),
+        other => Err(super::publish_error(other)),
+    }
+}
