@@ -34,6 +34,7 @@ mod contact;
 mod dissemination;
 mod fragments;
 mod history;
+mod member_sync;
 mod membership;
 mod outbox;
 mod suspicion;
@@ -47,6 +48,10 @@ pub use anti_entropy::{
 pub use contact::{HELLO_MIN_INTERVAL, LEFT_FORWARD_FANOUT};
 pub use dissemination::{GAP_PULL_DELAY, MAX_CLOCK_AHEAD, MIN_RETENTION};
 pub use fragments::{MAX_PARTIALS, PARTIAL_TIMEOUT, REASSEMBLY_MAX_BYTES};
+pub use member_sync::{
+    FINGERPRINT_BYTES, MAX_FINGERPRINTS_PER_DIGEST, MEMBER_SYNC_GROWING_INTERVAL,
+    MEMBER_SYNC_INTERVAL, member_fingerprint, member_hash,
+};
 pub use suspicion::{MAX_POSTPONES, NUDGE_INTERVAL, POSTPONE_STEP};
 pub use swim::{
     IMMEDIATE_GOSSIP_MIN_INTERVAL, PERIODIC_ANNOUNCE_DOWN_INTERVAL, PERIODIC_ANNOUNCE_INTERVAL,
@@ -346,8 +351,13 @@ pub struct Stats {
     pub bytes_sent: u64,
     /// Drops by reason: the [`wire::DecodeError::reason`] names, plus
     /// `from_self`, `after_leave`, `invalid_message`, `invalid_hello`,
-    /// `digest_from_non_member`, `swim_rejected` (foca refused a packet),
-    /// and encode failures (`encode_too_large`, `encode_failed`).
+    /// `digest_from_non_member`, `gone_from_non_member`,
+    /// `swim_rejected` (foca refused a packet), fragments
+    /// (`invalid_fragment`, `fragment_mismatch`, `corrupt_reassembly`),
+    /// member sync (`member_digest_from_non_member`,
+    /// `member_sync_from_non_member`, `member_sync_unsolicited`,
+    /// `invalid_member_sync_identity`), and encode failures
+    /// (`encode_too_large`, `encode_failed`).
     pub dropped: BTreeMap<&'static str, u64>,
     /// Published here.
     pub messages_sent: u64,
@@ -419,6 +429,8 @@ pub struct Node {
     heads: BTreeMap<NodeId, Instant>,
     /// When the last new message arrived or was published.
     last_message_at: Option<Instant>,
+    /// Membership anti-entropy; see `member_sync`.
+    member_sync: member_sync::MemberSyncState,
 }
 
 impl std::fmt::Debug for Node {
@@ -495,6 +507,7 @@ impl Node {
             gap_pulls: BTreeMap::new(),
             heads: BTreeMap::new(),
             last_message_at: None,
+            member_sync: member_sync::MemberSyncState::new(config.rng_seed),
             config,
         }
     }
@@ -544,6 +557,22 @@ impl Node {
             wire::Body::Left { id, generation } => {
                 self.on_left_notice(header.sender, id, generation, now);
             }
+            wire::Body::MemberDigest {
+                stamp_us,
+                after,
+                through,
+                fingerprints,
+            } => self.on_member_digest(header.sender, stamp_us, after, through, fingerprints),
+            wire::Body::MemberSync {
+                reply_to,
+                complete,
+                identities,
+            } => self.on_member_sync(header.sender, reply_to, complete, identities, now),
+            wire::Body::MemberSummary {
+                stamp_us,
+                count,
+                sum,
+            } => self.on_member_summary(header.sender, stamp_us, count, sum),
         }
         // After handling, so that the first datagram of a new member counts.
         self.members.saw(header.sender, now);
@@ -561,6 +590,7 @@ impl Node {
                 TimerKind::Nudge(id, chain) => self.on_nudge_timer(id, chain, now),
                 TimerKind::DeferredGossip => self.on_deferred_gossip(now),
                 TimerKind::GapPull(origin) => self.on_gap_pull(origin, now),
+                TimerKind::MemberSync => self.member_sync_round(now),
             }
         }
     }

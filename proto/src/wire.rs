@@ -315,6 +315,49 @@ pub enum Body {
     /// Messages the receiver's digest lacked that the sender has seen but
     /// no longer holds (they left its history window).
     Gone(Vec<GoneRange>),
+    /// Membership anti-entropy request: "these are the runs of nodes whose
+    /// id lies in `(after, through]` that I know; send me the members you
+    /// know there that I lack" (see `node::member_sync`). Complete for its
+    /// slice: a node in the range without a fingerprint is one the sender
+    /// does not know.
+    MemberDigest {
+        /// The sender's clock (microseconds, its own scale), echoed by the
+        /// answer.
+        stamp_us: u64,
+        /// Exclusive lower bound of the ids covered (`None`: from the start).
+        after: Option<NodeId>,
+        /// Inclusive upper bound of the ids covered (`None`: to the end).
+        through: Option<NodeId>,
+        /// `node::member_fingerprint` of (id, generation) of every node the
+        /// sender knows in the slice (itself included, any state), in any
+        /// order.
+        fingerprints: Vec<[u8; 4]>,
+    },
+    /// The answer to a [`Body::MemberDigest`] (alive and suspect members of
+    /// the slice whose run the digest did not list) or to a
+    /// [`Body::MemberSummary`] (no identities).
+    MemberSync {
+        /// The request's `stamp_us`, echoed.
+        reply_to: u64,
+        /// To a digest: whether every such member fit in this datagram. To a
+        /// summary: whether it matched the answerer's own.
+        complete: bool,
+        /// Their identities.
+        identities: Vec<Identity>,
+    },
+    /// The cheap form of [`Body::MemberDigest`], for a stable view: a
+    /// summary of the runs of the alive and suspect nodes the sender knows
+    /// (itself included). If the receiver's summary differs, the sender
+    /// pulls the digest slices.
+    MemberSummary {
+        /// The sender's clock (microseconds, its own scale), echoed by the
+        /// answer.
+        stamp_us: u64,
+        /// How many nodes.
+        count: u64,
+        /// The wrapping sum of their `node::member_hash`es.
+        sum: u64,
+    },
 }
 
 /// Why a datagram was refused. [`DecodeError::reason`] names the counter.
@@ -549,6 +592,22 @@ mod tests {
                 last: 4,
             }]),
             Body::Repair(vec![Payload::Whole(message)]),
+            Body::MemberDigest {
+                stamp_us: 8,
+                after: Some(NodeId([1; 16])),
+                through: None,
+                fingerprints: vec![[1, 2, 3, 4], [0xff; 4]],
+            },
+            Body::MemberSync {
+                reply_to: 8,
+                complete: false,
+                identities: vec![Identity::for_tests(4)],
+            },
+            Body::MemberSummary {
+                stamp_us: 9,
+                count: 1000,
+                sum: u64::MAX,
+            },
         ];
         for body in bodies {
             let bytes = encode(&header(), &body).expect("encode");

@@ -81,6 +81,27 @@ fn valid_datagrams() -> Vec<Vec<u8>> {
             id: Sim::id(3),
             generation: 1,
         },
+        Body::MemberDigest {
+            stamp_us: 6,
+            after: Some(Sim::id(0)),
+            through: None,
+            fingerprints: vec![[1, 2, 3, 4], [5, 6, 7, 8]],
+        },
+        Body::MemberSync {
+            reply_to: 6,
+            complete: true,
+            identities: vec![Identity {
+                id: Sim::id(2),
+                addr: Sim::addr(2),
+                name: "gamma".into(),
+                generation: 1,
+            }],
+        },
+        Body::MemberSummary {
+            stamp_us: 7,
+            count: 3,
+            sum: 0x1234_5678_9abc_def0,
+        },
         Body::Digest(Digest {
             stamp_us: 5,
             reply_to: None,
@@ -129,11 +150,12 @@ fn mutate(rng: &mut StdRng, valid: &[Vec<u8>]) -> Vec<u8> {
             let mut bytes = base[..wire::HEADER_LEN].to_vec();
             let mut body = vec![0u8; rng.random_range(0..200)];
             rng.fill(&mut body[..]);
-            // Keep a valid body tag half the time, so variants get parsed.
+            // Keep a valid body tag half the time, so variants get parsed
+            // (`valid` holds one datagram per body kind).
             if let Some(first) = body.first_mut()
                 && rng.random_bool(0.5)
             {
-                *first %= 6;
+                *first %= u8::try_from(valid.len()).unwrap_or(u8::MAX);
             }
             bytes.extend_from_slice(&body);
             bytes

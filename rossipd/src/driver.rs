@@ -35,7 +35,7 @@ mod status;
 
 /// Events buffered for subscribers. A subscriber further behind than this
 /// gets a `lagged` notice instead of unbounded memory.
-pub const EVENT_BUFFER: usize = 4096;
+pub const EVENT_BUFFER: usize = 8192;
 
 /// Largest datagram we read; larger ones are truncated by the kernel and
 /// then refused by the wire decoder (counted as oversized/malformed).

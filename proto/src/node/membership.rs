@@ -8,8 +8,10 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::ops::Bound;
 use std::time::{Duration, Instant};
 
+use super::member_sync::member_hash;
 use super::{Member, PeerChange, PeerState, truncate_at_char_boundary};
 use crate::id::NodeId;
 use crate::message::MAX_NAME_BYTES;
@@ -26,6 +28,21 @@ struct Record {
 #[derive(Debug, Default)]
 pub(super) struct Membership {
     records: BTreeMap<NodeId, Record>,
+    /// How many records are alive or suspect, and the wrapping sum of
+    /// [`member_hash`] over their runs: kept up to date (see
+    /// [`Membership::tracked`]) so that a member-sync summary costs nothing
+    /// per round.
+    active_count: u64,
+    active_hash_sum: u64,
+}
+
+/// [`member_hash`] of the run `record` follows, if it is alive or suspect.
+fn active_hash(record: &Record) -> Option<u64> {
+    record
+        .member
+        .state
+        .is_active()
+        .then(|| member_hash(&record.member.id, record.identity.generation))
 }
 
 fn display_name(identity: &Identity) -> String {
@@ -133,19 +150,56 @@ impl Membership {
             .any(|r| r.member.state.is_active() && r.member.addr == addr)
     }
 
+    /// How many members are alive or suspect, and the wrapping sum of
+    /// [`member_hash`] over the runs the table follows of those.
+    pub(super) fn active_summary(&self) -> (u64, u64) {
+        (self.active_count, self.active_hash_sum)
+    }
+
+    /// Every member after `after` (all if `None`), in any state, by id: its
+    /// id and the generation the table follows.
+    pub(super) fn known_after(
+        &self,
+        after: Option<NodeId>,
+    ) -> impl Iterator<Item = (NodeId, u64)> + '_ {
+        self.records_after(after)
+            .map(|r| (r.member.id, r.identity.generation))
+    }
+
+    /// The identities of alive and suspect members after `after` (all if
+    /// `None`), by id.
+    pub(super) fn active_identities_after(
+        &self,
+        after: Option<NodeId>,
+    ) -> impl Iterator<Item = &Identity> + '_ {
+        self.records_after(after)
+            .filter(|r| r.member.state.is_active())
+            .map(|r| &r.identity)
+    }
+
+    /// Records with an id after `after` (all if `None`), by id.
+    fn records_after(&self, after: Option<NodeId>) -> impl Iterator<Item = &Record> + '_ {
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.records
+            .range((start, Bound::Unbounded))
+            .map(|(_, r)| r)
+    }
+
     /// foca: `identity` is up (new, back, or a newer run).
     pub(super) fn up(&mut self, identity: &Identity, now: Instant) -> Option<PeerChange> {
-        match self.records.get_mut(&identity.id) {
-            Some(record) => {
-                if record.identity.generation > identity.generation {
-                    return None;
-                }
-                let restarted = record.identity.generation != identity.generation;
-                adopt(record, identity);
-                transition(record, PeerState::Alive, now)
-                    .or_else(|| restarted.then(|| same_state_change(record, now)))
-            }
-            None => {
+        match self.records.contains_key(&identity.id) {
+            true => self
+                .tracked(identity.id, |record| {
+                    if record.identity.generation > identity.generation {
+                        return None;
+                    }
+                    let restarted = record.identity.generation != identity.generation;
+                    adopt(record, identity);
+                    transition(record, PeerState::Alive, now)
+                        .or_else(|| restarted.then(|| same_state_change(record, now)))
+                })
+                .flatten(),
+            false => {
                 let member = Member {
                     id: identity.id,
                     name: display_name(identity),
@@ -157,13 +211,12 @@ impl Membership {
                     generation: identity.generation,
                     incarnation: 0,
                 };
-                self.records.insert(
-                    identity.id,
-                    Record {
-                        member: member.clone(),
-                        identity: identity.clone(),
-                    },
-                );
+                let record = Record {
+                    member: member.clone(),
+                    identity: identity.clone(),
+                };
+                self.account(None, active_hash(&record));
+                self.records.insert(identity.id, record);
                 Some(PeerChange {
                     member,
                     previous: None,
@@ -174,13 +227,15 @@ impl Membership {
 
     /// foca: `identity` is down. Failed, unless it left.
     pub(super) fn down(&mut self, identity: &Identity, now: Instant) -> Option<PeerChange> {
-        let record = self.records.get_mut(&identity.id)?;
-        if record.identity.generation > identity.generation
-            || record.member.state == PeerState::Left
-        {
-            return None;
-        }
-        transition(record, PeerState::Failed, now)
+        self.tracked(identity.id, |record| {
+            if record.identity.generation > identity.generation
+                || record.member.state == PeerState::Left
+            {
+                return None;
+            }
+            transition(record, PeerState::Failed, now)
+        })
+        .flatten()
     }
 
     /// foca: `new` replaced `old` (a restart). If the liveness changed, an
@@ -188,13 +243,15 @@ impl Membership {
     /// than it could be declared failed) the new run is reported with the
     /// state unchanged, so subscribers see every restart.
     pub(super) fn rename(&mut self, new: &Identity, now: Instant) -> Option<PeerChange> {
-        let record = self.records.get_mut(&new.id)?;
-        if record.identity.generation > new.generation {
-            return None;
-        }
-        let changed = record.identity != *new;
-        adopt(record, new);
-        (changed && record.member.state.is_active()).then(|| same_state_change(record, now))
+        self.tracked(new.id, |record| {
+            if record.identity.generation > new.generation {
+                return None;
+            }
+            let changed = record.identity != *new;
+            adopt(record, new);
+            (changed && record.member.state.is_active()).then(|| same_state_change(record, now))
+        })
+        .flatten()
     }
 
     /// The member `id` says its run `generation` leaves. Returns the change
@@ -206,14 +263,39 @@ impl Membership {
         generation: u64,
         now: Instant,
     ) -> (Option<PeerChange>, Option<Identity>) {
-        let Some(record) = self.records.get_mut(&id) else {
-            return (None, None);
-        };
-        if record.identity.generation > generation {
-            return (None, None);
+        self.tracked(id, |record| {
+            if record.identity.generation > generation {
+                return (None, None);
+            }
+            let change = transition(record, PeerState::Left, now);
+            (change, Some(record.identity.clone()))
+        })
+        .unwrap_or((None, None))
+    }
+
+    /// Runs `change` on the record of `id` (if any), keeping the summary of
+    /// active runs up to date. Every change of a record's state or run goes
+    /// through here (or is an insertion or removal, accounted for there).
+    fn tracked<R>(&mut self, id: NodeId, change: impl FnOnce(&mut Record) -> R) -> Option<R> {
+        let record = self.records.get_mut(&id)?;
+        let before = active_hash(record);
+        let result = change(record);
+        let after = active_hash(record);
+        self.account(before, after);
+        Some(result)
+    }
+
+    /// Replaces a record's contribution `before` to the active summary with
+    /// `after`.
+    fn account(&mut self, before: Option<u64>, after: Option<u64>) {
+        if let Some(hash) = before {
+            self.active_count -= 1;
+            self.active_hash_sum = self.active_hash_sum.wrapping_sub(hash);
         }
-        let change = transition(record, PeerState::Left, now);
-        (change, Some(record.identity.clone()))
+        if let Some(hash) = after {
+            self.active_count += 1;
+            self.active_hash_sum = self.active_hash_sum.wrapping_add(hash);
+        }
     }
 
     /// foca's view says `identity` is at `incarnation`.
@@ -245,10 +327,12 @@ impl Membership {
 
     /// foca forgot `identity` (down for [`super::NodeConfig::reap_after`]).
     pub(super) fn forget(&mut self, identity: &Identity) {
-        if let Some(record) = self.records.get(&identity.id)
-            && record.identity == *identity
-            && !record.member.state.is_active()
-        {
+        let forgettable = self
+            .records
+            .get(&identity.id)
+            .is_some_and(|record| record.identity == *identity && !record.member.state.is_active());
+        if forgettable {
+            // Not active, so not part of the summary.
             self.records.remove(&identity.id);
         }
     }
@@ -285,6 +369,47 @@ mod tests {
 
         table.forget(&identity(2));
         assert_eq!(table.len(), 0);
+    }
+
+    /// The active summary recomputed from scratch.
+    fn recomputed(table: &Membership) -> (u64, u64) {
+        table
+            .active_identities_after(None)
+            .fold((0, 0), |(count, sum), identity| {
+                let hash = member_hash(&identity.id, identity.generation);
+                (count + 1, sum.wrapping_add(hash))
+            })
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // one real Instant as the origin of virtual time
+    fn the_active_summary_follows_every_change() {
+        let now = Instant::now();
+        let mut table = Membership::default();
+        assert_eq!(table.active_summary(), (0, 0));
+        table.up(&identity(1), now);
+        let other = Identity {
+            id: NodeId([2; 16]),
+            ..identity(7)
+        };
+        table.up(&other, now);
+        assert_eq!(table.active_summary().0, 2);
+        assert_eq!(table.active_summary(), recomputed(&table));
+        table.rename(&identity(2), now);
+        assert_eq!(table.active_summary(), recomputed(&table));
+        table.set_suspect(&identity(2), true, now);
+        assert_eq!(table.active_summary(), recomputed(&table));
+        table.down(&identity(2), now);
+        assert_eq!(table.active_summary().0, 1, "failed is not active");
+        assert_eq!(table.active_summary(), recomputed(&table));
+        table.up(&identity(3), now);
+        assert_eq!(table.active_summary(), recomputed(&table));
+        table.left(NodeId([1; 16]), 3, now);
+        assert_eq!(table.active_summary().0, 1, "left is not active");
+        assert_eq!(table.active_summary(), recomputed(&table));
+        table.forget(&identity(3));
+        assert_eq!(table.len(), 1);
+        assert_eq!(table.active_summary(), recomputed(&table));
     }
 
     #[test]

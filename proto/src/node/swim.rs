@@ -7,10 +7,12 @@
 //! sends become [`wire::Body::Swim`] datagrams, its timers go into the node's
 //! timer queue, and its notifications update the member table.
 
+use std::collections::BTreeMap;
 use std::num::{NonZeroU8, NonZeroUsize};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec};
+use foca::{AccumulatingRuntime, Codec, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec};
 use rand::rngs::StdRng;
 
 use super::Node;
@@ -138,18 +140,97 @@ pub(super) struct GossipPacing {
     deferred: bool,
 }
 
+/// Members foca encoded, shared between the codec foca owns and [`Swim`].
+type EncodedMembers = Arc<Mutex<Vec<foca::Member<Identity>>>>;
+
+/// foca's postcard codec (the bytes on the wire are unchanged) that also
+/// records every member foca encodes.
+///
+/// Why: foca notifies up, down and renames, but not suspicion or
+/// incarnation changes, and finding those by scanning its whole member list
+/// after every datagram costs O(members) per input (most of the run time of
+/// a 1,000-node simulation). But foca encodes each change it applies to
+/// another member, to gossip it — with broadcasting on, as every call in
+/// this module asks — and a feed encodes members as they are. So the
+/// members encoded during a call include every one whose state changed,
+/// each with its state after the change: the work is proportional to what
+/// the call did. foca owns its codec and has no accessor for it, hence the
+/// shared vector (a `Mutex` and not a `RefCell`, so that `Node` stays
+/// `Send`; it is never contended).
+struct RecordingCodec {
+    encoded: EncodedMembers,
+}
+
+impl Codec<Identity> for RecordingCodec {
+    type Error = <PostcardCodec as Codec<Identity>>::Error;
+
+    fn encode_header(
+        &mut self,
+        header: &foca::Header<Identity>,
+        buf: impl bytes::BufMut,
+    ) -> Result<(), Self::Error> {
+        PostcardCodec.encode_header(header, buf)
+    }
+
+    fn decode_header(
+        &mut self,
+        buf: impl bytes::Buf,
+    ) -> Result<foca::Header<Identity>, Self::Error> {
+        PostcardCodec.decode_header(buf)
+    }
+
+    fn encode_member(
+        &mut self,
+        member: &foca::Member<Identity>,
+        buf: impl bytes::BufMut,
+    ) -> Result<(), Self::Error> {
+        self.encoded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(member.clone());
+        PostcardCodec.encode_member(member, buf)
+    }
+
+    fn decode_member(
+        &mut self,
+        buf: impl bytes::Buf,
+    ) -> Result<foca::Member<Identity>, Self::Error> {
+        PostcardCodec.decode_member(buf)
+    }
+}
+
 /// A foca instance and the runtime that accumulates its outputs.
 pub(super) struct Swim {
-    foca: Foca<Identity, PostcardCodec, StdRng, NoCustomBroadcast>,
+    foca: Foca<Identity, RecordingCodec, StdRng, NoCustomBroadcast>,
     runtime: AccumulatingRuntime<Identity>,
+    /// What the codec recorded since the last [`Swim::take_changed`].
+    encoded: EncodedMembers,
 }
 
 impl Swim {
     pub(super) fn new(identity: Identity, rng: StdRng, reap_after: Duration) -> Self {
+        let encoded = EncodedMembers::default();
+        let codec = RecordingCodec {
+            encoded: Arc::clone(&encoded),
+        };
         Swim {
-            foca: Foca::new(identity, lan_config(reap_after), rng, PostcardCodec),
+            foca: Foca::new(identity, lan_config(reap_after), rng, codec),
             runtime: AccumulatingRuntime::new(),
+            encoded,
         }
+    }
+
+    /// The members whose state or incarnation may have changed since the
+    /// last call, each with foca's current view of it (the last one foca
+    /// encoded: every change is encoded once applied, see
+    /// [`RecordingCodec`]), one per node id, by id.
+    fn take_changed(&mut self) -> BTreeMap<crate::id::NodeId, foca::Member<Identity>> {
+        let encoded =
+            std::mem::take(&mut *self.encoded.lock().unwrap_or_else(PoisonError::into_inner));
+        encoded
+            .into_iter()
+            .map(|member| (member.id().id, member))
+            .collect()
     }
 
     /// Our current identity (foca may have renewed it).
@@ -169,6 +250,19 @@ impl Swim {
     pub(super) fn apply_alive(&mut self, identity: Identity) -> Result<(), foca::Error> {
         self.foca.apply_many(
             std::iter::once(foca::Member::alive(identity)),
+            true,
+            &mut self.runtime,
+        )
+    }
+
+    /// Records `identities` as alive, as if gossiped (a member-sync answer):
+    /// foca keeps whichever run and state wins, and gossips what is news.
+    pub(super) fn apply_alive_many(
+        &mut self,
+        identities: Vec<Identity>,
+    ) -> Result<(), foca::Error> {
+        self.foca.apply_many(
+            identities.into_iter().map(foca::Member::alive),
             true,
             &mut self.runtime,
         )
@@ -206,16 +300,6 @@ impl Swim {
         self.foca.leave_cluster(&mut self.runtime)
     }
 
-    /// foca's view of every member it knows, with its SWIM state and
-    /// incarnation.
-    pub(super) fn states(
-        &self,
-    ) -> impl Iterator<Item = (&Identity, foca::State, foca::Incarnation)> {
-        self.foca
-            .iter_membership_state()
-            .map(|member| (member.id(), member.state(), member.incarnation()))
-    }
-
     /// Whether foca holds `identity` as suspect at `incarnation` (so a
     /// nudge about that suspicion is still worth sending).
     pub(super) fn is_suspect_at(
@@ -247,9 +331,6 @@ impl Node {
             foca::Timer::RemoveDown(identity) => Some(identity.clone()),
             _ => None,
         };
-        // Of the timers, only the end of a probe cycle raises suspicion
-        // (the others change nothing or notify), so only it needs the scan.
-        let may_suspect = matches!(timer, foca::Timer::ProbeRandomMember(_));
         // A suspect still heard from gets more time instead of a "down".
         let Some(timer) = self.confirm_down(timer, now) else {
             return;
@@ -262,7 +343,7 @@ impl Node {
         if let Some(identity) = forget {
             self.members.forget(&identity);
         }
-        self.drain_swim(now, may_suspect);
+        self.after_swim(now);
     }
 
     /// Drains foca's runtime: datagrams, timers, membership notifications;
@@ -271,12 +352,6 @@ impl Node {
     /// this node was alone (it just joined and has everything to catch up
     /// on), else as the targets of the next periodic rounds.
     pub(super) fn after_swim(&mut self, now: Instant) {
-        self.drain_swim(now, true);
-    }
-
-    /// [`Node::after_swim`], scanning for suspicion changes only if the foca
-    /// call could have made some (the scan costs one lookup per member).
-    fn drain_swim(&mut self, now: Instant, may_suspect: bool) {
         let was_alone = !self.members.has_active();
         let mut came_up = Vec::new();
         let mut changed = false;
@@ -309,8 +384,9 @@ impl Node {
                 break;
             }
         }
-        if may_suspect {
-            self.sync_suspicion(now);
+        self.sync_suspicion(now);
+        if !came_up.is_empty() {
+            self.member_sync_on_growth(now);
         }
         let mut came_up = came_up.into_iter();
         if was_alone && let Some((_, addr)) = came_up.next() {
@@ -401,12 +477,14 @@ impl Node {
     }
 
     /// Moves members between alive and suspect as foca's view says (and
-    /// records their incarnations).
+    /// records their incarnations), for the members foca changed since the
+    /// last call: the cost follows what foca did, not the cluster's size.
     fn sync_suspicion(&mut self, now: Instant) {
         let mut changes = Vec::new();
-        for (identity, state, incarnation) in self.swim.states() {
-            self.members.set_incarnation(identity, incarnation);
-            let suspect = match state {
+        for member in self.swim.take_changed().into_values() {
+            let identity = member.id();
+            self.members.set_incarnation(identity, member.incarnation());
+            let suspect = match member.state() {
                 foca::State::Alive => false,
                 foca::State::Suspect => true,
                 foca::State::Down => continue,

@@ -20,6 +20,9 @@ pub(super) enum TimerKind {
     DeferredGossip,
     /// Pull the gaps of one origin's messages (see `dissemination`).
     GapPull(crate::id::NodeId),
+    /// The periodic membership anti-entropy round (see `member_sync`;
+    /// reschedules itself).
+    MemberSync,
 }
 
 /// Timers keyed by (deadline, insertion number): timers due at the same

@@ -1,8 +1,8 @@
 //! The scale scenario of issue 4, shared by the default-size test
 //! (`proto/tests/scale.rs`) and the `sim-bench` binary: a cold start of N
-//! nodes joined through a few seeds, an idle phase, then steady publishing
-//! under loss with some nodes crashing midway, until every live node has
-//! every message (or a limit).
+//! nodes joined through a few seeds, a quiet settling phase, an idle phase,
+//! then steady publishing under loss with some nodes crashing midway, until
+//! every live node has every message (or a limit).
 
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,10 @@ pub struct ScaleConfig {
     /// Give up waiting for the full member view after this long (from the
     /// last contact).
     pub cold_start_limit: Duration,
+    /// Quiet time between the cold start and the idle phase, so that the
+    /// idle figure measures the steady state, not the draining of the
+    /// joins' gossip (SWIM retransmits each join for a while).
+    pub settle: Duration,
     /// Length of the idle phase.
     pub idle: Duration,
     /// Virtual time between two publishes.
@@ -54,7 +58,7 @@ pub struct ScaleConfig {
 impl ScaleConfig {
     /// Defaults for `nodes` nodes: 3 seeds, 5% loss, 1% crashing, 36
     /// messages 100 ms apart, 1 ms latency, joins 5 ms apart, at most 60 s
-    /// for the full member view, 10 s idle.
+    /// for the full member view, 30 s to settle, 10 s idle.
     pub fn new(nodes: usize, seed: u64) -> Self {
         ScaleConfig {
             nodes,
@@ -67,6 +71,7 @@ impl ScaleConfig {
             jitter: Duration::ZERO,
             join_spacing: Duration::from_millis(5),
             cold_start_limit: Duration::from_secs(60),
+            settle: Duration::from_secs(30),
             idle: Duration::from_secs(10),
             publish_interval: Duration::from_millis(100),
             drain_limit: Duration::from_secs(60),
@@ -151,7 +156,7 @@ pub fn run_scale(
     let n = config.nodes;
 
     progress(&format!("cold start: {n} nodes via {} seeds", config.seeds));
-    let cold_start = cold_start(&mut sim, config, progress);
+    let cold_start = run_cold_start(&mut sim, config, progress);
     progress(&format!(
         "cold start: {}/{n} nodes saw all others alive (last after {:?})",
         cold_start.converged(),
@@ -159,6 +164,8 @@ pub fn run_scale(
     ));
 
     sim.set_loss(config.loss);
+    progress(&format!("settling {:?}", config.settle));
+    sim.run_for(config.settle);
     progress(&format!(
         "idle {:?} at {:.0}% loss",
         config.idle,
@@ -228,9 +235,15 @@ pub fn run_scale(
     }
 }
 
-/// Adds the nodes, has each contact a seed `join_spacing` apart, then runs
-/// until every node saw all others alive or the limit.
-fn cold_start(sim: &mut Sim, config: &ScaleConfig, progress: &mut dyn FnMut(&str)) -> ColdStart {
+/// The cold start of [`run_scale`] on its own: adds `config.nodes` nodes to
+/// `sim` (which should have none), has each contact a seed
+/// `join_spacing` apart, then runs until every node saw all others alive
+/// or `cold_start_limit`. The loss, latency and jitter are `sim`'s.
+pub fn run_cold_start(
+    sim: &mut Sim,
+    config: &ScaleConfig,
+    progress: &mut dyn FnMut(&str),
+) -> ColdStart {
     let n = config.nodes;
     let seeds = config.seeds.clamp(1, n.max(1));
     for i in 0..n {

@@ -1,5 +1,6 @@
 //! Forwarding live events to one subscriber, with bounded buffering.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -8,6 +9,14 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::driver::SharedCounters;
+
+/// Most event lines one subscription holds back while its connection's
+/// queue is full.
+pub const MAX_BACKLOG_LINES: usize = 8192;
+
+/// Most bytes of event lines one subscription holds back (large messages
+/// reach this before the line count).
+pub const MAX_BACKLOG_BYTES: usize = 8 * 1024 * 1024;
 
 /// What one subscription wants.
 #[derive(Debug, Clone)]
@@ -76,19 +85,27 @@ impl Forwarder {
                 return;
             }
         }
+        // Lines waiting for room in the connection's queue: a subscriber
+        // that reads a little slower than the burst gets it all; one that
+        // falls further behind loses events, counted at once and reported
+        // with a `lagged` notice in their place.
+        let mut backlog: VecDeque<String> = VecDeque::new();
+        let mut backlog_bytes = 0usize;
         let mut dropped: u64 = 0;
         loop {
             let event = tokio::select! {
                 () = self.cancel.cancelled() => return,
-                // Tell a subscriber that fell behind as soon as its queue has
-                // room, not only when the next event happens to arrive.
-                permit = self.out.reserve(), if dropped > 0 => {
-                    match permit {
-                        Ok(permit) => {
+                permit = self.out.reserve(), if !backlog.is_empty() || dropped > 0 => {
+                    let Ok(permit) = permit else { return };
+                    match backlog.pop_front() {
+                        Some(line) => {
+                            backlog_bytes -= line.len();
+                            permit.send(line);
+                        }
+                        None => {
                             permit.send(self.encode(EventBody::Lagged { dropped }));
                             dropped = 0;
                         }
-                        Err(_) => return,
                     }
                     continue;
                 }
@@ -96,22 +113,28 @@ impl Forwarder {
             };
             match event {
                 Ok(event) if self.filter.wants(&event) => {
+                    // After a drop, nothing more until the notice is out.
                     if dropped > 0 {
-                        let notice = self.encode(EventBody::Lagged { dropped });
-                        if self.out.try_send(notice).is_ok() {
-                            dropped = 0;
-                        }
-                    }
-                    if dropped > 0 {
-                        // Still no room: this event is dropped as well.
                         self.count_drop(&mut dropped, 1);
                         continue;
                     }
                     let line = self.encode((*event).clone());
-                    match self.out.try_send(line) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => self.count_drop(&mut dropped, 1),
-                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    if backlog.is_empty() {
+                        match self.out.try_send(line) {
+                            Ok(()) => continue,
+                            Err(mpsc::error::TrySendError::Closed(_)) => return,
+                            Err(mpsc::error::TrySendError::Full(line)) => {
+                                backlog_bytes += line.len();
+                                backlog.push_back(line);
+                            }
+                        }
+                    } else if backlog.len() < MAX_BACKLOG_LINES
+                        && backlog_bytes + line.len() <= MAX_BACKLOG_BYTES
+                    {
+                        backlog_bytes += line.len();
+                        backlog.push_back(line);
+                    } else {
+                        self.count_drop(&mut dropped, 1);
                     }
                 }
                 Ok(_) => {}

@@ -1,8 +1,8 @@
 //! `sim-bench`: the simulation benchmark of issue 4. Drives N in-process
 //! [`rossip_proto::Node`]s in the deterministic simulation
 //! ([`rossip_proto::testing::scenario`]): a cold start through a few seeds,
-//! an idle phase, then steady publishing under loss with some nodes
-//! crashing midway. Prints one table of the measurements next to the
+//! a settling phase, an idle phase, then steady publishing under loss with
+//! some nodes crashing midway. Prints one table of the measurements next to the
 //! issue's targets, and the seed that replays the run exactly.
 //!
 //! ```text
@@ -18,8 +18,8 @@ use rossip_proto::testing::scenario::{ScaleConfig, ScaleReport, run_scale};
 
 const USAGE: &str = "\
 usage: sim-bench [--nodes 1000] [--loss 0.05] [--crash 0.01] [--messages 100] [--seed 1]
-                 [--seeds 3] [--latency-ms 1] [--jitter-ms 0] [--idle-secs 10]
-                 [--cold-limit-secs 60]
+                 [--seeds 3] [--latency-ms 1] [--jitter-ms 0] [--settle-secs 30]
+                 [--idle-secs 10] [--cold-limit-secs 60]
 
   --nodes N         simulated nodes                                  [default: 1000]
   --loss P          datagram loss (0..1) while idle and publishing    [default: 0.05]
@@ -29,11 +29,12 @@ usage: sim-bench [--nodes 1000] [--loss 0.05] [--crash 0.01] [--messages 100] [-
   --seeds K         seed nodes every other node contacts at start     [default: 3]
   --latency-ms L    one-way latency                                   [default: 1]
   --jitter-ms J     extra random latency, uniform in 0..=J            [default: 0]
+  --settle-secs Q   quiet time after the cold start, before idle      [default: 30]
   --idle-secs T     length of the idle phase                          [default: 10]
   --cold-limit-secs C  longest wait for every node's full member view  [default: 60]
 
 The cold start is lossless (it measures membership alone); loss applies
-from the idle phase on.";
+from the settling phase on.";
 
 fn main() -> ExitCode {
     let config = match parse(std::env::args().skip(1)) {
@@ -99,6 +100,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<ScaleConfig>, 
             "--cold-limit-secs" => {
                 config.cold_start_limit =
                     Duration::from_secs(value.parse().map_err(|_| bad("not secs"))?);
+            }
+            "--settle-secs" => {
+                config.settle = Duration::from_secs(value.parse().map_err(|_| bad("not secs"))?);
             }
             "--idle-secs" => {
                 config.idle = Duration::from_secs(value.parse().map_err(|_| bad("not secs"))?);
@@ -217,7 +221,7 @@ fn table(report: &ScaleReport, wall: Duration) -> String {
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let value_width = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
     let mut out = format!(
-        "\nsim-bench: {} nodes, {} seeds, loss {:.1}%, {} crashed ({:.1}%), {} messages {:?} apart, latency {:?} + jitter <= {:?}, idle {:?}, seed {} ({:#x}); wall time {:.1?}\n\n",
+        "\nsim-bench: {} nodes, {} seeds, loss {:.1}%, {} crashed ({:.1}%), {} messages {:?} apart, latency {:?} + jitter <= {:?}, settle {:?}, idle {:?}, seed {} ({:#x}); wall time {:.1?}\n\n",
         c.nodes,
         c.seeds,
         c.loss * 100.0,
@@ -227,6 +231,7 @@ fn table(report: &ScaleReport, wall: Duration) -> String {
         c.publish_interval,
         c.latency,
         c.jitter,
+        c.settle,
         c.idle,
         c.seed,
         c.seed,
