@@ -260,6 +260,11 @@ impl Driver {
         prune_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let exit = loop {
             self.flush().await;
+            // Let subscription forwarders and connections run before the
+            // next batch: on the single-threaded runtime the driver would
+            // otherwise keep the thread while datagrams keep coming, and the
+            // event buffer would overflow before anyone read it.
+            tokio::task::yield_now().await;
             let deadline = self.node.poll_timeout();
             let retry_at = self.deferred.retry_at();
             let retry = async {

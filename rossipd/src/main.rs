@@ -221,9 +221,12 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let config = args.into_config();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread: the driver owns all protocol state, so more workers would
+    // only add cross-thread wake-ups between it, the connections and the
+    // subscription forwarders (measured: lower latency, and 20,000 msg/s
+    // from one sender instead of ~17,000 with five daemons on two cores).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("rossipd")
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
