@@ -188,6 +188,9 @@ async fn drain(
     true
 }
 
+/// Lines a writer takes from its queue at once.
+const WRITE_BATCH: usize = 256;
+
 /// How long queued responses may take to drain after the client stopped sending.
 const WRITER_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -200,16 +203,21 @@ async fn write_lines(
     mut lines: mpsc::Receiver<String>,
     cancel: CancellationToken,
 ) {
-    let mut writer = BufWriter::new(send);
+    let mut writer = BufWriter::with_capacity(64 * 1024, send);
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
     loop {
-        let line = tokio::select! {
+        let received = tokio::select! {
             () = cancel.cancelled() => break,
-            line = lines.recv() => line,
+            n = lines.recv_many(&mut batch, WRITE_BATCH) => n,
         };
-        let Some(line) = line else { break };
+        if received == 0 {
+            break;
+        }
         let written = async {
-            writer.write_all(line.as_bytes()).await?;
-            writer.write_all(b"\n").await?;
+            for line in batch.drain(..) {
+                writer.write_all(line.as_bytes()).await?;
+                writer.write_all(b"\n").await?;
+            }
             // Flush when nothing else is queued, so bursts share syscalls.
             if lines.is_empty() {
                 writer.flush().await?;

@@ -18,6 +18,36 @@ pub const MAX_BACKLOG_LINES: usize = 8192;
 /// reach this before the line count).
 pub const MAX_BACKLOG_BYTES: usize = 8 * 1024 * 1024;
 
+/// Live events a forwarder takes per wake-up without awaiting.
+const DRAIN_BATCH: usize = 1024;
+
+/// Event lines held back for one subscriber, and events dropped since the
+/// last `lagged` notice.
+#[derive(Debug, Default)]
+struct Backlog {
+    lines: VecDeque<String>,
+    bytes: usize,
+    dropped: u64,
+}
+
+impl Backlog {
+    fn push(&mut self, line: String) {
+        self.bytes += line.len();
+        self.lines.push_back(line);
+    }
+
+    fn pop(&mut self) -> Option<String> {
+        let line = self.lines.pop_front()?;
+        self.bytes -= line.len();
+        Some(line)
+    }
+
+    fn unpop(&mut self, line: String) {
+        self.bytes += line.len();
+        self.lines.push_front(line);
+    }
+}
+
 /// What one subscription wants.
 #[derive(Debug, Clone)]
 pub struct Filter {
@@ -89,58 +119,94 @@ impl Forwarder {
         // that reads a little slower than the burst gets it all; one that
         // falls further behind loses events, counted at once and reported
         // with a `lagged` notice in their place.
-        let mut backlog: VecDeque<String> = VecDeque::new();
-        let mut backlog_bytes = 0usize;
-        let mut dropped: u64 = 0;
+        let mut queue = Backlog::default();
         loop {
             let event = tokio::select! {
                 () = self.cancel.cancelled() => return,
-                permit = self.out.reserve(), if !backlog.is_empty() || dropped > 0 => {
+                permit = self.out.reserve(), if !queue.lines.is_empty() || queue.dropped > 0 => {
                     let Ok(permit) = permit else { return };
-                    match backlog.pop_front() {
-                        Some(line) => {
-                            backlog_bytes -= line.len();
-                            permit.send(line);
-                        }
+                    match queue.pop() {
+                        Some(line) => permit.send(line),
                         None => {
-                            permit.send(self.encode(EventBody::Lagged { dropped }));
-                            dropped = 0;
+                            permit.send(self.encode(EventBody::Lagged { dropped: queue.dropped }));
+                            queue.dropped = 0;
+                        }
+                    }
+                    // Then as much more as fits without waiting.
+                    while let Some(line) = queue.pop() {
+                        if let Err(e) = self.out.try_send(line) {
+                            match e {
+                                mpsc::error::TrySendError::Full(line) => {
+                                    queue.unpop(line);
+                                    break;
+                                }
+                                mpsc::error::TrySendError::Closed(_) => return,
+                            }
                         }
                     }
                     continue;
                 }
                 e = self.live.recv() => e,
             };
-            match event {
-                Ok(event) if self.filter.wants(&event) => {
-                    // After a drop, nothing more until the notice is out.
-                    if dropped > 0 {
-                        self.count_drop(&mut dropped, 1);
-                        continue;
-                    }
-                    let line = self.encode((*event).clone());
-                    if backlog.is_empty() {
-                        match self.out.try_send(line) {
-                            Ok(()) => continue,
-                            Err(mpsc::error::TrySendError::Closed(_)) => return,
-                            Err(mpsc::error::TrySendError::Full(line)) => {
-                                backlog_bytes += line.len();
-                                backlog.push_back(line);
-                            }
-                        }
-                    } else if backlog.len() < MAX_BACKLOG_LINES
-                        && backlog_bytes + line.len() <= MAX_BACKLOG_BYTES
-                    {
-                        backlog_bytes += line.len();
-                        backlog.push_back(line);
-                    } else {
-                        self.count_drop(&mut dropped, 1);
-                    }
-                }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(n)) => self.count_drop(&mut dropped, n),
-                Err(broadcast::error::RecvError::Closed) => return,
+            if !self.take(event, &mut queue) {
+                return;
             }
+            // Drain what else is ready in one go: waking once per event
+            // would let a busy driver outrun this forwarder (tokio's
+            // cooperative budget allows only so many awaits per turn).
+            for _ in 0..DRAIN_BATCH {
+                match self.live.try_recv() {
+                    Ok(event) => {
+                        if !self.take(Ok(event), &mut queue) {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        self.count_drop(&mut queue.dropped, n);
+                    }
+                    Err(broadcast::error::TryRecvError::Empty) => break,
+                    Err(broadcast::error::TryRecvError::Closed) => return,
+                }
+            }
+        }
+    }
+
+    /// Handles one live event: queued, sent, or dropped and counted.
+    /// `false`: the connection is gone.
+    fn take(
+        &self,
+        event: Result<Arc<EventBody>, broadcast::error::RecvError>,
+        queue: &mut Backlog,
+    ) -> bool {
+        match event {
+            Ok(event) if self.filter.wants(&event) => {
+                // After a drop, nothing more until the notice is out.
+                if queue.dropped > 0 {
+                    self.count_drop(&mut queue.dropped, 1);
+                    return true;
+                }
+                let line = self.encode((*event).clone());
+                if queue.lines.is_empty() {
+                    match self.out.try_send(line) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                        Err(mpsc::error::TrySendError::Full(line)) => queue.push(line),
+                    }
+                } else if queue.lines.len() < MAX_BACKLOG_LINES
+                    && queue.bytes + line.len() <= MAX_BACKLOG_BYTES
+                {
+                    queue.push(line);
+                } else {
+                    self.count_drop(&mut queue.dropped, 1);
+                }
+                true
+            }
+            Ok(_) => true,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                self.count_drop(&mut queue.dropped, n);
+                true
+            }
+            Err(broadcast::error::RecvError::Closed) => false,
         }
     }
 

@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! cargo build --release -p rossipd -p rossipctl -p rossip-tests
-//! sudo target/release/delivery-bench [--nodes 5] [--latency-samples 200] [--rates 1000,2000,5000,10000,20000] [--seconds 5]
+//! sudo target/release/delivery-bench [--nodes 5] [--latency-samples 200] [--rates 5000,10000,20000,30000] [--seconds 5] [--window 256]
 //! ```
 
 use std::process::ExitCode;
@@ -18,14 +18,14 @@ use rossip_tests::netns::MAX_HOSTS;
 use rossip_tests::{bench, bins, delivery_table, sys};
 
 const USAGE: &str = "\
-usage: delivery-bench [--nodes 5] [--latency-samples 200] [--rates 1000,2000,5000,10000,20000]
-                      [--seconds 5] [--window 1] [--log-level info]
+usage: delivery-bench [--nodes 5] [--latency-samples 200] [--rates 5000,10000,20000,30000]
+                      [--seconds 5] [--window 256] [--log-level info]
 
   --nodes N            hosts, one rossipd each (2..=200)              [default: 5]
   --latency-samples S  latency samples per way of sending; 0 skips    [default: 200]
-  --rates R,R,…        target total rates in messages/s; empty skips  [default: 1000,2000,5000,10000,20000]
+  --rates R,R,…        target total rates in messages/s; empty skips  [default: 5000,10000,20000,30000]
   --seconds T          how long each throughput run sends             [default: 5]
-  --window W           unanswered sends per sender: 1 = sequential    [default: 1]
+  --window W           unanswered sends per sender: 1 = sequential    [default: 256]
                        calls, more = pipelined requests
   --log-level L        the daemons' --log-level                       [default: info]
 
@@ -61,9 +61,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
     let mut options = Options {
         nodes: 5,
         latency_samples: 200,
-        rates: vec![1000, 2000, 5000, 10_000, 20_000],
+        rates: vec![5000, 10_000, 20_000, 30_000],
         seconds: 5.0,
-        window: 1,
+        window: 256,
         log_level: "info".to_owned(),
     };
     while let Some(arg) = args.next() {
