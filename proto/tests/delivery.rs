@@ -363,3 +363,49 @@ fn a_sender_faster_than_the_window_allows_is_told_and_nothing_accepted_is_lost()
         assert_eq!(sim.node(index).stats().messages_lost, 0);
     }
 }
+
+#[test]
+fn the_age_bound_limits_history_and_catch_up() {
+    let seed = seed() ^ 0xda;
+    let max_age = Duration::from_secs(10);
+    let mut sim = cluster(seed, 3, |config| config.history_max_age = Some(max_age));
+    let mut old = Vec::new();
+    for i in 0..5 {
+        old.push(sim.publish(i % 3, &format!("old {i}")).expect("publish").id);
+    }
+    sim.run_for(max_age + Duration::from_secs(2));
+    let mut recent = Vec::new();
+    for i in 0..5 {
+        recent.push(
+            sim.publish(i % 3, &format!("recent {i}"))
+                .expect("publish")
+                .id,
+        );
+    }
+    sim.run_for(Duration::from_secs(2));
+    for index in 0..3 {
+        assert_eq!(
+            history_ids(&sim, index),
+            recent,
+            "seed {seed:#x}: node {index} keeps only messages younger than {max_age:?}"
+        );
+    }
+    let mut config = sim.config(3, "late");
+    config.history_max_age = Some(max_age);
+    sim.add_node_with(config);
+    sim.contact(3, 0);
+    let done = sim.run_until(Duration::from_secs(30), |sim| {
+        all_delivered(sim, &[3], &recent)
+    });
+    assert!(done, "seed {seed:#x}: the late joiner did not catch up");
+    sim.run_for(Duration::from_secs(3));
+    for id in &old {
+        assert_eq!(
+            count_delivered(&sim, 3, *id),
+            0,
+            "{id} is past the age bound"
+        );
+    }
+    assert_eq!(history_ids(&sim, 3), recent);
+    assert_eq!(sim.node(3).stats().messages_lost, 0);
+}

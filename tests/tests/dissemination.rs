@@ -14,6 +14,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use rossip_proto::rpc::MessageView;
+use rossip_tests::ctl::rossipctl;
 use rossip_tests::daemon::{Daemon, DaemonBuilder};
 use rossip_tests::delivery::MessageRecorder;
 use rossip_tests::nscluster::{NsCluster, secs};
@@ -243,6 +244,25 @@ fn a_healed_2_3_partition_converges_to_all_200_messages() {
     let refs: Vec<&MessageRecorder> = recorders.iter().collect();
     assert_same_once(&cluster, &refs, &all, &l, "left");
     assert_same_once(&cluster, &refs, &all, &r, "right");
+    // What a user sees: `rossipctl tail -n 50` is the same on every node.
+    let tails: Vec<Vec<serde_json::Value>> = cluster
+        .daemons
+        .iter()
+        .map(|d| {
+            rossipctl(d.socket(), &["--json", "tail", "-n", "50"])
+                .assert_success()
+                .json_lines()
+        })
+        .collect();
+    assert_eq!(tails[0].len(), 50);
+    for (i, tail) in tails.iter().enumerate() {
+        assert!(
+            *tail == tails[0],
+            "{}'s tail -n 50 differs from {}'s",
+            cluster.name(i),
+            cluster.name(0)
+        );
+    }
 }
 
 #[test]
