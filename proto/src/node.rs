@@ -737,22 +737,7 @@ impl Node {
     /// Encodes `body` to `dst` and queues it; an encoding failure (a bug, as
     /// every body is built to fit) is counted, not sent.
     fn send(&mut self, dst: SocketAddr, body: &wire::Body) {
-        let header = Header {
-            flags: 0,
-            cluster: self.cluster,
-            sender: self.config.id,
-        };
-        match wire::encode(&header, body) {
-            Ok(payload) => {
-                self.stats.datagrams_sent += 1;
-                self.stats.bytes_sent += payload.len() as u64;
-                self.transmits.push_back(Transmit { dst, payload });
-            }
-            Err(err) => {
-                tracing::warn!(%dst, %err, "could not encode datagram");
-                self.count_drop(err.reason());
-            }
-        }
+        self.send_many(&[dst], body);
     }
 
     /// Encodes `body` once and queues it to every address in `dsts`.
@@ -774,7 +759,7 @@ impl Node {
                 }
             }
             Err(err) => {
-                tracing::warn!(%err, "could not encode datagram");
+                tracing::warn!(?dsts, %err, "could not encode datagram");
                 self.count_drop(err.reason());
             }
         }

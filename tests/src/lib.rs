@@ -29,6 +29,7 @@ pub mod background;
 pub mod bench;
 pub mod bins;
 pub mod cluster;
+pub mod cpu;
 pub mod ctl;
 pub mod daemon;
 pub mod delivery;

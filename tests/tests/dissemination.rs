@@ -10,10 +10,10 @@
 //! delivered once, none twice).
 
 use std::collections::BTreeSet;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use rossip_proto::rpc::MessageView;
+use rossip_tests::cpu::{exclusive, shared};
 use rossip_tests::ctl::rossipctl;
 use rossip_tests::daemon::{Daemon, DaemonBuilder};
 use rossip_tests::delivery::MessageRecorder;
@@ -28,18 +28,6 @@ const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(60);
 const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(120);
 /// A subscriber must be attached by then.
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(15);
-
-static CPU: RwLock<()> = RwLock::new(());
-
-/// Tests that load the machine run alone.
-fn exclusive() -> RwLockWriteGuard<'static, ()> {
-    CPU.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The others may run alongside each other.
-fn shared() -> RwLockReadGuard<'static, ()> {
-    CPU.read().unwrap_or_else(PoisonError::into_inner)
-}
 
 fn as_is(_: usize, daemon: DaemonBuilder) -> DaemonBuilder {
     daemon

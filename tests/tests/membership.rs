@@ -13,10 +13,10 @@
 //! timing-sensitive ones (loss, partition) take [`exclusive`] so no other
 //! cluster competes with them for the CPU.
 
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use rossip_proto::rpc::{PeerStateName, PeerView};
+use rossip_tests::cpu::{exclusive, shared};
 use rossip_tests::ctl::{rossipctl_in, spawn_rossipctl};
 use rossip_tests::daemon::DaemonBuilder;
 use rossip_tests::events::PeerRecorder;
@@ -44,18 +44,6 @@ const LOSS_DURATION: Duration = Duration::from_secs(60);
 const HOLD: Duration = Duration::from_secs(5);
 /// `rossipctl join` gives up after the daemon's 5 s join timeout.
 const JOIN_REFUSAL_TIMEOUT: Duration = Duration::from_secs(30);
-
-static CPU: RwLock<()> = RwLock::new(());
-
-/// For tests whose verdict depends on timing: no other test runs meanwhile.
-fn exclusive() -> RwLockWriteGuard<'static, ()> {
-    CPU.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// For the others: they may run alongside each other.
-fn shared() -> RwLockReadGuard<'static, ()> {
-    CPU.read().unwrap_or_else(PoisonError::into_inner)
-}
 
 fn as_is(_: usize, daemon: DaemonBuilder) -> DaemonBuilder {
     daemon

@@ -278,19 +278,7 @@ impl Sim {
         text: &str,
         wall_ms: u64,
     ) -> Result<Message, PublishError> {
-        let now = self.now;
-        let result = self.nodes[index]
-            .node
-            .publish(DEFAULT_CHANNEL, text, wall_ms, now);
-        if let Ok(message) = &result {
-            self.published.push(Published {
-                id: message.id,
-                origin: index,
-                at: self.elapsed(),
-            });
-        }
-        self.flush(index);
-        result
+        self.publish_with(index, DEFAULT_CHANNEL, text, wall_ms)
     }
 
     /// The wall clock (Unix ms) the simulation's nodes read now.
@@ -305,7 +293,19 @@ impl Sim {
         channel: &str,
         text: &str,
     ) -> Result<Message, PublishError> {
-        let wall_ms = SIM_WALL_START_MS + u64::try_from(self.elapsed().as_millis()).unwrap_or(0);
+        let wall_ms = self.wall_ms();
+        self.publish_with(index, channel, text, wall_ms)
+    }
+
+    /// Publishes on node `index` with its wall clock at `wall_ms`, records
+    /// it, and moves the node's output into the network.
+    fn publish_with(
+        &mut self,
+        index: usize,
+        channel: &str,
+        text: &str,
+        wall_ms: u64,
+    ) -> Result<Message, PublishError> {
         let now = self.now;
         let result = self.nodes[index].node.publish(channel, text, wall_ms, now);
         if let Ok(message) = &result {
