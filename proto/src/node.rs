@@ -351,7 +351,7 @@ pub struct Stats {
     pub bytes_sent: u64,
     /// Drops by reason: the [`wire::DecodeError::reason`] names, plus
     /// `from_self`, `after_leave`, `invalid_message`, `invalid_hello`,
-    /// `digest_from_non_member`, `gone_from_non_member`,
+    /// `digest_from_non_member`, `gone_from_non_member`, `gone_unsolicited`,
     /// `swim_rejected` (foca refused a packet), fragments
     /// (`invalid_fragment`, `fragment_mismatch`, `corrupt_reassembly`),
     /// member sync (`member_digest_from_non_member`,
@@ -429,6 +429,9 @@ pub struct Node {
     heads: BTreeMap<NodeId, Instant>,
     /// When the last new message arrived or was published.
     last_message_at: Option<Instant>,
+    /// Addresses this node sent a digest to lately: only their `Gone`
+    /// answers are taken.
+    asked: BTreeMap<SocketAddr, Instant>,
     /// Membership anti-entropy; see `member_sync`.
     member_sync: member_sync::MemberSyncState,
 }
@@ -507,6 +510,7 @@ impl Node {
             gap_pulls: BTreeMap::new(),
             heads: BTreeMap::new(),
             last_message_at: None,
+            asked: BTreeMap::new(),
             member_sync: member_sync::MemberSyncState::new(config.rng_seed),
             config,
         }
@@ -547,7 +551,7 @@ impl Node {
                 self.on_items(header.sender, push.items, push.relay, false, now);
             }
             wire::Body::Repair(items) => self.on_items(header.sender, items, false, true, now),
-            wire::Body::Gone(ranges) => self.on_gone(header.sender, ranges),
+            wire::Body::Gone(ranges) => self.on_gone(header.sender, ranges, now),
             wire::Body::Leave { generation } => self.on_leave(header.sender, generation, now),
             wire::Body::Digest(digest) => self.on_digest(header.sender, digest, now),
             wire::Body::Suspected {
@@ -653,10 +657,12 @@ impl Node {
     /// delivered then. Call before the first input; restore the seen sets
     /// with [`Node::restore_seen`] too, for what was evicted.
     pub fn restore_history(&mut self, messages: impl IntoIterator<Item = Message>) {
+        let now_ms = self.config.wall_ms_at_start;
         for message in messages {
             self.clock.observe(message.ts);
-            self.history.restore(message);
+            self.history.restore(message, now_ms);
         }
+        self.drain_history_losses();
     }
 
     /// Marks `ranges` (inclusive `(first, last)`) of `origin` as already
@@ -779,7 +785,7 @@ impl Node {
     fn drain_history_losses(&mut self) {
         for lost in self.history.take_lost() {
             let count = lost.last.saturating_sub(lost.first).saturating_add(1);
-            self.stats.messages_lost += count;
+            self.stats.messages_lost = self.stats.messages_lost.saturating_add(count);
             tracing::warn!(
                 origin = %lost.origin.short(),
                 first = lost.first,

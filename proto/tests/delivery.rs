@@ -409,3 +409,63 @@ fn the_age_bound_limits_history_and_catch_up() {
     assert_eq!(history_ids(&sim, 3), recent);
     assert_eq!(sim.node(3).stats().messages_lost, 0);
 }
+
+#[test]
+fn a_peer_clock_running_ahead_does_not_throttle_this_node() {
+    let seed = seed() ^ 0xdb;
+    let mut sim = cluster(seed, 2, |config| config.history_limit = 100);
+    let ahead = sim.wall_ms() + 50_000;
+    let future = sim
+        .publish_at_wall(1, "from the future", ahead)
+        .expect("publish");
+    sim.run_for(Duration::from_millis(100));
+    assert_eq!(count_delivered(&sim, 0, future.id), 1);
+    // 20 messages a second into a 100-message window: each is 5 s old when
+    // evicted, past the 3 s retention, so nothing should be refused.
+    for i in 0..300 {
+        if let Err(e) = sim.publish(0, &format!("steady {i}")) {
+            panic!("seed {seed:#x}: publish {i} refused: {e}");
+        }
+        sim.run_for(Duration::from_millis(50));
+    }
+    assert_eq!(sim.node(0).stats().publishes_refused, 0);
+}
+
+#[test]
+fn an_unsolicited_gone_changes_nothing() {
+    use rossip_proto::wire::{self, Body, ClusterId, GoneRange, Header};
+    let seed = seed() ^ 0xdc;
+    let mut sim = cluster(seed, 3, |_| {});
+    let first = sim.publish(0, "before").expect("publish");
+    sim.run_for(Duration::from_millis(50));
+    assert_eq!(count_delivered(&sim, 1, first.id), 1);
+    let forged = Body::Gone(vec![
+        GoneRange {
+            origin: Sim::id(0),
+            first: 2,
+            last: u64::MAX,
+        },
+        GoneRange {
+            origin: Sim::id(2),
+            first: 1,
+            last: u64::MAX,
+        },
+    ]);
+    let header = Header {
+        flags: 0,
+        cluster: ClusterId::from_label(rossip_proto::testing::SIM_CLUSTER),
+        sender: Sim::id(2),
+    };
+    let bytes = wire::encode(&header, &forged).expect("encode");
+    sim.inject(1, Sim::addr(2), &bytes);
+    assert_eq!(
+        sim.node(1).stats().dropped.get("gone_unsolicited"),
+        Some(&1)
+    );
+    assert_eq!(sim.node(1).stats().messages_lost, 0);
+    let next = sim.publish(0, "after").expect("publish");
+    let done = sim.run_until(Duration::from_secs(5), |sim| {
+        count_delivered(sim, 1, next.id) == 1
+    });
+    assert!(done, "seed {seed:#x}: a forged Gone silenced an origin");
+}

@@ -33,9 +33,11 @@ mod backpressure;
 mod persist;
 mod status;
 
-/// Events buffered for subscribers. A subscriber further behind than this
-/// gets a `lagged` notice instead of unbounded memory.
-pub const EVENT_BUFFER: usize = 8192;
+/// Events the daemon-wide ring holds for subscription forwarders. Each
+/// forwarder drains it in batches into its own bounded backlog, so this
+/// only needs to cover one scheduling gap; it is kept small because the
+/// ring keeps its last events (and their texts) alive.
+pub const EVENT_BUFFER: usize = 1024;
 
 /// Largest datagram we read; larger ones are truncated by the kernel and
 /// then refused by the wire decoder (counted as oversized/malformed).
@@ -469,48 +471,59 @@ impl Driver {
         Ok(picked.into_iter().map(MessageView::from).collect())
     }
 
-    /// Sends every pending datagram and hands every event to subscribers.
+    /// Commits what the node delivered, then sends every pending datagram,
+    /// then answers sends and hands events to subscribers.
+    ///
+    /// Commit first: a message of this node goes out only once its number
+    /// is recorded, so a restart can resume right after the last number the
+    /// store holds without ever reusing one that peers saw.
     async fn flush(&mut self) {
-        while let Some(transmit) = self.node.poll_transmit() {
-            let sent = match self.udp.try_send_to(&transmit.payload, transmit.dst) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    // The kernel buffer is full: wait for room rather than drop.
-                    match tokio::time::timeout(
-                        Duration::from_secs(1),
-                        self.udp.send_to(&transmit.payload, transmit.dst),
-                    )
-                    .await
-                    {
-                        Ok(r) => r.map(|_| ()),
-                        Err(_) => Err(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "send buffer stayed full",
-                        )),
-                    }
-                }
-                other => other.map(|_| ()),
-            };
-            if let Err(e) = sent {
-                // UDP sends fail for unreachable networks and the like; the
-                // protocol's probes and anti-entropy recover what is lost.
-                self.send_errors += 1;
-                tracing::debug!(dst = %transmit.dst, "UDP send failed: {e}");
-            }
-        }
         let events: Vec<Event> = std::iter::from_fn(|| self.node.poll_event()).collect();
         let committed = self.persist(&events);
+        while let Some(transmit) = self.node.poll_transmit() {
+            self.transmit(&transmit).await;
+        }
         for (reply, view) in std::mem::take(&mut self.pending_sends) {
             let answer = match &committed {
                 Ok(()) => Ok(view),
                 Err(e) => Err(ErrorObject::new(
                     rpc::code::INTERNAL_ERROR,
-                    format!("the message was not stored: the history store failed: {e}"),
+                    format!(
+                        "the history store failed, so the message is not stored here \
+                         (it may still reach other nodes): {e}"
+                    ),
                 )),
             };
             let _ = reply.send(answer);
         }
         for event in events {
             self.on_event(event);
+        }
+    }
+
+    /// Sends one datagram, waiting (at most a second) for room in the
+    /// kernel's buffer rather than dropping it.
+    async fn transmit(&mut self, transmit: &rossip_proto::Transmit) {
+        let sent = match self.udp.try_send_to(&transmit.payload, transmit.dst) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => match tokio::time::timeout(
+                Duration::from_secs(1),
+                self.udp.send_to(&transmit.payload, transmit.dst),
+            )
+            .await
+            {
+                Ok(r) => r.map(|_| ()),
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "send buffer stayed full",
+                )),
+            },
+            other => other.map(|_| ()),
+        };
+        if let Err(e) = sent {
+            // UDP sends fail for unreachable networks and the like; the
+            // protocol's probes and anti-entropy recover what is lost.
+            self.send_errors += 1;
+            tracing::debug!(dst = %transmit.dst, "UDP send failed: {e}");
         }
     }
 

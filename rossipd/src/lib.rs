@@ -49,7 +49,12 @@ pub async fn run(
     validate(&config)?;
     let mut state = state::StateDir::open(&config.state_dir)?;
     let id = state.node_id()?;
-    let first_seq = state.start_sequence()?;
+    let reserved_seq = state.start_sequence()?;
+    // Resume right after the last number the store committed, so restarts
+    // leave no gap (a gap every node would ask about forever) — unless a
+    // commit failed in the previous run: then a number may have left this
+    // node unrecorded, and only the reservation is safe.
+    let resume_after_store = !state.sequence_unsafe();
     let (listener, socket_guard) = local_socket::bind(&config.socket, config.socket_mode)?;
     let udp = transport::bind(config.bind, config.port)?;
     let bound = udp
@@ -85,14 +90,14 @@ pub async fn run(
     let mut node_config =
         NodeConfig::new(id, config.name.clone(), config.cluster.clone(), advertise);
     node_config.generation = state.next_generation(views::unix_ms_now())?;
-    node_config.first_seq = first_seq;
+    node_config.first_seq = reserved_seq;
     node_config.history_limit = config.history_limit;
     node_config.history_max_bytes = config.history_max_bytes;
     node_config.max_text_bytes = config.max_message_bytes;
     node_config.history_max_age = config.history_max_age;
     node_config.reap_after = config.reap_after;
     node_config.rng_seed = u64::from_le_bytes(seed);
-    let (node, store) = restore_node(node_config, &config)?;
+    let (node, store) = restore_node(node_config, &config, resume_after_store)?;
 
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
@@ -179,6 +184,7 @@ pub async fn run(
 fn restore_node(
     mut node_config: NodeConfig,
     config: &Config,
+    resume_after_store: bool,
 ) -> anyhow::Result<(rossip_proto::Node, store::Store)> {
     let retention = store::Retention {
         limit: config.history_limit,
@@ -193,9 +199,18 @@ fn restore_node(
     let now = Instant::now();
     let wall_ms = views::unix_ms_now();
     node_config.wall_ms_at_start = wall_ms;
-    let mut node = rossip_proto::Node::new(node_config, now);
     let messages = store.load_window(wall_ms).map_err(read_error)?;
     let seen = store.load_seen().map_err(read_error)?;
+    // Every number this node used was committed (the driver commits before
+    // it sends), so the next one is free.
+    let last_used = seen
+        .iter()
+        .find(|(origin, _)| *origin == node_config.id)
+        .and_then(|(_, ranges)| ranges.last().map(|&(_, last)| last));
+    if resume_after_store && let Some(last) = last_used {
+        node_config.first_seq = last.saturating_add(1);
+    }
+    let mut node = rossip_proto::Node::new(node_config, now);
     tracing::info!(
         path = %path.display(),
         messages = messages.len(),

@@ -20,6 +20,9 @@ pub const SEQ_BLOCK: u64 = 1024;
 /// makes, and only about a second of a generation in milliseconds).
 pub const GENERATION_STEP: u64 = 1024;
 
+/// Marks that the next run must start after the sequence reservation.
+const UNSAFE_FILE: &str = "next_seq.unsafe";
+
 /// The state directory, opened and checked.
 #[derive(Debug)]
 pub struct StateDir {
@@ -27,6 +30,8 @@ pub struct StateDir {
     /// Sequence numbers below this are reserved by this run (or were used by
     /// an earlier one); a publish at or past it must reserve first.
     reserved_until: u64,
+    /// Whether `next_seq.unsafe` exists (see [`StateDir::sequence_unsafe`]).
+    sequence_unsafe: bool,
 }
 
 impl StateDir {
@@ -40,6 +45,7 @@ impl StateDir {
         Ok(StateDir {
             dir: dir.to_owned(),
             reserved_until: 0,
+            sequence_unsafe: dir.join(UNSAFE_FILE).exists(),
         })
     }
 
@@ -138,6 +144,47 @@ impl StateDir {
     fn seq_path(&self) -> PathBuf {
         self.dir.join("next_seq")
     }
+
+    /// Records that a sequence number may have left this node without
+    /// being committed to the store (a commit failed), so the next run must
+    /// not resume after the store's last number but after the reservation.
+    pub fn mark_sequence_unsafe(&mut self) -> anyhow::Result<()> {
+        if self.sequence_unsafe {
+            return Ok(());
+        }
+        write_atomically(&self.unsafe_path(), b"a store commit failed\n")?;
+        self.sequence_unsafe = true;
+        Ok(())
+    }
+
+    /// Whether an earlier run marked its sequence numbers unsafe. The mark
+    /// stays until [`StateDir::clear_sequence_unsafe`]: until this run has
+    /// committed a number past the reservation, a crash must again start
+    /// from the reservation.
+    pub fn sequence_unsafe(&self) -> bool {
+        self.sequence_unsafe
+    }
+
+    /// Removes the mark (the store now records a number past every number
+    /// an earlier run may have sent unrecorded).
+    pub fn clear_sequence_unsafe(&mut self) -> anyhow::Result<()> {
+        let path = self.unsafe_path();
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                self.sequence_unsafe = false;
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.sequence_unsafe = false;
+                Ok(())
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+        }
+    }
+
+    fn unsafe_path(&self) -> PathBuf {
+        self.dir.join(UNSAFE_FILE)
+    }
 }
 
 /// Writes a file so that a crash leaves either the old or the new content:
@@ -171,6 +218,21 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rossipd-state-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn an_unsafe_sequence_mark_lasts_until_cleared_across_opens() {
+        let dir = temp_dir("unsafe");
+        let mut s = StateDir::open(&dir).expect("open");
+        assert!(!s.sequence_unsafe());
+        s.mark_sequence_unsafe().expect("mark");
+        assert!(s.sequence_unsafe());
+        let mut reopened = StateDir::open(&dir).expect("open");
+        assert!(reopened.sequence_unsafe(), "the mark survives a restart");
+        reopened.clear_sequence_unsafe().expect("clear");
+        assert!(!reopened.sequence_unsafe());
+        assert!(!StateDir::open(&dir).expect("open").sequence_unsafe());
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -327,3 +327,33 @@ fn a_corrupt_store_is_moved_aside_and_the_daemon_starts_empty() {
     daemon.client().send("after the damage");
     assert_eq!(daemon.status().store.messages, 1);
 }
+
+/// The sequence number of a message id `<origin>-<seq>`.
+fn seq_of(id: &str) -> u64 {
+    id.rsplit_once('-')
+        .and_then(|(_, seq)| seq.parse().ok())
+        .unwrap_or_else(|| panic!("message id {id} has no sequence number"))
+}
+
+#[test]
+fn restarts_continue_the_sequence_without_gaps() {
+    // A gap would be asked about by every node forever: restarts (clean or
+    // kill -9) must continue right after the last number used.
+    let mut daemon = Daemon::builder("seq").loopback().spawn();
+    let mut seqs = Vec::new();
+    for run in 0..4 {
+        let mut client = daemon.client();
+        for i in 0..3 {
+            seqs.push(seq_of(&client.send(&format!("run {run} message {i}")).id));
+        }
+        drop(client);
+        if run % 2 == 0 {
+            daemon.kill9();
+        } else {
+            daemon.stop_with_sigterm(Duration::from_secs(20));
+        }
+        daemon.restart();
+    }
+    let expected: Vec<u64> = (1..=12).collect();
+    assert_eq!(seqs, expected, "sequence numbers across 4 restarts");
+}

@@ -25,7 +25,9 @@ fn a_flood_into_a_small_window_is_held_not_dropped_and_answered_in_order() {
         TIMEOUT,
     );
     let mut client = a.client();
-    let count = 35;
+    // 25 into a window of 10 younger than 3 s: published at about 0, 3 and
+    // 6 s, well inside the 10 s a send may be held.
+    let count = 25;
     // Pipelined: every request written before any answer is read.
     for i in 0..count {
         let line = json!({"jsonrpc": "2.0", "id": i, "method": "send",
@@ -51,14 +53,14 @@ fn a_flood_into_a_small_window_is_held_not_dropped_and_answered_in_order() {
     );
     let status = a.status();
     assert!(
-        status.messages.sends_held >= 20,
+        status.messages.sends_held >= 10,
         "the sends past the window's room were held: {:?}",
         status.messages
     );
     assert_eq!(status.messages.sends_refused, 0);
     assert_eq!(status.messages.sends_waiting, 0);
     assert_eq!(status.messages.in_history, 10, "the window's bound holds");
-    wait::wait_until(TIMEOUT, "b received all 35", || {
+    wait::wait_until(TIMEOUT, "b received all 25", || {
         b.status().messages.received == count
     });
     assert_eq!(b.status().messages.lost, 0);

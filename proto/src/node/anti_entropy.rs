@@ -68,6 +68,10 @@ const RECENT_HEADS_WINDOW: Duration = Duration::from_secs(5);
 /// Most heads in one digest.
 const MAX_HEADS: usize = 16;
 
+/// A `Gone` is taken only from a member this node sent a digest to within
+/// this long (it answers a question; an unsolicited one is dropped).
+const GONE_ANSWER_WINDOW: Duration = Duration::from_secs(5);
+
 /// Most seen-ranges listed per origin in a digest; seqs beyond them count as
 /// missing, which costs duplicates, never losses.
 const MAX_DIGEST_RANGES_PER_ORIGIN: usize = 32;
@@ -186,6 +190,8 @@ impl Node {
         self.reassembly.expire(now);
         self.heads
             .retain(|_, at| now.saturating_duration_since(*at) < RECENT_HEADS_WINDOW);
+        self.asked
+            .retain(|_, at| now.saturating_duration_since(*at) < GONE_ANSWER_WINDOW);
         self.stats.reassembly_evicted = self.reassembly.evicted;
         let targets = self.members.active_targets(&[]);
         while let Some(id) = self.fresh_members.pop_front() {
@@ -211,12 +217,14 @@ impl Node {
     pub(super) fn send_digest(&mut self, addr: SocketAddr, now: Instant) {
         let digest = self.build_digest(self.digest_cursor, None, self.stamp_us(now), None);
         self.digest_cursor = digest.through;
+        self.asked.insert(addr, now);
         self.send(addr, &Body::Digest(digest));
     }
 
     /// Sends a digest of `origin` alone to `addr` (a gap pull).
     pub(super) fn send_origin_digest(&mut self, addr: SocketAddr, origin: NodeId, now: Instant) {
         let digest = self.build_digest(predecessor(origin), Some(origin), self.stamp_us(now), None);
+        self.asked.insert(addr, now);
         self.send(addr, &Body::Digest(digest));
     }
 
@@ -457,13 +465,26 @@ impl Node {
 
     /// A member says messages we lack are gone: give them up, silently if
     /// they predate everything we have of that origin, else as [`Lost`].
-    pub(super) fn on_gone(&mut self, sender: NodeId, ranges: Vec<GoneRange>) {
-        if self.members.active_addr(sender).is_none() {
+    ///
+    /// Only an answer is taken: from a member this node asked (sent a
+    /// digest to) lately. Nothing authenticates it yet, so a member could
+    /// still lie; the encryption and signatures issue closes that.
+    pub(super) fn on_gone(&mut self, sender: NodeId, ranges: Vec<GoneRange>, now: Instant) {
+        let Some(addr) = self.members.active_addr(sender) else {
             self.count_drop("gone_from_non_member");
+            return;
+        };
+        let asked = self
+            .asked
+            .get(&addr)
+            .is_some_and(|at| now.saturating_duration_since(*at) < GONE_ANSWER_WINDOW);
+        if !asked {
+            self.count_drop("gone_unsolicited");
             return;
         }
         for range in ranges.into_iter().take(MAX_GONE_RANGES) {
-            if range.first > range.last || range.first == 0 {
+            // Nobody knows better than this node what it sent.
+            if range.first > range.last || range.first == 0 || range.origin == self.config.id {
                 continue;
             }
             let lowest = self
@@ -483,7 +504,7 @@ impl Node {
             if lowest.is_some() && first <= range.last {
                 let newly = self.history.mark_seen(range.origin, first, range.last);
                 if newly > 0 {
-                    self.stats.messages_lost += newly;
+                    self.stats.messages_lost = self.stats.messages_lost.saturating_add(newly);
                     tracing::warn!(
                         origin = %range.origin.short(),
                         first,

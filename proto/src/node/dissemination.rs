@@ -101,7 +101,7 @@ impl Node {
             channel: channel.to_owned(),
             text: text.to_owned(),
         };
-        self.history.insert(message.clone());
+        self.history.insert(message.clone(), wall_ms);
         self.heads.insert(self.config.id, now);
         self.last_message_at = Some(now);
         self.stats.messages_sent += 1;
@@ -122,8 +122,11 @@ impl Node {
         if !full {
             return None;
         }
-        let oldest = self.history.iter().next()?;
-        let age = wall_ms.saturating_sub(oldest.ts.ms);
+        // How long the oldest message has been here, not its timestamp's
+        // age: a peer's clock running ahead must not make old messages
+        // look young (and throttle this node), nor one running behind make
+        // a just-arrived message look old.
+        let age = wall_ms.saturating_sub(self.history.oldest_arrival()?);
         let min = u64::try_from(MIN_RETENTION.as_millis()).unwrap_or(u64::MAX);
         (age < min).then(|| Duration::from_millis(min - age))
     }
@@ -204,7 +207,7 @@ impl Node {
         self.heads.insert(origin, now);
         self.last_message_at = Some(now);
         self.observe_clock(message.ts, now);
-        self.history.insert(message.clone());
+        self.history.insert(message.clone(), self.wall_ms(now));
         self.stats.messages_received += 1;
         if repair {
             self.repaired_since_round += 1;

@@ -162,6 +162,15 @@ pub(super) struct Window {
     pub(super) max_age_ms: Option<u64>,
 }
 
+/// A message in history, and when it arrived here (wall clock ms): the
+/// back-pressure rule is about how long a message has been around, which
+/// its origin's timestamp cannot tell when clocks disagree.
+#[derive(Debug)]
+struct Held {
+    message: Message,
+    arrived_ms: u64,
+}
+
 /// Bounded history plus per-origin seen sets.
 #[derive(Debug)]
 pub(super) struct History {
@@ -170,7 +179,7 @@ pub(super) struct History {
     bytes: usize,
     /// This node: its own origin log is never forgotten.
     own: NodeId,
-    by_order: BTreeMap<OrderKey, Message>,
+    by_order: BTreeMap<OrderKey, Held>,
     by_id: BTreeMap<MessageId, OrderKey>,
     origins: BTreeMap<NodeId, OriginLog>,
     /// Gaps given up to keep seen sets bounded, not yet reported.
@@ -227,11 +236,21 @@ impl History {
 
     /// Oldest first.
     pub(super) fn iter(&self) -> impl DoubleEndedIterator<Item = &Message> {
-        self.by_order.values()
+        self.by_order.values().map(|held| &held.message)
+    }
+
+    /// When the oldest message held (by order) arrived here.
+    pub(super) fn oldest_arrival(&self) -> Option<u64> {
+        self.by_order
+            .first_key_value()
+            .map(|(_, held)| held.arrived_ms)
     }
 
     pub(super) fn get(&self, id: &MessageId) -> Option<&Message> {
-        self.by_id.get(id).and_then(|key| self.by_order.get(key))
+        self.by_id
+            .get(id)
+            .and_then(|key| self.by_order.get(key))
+            .map(|held| &held.message)
     }
 
     /// Messages of `origin` held with a sequence number in `first..=last`,
@@ -253,6 +272,7 @@ impl History {
             .into_iter()
             .flatten()
             .filter_map(|(_, key)| self.by_order.get(key))
+            .map(|held| &held.message)
     }
 
     /// The lowest sequence number of `origin` still held, if any.
@@ -292,14 +312,14 @@ impl History {
     /// Stores a message not seen before and marks it seen; evicts past the
     /// window's count and byte bounds (evicted messages stay seen). Returns
     /// `false`, changing nothing, if it was seen before.
-    pub(super) fn insert(&mut self, message: Message) -> bool {
+    pub(super) fn insert(&mut self, message: Message, arrived_ms: u64) -> bool {
         let id = message.id;
         let log = self.origins.entry(id.origin).or_default();
         if !log.seen.insert(id.seq) {
             return false;
         }
         self.collect_filled(id.origin);
-        self.hold(message);
+        self.hold(message, arrived_ms);
         self.evict_over_bounds();
         self.cap_origins(id.origin);
         true
@@ -318,7 +338,7 @@ impl History {
 
     /// Puts a message back without the seen check (restoring an earlier
     /// run's history, whose seen sets are restored separately).
-    pub(super) fn restore(&mut self, message: Message) {
+    pub(super) fn restore(&mut self, message: Message, arrived_ms: u64) {
         if self.by_id.contains_key(&message.id) {
             return;
         }
@@ -327,22 +347,36 @@ impl History {
             .or_default()
             .seen
             .insert(message.id.seq);
-        self.hold(message);
+        let origin = message.id.origin;
+        self.collect_filled(origin);
+        self.hold(message, arrived_ms);
         self.evict_over_bounds();
     }
 
-    fn hold(&mut self, message: Message) {
+    fn hold(&mut self, message: Message, arrived_ms: u64) {
         if let Some(log) = self.origins.get_mut(&message.id.origin) {
             log.held += 1;
         }
         let key = message.order_key();
         self.bytes += message.payload_len();
         self.by_id.insert(message.id, key);
-        self.by_order.insert(key, message);
+        self.by_order.insert(
+            key,
+            Held {
+                message,
+                arrived_ms,
+            },
+        );
     }
 
     fn evict_first(&mut self) -> bool {
-        let Some((_, evicted)) = self.by_order.pop_first() else {
+        let Some((
+            _,
+            Held {
+                message: evicted, ..
+            },
+        )) = self.by_order.pop_first()
+        else {
             return false;
         };
         self.bytes = self.bytes.saturating_sub(evicted.payload_len());
@@ -468,7 +502,7 @@ mod tests {
         );
         // Arrival order differs from order-key order.
         for (seq, ms) in [(2, 20), (1, 10), (4, 40), (3, 30)] {
-            assert!(history.insert(message(1, seq, ms)));
+            assert!(history.insert(message(1, seq, ms), 0));
         }
         assert_eq!(history.len(), 3);
         let seqs: Vec<u64> = history.iter().map(|m| m.id.seq).collect();
@@ -476,11 +510,11 @@ mod tests {
         assert!(history.get(&message(1, 1, 10).id).is_none());
         assert!(history.is_seen(&message(1, 1, 10).id));
         assert!(
-            !history.insert(message(1, 1, 10)),
+            !history.insert(message(1, 1, 10), 0),
             "evicted is still a duplicate"
         );
         // A message older than everything held is seen, then evicted at once.
-        assert!(history.insert(message(2, 1, 1)));
+        assert!(history.insert(message(2, 1, 1), 0));
         assert_eq!(history.len(), 3);
         assert!(history.is_seen(&message(2, 1, 1).id));
     }

@@ -153,8 +153,11 @@ impl Driver {
                     )));
                 }
                 Err(Ok(retry_after)) => {
+                    // Come back when the window may have room, but no later
+                    // than this send's deadline.
+                    let deadline = send.since + MAX_SEND_WAIT;
                     self.deferred.queue.push_front(send);
-                    self.deferred.retry_at = Some(now + retry_after);
+                    self.deferred.retry_at = Some((now + retry_after).min(deadline).max(now));
                     return;
                 }
             }

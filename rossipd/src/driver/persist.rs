@@ -47,6 +47,20 @@ impl Driver {
                     "cannot write the history store: {e}"
                 );
             });
+        if committed.is_err() {
+            // A number of this node may now go out unrecorded (anti-entropy
+            // serves history): the next run must skip past the reservation.
+            if let Err(e) = self.state.mark_sequence_unsafe() {
+                tracing::error!("cannot record that sequence numbers are unsafe: {e:#}");
+            }
+        } else if self.state.sequence_unsafe() {
+            let own = self.node.id();
+            if batch.messages.iter().any(|m| m.id.origin == own)
+                && let Err(e) = self.state.clear_sequence_unsafe()
+            {
+                tracing::warn!("{e:#}");
+            }
+        }
         if self.store.prune_due() {
             self.prune_store();
         }
