@@ -20,7 +20,20 @@ fn rossipctl() -> Command {
     cmd
 }
 
+/// Held (shared) while a test's rossipctl runs, and alone by the tests
+/// that need their child's stdout pipe to lose its last reader: under
+/// load, a closed-pipe test was seen to hang until its deadline while
+/// other tests spawned children (as if one of them still held the pipe).
+static CHILDREN: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn alongside_others() -> std::sync::RwLockReadGuard<'static, ()> {
+    CHILDREN
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn run(cmd: &mut Command) -> Output {
+    let _children = alongside_others();
     cmd.output().expect("run rossipctl")
 }
 
@@ -322,6 +335,7 @@ fn send_reads_stdin_and_prints_the_id() {
         assert_eq!(params, json!({"text": "two\nlines", "channel": "ops"}));
         conn.send(json!({"jsonrpc": "2.0", "id": id, "result": {"id": "x-1", "ts": 5}}));
     });
+    let _children = alongside_others();
     let mut child = rossipctl()
         .args(["--json", "send", "-c", "ops", "-"])
         .arg("--socket")
@@ -425,6 +439,9 @@ fn first_line_then_closed_pipe(
     first: Value,
     second: Value,
 ) -> String {
+    let _alone = CHILDREN
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = tempfile::tempdir().expect("temp dir");
     let socket = dir.path().join("rossipd.sock");
     let (pipe_closed_tx, pipe_closed_rx) = mpsc::channel::<()>();
