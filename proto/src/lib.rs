@@ -15,6 +15,7 @@ pub mod message;
 pub mod node;
 pub mod paths;
 pub mod rpc;
+pub mod seal;
 pub mod testing;
 pub mod wire;
 

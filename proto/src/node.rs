@@ -157,6 +157,10 @@ pub struct NodeConfig {
     /// How long a failed or left member stays listed before it is forgotten
     /// (clamped to one second ..= [`MAX_REAP_AFTER`]).
     pub reap_after: Duration,
+    /// The cluster keys (`None`: no encryption). With a keyring every
+    /// datagram is sealed, and only datagrams sealed under one of its keys
+    /// are accepted.
+    pub keyring: Option<crate::seal::Keyring>,
 }
 
 impl NodeConfig {
@@ -190,6 +194,7 @@ impl NodeConfig {
             direct_push_limit: DEFAULT_DIRECT_PUSH_LIMIT,
             rng_seed: 0,
             reap_after: REMOVE_DOWN_AFTER,
+            keyring: None,
         }
     }
 }
@@ -432,6 +437,8 @@ pub struct Node {
     /// Addresses this node sent a digest to lately: only their `Gone`
     /// answers are taken.
     asked: BTreeMap<SocketAddr, Instant>,
+    /// Seals and opens every datagram when the cluster has a key.
+    sealer: Option<crate::seal::Sealer>,
     /// Membership anti-entropy; see `member_sync`.
     member_sync: member_sync::MemberSyncState,
 }
@@ -474,6 +481,14 @@ impl Node {
         // A different stream than foca's, so that our choices do not shift
         // foca's probe order (and vice versa).
         let rng = StdRng::seed_from_u64(config.rng_seed ^ 0x9e37_79b9_7f4a_7c15);
+        // The nonce prefix comes from this run's RNG seed (random per run in
+        // the daemon), so nonces never repeat across runs under one key.
+        let sealer = config.keyring.clone().map(|keyring| {
+            let mut prefix_rng = StdRng::seed_from_u64(config.rng_seed ^ 0x5ea1_5ea1_5ea1_5ea1);
+            let mut prefix = [0u8; 16];
+            rand::Rng::fill_bytes(&mut prefix_rng, &mut prefix);
+            crate::seal::Sealer::new(keyring, prefix)
+        });
         let mut timers = TimerQueue::default();
         timers.schedule(now + ANTI_ENTROPY_INTERVAL, TimerKind::AntiEntropy);
         Node {
@@ -511,6 +526,7 @@ impl Node {
             heads: BTreeMap::new(),
             last_message_at: None,
             asked: BTreeMap::new(),
+            sealer,
             member_sync: member_sync::MemberSyncState::new(config.rng_seed),
             config,
         }
@@ -532,6 +548,24 @@ impl Node {
             self.count_drop("after_leave");
             return;
         }
+        let opened;
+        let bytes = match &self.sealer {
+            None => bytes,
+            Some(sealer) => match sealer.open(bytes, self.cluster) {
+                Ok(plain) => {
+                    opened = plain;
+                    &opened[..]
+                }
+                // Not a sealed rossip datagram of ours: the wire decoder
+                // names what it is (bad magic, another cluster, …).
+                Err(crate::seal::OpenError::NotSealed) => bytes,
+                Err(err) => {
+                    tracing::debug!(%from, %err, "dropping datagram");
+                    self.count_drop(err.reason());
+                    return;
+                }
+            },
+        };
         let (header, body) = match wire::decode(bytes, self.cluster) {
             Ok(decoded) => decoded,
             Err(err) => {
@@ -684,6 +718,15 @@ impl Node {
             .unwrap_or_default()
     }
 
+    /// The ids of the cluster keys this node holds (the sealing one
+    /// first); empty without encryption.
+    pub fn key_ids(&self) -> Vec<crate::seal::KeyId> {
+        self.sealer
+            .as_ref()
+            .map(|sealer| sealer.keyring().ids())
+            .unwrap_or_default()
+    }
+
     /// Payload bytes held in history.
     pub fn history_bytes(&self) -> usize {
         self.history.bytes()
@@ -753,7 +796,11 @@ impl Node {
             cluster: self.cluster,
             sender: self.config.id,
         };
-        match wire::encode(&header, body) {
+        let encoded = wire::encode(&header, body).and_then(|plain| match &mut self.sealer {
+            None => Ok(plain),
+            Some(sealer) => sealer.seal(&plain).ok_or(wire::EncodeError::Seal),
+        });
+        match encoded {
             Ok(payload) => {
                 for dst in dsts {
                     self.stats.datagrams_sent += 1;

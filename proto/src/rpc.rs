@@ -563,6 +563,10 @@ pub struct StatusResult {
     /// The durable history store (absent from daemons before it existed).
     #[serde(default)]
     pub store: StoreStatus,
+    /// Ids (8 hex digits) of the cluster keys this node holds, the one it
+    /// seals with first; empty: gossip is not encrypted.
+    #[serde(default)]
+    pub keys: Vec<String>,
 }
 
 /// The daemon's durable history store, in `status`.

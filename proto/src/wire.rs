@@ -12,9 +12,10 @@
 //!
 //! - `version` is [`VERSION`]; anything else is refused, so that a later
 //!   format can change everything after the version byte.
-//! - `flags` is 0. It is reserved for the encryption issue, which will put a
-//!   key id there; a datagram with unknown flags is refused rather than
-//!   misread.
+//! - `flags` is 0 here. A datagram sealed with the cluster key has
+//!   [`crate::seal::FLAG_SEALED`] and a different layout after the header
+//!   (see [`crate::seal`]); [`decode`] reads only the opened datagram, and
+//!   refuses unknown flags rather than misread them.
 //! - `cluster id` is [`ClusterId::from_label`] of the cluster label (FNV-1a
 //!   64, stable forever), so that separate clusters on one LAN ignore each
 //!   other cheaply, before any body is decoded.
@@ -46,8 +47,10 @@ pub const VERSION: u8 = 2;
 /// Length of the fixed header: magic, version, flags, cluster id, sender id.
 pub const HEADER_LEN: usize = 2 + 1 + 1 + 8 + 16;
 
-/// Largest body that fits in one datagram.
-pub const MAX_BODY_BYTES: usize = MAX_DATAGRAM_BYTES - HEADER_LEN;
+/// Largest body that fits in one datagram, sealed or not: the seal's key
+/// id, nonce and tag ([`crate::seal::SEAL_OVERHEAD`]) are always left
+/// room for, so one budget serves clusters with and without a key.
+pub const MAX_BODY_BYTES: usize = MAX_DATAGRAM_BYTES - HEADER_LEN - crate::seal::SEAL_OVERHEAD;
 
 /// Largest message text, in bytes, any node accepts (the hard cap of the
 /// configurable limit): a message this large is split into about 800
@@ -61,7 +64,7 @@ pub const MAX_ENCODED_MESSAGE_BYTES: usize = MAX_TEXT_BYTES + 256;
 /// Bytes of an encoded message each fragment carries (the last carries the
 /// rest). With the fragment's own fields and the header, a one-fragment
 /// repair or push stays under [`MAX_DATAGRAM_BYTES`].
-pub const FRAGMENT_DATA_BYTES: usize = 1280;
+pub const FRAGMENT_DATA_BYTES: usize = 1200;
 
 /// Most fragments a message can have.
 pub const MAX_FRAGMENTS: usize = MAX_ENCODED_MESSAGE_BYTES.div_ceil(FRAGMENT_DATA_BYTES);
@@ -92,7 +95,7 @@ pub fn fnv1a_64(bytes: &[u8]) -> u64 {
 /// The fixed part of every datagram.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Header {
-    /// Reserved (0). The encryption issue will carry a key id here.
+    /// 0 in a plaintext or opened datagram ([`crate::seal::FLAG_SEALED`] on the wire when sealed).
     pub flags: u8,
     /// Which cluster the datagram belongs to.
     pub cluster: ClusterId,
@@ -372,9 +375,12 @@ pub enum DecodeError {
     /// A rossip datagram of a version this code does not speak.
     #[error("unsupported wire version {0}")]
     UnsupportedVersion(u8),
-    /// Flags this code does not understand (e.g. encryption, not enabled).
+    /// Flags this code does not understand.
     #[error("unsupported header flags {0:#04x}")]
     UnsupportedFlags(u8),
+    /// Sealed with a cluster key, at a node that has none.
+    #[error("datagram is sealed with a cluster key and this node has none")]
+    Sealed,
     /// Another cluster's datagram.
     #[error("datagram belongs to another cluster")]
     WrongCluster,
@@ -394,6 +400,7 @@ impl DecodeError {
             DecodeError::BadMagic => "bad_magic",
             DecodeError::UnsupportedVersion(_) => "unsupported_version",
             DecodeError::UnsupportedFlags(_) => "unsupported_flags",
+            DecodeError::Sealed => "sealed_without_key",
             DecodeError::WrongCluster => "wrong_cluster",
             DecodeError::Oversized(_) => "oversized",
             DecodeError::Malformed => "malformed",
@@ -410,6 +417,9 @@ pub enum EncodeError {
     /// The body could not be serialized.
     #[error("body could not be serialized")]
     Serialize,
+    /// Sealing failed (the nonce counter ran out; never in practice).
+    #[error("datagram could not be sealed")]
+    Seal,
 }
 
 impl EncodeError {
@@ -418,6 +428,7 @@ impl EncodeError {
         match self {
             EncodeError::TooLarge(_) => "encode_too_large",
             EncodeError::Serialize => "encode_failed",
+            EncodeError::Seal => "seal_failed",
         }
     }
 }
@@ -471,12 +482,16 @@ pub fn decode_header(bytes: &[u8], expected: ClusterId) -> Result<(Header, &[u8]
     if version != VERSION {
         return Err(DecodeError::UnsupportedVersion(version));
     }
-    if flags != 0 {
-        return Err(DecodeError::UnsupportedFlags(flags));
-    }
+    // The cluster first: another cluster's datagram is that, sealed or not.
     let cluster = ClusterId(u64::from_be_bytes([c0, c1, c2, c3, c4, c5, c6, c7]));
     if cluster != expected {
         return Err(DecodeError::WrongCluster);
+    }
+    if flags == crate::seal::FLAG_SEALED {
+        return Err(DecodeError::Sealed);
+    }
+    if flags != 0 {
+        return Err(DecodeError::UnsupportedFlags(flags));
     }
     let header = Header {
         flags,
@@ -637,7 +652,9 @@ mod tests {
 
         let mut f = bytes.clone();
         f[3] = 1;
-        assert_eq!(decode(&f, cluster), Err(DecodeError::UnsupportedFlags(1)));
+        assert_eq!(decode(&f, cluster), Err(DecodeError::Sealed));
+        f[3] = 2;
+        assert_eq!(decode(&f, cluster), Err(DecodeError::UnsupportedFlags(2)));
 
         assert_eq!(
             decode(&bytes, ClusterId::from_label("other")),

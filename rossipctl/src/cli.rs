@@ -54,6 +54,8 @@ pub enum Command {
     Leave,
     /// Print a shell completion script
     Completions(CompletionsArgs),
+    /// Print a new random cluster key (for rossipd --key-file)
+    Keygen,
 }
 
 /// `send` arguments.

@@ -530,3 +530,19 @@ fn events_prints_sanitized_lines_and_exits_0_into_a_closed_pipe() {
         "* bob\\x1b[2J\\nroot failed (01234567 at 127.0.0.1:7465; suspect -> failed)\n"
     );
 }
+
+#[test]
+fn keygen_prints_a_fresh_key_each_time() {
+    let keys: Vec<String> = (0..2)
+        .map(|_| {
+            let out = run(rossipctl().arg("keygen"));
+            assert_exit(&out, 0, "keygen");
+            let key = text(&out.stdout);
+            assert_eq!(key.len(), 65, "64 hex digits and a newline: {key:?}");
+            assert!(key.trim_end().chars().all(|c| c.is_ascii_hexdigit()));
+            assert!(text(&out.stderr).contains("key id"), "stderr names the id");
+            key
+        })
+        .collect();
+    assert_ne!(keys[0], keys[1]);
+}

@@ -62,6 +62,9 @@ pub struct Config {
     pub history_max_age: Option<Duration>,
     /// Largest message text `send` accepts, in bytes.
     pub max_message_bytes: usize,
+    /// The cluster key file (`None`: a systemd credential if there is one,
+    /// else no encryption).
+    pub key_file: Option<PathBuf>,
     /// How long failed and left members stay listed before they are
     /// forgotten.
     pub reap_after: Duration,
@@ -87,6 +90,7 @@ impl Config {
             history_max_age: Some(rossip_proto::node::DEFAULT_HISTORY_MAX_AGE),
             reap_after: rossip_proto::node::REMOVE_DOWN_AFTER,
             max_message_bytes: rossip_proto::node::DEFAULT_MAX_TEXT_BYTES,
+            key_file: None,
         }
     }
 }

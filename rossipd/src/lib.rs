@@ -10,6 +10,7 @@ mod discovery;
 mod driver;
 mod history_query;
 pub mod interfaces;
+pub mod keyfile;
 mod local_socket;
 mod peer_cache;
 mod rpc;
@@ -47,6 +48,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     validate(&config)?;
+    // Before anything is bound: a bad key file is a refusal to start.
+    let keyring = keyfile::resolve(config.key_file.as_deref())
+        .map(|path| keyfile::load(&path))
+        .transpose()?;
     let mut state = state::StateDir::open(&config.state_dir)?;
     let id = state.node_id()?;
     let reserved_seq = state.start_sequence()?;
@@ -97,6 +102,14 @@ pub async fn run(
     node_config.history_max_age = config.history_max_age;
     node_config.reap_after = config.reap_after;
     node_config.rng_seed = u64::from_le_bytes(seed);
+    if let Some(keyring) = keyring {
+        tracing::info!(
+            key = %keyring.primary_id(),
+            accepted = keyring.ids().len(),
+            "gossip is sealed with the cluster key"
+        );
+        node_config.keyring = Some(keyring);
+    }
     let (node, store) = restore_node(node_config, &config, resume_after_store)?;
 
     let cancel = CancellationToken::new();

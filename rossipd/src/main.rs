@@ -101,6 +101,12 @@ struct Args {
     )]
     max_message_bytes: usize,
 
+    /// Cluster key file (`rossipctl keygen`; mode 600): every datagram is sealed with it
+    /// and nothing unsealed is accepted [default: $CREDENTIALS_DIRECTORY/rossip.key if it
+    /// exists, else no encryption]
+    #[arg(long, value_name = "PATH", env = "ROSSIP_KEY_FILE")]
+    key_file: Option<PathBuf>,
+
     /// How long failed and left members stay listed (`peers --all`) before they are
     /// forgotten, e.g. 30m, 1h, 2d
     #[arg(
@@ -144,6 +150,7 @@ impl Args {
         c.history_max_age = self.history_max_age.0;
         c.history_max_bytes = self.history_max_bytes;
         c.max_message_bytes = self.max_message_bytes;
+        c.key_file = self.key_file;
         c.reap_after = self.reap_after.into();
         c
     }

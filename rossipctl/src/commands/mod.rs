@@ -9,6 +9,7 @@ pub mod completions;
 pub mod events;
 pub mod follow;
 pub mod join;
+pub mod keygen;
 pub mod leave;
 pub mod peer_printer;
 pub mod peers;

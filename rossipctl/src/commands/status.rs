@@ -87,6 +87,17 @@ fn lines(s: &StatusResult) -> Vec<String> {
             s.store.errors,
             sanitize(&s.store.path)
         ),
+        match s.keys.split_first() {
+            None => "encryption: off (gossip is plaintext; see rossipd --key-file)".to_owned(),
+            Some((primary, [])) => {
+                format!("encryption: on, key {}", sanitize(primary))
+            }
+            Some((primary, others)) => format!(
+                "encryption: on, key {} (also accepting {})",
+                sanitize(primary),
+                sanitize(&others.join(", "))
+            ),
+        },
     ]
 }
 
@@ -153,6 +164,7 @@ mod tests {
                 messages: 9,
                 errors: 1,
             },
+            keys: vec!["1a2b3c4d".into(), "5e6f7081".into()],
         };
         let text = lines(&status).join("\n");
         for expected in [
@@ -168,6 +180,7 @@ mod tests {
             "datagrams dropped: 2 malformed, 1 wrong_cluster",
             "subscriber drops: 7",
             "store: 9 messages, 40960 bytes, 1 errors (/var/lib/rossip/history.db)",
+            "encryption: on, key 1a2b3c4d (also accepting 5e6f7081)",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }

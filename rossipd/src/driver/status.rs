@@ -87,6 +87,12 @@ impl Driver {
                     errors: self.store_errors,
                 }
             },
+            keys: self
+                .node
+                .key_ids()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         }
     }
 }

@@ -1,0 +1,100 @@
+//! A cluster with a key: it works as without one, and nodes without the
+//! key (or with another) never become members and deliver nothing.
+
+#![allow(clippy::disallowed_methods)] // one real Instant as the origin of virtual time
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use rossip_proto::seal::{ClusterKey, KEY_BYTES, Keyring};
+use rossip_proto::testing::Sim;
+
+use common::{all_alive, count_delivered, seed};
+
+fn keyring(byte: u8) -> Option<Keyring> {
+    Some(Keyring::new(
+        ClusterKey::new(&[byte; KEY_BYTES]),
+        Vec::new(),
+    ))
+}
+
+#[test]
+fn a_keyed_cluster_works_and_keeps_outsiders_out() {
+    let seed = seed() ^ 0x5ea1;
+    let mut sim = Sim::new(Instant::now(), seed);
+    // 0..3 share key 1; 3 has key 2; 4 has none.
+    for (index, key) in [Some(1), Some(1), Some(1), Some(2), None]
+        .into_iter()
+        .enumerate()
+    {
+        let mut config = sim.config(index, &format!("n{index}"));
+        config.keyring = key.and_then(keyring);
+        sim.add_node_with(config);
+    }
+    for index in 1..5 {
+        sim.contact(index, 0);
+    }
+    let joined = sim.run_until(Duration::from_secs(20), |sim| all_alive(sim, &[0, 1, 2]));
+    assert!(joined, "seed {seed:#x}: the keyed nodes did not join");
+    let sent = sim.publish(1, "for key holders only").expect("publish");
+    let big = sim.publish(2, &"k".repeat(20_000)).expect("publish");
+    sim.run_for(Duration::from_secs(5));
+    for index in [0, 2] {
+        assert_eq!(count_delivered(&sim, index, sent.id), 1);
+    }
+    assert_eq!(
+        count_delivered(&sim, 0, big.id),
+        1,
+        "fragments are sealed too"
+    );
+    for outsider in [3, 4] {
+        assert_eq!(
+            sim.node(outsider).members().count(),
+            0,
+            "seed {seed:#x}: n{outsider} became a member of something"
+        );
+        assert_eq!(count_delivered(&sim, outsider, sent.id), 0);
+        for index in 0..3 {
+            assert!(
+                sim.state(index, outsider).is_none(),
+                "n{index} lists n{outsider}"
+            );
+        }
+    }
+    let dropped = |index: usize, reason: &str| {
+        sim.node(index)
+            .stats()
+            .dropped
+            .get(reason)
+            .copied()
+            .unwrap_or(0)
+    };
+    assert!(dropped(0, "unknown_key") > 0, "n3's hellos: another key");
+    assert!(dropped(0, "unsealed_refused") > 0, "n4's hellos: plaintext");
+}
+
+#[test]
+fn during_a_rotation_old_and_new_keys_interoperate() {
+    let seed = seed() ^ 0x5ea2;
+    let mut sim = Sim::new(Instant::now(), seed);
+    let old = ClusterKey::new(&[1; KEY_BYTES]);
+    let new = ClusterKey::new(&[2; KEY_BYTES]);
+    // n0 seals with the old key, n1 already with the new one; both hold both.
+    let rings = [
+        Keyring::new(old.clone(), vec![new.clone()]),
+        Keyring::new(new, vec![old]),
+    ];
+    for (index, ring) in rings.into_iter().enumerate() {
+        let mut config = sim.config(index, &format!("n{index}"));
+        config.keyring = Some(ring);
+        sim.add_node_with(config);
+    }
+    sim.contact(1, 0);
+    assert!(sim.run_until(Duration::from_secs(20), |sim| all_alive(sim, &[0, 1])));
+    let a = sim.publish(0, "under the old key").expect("publish");
+    let b = sim.publish(1, "under the new key").expect("publish");
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(count_delivered(&sim, 1, a.id), 1);
+    assert_eq!(count_delivered(&sim, 0, b.id), 1);
+}

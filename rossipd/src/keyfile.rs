@@ -1,0 +1,117 @@
+//! The cluster key file: one key per line (64 hex digits, from `rossipctl
+//! keygen`), the first the one datagrams are sealed with, the others still
+//! accepted (a rotation in progress). Blank lines and `#` comments are
+//! ignored. The file must be readable by its owner only: a key anyone on
+//! the host can read protects nothing.
+//!
+//! Under systemd, `LoadCredential=rossip.key:/etc/rossip/rossip.key` puts
+//! it in `$CREDENTIALS_DIRECTORY`, where rossipd finds it without a flag.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use rossip_proto::seal::{ClusterKey, Keyring};
+
+/// The credential name rossipd looks for in `$CREDENTIALS_DIRECTORY`.
+pub const CREDENTIAL_NAME: &str = "rossip.key";
+
+/// The key file to use: the configured one, else a systemd credential.
+pub fn resolve(configured: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = configured {
+        return Some(path.to_owned());
+    }
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty())?;
+    let path = Path::new(&dir).join(CREDENTIAL_NAME);
+    path.exists().then_some(path)
+}
+
+/// Reads and checks the key file at `path`.
+pub fn load(path: &Path) -> anyhow::Result<Keyring> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the key file {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("the key file {} is not a regular file", path.display());
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "the key file {} can be read or written by group or others (mode {mode:03o}); \
+             a cluster key must be private: chmod 600 {}",
+            path.display(),
+            path.display()
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the key file {}", path.display()))?;
+    let mut keys = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let key = ClusterKey::from_hex(line)
+            .with_context(|| format!("{} line {}", path.display(), number + 1))?;
+        keys.push(key);
+    }
+    let mut keys = keys.into_iter();
+    let Some(primary) = keys.next() else {
+        bail!(
+            "the key file {} holds no key (make one with `rossipctl keygen`)",
+            path.display()
+        );
+    };
+    Ok(Keyring::new(primary, keys.collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    const KEY_A: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    const KEY_B: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+
+    fn write(dir: &Path, text: &str, mode: u32) -> PathBuf {
+        let path = dir.join("rossip.key");
+        std::fs::write(&path, text).expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        path
+    }
+
+    #[test]
+    fn reads_keys_in_order_skipping_comments() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = write(
+            dir.path(),
+            &format!("# current\n{KEY_A}\n\n# previous\n{KEY_B}\n"),
+            0o600,
+        );
+        let ring = load(&path).expect("load");
+        let a = ClusterKey::from_hex(KEY_A).expect("a").id();
+        let b = ClusterKey::from_hex(KEY_B).expect("b").id();
+        assert_eq!(ring.ids(), vec![a, b]);
+        assert_eq!(ring.primary_id(), a);
+    }
+
+    #[test]
+    fn refuses_shared_files_bad_keys_and_empty_files() {
+        let dir = tempfile::tempdir().expect("dir");
+        let shared = write(dir.path(), KEY_A, 0o644);
+        let err = format!("{:#}", load(&shared).expect_err("0644"));
+        assert!(
+            err.contains("mode 644") && err.contains("chmod 600"),
+            "{err}"
+        );
+        let bad = write(dir.path(), "not a key\n", 0o600);
+        let err = format!("{:#}", load(&bad).expect_err("bad"));
+        assert!(
+            err.contains("line 1") && err.contains("64 hexadecimal"),
+            "{err}"
+        );
+        let empty = write(dir.path(), "# nothing\n", 0o400);
+        let err = format!("{:#}", load(&empty).expect_err("empty"));
+        assert!(err.contains("holds no key"), "{err}");
+    }
+}
