@@ -38,6 +38,10 @@ pub struct Advertisement {
     pub port: u16,
     /// Interfaces chosen with `--iface`; empty means the default filter.
     pub ifaces: Vec<String>,
+    /// Ids of the cluster keys held, the sealing one first (empty: none).
+    /// The first goes in TXT as `key`: an id, never key material. Nodes
+    /// whose `key` is not one of these are not contacted.
+    pub keys: Vec<String>,
 }
 
 /// A running mDNS responder and browser.
@@ -81,12 +85,15 @@ impl Discovery {
 
         let instance = ad.id.to_string();
         let host = format!("{instance}.local.");
-        let properties = [
+        let mut properties = vec![
             ("id", instance.as_str()),
             ("name", ad.name.as_str()),
             ("cluster", ad.cluster.as_str()),
             ("proto", TXT_PROTOCOL_VERSION),
         ];
+        if let Some(key) = ad.keys.first() {
+            properties.push(("key", key.as_str()));
+        }
         let mut info = ServiceInfo::new(
             SERVICE_TYPE,
             &instance,
@@ -109,6 +116,7 @@ impl Discovery {
             daemon: daemon.clone(),
             own_id: instance,
             cluster: ad.cluster,
+            keys: ad.keys,
             found,
         };
         tasks.spawn(browser.run(cancel));
@@ -134,6 +142,9 @@ struct Browser {
     daemon: ServiceDaemon,
     own_id: String,
     cluster: String,
+    /// Our key ids: a node advertising another key (or none, when we have
+    /// one) could not talk to us; it is not contacted.
+    keys: Vec<String>,
     found: mpsc::Sender<SocketAddr>,
 }
 
@@ -178,6 +189,20 @@ impl Browser {
                 peer = id,
                 cluster,
                 "mDNS: ignoring a node of another cluster"
+            );
+            return;
+        }
+        let key = service.get_property_val_str("key").unwrap_or_default();
+        let compatible = if self.keys.is_empty() {
+            key.is_empty()
+        } else {
+            self.keys.iter().any(|k| k == key)
+        };
+        if !compatible {
+            tracing::debug!(
+                peer = id,
+                key,
+                "mDNS: ignoring a node that uses another cluster key (or none)"
             );
             return;
         }

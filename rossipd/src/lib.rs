@@ -125,6 +125,7 @@ pub async fn run(
             cluster: config.cluster.clone(),
             port: advertise.port(),
             ifaces: config.ifaces.clone(),
+            keys: node.key_ids().iter().map(ToString::to_string).collect(),
         };
         Some(discovery::Discovery::start(
             ad,

@@ -345,3 +345,85 @@ fn a_64_kib_message_under_10_percent_loss_arrives_intact_everywhere() {
     let refs: Vec<&MessageRecorder> = recorders.iter().collect();
     assert_same_once(&cluster, &refs, &all, &keys, "big");
 }
+
+/// A namespaced LAN where hosts 1 and 2 share a cluster key and host 3 has
+/// none: the key holders find each other by mDNS and deliver; the mDNS
+/// record's key id keeps them from even trying the keyless host (and it
+/// them), so no datagram is refused on either side; a message never
+/// reaches host 3.
+#[test]
+fn mdns_brings_key_holders_together_and_leaves_others_out() {
+    let _cpu = shared();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = dir.path().join("rossip.key");
+    std::fs::write(
+        &key,
+        "3c1f0e2d4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0\n",
+    )
+    .expect("write key");
+    std::fs::set_permissions(
+        &key,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+    )
+    .expect("chmod");
+    let key_arg = key.to_str().expect("utf-8 path").to_owned();
+    let Ok(cluster) = NsCluster::start(
+        "dl-key",
+        3,
+        |_| {},
+        |index, daemon| {
+            if index < 2 {
+                daemon.args(["--key-file", key_arg.as_str()])
+            } else {
+                daemon
+            }
+        },
+    ) else {
+        return;
+    };
+    if let Err(why) = cluster.try_wait_alive(&[0, 1], &[0, 1], cluster.spawned, DISCOVERY_TIMEOUT) {
+        cluster.fail(&format!("discovery between the key holders: {why}"));
+    }
+    let sent = cluster.daemons[0].client().send("sealed over the LAN");
+    let keys: BTreeSet<String> = [sent.id.clone()].into();
+    let deadline = Instant::now() + CONVERGENCE_TIMEOUT;
+    while !history(&cluster.daemons[1]).iter().any(|m| m.id == sent.id) {
+        assert!(Instant::now() < deadline, "h2 never got the sealed message");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Hold: the keyless host must stay apart for a while, not just now.
+    let apart_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < apart_until {
+        assert!(cluster.peers_all(2).is_empty(), "h3 (no key) lists members");
+        for i in 0..2 {
+            assert!(
+                cluster
+                    .peers_all(i)
+                    .iter()
+                    .all(|p| p.name != cluster.name(2)),
+                "{} lists the keyless host",
+                cluster.name(i)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let dropped = |i: usize, reason: &str| {
+        cluster.daemons[i]
+            .status()
+            .datagrams
+            .dropped
+            .get(reason)
+            .copied()
+            .unwrap_or(0)
+    };
+    for i in 0..2 {
+        assert_eq!(
+            dropped(i, "unsealed_refused"),
+            0,
+            "{} was contacted by the keyless host: mDNS should have kept it away",
+            cluster.name(i)
+        );
+    }
+    assert_eq!(dropped(2, "sealed_without_key"), 0);
+    assert!(history(&cluster.daemons[2]).is_empty(), "{keys:?} leaked");
+}
