@@ -802,12 +802,20 @@ impl Node {
         });
         match encoded {
             Ok(payload) => {
-                for dst in dsts {
-                    self.stats.datagrams_sent += 1;
-                    self.stats.bytes_sent += payload.len() as u64;
+                let len = payload.len() as u64;
+                self.stats.datagrams_sent += dsts.len() as u64;
+                self.stats.bytes_sent += len * dsts.len() as u64;
+                // A copy for every destination but the last, which takes it.
+                if let Some((last, others)) = dsts.split_last() {
+                    for dst in others {
+                        self.transmits.push_back(Transmit {
+                            dst: *dst,
+                            payload: payload.clone(),
+                        });
+                    }
                     self.transmits.push_back(Transmit {
-                        dst: *dst,
-                        payload: payload.clone(),
+                        dst: *last,
+                        payload,
                     });
                 }
             }

@@ -471,18 +471,20 @@ impl Driver {
         Ok(picked.into_iter().map(MessageView::from).collect())
     }
 
-    /// Commits what the node delivered, then sends every pending datagram,
-    /// then answers sends and hands events to subscribers.
+    /// Records this node's highest new sequence number, sends every
+    /// pending datagram, commits what the node delivered, then answers
+    /// sends and hands events to subscribers.
     ///
-    /// Commit first: a message of this node goes out only once its number
-    /// is recorded, so a restart can resume right after the last number the
-    /// store holds without ever reusing one that peers saw.
+    /// The number is recorded before anything leaves, so a restart can
+    /// resume right after it without ever reusing a number peers saw; the
+    /// messages are committed after sending, so peers need not wait for it.
     async fn flush(&mut self) {
         let events: Vec<Event> = std::iter::from_fn(|| self.node.poll_event()).collect();
-        let committed = self.persist(&events);
+        self.record_own_seq(&events);
         while let Some(transmit) = self.node.poll_transmit() {
             self.transmit(&transmit).await;
         }
+        let committed = self.persist(&events);
         for (reply, view) in std::mem::take(&mut self.pending_sends) {
             let answer = match &committed {
                 Ok(()) => Ok(view),

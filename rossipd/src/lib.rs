@@ -215,12 +215,14 @@ fn restore_node(
     node_config.wall_ms_at_start = wall_ms;
     let messages = store.load_window(wall_ms).map_err(read_error)?;
     let seen = store.load_seen().map_err(read_error)?;
-    // Every number this node used was committed (the driver commits before
-    // it sends), so the next one is free.
-    let last_used = seen
+    // Every number this node sent was recorded first (the driver records
+    // its highest before the datagrams leave), so the next one is free.
+    let last_seen = seen
         .iter()
         .find(|(origin, _)| *origin == node_config.id)
         .and_then(|(_, ranges)| ranges.last().map(|&(_, last)| last));
+    let last_sent = store.own_seq().map_err(read_error)?;
+    let last_used = last_seen.max(last_sent);
     if resume_after_store && let Some(last) = last_used {
         node_config.first_seq = last.saturating_add(1);
     }

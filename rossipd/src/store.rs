@@ -61,6 +61,9 @@ const WAL_SIZE_LIMIT: u64 = 32 * 1024 * 1024;
 /// Key of this node's highest clock reading in `meta`.
 const OWN_CLOCK_KEY: &str = "own_clock";
 
+/// Key of the highest sequence number this node sent, in `meta`.
+const OWN_SEQ_KEY: &str = "own_seq";
+
 const CREATE_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (
     origin BLOB NOT NULL,
@@ -231,6 +234,36 @@ impl Store {
             })
             .unwrap_or_default();
         Ok(recorded.max(newest))
+    }
+
+    /// Records, in a transaction of its own, that this node is about to
+    /// send its messages up to `seq`: written before the datagrams leave,
+    /// so a restart never reuses a number peers may have seen, while the
+    /// messages themselves are committed after sending (off the critical
+    /// path of delivery).
+    pub fn record_own_seq(&mut self, seq: u64) -> rusqlite::Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+            )?
+            .execute(params![OWN_SEQ_KEY, &seq.to_be_bytes()[..]])?;
+        Ok(())
+    }
+
+    /// The highest sequence number recorded by [`Store::record_own_seq`].
+    pub fn own_seq(&self) -> rusqlite::Result<Option<u64>> {
+        let value: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                params![OWN_SEQ_KEY],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(value
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map(u64::from_be_bytes))
     }
 
     /// The messages inside the window at wall time `now_ms`, oldest first

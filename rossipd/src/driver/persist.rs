@@ -47,24 +47,47 @@ impl Driver {
                     "cannot write the history store: {e}"
                 );
             });
-        if committed.is_err() {
-            // A number of this node may now go out unrecorded (anti-entropy
-            // serves history): the next run must skip past the reservation.
-            if let Err(e) = self.state.mark_sequence_unsafe() {
-                tracing::error!("cannot record that sequence numbers are unsafe: {e:#}");
-            }
-        } else if self.state.sequence_unsafe() {
-            let own = self.node.id();
-            if batch.messages.iter().any(|m| m.id.origin == own)
-                && let Err(e) = self.state.clear_sequence_unsafe()
-            {
-                tracing::warn!("{e:#}");
-            }
-        }
         if self.store.prune_due() {
             self.prune_store();
         }
         committed
+    }
+
+    /// Records the highest sequence number of this node's messages among
+    /// `events` before they are sent. A failure is logged, counted, and
+    /// marks the sequence unsafe (the next run starts after the
+    /// reservation instead).
+    pub(super) fn record_own_seq(&mut self, events: &[Event]) {
+        let own = self.node.id();
+        let highest = events
+            .iter()
+            .filter_map(|event| match event {
+                Event::Message(message) if message.id.origin == own => Some(message.id.seq),
+                _ => None,
+            })
+            .max();
+        let Some(seq) = highest else { return };
+        match self.store.record_own_seq(seq) {
+            Ok(()) => {
+                // This run started after the reservation, so a recorded
+                // number of it is past anything an earlier run sent.
+                if self.state.sequence_unsafe()
+                    && let Err(e) = self.state.clear_sequence_unsafe()
+                {
+                    tracing::warn!("{e:#}");
+                }
+            }
+            Err(e) => {
+                self.store_errors += 1;
+                tracing::error!(
+                    path = %self.store.path().display(),
+                    "cannot record the sequence number about to be sent: {e}"
+                );
+                if let Err(e) = self.state.mark_sequence_unsafe() {
+                    tracing::error!("cannot record that sequence numbers are unsafe: {e:#}");
+                }
+            }
+        }
     }
 
     /// Applies the store's retention window; a failure is logged and

@@ -100,6 +100,21 @@ fn the_clock_floor_is_the_highest_own_reading_even_after_pruning() {
 }
 
 #[test]
+fn the_recorded_own_sequence_only_grows_and_survives_a_reopen() {
+    let dir = dir();
+    {
+        let mut store = Store::open(dir.path(), OWN, window(10)).expect("open");
+        assert_eq!(store.own_seq().expect("read"), None);
+        store.record_own_seq(300).expect("record");
+        store.record_own_seq(7).expect("record a lower one");
+        assert_eq!(store.own_seq().expect("read"), Some(300));
+        store.record_own_seq(1 << 40).expect("record");
+    }
+    let store = Store::open(dir.path(), OWN, window(10)).expect("reopen");
+    assert_eq!(store.own_seq().expect("read"), Some(1 << 40));
+}
+
+#[test]
 fn retention_by_count_keeps_the_newest() {
     let dir = dir();
     let mut store = Store::open(dir.path(), OWN, window(10)).expect("open");
