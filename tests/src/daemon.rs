@@ -225,6 +225,16 @@ impl Daemon {
         self.client().status()
     }
 
+    /// Datagrams it dropped for `reason` so far (`status.datagrams.dropped`).
+    pub fn dropped(&self, reason: &str) -> u64 {
+        self.status()
+            .datagrams
+            .dropped
+            .get(reason)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The gossip address in use (`status.addr`).
     pub fn addr(&self) -> String {
         self.status().addr

@@ -407,15 +407,7 @@ fn mdns_brings_key_holders_together_and_leaves_others_out() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let dropped = |i: usize, reason: &str| {
-        cluster.daemons[i]
-            .status()
-            .datagrams
-            .dropped
-            .get(reason)
-            .copied()
-            .unwrap_or(0)
-    };
+    let dropped = |i: usize, reason: &str| cluster.daemons[i].dropped(reason);
     for i in 0..2 {
         assert_eq!(
             dropped(i, "unsealed_refused"),

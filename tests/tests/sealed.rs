@@ -23,16 +23,6 @@ fn key_file(dir: &Path, name: &str, key: &str, mode: u32) -> PathBuf {
     path
 }
 
-fn dropped(daemon: &Daemon, reason: &str) -> u64 {
-    daemon
-        .status()
-        .datagrams
-        .dropped
-        .get(reason)
-        .copied()
-        .unwrap_or(0)
-}
-
 #[test]
 fn only_key_holders_form_the_cluster() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -73,7 +63,7 @@ fn only_key_holders_form_the_cluster() {
         .spawn();
     // Both keep knocking (seeds are retried); a counts each refusal.
     wait::wait_until(TIMEOUT, "a refused plaintext and a foreign key", || {
-        dropped(&a, "unsealed_refused") > 0 && dropped(&a, "unknown_key") > 0
+        a.dropped("unsealed_refused") > 0 && a.dropped("unknown_key") > 0
     });
     let listed: Vec<String> = a.client().peers(true).into_iter().map(|p| p.name).collect();
     assert_eq!(
