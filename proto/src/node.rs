@@ -694,7 +694,10 @@ impl Node {
         let now_ms = self.config.wall_ms_at_start;
         for message in messages {
             self.clock.observe(message.ts);
-            self.history.restore(message, now_ms);
+            // They arrived in an earlier run: at the latest when stamped
+            // (a restart with a full window must not hold sends for 3 s).
+            let arrived = message.ts.ms.min(now_ms);
+            self.history.restore(message, arrived);
         }
         self.drain_history_losses();
     }

@@ -469,3 +469,24 @@ fn an_unsolicited_gone_changes_nothing() {
     });
     assert!(done, "seed {seed:#x}: a forged Gone silenced an origin");
 }
+
+#[test]
+fn a_restart_with_a_full_window_does_not_hold_sends() {
+    let seed = seed() ^ 0xdd;
+    let mut sim = cluster(seed, 2, |config| config.history_limit = 10);
+    for i in 0..10 {
+        sim.publish(0, &format!("old {i}")).expect("publish");
+        sim.run_for(Duration::from_millis(500));
+    }
+    sim.run_for(Duration::from_secs(1));
+    let history: Vec<Message> = sim.node(0).history().cloned().collect();
+    let seen = vec![(Sim::id(0), sim.node(0).seen_ranges(&Sim::id(0)))];
+    let mut config = sim.config(0, "n0");
+    config.generation = 2;
+    config.history_limit = 10;
+    config.first_seq = 11;
+    sim.restart_restored(0, config, history, seen);
+    // The restored messages are seconds old: evicting the oldest is fine.
+    let fresh = sim.publish(0, "right after the restart");
+    assert!(fresh.is_ok(), "seed {seed:#x}: {fresh:?}");
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rossip_proto::rpc::{EventBody, MessageView, PeerStateName, PeerView};
 
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, DaemonBuilder};
 use crate::rpc::RpcClient;
 use crate::wait;
 
@@ -17,6 +17,19 @@ pub const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long to keep listening after the first copy of a message, to catch
 /// a duplicate that arrives late (e.g. by anti-entropy).
 pub const DUPLICATE_WINDOW: Duration = Duration::from_millis(1500);
+
+/// Spawns `first`, then `second` joined to it, and returns once both list
+/// each other as `alive`: [`start_loopback_cluster`] for two daemons that
+/// need flags of their own.
+pub fn start_joined_pair(first: DaemonBuilder, second: DaemonBuilder) -> (Daemon, Daemon) {
+    let a = first.spawn();
+    let b = second.join(&a.addr()).spawn();
+    wait_all_alive(
+        &[(a.name(), a.socket()), (b.name(), b.socket())],
+        MEMBERSHIP_TIMEOUT,
+    );
+    (a, b)
+}
 
 /// Starts one loopback daemon per name (`--no-mdns --bind 127.0.0.1 --port
 /// 0`); every daemon after the first joins the first. Returns once each

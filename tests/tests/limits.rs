@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use rossip_tests::cluster::start_joined_pair;
 use rossip_tests::daemon::Daemon;
 use rossip_tests::wait;
 use serde_json::{Value, json};
@@ -15,14 +16,9 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]
 fn a_flood_into_a_small_window_is_held_not_dropped_and_answered_in_order() {
-    let a = Daemon::builder("bp-a")
-        .loopback()
-        .args(["--history", "10"])
-        .spawn();
-    let b = Daemon::builder("bp-b").loopback().join(&a.addr()).spawn();
-    rossip_tests::cluster::wait_all_alive(
-        &[(a.name(), a.socket()), (b.name(), b.socket())],
-        TIMEOUT,
+    let (a, b) = start_joined_pair(
+        Daemon::builder("bp-a").loopback().args(["--history", "10"]),
+        Daemon::builder("bp-b").loopback(),
     );
     let mut client = a.client();
     // 25 into a window of 10 younger than 3 s: published at about 0, 3 and
@@ -68,14 +64,11 @@ fn a_flood_into_a_small_window_is_held_not_dropped_and_answered_in_order() {
 
 #[test]
 fn the_message_size_limit_is_configurable_and_stated() {
-    let a = Daemon::builder("size-a")
-        .loopback()
-        .args(["--max-message-bytes", "200000"])
-        .spawn();
-    let b = Daemon::builder("size-b").loopback().join(&a.addr()).spawn();
-    rossip_tests::cluster::wait_all_alive(
-        &[(a.name(), a.socket()), (b.name(), b.socket())],
-        TIMEOUT,
+    let (a, b) = start_joined_pair(
+        Daemon::builder("size-a")
+            .loopback()
+            .args(["--max-message-bytes", "200000"]),
+        Daemon::builder("size-b").loopback(),
     );
     let text = "z".repeat(200_000);
     let sent = a.client().send(&text);

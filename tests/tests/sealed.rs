@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rossip_tests::cluster::wait_all_alive;
+use rossip_tests::cluster::start_joined_pair;
 use rossip_tests::daemon::Daemon;
 use rossip_tests::wait;
 
@@ -29,16 +29,14 @@ fn only_key_holders_form_the_cluster() {
     let key = key_file(dir.path(), "a.key", KEY, 0o600);
     let other = key_file(dir.path(), "other.key", OTHER_KEY, 0o600);
     let key_arg = key.to_str().expect("utf-8 path");
-    let a = Daemon::builder("key-a")
-        .loopback()
-        .args(["--key-file", key_arg])
-        .spawn();
-    let b = Daemon::builder("key-b")
-        .loopback()
-        .args(["--key-file", key_arg])
-        .join(&a.addr())
-        .spawn();
-    wait_all_alive(&[(a.name(), a.socket()), (b.name(), b.socket())], TIMEOUT);
+    let (a, b) = start_joined_pair(
+        Daemon::builder("key-a")
+            .loopback()
+            .args(["--key-file", key_arg]),
+        Daemon::builder("key-b")
+            .loopback()
+            .args(["--key-file", key_arg]),
+    );
     let status = a.status();
     assert_eq!(
         status.keys.len(),

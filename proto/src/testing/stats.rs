@@ -74,10 +74,14 @@ pub fn percentile(times: &[Duration], p: f64) -> Option<Duration> {
 /// Whether an encoded datagram is a push or a repair (read from the body's
 /// tag byte, so the simulation does not decode every datagram twice).
 fn is_message_datagram(payload: &[u8]) -> bool {
-    matches!(
-        payload.get(wire::HEADER_LEN),
-        Some(&(PUSH_TAG | REPAIR_TAG))
-    )
+    // Only plaintext datagrams can be read here: a sealed one's byte at
+    // this offset is part of the key id (the simulation's traffic figures
+    // are for clusters without a key).
+    payload.get(3) == Some(&0)
+        && matches!(
+            payload.get(wire::HEADER_LEN),
+            Some(&(PUSH_TAG | REPAIR_TAG))
+        )
 }
 
 /// The ids of the messages a push or repair carries (whole or in part),
