@@ -16,6 +16,7 @@ pub mod node;
 pub mod paths;
 pub mod rpc;
 pub mod seal;
+pub mod sign;
 pub mod testing;
 pub mod wire;
 

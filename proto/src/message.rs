@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::id::{MessageId, NodeId};
+use crate::sign::{self, Domain, NodeKey, PublicKey, Signature};
 
 /// The channel a message goes to when `send` names none.
 pub const DEFAULT_CHANNEL: &str = "general";
@@ -49,7 +50,12 @@ impl Hlc {
 }
 
 /// One chat message, as gossiped and stored.
+///
+/// A message decodes only if its signature verifies and its key derives
+/// its origin's id (see [`crate::sign`]): whatever a node holds was sent
+/// by the node its id names, unaltered.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(try_from = "UncheckedMessage")]
 pub struct Message {
     /// Unique id: origin + sequence.
     pub id: MessageId,
@@ -61,9 +67,120 @@ pub struct Message {
     pub channel: String,
     /// The text, UTF-8. Untrusted: sanitize before printing to a terminal.
     pub text: String,
+    /// The origin's public key and signature.
+    pub auth: Auth,
+}
+
+/// Who vouches for a message: its origin's public key (which derives the
+/// origin's id) and the origin's signature of the message.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Auth {
+    /// The origin's public key.
+    pub key: PublicKey,
+    /// The origin's signature of the rest of the message.
+    pub sig: Signature,
+}
+
+#[cfg(test)]
+impl Auth {
+    /// An all-zero key and signature, for unit tests of values that are
+    /// never decoded (decoding refuses it).
+    pub(crate) fn for_tests() -> Auth {
+        Auth {
+            key: PublicKey([0; 32]),
+            sig: Signature::from_bytes(&[0; 64]),
+        }
+    }
+}
+
+/// Why a message's signature is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// The key does not derive the origin's id: someone else's key.
+    #[error("the message's key is not its origin's")]
+    WrongKey,
+    /// The signature does not verify: forged or altered.
+    #[error("the message's signature does not verify")]
+    BadSignature,
+}
+
+/// The fields of a [`Message`] before its signature is checked.
+#[derive(Deserialize)]
+struct UncheckedMessage {
+    id: MessageId,
+    origin_name: String,
+    ts: Hlc,
+    channel: String,
+    text: String,
+    auth: Auth,
+}
+
+impl TryFrom<UncheckedMessage> for Message {
+    type Error = AuthError;
+
+    fn try_from(m: UncheckedMessage) -> Result<Message, AuthError> {
+        let message = Message {
+            id: m.id,
+            origin_name: m.origin_name,
+            ts: m.ts,
+            channel: m.channel,
+            text: m.text,
+            auth: m.auth,
+        };
+        message.verify()?;
+        Ok(message)
+    }
 }
 
 impl Message {
+    /// A message from the node of `key`, signed by it.
+    pub fn signed(
+        key: &NodeKey,
+        seq: u64,
+        origin_name: String,
+        ts: Hlc,
+        channel: String,
+        text: String,
+    ) -> Message {
+        let id = MessageId {
+            origin: key.node_id(),
+            seq,
+        };
+        let public = key.public();
+        let content = content_bytes(&id, &origin_name, ts, &channel, &text, &public);
+        Message {
+            id,
+            origin_name,
+            ts,
+            channel,
+            text,
+            auth: Auth {
+                key: public,
+                sig: key.sign(Domain::Message, &content),
+            },
+        }
+    }
+
+    /// Checks that the key is the origin's and the signature verifies.
+    pub fn verify(&self) -> Result<(), AuthError> {
+        if self.auth.key.node_id() != self.id.origin {
+            return Err(AuthError::WrongKey);
+        }
+        let content = content_bytes(
+            &self.id,
+            &self.origin_name,
+            self.ts,
+            &self.channel,
+            &self.text,
+            &self.auth.key,
+        );
+        if sign::verify(&self.auth.key, Domain::Message, &content, &self.auth.sig) {
+            Ok(())
+        } else {
+            Err(AuthError::BadSignature)
+        }
+    }
+
     /// The key that orders history identically on every node.
     pub fn order_key(&self) -> OrderKey {
         OrderKey {
@@ -78,6 +195,21 @@ impl Message {
     pub fn payload_len(&self) -> usize {
         self.text.len() + self.channel.len() + self.origin_name.len()
     }
+}
+
+/// The signed bytes of a message: every field but the signature, in
+/// postcard (the key too, so the signature names its signer).
+fn content_bytes(
+    id: &MessageId,
+    origin_name: &str,
+    ts: Hlc,
+    channel: &str,
+    text: &str,
+    key: &PublicKey,
+) -> Vec<u8> {
+    // Serializing plain strings, integers and byte arrays cannot fail;
+    // an empty result would only make every signature fail to verify.
+    postcard::to_allocvec(&(id, origin_name, ts, channel, text, key)).unwrap_or_default()
 }
 
 /// Total order of messages: (timestamp, origin, sequence).

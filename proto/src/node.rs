@@ -34,6 +34,7 @@ mod contact;
 mod dissemination;
 mod fragments;
 mod history;
+mod keyring_ops;
 mod member_sync;
 mod membership;
 mod outbox;
@@ -48,6 +49,10 @@ pub use anti_entropy::{
 pub use contact::{HELLO_MIN_INTERVAL, LEFT_FORWARD_FANOUT};
 pub use dissemination::{GAP_PULL_DELAY, MAX_CLOCK_AHEAD, MIN_RETENTION};
 pub use fragments::{MAX_PARTIALS, PARTIAL_TIMEOUT, REASSEMBLY_MAX_BYTES};
+pub use keyring_ops::{
+    KeyChange, KeyOpError, KeyringEvent, KeyringRequest, MAX_ACK_ERROR_BYTES, MAX_OUTSTANDING,
+    OUTSTANDING_FOR,
+};
 pub use member_sync::{
     FINGERPRINT_BYTES, MAX_FINGERPRINTS_PER_DIGEST, MEMBER_SYNC_GROWING_INTERVAL,
     MEMBER_SYNC_INTERVAL, member_fingerprint, member_hash,
@@ -107,7 +112,10 @@ pub const MAX_PLAUSIBLE_RTT: Duration = Duration::from_secs(10);
 /// Static configuration of a [`Node`].
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
-    /// This node's id.
+    /// This node's key pair: it signs the node's messages and identity.
+    pub key: crate::sign::NodeKey,
+    /// This node's id: derived from `key` (set by [`NodeConfig::new`], and
+    /// again by [`Node::new`], so the two cannot disagree).
     pub id: NodeId,
     /// This node's name (≤ 64 bytes; longer is truncated at a char boundary).
     pub name: String,
@@ -172,13 +180,14 @@ impl NodeConfig {
     /// [`DEFAULT_DIRECT_PUSH_LIMIT`], RNG seed 0, members
     /// reaped after [`REMOVE_DOWN_AFTER`].
     pub fn new(
-        id: NodeId,
+        key: crate::sign::NodeKey,
         name: impl Into<String>,
         cluster: impl Into<String>,
         advertise_addr: SocketAddr,
     ) -> Self {
         NodeConfig {
-            id,
+            id: key.node_id(),
+            key,
             name: name.into(),
             cluster: cluster.into(),
             advertise_addr,
@@ -253,6 +262,9 @@ pub struct Member {
     /// SWIM incarnation within that run: raised by the member each time it
     /// refutes a suspicion.
     pub incarnation: u16,
+    /// Its public key (its id derives from it; its identity is signed with
+    /// it).
+    pub key: crate::sign::PublicKey,
 }
 
 /// A member changed.
@@ -287,6 +299,8 @@ pub enum Event {
         /// Its name.
         name: String,
     },
+    /// Keyring answers and changes (see [`KeyringEvent`]).
+    Keyring(KeyringEvent),
 }
 
 /// A range of one origin's messages this node will never deliver: no
@@ -361,7 +375,8 @@ pub struct Stats {
     /// (`invalid_fragment`, `fragment_mismatch`, `corrupt_reassembly`),
     /// member sync (`member_digest_from_non_member`,
     /// `member_sync_from_non_member`, `member_sync_unsolicited`,
-    /// `invalid_member_sync_identity`), and encode failures
+    /// `invalid_member_sync_identity`), keyring bodies (`keyring_without_key`,
+    /// `keyring_from_non_member`, `keyring_unsolicited`), and encode failures
     /// (`encode_too_large`, `encode_failed`).
     pub dropped: BTreeMap<&'static str, u64>,
     /// Published here.
@@ -439,8 +454,14 @@ pub struct Node {
     asked: BTreeMap<SocketAddr, Instant>,
     /// Seals and opens every datagram when the cluster has a key.
     sealer: Option<crate::seal::Sealer>,
+    /// The wall clock (ms since the Unix epoch) at the latest input: the
+    /// time stamped into sealed datagrams (coarse is fine: receivers allow
+    /// minutes).
+    last_wall_ms: u64,
     /// Membership anti-entropy; see `member_sync`.
     member_sync: member_sync::MemberSyncState,
+    /// Keyring queries and commands awaiting answers; see `keyring_ops`.
+    keyring_requests: keyring_ops::KeyringRequests,
 }
 
 impl std::fmt::Debug for Node {
@@ -461,18 +482,19 @@ impl Node {
     /// datagram from another node.
     pub fn new(mut config: NodeConfig, now: Instant) -> Self {
         truncate_at_char_boundary(&mut config.name, MAX_NAME_BYTES);
+        config.id = config.key.node_id();
         config.first_seq = config.first_seq.max(1);
         config.history_limit = config.history_limit.max(1);
         config.max_text_bytes = config.max_text_bytes.clamp(1, MAX_TEXT_BYTES);
         config.reap_after = config
             .reap_after
             .clamp(Duration::from_secs(1), MAX_REAP_AFTER);
-        let identity = wire::Identity {
-            id: config.id,
-            addr: config.advertise_addr,
-            name: config.name.clone(),
-            generation: config.generation,
-        };
+        let identity = wire::Identity::signed(
+            &config.key,
+            config.advertise_addr,
+            config.name.clone(),
+            config.generation,
+        );
         let swim = Swim::new(
             identity,
             StdRng::seed_from_u64(config.rng_seed),
@@ -481,13 +503,11 @@ impl Node {
         // A different stream than foca's, so that our choices do not shift
         // foca's probe order (and vice versa).
         let rng = StdRng::seed_from_u64(config.rng_seed ^ 0x9e37_79b9_7f4a_7c15);
-        // The nonce prefix comes from this run's RNG seed (random per run in
-        // the daemon), so nonces never repeat across runs under one key.
+        // The nonce's run number comes from this run's RNG seed (random per
+        // run in the daemon), so nonces never repeat across runs under one key.
         let sealer = config.keyring.clone().map(|keyring| {
-            let mut prefix_rng = StdRng::seed_from_u64(config.rng_seed ^ 0x5ea1_5ea1_5ea1_5ea1);
-            let mut prefix = [0u8; 16];
-            rand::Rng::fill_bytes(&mut prefix_rng, &mut prefix);
-            crate::seal::Sealer::new(keyring, prefix)
+            let mut run_rng = StdRng::seed_from_u64(config.rng_seed ^ 0x5ea1_5ea1_5ea1_5ea1);
+            crate::seal::Sealer::new(keyring, rand::Rng::next_u64(&mut run_rng))
         });
         let mut timers = TimerQueue::default();
         timers.schedule(now + ANTI_ENTROPY_INTERVAL, TimerKind::AntiEntropy);
@@ -527,9 +547,16 @@ impl Node {
             last_message_at: None,
             asked: BTreeMap::new(),
             sealer,
+            last_wall_ms: config.wall_ms_at_start,
             member_sync: member_sync::MemberSyncState::new(config.rng_seed),
+            keyring_requests: keyring_ops::KeyringRequests::default(),
             config,
         }
+    }
+
+    /// This node's public key (its id derives from it).
+    pub fn public_key(&self) -> crate::sign::PublicKey {
+        self.config.key.public()
     }
 
     /// This node's id.
@@ -549,9 +576,10 @@ impl Node {
             return;
         }
         let opened;
-        let bytes = match &self.sealer {
+        self.last_wall_ms = self.wall_ms(now);
+        let bytes = match &mut self.sealer {
             None => bytes,
-            Some(sealer) => match sealer.open(bytes, self.cluster) {
+            Some(sealer) => match sealer.open(bytes, self.cluster, self.last_wall_ms) {
                 Ok(plain) => {
                     opened = plain;
                     &opened[..]
@@ -586,14 +614,20 @@ impl Node {
             }
             wire::Body::Repair(items) => self.on_items(header.sender, items, false, true, now),
             wire::Body::Gone(ranges) => self.on_gone(header.sender, ranges, now),
-            wire::Body::Leave { generation } => self.on_leave(header.sender, generation, now),
+            wire::Body::Leave { generation, sig } => {
+                self.on_leave(header.sender, generation, sig, now);
+            }
             wire::Body::Digest(digest) => self.on_digest(header.sender, digest, now),
             wire::Body::Suspected {
                 generation,
                 incarnation,
             } => self.on_suspected(header.sender, generation, incarnation, now),
-            wire::Body::Left { id, generation } => {
-                self.on_left_notice(header.sender, id, generation, now);
+            wire::Body::Left {
+                id,
+                generation,
+                sig,
+            } => {
+                self.on_left_notice(header.sender, id, generation, sig, now);
             }
             wire::Body::MemberDigest {
                 stamp_us,
@@ -611,6 +645,10 @@ impl Node {
                 count,
                 sum,
             } => self.on_member_summary(header.sender, stamp_us, count, sum),
+            body @ (wire::Body::KeyringQuery { .. }
+            | wire::Body::KeyringReport { .. }
+            | wire::Body::KeyringCommand { .. }
+            | wire::Body::KeyringAck { .. }) => self.on_keyring_body(header.sender, body, now),
         }
         // After handling, so that the first datagram of a new member counts.
         self.members.saw(header.sender, now);
@@ -621,6 +659,7 @@ impl Node {
         if self.left {
             return;
         }
+        self.last_wall_ms = self.wall_ms(now);
         for timer in self.timers.take_due(now) {
             match timer {
                 TimerKind::Swim(timer) => self.on_swim_timer(timer, now),
@@ -653,6 +692,7 @@ impl Node {
     ) -> Result<Message, PublishError> {
         // The message's time is the HLC reading derived from `wall_ms`;
         // `now` dates the activity that speeds up anti-entropy.
+        self.last_wall_ms = self.wall_ms(now);
         self.publish_message(channel, text, wall_ms, now)
     }
 
@@ -801,7 +841,9 @@ impl Node {
         };
         let encoded = wire::encode(&header, body).and_then(|plain| match &mut self.sealer {
             None => Ok(plain),
-            Some(sealer) => sealer.seal(&plain).ok_or(wire::EncodeError::Seal),
+            Some(sealer) => sealer
+                .seal(&plain, self.last_wall_ms)
+                .ok_or(wire::EncodeError::Seal),
         });
         match encoded {
             Ok(payload) => {

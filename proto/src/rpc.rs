@@ -33,6 +33,17 @@ pub mod method {
     pub const JOIN: &str = "join";
     /// Leave the cluster gracefully: no params → [`super::LeaveResult`].
     pub const LEAVE: &str = "leave";
+    /// Every member's cluster keys: no params → [`super::KeysListResult`].
+    pub const KEYS_LIST: &str = "keys.list";
+    /// Install a cluster key on every member: [`super::KeysInstallParams`]
+    /// → [`super::KeysChangeResult`].
+    pub const KEYS_INSTALL: &str = "keys.install";
+    /// Seal with an installed key on every member: [`super::KeysIdParams`]
+    /// → [`super::KeysChangeResult`].
+    pub const KEYS_USE: &str = "keys.use";
+    /// Remove a key from every member: [`super::KeysIdParams`] →
+    /// [`super::KeysChangeResult`].
+    pub const KEYS_REMOVE: &str = "keys.remove";
     /// Name of the notification method the daemon sends to subscribers.
     pub const EVENT: &str = "event";
 }
@@ -70,6 +81,13 @@ pub mod code {
     /// faster than the window allows); nothing was accepted. `data.retry_after_ms`
     /// says when to try again.
     pub const BUSY: i64 = -32009;
+    /// `keys.*`: this node has no cluster key (gossip is not encrypted; a
+    /// running node cannot switch: restart it with `--key-file`).
+    pub const NO_CLUSTER_KEY: i64 = -32010;
+    /// `keys.*`: this node's keyring refused the change (an unknown key
+    /// id, the primary key removed, a full keyring); nothing was sent to
+    /// other members. (A malformed key or key id is [`INVALID_PARAMS`].)
+    pub const KEYRING_REFUSED: i64 = -32011;
 }
 
 /// A request (or, without `id`, a notification) as received. Deserialized
@@ -261,6 +279,32 @@ pub struct MessageView {
     pub channel: String,
     /// The text. Untrusted: sanitize before printing to a terminal.
     pub text: String,
+    /// Fingerprint of the origin's public key (`3fa2:91c0:…`).
+    #[serde(default)]
+    pub key: String,
+    /// The origin's signature verified (the daemon delivers no other
+    /// message: `false` only from an older daemon that did not check).
+    #[serde(default)]
+    pub verified: bool,
+    /// Whether `origin_name` is the name this daemon first saw with this
+    /// key (trust on first use).
+    #[serde(default)]
+    pub name_trust: NameTrust,
+}
+
+/// Whether a sender's name goes with its key: rossip pins each name to the
+/// first key seen using it, and warns when another key uses the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NameTrust {
+    /// The name is pinned to this key (first seen with it, or since).
+    Pinned,
+    /// The name was first seen with another key: a different node (or a
+    /// reinstalled one) uses it. Shown loudly.
+    Changed,
+    /// Not checked (too many names to pin, or an older daemon).
+    #[default]
+    Unchecked,
 }
 
 impl From<&Message> for MessageView {
@@ -274,6 +318,11 @@ impl From<&Message> for MessageView {
             ts_logical: m.ts.logical,
             channel: m.channel.clone(),
             text: m.text.clone(),
+            key: m.auth.key.fingerprint(),
+            // Every message this node holds was verified as it arrived
+            // (a `Message` does not decode otherwise).
+            verified: true,
+            name_trust: NameTrust::Unchecked,
         }
     }
 }
@@ -331,6 +380,12 @@ pub struct PeerView {
     /// refutes a suspicion.
     #[serde(default)]
     pub incarnation: u16,
+    /// Fingerprint of its public key (its id derives from the key).
+    #[serde(default)]
+    pub key: String,
+    /// Whether `name` is the name this daemon first saw with this key.
+    #[serde(default)]
+    pub name_trust: NameTrust,
 }
 
 /// `send` params.
@@ -567,6 +622,21 @@ pub struct StatusResult {
     /// seals with first; empty: gossip is not encrypted.
     #[serde(default)]
     pub keys: Vec<String>,
+    /// This node's signing identity and the names it pinned.
+    #[serde(default)]
+    pub identity: IdentityStatus,
+}
+
+/// This node's signing key and trust-on-first-use pins, in `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityStatus {
+    /// Fingerprint of this node's public key (its id derives from it).
+    pub key: String,
+    /// Node names pinned to a key (`<state dir>/known_names`).
+    pub pinned_names: u64,
+    /// Names seen this run under a key other than the pinned one (each
+    /// name and key once): each was logged as a warning.
+    pub name_conflicts: u64,
 }
 
 /// The daemon's durable history store, in `status`.
@@ -581,6 +651,90 @@ pub struct StoreStatus {
     /// Commits and prunes that failed since start (each logged as an
     /// error); sends whose commit failed were answered with an error.
     pub errors: u64,
+}
+
+/// A keyring: key ids (8 hex digits), the sealing key first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyringView {
+    /// The id of the key datagrams are sealed with.
+    pub primary: String,
+    /// Every key id held, `primary` first.
+    pub keys: Vec<String>,
+}
+
+/// One member's keyring in [`KeysListResult`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeKeyring {
+    /// Node id (hex).
+    pub id: String,
+    /// Node name.
+    pub name: String,
+    /// Whether it answered in time; without an answer `primary` is empty
+    /// and `keys` too.
+    pub answered: bool,
+    /// The id of the key it seals with.
+    #[serde(default)]
+    pub primary: String,
+    /// Every key id it holds, `primary` first.
+    #[serde(default)]
+    pub keys: Vec<String>,
+}
+
+/// `keys.list` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysListResult {
+    /// This node's keyring.
+    pub local: KeyringView,
+    /// The other alive and suspect members, sorted by name then id.
+    pub nodes: Vec<NodeKeyring>,
+    /// Whether every member asked answered.
+    pub complete: bool,
+}
+
+/// `keys.install` params.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysInstallParams {
+    /// The key: 64 hex digits, as `rossipctl keygen` prints.
+    pub key: String,
+}
+
+/// `keys.use` and `keys.remove` params.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysIdParams {
+    /// The key's id: 8 hex digits, as `keys.list` and `status` show it.
+    pub id: String,
+}
+
+/// One member's answer to a keyring change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAck {
+    /// Node id (hex).
+    pub id: String,
+    /// Node name.
+    pub name: String,
+    /// Whether it answered in time.
+    pub answered: bool,
+    /// Whether the change holds there (false without an answer).
+    pub ok: bool,
+    /// Why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `keys.install`, `keys.use` and `keys.remove` result: the change was
+/// made on this node, then sent to every alive and suspect member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeysChangeResult {
+    /// The id of the key concerned.
+    pub key: String,
+    /// This node's keyring after the change.
+    pub local: KeyringView,
+    /// Each other member's answer, sorted by name then id.
+    pub nodes: Vec<NodeAck>,
+    /// Whether every member answered, and every answer was ok.
+    pub complete: bool,
 }
 
 /// `join` params.

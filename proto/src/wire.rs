@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::{MessageId, NodeId};
 use crate::message::Message;
+use crate::sign::{Domain, NodeKey, PublicKey, Signature};
 
 /// Largest datagram rossip sends or accepts: below a 1,500-byte Ethernet MTU
 /// with room for IP/UDP headers (and IPv6), so IP never fragments.
@@ -108,7 +109,14 @@ pub struct Header {
 /// `generation` distinguishes runs of the same node id: a restarted node
 /// comes back with a higher generation, which wins over its old identity
 /// (that may still be remembered as failed or left).
+///
+/// The node signs its id, address, name and key (see [`crate::sign`]); an
+/// identity whose key does not derive its id, or whose signature does not
+/// verify, does not decode. The generation is not signed: foca renews it
+/// without the node's key, and it says nothing about who the node is or
+/// where it is (membership state about others is never signed by them).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(try_from = "UncheckedIdentity")]
 pub struct Identity {
     /// The node's id (the membership key).
     pub id: NodeId,
@@ -118,20 +126,97 @@ pub struct Identity {
     pub name: String,
     /// Which run of the node this is; higher wins.
     pub generation: u64,
+    /// The node's public key (derives `id`).
+    pub key: PublicKey,
+    /// The node's signature of `id`, `addr`, `name` and `key`.
+    pub sig: Signature,
+}
+
+/// The fields of an [`Identity`] before its signature is checked.
+#[derive(Deserialize)]
+struct UncheckedIdentity {
+    id: NodeId,
+    addr: SocketAddr,
+    name: String,
+    generation: u64,
+    key: PublicKey,
+    sig: Signature,
+}
+
+impl TryFrom<UncheckedIdentity> for Identity {
+    type Error = crate::message::AuthError;
+
+    fn try_from(u: UncheckedIdentity) -> Result<Identity, Self::Error> {
+        let identity = Identity {
+            id: u.id,
+            addr: u.addr,
+            name: u.name,
+            generation: u.generation,
+            key: u.key,
+            sig: u.sig,
+        };
+        identity.verify()?;
+        Ok(identity)
+    }
 }
 
 impl Identity {
-    /// Node `[1; 16]` at 10.0.0.1:7465 named `a`: the identity unit tests
-    /// vary only by generation.
-    #[cfg(test)]
-    pub(crate) fn for_tests(generation: u64) -> Identity {
+    /// The identity of the node of `key`, signed by it.
+    pub fn signed(key: &NodeKey, addr: SocketAddr, name: String, generation: u64) -> Identity {
+        let id = key.node_id();
+        let public = key.public();
+        let sig = key.sign(
+            Domain::Identity,
+            &identity_bytes(&id, &addr, &name, &public),
+        );
         Identity {
-            id: NodeId([1; 16]),
-            addr: SocketAddr::from(([10, 0, 0, 1], 7465)),
-            name: "a".into(),
+            id,
+            addr,
+            name,
             generation,
+            key: public,
+            sig,
         }
     }
+
+    /// Checks that the key derives the id and the signature verifies.
+    pub fn verify(&self) -> Result<(), crate::message::AuthError> {
+        if self.key.node_id() != self.id {
+            return Err(crate::message::AuthError::WrongKey);
+        }
+        let bytes = identity_bytes(&self.id, &self.addr, &self.name, &self.key);
+        if crate::sign::verify(&self.key, Domain::Identity, &bytes, &self.sig) {
+            Ok(())
+        } else {
+            Err(crate::message::AuthError::BadSignature)
+        }
+    }
+
+    /// Test node 1 (`NodeKey::for_testing(1)`) at 10.0.0.1:7465 named `a`:
+    /// the identity unit tests vary only by generation.
+    #[cfg(test)]
+    pub(crate) fn for_tests(generation: u64) -> Identity {
+        Identity::signed(
+            &NodeKey::for_testing(1),
+            SocketAddr::from(([10, 0, 0, 1], 7465)),
+            "a".into(),
+            generation,
+        )
+    }
+}
+
+/// The bytes a leave notice signs: the leaving node's id and generation.
+pub fn leave_bytes(id: &NodeId, generation: u64) -> Vec<u8> {
+    // Serializing an id and an integer cannot fail; an empty result would
+    // only make the signature fail to verify.
+    postcard::to_allocvec(&(id, generation)).unwrap_or_default()
+}
+
+/// The signed bytes of an identity.
+fn identity_bytes(id: &NodeId, addr: &SocketAddr, name: &str, key: &PublicKey) -> Vec<u8> {
+    // Serializing an id, an address, a string and a byte array cannot
+    // fail; an empty result would only make the signature fail to verify.
+    postcard::to_allocvec(&(id, addr, name, key)).unwrap_or_default()
 }
 
 /// A contact handshake: proves that the gossip port answers before a
@@ -290,6 +375,9 @@ pub enum Body {
     Leave {
         /// The generation that leaves (a later run is not affected).
         generation: u64,
+        /// The sender's signature of (its id, `generation`): no one else
+        /// can make it look gone (see [`leave_bytes`]).
+        sig: Signature,
     },
     /// Anti-entropy summary.
     Digest(Digest),
@@ -314,6 +402,8 @@ pub enum Body {
         id: NodeId,
         /// Its generation that left.
         generation: u64,
+        /// The leaver's own signature, from its [`Body::Leave`].
+        sig: Signature,
     },
     /// Messages the receiver's digest lacked that the sender has seen but
     /// no longer holds (they left its history window).
@@ -361,6 +451,64 @@ pub enum Body {
         /// The wrapping sum of their `node::member_hash`es.
         sum: u64,
     },
+    /// "Which cluster keys do you hold?" (`rossipctl keys list`): answered
+    /// with a [`Body::KeyringReport`]. Only between key holders.
+    KeyringQuery {
+        /// The sender's stamp, echoed by the answer.
+        stamp_us: u64,
+    },
+    /// The answer to a [`Body::KeyringQuery`]: key ids only, never keys.
+    KeyringReport {
+        /// The query's stamp.
+        reply_to: u64,
+        /// The id of the key the sender seals with.
+        primary: u32,
+        /// Every key id it holds, the primary first.
+        ids: Vec<u32>,
+    },
+    /// A keyring change (`rossipctl keys install|use|remove`), answered
+    /// with a [`Body::KeyringAck`]. Carries key material, so it is only
+    /// ever sent and accepted sealed: any holder of a cluster key may
+    /// change the keyring (the cluster key is the admin credential).
+    KeyringCommand {
+        /// The sender's stamp, echoed by the answer.
+        stamp_us: u64,
+        /// What to change.
+        op: KeyOp,
+    },
+    /// The answer to a [`Body::KeyringCommand`].
+    KeyringAck {
+        /// The command's stamp.
+        reply_to: u64,
+        /// Whether the change holds now on the sender.
+        ok: bool,
+        /// Why not (short; empty when `ok`).
+        error: String,
+    },
+}
+
+/// A keyring change (see [`Body::KeyringCommand`]).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyOp {
+    /// Add a key (accepted, not yet sealed with): its 32 bytes.
+    Install([u8; 32]),
+    /// Seal with the installed key of this id.
+    Use(u32),
+    /// Remove the key of this id (refused for the sealing key).
+    Remove(u32),
+}
+
+impl std::fmt::Debug for KeyOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key itself: datagrams are logged at debug level.
+        match self {
+            KeyOp::Install(bytes) => {
+                write!(f, "Install({})", crate::seal::ClusterKey::new(bytes).id())
+            }
+            KeyOp::Use(id) => write!(f, "Use({id:08x})"),
+            KeyOp::Remove(id) => write!(f, "Remove({id:08x})"),
+        }
+    }
 }
 
 /// Why a datagram was refused. [`DecodeError::reason`] names the counter.
@@ -390,6 +538,10 @@ pub enum DecodeError {
     /// The body does not decode (or has trailing bytes).
     #[error("malformed datagram body")]
     Malformed,
+    /// A signed value in it (a message, an identity) has a signature that
+    /// does not verify, or a key that is not its node's.
+    #[error("a signature in the datagram does not verify")]
+    BadSignature,
 }
 
 impl DecodeError {
@@ -404,6 +556,7 @@ impl DecodeError {
             DecodeError::WrongCluster => "wrong_cluster",
             DecodeError::Oversized(_) => "oversized",
             DecodeError::Malformed => "malformed",
+            DecodeError::BadSignature => "bad_signature",
         }
     }
 }
@@ -504,8 +657,12 @@ pub fn decode_header(bytes: &[u8], expected: ClusterId) -> Result<(Header, &[u8]
 /// Decodes a whole datagram of cluster `expected`.
 pub fn decode(bytes: &[u8], expected: ClusterId) -> Result<(Header, Body), DecodeError> {
     let (header, body) = decode_header(bytes, expected)?;
-    let (body, rest) =
-        postcard::take_from_bytes::<Body>(body).map_err(|_| DecodeError::Malformed)?;
+    let (body, rest) = postcard::take_from_bytes::<Body>(body).map_err(|err| match err {
+        // The only custom errors in a body are refused signatures (the
+        // `try_from` checks of `Message` and `Identity`).
+        postcard::Error::SerdeDeCustom => DecodeError::BadSignature,
+        _ => DecodeError::Malformed,
+    })?;
     if !rest.is_empty() {
         return Err(DecodeError::Malformed);
     }
@@ -536,25 +693,24 @@ mod tests {
 
     #[test]
     fn round_trips_every_body_kind() {
-        let identity = Identity {
-            id: NodeId([1; 16]),
-            addr: "10.0.0.1:7465".parse().expect("addr"),
-            name: "alpha".into(),
-            generation: 3,
-        };
-        let message = Message {
-            id: MessageId {
-                origin: NodeId([1; 16]),
-                seq: 7,
-            },
-            origin_name: "alpha".into(),
-            ts: Hlc {
+        let key = NodeKey::for_testing(1);
+        let identity = Identity::signed(
+            &key,
+            "10.0.0.1:7465".parse().expect("addr"),
+            "alpha".into(),
+            3,
+        );
+        let message = Message::signed(
+            &key,
+            7,
+            "alpha".into(),
+            Hlc {
                 ms: 1_700_000_000_000,
                 logical: 2,
             },
-            channel: "general".into(),
-            text: "hello".into(),
-        };
+            "general".into(),
+            "hello".into(),
+        );
         let bodies = [
             Body::Hello(Hello {
                 identity,
@@ -574,7 +730,10 @@ mod tests {
                     }),
                 ],
             }),
-            Body::Leave { generation: 3 },
+            Body::Leave {
+                generation: 3,
+                sig: key.sign(Domain::Leave, &leave_bytes(&key.node_id(), 3)),
+            },
             Body::Suspected {
                 generation: 3,
                 incarnation: 9,
@@ -582,6 +741,7 @@ mod tests {
             Body::Left {
                 id: NodeId([3; 16]),
                 generation: 2,
+                sig: Signature::from_bytes(&[3; 64]),
             },
             Body::Digest(Digest {
                 stamp_us: 5,
@@ -623,6 +783,25 @@ mod tests {
                 count: 1000,
                 sum: u64::MAX,
             },
+            Body::KeyringQuery { stamp_us: 10 },
+            Body::KeyringReport {
+                reply_to: 10,
+                primary: 7,
+                ids: vec![7, 8],
+            },
+            Body::KeyringCommand {
+                stamp_us: 11,
+                op: KeyOp::Install([0xab; 32]),
+            },
+            Body::KeyringCommand {
+                stamp_us: 12,
+                op: KeyOp::Remove(8),
+            },
+            Body::KeyringAck {
+                reply_to: 11,
+                ok: false,
+                error: "key 00000008 is not installed".into(),
+            },
         ];
         for body in bodies {
             let bytes = encode(&header(), &body).expect("encode");
@@ -634,7 +813,11 @@ mod tests {
 
     #[test]
     fn header_checks_have_reasons() {
-        let bytes = encode(&header(), &Body::Leave { generation: 1 }).expect("encode");
+        let leave = Body::Leave {
+            generation: 1,
+            sig: Signature::from_bytes(&[0; 64]),
+        };
+        let bytes = encode(&header(), &leave).expect("encode");
         let cluster = header().cluster;
 
         assert_eq!(

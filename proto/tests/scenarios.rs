@@ -7,11 +7,11 @@
 
 use std::time::{Duration, Instant};
 
+use rossip_proto::NodeId;
 use rossip_proto::message::{Hlc, Message};
 use rossip_proto::node::{Event, NodeConfig, PeerState, PublishError};
 use rossip_proto::testing::{SIM_CLUSTER, Sim};
 use rossip_proto::wire::{self, Body, ClusterId, Header};
-use rossip_proto::{MessageId, NodeId};
 
 mod common;
 use common::{all_alive, count_delivered, history_ids, restart_as, seed, three_joined};
@@ -338,16 +338,17 @@ fn garbage_is_counted_by_reason_and_changes_nothing() {
         cluster,
         sender,
     };
-    let sneaky = Message {
-        id: MessageId {
-            origin: Sim::id(1),
-            seq: 99,
-        },
-        origin_name: "beta".into(),
-        ts: Hlc::default(),
-        channel: "general".into(),
-        text: "sneaky".into(),
+    let signed_by_beta = |text: &str| {
+        Message::signed(
+            &Sim::key(1),
+            99,
+            "beta".into(),
+            Hlc::default(),
+            "general".into(),
+            text.into(),
+        )
     };
+    let sneaky = signed_by_beta("sneaky");
     let push_of = |message: Message| {
         Body::Push(wire::Push {
             relay: true,
@@ -370,12 +371,29 @@ fn garbage_is_counted_by_reason_and_changes_nothing() {
     sim.inject(0, from, &vec![0x52; wire::MAX_DATAGRAM_BYTES + 1]);
     let own = wire::encode(&header(Sim::id(0), cluster), &push).expect("encode");
     sim.inject(0, from, &own);
-    let empty_text = push_of(Message {
-        text: String::new(),
-        ..sneaky
-    });
+    let empty_text = push_of(signed_by_beta(""));
     let invalid = wire::encode(&header(Sim::id(1), cluster), &empty_text).expect("encode");
     sim.inject(0, from, &invalid);
+    // Node 2 (gamma) cannot send as node 1 (beta): its own key does not
+    // derive beta's id, and beta's signature does not cover altered text.
+    let mut impersonation = Message::signed(
+        &Sim::key(2),
+        99,
+        "beta".into(),
+        Hlc::default(),
+        "general".into(),
+        "sneaky".into(),
+    );
+    impersonation.id.origin = Sim::id(1);
+    let forged =
+        wire::encode(&header(Sim::id(2), cluster), &push_of(impersonation)).expect("encode");
+    sim.inject(0, Sim::addr(2), &forged);
+    let altered = Message {
+        text: "altered".into(),
+        ..sneaky
+    };
+    let altered = wire::encode(&header(Sim::id(2), cluster), &push_of(altered)).expect("encode");
+    sim.inject(0, Sim::addr(2), &altered);
     let swim_junk =
         wire::encode(&header(Sim::id(1), cluster), &Body::Swim(vec![0xff; 40])).expect("encode");
     sim.inject(0, from, &swim_junk);
@@ -394,9 +412,10 @@ fn garbage_is_counted_by_reason_and_changes_nothing() {
     assert_eq!(dropped("from_self"), 1, "{:?}", stats.dropped);
     assert_eq!(dropped("invalid_message"), 1, "{:?}", stats.dropped);
     assert_eq!(dropped("swim_rejected"), 1, "{:?}", stats.dropped);
+    assert_eq!(dropped("bad_signature"), 2, "{:?}", stats.dropped);
     assert_eq!(
         stats.datagrams_received - stats_before.datagrams_received,
-        10
+        12
     );
     assert_eq!(sim.host(0).events.len(), events_before, "no events");
     assert_eq!(sim.node(0).history().count(), 0);

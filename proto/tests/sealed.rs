@@ -98,3 +98,108 @@ fn during_a_rotation_old_and_new_keys_interoperate() {
     assert_eq!(count_delivered(&sim, 1, a.id), 1);
     assert_eq!(count_delivered(&sim, 0, b.id), 1);
 }
+
+/// Drives two nodes by hand, delivering every datagram between them (and
+/// recording each), until neither has anything to send.
+fn exchange(
+    nodes: &mut [rossip_proto::Node; 2],
+    now: Instant,
+    captured: &mut Vec<(usize, std::net::SocketAddr, Vec<u8>)>,
+) {
+    for _ in 0..100 {
+        let mut quiet = true;
+        for from in 0..2 {
+            while let Some(transmit) = nodes[from].poll_transmit() {
+                quiet = false;
+                let to = 1 - from;
+                let src = rossip_proto::testing::Sim::addr(from);
+                captured.push((to, src, transmit.payload.clone()));
+                nodes[to].handle_datagram(src, &transmit.payload, now);
+            }
+        }
+        if quiet {
+            return;
+        }
+    }
+}
+
+fn messages(node: &mut rossip_proto::Node) -> usize {
+    std::iter::from_fn(|| node.poll_event())
+        .filter(|event| matches!(event, rossip_proto::Event::Message(_)))
+        .count()
+}
+
+#[test]
+fn a_replayed_datagram_changes_nothing() {
+    let start = Instant::now();
+    let sim = Sim::new(start, seed() ^ 0x5ea3);
+    let node = |index: usize| {
+        let mut config = sim.config(index, &format!("n{index}"));
+        config.keyring = keyring(1);
+        rossip_proto::Node::new(config, start)
+    };
+    let mut nodes = [node(0), node(1)];
+    let mut captured = Vec::new();
+    nodes[0].handle_contact(Sim::addr(1), start);
+    exchange(&mut nodes, start, &mut captured);
+    assert_eq!(nodes[1].members().count(), 1, "the pair joined");
+    let wall = sim.wall_ms();
+    nodes[0]
+        .publish("general", "once", wall, start)
+        .expect("publish");
+    exchange(&mut nodes, start, &mut captured);
+    assert_eq!(messages(&mut nodes[1]), 1);
+    let members_before: Vec<_> = nodes[1].members().cloned().collect();
+
+    // Every datagram of the exchange again, a minute later.
+    let later = start + Duration::from_secs(60);
+    let replayed_before = nodes[1]
+        .stats()
+        .dropped
+        .get("replayed")
+        .copied()
+        .unwrap_or(0);
+    let to_node_1: Vec<_> = captured
+        .iter()
+        .filter(|(to, ..)| *to == 1)
+        .cloned()
+        .collect();
+    for (_, src, bytes) in &to_node_1 {
+        nodes[1].handle_datagram(*src, bytes, later);
+    }
+    let replayed = nodes[1]
+        .stats()
+        .dropped
+        .get("replayed")
+        .copied()
+        .unwrap_or(0)
+        - replayed_before;
+    assert_eq!(replayed, to_node_1.len() as u64, "every replay refused");
+    assert_eq!(messages(&mut nodes[1]), 0, "nothing delivered twice");
+    let members_after: Vec<_> = nodes[1].members().cloned().collect();
+    assert_eq!(members_before.len(), members_after.len());
+    assert!(
+        std::iter::from_fn(|| nodes[1].poll_transmit())
+            .next()
+            .is_none(),
+        "no answers to replays"
+    );
+
+    // A node that never heard of n0's run refuses the capture once it is
+    // older than the freshness bound.
+    let mut fresh = {
+        let mut config = sim.config(2, "n2");
+        config.keyring = keyring(1);
+        config.wall_ms_at_start = wall + rossip_proto::seal::replay::FRESHNESS + 1_000;
+        rossip_proto::Node::new(config, later)
+    };
+    for (_, src, bytes) in &to_node_1 {
+        fresh.handle_datagram(*src, bytes, later);
+    }
+    assert_eq!(
+        fresh.stats().dropped.get("stale").copied(),
+        Some(to_node_1.len() as u64)
+    );
+    assert_eq!(fresh.members().count(), 0);
+    assert_eq!(messages(&mut fresh), 0);
+}

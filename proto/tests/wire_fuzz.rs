@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use rossip_proto::MessageId;
 use rossip_proto::message::{Hlc, Message};
+use rossip_proto::sign::Signature;
 use rossip_proto::testing::{SIM_CLUSTER, Sim};
 use rossip_proto::wire::{
     self, Body, ClusterId, Digest, Header, Hello, Identity, OriginDigest, SeqRange,
@@ -28,27 +28,20 @@ fn valid_datagrams() -> Vec<Vec<u8>> {
         cluster: cluster(),
         sender: Sim::id(1),
     };
-    let message = Message {
-        id: MessageId {
-            origin: Sim::id(1),
-            seq: 3,
-        },
-        origin_name: "beta".into(),
-        ts: Hlc {
+    let message = Message::signed(
+        &Sim::key(1),
+        3,
+        "beta".into(),
+        Hlc {
             ms: 1_700_000_000_000,
             logical: 1,
         },
-        channel: "general".into(),
-        text: "fuzz me".into(),
-    };
+        "general".into(),
+        "fuzz me".into(),
+    );
     let bodies = [
         Body::Hello(Hello {
-            identity: Identity {
-                id: Sim::id(1),
-                addr: Sim::addr(1),
-                name: "beta".into(),
-                generation: 1,
-            },
+            identity: Identity::signed(&Sim::key(1), Sim::addr(1), "beta".into(), 1),
             ack: false,
             stamp_us: 17,
         }),
@@ -72,7 +65,10 @@ fn valid_datagrams() -> Vec<Vec<u8>> {
             first: 1,
             last: 3,
         }]),
-        Body::Leave { generation: 1 },
+        Body::Leave {
+            generation: 1,
+            sig: Signature::from_bytes(&[1; 64]),
+        },
         Body::Suspected {
             generation: 1,
             incarnation: 4,
@@ -80,6 +76,7 @@ fn valid_datagrams() -> Vec<Vec<u8>> {
         Body::Left {
             id: Sim::id(3),
             generation: 1,
+            sig: Signature::from_bytes(&[2; 64]),
         },
         Body::MemberDigest {
             stamp_us: 6,
@@ -90,12 +87,12 @@ fn valid_datagrams() -> Vec<Vec<u8>> {
         Body::MemberSync {
             reply_to: 6,
             complete: true,
-            identities: vec![Identity {
-                id: Sim::id(2),
-                addr: Sim::addr(2),
-                name: "gamma".into(),
-                generation: 1,
-            }],
+            identities: vec![Identity::signed(
+                &Sim::key(2),
+                Sim::addr(2),
+                "gamma".into(),
+                1,
+            )],
         },
         Body::MemberSummary {
             stamp_us: 7,

@@ -56,6 +56,49 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print a new random cluster key (for rossipd --key-file)
     Keygen,
+    /// List or rotate the cluster keys of every member (install, use, remove)
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `keys` subcommands. A rotation without downtime: `keys install NEW`, then
+/// `keys use NEWID`, then `keys remove OLDID`, each once every node confirmed the step
+/// before (each is sent to every member; repeat a step for nodes that did not answer).
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Show which nodes hold which keys, and which key each seals with
+    List,
+    /// Install a key on every member (accepted, not yet used to seal)
+    Install(KeysInstallArgs),
+    /// Seal with an installed key, on every member
+    Use(KeyIdArg),
+    /// Remove a key from every member (refused where it is still the sealing key)
+    Remove(KeyIdArg),
+}
+
+/// `keys install` arguments.
+#[derive(Debug, Args)]
+pub struct KeysInstallArgs {
+    /// The key (64 hex digits, from `rossipctl keygen`); `-` reads it from stdin, which
+    /// keeps it out of shell history and `ps`
+    #[arg(
+        value_name = "KEY",
+        required_unless_present = "key_file",
+        conflicts_with = "key_file"
+    )]
+    pub key: Option<String>,
+
+    /// Read the key from this file (its first key line, as in rossipd's key file)
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+}
+
+/// A key id argument.
+#[derive(Debug, Args)]
+pub struct KeyIdArg {
+    /// The key id: 8 hex digits, as `rossipctl keys list` and `status` show it
+    #[arg(value_name = "ID")]
+    pub id: String,
 }
 
 /// `send` arguments.
@@ -255,6 +298,33 @@ mod tests {
             Command::Events(EventsArgs { snapshot: true })
         ));
         assert!(Cli::try_parse_from(["rossipctl", "events", "extra"]).is_err());
+    }
+
+    #[test]
+    fn keys_parse() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|cli| cli.command);
+        assert!(matches!(
+            parse(&["rossipctl", "keys", "list"]),
+            Ok(Command::Keys(KeysCommand::List))
+        ));
+        assert!(matches!(
+            parse(&["rossipctl", "keys", "install", "-"]),
+            Ok(Command::Keys(KeysCommand::Install(KeysInstallArgs { key: Some(k), key_file: None }))) if k == "-"
+        ));
+        assert!(matches!(
+            parse(&["rossipctl", "keys", "install", "--key-file", "k"]),
+            Ok(Command::Keys(KeysCommand::Install(KeysInstallArgs {
+                key: None,
+                key_file: Some(_)
+            })))
+        ));
+        assert!(parse(&["rossipctl", "keys", "install"]).is_err());
+        assert!(parse(&["rossipctl", "keys", "install", "-", "--key-file", "k"]).is_err());
+        assert!(matches!(
+            parse(&["rossipctl", "keys", "use", "0a1b2c3d"]),
+            Ok(Command::Keys(KeysCommand::Use(KeyIdArg { id }))) if id == "0a1b2c3d"
+        ));
+        assert!(parse(&["rossipctl", "keys", "remove"]).is_err());
     }
 
     #[test]

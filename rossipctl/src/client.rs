@@ -39,17 +39,14 @@ pub enum ClientError {
         error: io::Error,
     },
     /// The socket exists but this user may not connect to it.
-    #[error(
-        "permission denied on rossipd's socket {}: {error} (the system service's socket \
-         is for members of the `rossip` group: `sudo usermod -aG rossip $USER`, then log in \
-         again; or run your own `rossipd`)",
-        path.display()
-    )]
+    #[error("permission denied on {}: {hint}", path.display())]
     PermissionDenied {
         /// The socket path tried.
         path: PathBuf,
         /// What `connect` said.
         error: io::Error,
+        /// What to do about it ([`permission_hint`]).
+        hint: String,
     },
     /// The daemon closed the connection or it broke (a restart, a shutdown after `leave`).
     #[error("lost the connection to rossipd at {}: {reason}", path.display())]
@@ -93,6 +90,37 @@ impl ClientError {
     }
 }
 
+/// How to join the group that may use the system service's socket.
+const JOIN_GROUP: &str = "join the `rossip` group (`sudo usermod -aG rossip $USER`, then log in \
+                          again) or run as root";
+
+/// The mode and owner uid of the socket file, if this user may look at it
+/// (not when its directory is closed to them: `/run/rossip` is 0750).
+fn socket_owner(path: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.mode() & 0o7777, m.uid()))
+}
+
+/// What to do about a socket this user may not use, given its mode and
+/// owner when known. The system service shares its socket with the
+/// `rossip` group (mode 0660); a 0600 socket is either the system daemon's
+/// after it found no such group (owner root), or another user's own daemon.
+fn permission_hint(socket: Option<(u32, u32)>) -> String {
+    match socket {
+        Some((mode, 0)) if mode & 0o060 == 0 => format!(
+            "this socket admits root only (mode {mode:o}: rossipd found no `rossip` group when it \
+             started); create the group (`sudo groupadd -r rossip`) and restart rossipd, then {JOIN_GROUP}"
+        ),
+        Some((mode, uid)) if mode & 0o060 == 0 => format!(
+            "this socket is uid {uid}'s own rossipd (mode {mode:o}), for that user only; start your \
+             own `rossipd`, or for the system service's socket {JOIN_GROUP}"
+        ),
+        _ => JOIN_GROUP.to_owned(),
+    }
+}
+
 /// `rossipd: MESSAGE (code N[, data JSON])`.
 struct RpcErrorDisplay<'a>(&'a ErrorObject);
 
@@ -132,6 +160,7 @@ impl Client {
             io::ErrorKind::PermissionDenied => ClientError::PermissionDenied {
                 path: path.to_path_buf(),
                 error,
+                hint: permission_hint(socket_owner(path)),
             },
             _ => ClientError::Unreachable {
                 path: path.to_path_buf(),
@@ -255,5 +284,48 @@ impl Client {
             path: self.path.clone(),
             detail,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_socket_or_an_unseen_one_calls_for_joining_the_group() {
+        for socket in [None, Some((0o660, 0)), Some((0o660, 991))] {
+            assert_eq!(permission_hint(socket), JOIN_GROUP);
+        }
+        assert!(JOIN_GROUP.contains("`rossip` group") && JOIN_GROUP.contains("run as root"));
+    }
+
+    #[test]
+    fn a_root_only_socket_says_the_group_is_missing() {
+        let hint = permission_hint(Some((0o600, 0)));
+        assert!(hint.contains("root only"), "{hint}");
+        assert!(hint.contains("groupadd -r rossip"), "{hint}");
+        assert!(hint.contains("`rossip` group"), "{hint}");
+    }
+
+    #[test]
+    fn another_users_socket_is_named_as_theirs() {
+        let hint = permission_hint(Some((0o600, 1000)));
+        assert!(hint.contains("uid 1000's own rossipd"), "{hint}");
+        assert!(hint.contains("`rossip` group"), "{hint}");
+    }
+
+    #[test]
+    fn the_message_names_the_path_and_what_to_do() {
+        let error = ClientError::PermissionDenied {
+            path: PathBuf::from("/run/rossip/rossipd.sock"),
+            error: io::Error::from(io::ErrorKind::PermissionDenied),
+            hint: permission_hint(None),
+        };
+        assert_eq!(
+            error.to_string(),
+            "permission denied on /run/rossip/rossipd.sock: join the `rossip` group (`sudo usermod \
+             -aG rossip $USER`, then log in again) or run as root"
+        );
+        assert_eq!(error.exit_code(), EXIT_NO_PERMISSION);
     }
 }

@@ -322,7 +322,8 @@ fn message(seq: u64, text: &str) -> Value {
     let origin = "ab".repeat(16);
     json!({"id": format!("{origin}-{seq}"), "origin": origin, "origin_name": "alice",
            "seq": seq, "ts": 1_795_497_601_000u64 + seq, "ts_logical": 0,
-           "channel": "general", "text": text})
+           "channel": "general", "text": text, "key": "3fa2:91c0:0000:0000", "verified": true,
+           "name_trust": "pinned"})
 }
 
 #[test]
@@ -409,8 +410,8 @@ fn tail_prints_sanitized_lines() {
     assert_exit(&out, 0, "tail");
     assert_eq!(
         text(&out.stdout),
-        "2026-11-24 05:20:01 alice: hello\n\
-         2026-11-24 05:20:01 alice: \\x1b[2Jgotcha\\nroot: fake\n"
+        "2026-11-24 05:20:01 alice@abababab: hello\n\
+         2026-11-24 05:20:01 alice@abababab: \\x1b[2Jgotcha\\nroot: fake\n"
     );
 }
 
@@ -491,7 +492,7 @@ fn tail_follow_into_a_closed_pipe_exits_0() {
         event(1, 1, "first"),
         event(1, 2, "second"),
     );
-    assert!(first.ends_with("alice: first\n"), "{first:?}");
+    assert!(first.ends_with("alice@abababab: first\n"), "{first:?}");
 }
 
 #[test]

@@ -25,6 +25,25 @@ pub const MAX_MESSAGE_BYTES_LIMIT: usize = 960 * 1024;
 /// Socket mode of a user daemon: only the owner may talk to it.
 pub const USER_SOCKET_MODE: u32 = 0o600;
 
+/// Socket mode of the system daemon: its owner and the members of
+/// [`SOCKET_GROUP`] may talk to it (0600 if that group does not exist).
+pub const SYSTEM_SOCKET_MODE: u32 = 0o660;
+
+/// The group whose members may use the system daemon's socket.
+pub const SOCKET_GROUP: &str = "rossip";
+
+/// The socket mode for a daemon running as `uid` on `socket`: the system
+/// daemon's ([`SYSTEM_SOCKET_MODE`]) when it runs as root, or on the system
+/// service's path (the service may run as its own `rossip` user); else a
+/// user daemon's ([`USER_SOCKET_MODE`]).
+pub fn socket_mode_for(uid: u32, socket: &Path) -> u32 {
+    if uid == 0 || socket == Path::new(paths::SYSTEM_SOCKET_PATH) {
+        SYSTEM_SOCKET_MODE
+    } else {
+        USER_SOCKET_MODE
+    }
+}
+
 /// Everything [`crate::run`] needs. Built from flags and environment by the
 /// binary; tests build it directly with [`Config::new`].
 #[derive(Debug, Clone)]
@@ -41,7 +60,8 @@ pub struct Config {
     pub advertise: Option<IpAddr>,
     /// Path of the JSON-RPC socket.
     pub socket: PathBuf,
-    /// Permission bits of the socket file.
+    /// Permission bits of the socket file; group bits share it with
+    /// [`SOCKET_GROUP`] (see [`socket_mode_for`]).
     pub socket_mode: u32,
     /// Where the node id, sequence reservation and history store live.
     pub state_dir: PathBuf,
@@ -71,16 +91,17 @@ pub struct Config {
 }
 
 impl Config {
-    /// User-mode defaults with an explicit socket and state directory.
+    /// Defaults with an explicit socket and state directory; the socket
+    /// mode follows who runs the daemon ([`socket_mode_for`]).
     pub fn new(socket: PathBuf, state_dir: PathBuf) -> Config {
         Config {
+            socket_mode: socket_mode_for(current_uid(), &socket),
             name: default_name(),
             cluster: DEFAULT_CLUSTER.to_owned(),
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: DEFAULT_PORT,
             advertise: None,
             socket,
-            socket_mode: USER_SOCKET_MODE,
             state_dir,
             join: Vec::new(),
             mdns: true,
@@ -131,4 +152,19 @@ pub fn default_state_dir() -> PathBuf {
         home.as_deref().filter(|h| h != &Path::new("")),
         current_uid(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_and_the_system_path_share_the_socket_with_the_group() {
+        let system = Path::new(paths::SYSTEM_SOCKET_PATH);
+        let mine = Path::new("/run/user/1000/rossip/rossipd.sock");
+        assert_eq!(socket_mode_for(0, mine), SYSTEM_SOCKET_MODE);
+        assert_eq!(socket_mode_for(0, system), SYSTEM_SOCKET_MODE);
+        assert_eq!(socket_mode_for(991, system), SYSTEM_SOCKET_MODE);
+        assert_eq!(socket_mode_for(1000, mine), USER_SOCKET_MODE);
+    }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use mdns_sd::{IfKind, IfPredicate, ServiceDaemon, ServiceEvent, ServiceInfo};
 use rossip_proto::NodeId;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::interfaces;
@@ -38,10 +38,11 @@ pub struct Advertisement {
     pub port: u16,
     /// Interfaces chosen with `--iface`; empty means the default filter.
     pub ifaces: Vec<String>,
-    /// Ids of the cluster keys held, the sealing one first (empty: none).
-    /// The first goes in TXT as `key`: an id, never key material. Nodes
-    /// whose `key` is not one of these are not contacted.
-    pub keys: Vec<String>,
+    /// Ids of the cluster keys held, the sealing one first (empty: none),
+    /// as they change (`rossipctl keys …`). The first goes in TXT as `key`:
+    /// an id, never key material; the record is announced again when it
+    /// changes. Nodes whose `key` is not one of these are not contacted.
+    pub keys: watch::Receiver<Vec<String>>,
 }
 
 /// A running mDNS responder and browser.
@@ -84,39 +85,23 @@ impl Discovery {
             .context("mDNS: cannot set interfaces")?;
 
         let instance = ad.id.to_string();
-        let host = format!("{instance}.local.");
-        let mut properties = vec![
-            ("id", instance.as_str()),
-            ("name", ad.name.as_str()),
-            ("cluster", ad.cluster.as_str()),
-            ("proto", TXT_PROTOCOL_VERSION),
-        ];
-        if let Some(key) = ad.keys.first() {
-            properties.push(("key", key.as_str()));
-        }
-        let mut info = ServiceInfo::new(
-            SERVICE_TYPE,
-            &instance,
-            &host,
-            &[] as &[IpAddr],
-            ad.port,
-            &properties[..],
-        )
-        .context("mDNS: cannot build the service record")?
-        .enable_addr_auto();
-        // Instance names are node ids, unique by construction: skip the
-        // conflict probing that would delay the announcement by ~0.8 s.
-        info.set_requires_probe(false);
+        let keys = ad.keys.clone();
+        let info = service_info(&ad, keys.borrow().first().map(String::as_str))?;
         let fullname = info.get_fullname().to_owned();
         daemon
             .register(info)
             .context("mDNS: cannot register the service")?;
+        tasks.spawn(reannounce_on_key_change(
+            daemon.clone(),
+            ad.clone(),
+            cancel.clone(),
+        ));
 
         let browser = Browser {
             daemon: daemon.clone(),
             own_id: instance,
             cluster: ad.cluster,
-            keys: ad.keys,
+            keys,
             found,
         };
         tasks.spawn(browser.run(cancel));
@@ -138,13 +123,77 @@ impl Discovery {
     }
 }
 
+/// This node's service record, with `key` (the sealing key's id) in TXT.
+fn service_info(ad: &Advertisement, key: Option<&str>) -> anyhow::Result<ServiceInfo> {
+    let instance = ad.id.to_string();
+    let host = format!("{instance}.local.");
+    let mut properties = vec![
+        ("id", instance.as_str()),
+        ("name", ad.name.as_str()),
+        ("cluster", ad.cluster.as_str()),
+        ("proto", TXT_PROTOCOL_VERSION),
+    ];
+    if let Some(key) = key {
+        properties.push(("key", key));
+    }
+    let mut info = ServiceInfo::new(
+        SERVICE_TYPE,
+        &instance,
+        &host,
+        &[] as &[IpAddr],
+        ad.port,
+        &properties[..],
+    )
+    .context("mDNS: cannot build the service record")?
+    .enable_addr_auto();
+    // Instance names are node ids, unique by construction: skip the
+    // conflict probing that would delay the announcement by ~0.8 s.
+    info.set_requires_probe(false);
+    Ok(info)
+}
+
+/// Registers the record again (mdns-sd replaces and re-announces it) each
+/// time the sealing key changes, so that nodes started with the new key
+/// find this one.
+async fn reannounce_on_key_change(
+    daemon: ServiceDaemon,
+    mut ad: Advertisement,
+    cancel: CancellationToken,
+) {
+    let mut announced = ad.keys.borrow_and_update().first().cloned();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            changed = ad.keys.changed() => if changed.is_err() { return },
+        }
+        let key = ad.keys.borrow_and_update().first().cloned();
+        if key == announced {
+            continue;
+        }
+        match service_info(&ad, key.as_deref()).and_then(|info| {
+            daemon
+                .register(info)
+                .context("mDNS: cannot register the service")
+        }) {
+            Ok(()) => {
+                tracing::info!(
+                    key = key.as_deref().unwrap_or(""),
+                    "mDNS: announcing the new sealing key id"
+                );
+                announced = key;
+            }
+            Err(e) => tracing::warn!("{e:#}"),
+        }
+    }
+}
+
 struct Browser {
     daemon: ServiceDaemon,
     own_id: String,
     cluster: String,
-    /// Our key ids: a node advertising another key (or none, when we have
-    /// one) could not talk to us; it is not contacted.
-    keys: Vec<String>,
+    /// Our key ids, as they change: a node advertising another key (or
+    /// none, when we have one) could not talk to us; it is not contacted.
+    keys: watch::Receiver<Vec<String>>,
     found: mpsc::Sender<SocketAddr>,
 }
 
@@ -193,10 +242,13 @@ impl Browser {
             return;
         }
         let key = service.get_property_val_str("key").unwrap_or_default();
-        let compatible = if self.keys.is_empty() {
-            key.is_empty()
-        } else {
-            self.keys.iter().any(|k| k == key)
+        let compatible = {
+            let keys = self.keys.borrow();
+            if keys.is_empty() {
+                key.is_empty()
+            } else {
+                keys.iter().any(|k| k == key)
+            }
         };
         if !compatible {
             tracing::debug!(

@@ -30,6 +30,7 @@ use crate::store::Store;
 use crate::views::{self, WallClock};
 
 mod backpressure;
+mod keyring;
 mod persist;
 mod status;
 
@@ -110,12 +111,26 @@ pub enum Command {
         /// Addresses.
         addrs: Vec<SocketAddr>,
     },
+    /// Ask every member for its keyring (`keys.list`).
+    KeysList {
+        /// Who was asked, and where the answers arrive.
+        reply: KeysReply,
+    },
+    /// Change the keyring here and on every member (`keys.install|use|remove`).
+    KeyOp {
+        /// The change.
+        op: rossip_proto::wire::KeyOp,
+        /// Who was asked, and where the answers arrive.
+        reply: KeysReply,
+    },
     /// Leave the cluster; the daemon then shuts down.
     Leave {
         /// How many members were told.
         reply: oneshot::Sender<LeaveResult>,
     },
 }
+
+pub use keyring::{KeysReply, KeysStarted};
 
 /// A subscription's start: the replayed history and the live receiver.
 pub type Subscription = (Vec<MessageView>, broadcast::Receiver<Arc<EventBody>>);
@@ -181,6 +196,15 @@ pub struct Driver {
     pending_sends: Vec<PendingSend>,
     /// Sends held for room in the history window; see `backpressure`.
     deferred: backpressure::Deferred,
+    /// Where members' answers to `keys.*` requests go, by request stamp;
+    /// see `keyring`.
+    keyring_answers:
+        std::collections::BTreeMap<u64, mpsc::Sender<rossip_proto::node::KeyringEvent>>,
+    /// Node names pinned to keys (trust on first use).
+    pins: crate::pins::Pins,
+    /// The key ids held, for discovery's mDNS record (see
+    /// [`Driver::publish_key_ids_to`]).
+    key_ids: tokio::sync::watch::Sender<Vec<String>>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -204,6 +228,9 @@ impl Driver {
     ) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (peer_cache, greet) = PeerCache::open(state.path());
+        let mut pins = crate::pins::Pins::load_or_empty(state.path());
+        // This node's own name first: another node using it is flagged too.
+        pins.observe(&info.name, &node.public_key(), &node.id().to_string());
         let mut driver = Driver {
             node,
             udp,
@@ -219,9 +246,18 @@ impl Driver {
             store_errors: 0,
             pending_sends: Vec::new(),
             deferred: backpressure::Deferred::default(),
+            keyring_answers: std::collections::BTreeMap::new(),
+            pins,
+            key_ids: tokio::sync::watch::Sender::new(Vec::new()),
         };
         driver.greet_cached_peers(&greet);
         driver
+    }
+
+    /// Sends the key ids held to `key_ids` after every keyring change
+    /// (discovery advertises the sealing key's id).
+    pub fn publish_key_ids_to(&mut self, key_ids: tokio::sync::watch::Sender<Vec<String>>) {
+        self.key_ids = key_ids;
     }
 
     /// Greets the members of the previous run (the peer cache), so a
@@ -396,12 +432,13 @@ impl Driver {
                 let _ = reply.send(replayed.map(|messages| (messages, self.events.subscribe())));
             }
             Command::Peers { all, reply } => {
-                let mut peers: Vec<PeerView> = self
+                let members: Vec<rossip_proto::Member> = self
                     .node
                     .members()
                     .filter(|m| all || matches!(m.state, PeerState::Alive | PeerState::Suspect))
-                    .map(|m| views::peer_view(m, &self.clock))
+                    .cloned()
                     .collect();
+                let mut peers: Vec<PeerView> = members.iter().map(|m| self.peer_view(m)).collect();
                 peers.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
                 let _ = reply.send(peers);
             }
@@ -434,6 +471,8 @@ impl Driver {
                     self.node.handle_contact(addr, now);
                 }
             }
+            Command::KeysList { reply } => self.on_keys_list(reply, now),
+            Command::KeyOp { op, reply } => self.on_key_op(op, reply, now),
             Command::Leave { reply } => return Some(reply),
         }
         None
@@ -457,7 +496,7 @@ impl Driver {
             )));
         }
         match self.node.publish(channel, text, views::unix_ms_now(), now) {
-            Ok(message) => Ok(MessageView::from(&message)),
+            Ok(message) => Ok(self.message_view(&message)),
             Err(e) => Err(backpressure::classify(e)),
         }
     }
@@ -468,7 +507,32 @@ impl Driver {
             |id| self.node.message(id).map(Message::order_key),
             query,
         )?;
-        Ok(picked.into_iter().map(MessageView::from).collect())
+        Ok(picked
+            .into_iter()
+            .map(|message| {
+                let mut view = MessageView::from(message);
+                view.name_trust = self.pins.trust(&message.origin_name, &message.auth.key);
+                view
+            })
+            .collect())
+    }
+
+    /// A message as the API shows it, its name checked against the pins
+    /// (and pinned, if new).
+    fn message_view(&mut self, message: &Message) -> MessageView {
+        let mut view = MessageView::from(message);
+        view.name_trust = self
+            .pins
+            .observe(&message.origin_name, &message.auth.key, &view.origin);
+        view
+    }
+
+    /// A member as the API shows it, its name checked against the pins
+    /// (and pinned, if new).
+    fn peer_view(&mut self, member: &rossip_proto::Member) -> PeerView {
+        let mut view = views::peer_view(member, &self.clock);
+        view.name_trust = self.pins.observe(&member.name, &member.key, &view.id);
+        view
     }
 
     /// Records this node's highest new sequence number, sends every
@@ -534,11 +598,11 @@ impl Driver {
             Event::Message(message) => {
                 tracing::debug!(id = %message.id, from = %message.origin_name, "message delivered");
                 EventBody::Message {
-                    message: MessageView::from(&message),
+                    message: self.message_view(&message),
                 }
             }
             Event::Peer(change) => {
-                let peer = views::peer_view(&change.member, &self.clock);
+                let peer = self.peer_view(&change.member);
                 tracing::info!(
                     peer = %change.member.name,
                     id = %change.member.id.short(),
@@ -554,6 +618,10 @@ impl Driver {
             }
             // Recorded (and logged) by `persist`; not an API event.
             Event::Lost(_) => return,
+            Event::Keyring(event) => {
+                self.on_keyring_event(event);
+                return;
+            }
             Event::Contacted { from, id, name } => {
                 let result = JoinResult {
                     id: id.to_string(),

@@ -101,6 +101,11 @@ mod tests {
             ts: Hlc { ms, logical: 0 },
             channel: channel.into(),
             text: format!("m{seq}"),
+            // Never decoded here, so never verified.
+            auth: rossip_proto::message::Auth {
+                key: rossip_proto::sign::PublicKey([0; 32]),
+                sig: rossip_proto::sign::Signature::from_bytes(&[0; 64]),
+            },
         }
     }
 

@@ -6,6 +6,11 @@
 //!
 //! Under systemd, `LoadCredential=rossip.key:/etc/rossip/rossip.key` puts
 //! it in `$CREDENTIALS_DIRECTORY`, where rossipd finds it without a flag.
+//!
+//! After every keyring change (`rossipctl keys …`, by this node or another
+//! member) the daemon saves its keyring as `<state dir>/keyring`, in the
+//! same format; at start that file, when it exists, supersedes the key
+//! file (as Serf's keyring file does), so a rotation survives restarts.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -15,6 +20,54 @@ use rossip_proto::seal::{ClusterKey, Keyring};
 
 /// The credential name rossipd looks for in `$CREDENTIALS_DIRECTORY`.
 pub const CREDENTIAL_NAME: &str = "rossip.key";
+
+/// The keyring file in the state directory.
+pub const STATE_FILE_NAME: &str = "keyring";
+
+/// The keyring to start with: `<state dir>/keyring` if it exists (saved by
+/// the last keyring change; it supersedes the key file, which is said in
+/// the log), else the key file (`configured`, else a systemd credential),
+/// else none.
+pub fn load_for_start(
+    state_dir: &Path,
+    configured: Option<&Path>,
+) -> anyhow::Result<Option<Keyring>> {
+    let key_file = resolve(configured);
+    let saved = state_dir.join(STATE_FILE_NAME);
+    if saved.exists() {
+        let keyring = load(&saved)?;
+        match &key_file {
+            Some(path) => tracing::info!(
+                "using the keyring {} saved by the last `keys` change; it supersedes the key \
+                 file {} (remove it to start from the key file again)",
+                saved.display(),
+                path.display()
+            ),
+            None => tracing::info!(
+                "using the keyring {} saved by the last `keys` change (gossip stays encrypted \
+                 without --key-file; remove it to run unencrypted)",
+                saved.display()
+            ),
+        }
+        return Ok(Some(keyring));
+    }
+    key_file.map(|path| load(&path)).transpose()
+}
+
+/// Saves `keyring` as `<state dir>/keyring` (mode 0600, written to a
+/// temporary file, synced, then renamed over the old one), in the key
+/// file's format: the sealing key first.
+pub fn save(state_dir: &Path, keyring: &Keyring) -> anyhow::Result<()> {
+    let mut text = String::from(
+        "# rossip cluster keys, saved by rossipd after every `rossipctl keys` change.\n\
+         # The first seals; the others are still accepted. This file supersedes --key-file.\n",
+    );
+    for key in keyring.keys() {
+        text.push_str(&key.to_hex());
+        text.push('\n');
+    }
+    crate::state::write_atomically(&state_dir.join(STATE_FILE_NAME), text.as_bytes())
+}
 
 /// The key file to use: the configured one, else a systemd credential.
 pub fn resolve(configured: Option<&Path>) -> Option<PathBuf> {
@@ -93,6 +146,39 @@ mod tests {
         let b = ClusterKey::from_hex(KEY_B).expect("b").id();
         assert_eq!(ring.ids(), vec![a, b]);
         assert_eq!(ring.primary_id(), a);
+    }
+
+    #[test]
+    fn a_saved_keyring_round_trips_and_supersedes_the_key_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let key_file = write(dir.path(), &format!("{KEY_A}\n"), 0o600);
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).expect("state dir");
+        let from_file = load_for_start(&state, Some(&key_file))
+            .expect("load")
+            .expect("a keyring");
+        let a = ClusterKey::from_hex(KEY_A).expect("a").id();
+        assert_eq!(from_file.ids(), vec![a]);
+        let b = ClusterKey::from_hex(KEY_B).expect("b");
+        let rotated = Keyring::new(b.clone(), vec![ClusterKey::from_hex(KEY_A).expect("a")]);
+        save(&state, &rotated).expect("save");
+        let saved = state.join(STATE_FILE_NAME);
+        let mode = std::fs::metadata(&saved)
+            .expect("saved")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        for configured in [Some(key_file.as_path()), None] {
+            let ring = load_for_start(&state, configured)
+                .expect("load")
+                .expect("a keyring");
+            assert_eq!(ring.ids(), vec![b.id(), a], "the saved keyring wins");
+        }
+        assert!(
+            !state.join("keyring.tmp").exists(),
+            "no temporary file left"
+        );
     }
 
     #[test]

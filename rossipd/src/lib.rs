@@ -13,6 +13,7 @@ pub mod interfaces;
 pub mod keyfile;
 mod local_socket;
 mod peer_cache;
+mod pins;
 mod rpc;
 mod seeds;
 mod state;
@@ -49,11 +50,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     validate(&config)?;
     // Before anything is bound: a bad key file is a refusal to start.
-    let keyring = keyfile::resolve(config.key_file.as_deref())
-        .map(|path| keyfile::load(&path))
-        .transpose()?;
+    // The keyring saved by the last `keys` change supersedes --key-file.
+    let keyring = keyfile::load_for_start(&config.state_dir, config.key_file.as_deref())?;
     let mut state = state::StateDir::open(&config.state_dir)?;
-    let id = state.node_id()?;
+    let node_key = state.node_key()?;
+    let id = node_key.node_id();
     let reserved_seq = state.start_sequence()?;
     // Resume right after the last number the store committed, so restarts
     // leave no gap (a gap every node would ask about forever) — unless a
@@ -92,8 +93,12 @@ pub async fn run(
     let clock = views::WallClock::new();
     let mut seed = [0u8; 8];
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("cannot get random bytes: {e}"))?;
-    let mut node_config =
-        NodeConfig::new(id, config.name.clone(), config.cluster.clone(), advertise);
+    let mut node_config = NodeConfig::new(
+        node_key,
+        config.name.clone(),
+        config.cluster.clone(),
+        advertise,
+    );
     node_config.generation = state.next_generation(views::unix_ms_now())?;
     node_config.first_seq = reserved_seq;
     node_config.history_limit = config.history_limit;
@@ -118,6 +123,13 @@ pub async fn run(
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
     let (found_tx, found_rx) = mpsc::channel(DISCOVERY_QUEUE);
 
+    // Keyring changes (`keys.*`) reach discovery's mDNS record through this.
+    let (key_ids_tx, key_ids_rx) = tokio::sync::watch::channel(
+        node.key_ids()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+    );
     let discovery = if config.mdns {
         let ad = discovery::Advertisement {
             id,
@@ -125,7 +137,7 @@ pub async fn run(
             cluster: config.cluster.clone(),
             port: advertise.port(),
             ifaces: config.ifaces.clone(),
-            keys: node.key_ids().iter().map(ToString::to_string).collect(),
+            keys: key_ids_rx,
         };
         Some(discovery::Discovery::start(
             ad,
@@ -169,7 +181,8 @@ pub async fn run(
         socket: config.socket.display().to_string(),
         mdns: config.mdns,
     };
-    let driver = driver::Driver::new(node, udp, state, store, clock, info, counters);
+    let mut driver = driver::Driver::new(node, udp, state, store, clock, info, counters);
+    driver.publish_key_ids_to(key_ids_tx);
     let exit = driver.run(commands_rx, found_rx, shutdown).await;
     tracing::info!(?exit, "shutting down");
 

@@ -1,18 +1,32 @@
 //! The JSON-RPC socket file: one daemon per path, stale files reclaimed,
 //! permissions set, and the file removed on exit.
 //!
+//! Permissions: a user daemon's socket is 0600 in a 0700 directory. The
+//! system daemon's is 0660 owned by group `rossip` (in a 0750 directory of
+//! that group), so that members of the group may use it; if that group does
+//! not exist, a warning says so and the socket is 0600: nobody else gets in.
+//!
 //! A lock file beside the socket is held (`flock`) for the daemon's lifetime.
 //! Whoever holds it owns the socket path, so a socket file found while holding
 //! the lock is stale and safe to remove. Binding with interprocess's
 //! `try_overwrite` alone would silently steal a running daemon's socket.
 
 use std::fs::{self, File, OpenOptions};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use interprocess::local_socket::tokio::Listener;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
+use interprocess::os::unix::local_socket::ListenerOptionsExt as _;
+use rossip_proto::paths;
+
+use crate::config::SOCKET_GROUP;
+
+/// Largest buffer offered to `getgrnam_r` for one group entry (a group
+/// with thousands of members needs more than the first 1 KiB).
+const MAX_GROUP_BUFFER: usize = 1 << 20;
 
 /// Holds the lock; removes the socket file when dropped.
 #[derive(Debug)]
@@ -27,27 +41,22 @@ impl Drop for SocketGuard {
         // the paths where the listener was never created or leaked.
         match fs::remove_file(&self.path) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!(path = %self.path.display(), "cannot remove socket file: {e}"),
         }
     }
 }
 
-/// Takes the lock, clears a stale socket, binds and sets the mode.
+/// Takes the lock, clears a stale socket, binds and sets the mode. Group
+/// bits in `mode` share the socket with [`SOCKET_GROUP`] (see the module
+/// documentation).
 pub fn bind(path: &Path, mode: u32) -> anyhow::Result<(Listener, SocketGuard)> {
+    let access = Access::for_mode(mode);
     let parent = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    if !parent.exists() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            // Only the owner (and, for the system socket, its group) needs to
-            // traverse the directory; the socket's own mode does the rest.
-            .mode(if mode & 0o070 != 0 { 0o750 } else { 0o700 })
-            .create(parent)
-            .with_context(|| format!("cannot create socket directory {}", parent.display()))?;
-    }
+    prepare_directory(parent, &access)?;
     check_directory_owner(parent)?;
     let lock_path = lock_path(path);
     let lock = OpenOptions::new()
@@ -71,7 +80,7 @@ pub fn bind(path: &Path, mode: u32) -> anyhow::Result<(Listener, SocketGuard)> {
     }
     match fs::remove_file(path) {
         Ok(()) => tracing::info!(path = %path.display(), "removed stale socket file"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => {
             return Err(e)
                 .with_context(|| format!("cannot remove stale socket {}", path.display()));
@@ -80,12 +89,23 @@ pub fn bind(path: &Path, mode: u32) -> anyhow::Result<(Listener, SocketGuard)> {
     let name = path
         .to_fs_name::<GenericFilePath>()
         .with_context(|| format!("{} is not a usable socket path", path.display()))?;
+    // Owner-only from the first moment (interprocess sets the mode before
+    // `bind`); the group gets in only once the file belongs to it.
     let listener = ListenerOptions::new()
         .name(name)
+        .mode(0o600)
         .create_tokio()
         .with_context(|| format!("cannot listen on {}", path.display()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .with_context(|| format!("cannot set mode {mode:o} on {}", path.display()))?;
+    if let Some(gid) = access.gid {
+        std::os::unix::fs::chown(path, None, Some(gid)).with_context(|| {
+            format!(
+                "cannot give socket {} to group {SOCKET_GROUP}",
+                path.display()
+            )
+        })?;
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(access.mode))
+        .with_context(|| format!("cannot set mode {:o} on {}", access.mode, path.display()))?;
     Ok((
         listener,
         SocketGuard {
@@ -93,6 +113,135 @@ pub fn bind(path: &Path, mode: u32) -> anyhow::Result<(Listener, SocketGuard)> {
             _lock: lock,
         },
     ))
+}
+
+/// The socket's mode and group, once the group is looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Access {
+    /// The socket file's mode.
+    mode: u32,
+    /// The group to give the socket (and a directory it creates) to.
+    gid: Option<u32>,
+}
+
+impl Access {
+    /// `mode` as asked, with [`SOCKET_GROUP`]'s gid if it has group bits;
+    /// without that group, owner-only, with a warning that says what to do.
+    fn for_mode(mode: u32) -> Access {
+        if mode & 0o077 == 0 {
+            return Access { mode, gid: None };
+        }
+        let owner_only = Access {
+            mode: mode & 0o700,
+            gid: None,
+        };
+        match group_id(SOCKET_GROUP) {
+            Ok(Some(gid)) => Access {
+                mode: mode & 0o770,
+                gid: Some(gid),
+            },
+            Ok(None) => {
+                tracing::warn!(
+                    "group `{SOCKET_GROUP}` does not exist, so only this daemon's user may use its socket \
+                     (mode {:o}); create it (`groupadd -r {SOCKET_GROUP}`), add users to it and restart \
+                     rossipd to let them in",
+                    owner_only.mode
+                );
+                owner_only
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "cannot look up group `{SOCKET_GROUP}` ({e}), so only this daemon's user may use its \
+                     socket (mode {:o})",
+                    owner_only.mode
+                );
+                owner_only
+            }
+        }
+    }
+
+    /// The mode of the socket's directory: searchable by whoever may use the socket.
+    fn directory_mode(&self) -> u32 {
+        if self.gid.is_some() { 0o750 } else { 0o700 }
+    }
+}
+
+/// Creates the socket's directory if missing, with [`Access::directory_mode`]
+/// and the socket's group. The system service's directory (`/run/rossip`,
+/// perhaps made by systemd's `RuntimeDirectory=` with another mode, or by an
+/// earlier run before the group existed) is brought in line too when this
+/// user owns it; any other existing directory is left alone (it may be
+/// `/tmp`).
+fn prepare_directory(dir: &Path, access: &Access) -> anyhow::Result<()> {
+    let mode = access.directory_mode();
+    let created = if dir.exists() {
+        false
+    } else {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(dir)
+            .with_context(|| format!("cannot create socket directory {}", dir.display()))?;
+        true
+    };
+    let system_dir = Path::new(paths::SYSTEM_SOCKET_PATH).parent();
+    let ours = fs::metadata(dir).is_ok_and(|m| m.uid() == crate::config::current_uid());
+    if !created && !(Some(dir) == system_dir && ours) {
+        return Ok(());
+    }
+    if let Some(gid) = access.gid {
+        std::os::unix::fs::chown(dir, None, Some(gid)).with_context(|| {
+            format!(
+                "cannot give socket directory {} to group {SOCKET_GROUP}",
+                dir.display()
+            )
+        })?;
+    }
+    // Explicitly: the umask may have taken bits from the created mode.
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set mode {mode:o} on {}", dir.display()))
+}
+
+/// The gid of group `name` (`None`: no such group), looked up through NSS,
+/// so that groups from systemd-userdb, LDAP and the like count, not only
+/// those in `/etc/group`.
+#[allow(unsafe_code)]
+fn group_id(name: &str) -> io::Result<Option<u32>> {
+    let c_name =
+        std::ffi::CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut buf_len = 1024;
+    loop {
+        let mut group = std::mem::MaybeUninit::<libc::group>::uninit();
+        let mut buf: Vec<libc::c_char> = vec![0; buf_len];
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: every pointer is valid and exclusive for the whole call:
+        // `c_name` is NUL-terminated, `group` and `found` are writable locals,
+        // `buf` has `buf.len()` writable bytes. getgrnam_r is the re-entrant
+        // variant: it keeps no pointer past the call.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                c_name.as_ptr(),
+                group.as_mut_ptr(),
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        match rc {
+            0 if found.is_null() => return Ok(None),
+            0 => {
+                // SAFETY: on success with an entry, getgrnam_r initialised
+                // `group` (and pointed `found` at it); the gid is a plain
+                // integer, and the strings it points into `buf` are not read.
+                let gid = unsafe { group.assume_init_ref().gr_gid };
+                return Ok(Some(gid));
+            }
+            libc::ERANGE if buf_len < MAX_GROUP_BUFFER => buf_len *= 4,
+            // POSIX lets these mean "no such group" too.
+            libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => return Ok(None),
+            errno => return Err(io::Error::from_raw_os_error(errno)),
+        }
+    }
 }
 
 /// Refuses a socket directory that another user controls: with the fallback
@@ -128,4 +277,67 @@ fn lock_path(socket: &Path) -> PathBuf {
         .unwrap_or_default();
     name.push(".lock");
     socket.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_are_looked_up_by_name() {
+        assert_eq!(group_id("root").expect("lookup"), Some(0));
+        assert_eq!(group_id("no-such-group-rossip-test").expect("lookup"), None);
+    }
+
+    #[test]
+    fn owner_only_modes_need_no_group() {
+        assert_eq!(
+            Access::for_mode(0o600),
+            Access {
+                mode: 0o600,
+                gid: None
+            }
+        );
+        assert_eq!(Access::for_mode(0o600).directory_mode(), 0o700);
+    }
+
+    #[test]
+    fn group_modes_get_the_group_or_fall_back_to_owner_only() {
+        let access = Access::for_mode(0o660);
+        match group_id(SOCKET_GROUP).expect("lookup") {
+            Some(gid) => {
+                assert_eq!(access.mode, 0o660);
+                assert_eq!(access.gid, Some(gid));
+                assert_eq!(access.directory_mode(), 0o750);
+            }
+            None => assert_eq!(access, Access::for_mode(0o600)),
+        }
+        // Never more than the group: no world bits, whatever was asked.
+        assert_eq!(Access::for_mode(0o666).mode & 0o007, 0);
+    }
+
+    #[tokio::test]
+    async fn sockets_get_their_mode_and_created_directories_theirs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sub").join("rossipd.sock");
+        let (listener, guard) = bind(&path, 0o600).expect("bind");
+        let mode = |p: &Path| fs::metadata(p).expect("stat").mode() & 0o7777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().expect("parent")), 0o700);
+        drop(listener);
+        drop(guard);
+        assert!(!path.exists(), "the socket file is removed on exit");
+
+        let path = dir.path().join("shared").join("rossipd.sock");
+        let (_listener, _guard) = bind(&path, 0o660).expect("bind");
+        let expected = Access::for_mode(0o660);
+        assert_eq!(mode(&path), expected.mode);
+        assert_eq!(
+            mode(path.parent().expect("parent")),
+            expected.directory_mode()
+        );
+        if let Some(gid) = expected.gid {
+            assert_eq!(fs::metadata(&path).expect("stat").gid(), gid);
+        }
+    }
 }

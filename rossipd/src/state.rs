@@ -1,14 +1,15 @@
-//! What a node keeps on disk between runs: its id, a reservation of
+//! What a node keeps on disk between runs: its signing key (the node id
+//! derives from it), a reservation of
 //! message sequence numbers (so message ids stay unique across restarts) and
 //! the generation of its last run (so every run outranks the one before).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use rossip_proto::NodeId;
+use rossip_proto::sign::{NodeKey, SEED_BYTES};
 
 /// Sequence numbers reserved per disk write. A crash loses at most this many
 /// numbers (a gap, never a reuse); a larger block means fewer fsyncs.
@@ -19,6 +20,22 @@ pub const SEQ_BLOCK: u64 = 1024;
 /// so the next run must clear such renewals too (1024 is far more than a run
 /// makes, and only about a second of a generation in milliseconds).
 pub const GENERATION_STEP: u64 = 1024;
+
+/// The node's secret signing key, in the state directory.
+pub const NODE_KEY_FILE: &str = "node.key";
+
+/// 64 hex digits as 32 bytes.
+fn parse_seed(text: &str) -> anyhow::Result<[u8; SEED_BYTES]> {
+    if text.len() != SEED_BYTES * 2 || !text.is_ascii() {
+        bail!("expected {} hexadecimal digits", SEED_BYTES * 2);
+    }
+    let mut seed = [0u8; SEED_BYTES];
+    for (i, byte) in seed.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
+            .map_err(|_| anyhow::anyhow!("not hexadecimal"))?;
+    }
+    Ok(seed)
+}
 
 /// Marks that the next run must start after the sequence reservation.
 const UNSAFE_FILE: &str = "next_seq.unsafe";
@@ -54,23 +71,55 @@ impl StateDir {
         &self.dir
     }
 
-    /// The node id, generated on first start.
-    pub fn node_id(&self) -> anyhow::Result<NodeId> {
-        let path = self.dir.join("node_id");
+    /// The node's Ed25519 key pair, generated on first start and kept in
+    /// `node.key` (the secret seed in hex, mode 0600). The node id derives
+    /// from it. A key file that others can read is refused, as the cluster
+    /// key file is: whoever reads it can sign as this node.
+    pub fn node_key(&self) -> anyhow::Result<NodeKey> {
+        let path = self.dir.join(NODE_KEY_FILE);
         match fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse().with_context(|| {
-                format!(
-                    "{} is corrupt; move it aside to give this node a new id",
-                    path.display()
-                )
-            }),
+            Ok(text) => {
+                let mode = fs::metadata(&path)
+                    .with_context(|| format!("cannot inspect {}", path.display()))?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    bail!(
+                        "{} is readable by others (mode {:o}): anyone who reads it can sign as this node; \
+                         run `chmod 600 {}`",
+                        path.display(),
+                        mode & 0o777,
+                        path.display()
+                    );
+                }
+                parse_seed(text.trim())
+                    .map(|seed| NodeKey::from_seed(&seed))
+                    .with_context(|| {
+                        format!(
+                            "{} is corrupt; move it aside to give this node a new identity",
+                            path.display()
+                        )
+                    })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut bytes = [0u8; 16];
-                getrandom::fill(&mut bytes)
-                    .map_err(|e| anyhow::anyhow!("cannot get random bytes for a node id: {e}"))?;
-                let id = NodeId(bytes);
-                write_atomically(&path, format!("{id}\n").as_bytes())?;
-                Ok(id)
+                let mut seed = [0u8; SEED_BYTES];
+                getrandom::fill(&mut seed)
+                    .map_err(|e| anyhow::anyhow!("cannot get random bytes for a node key: {e}"))?;
+                let key = NodeKey::from_seed(&seed);
+                let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+                write_atomically(&path, format!("{hex}\n").as_bytes())?;
+                let old = self.dir.join("node_id");
+                if old.exists() {
+                    // Ids were random before they derived from keys: this
+                    // node gets a new id, once.
+                    tracing::warn!(
+                        old = %old.display(),
+                        id = %key.node_id(),
+                        "this node now has a signing key, and its id derives from it: peers see a new node"
+                    );
+                    let _ = fs::rename(&old, self.dir.join("node_id.old"));
+                }
+                Ok(key)
             }
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
@@ -238,11 +287,33 @@ mod tests {
     #[test]
     fn node_id_is_stable_across_opens() {
         let dir = temp_dir("id");
-        let a = StateDir::open(&dir).expect("open").node_id().expect("id");
-        let b = StateDir::open(&dir).expect("open").node_id().expect("id");
+        let a = StateDir::open(&dir)
+            .expect("open")
+            .node_key()
+            .expect("key")
+            .node_id();
+        let b = StateDir::open(&dir)
+            .expect("open")
+            .node_key()
+            .expect("key")
+            .node_id();
         assert_eq!(a, b);
-        fs::write(dir.join("node_id"), "garbage").expect("write");
-        assert!(StateDir::open(&dir).expect("open").node_id().is_err());
+        let mode = fs::metadata(dir.join(NODE_KEY_FILE))
+            .expect("key file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        fs::set_permissions(dir.join(NODE_KEY_FILE), fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        let err = StateDir::open(&dir)
+            .expect("open")
+            .node_key()
+            .expect_err("readable key");
+        assert!(format!("{err:#}").contains("chmod 600"), "{err:#}");
+        fs::write(dir.join(NODE_KEY_FILE), "garbage").expect("write");
+        fs::set_permissions(dir.join(NODE_KEY_FILE), fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        assert!(StateDir::open(&dir).expect("open").node_key().is_err());
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -19,8 +19,10 @@
 //! wiped. Any other failure to open (permissions, disk full) is a startup
 //! error naming the path.
 //!
-//! Schema (version 1, in `PRAGMA user_version`): `messages` (primary key
-//! origin + seq, an index in history order), `seen` (one row per origin:
+//! Schema (version 2, in `PRAGMA user_version`): `messages` (primary key
+//! origin + seq, an index in history order; each with its origin's public
+//! key and signature, so it can be served to other nodes as it was
+//! signed), `seen` (one row per origin:
 //! its ranges as a blob), `meta` (this node's highest clock reading). See
 //! `encode` for how `u64`s are stored.
 
@@ -46,7 +48,12 @@ pub const FILE_NAME: &str = "history.db";
 
 /// The schema this build writes; a file with a higher version was written
 /// by a newer rossipd and is refused rather than guessed at.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Version 1 stored messages without their origin's signature; they cannot
+/// be served to other nodes (which refuse unsigned messages), so such a
+/// file is moved aside whole rather than migrated.
+const UNSIGNED_SCHEMA_VERSION: i64 = 1;
 
 /// Inserts after which a prune is due (so the table exceeds its count
 /// bound by at most this many between the driver's prune ticks).
@@ -74,6 +81,8 @@ CREATE TABLE IF NOT EXISTS messages (
     channel TEXT NOT NULL,
     text TEXT NOT NULL,
     bytes INTEGER NOT NULL,
+    key BLOB NOT NULL,
+    sig BLOB NOT NULL,
     PRIMARY KEY (origin, seq)
 );
 CREATE INDEX IF NOT EXISTS messages_in_order ON messages (ms, logical, origin, seq);
@@ -137,7 +146,19 @@ pub struct Store {
 /// Why opening failed: damage (move the file aside) or anything else.
 enum OpenError {
     Corrupt(String),
+    /// Schema version 1: messages without signatures.
+    Unsigned,
     Other(anyhow::Error),
+}
+
+impl OpenError {
+    fn into_anyhow(self) -> anyhow::Error {
+        match self {
+            OpenError::Corrupt(why) => anyhow::anyhow!(why),
+            OpenError::Unsigned => anyhow::anyhow!("schema version 1 (unsigned messages)"),
+            OpenError::Other(e) => e,
+        }
+    }
 }
 
 impl From<rusqlite::Error> for OpenError {
@@ -157,18 +178,27 @@ impl Store {
         let path = dir.join(FILE_NAME);
         let conn = match open_checked(&path) {
             Ok(conn) => conn,
+            Err(OpenError::Unsigned) => {
+                let aside = move_aside(&path, "unsigned")?;
+                tracing::warn!(
+                    "history store {} was written before messages were signed (schema version 1); moved it to {} \
+                     and starting with an empty history",
+                    path.display(),
+                    aside.display()
+                );
+                open_checked(&path)
+                    .map_err(OpenError::into_anyhow)
+                    .with_context(|| format!("cannot create history store {}", path.display()))?
+            }
             Err(OpenError::Corrupt(why)) => {
-                let aside = move_aside(&path)?;
+                let aside = move_aside(&path, "corrupt")?;
                 tracing::warn!(
                     "history store {} is damaged ({why}); moved it to {} and starting with an empty history",
                     path.display(),
                     aside.display()
                 );
                 open_checked(&path)
-                    .map_err(|e| match e {
-                        OpenError::Corrupt(why) => anyhow::anyhow!(why),
-                        OpenError::Other(e) => e,
-                    })
+                    .map_err(OpenError::into_anyhow)
                     .with_context(|| format!("cannot create history store {}", path.display()))?
             }
             Err(OpenError::Other(e)) => {
@@ -271,7 +301,7 @@ impl Store {
     /// within the byte bound.
     pub fn load_window(&self, now_ms: u64) -> rusqlite::Result<Vec<Message>> {
         let mut stmt = self.conn.prepare(
-            "SELECT origin, seq, ms, logical, origin_name, channel, text FROM messages
+            "SELECT origin, seq, ms, logical, origin_name, channel, text, key, sig FROM messages
              WHERE ms >= ?1
              ORDER BY ms DESC, logical DESC, origin DESC, seq DESC LIMIT ?2",
         )?;
@@ -324,8 +354,8 @@ impl Store {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO messages
-                 (origin, seq, ms, logical, origin_name, channel, text, bytes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 (origin, seq, ms, logical, origin_name, channel, text, bytes, key, sig)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
             for message in &batch.messages {
                 let bytes = message.payload_len();
@@ -338,6 +368,8 @@ impl Store {
                     message.channel,
                     message.text,
                     i64::try_from(bytes).unwrap_or(i64::MAX),
+                    &message.auth.key.0[..],
+                    &message.auth.sig.to_bytes()[..],
                 ])?;
                 if changed > 0 {
                     inserted += 1;
@@ -458,6 +490,9 @@ fn open_checked(path: &Path) -> Result<Connection, OpenError> {
             "schema version {version} was written by a newer rossipd (this one knows {SCHEMA_VERSION})"
         )));
     }
+    if version == UNSIGNED_SCHEMA_VERSION {
+        return Err(OpenError::Unsigned);
+    }
     if version < SCHEMA_VERSION {
         conn.execute_batch(&format!(
             "BEGIN; {CREATE_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
@@ -485,13 +520,13 @@ fn has_foreign_header(path: &Path) -> std::io::Result<bool> {
 }
 
 /// Renames a damaged database and its `-wal`/`-shm` to
-/// `history.db.corrupt-<unix time>[-wal|-shm]`; returns the new main path.
-fn move_aside(path: &Path) -> anyhow::Result<PathBuf> {
+/// `history.db.<why>-<unix time>[-wal|-shm]`; returns the new main path.
+fn move_aside(path: &Path, why: &str) -> anyhow::Result<PathBuf> {
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let aside = sibling(path, &format!(".corrupt-{stamp}"));
+    let aside = sibling(path, &format!(".{why}-{stamp}"));
     for suffix in ["", "-wal", "-shm"] {
         let from = sibling(path, suffix);
         let to = sibling(&aside, suffix);

@@ -3,7 +3,7 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use rossip_proto::rpc::{PeerStateName, PeerView};
+use rossip_proto::rpc::{NameTrust, PeerStateName, PeerView};
 use rossip_proto::{Member, PeerState};
 
 /// Maps monotonic instants to Unix milliseconds through one reference pair
@@ -80,6 +80,9 @@ pub fn peer_view(member: &Member, clock: &WallClock) -> PeerView {
         rtt_ms: member.rtt.map(|d| (d.as_micros() as f64) / 1000.0),
         generation: member.generation,
         incarnation: member.incarnation,
+        key: member.key.fingerprint(),
+        // The driver checks names against its pins (`pins.rs`).
+        name_trust: NameTrust::Unchecked,
     }
 }
 

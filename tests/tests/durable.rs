@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use rossip_proto::message::Hlc;
 use rossip_proto::rpc::{EventBody, MessageView};
-use rossip_proto::{Message, MessageId, NodeId};
+use rossip_proto::sign::NodeKey;
+use rossip_proto::{Message, NodeId};
 use rossip_tests::cluster::{self, start_loopback_cluster};
 use rossip_tests::daemon::Daemon;
 use rossip_tests::wait;
@@ -251,16 +252,21 @@ fn a_restarted_node_stamps_new_messages_after_its_old_ones() {
         ms: first.ts + 3_600_000,
         logical: 7,
     };
-    let future = Message {
-        id: MessageId {
-            origin: own,
-            seq: 1_000_000,
-        },
-        origin_name: "clock".to_owned(),
-        ts: ahead,
-        channel: "general".to_owned(),
-        text: "stamped an hour ahead".to_owned(),
-    };
+    // Signed with the node's own key, as its first run would have.
+    let seed = std::fs::read_to_string(daemon.state_dir().join("node.key")).expect("node.key");
+    let seed: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&seed.trim()[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
+    let key = NodeKey::from_seed(&seed.try_into().expect("32 bytes"));
+    assert_eq!(key.node_id(), own);
+    let future = Message::signed(
+        &key,
+        1_000_000,
+        "clock".to_owned(),
+        ahead,
+        "general".to_owned(),
+        "stamped an hour ahead".to_owned(),
+    );
     {
         let retention = Retention {
             limit: 10_000,

@@ -15,6 +15,7 @@ use rand::seq::SliceRandom;
 use super::{Event, Node};
 use crate::id::NodeId;
 use crate::message::MAX_NAME_BYTES;
+use crate::sign::Signature;
 use crate::wire::{Body, Hello};
 
 /// The shortest time between two hellos to one address: discovery may report
@@ -106,8 +107,34 @@ impl Node {
 
     /// `sender` says its run `generation` leaves: it becomes `left` (and
     /// foca is told it is down, so probing stops and the news spreads).
-    pub(super) fn on_leave(&mut self, sender: NodeId, generation: u64, now: Instant) {
-        self.mark_left(sender, generation, now);
+    pub(super) fn on_leave(
+        &mut self,
+        sender: NodeId,
+        generation: u64,
+        sig: Signature,
+        now: Instant,
+    ) {
+        if !self.leave_is_signed(sender, generation, &sig) {
+            return;
+        }
+        self.mark_left(sender, generation, sig, now);
+    }
+
+    /// Whether `sig` is `id`'s own signature of its leave of `generation`.
+    /// Counted as a drop if not (an unknown node's leave changes nothing
+    /// either way, so it is dropped too).
+    fn leave_is_signed(&mut self, id: NodeId, generation: u64, sig: &Signature) -> bool {
+        let Some(key) = self.members.key_of(id) else {
+            self.count_drop("leave_from_unknown");
+            return false;
+        };
+        let bytes = crate::wire::leave_bytes(&id, generation);
+        if crate::sign::verify(&key, crate::sign::Domain::Leave, &bytes, sig) {
+            true
+        } else {
+            self.count_drop("bad_signature");
+            false
+        }
     }
 
     /// `sender` forwarded that `id`'s run `generation` left. Only members
@@ -117,6 +144,7 @@ impl Node {
         sender: NodeId,
         id: NodeId,
         generation: u64,
+        sig: Signature,
         now: Instant,
     ) {
         if self.members.active_identity(sender).is_none() {
@@ -128,14 +156,17 @@ impl Node {
             self.count_drop("left_notice_about_self");
             return;
         }
-        self.mark_left(id, generation, now);
+        if !self.leave_is_signed(id, generation, &sig) {
+            return;
+        }
+        self.mark_left(id, generation, sig, now);
     }
 
     /// Records that `id`'s run `generation` left. The first time, the news
     /// is forwarded to [`LEFT_FORWARD_FANOUT`] random members (before foca's
     /// "down", which would make them show `failed`): every node forwards it
     /// at most once, so it reaches those that lost the leaver's own notices.
-    fn mark_left(&mut self, id: NodeId, generation: u64, now: Instant) {
+    fn mark_left(&mut self, id: NodeId, generation: u64, sig: Signature, now: Instant) {
         let (change, identity) = self.members.left(id, generation, now);
         if let Some(change) = change {
             self.events.push_back(Event::Peer(change));
@@ -143,7 +174,11 @@ impl Node {
             let fanout = LEFT_FORWARD_FANOUT.min(targets.len());
             let (chosen, _) = targets.partial_shuffle(&mut self.rng, fanout);
             let chosen: Vec<SocketAddr> = chosen.iter().map(|(_, addr)| *addr).collect();
-            let notice = Body::Left { id, generation };
+            let notice = Body::Left {
+                id,
+                generation,
+                sig,
+            };
             for addr in chosen {
                 self.send(addr, &notice);
             }
@@ -163,8 +198,13 @@ impl Node {
             return 0;
         }
         let targets = self.members.active_targets(&[]);
+        let generation = self.swim.identity().generation;
         let notice = Body::Leave {
-            generation: self.swim.identity().generation,
+            generation,
+            sig: self.config.key.sign(
+                crate::sign::Domain::Leave,
+                &crate::wire::leave_bytes(&self.config.id, generation),
+            ),
         };
         for _ in 0..LEAVE_COPIES {
             for (_, addr) in &targets {

@@ -21,7 +21,7 @@ use super::fragments::{self, Added};
 use super::outbox::{Route, WHOLE_LIMIT};
 use super::timers::TimerKind;
 use super::{Event, Node, PublishError};
-use crate::id::{MessageId, NodeId};
+use crate::id::NodeId;
 use crate::message::{Hlc, MAX_NAME_BYTES, Message, validate_channel};
 use crate::wire::{self, Fragment, Payload};
 
@@ -91,16 +91,14 @@ impl Node {
         }
         let seq = self.next_seq;
         self.next_seq = self.next_seq.saturating_add(1);
-        let message = Message {
-            id: MessageId {
-                origin: self.config.id,
-                seq,
-            },
-            origin_name: self.config.name.clone(),
-            ts: self.clock.tick(wall_ms),
-            channel: channel.to_owned(),
-            text: text.to_owned(),
-        };
+        let message = Message::signed(
+            &self.config.key,
+            seq,
+            self.config.name.clone(),
+            self.clock.tick(wall_ms),
+            channel.to_owned(),
+            text.to_owned(),
+        );
         self.history.insert(message.clone(), wall_ms);
         self.heads.insert(self.config.id, now);
         self.last_message_at = Some(now);

@@ -270,20 +270,17 @@ pub(super) fn has_piece(have: &[u8], index: usize) -> bool {
 #[allow(clippy::disallowed_methods)] // an arbitrary origin of time
 mod tests {
     use super::*;
-    use crate::id::NodeId;
     use crate::message::Hlc;
 
     fn big(seq: u64, len: usize) -> Message {
-        Message {
-            id: MessageId {
-                origin: NodeId([3; 16]),
-                seq,
-            },
-            origin_name: "big".into(),
-            ts: Hlc { ms: 5, logical: 0 },
-            channel: "general".into(),
-            text: "y".repeat(len),
-        }
+        Message::signed(
+            &crate::sign::NodeKey::for_testing(3),
+            seq,
+            "big".into(),
+            Hlc { ms: 5, logical: 0 },
+            "general".into(),
+            "y".repeat(len),
+        )
     }
 
     fn pieces(message: &Message) -> Vec<Fragment> {

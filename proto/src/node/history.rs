@@ -459,6 +459,7 @@ mod tests {
             ts: Hlc { ms, logical: 0 },
             channel: "general".into(),
             text: format!("m{seq}"),
+            auth: crate::message::Auth::for_tests(),
         }
     }
 

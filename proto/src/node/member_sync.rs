@@ -418,6 +418,8 @@ mod tests {
                 .expect("addr"),
             name: "é".repeat(MAX_NAME_BYTES / 2),
             generation: u64::MAX,
+            key: crate::sign::PublicKey([0xff; 32]),
+            sig: crate::sign::Signature::from_bytes(&[0xff; 64]),
         };
         let size = encoded_size(&identity);
         let identities = vec![identity; ANSWER_IDENTITIES_BUDGET / size];

@@ -95,6 +95,12 @@ impl Membership {
         self.records.values().map(|r| &r.member)
     }
 
+    /// The public key of a node known in any state (its identity was
+    /// verified when it arrived).
+    pub(super) fn key_of(&self, id: NodeId) -> Option<crate::sign::PublicKey> {
+        self.records.get(&id).map(|record| record.identity.key)
+    }
+
     /// A datagram from `id` arrived.
     pub(super) fn saw(&mut self, id: NodeId, now: Instant) {
         if let Some(record) = self.records.get_mut(&id) {
@@ -210,6 +216,7 @@ impl Membership {
                     rtt: None,
                     generation: identity.generation,
                     incarnation: 0,
+                    key: identity.key,
                 };
                 let record = Record {
                     member: member.clone(),
@@ -355,14 +362,14 @@ mod tests {
         assert_eq!(up.previous, None);
         assert_eq!(up.member.state, PeerState::Alive);
 
-        let (change, to_down) = table.left(NodeId([1; 16]), 1, now);
+        let (change, to_down) = table.left(identity(1).id, 1, now);
         assert_eq!(change.map(|c| c.member.state), Some(PeerState::Left));
         assert_eq!(to_down, Some(identity(1)));
         assert_eq!(table.down(&identity(1), now), None, "left stays left");
 
         // A stale leave notice of an older run is ignored.
         table.up(&identity(2), now).expect("restart is a change");
-        assert_eq!(table.left(NodeId([1; 16]), 1, now), (None, None));
+        assert_eq!(table.left(identity(1).id, 1, now), (None, None));
         let down = table.down(&identity(2), now).expect("a crash is a change");
         assert_eq!(down.previous, Some(PeerState::Alive));
         assert_eq!(down.member.state, PeerState::Failed);
@@ -404,7 +411,7 @@ mod tests {
         assert_eq!(table.active_summary(), recomputed(&table));
         table.up(&identity(3), now);
         assert_eq!(table.active_summary(), recomputed(&table));
-        table.left(NodeId([1; 16]), 3, now);
+        table.left(identity(1).id, 3, now);
         assert_eq!(table.active_summary().0, 1, "left is not active");
         assert_eq!(table.active_summary(), recomputed(&table));
         table.forget(&identity(3));

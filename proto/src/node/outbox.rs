@@ -137,6 +137,7 @@ mod tests {
             },
             channel: "c".repeat(MAX_CHANNEL_BYTES),
             text: "x".repeat(text_len),
+            auth: crate::message::Auth::for_tests(),
         }
     }
 

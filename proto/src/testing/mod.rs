@@ -195,15 +195,20 @@ impl Sim {
         ))
     }
 
-    /// Id of node `index`: `index + 1` in the top 32 bits, so ids sort like
-    /// indices and [`NodeId::short`] tells nodes apart.
+    /// Key pair of node `index` (deterministic, not secret).
+    pub fn key(index: usize) -> crate::sign::NodeKey {
+        crate::sign::NodeKey::for_testing(index as u64 + 1)
+    }
+
+    /// Id of node `index`: derived from [`Sim::key`], as every node id is
+    /// derived from its key.
     pub fn id(index: usize) -> NodeId {
-        NodeId(((index as u128 + 1) << 96).to_be_bytes())
+        Self::key(index).node_id()
     }
 
     /// The configuration [`Sim::add_node`] uses for node `index`.
     pub fn config(&self, index: usize, name: &str) -> NodeConfig {
-        let mut config = NodeConfig::new(Self::id(index), name, SIM_CLUSTER, Self::addr(index));
+        let mut config = NodeConfig::new(Self::key(index), name, SIM_CLUSTER, Self::addr(index));
         config.generation = 1;
         config.rng_seed = self.seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         config.wall_ms_at_start =
@@ -325,6 +330,16 @@ impl Sim {
         let told = self.nodes[index].node.leave(now);
         self.flush(index);
         told
+    }
+
+    /// Calls `input` on node `index` at the current virtual time, then
+    /// sends what it produced (for inputs without a `Sim` method of their
+    /// own, such as keyring commands).
+    pub fn with_node<R>(&mut self, index: usize, input: impl FnOnce(&mut Node, Instant) -> R) -> R {
+        let now = self.now;
+        let result = input(&mut self.nodes[index].node, now);
+        self.flush(index);
+        result
     }
 
     /// Node `index` stops: nothing reaches it or leaves it, its timers stop.
@@ -669,5 +684,6 @@ fn describe(event: &Event) -> String {
             lost.first,
             lost.last
         ),
+        Event::Keyring(event) => format!("keyring {event:?}"),
     }
 }

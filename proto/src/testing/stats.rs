@@ -429,16 +429,14 @@ mod tests {
 
     #[test]
     fn pushes_and_repairs_count_as_message_datagrams() {
-        let message = Message {
-            id: MessageId {
-                origin: NodeId([1; 16]),
-                seq: 1,
-            },
-            origin_name: "a".into(),
-            ts: Hlc::default(),
-            channel: "general".into(),
-            text: "hi".into(),
-        };
+        let message = Message::signed(
+            &crate::sign::NodeKey::for_testing(1),
+            1,
+            "a".into(),
+            Hlc::default(),
+            "general".into(),
+            "hi".into(),
+        );
         let push = encoded(&Body::Push(wire::Push {
             relay: true,
             items: vec![wire::Payload::Whole(message.clone())],
@@ -450,6 +448,7 @@ mod tests {
         ]))));
         assert!(!is_message_datagram(&encoded(&Body::Swim(vec![2, 5]))));
         assert!(!is_message_datagram(&encoded(&Body::Leave {
+            sig: crate::sign::Signature::from_bytes(&[0; 64]),
             generation: 2
         })));
     }

@@ -18,6 +18,8 @@ fn peer(name: &str, state: PeerStateName) -> PeerView {
         rtt_ms: None,
         generation: 1,
         incarnation: 0,
+        key: String::new(),
+        name_trust: rossip_proto::rpc::NameTrust::Pinned,
     }
 }
 
@@ -100,6 +102,9 @@ fn snapshot_then_changes_across_a_lag_and_a_restart() {
             ts_logical: 0,
             channel: "general".to_owned(),
             text: "not asked for".to_owned(),
+            key: String::new(),
+            verified: true,
+            name_trust: rossip_proto::rpc::NameTrust::Pinned,
         };
         conn.event(1, EventBody::Message { message });
         // Fell behind: the member list is fetched again.

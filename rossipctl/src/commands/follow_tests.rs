@@ -21,6 +21,9 @@ fn message(seq: u64) -> MessageView {
         ts_logical: 0,
         channel: "general".to_owned(),
         text: format!("message {seq}"),
+        key: String::new(),
+        verified: true,
+        name_trust: rossip_proto::rpc::NameTrust::Pinned,
     }
 }
 
@@ -132,6 +135,8 @@ fn bob(state: PeerStateName) -> PeerView {
         rtt_ms: None,
         generation: 1,
         incarnation: 0,
+        key: String::new(),
+        name_trust: rossip_proto::rpc::NameTrust::Pinned,
     }
 }
 

@@ -10,6 +10,7 @@ pub mod events;
 pub mod follow;
 pub mod join;
 pub mod keygen;
+pub mod keys;
 pub mod leave;
 pub mod peer_printer;
 pub mod peers;

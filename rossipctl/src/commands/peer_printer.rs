@@ -211,6 +211,8 @@ mod tests {
             rtt_ms: None,
             generation: 1,
             incarnation: 0,
+            key: String::new(),
+            name_trust: rossip_proto::rpc::NameTrust::Pinned,
         }
     }
 
@@ -324,7 +326,8 @@ mod tests {
                 "peer": {"id": "0123456789abcdef0123456789abcdef", "name": "bob",
                          "addr": "192.0.2.7:7465", "state": "failed",
                          "since": 1_795_497_469_000u64, "rtt_ms": 0.25,
-                         "generation": 1, "incarnation": 0}
+                         "generation": 1, "incarnation": 0, "key": "",
+                         "name_trust": "pinned"}
             })
         );
         assert_eq!(lines[1]["change"], "joined");

@@ -60,8 +60,13 @@ fn table(peers: &[PeerView], now_ms: u64) -> Vec<String> {
 
 fn row(peer: &PeerView, now_ms: u64) -> [String; 7] {
     let id: String = peer.id.chars().take(8).collect();
+    let mut name = sanitize(&peer.name).into_owned();
+    if peer.name_trust == rossip_proto::rpc::NameTrust::Changed {
+        // Loud on purpose: this name was first seen with another key.
+        name.push_str(" [NAME CHANGED KEY]");
+    }
     [
-        sanitize(&peer.name).into_owned(),
+        name,
         sanitize(&id).into_owned(),
         sanitize(&peer.addr).into_owned(),
         peer.state.as_str().to_owned(),
@@ -97,6 +102,8 @@ mod tests {
             rtt_ms,
             generation: 1,
             incarnation: 0,
+            key: String::new(),
+            name_trust: rossip_proto::rpc::NameTrust::Pinned,
         }
     }
 

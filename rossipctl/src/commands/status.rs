@@ -87,6 +87,12 @@ fn lines(s: &StatusResult) -> Vec<String> {
             s.store.errors,
             sanitize(&s.store.path)
         ),
+        format!(
+            "identity: key {}, {} names pinned, {} names seen with another key",
+            sanitize(&s.identity.key),
+            s.identity.pinned_names,
+            s.identity.name_conflicts
+        ),
         match s.keys.split_first() {
             None => "encryption: off (gossip is plaintext; see rossipd --key-file)".to_owned(),
             Some((primary, [])) => {
@@ -165,6 +171,7 @@ mod tests {
                 errors: 1,
             },
             keys: vec!["1a2b3c4d".into(), "5e6f7081".into()],
+            identity: rossip_proto::rpc::IdentityStatus::default(),
         };
         let text = lines(&status).join("\n");
         for expected in [

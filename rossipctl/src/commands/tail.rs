@@ -4,7 +4,7 @@ use std::io::Write;
 
 use jiff::tz::TimeZone;
 use rossip_proto::message::DEFAULT_CHANNEL;
-use rossip_proto::rpc::{HistoryParams, HistoryResult, MessageView, method};
+use rossip_proto::rpc::{HistoryParams, HistoryResult, MessageView, NameTrust, method};
 
 use super::peer_printer::PeerPrinter;
 use super::{Ctx, follow};
@@ -59,18 +59,34 @@ impl MessagePrinter {
     }
 }
 
-/// `2026-11-24 05:20:01 alice: text`, with ` #channel` after the name unless the channel
-/// is `general`. Everything that came over the network is sanitized, so the result is one
-/// line that cannot drive the terminal.
+/// `2026-11-24 05:20:01 alice@3fa2b1c9: text`, with ` #channel` after the sender unless
+/// the channel is `general`. The sender is its name and the start of its node id: the id
+/// derives from the key that signed the message, so it is who sent it, verified; the name is
+/// only what that node calls itself, and is flagged when it was first seen with another key.
+/// Everything that came over the network is sanitized, so the result is one line that cannot
+/// drive the terminal.
 pub fn human_line(message: &MessageView, tz: &TimeZone) -> String {
     let time = format_time(message.ts, tz);
-    let name = sanitize(&message.origin_name);
+    let name = sender(message);
     let text = sanitize(&message.text);
     if message.channel == DEFAULT_CHANNEL {
         format!("{time} {name}: {text}")
     } else {
         format!("{time} {name} #{}: {text}", sanitize(&message.channel))
     }
+}
+
+/// `alice@3fa2b1c9`, plus a loud mark when the name or the signature cannot be trusted.
+fn sender(message: &MessageView) -> String {
+    let short: String = message.origin.chars().take(8).collect();
+    let mut out = format!("{}@{}", sanitize(&message.origin_name), sanitize(&short));
+    if !message.verified {
+        out.push_str(" [UNVERIFIED]");
+    }
+    if message.name_trust == NameTrust::Changed {
+        out.push_str(" [NAME CHANGED KEY]");
+    }
+    out
 }
 
 #[cfg(test)]
@@ -88,6 +104,9 @@ mod tests {
             ts_logical: 0,
             channel: channel.to_owned(),
             text: text.to_owned(),
+            key: "3fa2:91c0:0000:0000".to_owned(),
+            verified: true,
+            name_trust: NameTrust::Pinned,
         }
     }
 
@@ -97,13 +116,28 @@ mod tests {
             &message("alice", "general", "deploy finished"),
             &TimeZone::UTC,
         );
-        assert_eq!(line, "2026-11-24 05:20:01 alice: deploy finished");
+        assert_eq!(line, "2026-11-24 05:20:01 alice@abababab: deploy finished");
+    }
+
+    #[test]
+    fn a_name_first_seen_with_another_key_is_flagged() {
+        let mut m = message("alice", "general", "hi");
+        m.name_trust = NameTrust::Changed;
+        let line = human_line(&m, &TimeZone::UTC);
+        assert_eq!(
+            line,
+            "2026-11-24 05:20:01 alice@abababab [NAME CHANGED KEY]: hi"
+        );
+        m.name_trust = NameTrust::Unchecked;
+        m.verified = false;
+        let line = human_line(&m, &TimeZone::UTC);
+        assert_eq!(line, "2026-11-24 05:20:01 alice@abababab [UNVERIFIED]: hi");
     }
 
     #[test]
     fn other_channels_are_shown() {
         let line = human_line(&message("bob", "ops", "disk full"), &TimeZone::UTC);
-        assert_eq!(line, "2026-11-24 05:20:01 bob #ops: disk full");
+        assert_eq!(line, "2026-11-24 05:20:01 bob@abababab #ops: disk full");
     }
 
     #[test]
@@ -116,7 +150,7 @@ mod tests {
         let line = human_line(&m, &TimeZone::UTC);
         assert_eq!(
             line,
-            "2026-11-24 05:20:01 eve\\x1b[2K #x\\ny: hi\\n2026-11-24 05:20:02 root: fake\\x1b[A"
+            "2026-11-24 05:20:01 eve\\x1b[2K@abababab #x\\ny: hi\\n2026-11-24 05:20:02 root: fake\\x1b[A"
         );
         assert!(!line.chars().any(char::is_control));
     }

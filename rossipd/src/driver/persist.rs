@@ -29,7 +29,7 @@ impl Driver {
                     );
                     origins.insert(lost.origin);
                 }
-                Event::Peer(_) | Event::Contacted { .. } => {}
+                Event::Peer(_) | Event::Contacted { .. } | Event::Keyring(_) => {}
             }
         }
         batch.seen = origins

@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use rossip_proto::PeerState;
 use rossip_proto::rpc::{
-    DatagramCounts, MembershipCounts, MessageCounts, PeerCounts, StatusResult, StoreStatus,
+    DatagramCounts, IdentityStatus, MembershipCounts, MessageCounts, PeerCounts, StatusResult,
+    StoreStatus,
 };
 
 use super::Driver;
@@ -93,6 +94,11 @@ impl Driver {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
+            identity: IdentityStatus {
+                key: self.node.public_key().fingerprint(),
+                pinned_names: u64::try_from(self.pins.pinned()).unwrap_or(u64::MAX),
+                name_conflicts: self.pins.conflicts(),
+            },
         }
     }
 }

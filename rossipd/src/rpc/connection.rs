@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::RpcContext;
+use super::caller::Caller;
 use super::dispatch::{self, PendingSend, Reply};
 use super::framing::{Line, LineReader};
 
@@ -45,10 +46,14 @@ pub struct ConnectionState {
     /// Forwarders waiting for their `subscribe` response to be queued first,
     /// so a client always sees the subscription id before its events.
     pub gates: Vec<oneshot::Sender<()>>,
+    /// Who connected (uid, pid), for the log of calls that change things.
+    pub caller: Caller,
 }
 
 /// Serves one connection until the client closes it or the daemon stops.
 pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: CancellationToken) {
+    // Before splitting: the credentials are the socket's, read once.
+    let caller = Caller::of_stream(&stream);
     // tokio's split rather than interprocess's (deprecated there): one
     // task reads while another writes.
     let (recv, send) = tokio::io::split(stream);
@@ -70,6 +75,7 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
         cancel: cancel.clone(),
         tasks: tasks.clone(),
         gates: Vec::new(),
+        caller,
     };
     let mut reader = LineReader::new(BufReader::new(recv), rpc::MAX_LINE_BYTES);
     // Answers are written in request order: pending sends first, always.
@@ -109,7 +115,7 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
                 continue;
             }
             Ok(Some(Line::Complete(bytes))) => {
-                match dispatch::try_pipeline(&bytes, &conn).await {
+                match dispatch::try_pipeline(&bytes, &mut conn).await {
                     Some(Ok(send)) => {
                         pending.push_back(send);
                         continue;
@@ -136,6 +142,7 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
         }
     }
     cancel.cancel();
+    conn.caller.log_closed();
     drop(conn);
     tasks.close();
     tasks.wait().await;

@@ -56,6 +56,7 @@ pub async fn call(
             let result = ask(conn, |reply| Command::Leave { reply }).await?;
             to_value(result)
         }
+        keys if keys.starts_with("keys.") => super::keys::call(keys, params, conn).await,
         other => Err(ErrorObject::new(
             rpc::code::METHOD_NOT_FOUND,
             format!("method not found: {other:?}"),

@@ -7,7 +7,8 @@
 //! does. (Reading the file with the `sqlite3` shell: the stored value is the
 //! number minus 2^63.)
 
-use rossip_proto::message::Hlc;
+use rossip_proto::message::{Auth, Hlc};
+use rossip_proto::sign::{PUBLIC_KEY_BYTES, PublicKey, SIGNATURE_BYTES, Signature};
 use rossip_proto::{Message, MessageId, NodeId};
 
 const SIGN: u64 = 1 << 63;
@@ -79,6 +80,15 @@ pub(super) fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Opti
     let seq: i64 = row.get(1)?;
     let ms: i64 = row.get(2)?;
     let logical: u32 = row.get(3)?;
+    let key: Vec<u8> = row.get(7)?;
+    let sig: Vec<u8> = row.get(8)?;
+    // A damaged row is skipped, as one with a bad origin is.
+    let (Ok(key_bytes), Ok(sig_bytes)) = (
+        <[u8; PUBLIC_KEY_BYTES]>::try_from(key.as_slice()),
+        <[u8; SIGNATURE_BYTES]>::try_from(sig.as_slice()),
+    ) else {
+        return Ok(None);
+    };
     Ok(Some(Message {
         id: MessageId {
             origin,
@@ -91,6 +101,10 @@ pub(super) fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Opti
         origin_name: row.get(4)?,
         channel: row.get(5)?,
         text: row.get(6)?,
+        auth: Auth {
+            key: PublicKey(key_bytes),
+            sig: Signature::from_bytes(&sig_bytes),
+        },
     }))
 }
 

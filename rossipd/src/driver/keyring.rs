@@ -1,0 +1,173 @@
+//! The driver's side of key rotation (`keys.*`): apply a change here,
+//! persist the keyring, send the change (or a query) to every member, and
+//! route their answers to the RPC task that waits for them. Changes other
+//! members make here are persisted and logged too.
+//!
+//! The keyring is saved in `<state dir>/keyring` after every change, in the
+//! key file's format (mode 0600, written atomically); at start it
+//! supersedes `--key-file` (see [`crate::keyfile::load_for_start`]).
+
+use std::time::Instant;
+
+use rossip_proto::NodeId;
+use rossip_proto::node::{KeyChange, KeyOpError, KeyringEvent, KeyringRequest};
+use rossip_proto::rpc::{self, ErrorObject, KeyringView};
+use rossip_proto::seal::Keyring;
+use rossip_proto::wire::KeyOp;
+use tokio::sync::{mpsc, oneshot};
+
+use super::Driver;
+use crate::keyfile;
+
+/// A keyring request sent to members: who was asked, and where their
+/// answers arrive.
+#[derive(Debug)]
+pub struct KeysStarted {
+    /// The id of the key a change concerns (none for a query).
+    pub key: Option<String>,
+    /// This node's keyring (after the change).
+    pub local: KeyringView,
+    /// The members asked, with their names.
+    pub targets: Vec<(NodeId, String)>,
+    /// Their answers ([`KeyringEvent::Report`] or [`KeyringEvent::Ack`]).
+    pub answers: mpsc::Receiver<KeyringEvent>,
+}
+
+/// The answer channel of a `keys.*` command.
+pub type KeysReply = oneshot::Sender<Result<KeysStarted, ErrorObject>>;
+
+/// The API's view of a keyring.
+pub fn keyring_view(keyring: &Keyring) -> KeyringView {
+    KeyringView {
+        primary: keyring.primary_id().to_string(),
+        keys: keyring.ids().iter().map(ToString::to_string).collect(),
+    }
+}
+
+impl Driver {
+    /// `keys.list`: asks every member for its keyring.
+    pub(super) fn on_keys_list(&mut self, reply: KeysReply, now: Instant) {
+        let started = self
+            .node
+            .query_keyrings(now)
+            .map_err(refusal)
+            .map(|request| self.route_answers(None, request));
+        let _ = reply.send(started);
+    }
+
+    /// `keys.install|use|remove`: applies `op` here, saves the keyring, and
+    /// sends `op` to every member. Nothing is sent if this node refuses it
+    /// or cannot save it (a change lost at restart would cut it off).
+    pub(super) fn on_key_op(&mut self, op: KeyOp, reply: KeysReply, now: Instant) {
+        let change = match self.node.apply_key_op(&op) {
+            Ok(change) => change,
+            Err(e) => {
+                let _ = reply.send(Err(refusal(e)));
+                return;
+            }
+        };
+        tracing::info!(
+            op = change.verb(),
+            key = %change.id(),
+            changed = change.changed(),
+            "keyring changed over RPC; sending the change to every member"
+        );
+        if change.changed()
+            && let Err(e) = self.save_keyring()
+        {
+            let _ = reply.send(Err(ErrorObject::new(
+                rpc::code::INTERNAL_ERROR,
+                format!(
+                    "the keyring changed here but could not be saved ({e:#}); it was not sent \
+                     to other members, and a restart brings back the old keyring"
+                ),
+            )));
+            return;
+        }
+        self.keys_changed();
+        let started = self
+            .node
+            .broadcast_key_op(op, now)
+            .map_err(refusal)
+            .map(|request| self.route_answers(Some(change), request));
+        let _ = reply.send(started);
+    }
+
+    /// A keyring event from the node: an answer for a waiting RPC task, or
+    /// a change another member made here.
+    pub(super) fn on_keyring_event(&mut self, event: KeyringEvent) {
+        match event {
+            KeyringEvent::Changed {
+                by,
+                by_name,
+                change,
+            } => {
+                tracing::info!(
+                    by = %by_name,
+                    by_id = %by.short(),
+                    op = change.verb(),
+                    key = %change.id(),
+                    "keyring changed by a member"
+                );
+                if let Err(e) = self.save_keyring() {
+                    tracing::error!(
+                        "cannot save the keyring after a change by {by_name}: {e:#}; a restart \
+                         brings back the old keyring"
+                    );
+                }
+                self.keys_changed();
+            }
+            KeyringEvent::Report { reply_to, .. } | KeyringEvent::Ack { reply_to, .. } => {
+                if let Some(answers) = self.keyring_answers.get(&reply_to)
+                    && answers.try_send(event).is_err()
+                {
+                    // The RPC task stopped waiting (timeout, closed connection).
+                    self.keyring_answers.remove(&reply_to);
+                }
+            }
+        }
+    }
+
+    /// Registers where the answers to `request` go.
+    fn route_answers(&mut self, change: Option<KeyChange>, request: KeyringRequest) -> KeysStarted {
+        // Forget requests whose RPC task stopped waiting.
+        self.keyring_answers.retain(|_, tx| !tx.is_closed());
+        let (tx, answers) = mpsc::channel(request.targets.len().max(1));
+        self.keyring_answers.insert(request.stamp, tx);
+        KeysStarted {
+            key: change.map(|c| c.id().to_string()),
+            local: self.node.keyring().map(keyring_view).unwrap_or_default(),
+            targets: request.targets,
+            answers,
+        }
+    }
+
+    /// Writes the keyring to `<state dir>/keyring`.
+    fn save_keyring(&self) -> anyhow::Result<()> {
+        match self.node.keyring() {
+            Some(keyring) => keyfile::save(self.state.path(), keyring),
+            None => Ok(()),
+        }
+    }
+
+    /// Tells discovery the key ids now held (the mDNS record names the
+    /// sealing key's id; peers of either key stay welcome).
+    fn keys_changed(&self) {
+        let ids = self
+            .node
+            .key_ids()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let _ = self.key_ids.send(ids);
+    }
+}
+
+/// The RPC error for a change this node refused.
+fn refusal(e: KeyOpError) -> ErrorObject {
+    let code = match e {
+        KeyOpError::NotEncrypted => rpc::code::NO_CLUSTER_KEY,
+        KeyOpError::Keyring(_) => rpc::code::KEYRING_REFUSED,
+    };
+    ErrorObject::new(code, e.to_string())
+}

@@ -1,0 +1,213 @@
+//! `keys.list`, `keys.install`, `keys.use`, `keys.remove`: the cluster
+//! keyring, on this node and every member. The driver applies a change
+//! here and sends it (or a query) to the members; this waits up to
+//! [`KEYS_WAIT`] for their answers, or until all answered.
+
+use std::time::Duration;
+
+use rossip_proto::NodeId;
+use rossip_proto::node::KeyringEvent;
+use rossip_proto::rpc::{
+    self, ErrorObject, KeysChangeResult, KeysIdParams, KeysInstallParams, KeysListResult, NodeAck,
+    NodeKeyring,
+};
+use rossip_proto::seal::{ClusterKey, KeyId};
+use rossip_proto::wire::KeyOp;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::connection::ConnectionState;
+use crate::driver::{Command, KeysStarted};
+
+/// How long `keys.*` waits for the members' answers.
+pub const KEYS_WAIT: Duration = Duration::from_secs(2);
+
+/// Params of `keys.list`: none.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoParams {}
+
+/// Runs the `keys.*` method `method`.
+pub async fn call(
+    method: &str,
+    params: Value,
+    conn: &ConnectionState,
+) -> Result<Value, ErrorObject> {
+    match method {
+        rpc::method::KEYS_LIST => {
+            let NoParams {} = parse(params)?;
+            let started = start(conn, |reply| Command::KeysList { reply }).await?;
+            to_value(list_result(started).await)
+        }
+        rpc::method::KEYS_INSTALL => {
+            let p: KeysInstallParams = parse(params)?;
+            let key = ClusterKey::from_hex(&p.key).map_err(|e| {
+                ErrorObject::new(
+                    rpc::code::INVALID_PARAMS,
+                    format!("invalid key: {e} (make one with `rossipctl keygen`)"),
+                )
+            })?;
+            change(conn, KeyOp::Install(*key.bytes())).await
+        }
+        rpc::method::KEYS_USE => {
+            let p: KeysIdParams = parse(params)?;
+            change(conn, KeyOp::Use(parse_key_id(&p.id)?.0)).await
+        }
+        rpc::method::KEYS_REMOVE => {
+            let p: KeysIdParams = parse(params)?;
+            change(conn, KeyOp::Remove(parse_key_id(&p.id)?.0)).await
+        }
+        other => Err(ErrorObject::new(
+            rpc::code::METHOD_NOT_FOUND,
+            format!("method not found: {other:?}"),
+        )),
+    }
+}
+
+/// A key id as `keys.list` and `status` show it: 8 hex digits.
+pub fn parse_key_id(text: &str) -> Result<KeyId, ErrorObject> {
+    let text = text.trim();
+    if text.len() == 8
+        && text.chars().all(|c| c.is_ascii_hexdigit())
+        && let Ok(id) = u32::from_str_radix(text, 16)
+    {
+        return Ok(KeyId(id));
+    }
+    Err(ErrorObject::new(
+        rpc::code::INVALID_PARAMS,
+        format!(
+            "invalid key id {text:?}: a key id is 8 hex digits, as `rossipctl keys list` shows it"
+        ),
+    ))
+}
+
+async fn change(conn: &ConnectionState, op: KeyOp) -> Result<Value, ErrorObject> {
+    let started = start(conn, |reply| Command::KeyOp { op, reply }).await?;
+    to_value(change_result(started).await)
+}
+
+/// Hands the command to the driver; its answer says whom it asked.
+async fn start(
+    conn: &ConnectionState,
+    make: impl FnOnce(oneshot::Sender<Result<KeysStarted, ErrorObject>>) -> Command,
+) -> Result<KeysStarted, ErrorObject> {
+    let (reply, answer) = oneshot::channel();
+    conn.ctx
+        .commands
+        .send(make(reply))
+        .await
+        .map_err(|_| shutting_down())?;
+    answer.await.map_err(|_| shutting_down())?
+}
+
+/// Collects answers from the members asked, for at most [`KEYS_WAIT`].
+async fn collect(started: &mut KeysStarted) -> Vec<KeyringEvent> {
+    let mut answers: Vec<KeyringEvent> = Vec::new();
+    let deadline = tokio::time::Instant::now() + KEYS_WAIT;
+    while answers.len() < started.targets.len() {
+        match tokio::time::timeout_at(deadline, started.answers.recv()).await {
+            Ok(Some(answer)) => answers.push(answer),
+            // The driver stopped (shutdown) or the time is up.
+            Ok(None) | Err(_) => break,
+        }
+    }
+    answers
+}
+
+async fn list_result(mut started: KeysStarted) -> KeysListResult {
+    let answers = collect(&mut started).await;
+    let mut nodes: Vec<NodeKeyring> = started
+        .targets
+        .iter()
+        .map(|(id, name)| {
+            let report = answers.iter().find_map(|a| match a {
+                KeyringEvent::Report {
+                    from, primary, ids, ..
+                } if from == id => Some((primary, ids)),
+                _ => None,
+            });
+            NodeKeyring {
+                id: id.to_string(),
+                name: name.clone(),
+                answered: report.is_some(),
+                primary: report.map(|(p, _)| p.to_string()).unwrap_or_default(),
+                keys: report
+                    .map(|(_, ids)| ids.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+    KeysListResult {
+        local: started.local.clone(),
+        complete: nodes.iter().all(|n| n.answered),
+        nodes,
+    }
+}
+
+async fn change_result(mut started: KeysStarted) -> KeysChangeResult {
+    let answers = collect(&mut started).await;
+    let ack_of = |id: &NodeId| {
+        answers.iter().find_map(|a| match a {
+            KeyringEvent::Ack {
+                from, ok, error, ..
+            } if from == id => Some((*ok, error.clone())),
+            _ => None,
+        })
+    };
+    let mut nodes: Vec<NodeAck> = started
+        .targets
+        .iter()
+        .map(|(id, name)| {
+            let ack = ack_of(id);
+            NodeAck {
+                id: id.to_string(),
+                name: name.clone(),
+                answered: ack.is_some(),
+                ok: ack.as_ref().is_some_and(|(ok, _)| *ok),
+                error: match ack {
+                    Some((true, _)) => None,
+                    Some((false, error)) => Some(error),
+                    None => Some(format!("no answer within {} s", KEYS_WAIT.as_secs())),
+                },
+            }
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+    KeysChangeResult {
+        key: started.key.clone().unwrap_or_default(),
+        local: started.local.clone(),
+        complete: nodes.iter().all(|n| n.ok),
+        nodes,
+    }
+}
+
+fn parse<T: DeserializeOwned>(params: Value) -> Result<T, ErrorObject> {
+    serde_json::from_value(params)
+        .map_err(|e| ErrorObject::new(rpc::code::INVALID_PARAMS, format!("invalid params: {e}")))
+}
+
+fn to_value(v: impl serde::Serialize) -> Result<Value, ErrorObject> {
+    serde_json::to_value(v)
+        .map_err(|e| ErrorObject::new(rpc::code::INTERNAL_ERROR, format!("cannot encode: {e}")))
+}
+
+fn shutting_down() -> ErrorObject {
+    ErrorObject::new(rpc::code::NOT_IN_CLUSTER, "rossipd is shutting down")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_ids_are_8_hex_digits() {
+        assert_eq!(parse_key_id("0a1B2c3d").map(|k| k.0), Ok(0x0a1b_2c3d));
+        for bad in ["", "123", "0a1b2c3d4", "0a1b2c3g", "+a1b2c3d"] {
+            let err = parse_key_id(bad).expect_err(bad);
+            assert_eq!(err.code, rpc::code::INVALID_PARAMS, "{bad}");
+        }
+    }
+}

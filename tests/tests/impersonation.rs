@@ -1,0 +1,198 @@
+//! Message authenticity with real daemons on loopback: a member that holds
+//! the cluster key (here, this test, crafting sealed datagrams itself)
+//! still cannot send as another node, cannot alter a relayed message, and
+//! a name used under a new key is flagged (trust on first use) in `tail`,
+//! `status` and the log.
+
+use std::net::UdpSocket;
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rossip_proto::message::Hlc;
+use rossip_proto::rpc::NameTrust;
+use rossip_proto::seal::{ClusterKey, Keyring, Sealer};
+use rossip_proto::sign::NodeKey;
+use rossip_proto::wire::{self, Body, ClusterId, Header, Payload, Push};
+use rossip_proto::{Message, NodeId};
+use rossip_tests::cluster::start_joined_pair;
+use rossip_tests::daemon::Daemon;
+use rossip_tests::wait;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+const KEY: &str = "41c2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a697887960123";
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A rogue cluster member: it has the cluster key and a signing key of its
+/// own, and sends what it likes.
+struct Rogue {
+    key: NodeKey,
+    sealer: Sealer,
+    socket: UdpSocket,
+}
+
+impl Rogue {
+    fn new(seed: u64) -> Rogue {
+        let cluster_key = ClusterKey::from_hex(KEY).expect("cluster key");
+        Rogue {
+            key: NodeKey::for_testing(seed),
+            sealer: Sealer::new(Keyring::new(cluster_key, Vec::new()), seed),
+            socket: UdpSocket::bind("127.0.0.1:0").expect("bind a loopback socket"),
+        }
+    }
+
+    fn push(&mut self, to: &str, message: Message) {
+        let header = Header {
+            flags: 0,
+            cluster: ClusterId::from_label("rossip"),
+            sender: self.key.node_id(),
+        };
+        let body = Body::Push(Push {
+            relay: false,
+            items: vec![Payload::Whole(message)],
+        });
+        let plain = wire::encode(&header, &body).expect("encode");
+        let sealed = self.sealer.seal(&plain, now_ms()).expect("seal");
+        self.socket
+            .send_to(&sealed, to)
+            .expect("send to the daemon");
+    }
+
+    /// A message from this rogue, signed with its own key.
+    fn own(&self, seq: u64, name: &str, text: &str) -> Message {
+        Message::signed(
+            &self.key,
+            seq,
+            name.to_owned(),
+            Hlc {
+                ms: now_ms(),
+                logical: 0,
+            },
+            "general".to_owned(),
+            text.to_owned(),
+        )
+    }
+}
+
+#[test]
+fn a_key_holder_cannot_send_as_another_node_and_a_borrowed_name_is_flagged() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_path = dir.path().join("cluster.key");
+    std::fs::write(&key_path, format!("{KEY}\n")).expect("write key file");
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let key_arg = key_path.to_str().expect("utf-8 path");
+    let (alice, bob) = start_joined_pair(
+        Daemon::builder("alice")
+            .loopback()
+            .args(["--key-file", key_arg]),
+        Daemon::builder("bob")
+            .loopback()
+            .args(["--key-file", key_arg]),
+    );
+    let alice_id: NodeId = alice.status().id.parse().expect("node id");
+    let real = alice.client().send("the real alice");
+    wait::wait_until(TIMEOUT, "bob has alice's message", || {
+        bob.client().history().iter().any(|m| m.id == real.id)
+    });
+    let mut rogue = Rogue::new(666);
+
+    // 1. A message claiming alice's id, signed with the rogue's key.
+    let mut forged = rogue.own(2, "alice", "wire the money (forged origin)");
+    forged.id.origin = alice_id;
+    rogue.push(&bob.addr(), forged);
+    // 2. alice's real message with the text altered (a relay's lie).
+    let mut altered = bob
+        .client()
+        .history()
+        .into_iter()
+        .find(|m| m.id == real.id)
+        .expect("the real message");
+    altered.text = "the real alice (altered)".to_owned();
+    let altered = Message::signed(
+        &rogue.key,
+        3,
+        "alice".to_owned(),
+        Hlc {
+            ms: altered.ts,
+            logical: 0,
+        },
+        "general".to_owned(),
+        altered.text,
+    );
+    let mut altered_as_alice = altered.clone();
+    altered_as_alice.id.origin = alice_id;
+    rogue.push(&bob.addr(), altered_as_alice);
+    wait::wait_until(TIMEOUT, "bob refused both forgeries", || {
+        bob.dropped("bad_signature") >= 2
+    });
+
+    // 3. The rogue speaks as itself but calls itself "alice": delivered
+    //    (it is a member with a key), and flagged, since bob first saw the
+    //    name "alice" with alice's key.
+    let borrowed = rogue.own(1, "alice", "hi, it's alice (really the rogue)");
+    let borrowed_id = borrowed.id;
+    rogue.push(&bob.addr(), borrowed);
+    wait::wait_until(TIMEOUT, "bob delivered the rogue's own message", || {
+        bob.client()
+            .history()
+            .iter()
+            .any(|m| m.id == borrowed_id.to_string())
+    });
+
+    let history = bob.client().history();
+    assert!(
+        history
+            .iter()
+            .all(|m| !m.text.contains("forged") && !m.text.contains("altered")),
+        "a forged or altered message was delivered: {history:#?}"
+    );
+    let by_alice: Vec<_> = history
+        .iter()
+        .filter(|m| m.origin == alice_id.to_string())
+        .collect();
+    assert_eq!(by_alice.len(), 1, "only alice's own message is hers");
+    assert!(by_alice[0].verified);
+    assert_eq!(by_alice[0].name_trust, NameTrust::Pinned);
+    let rogue_view = history
+        .iter()
+        .find(|m| m.id == borrowed_id.to_string())
+        .expect("the rogue's message");
+    assert!(rogue_view.verified, "its signature is its own, and valid");
+    assert_eq!(rogue_view.origin, rogue.key.node_id().to_string());
+    assert_eq!(
+        rogue_view.name_trust,
+        NameTrust::Changed,
+        "the name alice was pinned to alice's key"
+    );
+    assert_ne!(rogue_view.key, by_alice[0].key);
+
+    let status = bob.status();
+    assert_eq!(status.identity.name_conflicts, 1, "{:?}", status.identity);
+    assert!(status.identity.pinned_names >= 2, "{:?}", status.identity);
+    assert!(
+        bob.log().contains("NAME CHANGED KEY"),
+        "the conflict is logged loudly:\n{}",
+        bob.log_excerpt()
+    );
+
+    // `rossipctl tail` marks both: who sent each message, and the borrowed name.
+    let out = rossip_tests::ctl::rossipctl(bob.socket(), &["tail", "-n", "10"]);
+    let text = &out.stdout;
+    let alice_short: String = alice_id.to_string().chars().take(8).collect();
+    let rogue_short: String = rogue.key.node_id().to_string().chars().take(8).collect();
+    assert!(
+        text.contains(&format!("alice@{alice_short}: the real alice")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "alice@{rogue_short} [NAME CHANGED KEY]: hi, it's alice"
+        )),
+        "{text}"
+    );
+}

@@ -1,0 +1,417 @@
+//! Key rotation without downtime (issue 5, item 2), on a live cluster: three
+//! `rossipd` processes in network namespaces on one bridge, finding each
+//! other by mDNS, sealed with a cluster key. While two senders send steadily
+//! (50 messages/s between them), `rossipctl keys install NEW` (the key on
+//! stdin), `keys use NEWID` and `keys remove OLDID` run on one node. Every
+//! node must then hold every message exactly once, seal with the new key
+//! only (`keys list`, `status`), and a restarted node must come back with
+//! the new keyring (from `<state dir>/keyring`, although its `--key-file`
+//! still holds the old key).
+//!
+//! Needs root, iproute2 and nftables; without them it prints one line and
+//! passes, except with `CI=true`, where it must run.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rossip_proto::rpc::{KeysChangeResult, KeysListResult, MessageView};
+use rossip_proto::seal::ClusterKey;
+use rossip_tests::cpu::exclusive;
+use rossip_tests::ctl::{CtlOutput, rossipctl_in};
+use rossip_tests::daemon::Daemon;
+use rossip_tests::delivery::{MessageRecorder, key_of};
+use rossip_tests::nscluster::{NsCluster, secs};
+use rossip_tests::rpc::RpcClient;
+use rossip_tests::{bins, sys, wait};
+
+const OLD_KEY: &str = "5d2c8e1f0a3b4c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f";
+const NEW_KEY: &str = "a0b1c2d3e4f5061728394a5b6c7d8e9f00112233445566778899aabbccddeeff";
+
+/// mDNS plus the first probes; generous for a loaded 2-core machine.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Every node must hold every message by then.
+const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Each sender's pace: 25 messages/s each, 50/s together.
+const SEND_INTERVAL: Duration = Duration::from_millis(40);
+/// How often a step is tried before the test fails (a step is safe to
+/// repeat; a loaded machine may miss the 2 s answer window once).
+const STEP_ATTEMPTS: usize = 3;
+
+fn key_id(hex: &str) -> String {
+    ClusterKey::from_hex(hex)
+        .expect("a valid key")
+        .id()
+        .to_string()
+}
+
+/// A subscriber on `daemon`, attached.
+fn recorder(daemon: &Daemon) -> MessageRecorder {
+    let recorder = MessageRecorder::start(daemon.name(), daemon.socket())
+        .unwrap_or_else(|e| panic!("recorder on {}: {e}", daemon.name()));
+    wait::wait_until(Duration::from_secs(15), "subscribed", || {
+        recorder
+            .subscribed()
+            .unwrap_or_else(|why| panic!("{}: {why}", daemon.name()))
+    });
+    recorder
+}
+
+fn history(daemon: &Daemon) -> Vec<MessageView> {
+    RpcClient::connect(daemon.socket())
+        .map(|mut client| client.history())
+        .unwrap_or_else(|e| panic!("history of {}: {e}", daemon.name()))
+}
+
+/// Sends `rot/{sender}.{k}` to `daemon` every [`SEND_INTERVAL`] until `stop`;
+/// returns the keys the daemon accepted.
+fn send_steadily(daemon: &Daemon, sender: usize, stop: &AtomicBool) -> Vec<String> {
+    let mut client = daemon.client();
+    let start = Instant::now();
+    let mut sent = Vec::new();
+    for k in 0u32.. {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        // Pacing, not waiting for a condition: message k is due at start + k·interval.
+        let due = start + SEND_INTERVAL * k;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let key = format!("rot/{sender}.{k}");
+        client.send(&format!("{key} sent during a key rotation"));
+        sent.push(key);
+    }
+    sent
+}
+
+/// `rossipctl --json keys ARGS…` on `daemon` (with `stdin`, if any), repeated
+/// until every other node confirmed it; panics after [`STEP_ATTEMPTS`].
+fn keys_step(daemon: &Daemon, args: &[&str], stdin: Option<&str>) -> KeysChangeResult {
+    let mut full = vec!["--json", "keys"];
+    full.extend_from_slice(args);
+    for attempt in 1..=STEP_ATTEMPTS {
+        let output = match stdin {
+            None => rossipctl_in(daemon.netns(), daemon.socket(), &full),
+            Some(text) => rossipctl_with_stdin(daemon, &full, text),
+        };
+        let result: Option<KeysChangeResult> = output
+            .stdout
+            .lines()
+            .next()
+            .and_then(|line| serde_json::from_str(line).ok());
+        match (output.code, result) {
+            (Some(0), Some(result)) if result.complete => return result,
+            (_, Some(result)) if attempt < STEP_ATTEMPTS => {
+                sys::say(&format!(
+                    "`keys {}` incomplete (attempt {attempt}): {:?}; repeating it",
+                    args.join(" "),
+                    result.nodes
+                ));
+            }
+            _ => panic!(
+                "`{}` failed (exit {:?})\nstdout:\n{}\nstderr:\n{}",
+                output.command, output.code, output.stdout, output.stderr
+            ),
+        }
+    }
+    unreachable!("the last attempt returns or panics")
+}
+
+/// `rossipctl --socket SOCKET ARGS…` in `daemon`'s namespace with `stdin`.
+fn rossipctl_with_stdin(daemon: &Daemon, args: &[&str], stdin: &str) -> CtlOutput {
+    let mut ctl_args: Vec<std::ffi::OsString> = vec!["--socket".into(), daemon.socket().into()];
+    ctl_args.extend(args.iter().map(std::ffi::OsString::from));
+    let (program, full) = sys::in_netns(daemon.netns(), bins::rossipctl(), ctl_args);
+    let command = sys::command_line(&program, &full);
+    match sys::run_with_stdin(&program, &full, Some(stdin)) {
+        Ok(out) => CtlOutput {
+            command,
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        },
+        Err(why) => CtlOutput {
+            command,
+            code: Some(1),
+            stdout: String::new(),
+            stderr: why,
+        },
+    }
+}
+
+/// `keys list` of `daemon`, parsed.
+fn keys_list(daemon: &Daemon) -> KeysListResult {
+    let output = rossipctl_in(daemon.netns(), daemon.socket(), &["--json", "keys", "list"]);
+    output.assert_success();
+    serde_json::from_str(output.stdout.trim())
+        .unwrap_or_else(|e| panic!("`{}` printed no result: {e}", output.command))
+}
+
+/// Waits until every daemon holds every key in `keys` in its history.
+fn wait_converged(cluster: &NsCluster, keys: &BTreeSet<String>) {
+    let deadline = Instant::now() + CONVERGENCE_TIMEOUT;
+    loop {
+        let missing: Vec<(String, usize)> = cluster
+            .daemons
+            .iter()
+            .map(|d| {
+                let held: BTreeSet<String> = history(d)
+                    .iter()
+                    .map(|m| key_of(&m.text).to_owned())
+                    .collect();
+                (
+                    d.name().to_owned(),
+                    keys.iter().filter(|k| !held.contains(*k)).count(),
+                )
+            })
+            .filter(|(_, missing)| *missing > 0)
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            cluster.fail(&format!(
+                "not converged within {CONVERGENCE_TIMEOUT:?}; missing per node: {missing:?}"
+            ));
+        }
+        std::thread::sleep(wait::POLL_INTERVAL);
+    }
+}
+
+#[test]
+fn rotating_the_cluster_key_while_messages_flow_loses_none() {
+    let _cpu = exclusive();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_file = dir.path().join("rossip.key");
+    std::fs::write(&key_file, format!("{OLD_KEY}\n")).expect("write key file");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let key_arg = key_file.to_str().expect("utf-8 path").to_owned();
+    let Ok(mut cluster) = NsCluster::start(
+        "key-rot",
+        3,
+        |_| {},
+        |_, daemon| daemon.args(["--key-file", key_arg.as_str()]),
+    ) else {
+        return;
+    };
+    let settled = cluster.wait_all_alive(cluster.spawned, DISCOVERY_TIMEOUT, "discovery");
+    sys::say(&format!(
+        "key-rot: 3 daemons alive {:.2} s after spawning",
+        secs(cluster.spawned, settled)
+    ));
+    let (old_id, new_id) = (key_id(OLD_KEY), key_id(NEW_KEY));
+    let recorders: Vec<MessageRecorder> = cluster.daemons.iter().map(recorder).collect();
+
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let (sent, steps) = std::thread::scope(|scope| {
+        let senders: Vec<_> = [0, 1]
+            .into_iter()
+            .map(|i| {
+                let (daemon, stop) = (&cluster.daemons[i], &stop);
+                scope.spawn(move || send_steadily(daemon, i, stop))
+            })
+            .collect();
+        let rotator = &cluster.daemons[2];
+        // A second of traffic before, between and after the steps (pacing
+        // the rotation, not waiting for anything).
+        let traffic = || std::thread::sleep(Duration::from_secs(1));
+        traffic();
+        let install = keys_step(rotator, &["install", "-"], Some(NEW_KEY));
+        traffic();
+        let used = keys_step(rotator, &["use", &new_id], None);
+        traffic();
+        let removed = keys_step(rotator, &["remove", &old_id], None);
+        traffic();
+        stop.store(true, Ordering::Relaxed);
+        let sent: BTreeSet<String> = senders
+            .into_iter()
+            .flat_map(|s| s.join().expect("a sender panicked"))
+            .collect();
+        (sent, [install, used, removed])
+    });
+    assert_eq!(steps[0].key, new_id, "install names the new key");
+    assert_eq!(steps[2].local.keys, vec![new_id.clone()]);
+    sys::say(&format!(
+        "key-rot: rotated in {:.2} s while {} messages were sent",
+        started.elapsed().as_secs_f64(),
+        sent.len()
+    ));
+    assert!(sent.len() > 150, "messages flowed throughout the rotation");
+
+    wait_converged(&cluster, &sent);
+    for (daemon, recorder) in cluster.daemons.iter().zip(&recorders) {
+        let held = history(daemon);
+        let ids: BTreeSet<&str> = held.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(
+            ids.len(),
+            held.len(),
+            "{}: an id twice in history",
+            daemon.name()
+        );
+        assert_eq!(
+            recorder.duplicates(),
+            0,
+            "{} delivered a message twice",
+            daemon.name()
+        );
+        assert_eq!(
+            recorder.lagged(),
+            0,
+            "{}'s subscriber lagged",
+            daemon.name()
+        );
+        let got = recorder.take("rot");
+        let missed = sent.iter().filter(|k| !got.contains_key(*k)).count();
+        assert_eq!(missed, 0, "{}'s subscriber missed {missed}", daemon.name());
+    }
+
+    // Every node seals with the new key only, as each sees it and as the
+    // others report it.
+    for daemon in &cluster.daemons {
+        assert_eq!(
+            daemon.status().keys,
+            vec![new_id.clone()],
+            "{}: status",
+            daemon.name()
+        );
+        let list = keys_list(daemon);
+        assert!(
+            list.complete,
+            "{}: keys list incomplete: {list:?}",
+            daemon.name()
+        );
+        assert_eq!(list.local.keys, vec![new_id.clone()], "{}", daemon.name());
+        for node in &list.nodes {
+            assert_eq!(
+                (node.primary.as_str(), &node.keys),
+                (new_id.as_str(), &vec![new_id.clone()]),
+                "{} reports {}",
+                daemon.name(),
+                node.name
+            );
+        }
+        let saved = daemon.state_dir().join("keyring");
+        let mode = std::fs::metadata(&saved)
+            .unwrap_or_else(|e| panic!("{}: {}: {e}", daemon.name(), saved.display()))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{}: keyring file mode", daemon.name());
+    }
+    let human = rossipctl_in(
+        cluster.daemons[0].netns(),
+        cluster.daemons[0].socket(),
+        &["keys", "list"],
+    );
+    human.assert_success();
+    assert!(
+        human.stdout.contains(&format!("key {new_id}: held by 3"))
+            && human.stdout.contains("primary on 3")
+            && !human.stdout.contains(&old_id),
+        "keys list for humans:\n{}",
+        human.stdout
+    );
+
+    // A restart comes back with the new keyring (its --key-file still has
+    // the old key) and rejoins.
+    cluster.daemons[1].stop_with_sigterm(Duration::from_secs(15));
+    let restarted = cluster.restart(1);
+    assert_eq!(cluster.daemons[1].status().keys, vec![new_id.clone()]);
+    assert!(
+        cluster.daemons[1].log().contains("supersedes the key file"),
+        "the log says the saved keyring superseded --key-file"
+    );
+    cluster.wait_all_alive(restarted, DISCOVERY_TIMEOUT, "rejoin after the restart");
+    let after = cluster.daemons[0].client().send("rot/after the restart");
+    wait::wait_until(
+        CONVERGENCE_TIMEOUT,
+        "the restarted node gets a new message",
+        || {
+            history(&cluster.daemons[1])
+                .iter()
+                .any(|m| m.id == after.id)
+        },
+    );
+}
+
+/// Refusals without namespaces: a node without a key refuses every `keys`
+/// command and says how to enable encryption; a keyed node refuses to
+/// remove the key it seals with, to use a key it lacks, and malformed ids.
+#[test]
+fn keys_commands_refuse_what_cannot_work() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_file = dir.path().join("rossip.key");
+    std::fs::write(&key_file, format!("{OLD_KEY}\n")).expect("write key file");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let plain = Daemon::builder("keys-plain").loopback().spawn();
+    for args in [&["keys", "list"][..], &["keys", "install", NEW_KEY]] {
+        let out = rossip_tests::ctl::rossipctl(plain.socket(), args);
+        assert_eq!(out.code, Some(1), "`{}`: {}", out.command, out.stderr);
+        assert!(
+            out.stderr.contains("--key-file") && out.stderr.contains("-32010"),
+            "`{}` explains: {}",
+            out.command,
+            out.stderr
+        );
+    }
+    let keyed = Daemon::builder("keys-one")
+        .loopback()
+        .args(["--key-file", key_file.to_str().expect("utf-8 path")])
+        .spawn();
+    let old_id = key_id(OLD_KEY);
+    for (args, expected) in [
+        (vec!["keys", "remove", old_id.as_str()], "primary key"),
+        (vec!["keys", "use", "12345678"], "not installed"),
+        (vec!["keys", "use", "xyz"], "8 hex digits"),
+        (vec!["keys", "install", "abc"], "64 hexadecimal digits"),
+    ] {
+        let out = rossip_tests::ctl::rossipctl(keyed.socket(), &args);
+        assert_eq!(out.code, Some(1), "`{}`: {}", out.command, out.stderr);
+        assert!(
+            out.stderr.contains(expected),
+            "`{}` says {expected:?}: {}",
+            out.command,
+            out.stderr
+        );
+    }
+    // Alone, a change needs no one's confirmation; it is saved at once.
+    let out = rossip_tests::ctl::rossipctl(
+        keyed.socket(),
+        &[
+            "keys",
+            "install",
+            "--key-file",
+            key_file.to_str().expect("utf-8 path"),
+        ],
+    );
+    out.assert_success();
+    assert!(
+        out.stdout.contains("on this node and 0 of 0 other nodes"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !keyed.state_dir().join("keyring").exists(),
+        "installing a held key changes nothing"
+    );
+    let new = dir.path().join("new.key");
+    std::fs::write(&new, format!("# the next key\n{NEW_KEY}\n")).expect("write");
+    rossip_tests::ctl::rossipctl(
+        keyed.socket(),
+        &[
+            "keys",
+            "install",
+            "--key-file",
+            new.to_str().expect("utf-8 path"),
+        ],
+    )
+    .assert_success();
+    let saved = std::fs::read_to_string(keyed.state_dir().join("keyring")).expect("saved keyring");
+    assert!(
+        saved.contains(OLD_KEY) && saved.contains(NEW_KEY),
+        "the saved keyring holds both keys"
+    );
+    assert_eq!(keyed.status().keys, vec![old_id, key_id(NEW_KEY)]);
+}
