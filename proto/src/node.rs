@@ -376,7 +376,7 @@ pub struct Stats {
     /// member sync (`member_digest_from_non_member`,
     /// `member_sync_from_non_member`, `member_sync_unsolicited`,
     /// `invalid_member_sync_identity`), keyring bodies (`keyring_without_key`,
-    /// `keyring_from_non_member`, `keyring_unsolicited`), and encode failures
+    /// `keyring_unsolicited`), and encode failures
     /// (`encode_too_large`, `encode_failed`).
     pub dropped: BTreeMap<&'static str, u64>,
     /// Published here.
@@ -648,7 +648,9 @@ impl Node {
             body @ (wire::Body::KeyringQuery { .. }
             | wire::Body::KeyringReport { .. }
             | wire::Body::KeyringCommand { .. }
-            | wire::Body::KeyringAck { .. }) => self.on_keyring_body(header.sender, body, now),
+            | wire::Body::KeyringAck { .. }) => {
+                self.on_keyring_body(header.sender, from, body, now);
+            }
         }
         // After handling, so that the first datagram of a new member counts.
         self.members.saw(header.sender, now);

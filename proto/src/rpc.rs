@@ -85,8 +85,10 @@ pub mod code {
     /// running node cannot switch: restart it with `--key-file`).
     pub const NO_CLUSTER_KEY: i64 = -32010;
     /// `keys.*`: this node's keyring refused the change (an unknown key
-    /// id, the primary key removed, a full keyring); nothing was sent to
-    /// other members. (A malformed key or key id is [`INVALID_PARAMS`].)
+    /// id, the primary key removed, a full keyring), or the safety check
+    /// of `keys.use`/`keys.remove` did (`data.nodes`: `[{id, name,
+    /// reason}]`); nothing was sent to other members. (A malformed key or
+    /// key id is [`INVALID_PARAMS`].)
     pub const KEYRING_REFUSED: i64 = -32011;
 }
 
@@ -625,6 +627,21 @@ pub struct StatusResult {
     /// This node's signing identity and the names it pinned.
     #[serde(default)]
     pub identity: IdentityStatus,
+    /// Connections to the local socket (absent from daemons before it existed).
+    #[serde(default)]
+    pub rpc: RpcStatus,
+}
+
+/// Connections to the local JSON-RPC socket, in `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpcStatus {
+    /// Connections open now, the one asking included.
+    pub connections: u64,
+    /// The most served at once; past it a new connection gets a
+    /// [`code::BUSY`] error line and is closed.
+    pub max_connections: u64,
+    /// Connections refused since start because `max_connections` were open.
+    pub refused: u64,
 }
 
 /// This node's signing key and trust-on-first-use pins, in `status`.
@@ -685,7 +702,8 @@ pub struct NodeKeyring {
 pub struct KeysListResult {
     /// This node's keyring.
     pub local: KeyringView,
-    /// The other alive and suspect members, sorted by name then id.
+    /// The other members (all but those that left: a failed member may be
+    /// up again), sorted by name then id.
     pub nodes: Vec<NodeKeyring>,
     /// Whether every member asked answered.
     pub complete: bool,
@@ -705,6 +723,12 @@ pub struct KeysInstallParams {
 pub struct KeysIdParams {
     /// The key's id: 8 hex digits, as `keys.list` and `status` show it.
     pub id: String,
+    /// Skip the safety check. Without it, `keys.use` is refused while a
+    /// member does not hold the key, and `keys.remove` while a member
+    /// still seals with it (either would cut that member off), or while a
+    /// member does not answer (it may be one of those).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// One member's answer to a keyring change.
@@ -724,7 +748,7 @@ pub struct NodeAck {
 }
 
 /// `keys.install`, `keys.use` and `keys.remove` result: the change was
-/// made on this node, then sent to every alive and suspect member.
+/// made on this node, then sent to every member that has not left.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeysChangeResult {
     /// The id of the key concerned.

@@ -394,6 +394,12 @@ impl Sealer {
         cluster: ClusterId,
         now_ms: u64,
     ) -> Result<Vec<u8>, OpenError> {
+        // No sealed datagram is larger than this: refuse before the AEAD
+        // pass (up to 64 KiB of work per forged datagram otherwise); the
+        // wire decoder counts it as oversized.
+        if sealed.len() > wire::MAX_DATAGRAM_BYTES {
+            return Err(OpenError::NotSealed);
+        }
         let head = sealed.get(..HEADER_LEN).ok_or(OpenError::NotSealed)?;
         if head.get(..2) != Some(&MAGIC[..]) || head.get(2) != Some(&VERSION) {
             return Err(OpenError::NotSealed);

@@ -140,3 +140,76 @@ fn reassembly_survives_hostile_fragments_in_bounded_memory() {
         );
     }
 }
+
+/// The byte bound, which random pieces rarely reach (256 partials of one
+/// piece each hold only 300 KB): an attacker fills partials of the largest
+/// message with every piece but the last, for more ids than fit in
+/// `REASSEMBLY_MAX_BYTES`. Memory stays bounded, the excess is evicted and
+/// counted, and a genuine large message still completes afterwards.
+#[test]
+fn reassembly_memory_stays_bounded_when_partials_are_nearly_complete() {
+    let seed = seed() ^ 0xb16;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let sim = Sim::new(Instant::now(), seed);
+    let total = u32::try_from(wire::MAX_ENCODED_MESSAGE_BYTES).expect("fits");
+    let count = Fragment::count_for(wire::MAX_ENCODED_MESSAGE_BYTES);
+    // Enough ids to hold 1.5 times the bound.
+    let ids = (REASSEMBLY_MAX_BYTES * 3 / 2).div_ceil(wire::MAX_ENCODED_MESSAGE_BYTES);
+    // A bare node (no simulated network to flush after every datagram:
+    // this is tens of thousands of datagrams).
+    let now = sim.now();
+    let mut node = rossip_proto::Node::new(sim.config(0, "target"), now);
+    let mut peak = 0;
+    for n in 0..ids {
+        let seq = rng.random_range(1_000..u64::MAX);
+        for index in 0..count - 1 {
+            let piece = Fragment {
+                id: rossip_proto::MessageId {
+                    origin: Sim::id(1),
+                    seq,
+                },
+                total,
+                index: u16::try_from(index).expect("few pieces"),
+                data: vec![0x5a; FRAGMENT_DATA_BYTES],
+            };
+            let body = Body::Repair(vec![Payload::Piece(piece)]);
+            let bytes = wire::encode(&header(), &body).expect("a piece fits");
+            node.handle_datagram(Sim::addr(1), &bytes, now);
+            // Nothing answers a repair; drop anything the node queued.
+            while node.poll_transmit().is_some() {}
+            let (partials, held) = node.reassembly_usage();
+            peak = peak.max(held);
+            assert!(
+                partials <= MAX_PARTIALS && held <= REASSEMBLY_MAX_BYTES,
+                "id {n} piece {index}: {partials} partials, {held} bytes\n{}",
+                repro("fuzz_reassembly", "nearly_complete", seed)
+            );
+        }
+    }
+    assert!(
+        peak > REASSEMBLY_MAX_BYTES * 9 / 10,
+        "the bound was not approached (peak {peak} bytes)"
+    );
+    assert!(
+        node.stats().reassembly_evicted > 0,
+        "nothing was evicted past the bound"
+    );
+    // A genuine large message still gets through.
+    let (message, pieces) = large_message(&Sim::key(1), 1, 5_000);
+    for piece in pieces {
+        let body = Body::Push(wire::Push {
+            relay: false,
+            items: vec![Payload::Piece(piece)],
+        });
+        let bytes = wire::encode(&header(), &body).expect("fits");
+        node.handle_datagram(Sim::addr(1), &bytes, now);
+    }
+    let mut delivered = false;
+    while let Some(event) = node.poll_event() {
+        delivered |= matches!(event, rossip_proto::Event::Message(m) if m == message);
+    }
+    assert!(
+        delivered,
+        "a genuine message was not reassembled after the flood of partials"
+    );
+}

@@ -90,3 +90,28 @@ fn open_never_panics_and_only_opens_what_was_sealed_once() {
         );
     }
 }
+
+/// A sealed datagram over the datagram cap is refused before any AEAD work
+/// (no node ever sends one) and left to the wire decoder, which names it
+/// `oversized`, even when its key id and stamp would pass.
+#[test]
+fn oversized_sealed_datagrams_are_refused_unopened() {
+    let mut sender = sealer();
+    let mut plain = wire::encode(&header(), &Body::Swim(Vec::new())).expect("encodes");
+    plain.truncate(wire::HEADER_LEN);
+    plain.extend(vec![0x42; wire::MAX_BODY_BYTES]);
+    let sealed = seal(&mut sender, &plain);
+    assert_eq!(
+        sealed.len(),
+        wire::MAX_DATAGRAM_BYTES,
+        "the largest sealed datagram"
+    );
+    assert!(open(&mut sealer(), &sealed).is_ok(), "the largest opens");
+    let mut padded = seal(&mut sender, &plain);
+    padded.extend(vec![0u8; 60_000]);
+    assert_eq!(open(&mut sealer(), &padded), Err(OpenError::NotSealed));
+    assert_eq!(
+        wire::decode(&padded, cluster()).map(|_| ()),
+        Err(wire::DecodeError::Oversized(padded.len()))
+    );
+}

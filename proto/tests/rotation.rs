@@ -222,3 +222,40 @@ fn reports_list_every_keyring_and_refusals_come_back() {
     };
     assert_eq!(dropped(&sim), 0);
 }
+
+#[test]
+fn members_declared_failed_still_get_and_answer_key_commands() {
+    let seed = seed() ^ 0x7079;
+    let mut sim = keyed_cluster(seed);
+    sim.isolate(2);
+    let failed = sim.run_until(Duration::from_secs(60), |sim| {
+        sim.state(0, 2) == Some(rossip_proto::node::PeerState::Failed)
+            && sim.state(2, 0) == Some(rossip_proto::node::PeerState::Failed)
+    });
+    assert!(
+        failed,
+        "seed {seed:#x}: the cut-off node was not declared failed"
+    );
+    sim.heal(2);
+    // At once, before membership heals: n2 (which has both others as
+    // failed) installs a key everywhere; n0 and n1 (which have n2 as
+    // failed) apply and answer.
+    let command = sim
+        .with_node(2, |node, now| {
+            node.apply_key_op(&KeyOp::Install(NEW))?;
+            node.broadcast_key_op(KeyOp::Install(NEW), now)
+        })
+        .expect("install");
+    assert_eq!(command.targets.len(), 2, "failed members are asked too");
+    sim.run_for(Duration::from_secs(1));
+    let answers = acks(&sim, 2, command.stamp);
+    assert_eq!(answers.len(), 2, "seed {seed:#x}: {answers:?}");
+    assert!(answers.iter().all(|(_, ok, _)| *ok), "{answers:?}");
+    let new = ClusterKey::new(&NEW).id();
+    for index in 0..2 {
+        assert!(
+            sim.node(index).key_ids().contains(&new),
+            "seed {seed:#x}: n{index} installed the key"
+        );
+    }
+}

@@ -70,9 +70,9 @@ pub enum KeysCommand {
     List,
     /// Install a key on every member (accepted, not yet used to seal)
     Install(KeysInstallArgs),
-    /// Seal with an installed key, on every member
+    /// Seal with an installed key, on every member (refused while a member lacks it)
     Use(KeyIdArg),
-    /// Remove a key from every member (refused where it is still the sealing key)
+    /// Remove a key from every member (refused while a member still seals with it)
     Remove(KeyIdArg),
 }
 
@@ -99,6 +99,11 @@ pub struct KeyIdArg {
     /// The key id: 8 hex digits, as `rossipctl keys list` and `status` show it
     #[arg(value_name = "ID")]
     pub id: String,
+
+    /// Go ahead even if a member does not hold the key (`use`), still seals with it
+    /// (`remove`), or does not answer: such a member is cut off until it gets the key
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `send` arguments.
@@ -322,7 +327,7 @@ mod tests {
         assert!(parse(&["rossipctl", "keys", "install", "-", "--key-file", "k"]).is_err());
         assert!(matches!(
             parse(&["rossipctl", "keys", "use", "0a1b2c3d"]),
-            Ok(Command::Keys(KeysCommand::Use(KeyIdArg { id }))) if id == "0a1b2c3d"
+            Ok(Command::Keys(KeysCommand::Use(KeyIdArg { id, force: false }))) if id == "0a1b2c3d"
         ));
         assert!(parse(&["rossipctl", "keys", "remove"]).is_err());
     }

@@ -157,6 +157,12 @@ pub struct StaticInfo {
 pub struct SharedCounters {
     /// Events not delivered to subscribers that did not keep up.
     pub subscriber_drops: AtomicU64,
+    /// Local socket connections open now.
+    pub rpc_connections: AtomicU64,
+    /// The most local socket connections served at once.
+    pub rpc_max_connections: AtomicU64,
+    /// Local socket connections refused for want of room.
+    pub rpc_refused: AtomicU64,
 }
 
 /// How the driver loop ended.

@@ -186,7 +186,8 @@ fn prepare_directory(dir: &Path, access: &Access) -> anyhow::Result<()> {
     };
     let system_dir = Path::new(paths::SYSTEM_SOCKET_PATH).parent();
     let ours = fs::metadata(dir).is_ok_and(|m| m.uid() == crate::config::current_uid());
-    if !created && !(Some(dir) == system_dir && ours) {
+    let ours_to_set = created || (Some(dir) == system_dir && ours);
+    if !ours_to_set {
         return Ok(());
     }
     if let Some(gid) = access.gid {

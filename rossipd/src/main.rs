@@ -102,8 +102,9 @@ struct Args {
     max_message_bytes: usize,
 
     /// Cluster key file (`rossipctl keygen`; mode 600): every datagram is sealed with it
-    /// and nothing unsealed is accepted [default: $CREDENTIALS_DIRECTORY/rossip.key if it
-    /// exists, else no encryption]
+    /// and nothing unsealed is accepted; STATE_DIR/keyring, saved by `rossipctl keys`,
+    /// supersedes it [default: $CREDENTIALS_DIRECTORY/rossip.key if it exists, else no
+    /// encryption]
     #[arg(long, value_name = "PATH", env = "ROSSIP_KEY_FILE")]
     key_file: Option<PathBuf>,
 

@@ -30,6 +30,10 @@ use serde_json::json;
 const KEY: &str = "6b1e0f3a9c2d4e5f60718293a4b5c6d7e8f9011223344556677889900aabbccd";
 const UNKNOWN_KEY: [u8; 32] = [0xa5; 32];
 
+/// Key id (4) and nonce (24) after the header of a sealed datagram; the
+/// nonce ends with the sender's 8-byte counter.
+const SEAL_HEADER: usize = 4 + 24;
+
 /// Datagrams a second the flooder aims for.
 const FLOOD_RATE: u64 = 2_000;
 /// Messages a second the legitimate member sends.
@@ -148,8 +152,9 @@ impl Flooder {
                 ("random", rng.bytes(len))
             }
             1 => {
-                // A correct (sealed) header with a random body: the tag
-                // fails (key id of ours, or random).
+                // A correct (sealed) header with a random body: refused
+                // for its key id (random: unknown) or its stamp (ours, with
+                // a random nonce: stale), before any decryption.
                 let template = &self.captured[rng.below(self.captured.len())];
                 let mut bytes = template[..HEADER_LEN.min(template.len())].to_vec();
                 let len = rng.below(MAX_DATAGRAM_BYTES - HEADER_LEN);
@@ -163,10 +168,20 @@ impl Flooder {
             2 => {
                 let len = MAX_DATAGRAM_BYTES + 1 + rng.below(65_000 - MAX_DATAGRAM_BYTES);
                 let mut bytes = rng.bytes(len);
-                if rng.below(2) == 0 {
-                    // Oversized behind a valid sealed header.
-                    let template = &self.captured[0];
-                    bytes[..HEADER_LEN].copy_from_slice(&template[..HEADER_LEN]);
+                let template = &self.captured[0];
+                match rng.below(3) {
+                    // Behind a valid sealed header.
+                    0 => bytes[..HEADER_LEN].copy_from_slice(&template[..HEADER_LEN]),
+                    // Behind a real key id and a fresh stamp of A's run (a
+                    // counter never used): refused for its size before any
+                    // decryption (`oversized`, not `bad_seal`).
+                    1 => {
+                        let stamp = HEADER_LEN + SEAL_HEADER;
+                        bytes[..stamp].copy_from_slice(&template[..stamp]);
+                        let counter = 1_000_000 + rng.next() % 1_000_000;
+                        bytes[stamp - 8..stamp].copy_from_slice(&counter.to_be_bytes());
+                    }
+                    _ => {}
                 }
                 ("oversized", bytes)
             }

@@ -16,6 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use rossip_proto::rpc::EventBody;
+use rossip_proto::rpc::code::BUSY;
 use rossip_tests::ctl::{rossipctl, spawn_rossipctl};
 use rossip_tests::daemon::Daemon;
 use rossip_tests::rpc::RpcClient;
@@ -30,9 +31,6 @@ const MAX_CONNECTIONS: usize = 4096;
 
 /// rossipd's `rpc::RESERVED_FDS`: open files it keeps for itself.
 const RESERVED_FDS: u64 = 128;
-
-/// `rossip_proto::rpc::code::BUSY`, the refusal's error code.
-const BUSY: i64 = -32009;
 
 /// Subscribers that subscribe and then never read.
 const SLOW_SUBSCRIBERS: usize = 100;
@@ -103,6 +101,11 @@ fn idle_connections_do_not_starve_other_clients() {
         );
     }
     let rss = sys::vm_rss_kib(daemon.pid()).unwrap_or(0);
+    let rpc = daemon.status().rpc;
+    assert!(
+        rpc.connections > IDLE_CONNECTIONS as u64 && rpc.refused == 0,
+        "status counts the idle connections, refusing none: {rpc:?}"
+    );
     let log = daemon.log();
     assert!(
         !log.contains("the most rossipd serves at once"),
@@ -169,6 +172,9 @@ fn a_client_past_the_connection_limit_is_refused_with_an_error() {
             Err(out.stderr)
         }
     });
+    let rpc = daemon.status().rpc;
+    assert_eq!(rpc.max_connections, MAX_CONNECTIONS as u64, "{rpc:?}");
+    assert!(rpc.refused >= 2, "status counts the refusals: {rpc:?}");
     sys::say(&format!(
         "local_hostile: {MAX_CONNECTIONS} open connections: daemon VmRSS {} MiB; the next client \
          got code {BUSY}",
@@ -337,7 +343,7 @@ fn the_system_socket_is_for_root_and_the_rossip_group() {
             .lines()
             .find(|l| l.contains(&format!("connection from uid {NOBODY} pid")));
         match line {
-            Some(l) if l.contains("sends messages") => Ok(()),
+            Some(l) if l.contains("calls send") => Ok(()),
             _ => Err(sys::tail_lines(daemon.log_path(), 5)),
         }
     });
@@ -385,6 +391,12 @@ fn the_system_socket_is_for_root_and_the_rossip_group() {
 /// one too, as root) with `prlimit`; daemons started afterwards inherit
 /// it. `false` (after a notice) when it cannot, except under `CI=true`.
 fn raise_open_files(needed: u64, what: &str) -> bool {
+    // The limit is the process's: tests running at once must not lower
+    // what another one raised between its check and its change.
+    static RAISING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = RAISING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some((soft, hard)) = open_files_limits() else {
         assert!(!sys::ci(), "CI=true: cannot read /proc/self/limits");
         sys::say(&format!(
@@ -412,7 +424,15 @@ fn raise_open_files(needed: u64, what: &str) -> bool {
     };
     let pid = std::process::id().to_string();
     if let Err(e) = sys::run("prlimit", &["--pid", &pid, &spec]) {
-        panic!("cannot raise the open-files limit to {needed}: {e}");
+        // Root without CAP_SYS_RESOURCE (some containers) cannot raise the
+        // hard limit either.
+        let why = format!(
+            "cannot raise the open-files limit from {soft} (hard {hard}) to {needed}: {e}; \
+             run the tests with a higher `ulimit -n`"
+        );
+        assert!(!sys::ci(), "CI=true: {why}");
+        sys::say(&format!("local_hostile: skipped {what}: {why}"));
+        return false;
     }
     let now = open_files_limits().map(|(soft, _)| soft);
     assert!(

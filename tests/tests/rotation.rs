@@ -37,7 +37,20 @@ const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(90);
 const SEND_INTERVAL: Duration = Duration::from_millis(40);
 /// How often a step is tried before the test fails (a step is safe to
 /// repeat; a loaded machine may miss the 2 s answer window once).
-const STEP_ATTEMPTS: usize = 3;
+const STEP_ATTEMPTS: usize = 8;
+/// Senders stop by then whatever happens (a failing step must not leave
+/// them running, which would keep the test from ending).
+const MAX_SENDING: Duration = Duration::from_secs(120);
+
+/// Tells the senders to stop when dropped: also when a step panics, since
+/// a scope joins its threads before it passes the panic on.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 fn key_id(hex: &str) -> String {
     ClusterKey::from_hex(hex)
@@ -71,7 +84,7 @@ fn send_steadily(daemon: &Daemon, sender: usize, stop: &AtomicBool) -> Vec<Strin
     let start = Instant::now();
     let mut sent = Vec::new();
     for k in 0u32.. {
-        if stop.load(Ordering::Relaxed) {
+        if stop.load(Ordering::Relaxed) || start.elapsed() > MAX_SENDING {
             break;
         }
         // Pacing, not waiting for a condition: message k is due at start + k·interval.
@@ -88,7 +101,12 @@ fn send_steadily(daemon: &Daemon, sender: usize, stop: &AtomicBool) -> Vec<Strin
 
 /// `rossipctl --json keys ARGS…` on `daemon` (with `stdin`, if any), repeated
 /// until every other node confirmed it; panics after [`STEP_ATTEMPTS`].
-fn keys_step(daemon: &Daemon, args: &[&str], stdin: Option<&str>) -> KeysChangeResult {
+fn keys_step(
+    cluster: &[Daemon],
+    daemon: &Daemon,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> KeysChangeResult {
     let mut full = vec!["--json", "keys"];
     full.extend_from_slice(args);
     for attempt in 1..=STEP_ATTEMPTS {
@@ -104,15 +122,36 @@ fn keys_step(daemon: &Daemon, args: &[&str], stdin: Option<&str>) -> KeysChangeR
         match (output.code, result) {
             (Some(0), Some(result)) if result.complete => return result,
             (_, Some(result)) if attempt < STEP_ATTEMPTS => {
+                let silent: Vec<&str> = result
+                    .nodes
+                    .iter()
+                    .filter(|n| !n.ok)
+                    .map(|n| n.name.as_str())
+                    .collect();
                 sys::say(&format!(
-                    "`keys {}` incomplete (attempt {attempt}): {:?}; repeating it",
+                    "`keys {}` not confirmed by {silent:?} (attempt {attempt}): {:?}; repeating it",
                     args.join(" "),
                     result.nodes
                 ));
             }
+            // The safety check of `use` and `remove` asks every member
+            // first, and refuses while one does not answer.
+            (Some(1), None)
+                if attempt < STEP_ATTEMPTS && output.stderr.contains("did not answer") =>
+            {
+                sys::say(&format!(
+                    "`keys {}` refused (attempt {attempt}): {}; repeating it",
+                    args.join(" "),
+                    output.stderr.trim()
+                ));
+            }
             _ => panic!(
-                "`{}` failed (exit {:?})\nstdout:\n{}\nstderr:\n{}",
-                output.command, output.code, output.stdout, output.stderr
+                "`{}` failed (exit {:?})\nstdout:\n{}\nstderr:\n{}\n{}",
+                output.command,
+                output.code,
+                output.stdout,
+                output.stderr,
+                counters(cluster)
             ),
         }
     }
@@ -121,24 +160,50 @@ fn keys_step(daemon: &Daemon, args: &[&str], stdin: Option<&str>) -> KeysChangeR
 
 /// `rossipctl --socket SOCKET ARGS…` in `daemon`'s namespace with `stdin`.
 fn rossipctl_with_stdin(daemon: &Daemon, args: &[&str], stdin: &str) -> CtlOutput {
+    use std::io::Write as _;
     let mut ctl_args: Vec<std::ffi::OsString> = vec!["--socket".into(), daemon.socket().into()];
     ctl_args.extend(args.iter().map(std::ffi::OsString::from));
     let (program, full) = sys::in_netns(daemon.netns(), bins::rossipctl(), ctl_args);
     let command = sys::command_line(&program, &full);
-    match sys::run_with_stdin(&program, &full, Some(stdin)) {
-        Ok(out) => CtlOutput {
-            command,
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        },
-        Err(why) => CtlOutput {
-            command,
-            code: Some(1),
-            stdout: String::new(),
-            stderr: why,
-        },
+    let mut child = std::process::Command::new(&program)
+        .args(&full)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .env_remove("ROSSIP_SOCKET")
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn `{command}`: {e}"));
+    if let Some(mut pipe) = child.stdin.take() {
+        pipe.write_all(stdin.as_bytes())
+            .unwrap_or_else(|e| panic!("`{command}`: writing stdin: {e}"));
     }
+    // rossipctl ends within the daemon's 2 s answer window.
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("`{command}`: {e}"));
+    CtlOutput {
+        command,
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Every daemon's keys, peers and drop counters, for failure messages.
+fn counters(daemons: &[Daemon]) -> String {
+    daemons
+        .iter()
+        .map(|d| {
+            let status = d.status();
+            format!(
+                "{}: keys {:?}, peers {:?}, dropped {:?}\n",
+                d.name(),
+                status.keys,
+                status.peers,
+                status.datagrams.dropped
+            )
+        })
+        .collect()
 }
 
 /// `keys list` of `daemon`, parsed.
@@ -173,7 +238,8 @@ fn wait_converged(cluster: &NsCluster, keys: &BTreeSet<String>) {
         }
         if Instant::now() >= deadline {
             cluster.fail(&format!(
-                "not converged within {CONVERGENCE_TIMEOUT:?}; missing per node: {missing:?}"
+                "not converged within {CONVERGENCE_TIMEOUT:?}; missing per node: {missing:?}\n{}",
+                counters(&cluster.daemons)
             ));
         }
         std::thread::sleep(wait::POLL_INTERVAL);
@@ -214,18 +280,19 @@ fn rotating_the_cluster_key_while_messages_flow_loses_none() {
                 scope.spawn(move || send_steadily(daemon, i, stop))
             })
             .collect();
+        let stop_senders = StopOnDrop(&stop);
         let rotator = &cluster.daemons[2];
         // A second of traffic before, between and after the steps (pacing
         // the rotation, not waiting for anything).
         let traffic = || std::thread::sleep(Duration::from_secs(1));
         traffic();
-        let install = keys_step(rotator, &["install", "-"], Some(NEW_KEY));
+        let install = keys_step(&cluster.daemons, rotator, &["install", "-"], Some(NEW_KEY));
         traffic();
-        let used = keys_step(rotator, &["use", &new_id], None);
+        let used = keys_step(&cluster.daemons, rotator, &["use", &new_id], None);
         traffic();
-        let removed = keys_step(rotator, &["remove", &old_id], None);
+        let removed = keys_step(&cluster.daemons, rotator, &["remove", &old_id], None);
         traffic();
-        stop.store(true, Ordering::Relaxed);
+        drop(stop_senders);
         let sent: BTreeSet<String> = senders
             .into_iter()
             .flat_map(|s| s.join().expect("a sender panicked"))
@@ -414,4 +481,79 @@ fn keys_commands_refuse_what_cannot_work() {
         "the saved keyring holds both keys"
     );
     assert_eq!(keyed.status().keys, vec![old_id, key_id(NEW_KEY)]);
+}
+
+/// The safety check: `keys use` is refused while a member lacks the key,
+/// `keys remove` while a member still seals with it (each would cut that
+/// member off); the refusal names the member, and nothing changes.
+#[test]
+fn use_and_remove_refuse_to_cut_members_off() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_file = |name: &str, keys: &[&str]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, keys.join("\n")).expect("write key file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        path.to_str().expect("utf-8 path").to_owned()
+    };
+    let (old_id, new_id) = (key_id(OLD_KEY), key_id(NEW_KEY));
+    let refused = |daemon: &Daemon, args: &[&str], expected: &str| {
+        let out = rossip_tests::ctl::rossipctl(daemon.socket(), args);
+        assert_eq!(out.code, Some(1), "`{}`: {}", out.command, out.stderr);
+        assert!(
+            out.stderr.contains(expected) && out.stderr.contains("-32011"),
+            "`{}` says {expected:?}: {}",
+            out.command,
+            out.stderr
+        );
+    };
+
+    // b lacks the new key: nobody may seal with it yet.
+    let (a, b) = rossip_tests::cluster::start_joined_pair(
+        Daemon::builder("guard-a")
+            .loopback()
+            .args(["--key-file", &key_file("a.key", &[OLD_KEY, NEW_KEY])]),
+        Daemon::builder("guard-b")
+            .loopback()
+            .args(["--key-file", &key_file("b.key", &[OLD_KEY])]),
+    );
+    refused(&a, &["keys", "use", &new_id], "guard-b does not hold it");
+    assert_eq!(
+        a.status().keys,
+        vec![old_id.clone(), new_id.clone()],
+        "a unchanged"
+    );
+    assert!(!a.state_dir().join("keyring").exists(), "nothing saved");
+    drop((a, b));
+
+    // d still seals with the old key: nobody may remove it yet.
+    let (c, d) = rossip_tests::cluster::start_joined_pair(
+        Daemon::builder("guard-c")
+            .loopback()
+            .args(["--key-file", &key_file("c.key", &[NEW_KEY, OLD_KEY])]),
+        Daemon::builder("guard-d")
+            .loopback()
+            .args(["--key-file", &key_file("d.key", &[OLD_KEY, NEW_KEY])]),
+    );
+    refused(&c, &["keys", "remove", &old_id], "guard-d seals with it");
+    assert_eq!(
+        c.status().keys,
+        vec![new_id.clone(), old_id.clone()],
+        "c unchanged"
+    );
+    assert_eq!(
+        d.status().keys,
+        vec![old_id.clone(), new_id.clone()],
+        "d unchanged"
+    );
+    // Once d seals with the new key too, the removal goes through everywhere.
+    rossip_tests::ctl::rossipctl(d.socket(), &["keys", "use", &new_id]).assert_success();
+    rossip_tests::ctl::rossipctl(c.socket(), &["keys", "remove", &old_id]).assert_success();
+    for daemon in [&c, &d] {
+        assert_eq!(
+            daemon.status().keys,
+            vec![new_id.clone()],
+            "{}",
+            daemon.name()
+        );
+    }
 }

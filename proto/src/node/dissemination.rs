@@ -176,7 +176,7 @@ impl Node {
                         .add(Route::Relay, [sender, id.origin], Payload::Piece(piece));
                 }
                 if let Added::Complete(message) = added {
-                    self.accept(sender, message, repair, now);
+                    self.accept(sender, *message, repair, now);
                 }
             }
             Err(fragments::Reject::Duplicate) => self.stats.duplicates += 1,

@@ -95,7 +95,7 @@ pub(super) enum Added {
     /// A new piece; the message is still incomplete.
     Stored,
     /// The last missing piece: the message.
-    Complete(Message),
+    Complete(Box<Message>),
 }
 
 #[derive(Debug)]
@@ -179,7 +179,7 @@ impl Reassembly {
             encoded.extend_from_slice(&piece);
         }
         match postcard::from_bytes::<Message>(&encoded) {
-            Ok(message) if message.id == id => Ok(Added::Complete(message)),
+            Ok(message) if message.id == id => Ok(Added::Complete(Box::new(message))),
             _ => Err(Reject::Corrupt),
         }
     }
@@ -314,7 +314,7 @@ mod tests {
         assert_eq!(digest.len(), 1);
         assert!(!has_piece(&digest[0].have, 0) && has_piece(&digest[0].have, parts.len()));
         match reassembly.add(last, now) {
-            Ok(Added::Complete(done)) => assert_eq!(done, message),
+            Ok(Added::Complete(done)) => assert_eq!(*done, message),
             other => panic!("expected the message, got {other:?}"),
         }
         assert_eq!((reassembly.len(), reassembly.bytes()), (0, 0));

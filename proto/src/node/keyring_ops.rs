@@ -2,8 +2,9 @@
 //! member (`rossipctl keys list | install | use | remove`).
 //!
 //! The node that runs a command applies it to itself
-//! ([`Node::apply_key_op`]), then sends it to every alive or suspect member
-//! directly ([`Node::broadcast_key_op`]); each applies it, answers with an
+//! ([`Node::apply_key_op`]), then sends it directly to every member that
+//! has not left, failed ones included ([`Node::broadcast_key_op`]); each
+//! applies it (whatever it thinks of the sender's membership), answers with an
 //! ack, and reports the change as [`KeyringEvent::Changed`] so its daemon
 //! persists the keyring. Queries ([`Node::query_keyrings`]) work the same
 //! way with reports instead of acks. Answers surface as
@@ -28,7 +29,7 @@ use crate::id::NodeId;
 use crate::seal::{ClusterKey, KeyId, KeyringError};
 use crate::wire::{Body, KeyOp};
 
-use super::{Event, Node, truncate_at_char_boundary};
+use super::{Event, Node, PeerState, truncate_at_char_boundary};
 
 /// Requests answered at once; the oldest is forgotten past this.
 pub const MAX_OUTSTANDING: usize = 16;
@@ -239,9 +240,14 @@ impl Node {
         self.sealer.as_ref().map(|s| s.keyring())
     }
 
-    /// Sends `op` to every alive or suspect member; their acks come as
-    /// [`KeyringEvent::Ack`]. Apply it here first with
+    /// Sends `op` to every member that has not left, failed ones included;
+    /// their acks come as [`KeyringEvent::Ack`]. Apply it here first with
     /// [`Node::apply_key_op`] (so this node can still read the others).
+    ///
+    /// Failed members are asked too: one wrongly declared failed that
+    /// missed a `use` would keep sealing with the old key and be cut off by
+    /// the `remove`; one really down does not answer, which the caller
+    /// reports (it comes back with its old keyring).
     pub fn broadcast_key_op(
         &mut self,
         op: KeyOp,
@@ -253,8 +259,8 @@ impl Node {
         })
     }
 
-    /// Asks every alive or suspect member which keys it holds; the answers
-    /// come as [`KeyringEvent::Report`].
+    /// Asks every member that has not left (as [`Node::broadcast_key_op`])
+    /// which keys it holds; the answers come as [`KeyringEvent::Report`].
     pub fn query_keyrings(&mut self, now: Instant) -> Result<KeyringRequest, KeyOpError> {
         self.keyring_request(RequestKind::Query, now, |stamp_us| Body::KeyringQuery {
             stamp_us,
@@ -279,7 +285,7 @@ impl Node {
         let targets: Vec<(NodeId, String, std::net::SocketAddr)> = self
             .members
             .iter()
-            .filter(|m| m.state.is_active())
+            .filter(|m| m.state != PeerState::Left)
             .map(|m| (m.id, m.name.clone(), m.addr))
             .collect();
         self.keyring_requests.outstanding.insert(
@@ -301,19 +307,28 @@ impl Node {
         })
     }
 
-    /// Handles a keyring body from `sender` (the dispatch of
+    /// Handles a keyring body from `sender` at `from` (the dispatch of
     /// `handle_datagram`).
-    pub(super) fn on_keyring_body(&mut self, sender: NodeId, body: Body, now: Instant) {
+    ///
+    /// Requests are answered whatever this node thinks of the sender's
+    /// membership: the cluster key is the credential, and a rotation must
+    /// work while membership is unsettled (a member wrongly declared
+    /// failed would otherwise be cut off by the next `remove`). Answers go
+    /// to the address the request came from.
+    pub(super) fn on_keyring_body(
+        &mut self,
+        sender: NodeId,
+        from: std::net::SocketAddr,
+        body: Body,
+        now: Instant,
+    ) {
         // Only sealed datagrams get here at a node with a key; a node
         // without one takes none of these (key material is never plain).
         if self.sealer.is_none() {
             self.count_drop("keyring_without_key");
             return;
         }
-        let Some(to) = self.members.active_addr(sender) else {
-            self.count_drop("keyring_from_non_member");
-            return;
-        };
+        let to = from;
         match body {
             Body::KeyringQuery { stamp_us } => {
                 let ids = self.key_ids();
@@ -523,6 +538,7 @@ mod tests {
         assert!(node.poll_transmit().is_none());
         node.on_keyring_body(
             Sim::id(1),
+            Sim::addr(1),
             Body::KeyringCommand {
                 stamp_us: 1,
                 op: KeyOp::Install([2; KEY_BYTES]),

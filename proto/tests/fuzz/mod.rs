@@ -20,6 +20,7 @@ pub const CORPUS_KEY: [u8; 32] = [0x5a; 32];
 /// Run number and clock of the sealed corpus (part of every nonce): fixed,
 /// so regeneration is repeatable and the opener's clock matches.
 pub const CORPUS_RUN: u64 = 0x1111_2222_3333_4444;
+/// See [`CORPUS_RUN`].
 pub const CORPUS_TIME_MS: u64 = 1_700_000_000_000;
 
 /// Sender runs a replay guard remembers at most: hostile stamps must never
@@ -59,6 +60,7 @@ pub const OPEN_REASONS: &[&str] = &[
     "stale",
 ];
 
+/// Cases per target: `ROSSIP_FUZZ_CASES`, else `default`.
 pub fn cases(default: usize) -> usize {
     std::env::var("ROSSIP_FUZZ_CASES")
         .ok()
@@ -66,6 +68,7 @@ pub fn cases(default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The generator's seed: `ROSSIP_FUZZ_SEED`, else [`DEFAULT_SEED`].
 pub fn seed() -> u64 {
     std::env::var("ROSSIP_FUZZ_SEED")
         .ok()
@@ -81,10 +84,12 @@ pub fn repro(file: &str, test: &str, seed: u64) -> String {
     )
 }
 
+/// The cluster every seed datagram belongs to.
 pub fn cluster() -> ClusterId {
     ClusterId::from_label(SIM_CLUSTER)
 }
 
+/// The plaintext header of every seed datagram.
 pub fn header() -> Header {
     Header {
         flags: 0,
@@ -93,6 +98,7 @@ pub fn header() -> Header {
     }
 }
 
+/// `tests/corpus/<kind>` (`wire` or `sealed`).
 pub fn corpus_dir(kind: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/corpus")
@@ -105,14 +111,17 @@ pub fn sealer_with(key: &[u8; 32]) -> Sealer {
     Sealer::new(Keyring::new(ClusterKey::new(key), Vec::new()), CORPUS_RUN)
 }
 
+/// A sealer of the corpus key.
 pub fn sealer() -> Sealer {
     sealer_with(&CORPUS_KEY)
 }
 
+/// Seals at the corpus clock.
 pub fn seal(sealer: &mut Sealer, plain: &[u8]) -> Vec<u8> {
     sealer.seal(plain, CORPUS_TIME_MS).expect("seals")
 }
 
+/// Opens at the corpus clock.
 pub fn open(sealer: &mut Sealer, sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
     sealer.open(sealed, cluster(), CORPUS_TIME_MS)
 }
@@ -161,6 +170,7 @@ pub fn load_corpus(kind: &str) -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// The command that rewrites the corpus.
 pub const REGEN: &str = "cargo test -p rossip-proto --test fuzz_wire -- --ignored write_corpus";
 
 /// Seeds for mutation: the stored corpus plus the bodies built in code
@@ -190,6 +200,7 @@ pub fn mutate(rng: &mut StdRng, seeds: &[Vec<u8>]) -> Vec<u8> {
     bytes
 }
 
+/// Applies one mutation of a random kind to `bytes`.
 pub fn apply_mutation(rng: &mut StdRng, seeds: &[Vec<u8>], bytes: &mut Vec<u8>) {
     match rng.random_range(0..9u8) {
         // Random bytes of random length (some over the datagram cap).

@@ -31,12 +31,18 @@ pub fn run(ctx: &Ctx, out: &mut Out<impl Write>, command: KeysCommand) -> anyhow
         KeysCommand::Use(arg) => (
             "now sealing with",
             method::KEYS_USE,
-            json!(KeysIdParams { id: arg.id }),
+            json!(KeysIdParams {
+                id: arg.id,
+                force: arg.force
+            }),
         ),
         KeysCommand::Remove(arg) => (
             "removed",
             method::KEYS_REMOVE,
-            json!(KeysIdParams { id: arg.id }),
+            json!(KeysIdParams {
+                id: arg.id,
+                force: arg.force
+            }),
         ),
     };
     let mut client = ctx.connect()?;

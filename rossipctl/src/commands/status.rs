@@ -81,6 +81,10 @@ fn lines(s: &StatusResult) -> Vec<String> {
         format!("datagrams dropped: {dropped}"),
         format!("subscriber drops: {}", s.subscriber_drops),
         format!(
+            "local socket: {} connections (at most {}), {} refused",
+            s.rpc.connections, s.rpc.max_connections, s.rpc.refused
+        ),
+        format!(
             "store: {} messages, {} bytes, {} errors ({})",
             s.store.messages,
             s.store.size_bytes,
@@ -172,6 +176,11 @@ mod tests {
             },
             keys: vec!["1a2b3c4d".into(), "5e6f7081".into()],
             identity: rossip_proto::rpc::IdentityStatus::default(),
+            rpc: rossip_proto::rpc::RpcStatus {
+                connections: 3,
+                max_connections: 4096,
+                refused: 2,
+            },
         };
         let text = lines(&status).join("\n");
         for expected in [
@@ -186,6 +195,7 @@ mod tests {
             "datagrams: 10 received (1200 bytes), 11 sent (1300 bytes)",
             "datagrams dropped: 2 malformed, 1 wrong_cluster",
             "subscriber drops: 7",
+            "local socket: 3 connections (at most 4096), 2 refused",
             "store: 9 messages, 40960 bytes, 1 errors (/var/lib/rossip/history.db)",
             "encryption: on, key 1a2b3c4d (also accepting 5e6f7081)",
         ] {

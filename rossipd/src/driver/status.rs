@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use rossip_proto::PeerState;
 use rossip_proto::rpc::{
-    DatagramCounts, IdentityStatus, MembershipCounts, MessageCounts, PeerCounts, StatusResult,
-    StoreStatus,
+    DatagramCounts, IdentityStatus, MembershipCounts, MessageCounts, PeerCounts, RpcStatus,
+    StatusResult, StoreStatus,
 };
 
 use super::Driver;
@@ -79,6 +79,11 @@ impl Driver {
                 dropped,
             },
             subscriber_drops: self.counters.subscriber_drops.load(Ordering::Relaxed),
+            rpc: RpcStatus {
+                connections: self.counters.rpc_connections.load(Ordering::Relaxed),
+                max_connections: self.counters.rpc_max_connections.load(Ordering::Relaxed),
+                refused: self.counters.rpc_refused.load(Ordering::Relaxed),
+            },
             store: {
                 let figures = self.store.figures();
                 StoreStatus {

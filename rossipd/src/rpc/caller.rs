@@ -54,18 +54,17 @@ impl Caller {
         if method == method::SEND {
             self.sends = self.sends.saturating_add(1);
             if self.sends == 1 {
-                tracing::info!(
-                    "RPC {self} sends messages (the count follows when the connection closes)"
-                );
+                tracing::info!("RPC {self} calls send");
             }
         } else if is_mutating(method) {
             tracing::info!("RPC {self} calls {method}");
         }
     }
 
-    /// Logs the connection's `send` count, if it sent anything.
+    /// Logs the connection's `send` count, if it sent more than the one
+    /// already logged.
     pub fn log_closed(&self) {
-        if self.sends > 0 {
+        if self.sends > 1 {
             tracing::info!("RPC {self} closed after {} send calls", self.sends);
         }
     }

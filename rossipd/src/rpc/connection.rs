@@ -16,6 +16,7 @@ use super::RpcContext;
 use super::caller::Caller;
 use super::dispatch::{self, PendingSend, Reply};
 use super::framing::{Line, LineReader};
+use super::subscription::BacklogBudget;
 
 /// Lines queued for one client. Responses wait for room (back-pressure on
 /// that client alone); notifications that find it full are dropped and
@@ -48,10 +49,17 @@ pub struct ConnectionState {
     pub gates: Vec<oneshot::Sender<()>>,
     /// Who connected (uid, pid), for the log of calls that change things.
     pub caller: Caller,
+    /// The daemon's budget for events held back for slow subscribers.
+    pub backlog_budget: Arc<BacklogBudget>,
 }
 
 /// Serves one connection until the client closes it or the daemon stops.
-pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: CancellationToken) {
+pub async fn serve(
+    stream: Stream,
+    ctx: Arc<RpcContext>,
+    backlog_budget: Arc<BacklogBudget>,
+    daemon_cancel: CancellationToken,
+) {
     // Before splitting: the credentials are the socket's, read once.
     let caller = Caller::of_stream(&stream);
     // tokio's split rather than interprocess's (deprecated there): one
@@ -76,6 +84,7 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
         tasks: tasks.clone(),
         gates: Vec::new(),
         caller,
+        backlog_budget,
     };
     let mut reader = LineReader::new(BufReader::new(recv), rpc::MAX_LINE_BYTES);
     // Answers are written in request order: pending sends first, always.

@@ -53,11 +53,19 @@ pub async fn call(
         }
         rpc::method::KEYS_USE => {
             let p: KeysIdParams = parse(params)?;
-            change(conn, KeyOp::Use(parse_key_id(&p.id)?.0)).await
+            let id = parse_key_id(&p.id)?;
+            if !p.force {
+                safety_check(conn, Check::Use(id)).await?;
+            }
+            change(conn, KeyOp::Use(id.0)).await
         }
         rpc::method::KEYS_REMOVE => {
             let p: KeysIdParams = parse(params)?;
-            change(conn, KeyOp::Remove(parse_key_id(&p.id)?.0)).await
+            let id = parse_key_id(&p.id)?;
+            if !p.force {
+                safety_check(conn, Check::Remove(id)).await?;
+            }
+            change(conn, KeyOp::Remove(id.0)).await
         }
         other => Err(ErrorObject::new(
             rpc::code::METHOD_NOT_FOUND,
@@ -81,6 +89,74 @@ pub fn parse_key_id(text: &str) -> Result<KeyId, ErrorObject> {
             "invalid key id {text:?}: a key id is 8 hex digits, as `rossipctl keys list` shows it"
         ),
     ))
+}
+
+/// A step that would cut off the members it does not suit.
+#[derive(Debug, Clone, Copy)]
+enum Check {
+    /// Sealing with a key a member lacks: it could read no one.
+    Use(KeyId),
+    /// Removing the key a member seals with: no one could read it.
+    Remove(KeyId),
+}
+
+/// Asks every member for its keyring first, and refuses the step if it
+/// would cut one off, or if a member does not answer (it may be one).
+async fn safety_check(conn: &ConnectionState, check: Check) -> Result<(), ErrorObject> {
+    let started = start(conn, |reply| Command::KeysList { reply }).await?;
+    let list = list_result(started).await;
+    let blockers = blockers(&list, check);
+    if blockers.is_empty() {
+        return Ok(());
+    }
+    let (id, advice) = match check {
+        Check::Use(id) => (id, "install it on them first (`rossipctl keys install`)"),
+        Check::Remove(id) => (
+            id,
+            "make them seal with the new key first (`rossipctl keys use`)",
+        ),
+    };
+    let named: Vec<String> = blockers
+        .iter()
+        .map(|(node, reason)| format!("{} {reason}", node.name))
+        .collect();
+    Err(ErrorObject::with_data(
+        rpc::code::KEYRING_REFUSED,
+        format!(
+            "not done, it would cut members off: {} (key {id}); {advice}, or add --force if \
+             they are down",
+            named.join(", ")
+        ),
+        serde_json::json!({
+            "nodes": blockers
+                .iter()
+                .map(|(node, reason)| serde_json::json!({
+                    "id": node.id,
+                    "name": node.name,
+                    "reason": reason,
+                }))
+                .collect::<Vec<_>>(),
+        }),
+    ))
+}
+
+/// The members `check` would cut off (or that did not answer), with why.
+fn blockers(list: &KeysListResult, check: Check) -> Vec<(&NodeKeyring, &'static str)> {
+    list.nodes
+        .iter()
+        .filter_map(|node| {
+            if !node.answered {
+                return Some((node, "did not answer"));
+            }
+            let blocked = match check {
+                Check::Use(id) => {
+                    (!node.keys.contains(&id.to_string())).then_some("does not hold it")
+                }
+                Check::Remove(id) => (node.primary == id.to_string()).then_some("seals with it"),
+            };
+            blocked.map(|reason| (node, reason))
+        })
+        .collect()
 }
 
 async fn change(conn: &ConnectionState, op: KeyOp) -> Result<Value, ErrorObject> {
@@ -201,6 +277,48 @@ fn shutting_down() -> ErrorObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_safety_check_names_who_would_be_cut_off() {
+        let node = |name: &str, answered: bool, primary: &str, keys: &[&str]| NodeKeyring {
+            id: format!("{name}-id"),
+            name: name.into(),
+            answered,
+            primary: primary.into(),
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+        };
+        let list = KeysListResult {
+            local: rpc::KeyringView::default(),
+            nodes: vec![
+                node("both", true, "0000000a", &["0000000a", "0000000b"]),
+                node("old", true, "0000000a", &["0000000a"]),
+                node("new", true, "0000000b", &["0000000b", "0000000a"]),
+                node("silent", false, "", &[]),
+            ],
+            complete: false,
+        };
+        let names = |check| -> Vec<(String, &str)> {
+            blockers(&list, check)
+                .into_iter()
+                .map(|(n, why)| (n.name.clone(), why))
+                .collect()
+        };
+        assert_eq!(
+            names(Check::Use(KeyId(0xb))),
+            vec![
+                ("old".to_owned(), "does not hold it"),
+                ("silent".to_owned(), "did not answer")
+            ]
+        );
+        assert_eq!(
+            names(Check::Remove(KeyId(0xa))),
+            vec![
+                ("both".to_owned(), "seals with it"),
+                ("old".to_owned(), "seals with it"),
+                ("silent".to_owned(), "did not answer")
+            ]
+        );
+    }
 
     #[test]
     fn key_ids_are_8_hex_digits() {

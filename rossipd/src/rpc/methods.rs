@@ -143,6 +143,7 @@ async fn subscribe(p: SubscribeParams, conn: &mut ConnectionState) -> Result<Val
         counters: conn.ctx.counters.clone(),
         gate,
         cancel: cancel.clone(),
+        budget: conn.backlog_budget.clone(),
     };
     conn.tasks.spawn(forwarder.run());
     conn.subscriptions.insert(id, cancel);

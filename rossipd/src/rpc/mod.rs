@@ -10,6 +10,7 @@ mod methods;
 mod subscription;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use interprocess::local_socket::tokio::{Listener, Stream};
@@ -63,10 +64,15 @@ pub async fn serve(
     tasks: TaskTracker,
 ) {
     let (limit, why) = connection_limit(open_files_limit());
-    tracing::debug!("serving at most {limit} RPC connections at once ({why})");
+    tracing::info!("serving at most {limit} RPC connections at once ({why})");
+    let counters = ctx.counters.clone();
+    counters
+        .rpc_max_connections
+        .store(u64::try_from(limit).unwrap_or(u64::MAX), Ordering::Relaxed);
     let permits = Arc::new(Semaphore::new(limit));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let mut saturation = Saturation::default();
+    let backlog_budget = Arc::new(subscription::BacklogBudget::default());
     loop {
         let accepted = tokio::select! {
             () = cancel.cancelled() => return,
@@ -82,6 +88,7 @@ pub async fn serve(
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
+            counters.rpc_refused.fetch_add(1, Ordering::Relaxed);
             saturation.refused(limit, &why);
             // Told why if there is room to tell; else dropped, closing it.
             if let Ok(slot) = refusing.clone().try_acquire_owned() {
@@ -95,8 +102,12 @@ pub async fn serve(
         saturation.served();
         let ctx = ctx.clone();
         let cancel = cancel.clone();
+        let budget = backlog_budget.clone();
+        counters.rpc_connections.fetch_add(1, Ordering::Relaxed);
         tasks.spawn(async move {
-            connection::serve(stream, ctx, cancel).await;
+            let counters = ctx.counters.clone();
+            connection::serve(stream, ctx, budget, cancel).await;
+            counters.rpc_connections.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
     }

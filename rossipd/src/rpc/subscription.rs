@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use rossip_proto::rpc::{EventBody, EventKind, MessageView, Notification};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -18,33 +18,121 @@ pub const MAX_BACKLOG_LINES: usize = 8192;
 /// reach this before the line count).
 pub const MAX_BACKLOG_BYTES: usize = 8 * 1024 * 1024;
 
+/// Most bytes of event lines held back by all subscriptions together. The
+/// per-subscription bounds alone would let memory grow with the number of
+/// subscribers that stop reading (100 of them held ~900 MiB); past this,
+/// events for subscribers with a backlog are dropped and counted (they get
+/// a `lagged` notice), whoever they are.
+pub const MAX_TOTAL_BACKLOG_BYTES: usize = 64 * 1024 * 1024;
+
 /// Live events a forwarder takes per wake-up without awaiting.
 const DRAIN_BATCH: usize = 1024;
 
-/// Event lines held back for one subscriber, and events dropped since the
-/// last `lagged` notice.
+/// The bytes of held-back event lines of every subscription, against
+/// [`MAX_TOTAL_BACKLOG_BYTES`]. One per daemon, shared by its connections.
 #[derive(Debug, Default)]
+pub struct BacklogBudget {
+    used: AtomicUsize,
+    /// Whether the "budget exhausted" warning is out (until usage falls
+    /// back under half the budget), so that it is logged once an episode.
+    warned: AtomicBool,
+}
+
+impl BacklogBudget {
+    /// Takes `n` bytes if they fit.
+    fn try_take(&self, n: usize) -> bool {
+        let taken = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n)
+                    .filter(|&total| total <= MAX_TOTAL_BACKLOG_BYTES)
+            })
+            .is_ok();
+        if !taken && !self.warned.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                "subscribers that do not keep up hold {} MiB of events, the most rossipd keeps for all \
+                 of them; dropping their events (they get a `lagged` notice)",
+                MAX_TOTAL_BACKLOG_BYTES / (1024 * 1024)
+            );
+        }
+        taken
+    }
+
+    /// Takes `n` bytes even past the budget: a line taken out to be sent
+    /// that found no room after all goes back (at most one line over per
+    /// subscription, and only on a multi-threaded runtime).
+    fn force_take(&self, n: usize) {
+        self.used.fetch_add(n, Ordering::AcqRel);
+    }
+
+    fn give_back(&self, n: usize) {
+        let before = self.used.fetch_sub(n, Ordering::AcqRel);
+        if before.saturating_sub(n) < MAX_TOTAL_BACKLOG_BYTES / 2 {
+            self.warned.store(false, Ordering::Release);
+        }
+    }
+
+    /// Bytes held now.
+    #[cfg(test)]
+    fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// Event lines held back for one subscriber, and events dropped since the
+/// last `lagged` notice. Its bytes count against the daemon's budget
+/// until sent or dropped with it.
+#[derive(Debug)]
 struct Backlog {
     lines: VecDeque<String>,
     bytes: usize,
     dropped: u64,
+    budget: Arc<BacklogBudget>,
 }
 
 impl Backlog {
-    fn push(&mut self, line: String) {
+    fn new(budget: Arc<BacklogBudget>) -> Backlog {
+        Backlog {
+            lines: VecDeque::new(),
+            bytes: 0,
+            dropped: 0,
+            budget,
+        }
+    }
+
+    /// Holds `line` back if this subscription's bounds and the daemon's
+    /// budget allow (a first line always passes the former, so a message
+    /// larger than the per-subscription byte bound still gets through);
+    /// else hands it back.
+    fn push(&mut self, line: String) -> Result<(), String> {
+        let fits_here = self.lines.is_empty()
+            || (self.lines.len() < MAX_BACKLOG_LINES
+                && self.bytes + line.len() <= MAX_BACKLOG_BYTES);
+        if !fits_here || !self.budget.try_take(line.len()) {
+            return Err(line);
+        }
         self.bytes += line.len();
         self.lines.push_back(line);
+        Ok(())
     }
 
     fn pop(&mut self) -> Option<String> {
         let line = self.lines.pop_front()?;
         self.bytes -= line.len();
+        self.budget.give_back(line.len());
         Some(line)
     }
 
     fn unpop(&mut self, line: String) {
+        self.budget.force_take(line.len());
         self.bytes += line.len();
         self.lines.push_front(line);
+    }
+}
+
+impl Drop for Backlog {
+    fn drop(&mut self) {
+        self.budget.give_back(self.bytes);
     }
 }
 
@@ -89,6 +177,8 @@ pub struct Forwarder {
     pub gate: oneshot::Receiver<()>,
     /// Stops this forwarder (unsubscribe or connection end).
     pub cancel: CancellationToken,
+    /// The daemon's budget for held-back lines.
+    pub budget: Arc<BacklogBudget>,
 }
 
 impl Forwarder {
@@ -119,7 +209,7 @@ impl Forwarder {
         // that reads a little slower than the burst gets it all; one that
         // falls further behind loses events, counted at once and reported
         // with a `lagged` notice in their place.
-        let mut queue = Backlog::default();
+        let mut queue = Backlog::new(self.budget.clone());
         loop {
             let event = tokio::select! {
                 () = self.cancel.cancelled() => return,
@@ -186,17 +276,16 @@ impl Forwarder {
                     return true;
                 }
                 let line = self.encode((*event).clone());
-                if queue.lines.is_empty() {
+                let line = if queue.lines.is_empty() {
                     match self.out.try_send(line) {
-                        Ok(()) => {}
+                        Ok(()) => return true,
                         Err(mpsc::error::TrySendError::Closed(_)) => return false,
-                        Err(mpsc::error::TrySendError::Full(line)) => queue.push(line),
+                        Err(mpsc::error::TrySendError::Full(line)) => line,
                     }
-                } else if queue.lines.len() < MAX_BACKLOG_LINES
-                    && queue.bytes + line.len() <= MAX_BACKLOG_BYTES
-                {
-                    queue.push(line);
                 } else {
+                    line
+                };
+                if queue.push(line).is_err() {
                     self.count_drop(&mut queue.dropped, 1);
                 }
                 true
@@ -225,5 +314,63 @@ impl Forwarder {
 
     fn encode(&self, event: EventBody) -> String {
         serde_json::to_string(&Notification::event(self.id, event)).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backlogs_share_one_budget_and_give_it_back() {
+        let budget = Arc::new(BacklogBudget::default());
+        let mut a = Backlog::new(budget.clone());
+        let mut b = Backlog::new(budget.clone());
+        let big = "x".repeat(MAX_BACKLOG_BYTES / 2);
+        let mut held = 0;
+        // Many backlogs, each within its own bounds, meet the shared one.
+        let mut others: Vec<Backlog> = Vec::new();
+        loop {
+            let mut backlog = Backlog::new(budget.clone());
+            if backlog.push(big.clone()).is_err() {
+                break;
+            }
+            held += big.len();
+            others.push(backlog);
+        }
+        assert_eq!(budget.used(), held);
+        assert!(held <= MAX_TOTAL_BACKLOG_BYTES);
+        assert!(held + big.len() > MAX_TOTAL_BACKLOG_BYTES, "filled up");
+        assert!(a.push(big.clone()).is_err(), "the budget is spent");
+        assert!(a.push("small".to_owned()).is_ok() || MAX_TOTAL_BACKLOG_BYTES - held < 5);
+        drop(others);
+        assert_eq!(
+            budget.used(),
+            a.bytes,
+            "dropped backlogs give their bytes back"
+        );
+        assert!(b.push(big.clone()).is_ok());
+        let line = b.pop().expect("a line");
+        assert_eq!(budget.used(), a.bytes);
+        b.unpop(line);
+        assert_eq!(budget.used(), a.bytes + big.len());
+        drop(b);
+        while a.pop().is_some() {}
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn one_backlog_keeps_its_own_bounds() {
+        let budget = Arc::new(BacklogBudget::default());
+        let mut backlog = Backlog::new(budget);
+        // A first line larger than the byte bound still passes.
+        let huge = "x".repeat(MAX_BACKLOG_BYTES + 1);
+        assert!(backlog.push(huge).is_ok());
+        assert!(backlog.push("next".to_owned()).is_err());
+        while backlog.pop().is_some() {}
+        for i in 0..MAX_BACKLOG_LINES {
+            assert!(backlog.push(i.to_string()).is_ok(), "line {i}");
+        }
+        assert!(backlog.push("one too many".to_owned()).is_err());
     }
 }

@@ -347,3 +347,31 @@ fn store_insert_rate() {
         singles as f64 / elapsed.as_secs_f64()
     );
 }
+
+#[test]
+fn a_store_of_unsigned_messages_is_moved_aside_not_served() {
+    let dir = dir();
+    let path = dir.path().join(FILE_NAME);
+    {
+        // The version 1 schema: messages without keys or signatures.
+        let conn = rusqlite::Connection::open(&path).expect("create");
+        conn.execute_batch(
+            "CREATE TABLE messages (origin BLOB NOT NULL, seq INTEGER NOT NULL, ms INTEGER NOT NULL,
+                 logical INTEGER NOT NULL, origin_name TEXT NOT NULL, channel TEXT NOT NULL,
+                 text TEXT NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (origin, seq));
+             INSERT INTO messages VALUES (x'01', 1, 1, 0, 'a', 'general', 'old', 1);
+             PRAGMA user_version = 1;",
+        )
+        .expect("write a version 1 store");
+    }
+    let store = Store::open(dir.path(), OWN, window(10)).expect("open replaces the file");
+    assert_eq!(store.figures().messages, 0);
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("history.db.unsigned-")),
+        "the old file is kept aside: {names:?}"
+    );
+}
