@@ -483,6 +483,7 @@ impl Node {
     pub fn new(mut config: NodeConfig, now: Instant) -> Self {
         truncate_at_char_boundary(&mut config.name, MAX_NAME_BYTES);
         config.id = config.key.node_id();
+        crate::sign::register_own(&config.key);
         config.first_seq = config.first_seq.max(1);
         config.history_limit = config.history_limit.max(1);
         config.max_text_bytes = config.max_text_bytes.clamp(1, MAX_TEXT_BYTES);

@@ -710,11 +710,18 @@ pub struct KeysListResult {
 }
 
 /// `keys.install` params.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeysInstallParams {
-    /// The key: 64 hex digits, as `rossipctl keygen` prints.
+    /// The key: 64 hex digits, as `rossipctl keygen` prints. Secret.
     pub key: String,
+}
+
+impl std::fmt::Debug for KeysInstallParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key: Debug output ends up in logs.
+        f.debug_struct("KeysInstallParams").finish_non_exhaustive()
+    }
 }
 
 /// `keys.use` and `keys.remove` params.

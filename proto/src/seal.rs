@@ -184,6 +184,10 @@ pub enum KeyringError {
     /// The keyring already holds [`MAX_KEYS`] keys.
     #[error("the keyring already holds {MAX_KEYS} keys; remove one first")]
     Full,
+    /// Another key with the same 32-bit id is installed (a collision:
+    /// about one in four billion); generate another key.
+    #[error("another key with id {0} is installed; generate a new key")]
+    IdCollision(KeyId),
 }
 
 /// The keys a node holds: the one it seals with, and others it still
@@ -231,8 +235,13 @@ impl Keyring {
     /// Adds `key` as an accepted (not sealing) key. `Ok(false)` if it is
     /// already held; [`KeyringError::Full`] past [`MAX_KEYS`].
     pub fn install(&mut self, key: ClusterKey) -> Result<bool, KeyringError> {
-        if self.contains(key.id) {
-            return Ok(false);
+        if let Some(held) = self.find(key.id) {
+            // Ids are 32 bits: the same id does not prove the same key.
+            return if held.bytes == key.bytes {
+                Ok(false)
+            } else {
+                Err(KeyringError::IdCollision(key.id))
+            };
         }
         if self.others.len() + 1 >= MAX_KEYS {
             return Err(KeyringError::Full);

@@ -212,8 +212,8 @@ fn signed_bytes(domain: Domain, bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Whether `sig` is `key`'s signature of `bytes` as a statement of kind
-/// `domain`. Strict verification (no malleable signatures, no small-order
-/// keys), so one statement has one valid signature per key.
+/// `domain`. Keys of small order (which would "verify" forgeries) are
+/// refused, and signatures with a non-canonical `s` too (RFC 8032's check).
 pub(crate) fn verify(key: &PublicKey, domain: Domain, bytes: &[u8], sig: &Signature) -> bool {
     let signed = signed_bytes(domain, bytes);
     let digest: [u8; 32] = Sha256::digest(&signed).into();
@@ -224,11 +224,15 @@ pub(crate) fn verify(key: &PublicKey, domain: Domain, bytes: &[u8], sig: &Signat
             return true;
         }
     }
-    let Ok(verifying) = ed25519_dalek::VerifyingKey::from_bytes(&key.0) else {
+    let Some(verifying) = verifying_key(key) else {
         return false;
     };
     let signature = ed25519_dalek::Signature::from_bytes(&memo_key);
-    let ok = verifying.verify_strict(&signed, &signature).is_ok();
+    // Not `verify_strict`: its only extra is refusing a small-order `R`,
+    // which costs a point decompression per signature (a third of the
+    // time) and guards against nothing here: weak keys are refused once,
+    // below, and nothing in rossip depends on signatures being unique.
+    let ok = ed25519_dalek::Verifier::verify(&verifying, &signed, &signature).is_ok();
     if ok {
         let mut cache = VERIFIED.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= VERIFIED_CACHE_ENTRIES {
@@ -240,6 +244,58 @@ pub(crate) fn verify(key: &PublicKey, domain: Domain, bytes: &[u8], sig: &Signat
     }
     ok
 }
+
+/// The decompressed form of `key`, from a memo: decompressing a point costs
+/// about as much as the rest of a verification, and a cluster has few keys.
+/// `None` for bytes that are not a point, or a point of small order.
+fn verifying_key(key: &PublicKey) -> Option<ed25519_dalek::VerifyingKey> {
+    {
+        let keys = KEYS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(verifying) = keys.get(&key.0) {
+            return Some(*verifying);
+        }
+    }
+    let verifying = ed25519_dalek::VerifyingKey::from_bytes(&key.0).ok()?;
+    if verifying.is_weak() {
+        return None;
+    }
+    let mut keys = KEYS.lock().unwrap_or_else(PoisonError::into_inner);
+    if keys.len() >= KEY_CACHE_ENTRIES {
+        keys.clear();
+    }
+    keys.insert(key.0, verifying);
+    Some(verifying)
+}
+
+/// Registers the key of a node running in this process, so that its
+/// identity can be re-signed when SWIM renews it (a node declared failed
+/// while alive comes back as the next generation; foca makes that identity
+/// without access to the node).
+pub(crate) fn register_own(key: &NodeKey) {
+    OWN_KEYS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(key.node_id(), key.clone());
+}
+
+/// The key of a node running in this process (see [`register_own`]).
+pub(crate) fn own_key(id: &NodeId) -> Option<NodeKey> {
+    OWN_KEYS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(id)
+        .cloned()
+}
+
+/// One entry per node created in this process: one in the daemon, N in a
+/// simulation.
+static OWN_KEYS: Mutex<BTreeMap<NodeId, NodeKey>> = Mutex::new(BTreeMap::new());
+
+/// Keys kept decompressed (each ~200 bytes).
+const KEY_CACHE_ENTRIES: usize = 4096;
+
+static KEYS: Mutex<BTreeMap<[u8; PUBLIC_KEY_BYTES], ed25519_dalek::VerifyingKey>> =
+    Mutex::new(BTreeMap::new());
 
 /// Entries of the verification memo (each ~130 bytes: ~2 MiB at most).
 const VERIFIED_CACHE_ENTRIES: usize = 16_384;

@@ -110,11 +110,12 @@ pub struct Header {
 /// comes back with a higher generation, which wins over its old identity
 /// (that may still be remembered as failed or left).
 ///
-/// The node signs its id, address, name and key (see [`crate::sign`]); an
-/// identity whose key does not derive its id, or whose signature does not
-/// verify, does not decode. The generation is not signed: foca renews it
-/// without the node's key, and it says nothing about who the node is or
-/// where it is (membership state about others is never signed by them).
+/// The node signs its id, address, name, generation and key (see
+/// [`crate::sign`]); an identity whose key does not derive its id, or whose
+/// signature does not verify, does not decode. The generation is signed
+/// because it decides which of two identities of a node wins: otherwise
+/// anyone could gossip a node's identity with a higher generation, marked
+/// down, and keep it out. (A renewal, [`Identity::renewed`], re-signs.)
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
 #[serde(try_from = "UncheckedIdentity")]
 pub struct Identity {
@@ -167,7 +168,7 @@ impl Identity {
         let public = key.public();
         let sig = key.sign(
             Domain::Identity,
-            &identity_bytes(&id, &addr, &name, &public),
+            &identity_bytes(&id, &addr, &name, generation, &public),
         );
         Identity {
             id,
@@ -179,12 +180,25 @@ impl Identity {
         }
     }
 
+    /// The next generation of this identity, signed: only for a node that
+    /// runs in this process (`None` for others, and at the last generation).
+    pub fn renewed(&self) -> Option<Identity> {
+        let generation = self.generation.checked_add(1)?;
+        let key = crate::sign::own_key(&self.id)?;
+        Some(Identity::signed(
+            &key,
+            self.addr,
+            self.name.clone(),
+            generation,
+        ))
+    }
+
     /// Checks that the key derives the id and the signature verifies.
     pub fn verify(&self) -> Result<(), crate::message::AuthError> {
         if self.key.node_id() != self.id {
             return Err(crate::message::AuthError::WrongKey);
         }
-        let bytes = identity_bytes(&self.id, &self.addr, &self.name, &self.key);
+        let bytes = identity_bytes(&self.id, &self.addr, &self.name, self.generation, &self.key);
         if crate::sign::verify(&self.key, Domain::Identity, &bytes, &self.sig) {
             Ok(())
         } else {
@@ -213,10 +227,17 @@ pub fn leave_bytes(id: &NodeId, generation: u64) -> Vec<u8> {
 }
 
 /// The signed bytes of an identity.
-fn identity_bytes(id: &NodeId, addr: &SocketAddr, name: &str, key: &PublicKey) -> Vec<u8> {
-    // Serializing an id, an address, a string and a byte array cannot
-    // fail; an empty result would only make the signature fail to verify.
-    postcard::to_allocvec(&(id, addr, name, key)).unwrap_or_default()
+fn identity_bytes(
+    id: &NodeId,
+    addr: &SocketAddr,
+    name: &str,
+    generation: u64,
+    key: &PublicKey,
+) -> Vec<u8> {
+    // Serializing an id, an address, a string, an integer and a byte array
+    // cannot fail; an empty result would only make the signature fail to
+    // verify.
+    postcard::to_allocvec(&(id, addr, name, generation, key)).unwrap_or_default()
 }
 
 /// A contact handshake: proves that the gossip port answers before a

@@ -556,3 +556,89 @@ fn the_same_seed_gives_the_same_run() {
         "different seeds should differ somewhere"
     );
 }
+
+#[test]
+fn forged_identities_and_leave_notices_change_nothing() {
+    let seed = seed() ^ 0x1d;
+    let mut sim = three_joined(seed);
+    sim.run_for(Duration::from_secs(1));
+    let cluster = ClusterId::from_label(SIM_CLUSTER);
+    let from_gamma = |body: &Body| {
+        let header = Header {
+            flags: 0,
+            cluster,
+            sender: Sim::id(2),
+        };
+        wire::encode(&header, body).expect("encode")
+    };
+    let beta = sim
+        .node(0)
+        .members()
+        .find(|m| m.id == Sim::id(1))
+        .cloned()
+        .expect("node 0 knows beta");
+    let before = sim
+        .node(0)
+        .stats()
+        .dropped
+        .get("bad_signature")
+        .copied()
+        .unwrap_or(0);
+
+    // gamma (a member) claims beta's identity at gamma's address, and a
+    // later generation of beta: neither is signed by beta.
+    let real = rossip_proto::wire::Identity::signed(
+        &Sim::key(1),
+        Sim::addr(1),
+        "beta".into(),
+        beta.generation,
+    );
+    let mut moved = real.clone();
+    moved.addr = Sim::addr(2);
+    let mut bumped = real.clone();
+    bumped.generation = u64::MAX;
+    for identity in [moved, bumped] {
+        let hello = Body::Hello(wire::Hello {
+            identity,
+            ack: false,
+            stamp_us: 1,
+        });
+        sim.inject(0, Sim::addr(2), &from_gamma(&hello));
+    }
+    // gamma says beta left, signed with gamma's own key.
+    let forged_leave = Body::Left {
+        id: Sim::id(1),
+        generation: beta.generation,
+        sig: rossip_proto::sign::Signature::from_bytes(&[7; 64]),
+    };
+    sim.inject(0, Sim::addr(2), &from_gamma(&forged_leave));
+
+    let dropped = sim
+        .node(0)
+        .stats()
+        .dropped
+        .get("bad_signature")
+        .copied()
+        .unwrap_or(0)
+        - before;
+    assert_eq!(
+        dropped,
+        3,
+        "seed {seed:#x}: {:?}",
+        sim.node(0).stats().dropped
+    );
+    sim.run_for(Duration::from_secs(3));
+    let after = sim
+        .node(0)
+        .members()
+        .find(|m| m.id == Sim::id(1))
+        .cloned()
+        .expect("beta is still a member");
+    assert_eq!(after.state, PeerState::Alive, "seed {seed:#x}");
+    assert_eq!(
+        after.addr,
+        Sim::addr(1),
+        "seed {seed:#x}: beta's address unchanged"
+    );
+    assert_eq!(after.generation, beta.generation, "seed {seed:#x}");
+}

@@ -37,6 +37,25 @@ pub fn load_for_start(
     if saved.exists() {
         let keyring = load(&saved)?;
         match &key_file {
+            // A key file that says something else is most likely an
+            // operator's revocation by the file (the per-node procedure)
+            // that the saved keyring would silently undo: said loudly.
+            Some(path) if load(path).map(|file| file.ids()).ok() != Some(keyring.ids()) => {
+                tracing::warn!(
+                    "KEY FILE IGNORED: the key file {} differs from the keyring {} saved by the last \
+                     `keys` change, which supersedes it (keys {}). If you edited the key file to rotate \
+                     or revoke a key, remove {} and restart",
+                    path.display(),
+                    saved.display(),
+                    keyring
+                        .ids()
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    saved.display()
+                );
+            }
             Some(path) => tracing::info!(
                 "using the keyring {} saved by the last `keys` change; it supersedes the key \
                  file {} (remove it to start from the key file again)",

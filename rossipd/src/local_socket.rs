@@ -250,8 +250,17 @@ fn group_id(name: &str) -> io::Result<Option<u32>> {
 /// swap the socket for their own. Root-owned directories (`/run/rossip`,
 /// `$XDG_RUNTIME_DIR`'s parents) are fine.
 fn check_directory_owner(dir: &Path) -> anyhow::Result<()> {
-    let meta = fs::metadata(dir)
+    // Not followed: a symlink planted at `/tmp/rossip-UID` pointing to a
+    // root-owned directory would pass the owner check.
+    let meta = fs::symlink_metadata(dir)
         .with_context(|| format!("cannot inspect socket directory {}", dir.display()))?;
+    if meta.file_type().is_symlink() {
+        bail!(
+            "socket directory {} is a symbolic link; refusing to put the socket there (remove it, or \
+             choose another --socket)",
+            dir.display()
+        );
+    }
     let me = crate::config::current_uid();
     if meta.uid() != me && meta.uid() != 0 {
         bail!(

@@ -28,7 +28,11 @@ pub const FILE_NAME: &str = "known_names";
 /// flood of invented names cannot grow the file without bound.
 pub const MAX_PINS: usize = 10_000;
 
-/// The pins, loaded and kept in memory; written through on every new pin.
+/// Distinct (name, key) conflicts logged one by one.
+const MAX_WARNED: usize = 1024;
+
+/// The pins, loaded and kept in memory; appended to the file on every new
+/// pin.
 #[derive(Debug)]
 pub struct Pins {
     path: PathBuf,
@@ -95,7 +99,18 @@ impl Pins {
         match self.pins.get(name) {
             Some(pinned) if pinned == key => NameTrust::Pinned,
             Some(pinned) => {
-                if self.warned.insert((name.to_owned(), *key)) {
+                let pair = (name.to_owned(), *key);
+                if self.warned.len() >= MAX_WARNED && !self.warned.contains(&pair) {
+                    // Keys are free to make: past this many, conflicts are
+                    // still flagged and counted, no longer each logged.
+                    self.conflicts += 1;
+                    if self.warned.len() == MAX_WARNED {
+                        tracing::warn!(
+                            "NAME CHANGED KEY for more than {MAX_WARNED} names and keys: no longer logging each"
+                        );
+                        self.warned.insert(pair);
+                    }
+                } else if self.warned.insert(pair) {
                     self.conflicts += 1;
                     tracing::warn!(
                         name,
@@ -146,22 +161,35 @@ impl Pins {
         }
         self.pins.insert(name.to_owned(), *key);
         tracing::info!(name, node = id, key = %key.fingerprint(), "pinned a new name to its key");
-        if let Err(e) = self.save() {
+        if let Err(e) = self.append(name, key) {
             // The pin holds for this run; the next run pins again.
             tracing::warn!("cannot save pins: {e:#}");
         }
         NameTrust::Pinned
     }
 
-    fn save(&self) -> anyhow::Result<()> {
-        let mut text = String::from(
-            "# rossipd's pinned node names (trust on first use): <public key> <name>\n\
-             # Remove a line to accept a name's new key (then restart rossipd).\n",
-        );
-        for (name, key) in &self.pins {
-            text.push_str(&format!("{key} {name}\n"));
+    /// Appends one pin (a line; the file is created with its header). No
+    /// fsync: a pin lost to a crash is pinned again on next sight, and the
+    /// driver must not wait for the disk for every new name.
+    fn append(&self, name: &str, key: &PublicKey) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&self.path)
+            .with_context(|| format!("cannot open {}", self.path.display()))?;
+        let mut text = String::new();
+        if file.metadata().map(|m| m.len() == 0).unwrap_or(false) {
+            text.push_str(
+                "# rossipd's pinned node names (trust on first use): <public key> <name>\n\
+                 # Remove a line to accept a name's new key (then restart rossipd).\n",
+            );
         }
-        crate::state::write_atomically(&self.path, text.as_bytes())
+        text.push_str(&format!("{key} {name}\n"));
+        file.write_all(text.as_bytes())
+            .with_context(|| format!("cannot write {}", self.path.display()))
     }
 }
 

@@ -108,11 +108,8 @@ impl foca::Identity for Identity {
     /// A node declared failed while still running comes back as the next
     /// generation (foca then announces it), instead of staying out.
     fn renew(&self) -> Option<Self> {
-        let generation = self.generation.checked_add(1)?;
-        Some(Identity {
-            generation,
-            ..self.clone()
-        })
+        // Signed anew: the generation is part of what the node signs.
+        self.renewed()
     }
 
     fn addr(&self) -> NodeId {
@@ -510,8 +507,20 @@ mod tests {
     #[test]
     fn later_generation_wins_and_renew_bumps_it() {
         let old = identity(5);
+        let stranger = Identity::signed(
+            &crate::sign::NodeKey::for_testing(77),
+            old.addr,
+            "s".into(),
+            5,
+        );
+        assert!(
+            stranger.renew().is_none(),
+            "only this process's nodes renew"
+        );
+        crate::sign::register_own(&crate::sign::NodeKey::for_testing(1));
         let new = old.renew().expect("renewable");
         assert_eq!(new.generation, 6);
+        assert_eq!(new.verify(), Ok(()), "a renewal is signed anew");
         assert_eq!(new.addr(), old.addr());
         assert!(new.win_addr_conflict(&old));
         assert!(!old.win_addr_conflict(&new));

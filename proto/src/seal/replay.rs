@@ -11,9 +11,9 @@
 //! than the window, is a replay. A run it has no record of is accepted only
 //! if `sent_ms` is within [`FRESHNESS`] of its own clock, so a datagram
 //! captured long ago is refused even by a node that restarted since, or
-//! never heard of that run. Records of runs silent for longer than
-//! [`FRESHNESS`] are dropped (their datagrams are all stale by then), and
-//! at most [`MAX_RUNS`] are kept.
+//! never heard of that run. A run's record is dropped once this node's
+//! clock is [`FRESHNESS`] past the run's newest reading (all its datagrams
+//! are stale by then), and at most [`MAX_RUNS`] are kept.
 //!
 //! The window is only updated for datagrams that authenticated: a forger
 //! without the key cannot move it.
@@ -57,8 +57,10 @@ struct Window {
     highest: u64,
     /// Bit `i` set: counter `highest - i` was accepted.
     seen: [u64; WORDS],
-    /// This node's clock when the run was last heard.
-    last_heard_ms: u64,
+    /// The newest sender clock reading of the run: once this node's clock
+    /// is [`FRESHNESS`] past it, every datagram of the run is stale, so the
+    /// record can go.
+    newest_sent_ms: u64,
 }
 
 impl Window {
@@ -139,10 +141,10 @@ impl ReplayGuard {
         let window = self.runs.entry(stamp.run).or_insert(Window {
             highest: stamp.counter,
             seen: [0; WORDS],
-            last_heard_ms: now_ms,
+            newest_sent_ms: stamp.sent_ms,
         });
         window.set(stamp.counter);
-        window.last_heard_ms = now_ms;
+        window.newest_sent_ms = window.newest_sent_ms.max(stamp.sent_ms);
     }
 
     /// Runs remembered.
@@ -150,19 +152,22 @@ impl ReplayGuard {
         self.runs.len()
     }
 
-    /// Drops runs silent for longer than [`FRESHNESS`] and, if still full,
-    /// the one silent longest.
+    /// Drops the runs whose every datagram is stale by now (by the
+    /// sender's own clock readings, so a sender whose clock runs behind or
+    /// ahead is forgotten exactly when its datagrams stop passing the
+    /// freshness check) and, if still full, the one with the oldest reading:
+    /// a replay of that run's last datagrams would then open once more.
     fn make_room(&mut self, now_ms: u64) {
         if self.runs.len() < MAX_RUNS {
             return;
         }
         self.runs
-            .retain(|_, w| now_ms.saturating_sub(w.last_heard_ms) <= FRESHNESS);
+            .retain(|_, w| now_ms <= w.newest_sent_ms.saturating_add(FRESHNESS));
         while self.runs.len() >= MAX_RUNS {
             let oldest = self
                 .runs
                 .iter()
-                .min_by_key(|(_, w)| w.last_heard_ms)
+                .min_by_key(|(_, w)| w.newest_sent_ms)
                 .map(|(run, _)| *run);
             match oldest {
                 Some(run) => self.runs.remove(&run),
@@ -252,16 +257,52 @@ mod tests {
     #[test]
     fn memory_is_bounded() {
         let mut guard = ReplayGuard::default();
+        let now = 1_000_000;
         for run in 0..(MAX_RUNS as u64 + 100) {
-            guard.record(stamp(run, 0), 1_000_000 + run);
+            let stamp = Stamp {
+                run,
+                sent_ms: now + run,
+                counter: 0,
+            };
+            guard.record(stamp, now);
         }
         assert!(guard.len() <= MAX_RUNS);
-        // The runs silent longest went first.
-        assert_eq!(guard.check(stamp(0, 0), 1_000_000), Ok(()));
-        let last = MAX_RUNS as u64 + 99;
-        assert_eq!(
-            guard.check(stamp(last, 0), 1_000_000),
-            Err(Refusal::Replayed)
-        );
+        // The runs with the oldest readings went first.
+        assert_eq!(guard.check(stamp(0, 0), now), Ok(()));
+        let last = Stamp {
+            run: MAX_RUNS as u64 + 99,
+            sent_ms: now,
+            counter: 0,
+        };
+        assert_eq!(guard.check(last, now), Err(Refusal::Replayed));
+    }
+
+    #[test]
+    fn a_run_is_forgotten_only_once_its_datagrams_are_stale() {
+        let mut guard = ReplayGuard::default();
+        let now = 10 * FRESHNESS;
+        // A sender whose clock runs 4 minutes behind, last heard now.
+        let behind = Stamp {
+            run: 1,
+            sent_ms: now - 4 * 60 * 1000,
+            counter: 5,
+        };
+        guard.record(behind, now);
+        // Fill the table a minute and a half later: the run's newest
+        // reading is 5.5 minutes old by this clock, so it may go...
+        let later = now + 90 * 1000;
+        for run in 2..=(MAX_RUNS as u64 + 1) {
+            let stamp = Stamp {
+                run,
+                sent_ms: later,
+                counter: 0,
+            };
+            guard.record(stamp, later);
+        }
+        assert!(guard.len() <= MAX_RUNS);
+        // ...and was (not just the oldest fresh one): its datagrams are
+        // refused as stale, not as replayed, and every fresh run is kept.
+        assert_eq!(guard.len(), MAX_RUNS);
+        assert_eq!(guard.check(behind, later), Err(Refusal::Stale));
     }
 }

@@ -60,7 +60,7 @@ fn table(peers: &[PeerView], now_ms: u64) -> Vec<String> {
 
 fn row(peer: &PeerView, now_ms: u64) -> [String; 7] {
     let id: String = peer.id.chars().take(8).collect();
-    let mut name = sanitize(&peer.name).into_owned();
+    let mut name = super::tail::display_name(&peer.name);
     if peer.name_trust == rossip_proto::rpc::NameTrust::Changed {
         // Loud on purpose: this name was first seen with another key.
         name.push_str(" [NAME CHANGED KEY]");

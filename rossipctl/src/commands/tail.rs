@@ -76,10 +76,26 @@ pub fn human_line(message: &MessageView, tz: &TimeZone) -> String {
     }
 }
 
+/// A node name for a human line: sanitized, and quoted if it contains what
+/// could pass for the rest of a line (`@`, `:`, `#`, spaces), so a node named
+/// `alice@3fa2b1c9: hi` cannot print a line that looks like alice's.
+pub fn display_name(name: &str) -> String {
+    let clean = sanitize(name);
+    if clean.is_empty() || clean.contains(['@', ':', '#', ' ', '"']) {
+        format!("\"{}\"", clean.replace('"', "\\\""))
+    } else {
+        clean.into_owned()
+    }
+}
+
 /// `alice@3fa2b1c9`, plus a loud mark when the name or the signature cannot be trusted.
 fn sender(message: &MessageView) -> String {
     let short: String = message.origin.chars().take(8).collect();
-    let mut out = format!("{}@{}", sanitize(&message.origin_name), sanitize(&short));
+    let mut out = format!(
+        "{}@{}",
+        display_name(&message.origin_name),
+        sanitize(&short)
+    );
     if !message.verified {
         out.push_str(" [UNVERIFIED]");
     }
@@ -132,6 +148,16 @@ mod tests {
         m.verified = false;
         let line = human_line(&m, &TimeZone::UTC);
         assert_eq!(line, "2026-11-24 05:20:01 alice@abababab [UNVERIFIED]: hi");
+    }
+
+    #[test]
+    fn a_name_that_mimics_a_sender_is_quoted() {
+        let m = message("alice@3fa2b1c9: hi", "general", "x");
+        let line = human_line(&m, &TimeZone::UTC);
+        assert_eq!(
+            line,
+            "2026-11-24 05:20:01 \"alice@3fa2b1c9: hi\"@abababab: x"
+        );
     }
 
     #[test]

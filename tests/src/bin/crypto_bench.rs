@@ -1,0 +1,103 @@
+//! What security costs per operation on this machine: signing and verifying
+//! a message, sealing and opening a datagram. Each verification is of a
+//! distinct signature, so the daemon's memo of verified statements does not
+//! help (as for a message a node receives once).
+//!
+//!     cargo run --release -p rossip-tests --bin crypto-bench [-- --count 10000]
+
+use std::time::Instant;
+
+use rossip_proto::Message;
+use rossip_proto::message::Hlc;
+use rossip_proto::seal::{ClusterKey, KEY_BYTES, Keyring, Sealer};
+use rossip_proto::sign::NodeKey;
+use rossip_proto::wire::{self, Body, ClusterId, Header, Payload, Push};
+
+fn per_op(label: &str, count: usize, started: Instant) {
+    let total = started.elapsed();
+    let each = total.as_secs_f64() * 1e6 / count as f64;
+    println!("{label:<46} {each:>8.1} µs/op   {:>9.0} ops/s", 1e6 / each);
+}
+
+fn main() {
+    let mut count = 10_000usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--count", Some(n)) => count = n.parse().unwrap_or(count).clamp(100, 15_000),
+            _ => {
+                eprintln!("usage: crypto-bench [--count N (100..=15000)]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let key = NodeKey::for_testing(1);
+    let text = "x".repeat(200);
+    let message = |seq: u64| {
+        Message::signed(
+            &key,
+            seq,
+            "bench".to_owned(),
+            Hlc {
+                ms: 1_800_000_000_000 + seq,
+                logical: 0,
+            },
+            "general".to_owned(),
+            text.clone(),
+        )
+    };
+
+    println!("{count} operations each, 200-byte texts");
+    let started = Instant::now();
+    let messages: Vec<Message> = (1..=count as u64).map(message).collect();
+    per_op("sign a message (Ed25519)", count, started);
+
+    let started = Instant::now();
+    let valid = messages.iter().filter(|m| m.verify().is_ok()).count();
+    per_op("verify a message (Ed25519)", count, started);
+    assert_eq!(valid, count, "every signature verifies");
+
+    let header = Header {
+        flags: 0,
+        cluster: ClusterId::from_label("rossip"),
+        sender: key.node_id(),
+    };
+    let datagrams: Vec<Vec<u8>> = (1..=count as u64)
+        .map(|seq| {
+            let body = Body::Push(Push {
+                relay: false,
+                items: vec![Payload::Whole(message(seq + count as u64))],
+            });
+            wire::encode(&header, &body).expect("encode")
+        })
+        .collect();
+    let started = Instant::now();
+    let decoded = datagrams
+        .iter()
+        .filter(|d| wire::decode(d, header.cluster).is_ok())
+        .count();
+    per_op("decode a push of one message (verifies it)", count, started);
+    assert_eq!(decoded, count);
+
+    let ring = || Keyring::new(ClusterKey::new(&[7; KEY_BYTES]), Vec::new());
+    let mut sender = Sealer::new(ring(), 1);
+    let mut receiver = Sealer::new(ring(), 2);
+    let now_ms = 1_800_000_000_000;
+    let started = Instant::now();
+    let sealed: Vec<Vec<u8>> = datagrams
+        .iter()
+        .map(|d| sender.seal(d, now_ms).expect("seal"))
+        .collect();
+    per_op(
+        &format!("seal a {}-byte datagram", datagrams[0].len()),
+        count,
+        started,
+    );
+    let started = Instant::now();
+    let opened = sealed
+        .iter()
+        .filter(|d| receiver.open(d, header.cluster, now_ms).is_ok())
+        .count();
+    per_op("open it (with the replay check)", count, started);
+    assert_eq!(opened, count);
+}
