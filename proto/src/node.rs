@@ -376,7 +376,7 @@ pub struct Stats {
     /// member sync (`member_digest_from_non_member`,
     /// `member_sync_from_non_member`, `member_sync_unsolicited`,
     /// `invalid_member_sync_identity`), keyring bodies (`keyring_without_key`,
-    /// `keyring_unsolicited`), and encode failures
+    /// `keyring_unsolicited`, `keyring_answer_from_elsewhere`), and encode failures
     /// (`encode_too_large`, `encode_failed`).
     pub dropped: BTreeMap<&'static str, u64>,
     /// Published here.

@@ -105,28 +105,29 @@ fn a_key_holder_cannot_send_as_another_node_and_a_borrowed_name_is_flagged() {
     let mut forged = rogue.own(2, "alice", "wire the money (forged origin)");
     forged.id.origin = alice_id;
     rogue.push(&bob.addr(), forged);
-    // 2. alice's real message with the text altered (a relay's lie).
-    let mut altered = bob
-        .client()
-        .history()
+    // 2. alice's real message, as signed by alice (read from bob's store),
+    //    with the text altered: what a lying relay would pass on.
+    let bob_id: NodeId = bob.status().id.parse().expect("node id");
+    let retention = rossipd::store::Retention {
+        limit: 1_000,
+        max_bytes: usize::MAX,
+        max_age: None,
+    };
+    let stored = rossipd::store::Store::open(bob.state_dir(), bob_id, retention)
+        .expect("open bob's store (WAL: readable while bob runs)")
+        .load_window(now_ms())
+        .expect("read bob's history");
+    let mut altered = stored
         .into_iter()
-        .find(|m| m.id == real.id)
-        .expect("the real message");
-    altered.text = "the real alice (altered)".to_owned();
-    let altered = Message::signed(
-        &rogue.key,
-        3,
-        "alice".to_owned(),
-        Hlc {
-            ms: altered.ts,
-            logical: 0,
-        },
-        "general".to_owned(),
-        altered.text,
+        .find(|m| m.id.to_string() == real.id)
+        .expect("alice's message, with her signature");
+    assert_eq!(
+        altered.verify(),
+        Ok(()),
+        "the stored copy is alice's, signed"
     );
-    let mut altered_as_alice = altered.clone();
-    altered_as_alice.id.origin = alice_id;
-    rogue.push(&bob.addr(), altered_as_alice);
+    altered.text = "the real alice (altered)".to_owned();
+    rogue.push(&bob.addr(), altered);
     wait::wait_until(TIMEOUT, "bob refused both forgeries", || {
         bob.dropped("bad_signature") >= 2
     });

@@ -340,6 +340,14 @@ impl Node {
                 self.send(to, &answer);
             }
             Body::KeyringCommand { stamp_us, op } => self.on_key_command(sender, to, stamp_us, &op),
+            // Answers count only from the address the member signed in its
+            // identity: the header's sender id alone is not authenticated
+            // (any key holder could answer for a node that is down).
+            Body::KeyringReport { .. } | Body::KeyringAck { .. }
+                if self.members.addr_of(sender) != Some(from) =>
+            {
+                self.count_drop("keyring_answer_from_elsewhere");
+            }
             Body::KeyringReport {
                 reply_to,
                 primary,

@@ -101,6 +101,11 @@ impl Membership {
         self.records.get(&id).map(|record| record.identity.key)
     }
 
+    /// The address of a node known in any state (from its signed identity).
+    pub(super) fn addr_of(&self, id: NodeId) -> Option<SocketAddr> {
+        self.records.get(&id).map(|record| record.identity.addr)
+    }
+
     /// A datagram from `id` arrived.
     pub(super) fn saw(&mut self, id: NodeId, now: Instant) {
         if let Some(record) = self.records.get_mut(&id) {
