@@ -551,6 +551,7 @@ impl Driver {
     async fn flush(&mut self) {
         let events: Vec<Event> = std::iter::from_fn(|| self.node.poll_event()).collect();
         self.record_own_seq(&events);
+        self.save_keyring_before_acks(&events);
         while let Some(transmit) = self.node.poll_transmit() {
             self.transmit(&transmit).await;
         }

@@ -387,8 +387,8 @@ fn rotating_the_cluster_key_while_messages_flow_loses_none() {
     let restarted = cluster.restart(1);
     assert_eq!(cluster.daemons[1].status().keys, vec![new_id.clone()]);
     assert!(
-        cluster.daemons[1].log().contains("supersedes the key file"),
-        "the log says the saved keyring superseded --key-file"
+        cluster.daemons[1].log().contains("KEY FILE IGNORED"),
+        "the log says, loudly, that the saved keyring superseded a --key-file that differs"
     );
     cluster.wait_all_alive(restarted, DISCOVERY_TIMEOUT, "rejoin after the restart");
     let after = cluster.daemons[0].client().send("rot/after the restart");

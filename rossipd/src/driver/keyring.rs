@@ -95,6 +95,24 @@ impl Driver {
 
     /// A keyring event from the node: an answer for a waiting RPC task, or
     /// a change another member made here.
+    /// Saves the keyring if a member changed it in this flush, before the
+    /// flush sends the acknowledgement: an "ok" then means "saved" (unless
+    /// saving failed, which is logged as an error).
+    pub(super) fn save_keyring_before_acks(&mut self, events: &[rossip_proto::Event]) {
+        let changed_by = events.iter().find_map(|event| match event {
+            rossip_proto::Event::Keyring(KeyringEvent::Changed { by_name, .. }) => Some(by_name),
+            _ => None,
+        });
+        if let Some(by_name) = changed_by
+            && let Err(e) = self.save_keyring()
+        {
+            tracing::error!(
+                "cannot save the keyring after a change by {by_name}: {e:#}; it was acknowledged, and \
+                 a restart brings back the old keyring"
+            );
+        }
+    }
+
     pub(super) fn on_keyring_event(&mut self, event: KeyringEvent) {
         match event {
             KeyringEvent::Changed {
@@ -109,12 +127,8 @@ impl Driver {
                     key = %change.id(),
                     "keyring changed by a member"
                 );
-                if let Err(e) = self.save_keyring() {
-                    tracing::error!(
-                        "cannot save the keyring after a change by {by_name}: {e:#}; a restart \
-                         brings back the old keyring"
-                    );
-                }
+                // Saved already, before the acknowledgement left
+                // (`save_keyring_before_acks`).
                 self.keys_changed();
             }
             KeyringEvent::Report { reply_to, .. } | KeyringEvent::Ack { reply_to, .. } => {
