@@ -39,6 +39,7 @@ pub mod delivery_table;
 pub mod events;
 pub mod netns;
 pub mod nscluster;
+pub mod rng;
 pub mod rpc;
 pub mod sys;
 pub mod wait;

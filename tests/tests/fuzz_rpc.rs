@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use rossip_proto::rpc::{MAX_LINE_BYTES, code};
 use rossip_tests::daemon::Daemon;
+use rossip_tests::rng::Rng;
 use rossip_tests::{RpcClient, sys};
 use serde_json::{Value, json};
 
@@ -145,22 +146,6 @@ fn load_corpus() -> Vec<Vec<u8>> {
         )
     });
     text.lines().map(|l| l.as_bytes().to_vec()).collect()
-}
-
-/// xorshift64*: reproducible inputs without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n.max(1) as u64).unwrap_or(0)
-    }
 }
 
 /// JSON fragments that stress parsers and handlers.

@@ -24,6 +24,7 @@ use rossip_proto::seal::{ClusterKey, Keyring, Sealer};
 use rossip_proto::wire::{self, Body, ClusterId, HEADER_LEN, Header, MAX_DATAGRAM_BYTES};
 use rossip_tests::cluster::{MEMBERSHIP_TIMEOUT, wait_all_alive};
 use rossip_tests::daemon::Daemon;
+use rossip_tests::rng::Rng;
 use rossip_tests::{sys, wait};
 use serde_json::json;
 
@@ -75,28 +76,6 @@ fn flood_seed() -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0x0f10_0d5e)
-}
-
-/// A small seeded generator (xorshift64*): reproducible floods without a
-/// dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in `0..n` (`n > 0`; the bias is irrelevant here).
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n as u64).unwrap_or(0)
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next().to_le_bytes()[3]).collect()
-    }
 }
 
 fn key_file(dir: &Path) -> PathBuf {
@@ -178,7 +157,7 @@ impl Flooder {
                     1 => {
                         let stamp = HEADER_LEN + SEAL_HEADER;
                         bytes[..stamp].copy_from_slice(&template[..stamp]);
-                        let counter = 1_000_000 + rng.next() % 1_000_000;
+                        let counter = 1_000_000 + rng.next_u64() % 1_000_000;
                         bytes[stamp - 8..stamp].copy_from_slice(&counter.to_be_bytes());
                     }
                     _ => {}

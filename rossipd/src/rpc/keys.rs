@@ -14,11 +14,11 @@ use rossip_proto::rpc::{
 use rossip_proto::seal::{ClusterKey, KeyId};
 use rossip_proto::wire::KeyOp;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::connection::ConnectionState;
+use super::methods::{parse, shutting_down, to_value};
 use crate::driver::{Command, KeysStarted};
 
 /// How long `keys.*` waits for the members' answers.
@@ -258,20 +258,6 @@ async fn change_result(mut started: KeysStarted) -> KeysChangeResult {
         complete: nodes.iter().all(|n| n.ok),
         nodes,
     }
-}
-
-fn parse<T: DeserializeOwned>(params: Value) -> Result<T, ErrorObject> {
-    serde_json::from_value(params)
-        .map_err(|e| ErrorObject::new(rpc::code::INVALID_PARAMS, format!("invalid params: {e}")))
-}
-
-fn to_value(v: impl serde::Serialize) -> Result<Value, ErrorObject> {
-    serde_json::to_value(v)
-        .map_err(|e| ErrorObject::new(rpc::code::INTERNAL_ERROR, format!("cannot encode: {e}")))
-}
-
-fn shutting_down() -> ErrorObject {
-    ErrorObject::new(rpc::code::NOT_IN_CLUSTER, "rossipd is shutting down")
 }
 
 #[cfg(test)]

@@ -221,17 +221,20 @@ fn has_port(spec: &str) -> bool {
     }
 }
 
-fn parse<T: DeserializeOwned>(params: Value) -> Result<T, ErrorObject> {
+/// Params of type `T`, or -32602 naming what is wrong.
+pub(super) fn parse<T: DeserializeOwned>(params: Value) -> Result<T, ErrorObject> {
     serde_json::from_value(params)
         .map_err(|e| ErrorObject::new(rpc::code::INVALID_PARAMS, format!("invalid params: {e}")))
 }
 
-fn to_value(v: impl serde::Serialize) -> Result<Value, ErrorObject> {
+/// A result as JSON.
+pub(super) fn to_value(v: impl serde::Serialize) -> Result<Value, ErrorObject> {
     serde_json::to_value(v)
         .map_err(|e| ErrorObject::new(rpc::code::INTERNAL_ERROR, format!("cannot encode: {e}")))
 }
 
-fn shutting_down() -> ErrorObject {
+/// The error for a request the driver can no longer take.
+pub(super) fn shutting_down() -> ErrorObject {
     ErrorObject::new(rpc::code::NOT_IN_CLUSTER, "rossipd is shutting down")
 }
 
