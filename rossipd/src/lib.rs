@@ -12,6 +12,7 @@ mod history_query;
 pub mod interfaces;
 pub mod keyfile;
 mod local_socket;
+mod notify;
 mod peer_cache;
 mod pins;
 mod rpc;
@@ -156,6 +157,12 @@ pub async fn run(
             cancel.clone(),
         ));
     }
+    // systemd (`Type=notify`): READY=1 comes from the monitor once the
+    // driver answers, which is after every socket and discovery are up.
+    let notifier = notify::Notifier::from_env();
+    if let Some(notifier) = &notifier {
+        notifier.spawn_monitor(commands_tx.clone(), cancel.clone(), &tasks);
+    }
     let ctx = Arc::new(rpc::RpcContext {
         commands: commands_tx,
         counters: counters.clone(),
@@ -183,8 +190,19 @@ pub async fn run(
     };
     let mut driver = driver::Driver::new(node, udp, state, store, clock, info, counters);
     driver.publish_key_ids_to(key_ids_tx);
+    let shutdown_notifier = notifier.clone();
+    let shutdown = async move {
+        shutdown.await;
+        if let Some(notifier) = shutdown_notifier {
+            notifier.stopping();
+        }
+    };
     let exit = driver.run(commands_rx, found_rx, shutdown).await;
     tracing::info!(?exit, "shutting down");
+    // `leave` and an orphaned driver end the run without the signal.
+    if let Some(notifier) = &notifier {
+        notifier.stopping();
+    }
 
     cancel.cancel();
     if let Some(discovery) = discovery {

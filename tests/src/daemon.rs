@@ -39,6 +39,7 @@ pub struct DaemonBuilder {
     netns: Option<String>,
     socket: Option<PathBuf>,
     log_level: String,
+    envs: Vec<(OsString, OsString)>,
 }
 
 impl DaemonBuilder {
@@ -74,6 +75,13 @@ impl DaemonBuilder {
     /// Use this socket path instead of one in the daemon's temp dir.
     pub fn socket(mut self, path: &Path) -> Self {
         self.socket = Some(path.to_path_buf());
+        self
+    }
+
+    /// One environment variable for the daemon (e.g. systemd's
+    /// `NOTIFY_SOCKET`); set after the harness clears the `ROSSIP_*` ones.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.envs.push((key.into(), value.into()));
         self
     }
 
@@ -120,7 +128,7 @@ impl DaemonBuilder {
         args.extend(self.args);
         let (program, args) = sys::in_netns(self.netns.as_deref(), bins::rossipd(), args);
         let command_line = sys::command_line(&program, &args);
-        let child = start(&program, &args, log, log_err, &command_line);
+        let child = start(&program, &args, &self.envs, log, log_err, &command_line);
         Daemon {
             name: self.name,
             netns: self.netns,
@@ -129,6 +137,7 @@ impl DaemonBuilder {
             log_path,
             program,
             args,
+            envs: self.envs,
             command_line,
             child,
             exit: None,
@@ -148,6 +157,8 @@ pub struct Daemon {
     /// What was started, so [`Daemon::restart`] can start it again.
     program: OsString,
     args: Vec<OsString>,
+    /// Extra environment ([`DaemonBuilder::env`]), kept for restarts.
+    envs: Vec<(OsString, OsString)>,
     command_line: String,
     child: Child,
     exit: Option<ExitStatus>,
@@ -163,6 +174,7 @@ impl Daemon {
             args: Vec::new(),
             netns: None,
             socket: None,
+            envs: Vec::new(),
             log_level: std::env::var(LOG_LEVEL_ENV).unwrap_or_else(|_| "debug".to_owned()),
         }
     }
@@ -322,7 +334,14 @@ impl Daemon {
             .expect("open the daemon's log file for appending");
         let _ = writeln!(log, "===== restarted by the test harness =====");
         let log_err = log.try_clone().expect("clone the log file handle");
-        self.child = start(&self.program, &self.args, log, log_err, &self.command_line);
+        self.child = start(
+            &self.program,
+            &self.args,
+            &self.envs,
+            log,
+            log_err,
+            &self.command_line,
+        );
         self.exit = None;
     }
 
@@ -373,6 +392,7 @@ impl Daemon {
 fn start(
     program: &OsString,
     args: &[OsString],
+    envs: &[(OsString, OsString)],
     log: File,
     log_err: File,
     command_line: &str,
@@ -389,6 +409,7 @@ fn start(
             cmd.env_remove(key);
         }
     }
+    cmd.envs(envs.iter().map(|(k, v)| (k, v)));
     cmd.spawn()
         .unwrap_or_else(|e| panic!("spawn `{command_line}`: {e}"))
 }
