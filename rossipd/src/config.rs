@@ -37,11 +37,18 @@ pub const SOCKET_GROUP: &str = "rossip";
 /// service's path (the service may run as its own `rossip` user); else a
 /// user daemon's ([`USER_SOCKET_MODE`]).
 pub fn socket_mode_for(uid: u32, socket: &Path) -> u32 {
-    if uid == 0 || socket == Path::new(paths::SYSTEM_SOCKET_PATH) {
+    if is_system_daemon(uid, socket) {
         SYSTEM_SOCKET_MODE
     } else {
         USER_SOCKET_MODE
     }
+}
+
+/// Whether a daemon running as `uid` on `socket` is the system daemon: it
+/// runs as root, or on the system service's socket path. The system daemon
+/// shares its socket with a group and reads `/etc/rossip/rossipd.toml`.
+pub fn is_system_daemon(uid: u32, socket: &Path) -> bool {
+    uid == 0 || socket == Path::new(paths::SYSTEM_SOCKET_PATH)
 }
 
 /// Everything [`crate::run`] needs. Built from flags and environment by the

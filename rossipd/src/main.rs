@@ -1,30 +1,52 @@
-//! `rossipd`: parses flags and environment, sets up logging, and runs the
-//! daemon until SIGINT/SIGTERM.
+//! `rossipd`: merges flags, environment and the config file, sets up
+//! logging, and runs the daemon until SIGINT/SIGTERM.
+
+mod config_file;
 
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use config_file::{FileConfig, MaxAge};
 use rossipd::config::{self, Config};
 
 /// rossip daemon: finds peers on the LAN by mDNS, tracks who is alive, and
 /// gossips messages to every node. Talk to it with `rossipctl`.
+///
+/// Every flag is also a key of the config file (underscores for dashes);
+/// flags beat ROSSIP_* variables, which beat the file, which beats the
+/// defaults.
+//
+// No clap defaults: a value clap does not have came from neither flag nor
+// environment, and the file gets its say before the default (the defaults
+// are in the help text instead).
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about)]
 struct Args {
+    /// Config file (TOML) [env: ROSSIP_CONFIG] [default: /etc/rossip/rossipd.toml for the system
+    /// daemon (root without XDG_CONFIG_HOME, or on the system socket), else
+    /// $XDG_CONFIG_HOME/rossip/rossipd.toml; a missing default file is fine]
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// Check the configuration (file, environment and flags), print the effective values and exit
+    #[arg(long)]
+    check_config: bool,
+
     /// Node name shown to peers [default: the host name]
     #[arg(long, env = "ROSSIP_NAME")]
     name: Option<String>,
 
-    /// UDP port for gossip; 0 picks a free one
-    #[arg(long, env = "ROSSIP_PORT", default_value_t = config::DEFAULT_PORT)]
-    port: u16,
+    /// UDP port for gossip; 0 picks a free one [default: 7465]
+    #[arg(long, env = "ROSSIP_PORT")]
+    port: Option<u16>,
 
-    /// Address to bind the gossip socket to
-    #[arg(long, env = "ROSSIP_BIND", default_value = "0.0.0.0")]
-    bind: IpAddr,
+    /// Address to bind the gossip socket to [default: 0.0.0.0]
+    #[arg(long, env = "ROSSIP_BIND")]
+    bind: Option<IpAddr>,
 
     /// Address other nodes should use to reach this one [default: first address of a LAN interface]
     #[arg(long, env = "ROSSIP_ADVERTISE")]
@@ -47,11 +69,11 @@ struct Args {
         env = "ROSSIP_JOIN",
         value_delimiter = ','
     )]
-    join: Vec<String>,
+    join: Option<Vec<String>>,
 
-    /// Cluster label: nodes with different labels never talk to each other
-    #[arg(long, env = "ROSSIP_CLUSTER", default_value = config::DEFAULT_CLUSTER)]
-    cluster: String,
+    /// Cluster label: nodes with different labels never talk to each other [default: rossip]
+    #[arg(long, env = "ROSSIP_CLUSTER")]
+    cluster: Option<String>,
 
     /// Do not use mDNS (find peers with --join only)
     #[arg(long, env = "ROSSIP_NO_MDNS")]
@@ -64,42 +86,40 @@ struct Args {
         env = "ROSSIP_IFACE",
         value_delimiter = ','
     )]
-    ifaces: Vec<String>,
+    ifaces: Option<Vec<String>>,
 
-    /// Messages kept in history (in memory and in the state directory's history.db)
-    #[arg(long, env = "ROSSIP_HISTORY", default_value_t = config::DEFAULT_HISTORY)]
-    history: usize,
+    /// Messages kept in history (in memory and in the state directory's history.db) [default: 100000]
+    #[arg(long, env = "ROSSIP_HISTORY", value_parser = config_file::parse_max_bytes)]
+    history: Option<usize>,
 
     /// Oldest messages kept in history, e.g. 12h, 7d, 4w; `none` keeps them regardless of age
+    /// [default: 7days]
     #[arg(
         long,
         value_name = "DURATION|none",
         env = "ROSSIP_HISTORY_MAX_AGE",
-        default_value_t = MaxAge(Some(rossip_proto::node::DEFAULT_HISTORY_MAX_AGE)),
-        value_parser = parse_max_age
+        value_parser = config_file::parse_max_age
     )]
-    history_max_age: MaxAge,
+    history_max_age: Option<MaxAge>,
 
-    /// Payload bytes (text, channel and sender name) kept in history
+    /// Payload bytes (text, channel and sender name) kept in history [default: 67108864]
     #[arg(
         long,
         value_name = "BYTES",
         env = "ROSSIP_HISTORY_MAX_BYTES",
-        default_value_t = rossip_proto::node::DEFAULT_HISTORY_MAX_BYTES,
-        value_parser = parse_max_bytes
+        value_parser = config_file::parse_max_bytes
     )]
-    history_max_bytes: usize,
+    history_max_bytes: Option<usize>,
 
     /// Largest message text `send` accepts, in bytes (at most 983040); larger messages
-    /// travel as ~1.3 KB fragments
+    /// travel as ~1.3 KB fragments [default: 65536]
     #[arg(
         long,
         value_name = "BYTES",
         env = "ROSSIP_MAX_MESSAGE_BYTES",
-        default_value_t = rossip_proto::node::DEFAULT_MAX_TEXT_BYTES,
-        value_parser = parse_max_bytes
+        value_parser = config_file::parse_max_bytes
     )]
-    max_message_bytes: usize,
+    max_message_bytes: Option<usize>,
 
     /// Cluster key file (`rossipctl keygen`; mode 600): every datagram is sealed with it
     /// and nothing unsealed is accepted; STATE_DIR/keyring, saved by `rossipctl keys`,
@@ -109,99 +129,173 @@ struct Args {
     key_file: Option<PathBuf>,
 
     /// How long failed and left members stay listed (`peers --all`) before they are
-    /// forgotten, e.g. 30m, 1h, 2d
+    /// forgotten, e.g. 30m, 1h, 2d [default: 1h]
     #[arg(
         long,
         value_name = "DURATION",
         env = "ROSSIP_REAP_AFTER",
-        default_value_t = humantime::Duration::from(rossip_proto::node::REMOVE_DOWN_AFTER),
-        value_parser = parse_reap_after
+        value_parser = config_file::parse_reap_after
     )]
-    reap_after: humantime::Duration,
+    reap_after: Option<humantime::Duration>,
 
     /// Log level (error, warn, info, debug, trace) or a tracing filter; RUST_LOG overrides it
-    #[arg(long, env = "ROSSIP_LOG_LEVEL", default_value = "info")]
+    /// [default: info]
+    #[arg(long, env = "ROSSIP_LOG_LEVEL")]
+    log_level: Option<String>,
+}
+
+/// The merged configuration: what the daemon runs with.
+#[derive(Debug)]
+struct Settings {
+    config: Config,
     log_level: String,
+    /// The config file that was read, if any.
+    file: Option<PathBuf>,
 }
 
 impl Args {
-    fn into_config(self) -> Config {
+    /// Flags and environment (clap's values), then the file, then the
+    /// defaults. `no_mdns_given`: whether the flag or ROSSIP_NO_MDNS set
+    /// `no_mdns` (a bool has no "absent" of its own).
+    fn into_settings(self, no_mdns_given: bool) -> Result<Settings, String> {
         // Read by hand rather than by clap's `env`: an empty variable means
         // unset here, as it does for rossipctl (clap would call it a usage error).
-        let socket = self
+        let socket_given = self
             .socket
-            .or_else(|| non_empty_env(rossip_proto::paths::SOCKET_ENV))
-            .unwrap_or_else(config::default_socket);
-        let state_dir = self
+            .clone()
+            .or_else(|| non_empty_env(rossip_proto::paths::SOCKET_ENV));
+        let state_dir_given = self
             .state_dir
-            .or_else(|| non_empty_env("ROSSIP_STATE_DIR"))
+            .clone()
+            .or_else(|| non_empty_env("ROSSIP_STATE_DIR"));
+        let (file, path) = self.read_file(socket_given.as_deref())?;
+
+        let socket = socket_given
+            .or(file.socket)
+            .unwrap_or_else(config::default_socket);
+        let state_dir = state_dir_given
+            .or(file.state_dir)
             .unwrap_or_else(config::default_state_dir);
         let mut c = Config::new(socket, state_dir);
-        if let Some(name) = self.name {
+        if let Some(name) = self.name.or(file.name) {
             c.name = name;
         }
-        c.port = self.port;
-        c.bind = self.bind;
-        c.advertise = self.advertise;
-        c.join = self.join;
-        c.cluster = self.cluster;
-        c.mdns = !self.no_mdns;
-        c.ifaces = self.ifaces;
-        c.history_limit = self.history;
-        c.history_max_age = self.history_max_age.0;
-        c.history_max_bytes = self.history_max_bytes;
-        c.max_message_bytes = self.max_message_bytes;
-        c.key_file = self.key_file;
-        c.reap_after = self.reap_after.into();
-        c
-    }
-}
-
-/// A human duration (`90s`, `30m`, `1h`) from one second to ten years.
-fn parse_reap_after(text: &str) -> Result<humantime::Duration, String> {
-    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if duration < std::time::Duration::from_secs(1) {
-        return Err("must be at least 1s".to_owned());
-    }
-    if duration > rossip_proto::node::MAX_REAP_AFTER {
-        return Err("must be at most 10 years".to_owned());
-    }
-    Ok(duration.into())
-}
-
-/// `--history-max-age`: a duration, or no bound.
-#[derive(Debug, Clone, Copy)]
-struct MaxAge(Option<std::time::Duration>);
-
-impl std::fmt::Display for MaxAge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(age) => humantime::format_duration(age).fmt(f),
-            None => f.write_str("none"),
+        c.port = self.port.or(file.port).unwrap_or(config::DEFAULT_PORT);
+        if let Some(bind) = self.bind.or(file.bind) {
+            c.bind = bind;
         }
+        c.advertise = self.advertise.or(file.advertise);
+        c.join = self.join.or(file.join).unwrap_or_default();
+        if let Some(cluster) = self.cluster.or(file.cluster) {
+            c.cluster = cluster;
+        }
+        let no_mdns = if no_mdns_given {
+            self.no_mdns
+        } else {
+            file.no_mdns.unwrap_or(false)
+        };
+        c.mdns = !no_mdns;
+        c.ifaces = self.ifaces.or(file.iface).unwrap_or_default();
+        if let Some(history) = self.history.or(file.history) {
+            c.history_limit = history;
+        }
+        if let Some(age) = self.history_max_age.or(file.history_max_age) {
+            c.history_max_age = age.0;
+        }
+        if let Some(bytes) = self.history_max_bytes.or(file.history_max_bytes) {
+            c.history_max_bytes = bytes;
+        }
+        if let Some(bytes) = self.max_message_bytes.or(file.max_message_bytes) {
+            c.max_message_bytes = bytes;
+        }
+        c.key_file = self.key_file.or(file.key_file);
+        if let Some(reap) = self.reap_after.or(file.reap_after) {
+            c.reap_after = reap.into();
+        }
+        let log_level = self
+            .log_level
+            .or(file.log_level)
+            .unwrap_or_else(|| "info".to_owned());
+        Ok(Settings {
+            config: c,
+            log_level,
+            file: path,
+        })
+    }
+
+    /// The config file named by `--config`/ROSSIP_CONFIG (which must
+    /// exist), else the default one for this kind of daemon (which may not).
+    fn read_file(&self, socket: Option<&Path>) -> Result<(FileConfig, Option<PathBuf>), String> {
+        let named = self
+            .config
+            .clone()
+            .or_else(|| non_empty_env("ROSSIP_CONFIG"));
+        let (path, required) = match named {
+            Some(path) => (path, true),
+            None => {
+                let socket = socket.map_or_else(config::default_socket, Path::to_path_buf);
+                // Root with XDG_CONFIG_HOME set is a user at a shell (a
+                // system service has no such variable): the user's file.
+                let system = config::is_system_daemon(config::current_uid(), &socket)
+                    && (socket == Path::new(rossip_proto::paths::SYSTEM_SOCKET_PATH)
+                        || non_empty_env("XDG_CONFIG_HOME").is_none());
+                match config_file::default_path(system) {
+                    Some(path) => (path, false),
+                    None => return Ok((FileConfig::default(), None)),
+                }
+            }
+        };
+        Ok(match config_file::load(&path, required)? {
+            Some(file) => (file, Some(path)),
+            None => (FileConfig::default(), None),
+        })
     }
 }
 
-/// A human duration of at least a second, or `none` (no age bound). Zero is
-/// refused rather than read as "none", so that there is one way to say it.
-fn parse_max_age(text: &str) -> Result<MaxAge, String> {
-    if text.trim().eq_ignore_ascii_case("none") {
-        return Ok(MaxAge(None));
+impl Settings {
+    /// What `--check-config` can check without binding anything: what the
+    /// daemon checks at start, and the log filter.
+    fn check(&self) -> Result<(), String> {
+        let c = &self.config;
+        rossip_proto::message::validate_channel(&c.cluster)
+            .map_err(|e| format!("invalid cluster label {:?}: {e}", c.cluster))?;
+        config_file::check_message_bytes(c.max_message_bytes)
+            .map_err(|e| format!("max_message_bytes {e}"))?;
+        tracing_subscriber::EnvFilter::try_new(default_filter(&self.log_level))
+            .map_err(|e| format!("invalid log_level {:?}: {e}", self.log_level))?;
+        Ok(())
     }
-    let duration = humantime::parse_duration(text)
-        .map_err(|e| format!("{e} (a duration such as 12h or 7d, or `none`)"))?;
-    if duration < std::time::Duration::from_secs(1) {
-        return Err("must be at least 1s; `none` removes the age bound".to_owned());
-    }
-    Ok(MaxAge(Some(duration)))
-}
 
-/// A byte count of at least 1.
-fn parse_max_bytes(text: &str) -> Result<usize, String> {
-    match text.trim().parse::<usize>() {
-        Ok(0) => Err("must be at least 1".to_owned()),
-        Ok(bytes) => Ok(bytes),
-        Err(e) => Err(format!("{e} (a number of bytes, e.g. 67108864)")),
+    /// One line with every effective value, for `--check-config`.
+    fn summary(&self) -> String {
+        let c = &self.config;
+        let show = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map_or("none".to_owned(), |p| p.display().to_string())
+        };
+        format!(
+            "config ok: file={} name={} port={} bind={} advertise={} socket={} state_dir={} \
+             join=[{}] cluster={} no_mdns={} iface=[{}] history={} history_max_age={} \
+             history_max_bytes={} max_message_bytes={} key_file={} reap_after={} log_level={}",
+            show(&self.file),
+            c.name,
+            c.port,
+            c.bind,
+            c.advertise.map_or("auto".to_owned(), |a| a.to_string()),
+            c.socket.display(),
+            c.state_dir.display(),
+            c.join.join(","),
+            c.cluster,
+            !c.mdns,
+            c.ifaces.join(","),
+            c.history_limit,
+            MaxAge(c.history_max_age),
+            c.history_max_bytes,
+            c.max_message_bytes,
+            show(&c.key_file),
+            humantime::format_duration(c.reap_after),
+            self.log_level,
+        )
     }
 }
 
@@ -212,12 +306,44 @@ fn non_empty_env(name: &str) -> Option<PathBuf> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    if let Err(e) = init_logging(&args.log_level) {
+    let matches = Args::command().get_matches();
+    let no_mdns_given = matches!(
+        matches.value_source("no_mdns"),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    );
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(e) => e.exit(),
+    };
+    let check_only = args.check_config;
+    // Config errors exit 2, like the usage errors clap reports for flags.
+    let settings = match args.into_settings(no_mdns_given) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("rossipd: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if check_only {
+        return match settings.check() {
+            Ok(()) => {
+                println!("{}", settings.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rossipd: error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    if let Err(e) = init_logging(&settings.log_level) {
         eprintln!("rossipd: error: {e:#}");
         return ExitCode::from(2);
     }
-    match run(args) {
+    if let Some(file) = &settings.file {
+        tracing::info!("config file {}", file.display());
+    }
+    match run(settings.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Once, on stderr: journald and terminals both see it.
@@ -227,8 +353,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
-    let config = args.into_config();
+fn run(config: Config) -> anyhow::Result<()> {
     // One thread: the driver owns all protocol state, so more workers would
     // only add cross-thread wake-ups between it, the connections and the
     // subscription forwarders (measured: lower latency, and 20,000 msg/s
@@ -283,5 +408,35 @@ fn default_filter(level: &str) -> String {
         level.to_owned()
     } else {
         format!("warn,rossipd={level},rossip_proto={level},mdns_sd=warn")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults are written into the help text (clap has none, so that
+    /// the config file comes before them): they must say what the code does.
+    #[test]
+    fn the_help_states_the_real_defaults() {
+        // Wrapped to the terminal: compare with single spaces.
+        let help = Args::command().render_long_help().to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let defaults = Config::new(PathBuf::from("/s"), PathBuf::from("/d"));
+        for want in [
+            format!("[default: {}]", defaults.port),
+            format!("[default: {}]", defaults.bind),
+            format!("[default: {}]", defaults.cluster),
+            format!("[default: {}]", defaults.history_limit),
+            format!("[default: {}]", MaxAge(defaults.history_max_age)),
+            format!("[default: {}]", defaults.history_max_bytes),
+            format!("[default: {}]", defaults.max_message_bytes),
+            format!(
+                "[default: {}]",
+                humantime::format_duration(defaults.reap_after)
+            ),
+        ] {
+            assert!(help.contains(&want), "help lacks {want}:\n{help}");
+        }
     }
 }

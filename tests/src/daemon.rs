@@ -409,6 +409,9 @@ fn start(
             cmd.env_remove(key);
         }
     }
+    // Nor from a config file on the machine (`/etc/rossip/rossipd.toml`
+    // for a daemon run as root): an empty one, unless the test names one.
+    cmd.env("ROSSIP_CONFIG", "/dev/null");
     cmd.envs(envs.iter().map(|(k, v)| (k, v)));
     cmd.spawn()
         .unwrap_or_else(|e| panic!("spawn `{command_line}`: {e}"))

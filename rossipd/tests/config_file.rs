@@ -1,0 +1,184 @@
+//! The config file, through a real `rossipd --check-config`: precedence
+//! (file < environment < flag), errors naming the file, line and key, and
+//! the default path under XDG_CONFIG_HOME.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A temp directory of this test, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("rossipd-config-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create config dir");
+        }
+        std::fs::write(&path, text).expect("write config file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `rossipd --check-config` with no ROSSIP_* variables and no config
+/// variables from the environment of the test run, and the user file
+/// looked up under `dir`.
+fn check_config(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rossipd"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ROSSIP_") || name == "RUST_LOG" {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("XDG_CONFIG_HOME", dir.join("xdg"))
+        .env("XDG_RUNTIME_DIR", dir.join("run"))
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .arg("--check-config");
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (Output, String, String) {
+    let out = cmd.output().expect("run rossipd --check-config");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stdout, stderr)
+}
+
+#[test]
+fn flags_beat_environment_beats_file_beats_defaults() {
+    let dir = TempDir::new("precedence");
+    let file = dir.write(
+        "rossipd.toml",
+        "port = 1111\ncluster = \"from-file\"\nname = \"file-name\"\nhistory_max_age = \"2d\"\n\
+         join = [\"a:7465\", \"b\"]\nno_mdns = true\nlog_level = \"debug\"\n",
+    );
+    let cmd = |dir: &TempDir| {
+        let mut c = check_config(&dir.0);
+        c.arg("--config").arg(&file);
+        c
+    };
+    let (out, stdout, stderr) = run(&mut cmd(&dir));
+    assert!(out.status.success(), "file only: {stderr}");
+    for want in [
+        "port=1111",
+        "cluster=from-file",
+        "name=file-name",
+        "history_max_age=2days",
+        "join=[a:7465,b]",
+        "no_mdns=true",
+        "log_level=debug",
+        // Not in the file: the default.
+        "reap_after=1h",
+    ] {
+        assert!(stdout.contains(want), "file only: no {want} in {stdout}");
+    }
+    assert!(
+        stdout.contains(&format!("file={}", file.display())),
+        "{stdout}"
+    );
+
+    let (out, stdout, stderr) = run(cmd(&dir)
+        .env("ROSSIP_PORT", "2222")
+        .env("ROSSIP_CLUSTER", "from-env")
+        .env("ROSSIP_NO_MDNS", "false"));
+    assert!(out.status.success(), "env: {stderr}");
+    for want in [
+        "port=2222",
+        "cluster=from-env",
+        "name=file-name",
+        "no_mdns=false",
+    ] {
+        assert!(
+            stdout.contains(want),
+            "env over file: no {want} in {stdout}"
+        );
+    }
+
+    let (out, stdout, stderr) = run(cmd(&dir)
+        .env("ROSSIP_PORT", "2222")
+        .env("ROSSIP_CLUSTER", "from-env")
+        .args(["--port", "3333", "--join", "c:1"]));
+    assert!(out.status.success(), "flags: {stderr}");
+    for want in ["port=3333", "cluster=from-env", "join=[c:1]"] {
+        assert!(
+            stdout.contains(want),
+            "flag over env: no {want} in {stdout}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_key_names_the_file_line_and_key() {
+    let dir = TempDir::new("unknown");
+    let file = dir.write("rossipd.toml", "port = 1111\n\nbogus_key = 3\n");
+    let (out, _, stderr) = run(check_config(&dir.0).arg("--config").arg(&file));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let want = format!("{}, line 3, key `bogus_key`", file.display());
+    assert!(stderr.contains(&want), "no {want:?} in {stderr}");
+}
+
+#[test]
+fn a_bad_value_names_the_file_line_and_key() {
+    let dir = TempDir::new("bad-value");
+    for (text, line, key) in [
+        ("port = 1\nreap_after = \"500ms\"\n", 2, "reap_after"),
+        ("\n\nport = \"many\"\n", 3, "port"),
+        ("history = 0\n", 1, "history"),
+        ("bind = \"not-an-address\"\n", 1, "bind"),
+        ("history_max_age = \"soon\"\n", 1, "history_max_age"),
+    ] {
+        let file = dir.write("rossipd.toml", text);
+        let (out, stdout, stderr) = run(check_config(&dir.0).arg("--config").arg(&file));
+        assert_eq!(out.status.code(), Some(2), "{text:?}: {stdout}{stderr}");
+        let want = format!("{}, line {line}, key `{key}`", file.display());
+        assert!(stderr.contains(&want), "{text:?}: no {want:?} in {stderr}");
+    }
+    // Checked after the merge, as the daemon would at start.
+    let file = dir.write("rossipd.toml", "cluster = \"no spaces\"\n");
+    let (out, _, stderr) = run(check_config(&dir.0).arg("--config").arg(&file));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cluster"), "{stderr}");
+}
+
+#[test]
+fn a_named_config_file_must_exist() {
+    let dir = TempDir::new("missing");
+    let missing = dir.0.join("nowhere.toml");
+    let (out, _, stderr) = run(check_config(&dir.0).arg("--config").arg(&missing));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&missing.display().to_string()),
+        "the error does not name the file: {stderr}"
+    );
+}
+
+#[test]
+fn the_user_file_under_xdg_config_home_is_read_and_may_be_missing() {
+    let dir = TempDir::new("xdg");
+    let (out, stdout, stderr) = run(&mut check_config(&dir.0));
+    assert!(out.status.success(), "no file at all is fine: {stderr}");
+    assert!(stdout.contains("file=none"), "{stdout}");
+    assert!(stdout.contains("port=7465"), "{stdout}");
+
+    let file = dir.write("xdg/rossip/rossipd.toml", "port = 4444\niface = [\"lo\"]\n");
+    let (out, stdout, stderr) = run(&mut check_config(&dir.0));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("port=4444"), "{stdout}");
+    assert!(stdout.contains("iface=[lo]"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("file={}", file.display())),
+        "{stdout}"
+    );
+}
