@@ -1,126 +1,29 @@
 //! Property-style robustness: seeded random, truncated and bit-flipped
 //! datagrams never make decoding or a `Node` panic, and every refusal has a
 //! reason. Deterministic: a failure names the seed and the case number.
+//! (The valid datagrams mutated are `fuzz::seeds`' bodies, shared with the
+//! `fuzz_*` files, which mutate them their own way.)
 #![allow(clippy::disallowed_methods)] // one real Instant as the origin of virtual time
+
+mod fuzz;
 
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use rossip_proto::message::{Hlc, Message};
-use rossip_proto::sign::Signature;
-use rossip_proto::testing::{SIM_CLUSTER, Sim};
-use rossip_proto::wire::{
-    self, Body, ClusterId, Digest, Header, Hello, Identity, OriginDigest, SeqRange,
-};
+use rossip_proto::testing::Sim;
+use rossip_proto::wire;
+
+use fuzz::cluster;
 
 const SEED: u64 = 0xf022_0001;
 const CASES: usize = 100_000;
 
-fn cluster() -> ClusterId {
-    ClusterId::from_label(SIM_CLUSTER)
-}
-
 /// Valid datagrams of every kind, as seeds for mutation.
 fn valid_datagrams() -> Vec<Vec<u8>> {
-    let header = Header {
-        flags: 0,
-        cluster: cluster(),
-        sender: Sim::id(1),
-    };
-    let message = Message::signed(
-        &Sim::key(1),
-        3,
-        "beta".into(),
-        Hlc {
-            ms: 1_700_000_000_000,
-            logical: 1,
-        },
-        "general".into(),
-        "fuzz me".into(),
-    );
-    let bodies = [
-        Body::Hello(Hello {
-            identity: Identity::signed(&Sim::key(1), Sim::addr(1), "beta".into(), 1),
-            ack: false,
-            stamp_us: 17,
-        }),
-        Body::Swim(vec![0, 1, 2, 3, 4, 5, 6, 7]),
-        Body::Push(wire::Push {
-            relay: true,
-            items: vec![wire::Payload::Whole(message.clone())],
-        }),
-        Body::Push(wire::Push {
-            relay: false,
-            items: vec![wire::Payload::Piece(wire::Fragment {
-                id: message.id,
-                total: 2000,
-                index: 1,
-                data: vec![1; 720],
-            })],
-        }),
-        Body::Repair(vec![wire::Payload::Whole(message.clone())]),
-        Body::Gone(vec![wire::GoneRange {
-            origin: Sim::id(1),
-            first: 1,
-            last: 3,
-        }]),
-        Body::Leave {
-            generation: 1,
-            sig: Signature::from_bytes(&[1; 64]),
-        },
-        Body::Suspected {
-            generation: 1,
-            incarnation: 4,
-        },
-        Body::Left {
-            id: Sim::id(3),
-            generation: 1,
-            sig: Signature::from_bytes(&[2; 64]),
-        },
-        Body::MemberDigest {
-            stamp_us: 6,
-            after: Some(Sim::id(0)),
-            through: None,
-            fingerprints: vec![[1, 2, 3, 4], [5, 6, 7, 8]],
-        },
-        Body::MemberSync {
-            reply_to: 6,
-            complete: true,
-            identities: vec![Identity::signed(
-                &Sim::key(2),
-                Sim::addr(2),
-                "gamma".into(),
-                1,
-            )],
-        },
-        Body::MemberSummary {
-            stamp_us: 7,
-            count: 3,
-            sum: 0x1234_5678_9abc_def0,
-        },
-        Body::Digest(Digest {
-            stamp_us: 5,
-            reply_to: None,
-            after: None,
-            through: Some(Sim::id(4)),
-            origins: vec![OriginDigest {
-                origin: Sim::id(1),
-                seen: vec![SeqRange { first: 1, last: 2 }],
-            }],
-            partial: vec![wire::PartialDigest {
-                id: message.id,
-                have: vec![1],
-            }],
-            heads: vec![wire::Head {
-                origin: Sim::id(2),
-                seq: 7,
-            }],
-        }),
-    ];
-    bodies
+    fuzz::seeds::seed_bodies()
         .iter()
-        .map(|body| wire::encode(&header, body).expect("valid body encodes"))
+        .map(|(_, body)| wire::encode(&fuzz::header(), body).expect("valid body encodes"))
         .collect()
 }
 

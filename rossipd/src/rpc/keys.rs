@@ -13,21 +13,15 @@ use rossip_proto::rpc::{
 };
 use rossip_proto::seal::{ClusterKey, KeyId};
 use rossip_proto::wire::KeyOp;
-use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::connection::ConnectionState;
-use super::methods::{parse, shutting_down, to_value};
+use super::methods::{NoParams, parse, shutting_down, to_value};
 use crate::driver::{Command, KeysStarted};
 
 /// How long `keys.*` waits for the members' answers.
 pub const KEYS_WAIT: Duration = Duration::from_secs(2);
-
-/// Params of `keys.list`: none.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NoParams {}
 
 /// Runs the `keys.*` method `method`.
 pub async fn call(

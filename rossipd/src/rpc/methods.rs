@@ -30,7 +30,7 @@ pub const JOIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Params of methods that take none: an empty object (unknown fields refused).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NoParams {}
+pub(super) struct NoParams {}
 
 /// Runs `method`.
 pub async fn call(
