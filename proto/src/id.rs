@@ -18,10 +18,14 @@ impl NodeId {
     /// Length of the hexadecimal form.
     pub const HEX_LEN: usize = 32;
 
+    /// Length of [`NodeId::short`], for code that shortens a hex id it
+    /// only has as text (an mDNS record, before the node is contacted).
+    pub const SHORT_LEN: usize = 8;
+
     /// A short prefix of the hex form, for logs and human output.
     pub fn short(&self) -> String {
         let mut s = self.to_string();
-        s.truncate(8);
+        s.truncate(Self::SHORT_LEN);
         s
     }
 }

@@ -588,8 +588,10 @@ impl Node {
                 // Not a sealed rossip datagram of ours: the wire decoder
                 // names what it is (bad magic, another cluster, …).
                 Err(crate::seal::OpenError::NotSealed) => bytes,
+                // Sealed: the sender is inside what failed to open, so the
+                // address is all there is to name.
                 Err(err) => {
-                    tracing::debug!(%from, %err, "dropping datagram");
+                    tracing::debug!(addr = %from, %err, "dropping datagram");
                     self.count_drop(err.reason());
                     return;
                 }
@@ -597,8 +599,9 @@ impl Node {
         };
         let (header, body) = match wire::decode(bytes, self.cluster) {
             Ok(decoded) => decoded,
+            // Not decoded, so no sender to name: only the address.
             Err(err) => {
-                tracing::debug!(%from, %err, "dropping datagram");
+                tracing::debug!(addr = %from, %err, "dropping datagram");
                 self.count_drop(err.reason());
                 return;
             }
@@ -609,7 +612,7 @@ impl Node {
         }
         match body {
             wire::Body::Hello(hello) => self.on_hello(from, header.sender, hello, now),
-            wire::Body::Swim(payload) => self.on_swim(&payload, now),
+            wire::Body::Swim(payload) => self.on_swim(header.sender, from, &payload, now),
             wire::Body::Push(push) => {
                 self.on_items(header.sender, push.items, push.relay, false, now);
             }
@@ -717,6 +720,19 @@ impl Node {
     /// Every member known (not this node), ordered by id.
     pub fn members(&self) -> impl Iterator<Item = &Member> {
         self.members.iter()
+    }
+
+    /// The member `id`, in any state (`None` before this node heard of it):
+    /// for names in logs and views.
+    pub fn member(&self, id: &NodeId) -> Option<&Member> {
+        self.members.get(id)
+    }
+
+    /// The member whose gossip address is `addr` (an alive or suspect one
+    /// first), if any. A linear scan: meant for error paths such as a
+    /// failed send, not for every datagram.
+    pub fn member_at(&self, addr: SocketAddr) -> Option<&Member> {
+        self.members.at_addr(addr)
     }
 
     /// History, oldest first (by [`crate::message::OrderKey`]).
@@ -868,7 +884,18 @@ impl Node {
                 }
             }
             Err(err) => {
-                tracing::warn!(?dsts, %err, "could not encode datagram");
+                // A bug, so rare: name the peer when there is just one.
+                let member = match dsts {
+                    [dst] => self.members.at_addr(*dst),
+                    _ => None,
+                };
+                tracing::warn!(
+                    peer = member.map(|m| tracing::field::display(&m.name)),
+                    peer_id = member.map(|m| tracing::field::display(m.id.short())),
+                    ?dsts,
+                    %err,
+                    "could not encode datagram"
+                );
                 self.count_drop(err.reason());
             }
         }
@@ -890,6 +917,10 @@ impl Node {
             let count = lost.last.saturating_sub(lost.first).saturating_add(1);
             self.stats.messages_lost = self.stats.messages_lost.saturating_add(count);
             tracing::warn!(
+                origin_name = self
+                    .members
+                    .get(&lost.origin)
+                    .map(|m| tracing::field::display(&m.name)),
                 origin = %lost.origin.short(),
                 first = lost.first,
                 last = lost.last,

@@ -56,6 +56,14 @@ pub struct FileConfig {
     pub reap_after: Option<humantime::Duration>,
     /// `--log-level`.
     pub log_level: Option<String>,
+    /// `--log-file`.
+    pub log_file: Option<PathBuf>,
+    /// `--syslog`.
+    pub syslog: Option<bool>,
+    /// `--daemonize`.
+    pub daemonize: Option<bool>,
+    /// `--pid-file`.
+    pub pid_file: Option<PathBuf>,
 }
 
 /// Where the config comes from when `--config` is not given: the system

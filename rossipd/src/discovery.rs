@@ -233,9 +233,16 @@ impl Browser {
         if id == self.own_id {
             return;
         }
+        // For logs only: what the node calls itself (unverified until it
+        // answers), and the short form of its id, as membership logs it.
+        let name = service
+            .get_property_val_str("name")
+            .map(tracing::field::display);
+        let peer_id = tracing::field::display(id.get(..NodeId::SHORT_LEN).unwrap_or(id));
         if cluster != self.cluster {
             tracing::debug!(
-                peer = id,
+                peer = name,
+                peer_id,
                 cluster,
                 "mDNS: ignoring a node of another cluster"
             );
@@ -252,7 +259,8 @@ impl Browser {
         };
         if !compatible {
             tracing::debug!(
-                peer = id,
+                peer = name,
+                peer_id,
                 key,
                 "mDNS: ignoring a node that uses another cluster key (or none)"
             );
@@ -268,10 +276,15 @@ impl Browser {
                 continue;
             }
             let addr = SocketAddr::new(ip, service.get_port());
-            tracing::debug!(peer = id, %addr, "mDNS: discovered");
+            tracing::debug!(peer = name, peer_id, %addr, "mDNS: discovered");
             if self.found.try_send(addr).is_err() {
                 // The driver is busy; mDNS re-announces, so a hint lost now comes again.
-                tracing::debug!(%addr, "mDNS: discovery queue full; dropping a hint");
+                tracing::debug!(
+                    peer = name,
+                    peer_id,
+                    %addr,
+                    "mDNS: discovery queue full; dropping a hint"
+                );
             }
         }
     }

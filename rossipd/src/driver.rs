@@ -123,6 +123,13 @@ pub enum Command {
         /// Who was asked, and where the answers arrive.
         reply: KeysReply,
     },
+    /// Install here the keys of the re-read key file (SIGHUP).
+    ReloadKeys {
+        /// The key file and its keys; `None`: no key file is configured.
+        file: crate::hooks::KeyFileContents,
+        /// What changed, and what a reload does not do.
+        reply: oneshot::Sender<crate::hooks::KeyReloadReport>,
+    },
     /// Leave the cluster; the daemon then shuts down.
     Leave {
         /// How many members were told.
@@ -236,7 +243,7 @@ impl Driver {
         let (peer_cache, greet) = PeerCache::open(state.path());
         let mut pins = crate::pins::Pins::load_or_empty(state.path());
         // This node's own name first: another node using it is flagged too.
-        pins.observe(&info.name, &node.public_key(), &node.id().to_string());
+        pins.observe(&info.name, &node.public_key(), &node.id());
         let mut driver = Driver {
             node,
             udp,
@@ -479,6 +486,9 @@ impl Driver {
             }
             Command::KeysList { reply } => self.on_keys_list(reply, now),
             Command::KeyOp { op, reply } => self.on_key_op(op, reply, now),
+            Command::ReloadKeys { file, reply } => {
+                let _ = reply.send(self.on_reload_keys(file));
+            }
             Command::Leave { reply } => return Some(reply),
         }
         None
@@ -527,9 +537,9 @@ impl Driver {
     /// (and pinned, if new).
     fn message_view(&mut self, message: &Message) -> MessageView {
         let mut view = MessageView::from(message);
-        view.name_trust = self
-            .pins
-            .observe(&message.origin_name, &message.auth.key, &view.origin);
+        view.name_trust =
+            self.pins
+                .observe(&message.origin_name, &message.auth.key, &message.id.origin);
         view
     }
 
@@ -537,7 +547,7 @@ impl Driver {
     /// (and pinned, if new).
     fn peer_view(&mut self, member: &rossip_proto::Member) -> PeerView {
         let mut view = views::peer_view(member, &self.clock);
-        view.name_trust = self.pins.observe(&member.name, &member.key, &view.id);
+        view.name_trust = self.pins.observe(&member.name, &member.key, &member.id);
         view
     }
 
@@ -596,14 +606,26 @@ impl Driver {
             // UDP sends fail for unreachable networks and the like; the
             // protocol's probes and anti-entropy recover what is lost.
             self.send_errors += 1;
-            tracing::debug!(dst = %transmit.dst, "UDP send failed: {e}");
+            // An error path: looking up who is at the address is cheap here.
+            let member = self.node.member_at(transmit.dst);
+            tracing::debug!(
+                peer = member.map(|m| tracing::field::display(&m.name)),
+                peer_id = member.map(|m| tracing::field::display(m.id.short())),
+                addr = %transmit.dst,
+                "UDP send failed: {e}"
+            );
         }
     }
 
     fn on_event(&mut self, event: Event) {
         let body = match event {
             Event::Message(message) => {
-                tracing::debug!(id = %message.id, from = %message.origin_name, "message delivered");
+                tracing::debug!(
+                    msg = %message.id,
+                    origin_name = %message.origin_name,
+                    origin = %message.id.origin.short(),
+                    "message delivered"
+                );
                 EventBody::Message {
                     message: self.message_view(&message),
                 }
@@ -612,7 +634,7 @@ impl Driver {
                 let peer = self.peer_view(&change.member);
                 tracing::info!(
                     peer = %change.member.name,
-                    id = %change.member.id.short(),
+                    peer_id = %change.member.id.short(),
                     addr = %change.member.addr,
                     state = peer.state.as_str(),
                     previous = change.previous.map(|p| views::state_name(p).as_str()).unwrap_or("new"),

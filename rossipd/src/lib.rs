@@ -9,6 +9,7 @@ pub mod config;
 mod discovery;
 mod driver;
 mod history_query;
+pub mod hooks;
 pub mod interfaces;
 pub mod keyfile;
 mod local_socket;
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::Config;
+pub use hooks::Hooks;
 
 /// Commands queued for the driver before RPC callers wait.
 const COMMAND_QUEUE: usize = 1024;
@@ -48,6 +50,16 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    run_with(config, shutdown, Hooks::default()).await
+}
+
+/// [`run`], with `hooks` to be told when the daemon is ready and to reload
+/// its key file.
+pub async fn run_with(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    hooks: Hooks,
 ) -> anyhow::Result<()> {
     validate(&config)?;
     // Before anything is bound: a bad key file is a refusal to start.
@@ -163,6 +175,7 @@ pub async fn run(
     if let Some(notifier) = &notifier {
         notifier.spawn_monitor(commands_tx.clone(), cancel.clone(), &tasks);
     }
+    hooks::spawn(hooks, &commands_tx, &cancel, &tasks);
     let ctx = Arc::new(rpc::RpcContext {
         commands: commands_tx,
         counters: counters.clone(),

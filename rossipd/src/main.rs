@@ -1,330 +1,51 @@
 //! `rossipd`: merges flags, environment and the config file, sets up
-//! logging, and runs the daemon until SIGINT/SIGTERM.
+//! logging, detaches if asked to, and runs the daemon until SIGINT/SIGTERM;
+//! SIGHUP reloads what can be reloaded.
 
 mod config_file;
+mod detach;
+mod logging;
+mod man_page;
+mod pid_file;
+mod reload;
+mod settings;
+mod syslog;
 
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context;
-use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser};
-use config_file::{FileConfig, MaxAge};
-use rossipd::config::{self, Config};
+use clap::CommandFactory as _;
+use tokio::sync::{mpsc, oneshot};
 
-/// rossip daemon: finds peers on the LAN by mDNS, tracks who is alive, and
-/// gossips messages to every node. Talk to it with `rossipctl`.
-///
-/// Every flag is also a key of the config file (underscores for dashes);
-/// flags beat ROSSIP_* variables, which beat the file, which beats the
-/// defaults.
-//
-// No clap defaults: a value clap does not have came from neither flag nor
-// environment, and the file gets its say before the default (the defaults
-// are in the help text instead).
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {
-    /// Config file (TOML) [env: ROSSIP_CONFIG] [default: /etc/rossip/rossipd.toml for the system
-    /// daemon (root without XDG_CONFIG_HOME, or on the system socket), else
-    /// $XDG_CONFIG_HOME/rossip/rossipd.toml; a missing default file is fine]
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
-
-    /// Check the configuration (file, environment and flags), print the effective values and exit
-    #[arg(long)]
-    check_config: bool,
-
-    /// Node name shown to peers [default: the host name]
-    #[arg(long, env = "ROSSIP_NAME")]
-    name: Option<String>,
-
-    /// UDP port for gossip; 0 picks a free one [default: 7465]
-    #[arg(long, env = "ROSSIP_PORT")]
-    port: Option<u16>,
-
-    /// Address to bind the gossip socket to [default: 0.0.0.0]
-    #[arg(long, env = "ROSSIP_BIND")]
-    bind: Option<IpAddr>,
-
-    /// Address other nodes should use to reach this one [default: first address of a LAN interface]
-    #[arg(long, env = "ROSSIP_ADVERTISE")]
-    advertise: Option<IpAddr>,
-
-    /// JSON-RPC socket path [env: ROSSIP_SOCKET] [default: $XDG_RUNTIME_DIR/rossip/rossipd.sock, or
-    /// /tmp/rossip-UID/rossipd.sock]
-    #[arg(long)]
-    socket: Option<PathBuf>,
-
-    /// State directory (node id, sequence numbers) [env: ROSSIP_STATE_DIR] [default: $XDG_STATE_HOME/rossip or
-    /// ~/.local/state/rossip]
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
-
-    /// Contact this node at start and whenever it is not a member (HOST:PORT or HOST; repeatable)
-    #[arg(
-        long = "join",
-        value_name = "HOST:PORT",
-        env = "ROSSIP_JOIN",
-        value_delimiter = ','
-    )]
-    join: Option<Vec<String>>,
-
-    /// Cluster label: nodes with different labels never talk to each other [default: rossip]
-    #[arg(long, env = "ROSSIP_CLUSTER")]
-    cluster: Option<String>,
-
-    /// Do not use mDNS (find peers with --join only)
-    #[arg(long, env = "ROSSIP_NO_MDNS")]
-    no_mdns: bool,
-
-    /// Network interface to use for mDNS and the advertised address (repeatable) [default: every LAN interface]
-    #[arg(
-        long = "iface",
-        value_name = "NAME",
-        env = "ROSSIP_IFACE",
-        value_delimiter = ','
-    )]
-    ifaces: Option<Vec<String>>,
-
-    /// Messages kept in history (in memory and in the state directory's history.db) [default: 100000]
-    #[arg(long, env = "ROSSIP_HISTORY", value_parser = config_file::parse_max_bytes)]
-    history: Option<usize>,
-
-    /// Oldest messages kept in history, e.g. 12h, 7d, 4w; `none` keeps them regardless of age
-    /// [default: 7days]
-    #[arg(
-        long,
-        value_name = "DURATION|none",
-        env = "ROSSIP_HISTORY_MAX_AGE",
-        value_parser = config_file::parse_max_age
-    )]
-    history_max_age: Option<MaxAge>,
-
-    /// Payload bytes (text, channel and sender name) kept in history [default: 67108864]
-    #[arg(
-        long,
-        value_name = "BYTES",
-        env = "ROSSIP_HISTORY_MAX_BYTES",
-        value_parser = config_file::parse_max_bytes
-    )]
-    history_max_bytes: Option<usize>,
-
-    /// Largest message text `send` accepts, in bytes (at most 983040); larger messages
-    /// travel as ~1.3 KB fragments [default: 65536]
-    #[arg(
-        long,
-        value_name = "BYTES",
-        env = "ROSSIP_MAX_MESSAGE_BYTES",
-        value_parser = config_file::parse_max_bytes
-    )]
-    max_message_bytes: Option<usize>,
-
-    /// Cluster key file (`rossipctl keygen`; mode 600): every datagram is sealed with it
-    /// and nothing unsealed is accepted; STATE_DIR/keyring, saved by `rossipctl keys`,
-    /// supersedes it [default: $CREDENTIALS_DIRECTORY/rossip.key if it exists, else no
-    /// encryption]
-    #[arg(long, value_name = "PATH", env = "ROSSIP_KEY_FILE")]
-    key_file: Option<PathBuf>,
-
-    /// How long failed and left members stay listed (`peers --all`) before they are
-    /// forgotten, e.g. 30m, 1h, 2d [default: 1h]
-    #[arg(
-        long,
-        value_name = "DURATION",
-        env = "ROSSIP_REAP_AFTER",
-        value_parser = config_file::parse_reap_after
-    )]
-    reap_after: Option<humantime::Duration>,
-
-    /// Log level (error, warn, info, debug, trace) or a tracing filter; RUST_LOG overrides it
-    /// [default: info]
-    #[arg(long, env = "ROSSIP_LOG_LEVEL")]
-    log_level: Option<String>,
-}
-
-/// The merged configuration: what the daemon runs with.
-#[derive(Debug)]
-struct Settings {
-    config: Config,
-    log_level: String,
-    /// The config file that was read, if any.
-    file: Option<PathBuf>,
-}
-
-impl Args {
-    /// Flags and environment (clap's values), then the file, then the
-    /// defaults. `no_mdns_given`: whether the flag or ROSSIP_NO_MDNS set
-    /// `no_mdns` (a bool has no "absent" of its own).
-    fn into_settings(self, no_mdns_given: bool) -> Result<Settings, String> {
-        // Read by hand rather than by clap's `env`: an empty variable means
-        // unset here, as it does for rossipctl (clap would call it a usage error).
-        let socket_given = self
-            .socket
-            .clone()
-            .or_else(|| non_empty_env(rossip_proto::paths::SOCKET_ENV));
-        let state_dir_given = self
-            .state_dir
-            .clone()
-            .or_else(|| non_empty_env("ROSSIP_STATE_DIR"));
-        let (file, path) = self.read_file(socket_given.as_deref())?;
-
-        let socket = socket_given
-            .or(file.socket)
-            .unwrap_or_else(config::default_socket);
-        let state_dir = state_dir_given
-            .or(file.state_dir)
-            .unwrap_or_else(config::default_state_dir);
-        let mut c = Config::new(socket, state_dir);
-        if let Some(name) = self.name.or(file.name) {
-            c.name = name;
-        }
-        c.port = self.port.or(file.port).unwrap_or(config::DEFAULT_PORT);
-        if let Some(bind) = self.bind.or(file.bind) {
-            c.bind = bind;
-        }
-        c.advertise = self.advertise.or(file.advertise);
-        c.join = self.join.or(file.join).unwrap_or_default();
-        if let Some(cluster) = self.cluster.or(file.cluster) {
-            c.cluster = cluster;
-        }
-        let no_mdns = if no_mdns_given {
-            self.no_mdns
-        } else {
-            file.no_mdns.unwrap_or(false)
-        };
-        c.mdns = !no_mdns;
-        c.ifaces = self.ifaces.or(file.iface).unwrap_or_default();
-        if let Some(history) = self.history.or(file.history) {
-            c.history_limit = history;
-        }
-        if let Some(age) = self.history_max_age.or(file.history_max_age) {
-            c.history_max_age = age.0;
-        }
-        if let Some(bytes) = self.history_max_bytes.or(file.history_max_bytes) {
-            c.history_max_bytes = bytes;
-        }
-        if let Some(bytes) = self.max_message_bytes.or(file.max_message_bytes) {
-            c.max_message_bytes = bytes;
-        }
-        c.key_file = self.key_file.or(file.key_file);
-        if let Some(reap) = self.reap_after.or(file.reap_after) {
-            c.reap_after = reap.into();
-        }
-        let log_level = self
-            .log_level
-            .or(file.log_level)
-            .unwrap_or_else(|| "info".to_owned());
-        Ok(Settings {
-            config: c,
-            log_level,
-            file: path,
-        })
-    }
-
-    /// The config file named by `--config`/ROSSIP_CONFIG (which must
-    /// exist), else the default one for this kind of daemon (which may not).
-    fn read_file(&self, socket: Option<&Path>) -> Result<(FileConfig, Option<PathBuf>), String> {
-        let named = self
-            .config
-            .clone()
-            .or_else(|| non_empty_env("ROSSIP_CONFIG"));
-        let (path, required) = match named {
-            Some(path) => (path, true),
-            None => {
-                let socket = socket.map_or_else(config::default_socket, Path::to_path_buf);
-                // Root with XDG_CONFIG_HOME set is a user at a shell (a
-                // system service has no such variable): the user's file.
-                let system = config::is_system_daemon(config::current_uid(), &socket)
-                    && (socket == Path::new(rossip_proto::paths::SYSTEM_SOCKET_PATH)
-                        || non_empty_env("XDG_CONFIG_HOME").is_none());
-                match config_file::default_path(system) {
-                    Some(path) => (path, false),
-                    None => return Ok((FileConfig::default(), None)),
-                }
-            }
-        };
-        Ok(match config_file::load(&path, required)? {
-            Some(file) => (file, Some(path)),
-            None => (FileConfig::default(), None),
-        })
-    }
-}
-
-impl Settings {
-    /// What `--check-config` can check without binding anything: what the
-    /// daemon checks at start, and the log filter.
-    fn check(&self) -> Result<(), String> {
-        let c = &self.config;
-        rossip_proto::message::validate_channel(&c.cluster)
-            .map_err(|e| format!("invalid cluster label {:?}: {e}", c.cluster))?;
-        config_file::check_message_bytes(c.max_message_bytes)
-            .map_err(|e| format!("max_message_bytes {e}"))?;
-        tracing_subscriber::EnvFilter::try_new(default_filter(&self.log_level))
-            .map_err(|e| format!("invalid log_level {:?}: {e}", self.log_level))?;
-        Ok(())
-    }
-
-    /// One line with every effective value, for `--check-config`.
-    fn summary(&self) -> String {
-        let c = &self.config;
-        let show = |p: &Option<PathBuf>| {
-            p.as_ref()
-                .map_or("none".to_owned(), |p| p.display().to_string())
-        };
-        format!(
-            "config ok: file={} name={} port={} bind={} advertise={} socket={} state_dir={} \
-             join=[{}] cluster={} no_mdns={} iface=[{}] history={} history_max_age={} \
-             history_max_bytes={} max_message_bytes={} key_file={} reap_after={} log_level={}",
-            show(&self.file),
-            c.name,
-            c.port,
-            c.bind,
-            c.advertise.map_or("auto".to_owned(), |a| a.to_string()),
-            c.socket.display(),
-            c.state_dir.display(),
-            c.join.join(","),
-            c.cluster,
-            !c.mdns,
-            c.ifaces.join(","),
-            c.history_limit,
-            MaxAge(c.history_max_age),
-            c.history_max_bytes,
-            c.max_message_bytes,
-            show(&c.key_file),
-            humantime::format_duration(c.reap_after),
-            self.log_level,
-        )
-    }
-}
-
-fn non_empty_env(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-}
+use detach::Detached;
+use logging::Logging;
+use settings::{Args, GivenBools, Settings};
 
 fn main() -> ExitCode {
-    let matches = Args::command().get_matches();
-    let no_mdns_given = matches!(
-        matches.value_source("no_mdns"),
-        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-    );
-    let args = match Args::from_arg_matches(&matches) {
-        Ok(args) => args,
-        Err(e) => e.exit(),
+    let (mut args, given) = settings::parse_args();
+    if args.man_page {
+        return man_page::print(&Args::command());
+    }
+    let cwd = match std::env::current_dir() {
+        Ok(cwd) => cwd,
+        Err(e) => {
+            eprintln!("rossipd: error: cannot read the current directory: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    let check_only = args.check_config;
+    args.pin_config_path(&cwd);
     // Config errors exit 2, like the usage errors clap reports for flags.
-    let settings = match args.into_settings(no_mdns_given) {
+    let mut settings = match args.clone().into_settings(given) {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("rossipd: error: {e}");
             return ExitCode::from(2);
         }
     };
-    if check_only {
+    settings.pin_paths(&cwd);
+    if args.check_config {
         return match settings.check() {
             Ok(()) => {
                 println!("{}", settings.summary());
@@ -336,24 +57,99 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Err(e) = init_logging(&settings.log_level) {
-        eprintln!("rossipd: error: {e:#}");
-        return ExitCode::from(2);
+    // systemd tracks the process it started: a fork would look like an exit.
+    let daemonize_ignored = settings.daemonize && std::env::var_os("INVOCATION_ID").is_some();
+    if daemonize_ignored {
+        settings.daemonize = false;
     }
+    // A detached daemon has no terminal: without a log file it logs to syslog.
+    if settings.daemonize && settings.log.file.is_none() {
+        settings.log.syslog = true;
+    }
+    let logging = match logging::init(&settings.log) {
+        Ok(logging) => logging,
+        Err(e) => {
+            eprintln!("rossipd: error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let detached = if settings.daemonize {
+        match detach::detach(logging.file_handle()) {
+            Ok(detached) => {
+                logging.after_fork();
+                Some(Arc::new(Mutex::new(detached)))
+            }
+            // The starting command's exit (or a failed detach).
+            Err(code) => return code,
+        }
+    } else {
+        None
+    };
+    if daemonize_ignored {
+        tracing::warn!("daemonize ignored: running under systemd (INVOCATION_ID is set)");
+    }
+    log_panics();
+    let logs_elsewhere = settings.log.file.is_some() || settings.log.syslog;
     if let Some(file) = &settings.file {
         tracing::info!("config file {}", file.display());
     }
-    match run(settings.config) {
+    let result = run(Reloader {
+        args,
+        given,
+        settings,
+        logging,
+        cwd,
+        detached: detached.clone(),
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // Once, on stderr: journald and terminals both see it.
-            eprintln!("rossipd: error: {e:#}");
+            let message = format!("{e:#}");
+            if let Some(detached) = &detached {
+                detached
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .failed(&message);
+            }
+            // In the log when that is a file or syslog; on stderr when a
+            // terminal or journald reads it (once: logging may be stderr).
+            if logs_elsewhere {
+                tracing::error!("{message}");
+            }
+            if detached.is_none() {
+                eprintln!("rossipd: error: {message}");
+            }
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+/// What `run` needs; gathered to keep its signature short.
+struct Reloader {
+    args: Args,
+    given: GivenBools,
+    settings: Settings,
+    logging: Logging,
+    cwd: PathBuf,
+    detached: Option<Arc<Mutex<Detached>>>,
+}
+
+fn run(parts: Reloader) -> anyhow::Result<()> {
+    let Reloader {
+        args,
+        given,
+        settings,
+        logging,
+        cwd,
+        detached,
+    } = parts;
+    // Before the runtime: the pid is final (after any fork), and a locked
+    // pid file is a refusal to start.
+    let _pid_file = settings
+        .pid_file
+        .as_deref()
+        .map(pid_file::PidFile::create)
+        .transpose()?;
     // One thread: the driver owns all protocol state, so more workers would
     // only add cross-thread wake-ups between it, the connections and the
     // subscription forwarders (measured: lower latency, and 20,000 msg/s
@@ -364,7 +160,37 @@ fn run(config: Config) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let shutdown = shutdown_signal()?;
-        rossipd::run(config, shutdown).await
+        let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot install the SIGHUP handler")?;
+        let (key_reloads_tx, key_reloads) = mpsc::channel(1);
+        let (ready_tx, ready) = oneshot::channel();
+        let config = settings.config.clone();
+        tokio::spawn(
+            reload::Reloader {
+                args,
+                given,
+                running: settings,
+                logging,
+                keys: key_reloads_tx,
+                cwd,
+            }
+            .serve(hangups),
+        );
+        if let Some(detached) = detached {
+            tokio::spawn(async move {
+                if ready.await.is_ok() {
+                    detached
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .ready();
+                }
+            });
+        }
+        let hooks = rossipd::Hooks {
+            ready: Some(ready_tx),
+            key_reloads: Some(key_reloads),
+        };
+        rossipd::run_with(config, shutdown, hooks).await
     })
 }
 
@@ -382,61 +208,12 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
     })
 }
 
-fn init_logging(level: &str) -> anyhow::Result<()> {
-    use tracing_subscriber::EnvFilter;
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.is_empty() => {
-            EnvFilter::try_new(&spec).with_context(|| format!("invalid RUST_LOG {spec:?}"))?
-        }
-        _ => EnvFilter::try_new(default_filter(level))
-            .with_context(|| format!("invalid --log-level {level:?}"))?,
-    };
-    // `try_init` also bridges the `log` records of mdns-sd into tracing.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // journald adds its own timestamps; a terminal user wants them.
-        .with_ansi(false)
-        .try_init()
-        .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
-}
-
-/// A bare level applies to rossip's own crates; mdns-sd is chatty at debug,
-/// so it stays at warn unless asked for by a full filter.
-fn default_filter(level: &str) -> String {
-    if level.contains('=') || level.contains(',') {
-        level.to_owned()
-    } else {
-        format!("warn,rossipd={level},rossip_proto={level},mdns_sd=warn")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The defaults are written into the help text (clap has none, so that
-    /// the config file comes before them): they must say what the code does.
-    #[test]
-    fn the_help_states_the_real_defaults() {
-        // Wrapped to the terminal: compare with single spaces.
-        let help = Args::command().render_long_help().to_string();
-        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
-        let defaults = Config::new(PathBuf::from("/s"), PathBuf::from("/d"));
-        for want in [
-            format!("[default: {}]", defaults.port),
-            format!("[default: {}]", defaults.bind),
-            format!("[default: {}]", defaults.cluster),
-            format!("[default: {}]", defaults.history_limit),
-            format!("[default: {}]", MaxAge(defaults.history_max_age)),
-            format!("[default: {}]", defaults.history_max_bytes),
-            format!("[default: {}]", defaults.max_message_bytes),
-            format!(
-                "[default: {}]",
-                humantime::format_duration(defaults.reap_after)
-            ),
-        ] {
-            assert!(help.contains(&want), "help lacks {want}:\n{help}");
-        }
-    }
+/// A panic also goes to the log: a detached daemon's stderr may be
+/// /dev/null, and under syslog the log is where an operator looks.
+fn log_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!("panic: {info}");
+        default(info);
+    }));
 }

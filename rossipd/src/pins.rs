@@ -18,6 +18,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use rossip_proto::NodeId;
 use rossip_proto::rpc::NameTrust;
 use rossip_proto::sign::PublicKey;
 
@@ -52,18 +53,9 @@ impl Pins {
         let mut pins = BTreeMap::new();
         match fs::read_to_string(&path) {
             Ok(text) => {
-                for (number, line) in text.lines().enumerate() {
-                    match parse_line(line) {
-                        Some((key, name)) => {
-                            pins.insert(name, key);
-                        }
-                        None if line.trim().is_empty() => {}
-                        None => tracing::warn!(
-                            file = %path.display(),
-                            line = number + 1,
-                            "skipping an unreadable pin"
-                        ),
-                    }
+                let bad = parse_file(&text, &mut pins);
+                for line in bad {
+                    tracing::warn!(file = %path.display(), line, "skipping an unreadable pin");
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -94,8 +86,9 @@ impl Pins {
     }
 
     /// Checks `name` against its pin, pinning it to `key` if it has none.
-    /// A conflict is logged as a warning (once per name and key).
-    pub fn observe(&mut self, name: &str, key: &PublicKey, id: &str) -> NameTrust {
+    /// A conflict is logged as a warning (once per name and key), naming
+    /// the node `id` that used it.
+    pub fn observe(&mut self, name: &str, key: &PublicKey, id: &NodeId) -> NameTrust {
         match self.pins.get(name) {
             Some(pinned) if pinned == key => NameTrust::Pinned,
             Some(pinned) => {
@@ -113,8 +106,8 @@ impl Pins {
                 } else if self.warned.insert(pair) {
                     self.conflicts += 1;
                     tracing::warn!(
-                        name,
-                        node = id,
+                        peer = %name,
+                        peer_id = %id.short(),
                         key = %key.fingerprint(),
                         pinned = %pinned.fingerprint(),
                         file = %self.path.display(),
@@ -148,7 +141,7 @@ impl Pins {
         self.pins.len()
     }
 
-    fn pin(&mut self, name: &str, key: &PublicKey, id: &str) -> NameTrust {
+    fn pin(&mut self, name: &str, key: &PublicKey, id: &NodeId) -> NameTrust {
         if self.pins.len() >= MAX_PINS || name.contains(['\n', '\r']) {
             if !self.full_logged {
                 self.full_logged = true;
@@ -160,7 +153,12 @@ impl Pins {
             return NameTrust::Unchecked;
         }
         self.pins.insert(name.to_owned(), *key);
-        tracing::info!(name, node = id, key = %key.fingerprint(), "pinned a new name to its key");
+        tracing::info!(
+            peer = %name,
+            peer_id = %id.short(),
+            key = %key.fingerprint(),
+            "pinned a new name to its key"
+        );
         if let Err(e) = self.append(name, key) {
             // The pin holds for this run; the next run pins again.
             tracing::warn!("cannot save pins: {e:#}");
@@ -193,6 +191,23 @@ impl Pins {
     }
 }
 
+/// Adds the pins of a file's `text` to `pins`; returns the (1-based)
+/// numbers of the lines that are neither pins, comments nor blank.
+fn parse_file(text: &str, pins: &mut BTreeMap<String, PublicKey>) -> Vec<usize> {
+    let mut bad = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        match parse_line(line) {
+            Some((key, name)) => {
+                pins.insert(name, key);
+            }
+            // The header every saved file starts with.
+            None if line.trim().is_empty() || line.starts_with('#') => {}
+            None => bad.push(number + 1),
+        }
+    }
+    bad
+}
+
 fn parse_line(line: &str) -> Option<(PublicKey, String)> {
     if line.starts_with('#') {
         return None;
@@ -218,15 +233,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let alice = NodeKey::for_testing(1).public();
         let mallory = NodeKey::for_testing(2).public();
+        let (a, m) = (NodeId([1; 16]), NodeId([2; 16]));
         let mut pins = Pins::load(dir.path()).expect("load");
         assert_eq!(pins.pinned(), 0);
         assert_eq!(pins.trust("alice", &alice), NameTrust::Unchecked);
-        assert_eq!(pins.observe("alice", &alice, "a"), NameTrust::Pinned);
-        assert_eq!(pins.observe("alice", &alice, "a"), NameTrust::Pinned);
-        assert_eq!(pins.observe("alice", &mallory, "m"), NameTrust::Changed);
-        assert_eq!(pins.observe("alice", &mallory, "m"), NameTrust::Changed);
+        assert_eq!(pins.observe("alice", &alice, &a), NameTrust::Pinned);
+        assert_eq!(pins.observe("alice", &alice, &a), NameTrust::Pinned);
+        assert_eq!(pins.observe("alice", &mallory, &m), NameTrust::Changed);
+        assert_eq!(pins.observe("alice", &mallory, &m), NameTrust::Changed);
         assert_eq!(pins.conflicts(), 1, "one conflict, however many messages");
-        assert_eq!(pins.observe("mallory", &mallory, "m"), NameTrust::Pinned);
+        assert_eq!(pins.observe("mallory", &mallory, &m), NameTrust::Pinned);
 
         let again = Pins::load(dir.path()).expect("reload");
         assert_eq!(again.pinned(), 2);
@@ -240,7 +256,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let key = NodeKey::for_testing(3).public();
         let mut pins = Pins::load(dir.path()).expect("load");
-        pins.observe("build box 2", &key, "b");
+        pins.observe("build box 2", &key, &NodeId([3; 16]));
         let path = dir.path().join(FILE_NAME);
         let mut text = fs::read_to_string(&path).expect("read");
         text.push_str("not a pin\nzz short\n");

@@ -182,3 +182,54 @@ fn the_user_file_under_xdg_config_home_is_read_and_may_be_missing() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_background_keys_follow_the_same_precedence_and_exclude_each_other() {
+    let dir = TempDir::new("background");
+    let file = dir.write(
+        "rossipd.toml",
+        "daemonize = true\npid_file = \"/run/r.pid\"\nsyslog = true\n",
+    );
+    let cmd = |dir: &TempDir| {
+        let mut c = check_config(&dir.0);
+        c.arg("--config").arg(&file);
+        c
+    };
+    let (out, stdout, stderr) = run(&mut cmd(&dir));
+    assert!(out.status.success(), "file only: {stderr}");
+    for want in [
+        "daemonize=true",
+        "pid_file=/run/r.pid",
+        "syslog=true",
+        "log_file=none",
+    ] {
+        assert!(stdout.contains(want), "file only: no {want} in {stdout}");
+    }
+
+    // A log file from a flag replaces the file's syslog; a relative one is
+    // taken from the current directory.
+    let (out, stdout, stderr) = run(cmd(&dir)
+        .current_dir(&dir.0)
+        .env("ROSSIP_DAEMONIZE", "false")
+        .args(["--log-file", "d.log"]));
+    assert!(out.status.success(), "flags: {stderr}");
+    let log = dir.0.join("d.log");
+    for want in [
+        "daemonize=false".to_owned(),
+        "syslog=false".to_owned(),
+        format!("log_file={}", log.display()),
+    ] {
+        assert!(stdout.contains(&want), "flags: no {want} in {stdout}");
+    }
+
+    let both = dir.write(
+        "both.toml",
+        "syslog = true\nlog_file = \"/var/log/r.log\"\n",
+    );
+    let (out, _, stderr) = run(check_config(&dir.0).arg("--config").arg(&both));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&both.display().to_string()) && stderr.contains("exclude each other"),
+        "{stderr}"
+    );
+}

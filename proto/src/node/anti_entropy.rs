@@ -506,6 +506,10 @@ impl Node {
                 if newly > 0 {
                     self.stats.messages_lost = self.stats.messages_lost.saturating_add(newly);
                     tracing::warn!(
+                        origin_name = self
+                            .members
+                            .get(&range.origin)
+                            .map(|m| tracing::field::display(&m.name)),
                         origin = %range.origin.short(),
                         first,
                         last = range.last,

@@ -89,7 +89,13 @@ impl Node {
             result = self.swim.announce(identity.clone());
         }
         if let Err(err) = result {
-            tracing::debug!(%err, "foca refused a hello's identity");
+            tracing::debug!(
+                peer = %identity.name,
+                peer_id = %sender.short(),
+                addr = %from,
+                %err,
+                "foca refused a hello's identity"
+            );
             self.count_drop("swim_rejected");
         }
         self.after_swim(now);
@@ -185,7 +191,12 @@ impl Node {
         }
         if let Some(identity) = identity {
             if let Err(err) = self.swim.apply_down(identity) {
-                tracing::debug!(%err, "foca refused a leave");
+                tracing::debug!(
+                    peer = self.members.get(&id).map(|m| tracing::field::display(&m.name)),
+                    peer_id = %id.short(),
+                    %err,
+                    "foca refused a leave"
+                );
                 self.count_drop("swim_rejected");
             }
             self.after_swim(now);

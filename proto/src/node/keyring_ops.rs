@@ -411,7 +411,8 @@ impl Node {
         let (ok, mut error) = match &outcome {
             Ok(change) => {
                 tracing::debug!(
-                    by = %by_name,
+                    by = self.members.get(&sender).map(|m| tracing::field::display(&m.name)),
+                    by_id = %sender.short(),
                     op = change.verb(),
                     key = %change.id(),
                     changed = change.changed(),
@@ -420,7 +421,12 @@ impl Node {
                 (true, String::new())
             }
             Err(e) => {
-                tracing::warn!(by = %by_name, ?op, "keyring change refused: {e}");
+                tracing::warn!(
+                    by = self.members.get(&sender).map(|m| tracing::field::display(&m.name)),
+                    by_id = %sender.short(),
+                    ?op,
+                    "keyring change refused: {e}"
+                );
                 (false, e.to_string())
             }
         };
@@ -449,8 +455,7 @@ impl Node {
 
     fn member_name(&self, id: NodeId) -> String {
         self.members
-            .iter()
-            .find(|m| m.id == id)
+            .get(&id)
             .map(|m| m.name.clone())
             .unwrap_or_default()
     }

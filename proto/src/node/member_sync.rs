@@ -365,7 +365,12 @@ impl Node {
             return;
         }
         if let Err(err) = self.swim.apply_alive_many(valid) {
-            tracing::debug!(%err, "foca refused identities of a member sync");
+            tracing::debug!(
+                peer = self.members.get(&sender).map(|m| tracing::field::display(&m.name)),
+                peer_id = %sender.short(),
+                %err,
+                "foca refused identities of a member sync"
+            );
             self.count_drop("swim_rejected");
         }
         self.after_swim(now);

@@ -95,6 +95,27 @@ impl Membership {
         self.records.values().map(|r| &r.member)
     }
 
+    /// The member `id`, in any state.
+    pub(super) fn get(&self, id: &NodeId) -> Option<&Member> {
+        self.records.get(id).map(|r| &r.member)
+    }
+
+    /// The member at `addr`, preferring an alive or suspect one (a failed
+    /// run may have left the address to another node). A linear scan: for
+    /// logs on error paths, not for every datagram.
+    pub(super) fn at_addr(&self, addr: SocketAddr) -> Option<&Member> {
+        let mut at = self
+            .records
+            .values()
+            .map(|r| &r.member)
+            .filter(|m| m.addr == addr);
+        let first = at.next()?;
+        if first.state.is_active() {
+            return Some(first);
+        }
+        Some(at.find(|m| m.state.is_active()).unwrap_or(first))
+    }
+
     /// The public key of a node known in any state (its identity was
     /// verified when it arrived).
     pub(super) fn key_of(&self, id: NodeId) -> Option<crate::sign::PublicKey> {

@@ -170,7 +170,8 @@ impl Node {
         if heard_since && watch.postponed < MAX_POSTPONES {
             watch.postponed += 1;
             tracing::debug!(
-                peer = %id,
+                peer = self.members.get(&id).map(|m| tracing::field::display(&m.name)),
+                peer_id = %id.short(),
                 postponed = watch.postponed,
                 "suspect is still sending; postponing its failure"
             );

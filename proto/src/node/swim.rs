@@ -8,6 +8,7 @@
 //! timer queue, and its notifications update the member table.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::num::{NonZeroU8, NonZeroUsize};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -313,10 +314,22 @@ impl Swim {
 }
 
 impl Node {
-    /// A SWIM packet arrived.
-    pub(super) fn on_swim(&mut self, payload: &[u8], now: Instant) {
+    /// A SWIM packet arrived from `sender` (as its header says) at `from`.
+    pub(super) fn on_swim(
+        &mut self,
+        sender: NodeId,
+        from: SocketAddr,
+        payload: &[u8],
+        now: Instant,
+    ) {
         if let Err(err) = self.swim.handle_data(payload) {
-            tracing::debug!(%err, "foca rejected a packet");
+            tracing::debug!(
+                peer = self.members.get(&sender).map(|m| tracing::field::display(&m.name)),
+                peer_id = %sender.short(),
+                addr = %from,
+                %err,
+                "foca rejected a packet"
+            );
             self.count_drop("swim_rejected");
         }
         self.after_swim(now);

@@ -17,6 +17,7 @@ use rossip_proto::wire::KeyOp;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Driver;
+use crate::hooks::{KeyFileContents, KeyReloadReport};
 use crate::keyfile;
 
 /// A keyring request sent to members: who was asked, and where their
@@ -100,15 +101,20 @@ impl Driver {
     /// saving failed, which is logged as an error).
     pub(super) fn save_keyring_before_acks(&mut self, events: &[rossip_proto::Event]) {
         let changed_by = events.iter().find_map(|event| match event {
-            rossip_proto::Event::Keyring(KeyringEvent::Changed { by_name, .. }) => Some(by_name),
+            rossip_proto::Event::Keyring(KeyringEvent::Changed { by, by_name, .. }) => {
+                Some((by, by_name))
+            }
             _ => None,
         });
-        if let Some(by_name) = changed_by
+        if let Some((by, by_name)) = changed_by
             && let Err(e) = self.save_keyring()
         {
             tracing::error!(
-                "cannot save the keyring after a change by {by_name}: {e:#}; it was acknowledged, and \
-                 a restart brings back the old keyring"
+                // Empty when the sender was not a known member: left out.
+                by = (!by_name.is_empty()).then_some(tracing::field::display(by_name)),
+                by_id = %by.short(),
+                "cannot save the keyring after a change by a member: {e:#}; it was acknowledged, \
+                 and a restart brings back the old keyring"
             );
         }
     }
@@ -121,7 +127,7 @@ impl Driver {
                 change,
             } => {
                 tracing::info!(
-                    by = %by_name,
+                    by = (!by_name.is_empty()).then_some(tracing::field::display(&by_name)),
                     by_id = %by.short(),
                     op = change.verb(),
                     key = %change.id(),
@@ -140,6 +146,92 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// SIGHUP: installs here the keys of the key file this node lacks, so
+    /// that a key pushed to every node's key file is accepted everywhere.
+    /// It never changes the sealing key nor removes one: both cut off
+    /// members that are not ready, which `keys use` and `keys remove` check
+    /// first; the report says when the file asks for either.
+    pub(super) fn on_reload_keys(&mut self, file: KeyFileContents) -> KeyReloadReport {
+        let mut report = KeyReloadReport::default();
+        let Some(held) = self.node.keyring().cloned() else {
+            if let Some((path, _)) = file {
+                report.not_applied.push(format!(
+                    "key file {}: this daemon started without a cluster key; sealing gossip \
+                     needs a restart",
+                    path.display()
+                ));
+            }
+            return report;
+        };
+        let Some((path, wanted)) = file else {
+            report.not_applied.push(
+                "no key file is configured; the keyring is unchanged (`rossipctl keys` changes it)"
+                    .to_owned(),
+            );
+            return report;
+        };
+        let mut installed = Vec::new();
+        for key in wanted.keys() {
+            if held.contains(key.id()) {
+                continue;
+            }
+            match self.node.apply_key_op(&KeyOp::Install(*key.bytes())) {
+                Ok(change) if change.changed() => installed.push(key.id().to_string()),
+                Ok(_) => {}
+                Err(e) => report.not_applied.push(format!(
+                    "key {} from {}: {e}",
+                    key.id(),
+                    path.display()
+                )),
+            }
+        }
+        if !installed.is_empty() {
+            match self.save_keyring() {
+                Ok(()) => report.applied.push(format!(
+                    "installed key {} from {} (accepted; sealing still with {})",
+                    installed.join(", "),
+                    path.display(),
+                    held.primary_id()
+                )),
+                Err(e) => report.applied.push(format!(
+                    "installed key {} from {} for this run only: cannot save the keyring ({e:#})",
+                    installed.join(", "),
+                    path.display()
+                )),
+            }
+            self.keys_changed();
+        }
+        if wanted.primary_id() != held.primary_id() {
+            report.not_applied.push(format!(
+                "{} seals with key {}, this node with {}: run `rossipctl keys use {}` once every \
+                 member holds it",
+                path.display(),
+                wanted.primary_id(),
+                held.primary_id(),
+                wanted.primary_id()
+            ));
+        }
+        let extra: Vec<String> = held
+            .ids()
+            .into_iter()
+            .filter(|id| !wanted.contains(*id))
+            .map(|id| id.to_string())
+            .collect();
+        if !extra.is_empty() {
+            report.not_applied.push(format!(
+                "key {} is not in {}: `rossipctl keys remove ID` removes a key from every member",
+                extra.join(", "),
+                path.display()
+            ));
+        }
+        if report.applied.is_empty() && report.not_applied.is_empty() {
+            report
+                .applied
+                .push(format!("keyring unchanged: it matches {}", path.display()));
+        }
+        report
     }
 
     /// Registers where the answers to `request` go.

@@ -22,6 +22,10 @@ impl Driver {
                 Event::Lost(lost) => {
                     // The node logs the loss itself; this notes it is recorded.
                     tracing::debug!(
+                        origin_name = self
+                            .node
+                            .member(&lost.origin)
+                            .map(|m| tracing::field::display(&m.name)),
                         origin = %lost.origin.short(),
                         first = lost.first,
                         last = lost.last,

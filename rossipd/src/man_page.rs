@@ -1,0 +1,373 @@
+//! `rossipd --man-page`: the rossipd(8) manual page. NAME, SYNOPSIS,
+//! DESCRIPTION and OPTIONS are rendered from the flag definitions (so they
+//! cannot drift from `--help`), and the ENVIRONMENT list from the flags'
+//! variables; SIGNALS, EXIT STATUS, FILES and SEE ALSO are written here.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use roff::{Roff, bold, roman};
+
+/// The manual section: system administration commands and daemons.
+const SECTION: &str = "8";
+
+/// Variables rossipd reads by hand rather than through clap's `env` (an
+/// empty value counts as unset), with the flag each stands for. Their help
+/// text says `[env: NAME]`, which a test checks.
+const HAND_READ_ENV: [(&str, &str); 3] = [
+    ("ROSSIP_CONFIG", "config"),
+    ("ROSSIP_SOCKET", "socket"),
+    ("ROSSIP_STATE_DIR", "state-dir"),
+];
+
+/// Renders the page for `command` (rossipd's `Args::command()`).
+pub fn render(command: &clap::Command) -> std::io::Result<Vec<u8>> {
+    let man = clap_mangen::Man::new(command.clone()).section(SECTION);
+    let mut page = Vec::new();
+    man.render_title(&mut page)?;
+    // Each part is a Roff document of its own, which repeats the preamble
+    // (the apostrophe string): keep only the first.
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    for render in [
+        clap_mangen::Man::render_name_section,
+        clap_mangen::Man::render_synopsis_section,
+        clap_mangen::Man::render_description_section,
+        clap_mangen::Man::render_options_section,
+    ] {
+        let mut part = Vec::new();
+        render(&man, &mut part)?;
+        parts.push(part);
+    }
+    parts.push(sections(command).render().into_bytes());
+    let mut version = Vec::new();
+    man.render_version_section(&mut version)?;
+    parts.push(version);
+    parts.push(see_also().render().into_bytes());
+    let preamble = Roff::new().render().into_bytes();
+    for part in parts {
+        page.extend_from_slice(part.strip_prefix(preamble.as_slice()).unwrap_or(&part));
+    }
+    Ok(page)
+}
+
+/// Writes the page to stdout; a closed pipe (`| head`) is not an error.
+pub fn print(command: &clap::Command) -> ExitCode {
+    let page = match render(command) {
+        Ok(page) => page,
+        Err(e) => {
+            eprintln!("rossipd: error: cannot render the manual page: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(&page).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rossipd: error: cannot write the manual page: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGNALS, EXIT STATUS, ENVIRONMENT and FILES.
+fn sections(command: &clap::Command) -> Roff {
+    let mut roff = Roff::new();
+    roff.control("SH", ["SIGNALS"]);
+    item(
+        &mut roff,
+        "SIGTERM, SIGINT",
+        "Leave the cluster gracefully (peers are told, so they do not wait for a \
+         failure timeout), close the local socket and exit with status 0.",
+    );
+    item(
+        &mut roff,
+        "SIGHUP",
+        "Reopen the log file (after log rotation), read the config file again and apply \
+         what can change while running: the log level, and the keys of the cluster key \
+         file that this node lacks (installed and saved, never used to seal nor removed: \
+         rossipctl keys use and keys remove do that once every member is ready). Every \
+         other changed key is logged as needing a restart; a config file with an error \
+         changes nothing. systemctl reload rossipd sends it.",
+    );
+
+    roff.control("SH", ["EXIT STATUS"]);
+    item(
+        &mut roff,
+        "0",
+        "Stopped by SIGTERM or SIGINT, or --check-config found the configuration valid.",
+    );
+    item(
+        &mut roff,
+        "1",
+        "A runtime failure: a socket could not be bound, the state directory or history \
+         database could not be used, and so on; the reason is printed on standard error.",
+    );
+    item(
+        &mut roff,
+        "2",
+        "A usage or configuration error: a bad flag, variable or config file key (the \
+         message names the file, line and key).",
+    );
+
+    roff.control("SH", ["ENVIRONMENT"]);
+    roff.text([roman(
+        "Each ROSSIP_ variable stands for a flag: a flag beats its variable, which beats \
+         the config file. An empty ROSSIP_CONFIG, ROSSIP_SOCKET or ROSSIP_STATE_DIR counts \
+         as unset.",
+    )]);
+    for (name, flag) in flag_variables(command) {
+        item(&mut roff, &name, &format!("Same as --{flag}."));
+    }
+    item(
+        &mut roff,
+        "RUST_LOG",
+        "A tracing filter (e.g. rossipd=debug,mdns_sd=info) that overrides --log-level.",
+    );
+    item(
+        &mut roff,
+        "NOTIFY_SOCKET, WATCHDOG_USEC",
+        "Set by systemd for Type=notify: rossipd sends READY=1 once it serves, STATUS= \
+         with the peer count, WATCHDOG=1 and STOPPING=1.",
+    );
+    item(
+        &mut roff,
+        "CREDENTIALS_DIRECTORY",
+        "Set by systemd for LoadCredential=: the cluster key is read from rossip.key in \
+         it when --key-file is not given.",
+    );
+    item(
+        &mut roff,
+        "XDG_CONFIG_HOME, XDG_RUNTIME_DIR, XDG_STATE_HOME, HOME",
+        "Where a user's daemon looks for its config file, puts its socket and keeps its \
+         state (see FILES).",
+    );
+
+    roff.control("SH", ["FILES"]);
+    item(
+        &mut roff,
+        "/etc/rossip/rossipd.toml",
+        "The config file of the system daemon (TOML; every flag is a key, with \
+         underscores for dashes). A missing default file is fine.",
+    );
+    item(
+        &mut roff,
+        "$XDG_CONFIG_HOME/rossip/rossipd.toml",
+        "The config file of a user's daemon (~/.config/rossip/rossipd.toml when \
+         XDG_CONFIG_HOME is unset).",
+    );
+    item(
+        &mut roff,
+        "/etc/rossip/rossip.key",
+        "The cluster key of the system service, by convention: handed over with \
+         LoadCredential=rossip.key:/etc/rossip/rossip.key (mode 0600).",
+    );
+    item(
+        &mut roff,
+        rossip_proto::paths::SYSTEM_SOCKET_PATH,
+        "The JSON-RPC socket of the system service (mode 0660, group rossip).",
+    );
+    item(
+        &mut roff,
+        "$XDG_RUNTIME_DIR/rossip/rossipd.sock",
+        "The socket of a user's daemon (mode 0600); /tmp/rossip-UID/rossipd.sock when \
+         XDG_RUNTIME_DIR is unset.",
+    );
+    item(
+        &mut roff,
+        "/var/lib/rossip",
+        "The state directory of the system service; a user's is $XDG_STATE_HOME/rossip \
+         (~/.local/state/rossip). It holds:",
+    );
+    roff.control("RS", []);
+    for (file, what) in STATE_FILES {
+        item(&mut roff, file, what);
+    }
+    roff.control("RE", []);
+    roff
+}
+
+/// The files of the state directory (the names are those of `state.rs`,
+/// `keyfile.rs`, `store.rs`, `pins.rs` and `peer_cache.rs`).
+const STATE_FILES: [(&str, &str); 7] = [
+    (
+        "node.key",
+        "The node's secret Ed25519 signing key (mode 0600); the node id derives from it. \
+         Losing it makes the node a new member.",
+    ),
+    (
+        rossipd::keyfile::STATE_FILE_NAME,
+        "The cluster keys as last changed by rossipctl keys; when present it supersedes \
+         --key-file.",
+    ),
+    (
+        rossipd::store::FILE_NAME,
+        "The message history (SQLite, WAL mode, with its -wal and -shm files). A damaged \
+         database is moved aside as history.db.corrupt-TIME and a new one started.",
+    ),
+    (
+        "known_names",
+        "Node names pinned to the first key seen using them, one per line; remove a line to \
+         accept a node's new key.",
+    ),
+    (
+        "peers",
+        "The addresses of the last known live members, greeted first at start.",
+    ),
+    (
+        "next_seq",
+        "The reservation of message sequence numbers, so ids stay unique across restarts.",
+    ),
+    (
+        "generation",
+        "The generation of the last run, so that every run outranks the one before.",
+    ),
+];
+
+/// SEE ALSO.
+fn see_also() -> Roff {
+    let mut roff = Roff::new();
+    roff.control("SH", ["SEE ALSO"]);
+    roff.text([
+        bold("rossipctl"),
+        roman("(1), "),
+        bold("systemd.service"),
+        roman("(5), "),
+        bold("systemd-sysusers"),
+        roman("(8), "),
+        bold("systemd-tmpfiles"),
+        roman("(8)"),
+    ]);
+    roff
+}
+
+/// Every ROSSIP_* variable and the flag it stands for: clap's `env` of each
+/// flag, and those read by hand, sorted by name.
+fn flag_variables(command: &clap::Command) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = command
+        .get_arguments()
+        .filter_map(|arg| {
+            let name = arg.get_env()?.to_string_lossy().into_owned();
+            let flag = arg.get_long()?.to_owned();
+            Some((name, flag))
+        })
+        .chain(
+            HAND_READ_ENV
+                .iter()
+                .map(|(name, flag)| ((*name).to_owned(), (*flag).to_owned())),
+        )
+        .collect();
+    vars.sort();
+    vars.dedup();
+    vars
+}
+
+/// A tagged paragraph: `tag` in bold, `text` indented below it.
+fn item(roff: &mut Roff, tag: &str, text: &str) {
+    roff.control("TP", []);
+    roff.text([bold(tag)]);
+    roff.text([roman(text)]);
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    fn page() -> String {
+        let bytes = render(&crate::Args::command()).expect("render");
+        String::from_utf8(bytes).expect("UTF-8")
+    }
+
+    #[test]
+    fn the_page_has_its_title_and_sections_in_order() {
+        let page = page();
+        let th = page
+            .lines()
+            .find(|l| l.starts_with(".TH"))
+            .expect("a .TH line");
+        assert!(th.starts_with(".TH rossipd 8"), "{th}");
+        let mut at = 0;
+        for heading in [
+            ".SH NAME",
+            ".SH SYNOPSIS",
+            ".SH DESCRIPTION",
+            ".SH OPTIONS",
+            ".SH SIGNALS",
+            ".SH \"EXIT STATUS\"",
+            ".SH ENVIRONMENT",
+            ".SH FILES",
+            ".SH VERSION",
+            ".SH \"SEE ALSO\"",
+        ] {
+            let found = page[at..]
+                .find(heading)
+                .unwrap_or_else(|| panic!("{heading} missing or out of order:\n{page}"));
+            at += found + heading.len();
+        }
+        assert_eq!(
+            page.matches(".ds Aq").count(),
+            2,
+            "the preamble (.ie/.el) once:\n{page}"
+        );
+    }
+
+    #[test]
+    fn every_flag_variable_is_listed() {
+        let page = page();
+        let command = crate::Args::command();
+        let vars = flag_variables(&command);
+        for name in [
+            "ROSSIP_PORT",
+            "ROSSIP_CONFIG",
+            "ROSSIP_SOCKET",
+            "ROSSIP_KEY_FILE",
+        ] {
+            assert!(
+                vars.iter().any(|(n, _)| n == name),
+                "{name} not in {vars:?}"
+            );
+        }
+        for (name, _) in &vars {
+            assert!(page.contains(name.as_str()), "{name} missing:\n{page}");
+        }
+        for name in ["RUST_LOG", "NOTIFY_SOCKET", "CREDENTIALS_DIRECTORY"] {
+            assert!(page.contains(name), "{name} missing");
+        }
+    }
+
+    /// The variables read by hand say so in their flag's help, and name the
+    /// right flag.
+    #[test]
+    fn hand_read_variables_match_their_flags() {
+        let command = crate::Args::command();
+        for (name, flag) in HAND_READ_ENV {
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_long() == Some(flag))
+                .unwrap_or_else(|| panic!("no --{flag}"));
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            assert!(help.contains(&format!("[env: {name}]")), "--{flag}: {help}");
+        }
+    }
+
+    #[test]
+    fn files_name_the_real_state_files() {
+        let page = page();
+        for file in [
+            "/etc/rossip/rossipd.toml",
+            "rossip/rossipd.toml",
+            "/run/rossip/rossipd.sock",
+            "node.key",
+            "keyring",
+            "history.db",
+            "known_names",
+            "peers",
+        ] {
+            assert!(page.contains(file), "{file} missing from FILES");
+        }
+        assert!(page.contains("\\fBrossipctl\\fR(1)"), "SEE ALSO");
+        assert!(page.contains("systemd.service"), "SEE ALSO");
+    }
+}

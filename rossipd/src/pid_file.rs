@@ -1,0 +1,94 @@
+//! `--pid-file`: the daemon's pid in a file it holds a lock on while it
+//! runs, so that scripts find it and a second rossipd with the same file
+//! refuses to start instead of overwriting it. Removed at exit.
+
+use std::fs::{File, TryLockError};
+use std::io::{Read as _, Seek as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+
+/// A locked pid file, removed when dropped.
+#[derive(Debug)]
+pub struct PidFile {
+    path: PathBuf,
+    /// Held open: the lock lasts as long as the file descriptor.
+    file: File,
+}
+
+impl PidFile {
+    /// Creates (or takes over) `path`, locks it and writes this process's
+    /// pid. A file locked by a running process is an error naming its pid;
+    /// a stale one (its process gone, so no lock) is taken over.
+    pub fn create(path: &Path) -> anyhow::Result<PidFile> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(path)
+            .with_context(|| format!("cannot open the pid file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut held = String::new();
+                let _ = file.read_to_string(&mut held);
+                bail!(
+                    "the pid file {} is locked: another rossipd (pid {}) is running with it",
+                    path.display(),
+                    held.trim()
+                );
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(e)
+                    .with_context(|| format!("cannot lock the pid file {}", path.display()));
+            }
+        }
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot write the pid file {}", path.display()))?;
+        Ok(PidFile {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        // Removed while still locked: no other rossipd can have written its
+        // own pid into it meanwhile.
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!("cannot remove the pid file {}: {e}", self.path.display());
+        }
+        let _ = self.file.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pid_is_written_locked_and_removed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("rossipd.pid");
+        std::fs::write(&path, "999999999\nstale and longer\n").expect("stale file");
+        let pid_file = PidFile::create(&path).expect("create");
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(text, format!("{}\n", std::process::id()));
+
+        let err = PidFile::create(&path).expect_err("a second holder is refused");
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("is locked") && message.contains(&std::process::id().to_string()),
+            "{message}"
+        );
+        drop(pid_file);
+        assert!(!path.exists(), "the pid file outlived its holder");
+    }
+}

@@ -1,0 +1,194 @@
+//! SIGHUP: reopen the log file, read the configuration again (the file as
+//! it is now, the same flags and environment), apply what a running daemon
+//! can change (the log level, the key file's keys) and say, by name, what
+//! it could not (the port, the socket, … need a restart).
+
+use rossipd::hooks::{KeyReload, KeyReloadReport};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::logging::Logging;
+use crate::settings::{Args, GivenBools, Settings};
+
+/// Everything a reload needs; owned by the SIGHUP task.
+#[derive(Debug)]
+pub struct Reloader {
+    /// The command line as parsed at start.
+    pub args: Args,
+    /// Which boolean flags it gave.
+    pub given: GivenBools,
+    /// The configuration in effect (updated by what a reload applies).
+    pub running: Settings,
+    /// The logger's knobs.
+    pub logging: Logging,
+    /// The daemon's key-file reload hook.
+    pub keys: mpsc::Sender<KeyReload>,
+    /// The directory rossipd started in: relative paths are taken from it.
+    pub cwd: std::path::PathBuf,
+}
+
+impl Reloader {
+    /// Reloads on every SIGHUP until the runtime ends.
+    pub async fn serve(mut self, mut hangups: tokio::signal::unix::Signal) {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP received; reloading the configuration");
+            self.reload().await;
+        }
+    }
+
+    async fn reload(&mut self) {
+        let mut applied = Vec::new();
+        let mut not_applied = Vec::new();
+        // First, so that what follows lands in the new file.
+        match self.logging.reopen() {
+            Some((path, Ok(()))) => {
+                applied.push(format!("reopened the log file {}", path.display()))
+            }
+            Some((path, Err(e))) => not_applied.push(format!(
+                "log file {}: {e:#}; logging to the old file",
+                path.display()
+            )),
+            None => {}
+        }
+        let new = match self
+            .args
+            .clone()
+            .into_settings(self.given)
+            .and_then(|mut new| {
+                new.pin_paths(&self.cwd);
+                new.check().map(|()| new)
+            }) {
+            Ok(new) => new,
+            Err(e) => {
+                tracing::error!("reload failed, the running configuration is unchanged: {e}");
+                log_outcome(&applied, &not_applied);
+                return;
+            }
+        };
+
+        if new.log.level != self.running.log.level {
+            match self.logging.set_level(&new.log.level) {
+                Ok(()) => {
+                    applied.push(format!(
+                        "log_level {} -> {}",
+                        self.running.log.level, new.log.level
+                    ));
+                    self.running.log.level = new.log.level.clone();
+                }
+                Err(e) => not_applied.push(format!("log_level {}: {e}", new.log.level)),
+            }
+        }
+
+        let keys = self.reload_keys(&new).await;
+        applied.extend(keys.applied);
+        not_applied.extend(keys.not_applied);
+        self.running.config.key_file = new.config.key_file.clone();
+
+        for (what, old, wanted) in restart_only_changes(&self.running, &new) {
+            not_applied.push(format!("{what} {old} -> {wanted} (needs a restart)"));
+        }
+        log_outcome(&applied, &not_applied);
+    }
+
+    async fn reload_keys(&self, new: &Settings) -> KeyReloadReport {
+        let (reply, answer) = oneshot::channel();
+        let request = KeyReload {
+            key_file: new.config.key_file.clone(),
+            reply,
+        };
+        if self.keys.send(request).await.is_err() {
+            return KeyReloadReport::refused("key file: the daemon is shutting down".to_owned());
+        }
+        answer.await.unwrap_or_else(|_| {
+            KeyReloadReport::refused("key file: the daemon is shutting down".to_owned())
+        })
+    }
+}
+
+/// One line per change and per refusal (the log target, `rossipd::reload`,
+/// says what they are about).
+fn log_outcome(applied: &[String], not_applied: &[String]) {
+    if applied.is_empty() && not_applied.is_empty() {
+        tracing::info!("nothing changed");
+    }
+    for change in applied {
+        tracing::info!("{change}");
+    }
+    for refusal in not_applied {
+        tracing::warn!("not applied: {refusal}");
+    }
+}
+
+/// The settings a running daemon keeps until it restarts, where `new`
+/// differs from `running`: (key, running value, new value).
+fn restart_only_changes(running: &Settings, new: &Settings) -> Vec<(&'static str, String, String)> {
+    let (a, b) = (&running.config, &new.config);
+    let path = |p: &Option<std::path::PathBuf>| {
+        p.as_ref()
+            .map_or("none".to_owned(), |p| p.display().to_string())
+    };
+    let candidates = [
+        ("name", a.name.clone(), b.name.clone()),
+        ("port", a.port.to_string(), b.port.to_string()),
+        ("bind", a.bind.to_string(), b.bind.to_string()),
+        (
+            "advertise",
+            format!("{:?}", a.advertise),
+            format!("{:?}", b.advertise),
+        ),
+        (
+            "socket",
+            a.socket.display().to_string(),
+            b.socket.display().to_string(),
+        ),
+        (
+            "state_dir",
+            a.state_dir.display().to_string(),
+            b.state_dir.display().to_string(),
+        ),
+        ("join", a.join.join(","), b.join.join(",")),
+        ("cluster", a.cluster.clone(), b.cluster.clone()),
+        ("no_mdns", (!a.mdns).to_string(), (!b.mdns).to_string()),
+        ("iface", a.ifaces.join(","), b.ifaces.join(",")),
+        (
+            "history",
+            a.history_limit.to_string(),
+            b.history_limit.to_string(),
+        ),
+        (
+            "history_max_age",
+            format!("{:?}", a.history_max_age),
+            format!("{:?}", b.history_max_age),
+        ),
+        (
+            "history_max_bytes",
+            a.history_max_bytes.to_string(),
+            b.history_max_bytes.to_string(),
+        ),
+        (
+            "max_message_bytes",
+            a.max_message_bytes.to_string(),
+            b.max_message_bytes.to_string(),
+        ),
+        (
+            "reap_after",
+            humantime::format_duration(a.reap_after).to_string(),
+            humantime::format_duration(b.reap_after).to_string(),
+        ),
+        ("log_file", path(&running.log.file), path(&new.log.file)),
+        (
+            "syslog",
+            running.log.syslog.to_string(),
+            new.log.syslog.to_string(),
+        ),
+        (
+            "daemonize",
+            running.daemonize.to_string(),
+            new.daemonize.to_string(),
+        ),
+        ("pid_file", path(&running.pid_file), path(&new.pid_file)),
+    ];
+    candidates
+        .into_iter()
+        .filter(|(_, old, new)| old != new)
+        .collect()
+}

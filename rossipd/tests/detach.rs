@@ -1,0 +1,191 @@
+//! Running without systemd, through the real binary: `--daemonize` detaches
+//! (a new session, no terminal, reparented, in "/"), returns once the daemon
+//! serves its socket, and fails with the daemon's own error when it cannot
+//! start; `--pid-file` holds the right pid under a lock and is removed at
+//! exit; `--syslog` sends each line as a datagram with priority and pid.
+
+mod support;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use support::{DEADLINE, Pid, Scratch, call, read, rossipd, stat_field, wait_for};
+
+fn output(cmd: &mut Command) -> (Output, String) {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rossipd --daemonize");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out, stderr)
+}
+
+fn read_pid(path: &Path) -> u32 {
+    let text = read(path);
+    assert!(text.ends_with('\n'), "pid file {path:?} holds {text:?}");
+    text.trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("pid file {path:?} holds {text:?}: {e}"))
+}
+
+#[test]
+fn daemonize_detaches_writes_the_pid_file_and_a_second_daemon_is_refused() {
+    let scratch = Scratch::new("daemonize");
+    let dir = &scratch.0;
+    // Relative paths: the daemon moves to "/", so they must be resolved first.
+    let mut cmd = rossipd(dir, Path::new("/dev/null"), 0);
+    cmd.current_dir(dir).args([
+        "--daemonize",
+        "--pid-file",
+        "rossipd.pid",
+        "--log-file",
+        "rossipd.log",
+        "--name",
+        "detached",
+    ]);
+    let (out, stderr) = output(&mut cmd);
+    let log = scratch.path("rossipd.log");
+    assert!(
+        out.status.success(),
+        "rossipd --daemonize failed: {:?}\nstderr: {stderr}\nlog:\n{}",
+        out.status,
+        read(&log)
+    );
+    let pid_path = scratch.path("rossipd.pid");
+    let daemon = Pid(read_pid(&pid_path));
+    assert!(
+        daemon.alive(),
+        "pid {} from the pid file is not running",
+        daemon.0
+    );
+
+    // Ready when the command returned: the socket answers at once.
+    let status = call(&support::socket(dir), "status").unwrap_or_else(|| {
+        panic!(
+            "the socket does not answer after --daemonize returned; log:\n{}",
+            read(&log)
+        )
+    });
+    assert_eq!(status["name"], "detached");
+    assert_eq!(
+        status["state_dir"],
+        scratch.path("state").display().to_string(),
+        "a relative --state-dir is taken from the starting directory"
+    );
+
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", daemon.0)).expect("stat");
+    let own_stat = std::fs::read_to_string("/proc/self/stat").expect("own stat");
+    let parent = stat_field(&stat, 4).expect("ppid");
+    assert_ne!(parent, std::process::id().to_string(), "not reparented");
+    assert_ne!(
+        stat_field(&stat, 6),
+        stat_field(&own_stat, 6),
+        "still in the starting command's session"
+    );
+    assert_eq!(
+        stat_field(&stat, 7).as_deref(),
+        Some("0"),
+        "has a controlling terminal"
+    );
+    let cwd = std::fs::read_link(format!("/proc/{}/cwd", daemon.0)).expect("cwd");
+    assert_eq!(cwd, Path::new("/"), "the daemon keeps a directory busy");
+    let text = read(&log);
+    assert!(text.contains("rossipd is running"), "log:\n{text}");
+
+    // The same pid file: refused, with the holder's pid, by the starting command.
+    let other = Scratch::new("daemonize-second");
+    let mut second = rossipd(&other.0, Path::new("/dev/null"), 0);
+    second.arg("--daemonize").arg("--pid-file").arg(&pid_path);
+    second.arg("--log-file").arg(other.path("rossipd.log"));
+    let (out, stderr) = output(&mut second);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains("is locked") && stderr.contains(&daemon.0.to_string()),
+        "stderr: {stderr}"
+    );
+    assert_eq!(
+        read_pid(&pid_path),
+        daemon.0,
+        "the second daemon overwrote the pid file"
+    );
+    assert!(daemon.alive());
+
+    daemon.signal("TERM");
+    assert!(
+        daemon.wait_gone(DEADLINE),
+        "pid {} outlived SIGTERM",
+        daemon.0
+    );
+    assert!(!pid_path.exists(), "the pid file outlived the daemon");
+    let text = read(&log);
+    assert!(text.contains("SIGTERM received"), "log:\n{text}");
+}
+
+#[test]
+fn a_daemon_that_cannot_start_fails_the_starting_command_with_its_error() {
+    let scratch = Scratch::new("daemonize-fail");
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port");
+    let port = taken.local_addr().expect("addr").port();
+    let pid_path = scratch.path("rossipd.pid");
+    let mut cmd = rossipd(&scratch.0, Path::new("/dev/null"), port);
+    cmd.arg("--daemonize").arg("--pid-file").arg(&pid_path);
+    cmd.arg("--log-file").arg(scratch.path("rossipd.log"));
+    let (out, stderr) = output(&mut cmd);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.starts_with("rossipd: error: ") && stderr.contains(&port.to_string()),
+        "the starting command does not say why: {stderr}"
+    );
+    assert!(
+        !pid_path.exists(),
+        "a daemon that did not start left its pid file"
+    );
+    drop(taken);
+}
+
+#[test]
+fn syslog_gets_one_datagram_per_line_with_priority_and_the_daemons_pid() {
+    let scratch = Scratch::new("syslog");
+    let syslog_path = scratch.path("log.sock");
+    let syslog = UnixDatagram::bind(&syslog_path).expect("bind the test's syslog socket");
+    syslog
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let pid_path = scratch.path("rossipd.pid");
+    // --daemonize with no --log-file logs to syslog.
+    let mut cmd = rossipd(&scratch.0, Path::new("/dev/null"), 0);
+    cmd.env("ROSSIP_SYSLOG_SOCKET", &syslog_path)
+        .arg("--daemonize")
+        .arg("--pid-file")
+        .arg(&pid_path);
+    let (out, stderr) = output(&mut cmd);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    let daemon = Pid(read_pid(&pid_path));
+
+    let mut lines = Vec::new();
+    let running = wait_for("the `rossipd is running` line on syslog", || {
+        let mut buf = vec![0u8; 65536];
+        if let Ok(n) = syslog.recv(&mut buf) {
+            let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+            lines.push(line.clone());
+            if line.contains("rossipd is running") {
+                return Some(line);
+            }
+        }
+        None
+    });
+    // Facility daemon (3), severity informational (6): 3 * 8 + 6.
+    let prefix = format!("<30>rossipd[{}]: ", daemon.0);
+    assert!(
+        running.starts_with(&prefix),
+        "{running:?} does not start with {prefix:?}"
+    );
+    assert!(
+        !running.ends_with('\n') && !lines.iter().any(|l| l.matches("rossipd[").count() > 1),
+        "lines are not one per datagram: {lines:?}"
+    );
+    daemon.signal("TERM");
+    assert!(daemon.wait_gone(DEADLINE));
+}

@@ -1,0 +1,185 @@
+//! SIGHUP, through the real binary: the log level changes without a
+//! restart, the log file is reopened (logrotate), settings that need a
+//! restart are named, a broken config file changes nothing, and the key
+//! file's new keys are installed (never used to seal or removed: those
+//! are `rossipctl keys` steps), with what was left undone said.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Child, Stdio};
+
+use rossip_proto::seal::ClusterKey;
+use support::{Pid, Scratch, call, call_with, read, rossipd, wait_for};
+
+/// A foreground daemon, stopped by pid and reaped when dropped.
+struct Daemon {
+    child: Child,
+    pid: Option<Pid>,
+}
+
+impl Daemon {
+    fn spawn(cmd: &mut std::process::Command) -> Daemon {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rossipd");
+        let pid = Some(Pid(child.id()));
+        Daemon { child, pid }
+    }
+
+    fn hangup(&self) {
+        self.pid.as_ref().expect("running").signal("HUP");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        drop(self.pid.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until the log holds `want`, else panics with the log.
+fn wait_for_log(log: &Path, want: &str) {
+    wait_for(&format!("{want:?} in {}", log.display()), || {
+        read(log).contains(want).then_some(())
+    });
+}
+
+fn key_file(path: &Path, keys: &[&ClusterKey]) {
+    let text: String = keys.iter().map(|k| format!("{}\n", k.to_hex())).collect();
+    std::fs::write(path, text).expect("write key file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+#[test]
+fn sighup_changes_the_log_level_reopens_the_log_and_names_what_needs_a_restart() {
+    let scratch = Scratch::new("reload-log");
+    let config = scratch.path("rossipd.toml");
+    let log = scratch.path("rossipd.log");
+    let write_config = |text: &str| std::fs::write(&config, text).expect("write config");
+    write_config(&format!(
+        "log_level = \"info\"\nlog_file = \"{}\"\nname = \"before\"\n",
+        log.display()
+    ));
+    let daemon = Daemon::spawn(&mut rossipd(&scratch.0, &config, 0));
+    let socket = support::socket(&scratch.0);
+    wait_for("the socket to answer", || call(&socket, "status"));
+    wait_for_log(&log, "rossipd is running");
+    assert!(
+        !read(&log).contains(" DEBUG "),
+        "debug lines at info:\n{}",
+        read(&log)
+    );
+
+    // logrotate's move, then the new config, then the signal.
+    let rotated = scratch.path("rossipd.log.1");
+    std::fs::rename(&log, &rotated).expect("rotate");
+    write_config(&format!(
+        "log_level = \"debug\"\nlog_file = \"{}\"\nname = \"after\"\n",
+        log.display()
+    ));
+    daemon.hangup();
+    wait_for_log(&log, "reload: log_level info -> debug");
+    let text = read(&log);
+    assert!(
+        text.contains("reload: not applied: name before -> after (needs a restart)"),
+        "log:\n{text}"
+    );
+    assert!(
+        read(&rotated).contains("SIGHUP received"),
+        "the old file did not get the lines before the reopen:\n{}",
+        read(&rotated)
+    );
+    assert!(
+        text.contains("reload: reopened the log file"),
+        "log:\n{text}"
+    );
+    let status = call(&socket, "status").expect("status after reload");
+    assert_eq!(status["name"], "before", "a restart-only setting changed");
+    // The new level is in force: a delivery is logged at debug, in the new file.
+    let sent = call_with(
+        &socket,
+        "send",
+        serde_json::json!({"text": "after the reload"}),
+    )
+    .expect("send after the reload");
+    let id = sent["id"].as_str().expect("a message id").to_owned();
+    wait_for("the delivery's debug line after the reload", || {
+        let text = read(&log);
+        text.lines()
+            .any(|l| l.contains(" DEBUG ") && l.contains(&id))
+            .then_some(())
+    });
+
+    // A broken file: the error says where, and nothing changes.
+    write_config("log_level = \"info\"\nport = \"seven\"\n");
+    daemon.hangup();
+    wait_for_log(
+        &log,
+        "reload failed, the running configuration is unchanged",
+    );
+    let text = read(&log);
+    assert!(
+        text.contains("line 2, key `port`"),
+        "the reload error does not name the line and key:\n{text}"
+    );
+    assert!(
+        call(&socket, "status").is_some(),
+        "the daemon died of a bad reload"
+    );
+}
+
+#[test]
+fn sighup_installs_the_key_files_new_keys_and_leaves_use_and_remove_to_rossipctl() {
+    let scratch = Scratch::new("reload-keys");
+    let old = ClusterKey::new(&[0x11; 32]);
+    let new = ClusterKey::new(&[0x22; 32]);
+    let keys = scratch.path("rossip.key");
+    key_file(&keys, &[&old]);
+    let log = scratch.path("rossipd.log");
+    let mut cmd = rossipd(&scratch.0, Path::new("/dev/null"), 0);
+    cmd.arg("--key-file").arg(&keys).arg("--log-file").arg(&log);
+    let daemon = Daemon::spawn(&mut cmd);
+    let socket = support::socket(&scratch.0);
+    let status = wait_for("the socket to answer", || call(&socket, "status"));
+    assert_eq!(status["keys"], serde_json::json!([old.id().to_string()]));
+
+    // The operator pushes a key file that seals with the new key.
+    key_file(&keys, &[&new, &old]);
+    daemon.hangup();
+    wait_for_log(&log, &format!("reload: installed key {}", new.id()));
+    let text = read(&log);
+    let want = format!(
+        "seals with key {}, this node with {}: run `rossipctl keys use {}`",
+        new.id(),
+        old.id(),
+        new.id()
+    );
+    assert!(text.contains(&want), "log lacks {want:?}:\n{text}");
+    let status = call(&socket, "status").expect("status");
+    assert_eq!(
+        status["keys"],
+        serde_json::json!([old.id().to_string(), new.id().to_string()]),
+        "the new key is accepted, the old one still seals"
+    );
+    let saved = read(&scratch.path("state").join("keyring"));
+    assert!(
+        saved.contains(&new.to_hex()),
+        "the installed key was not saved for the next start:\n{saved}"
+    );
+
+    // A key file others can read is refused, and the keyring stays.
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    daemon.hangup();
+    wait_for_log(&log, "reload: not applied: key file:");
+    let status = call(&socket, "status").expect("status");
+    assert_eq!(
+        status["keys"],
+        serde_json::json!([old.id().to_string(), new.id().to_string()])
+    );
+}
