@@ -54,6 +54,8 @@ pub enum Command {
     Leave,
     /// Print a shell completion script
     Completions(CompletionsArgs),
+    /// Print the rossipctl(1) manual page, or write every page into a directory
+    Man(ManArgs),
     /// Print a new random cluster key (for rossipd --key-file)
     Keygen,
     /// List or rotate the cluster keys of every member (install, use, remove)
@@ -200,6 +202,15 @@ pub struct CompletionsArgs {
     /// The shell to generate for
     #[arg(value_name = "SHELL")]
     pub shell: clap_complete::Shell,
+}
+
+/// `man` arguments.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write rossipctl.1 and a page per subcommand (rossipctl-send.1, …) into DIR, created
+    /// if missing, and list the files written; without it, print rossipctl(1)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 impl Cli {

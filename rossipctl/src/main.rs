@@ -65,6 +65,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Join(args) => commands::join::run(&ctx, &mut out, args)?,
         Command::Leave => commands::leave::run(&ctx, &mut out)?,
         Command::Completions(args) => commands::completions::run(&mut out, args)?,
+        Command::Man(args) => commands::man::run(&mut out, args)?,
         Command::Keygen => commands::keygen::run(&mut out)?,
         Command::Keys(command) => commands::keys::run(&ctx, &mut out, command)?,
     }

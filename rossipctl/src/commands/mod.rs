@@ -12,6 +12,7 @@ pub mod join;
 pub mod keygen;
 pub mod keys;
 pub mod leave;
+pub mod man;
 pub mod peer_printer;
 pub mod peers;
 pub mod resubscribe;

@@ -1,0 +1,562 @@
+//! Installing: `systemd/install.sh` into a temporary DESTDIR (every file,
+//! its mode and content checked, the installed programs run, then
+//! `--uninstall` leaves nothing behind), the example config file, and the
+//! Debian package `systemd/build-deb.sh` makes with cargo-deb (contents,
+//! control fields, maintainer scripts). The deb test needs `cargo deb` and
+//! `dpkg-deb`: without them it passes with a notice, except with `CI=true`,
+//! where it fails.
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rossip_tests::{bins, sys};
+
+/// The prefix the tests install into (inside a DESTDIR).
+const PREFIX: &str = "/usr";
+
+/// Flags of rossipd that are not settings, so have no config file key.
+const NOT_SETTINGS: [&str; 5] = ["config", "check-config", "man-page", "help", "version"];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the workspace")
+        .to_path_buf()
+}
+
+/// Runs `command`; panics with the command line and its output unless it
+/// succeeds. Returns stdout.
+fn run_ok(command: &mut Command) -> String {
+    let out = output(command);
+    assert!(
+        out.status.success(),
+        "{} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        describe(command),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn output(command: &mut Command) -> Output {
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", describe(command)))
+}
+
+fn describe(command: &Command) -> String {
+    let args: Vec<_> = command.get_args().collect();
+    let envs: Vec<String> = command
+        .get_envs()
+        .filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), v?.to_string_lossy())))
+        .collect();
+    let line = sys::command_line(command.get_program(), &args);
+    if envs.is_empty() {
+        line
+    } else {
+        format!("{} {line}", envs.join(" "))
+    }
+}
+
+/// `bash systemd/install.sh ARGS` with `DESTDIR=destdir`.
+fn install_sh(destdir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new("bash");
+    command
+        .arg(repo().join("systemd/install.sh"))
+        .args(args)
+        .env("DESTDIR", destdir);
+    command
+}
+
+/// A rossipd run that sees no ROSSIP_* variable of the test's environment.
+fn rossipd_command(binary: &Path) -> Command {
+    let mut command = Command::new(binary);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("ROSSIP_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// Every file under `root`, as paths relative to it with a leading `/`.
+fn files_under(root: &Path) -> BTreeSet<String> {
+    fn walk(dir: &Path, root: &Path, found: &mut BTreeSet<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.expect("read a directory entry").path();
+            if path.is_dir() {
+                walk(&path, root, found);
+            } else {
+                let rel = path.strip_prefix(root).expect("under the root");
+                found.insert(format!("/{}", rel.display()));
+            }
+        }
+    }
+    let mut found = BTreeSet::new();
+    walk(root, root, &mut found);
+    found
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{} should exist: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// The page's `.TH` line, which must come right after the roff preamble
+/// (`.ie`/`.el`, which defines the apostrophe string the page uses).
+fn title_line(page: &str, path: &Path) -> String {
+    let first = page
+        .lines()
+        .find(|l| !l.starts_with(".ie ") && !l.starts_with(".el "))
+        .unwrap_or_default();
+    assert!(
+        first.starts_with(".TH "),
+        "{}: the page should start with .TH, not {first:?}",
+        path.display()
+    );
+    first.to_owned()
+}
+
+/// The files install.sh installs under the prefix, with their modes.
+fn expected_files() -> Vec<(&'static str, u32)> {
+    vec![
+        ("bin/rossipd", 0o755),
+        ("bin/rossipctl", 0o755),
+        ("lib/systemd/system/rossipd.service", 0o644),
+        ("lib/systemd/user/rossipd.service", 0o644),
+        ("lib/sysusers.d/rossip.conf", 0o644),
+        ("lib/tmpfiles.d/rossip.conf", 0o644),
+        ("share/bash-completion/completions/rossipctl", 0o644),
+        ("share/zsh/site-functions/_rossipctl", 0o644),
+        ("share/fish/vendor_completions.d/rossipctl.fish", 0o644),
+        ("share/man/man1/rossipctl.1", 0o644),
+        ("share/man/man1/rossipctl-send.1", 0o644),
+        ("share/man/man1/rossipctl-keys.1", 0o644),
+        ("share/man/man1/rossipctl-keys-install.1", 0o644),
+        ("share/man/man8/rossipd.8", 0o644),
+        ("share/doc/rossip/README.md", 0o644),
+        ("share/doc/rossip/SECURITY.md", 0o644),
+        ("share/doc/rossip/rossipd.toml.example", 0o644),
+        ("share/rossip/install-manifest", 0o644),
+    ]
+}
+
+#[test]
+fn install_into_destdir_then_uninstall() {
+    // Fails with a hint when the binaries were not built.
+    bins::rossipd();
+    bins::rossipctl();
+    let from = bins::target_profile_dir();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let destdir = tmp.path().join("root");
+    let from_arg = from.to_string_lossy().into_owned();
+    let install_args = ["--prefix", PREFIX, "--from", &from_arg, "--no-build"];
+    let stdout = run_ok(&mut install_sh(&destdir, &install_args));
+    assert!(
+        stdout.contains("systemctl enable --now rossipd"),
+        "the next step is printed:\n{stdout}"
+    );
+    let root = destdir.join(PREFIX.trim_start_matches('/'));
+
+    for (rel, want) in expected_files() {
+        let path = root.join(rel);
+        assert_eq!(mode(&path), want, "mode of {}", path.display());
+    }
+
+    // The manifest lists exactly what is there.
+    let manifest: BTreeSet<String> = read(&root.join("share/rossip/install-manifest"))
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        manifest,
+        files_under(&destdir),
+        "manifest vs installed tree"
+    );
+
+    // The units start the installed binary.
+    for unit in [
+        "lib/systemd/system/rossipd.service",
+        "lib/systemd/user/rossipd.service",
+    ] {
+        let text = read(&root.join(unit));
+        let exec: Vec<_> = text
+            .lines()
+            .filter(|l| l.starts_with("ExecStart="))
+            .collect();
+        assert_eq!(exec.len(), 1, "{unit}: {exec:?}");
+        assert!(
+            exec[0].starts_with("ExecStart=/usr/bin/rossipd"),
+            "{unit}: {}",
+            exec[0]
+        );
+    }
+    verify_installed_units(&root, tmp.path());
+
+    // Man pages: a .TH line naming the page and its section.
+    let mut pages = 0;
+    for (dir, section) in [("share/man/man1", "1"), ("share/man/man8", "8")] {
+        for entry in std::fs::read_dir(root.join(dir)).expect("man directory") {
+            let path = entry.expect("entry").path();
+            let name = path
+                .file_stem()
+                .expect("a page name")
+                .to_string_lossy()
+                .into_owned();
+            let th = title_line(&read(&path), &path);
+            assert!(
+                th.starts_with(&format!(".TH {name} {section} ")),
+                "{}: {th}",
+                path.display()
+            );
+            pages += 1;
+        }
+    }
+    assert!(pages >= 10, "only {pages} man pages");
+
+    // The completions are scripts the shells accept.
+    let bash = root.join("share/bash-completion/completions/rossipctl");
+    run_ok(Command::new("bash").arg("-n").arg(&bash));
+    assert!(read(&bash).contains("rossipctl"));
+    assert!(
+        read(&root.join("share/zsh/site-functions/_rossipctl")).starts_with("#compdef rossipctl")
+    );
+    assert!(
+        read(&root.join("share/fish/vendor_completions.d/rossipctl.fish"))
+            .contains("complete -c rossipctl")
+    );
+
+    // The installed programs run, and accept the installed example config.
+    let version = run_ok(Command::new(root.join("bin/rossipctl")).arg("--version"));
+    assert!(version.starts_with("rossipctl "), "{version}");
+    let rossipd = root.join("bin/rossipd");
+    let version = run_ok(rossipd_command(&rossipd).arg("--version"));
+    assert!(version.starts_with("rossipd "), "{version}");
+    let example = root.join("share/doc/rossip/rossipd.toml.example");
+    let checked = run_ok(
+        rossipd_command(&rossipd)
+            .arg("--check-config")
+            .arg("--config")
+            .arg(&example),
+    );
+    assert!(checked.starts_with("config ok:"), "{checked}");
+
+    // Installing again over the same tree is fine (an upgrade).
+    run_ok(&mut install_sh(&destdir, &install_args));
+    assert_eq!(manifest, files_under(&destdir), "after a reinstall");
+
+    // --uninstall (the prefix spelled with a trailing slash) removes it all.
+    run_ok(&mut install_sh(
+        &destdir,
+        &["--prefix", "/usr/", "--uninstall"],
+    ));
+    let left = files_under(&destdir);
+    assert!(left.is_empty(), "left behind after --uninstall: {left:?}");
+    // A second uninstall has no manifest to go by, and says so.
+    let out = output(&mut install_sh(
+        &destdir,
+        &["--prefix", PREFIX, "--uninstall"],
+    ));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no manifest"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `systemd-analyze verify` on the installed units (copies whose
+/// ExecStart= is the DESTDIR binary: verify wants it to exist). Required
+/// with CI=true.
+fn verify_installed_units(root: &Path, tmp: &Path) {
+    let Some(analyze) = sys::find_program("systemd-analyze") else {
+        assert!(
+            !sys::ci(),
+            "systemd-analyze is required with CI=true (apt-get install systemd)"
+        );
+        sys::say("skipping systemd-analyze verify: systemd-analyze is not installed");
+        return;
+    };
+    let binary = root.join("bin/rossipd");
+    for (unit, user) in [
+        ("lib/systemd/system/rossipd.service", false),
+        ("lib/systemd/user/rossipd.service", true),
+    ] {
+        let text = read(&root.join(unit)).replace(
+            "ExecStart=/usr/bin/rossipd",
+            &format!("ExecStart={}", binary.display()),
+        );
+        let dir = tmp.join(if user { "verify-user" } else { "verify-system" });
+        std::fs::create_dir_all(&dir).expect("create the verify dir");
+        let copy = dir.join("rossipd.service");
+        std::fs::write(&copy, text).expect("write the unit copy");
+        let mut command = Command::new(&analyze);
+        if user {
+            let runtime = tmp.join("runtime");
+            std::fs::create_dir_all(&runtime).expect("create a runtime dir");
+            command.arg("--user").env("XDG_RUNTIME_DIR", runtime);
+        }
+        let out = output(command.arg("verify").arg(&copy));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.trim().is_empty(),
+            "{} failed ({}):\n{stderr}",
+            describe(&command),
+            out.status
+        );
+    }
+}
+
+#[test]
+fn install_without_binaries_says_what_to_do() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).expect("create an empty dir");
+    let from = empty.to_string_lossy().into_owned();
+    let out = output(&mut install_sh(
+        &tmp.path().join("root"),
+        &["--prefix", PREFIX, "--from", &from, "--no-build"],
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("rossipd is missing") && stderr.contains("drop --no-build"),
+        "{stderr}"
+    );
+    assert!(files_under(&tmp.path().join("root")).is_empty());
+    let out = output(&mut install_sh(&tmp.path().join("root"), &["--bogus"]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown argument: --bogus"));
+}
+
+/// The example file documents every setting: each rossipd flag has a
+/// commented-out key (`#key = value`), each such key is a flag, and with
+/// every key uncommented the file still passes --check-config.
+#[test]
+fn example_config_covers_every_flag_and_checks() {
+    let example = repo().join("systemd/rossipd.toml.example");
+    let text = read(&example);
+    let keys: BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix('#')?.split_once(" = ").map(|(k, _)| k))
+        .filter(|k| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .map(str::to_owned)
+        .collect();
+    let rossipd = bins::rossipd();
+    let help = run_ok(rossipd_command(&rossipd).arg("--help"));
+    let flags: BTreeSet<String> = help
+        .lines()
+        .filter_map(|line| {
+            // clap indents option lines by 2 (`-c, --channel <X>`) or 6
+            // (`--name <NAME>`); wrapped descriptions by more.
+            let trimmed = line.trim_start();
+            if line.len() - trimmed.len() > 6 {
+                return None;
+            }
+            let line = trimmed;
+            let line = match line.as_bytes() {
+                [b'-', c, b',', b' ', ..] if c.is_ascii_alphanumeric() => &line[4..],
+                _ => line,
+            };
+            let flag = line.strip_prefix("--")?.split_whitespace().next()?;
+            let name = flag.chars().all(|c| c.is_ascii_lowercase() || c == '-');
+            name.then(|| flag.to_owned())
+        })
+        .filter(|flag| !NOT_SETTINGS.contains(&flag.as_str()))
+        .collect();
+    for flag in &flags {
+        assert!(
+            keys.contains(&flag.replace('-', "_")),
+            "--{flag} has no `#{} = …` line in {}",
+            flag.replace('-', "_"),
+            example.display()
+        );
+    }
+    for key in &keys {
+        assert!(
+            flags.contains(&key.replace('_', "-")),
+            "{}: key {key} is not a rossipd flag ({flags:?})",
+            example.display()
+        );
+    }
+
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let all_set = tmp.path().join("rossipd.toml");
+    let uncommented: String = text
+        .lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest)
+                if rest
+                    .split_once(" = ")
+                    .is_some_and(|(k, _)| keys.contains(k)) =>
+            {
+                rest
+            }
+            _ => l,
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&all_set, uncommented).expect("write the uncommented config");
+    for config in [&example, &all_set] {
+        let checked = run_ok(
+            rossipd_command(&rossipd)
+                .arg("--check-config")
+                .arg("--config")
+                .arg(config),
+        );
+        assert!(checked.starts_with("config ok:"), "{checked}");
+    }
+}
+
+/// A tool the deb test needs, or `None` (after a notice) outside CI.
+fn deb_tool_missing(found: bool, what: &str, install: &str) -> bool {
+    if found {
+        return false;
+    }
+    assert!(!sys::ci(), "{what} is required with CI=true ({install})");
+    sys::say(&format!(
+        "skipping the Debian package test: {what} is not installed ({install})"
+    ));
+    true
+}
+
+#[test]
+fn debian_package_has_the_files_and_scripts() {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let has_cargo_deb = Command::new(&cargo)
+        .args(["deb", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if deb_tool_missing(
+        has_cargo_deb,
+        "cargo-deb",
+        "cargo install cargo-deb --locked",
+    ) || deb_tool_missing(
+        sys::find_program("dpkg-deb").is_some(),
+        "dpkg-deb",
+        "apt-get install dpkg",
+    ) {
+        return;
+    }
+    bins::rossipd();
+    bins::rossipctl();
+    // Package the binaries of this test's own profile: no build here.
+    let profile_dir = bins::target_profile_dir();
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_owned(),
+        Some(other) => other.to_owned(),
+    };
+    let target_dir = profile_dir.parent().expect("the target directory");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut command = Command::new("bash");
+    command
+        .arg(repo().join("systemd/build-deb.sh"))
+        .args(["--profile", &profile, "--no-build", "--output"])
+        .arg(tmp.path())
+        .args(["--", "--fast"])
+        .env("CARGO_TARGET_DIR", target_dir);
+    run_ok(&mut command);
+    let deb = std::fs::read_dir(tmp.path())
+        .expect("the output dir")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("build-deb.sh made a .deb");
+
+    let field = |name: &str| {
+        run_ok(Command::new("dpkg-deb").arg("-f").arg(&deb).arg(name))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(field("Package"), "rossip");
+    let depends = field("Depends");
+    assert!(
+        depends.contains("libc6"),
+        "computed dependencies: {depends}"
+    );
+    assert!(depends.contains("systemd"), "systemd-sysusers: {depends}");
+
+    let contents = run_ok(Command::new("dpkg-deb").arg("-c").arg(&deb));
+    for path in [
+        "./usr/bin/rossipd",
+        "./usr/bin/rossipctl",
+        "./usr/lib/systemd/system/rossipd.service",
+        "./usr/lib/systemd/user/rossipd.service",
+        "./usr/lib/sysusers.d/rossip.conf",
+        "./usr/lib/tmpfiles.d/rossip.conf",
+        "./usr/share/bash-completion/completions/rossipctl",
+        "./usr/share/zsh/vendor-completions/_rossipctl",
+        "./usr/share/fish/vendor_completions.d/rossipctl.fish",
+        "./usr/share/man/man1/rossipctl.1.gz",
+        "./usr/share/man/man1/rossipctl-keys-install.1.gz",
+        "./usr/share/man/man8/rossipd.8.gz",
+        "./usr/share/doc/rossip/README.md",
+        "./usr/share/doc/rossip/SECURITY.md",
+        "./usr/share/doc/rossip/rossipd.toml.example",
+    ] {
+        assert!(
+            contents.lines().any(|l| l.ends_with(path)),
+            "{path} missing from the package:\n{contents}"
+        );
+    }
+
+    // The packaged unit is the repository's (ExecStart=/usr/bin/rossipd).
+    let tree = tmp.path().join("tree");
+    run_ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tree));
+    let unit = read(&tree.join("usr/lib/systemd/system/rossipd.service"));
+    assert_eq!(unit, read(&repo().join("systemd/rossipd.service")));
+    let version = run_ok(Command::new(tree.join("usr/bin/rossipctl")).arg("--version"));
+    assert!(version.starts_with("rossipctl "), "{version}");
+
+    let control = tmp.path().join("control");
+    run_ok(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control));
+    let postinst = read(&control.join("postinst"));
+    assert!(
+        !postinst.contains("#DEBHELPER#"),
+        "token replaced:\n{postinst}"
+    );
+    let sysusers = postinst
+        .find("systemd-sysusers")
+        .unwrap_or_else(|| panic!("postinst creates the rossip user:\n{postinst}"));
+    let enable = postinst
+        .find("deb-systemd-helper enable rossipd.service")
+        .unwrap_or_else(|| panic!("postinst enables the unit:\n{postinst}"));
+    let start = postinst
+        .find("deb-systemd-invoke $_dh_action rossipd.service")
+        .unwrap_or_else(|| panic!("postinst starts the unit:\n{postinst}"));
+    assert!(sysusers < enable && enable < start, "order:\n{postinst}");
+    assert!(
+        postinst.contains("_dh_action=restart") && postinst.contains("_dh_action=start"),
+        "start on install, restart on upgrade:\n{postinst}"
+    );
+    let prerm = read(&control.join("prerm"));
+    assert!(
+        prerm.contains("deb-systemd-invoke stop rossipd.service")
+            && prerm.contains("\"$1\" = remove"),
+        "prerm stops the service on removal only (not on upgrade):\n{prerm}"
+    );
+    let postrm = read(&control.join("postrm"));
+    assert!(
+        postrm.contains("deb-systemd-helper purge rossipd.service"),
+        "{postrm}"
+    );
+    for script in ["postinst", "prerm", "postrm"] {
+        assert_eq!(
+            mode(&control.join(script)) & 0o111,
+            0o111,
+            "{script} executable"
+        );
+    }
+}
