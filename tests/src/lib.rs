@@ -16,6 +16,8 @@
 //! - [`background`]: a long-running child process with collected output;
 //! - [`cluster`]: helpers over several daemons (start, wait for membership);
 //! - [`events`]: recording a daemon's peer events with receive times;
+//! - [`history`]: a daemon's message history as a user sees it, and sends
+//!   through the real `rossipctl`, for the durable-history tests;
 //! - [`netns`]: a LAN of network namespaces with nftables faults (loss,
 //!   partitions, hosts cut off at the switch, extra interfaces);
 //! - [`nscluster`]: a namespaced LAN with a daemon and a recorder per host;
@@ -37,6 +39,7 @@ pub mod delivery_bench;
 pub mod delivery_send;
 pub mod delivery_table;
 pub mod events;
+pub mod history;
 pub mod netns;
 pub mod nscluster;
 pub mod rng;

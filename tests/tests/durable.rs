@@ -3,6 +3,8 @@
 //! and its clock never orders new messages before its old ones.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rossip_proto::message::Hlc;
@@ -11,9 +13,12 @@ use rossip_proto::sign::NodeKey;
 use rossip_proto::{Message, NodeId};
 use rossip_tests::cluster::{self, start_loopback_cluster};
 use rossip_tests::daemon::Daemon;
+use rossip_tests::history::{
+    assert_same_lines, assert_unique, ctl_stdout, history, ids, send_until_killed, send_with_cli,
+    seq_of, wait_holds_all,
+};
 use rossip_tests::wait;
 use rossipd::store::{self, Batch, Retention, Store};
-use serde_json::json;
 
 /// How long messages may take to reach every node.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -21,34 +26,6 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a restarted node's subscription is watched for re-deliveries
 /// after everything settled: several anti-entropy rounds (one a second).
 const REDELIVERY_WATCH: Duration = Duration::from_secs(5);
-
-/// The whole history (up to 10,000 messages), oldest first.
-fn history(daemon: &Daemon) -> Vec<MessageView> {
-    #[derive(serde::Deserialize)]
-    struct History {
-        messages: Vec<MessageView>,
-    }
-    daemon
-        .client()
-        .call_ok::<History>("history", json!({"n": 10_000}))
-        .messages
-}
-
-fn ids(messages: &[MessageView]) -> Vec<String> {
-    messages.iter().map(|m| m.id.clone()).collect()
-}
-
-/// Panics (naming `who`) if an id occurs twice.
-fn assert_unique(who: &str, messages: &[MessageView]) {
-    let mut seen = BTreeSet::new();
-    for m in messages {
-        assert!(
-            seen.insert(&m.id),
-            "{who} holds {} twice: {messages:?}",
-            m.id
-        );
-    }
-}
 
 #[test]
 fn acknowledged_sends_survive_kill_9_in_the_same_order() {
@@ -334,13 +311,6 @@ fn a_corrupt_store_is_moved_aside_and_the_daemon_starts_empty() {
     assert_eq!(daemon.status().store.messages, 1);
 }
 
-/// The sequence number of a message id `<origin>-<seq>`.
-fn seq_of(id: &str) -> u64 {
-    id.rsplit_once('-')
-        .and_then(|(_, seq)| seq.parse().ok())
-        .unwrap_or_else(|| panic!("message id {id} has no sequence number"))
-}
-
 #[test]
 fn restarts_continue_the_sequence_without_gaps() {
     // A gap would be asked about by every node forever: restarts (clean or
@@ -362,4 +332,151 @@ fn restarts_continue_the_sequence_without_gaps() {
     }
     let expected: Vec<u64> = (1..=12).collect();
     assert_eq!(seqs, expected, "sequence numbers across 4 restarts");
+}
+
+/// Messages each node of the pair sends in the kill -9 acceptance test.
+const PER_NODE: usize = 500;
+
+/// Acknowledged sends to B before it is killed mid-stream.
+const ACKS_BEFORE_KILL: usize = 200;
+
+/// Checks the store counters `status` reports for `daemon` holding `held`.
+fn assert_store_holds(daemon: &Daemon, held: usize) {
+    let store = daemon.status().store;
+    assert!(
+        store.messages == held as u64
+            && store.errors == 0
+            && store.size_bytes > 0
+            && store.path.ends_with(store::FILE_NAME),
+        "{}: store status should count {held} messages and no errors: {store:?}",
+        daemon.name()
+    );
+}
+
+#[test]
+fn a_thousand_cli_sends_from_two_nodes_survive_kill_9_and_tail_shows_the_same() {
+    let started = Instant::now();
+    let mut nodes = start_loopback_cluster(&["a", "b"]);
+    let (a_socket, b_socket) = (nodes[0].socket().to_owned(), nodes[1].socket().to_owned());
+    // Both nodes send at once, so A's history interleaves what it sent
+    // with what it received.
+    let (from_a, from_b) = std::thread::scope(|s| {
+        let a = s.spawn(|| send_with_cli(&a_socket, "from a", PER_NODE));
+        let b = s.spawn(|| send_with_cli(&b_socket, "from b", PER_NODE));
+        let a = a.join().expect("the sender to a panicked");
+        (a, b.join().expect("the sender to b panicked"))
+    });
+    eprintln!(
+        "sent 2 x {PER_NODE} with rossipctl after {:?}",
+        started.elapsed()
+    );
+    let all: Vec<String> = from_a.iter().chain(&from_b).cloned().collect();
+    for node in &nodes {
+        wait_holds_all(node, &all, DELIVERY_TIMEOUT);
+    }
+
+    let a = &mut nodes[0];
+    let before = history(a);
+    assert_unique("a before the kill", &before);
+    assert_eq!(before.len(), all.len(), "a holds more than was sent");
+    // Each node's sends were sequential: history keeps them in send order.
+    for (origin, sent) in [("a", &from_a), ("b", &from_b)] {
+        let held: Vec<String> = ids(&before)
+            .into_iter()
+            .filter(|id| sent.contains(id))
+            .collect();
+        assert_eq!(
+            &held, sent,
+            "a's history orders {origin}'s messages unlike they were sent"
+        );
+    }
+    let n = all.len().to_string();
+    let tail = ctl_stdout(a, &["tail", "-n", &n]);
+    let tail_json = ctl_stdout(a, &["--json", "tail", "-n", &n]);
+    assert_eq!(tail.lines().count(), all.len(), "tail -n {n}:\n{tail}");
+    let json_views: Vec<MessageView> = tail_json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("tail --json line {l}: {e}")))
+        .collect();
+    assert_eq!(json_views, before, "--json tail -n {n} is not the history");
+    assert_store_holds(a, all.len());
+
+    a.kill9();
+    a.restart();
+    let after = history(a);
+    assert_unique("a after restart", &after);
+    assert_eq!(
+        ids(&after),
+        ids(&before),
+        "a's history after kill -9 and restart"
+    );
+    assert_eq!(after, before, "a's restored messages differ in a field");
+    assert_same_lines(
+        "`tail -n 1000` after kill -9 and restart",
+        &tail,
+        &ctl_stdout(a, &["tail", "-n", &n]),
+    );
+    let json_after = ctl_stdout(a, &["--json", "tail", "-n", &n]);
+    assert_same_lines(
+        "`--json tail -n 1000` after kill -9 and restart",
+        &tail_json,
+        &json_after,
+    );
+    assert_store_holds(a, all.len());
+    eprintln!("a restarted and checked after {:?}", started.elapsed());
+
+    // Kill B while a client is sending to it: whatever it acknowledged
+    // must be there after the restart, once.
+    let acked = Arc::new(AtomicUsize::new(0));
+    let sender = {
+        let (socket, acked) = (b_socket.clone(), Arc::clone(&acked));
+        std::thread::spawn(move || send_until_killed(socket, acked, DELIVERY_TIMEOUT))
+    };
+    wait::wait_until(DELIVERY_TIMEOUT, "b to acknowledge sends", || {
+        let n = acked.load(Ordering::SeqCst);
+        if n >= ACKS_BEFORE_KILL {
+            Ok(())
+        } else {
+            Err(format!("{n} acked"))
+        }
+    });
+    let b = &mut nodes[1];
+    b.kill9();
+    let (mid_stream, problem) = sender.join().expect("the sender to b panicked");
+    assert_eq!(problem, None, "the sends to b did not end with its kill");
+    b.restart();
+    let restored = history(b);
+    assert_unique("b after restart", &restored);
+    let held: BTreeSet<String> = ids(&restored).into_iter().collect();
+    let lost: Vec<&String> = all
+        .iter()
+        .chain(&mid_stream)
+        .filter(|id| !held.contains(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "b lost {} acknowledged messages (of {} sent mid-stream before the kill), e.g. {:?}",
+        lost.len(),
+        mid_stream.len(),
+        lost.first()
+    );
+    let acked_order: Vec<String> = ids(&restored)
+        .into_iter()
+        .filter(|id| mid_stream.contains(id))
+        .collect();
+    assert_eq!(acked_order, mid_stream, "b's history reorders its sends");
+    // What B holds beyond the acked: at most the one send in flight at the kill.
+    assert!(
+        restored.len() <= all.len() + mid_stream.len() + 1,
+        "b holds {} messages, {} acknowledged",
+        restored.len(),
+        all.len() + mid_stream.len()
+    );
+    assert_store_holds(b, restored.len());
+    eprintln!(
+        "b killed after {} acked mid-stream sends ({} held after restart); test took {:?}",
+        mid_stream.len(),
+        restored.len() - all.len(),
+        started.elapsed()
+    );
 }
