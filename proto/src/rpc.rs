@@ -668,6 +668,14 @@ pub struct StoreStatus {
     /// Commits and prunes that failed since start (each logged as an
     /// error); sends whose commit failed were answered with an error.
     pub errors: u64,
+    /// Delivered messages a failed commit left out of the store, written
+    /// with the next commit that succeeds.
+    #[serde(default)]
+    pub pending: u64,
+    /// Delivered messages no longer held for the store since start: it
+    /// failed for too long (over 100,000 messages or 64 MiB waited).
+    #[serde(default)]
+    pub dropped: u64,
 }
 
 /// A keyring: key ids (8 hex digits), the sealing key first.

@@ -205,6 +205,8 @@ pub struct Driver {
     store: Store,
     /// Failed store commits and prunes.
     store_errors: u64,
+    /// Delivered messages a failed commit left out of the store.
+    unstored: persist::Unstored,
     /// Sends answered after the next commit.
     pending_sends: Vec<PendingSend>,
     /// Sends held for room in the history window; see `backpressure`.
@@ -257,6 +259,7 @@ impl Driver {
             peer_cache,
             store,
             store_errors: 0,
+            unstored: persist::Unstored::default(),
             pending_sends: Vec::new(),
             deferred: backpressure::Deferred::default(),
             keyring_answers: std::collections::BTreeMap::new(),
@@ -572,8 +575,10 @@ impl Driver {
                 Err(e) => Err(ErrorObject::new(
                     rpc::code::INTERNAL_ERROR,
                     format!(
-                        "the history store failed, so the message is not stored here \
-                         (it may still reach other nodes): {e}"
+                        "the history store failed ({e}): the message {} went out to the cluster \
+                         but is not durable here yet; it is held in memory and stored once the \
+                         store works again (a restart before then loses it on this node)",
+                        view.id
                     ),
                 )),
             };

@@ -85,10 +85,21 @@ fn lines(s: &StatusResult) -> Vec<String> {
             s.rpc.connections, s.rpc.max_connections, s.rpc.refused
         ),
         format!(
-            "store: {} messages, {} bytes, {} errors ({})",
+            "store: {} messages, {} bytes, {} errors{}{} ({})",
             s.store.messages,
             s.store.size_bytes,
             s.store.errors,
+            // Only when the store failed: messages it still owes, and gave up on.
+            if s.store.pending > 0 {
+                format!(", {} waiting to be stored", s.store.pending)
+            } else {
+                String::new()
+            },
+            if s.store.dropped > 0 {
+                format!(", {} given up", s.store.dropped)
+            } else {
+                String::new()
+            },
             sanitize(&s.store.path)
         ),
         format!(
@@ -173,6 +184,8 @@ mod tests {
                 size_bytes: 40960,
                 messages: 9,
                 errors: 1,
+                pending: 2,
+                dropped: 0,
             },
             keys: vec!["1a2b3c4d".into(), "5e6f7081".into()],
             identity: rossip_proto::rpc::IdentityStatus::default(),
@@ -196,7 +209,7 @@ mod tests {
             "datagrams dropped: 2 malformed, 1 wrong_cluster",
             "subscriber drops: 7",
             "local socket: 3 connections (at most 4096), 2 refused",
-            "store: 9 messages, 40960 bytes, 1 errors (/var/lib/rossip/history.db)",
+            "store: 9 messages, 40960 bytes, 1 errors, 2 waiting to be stored (/var/lib/rossip/history.db)",
             "encryption: on, key 1a2b3c4d (also accepting 5e6f7081)",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");

@@ -91,6 +91,8 @@ impl Driver {
                     size_bytes: figures.size_bytes,
                     messages: figures.messages,
                     errors: self.store_errors,
+                    pending: self.unstored.len() as u64,
+                    dropped: self.unstored.dropped(),
                 }
             },
             keys: self
