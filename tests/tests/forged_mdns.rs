@@ -311,9 +311,13 @@ fn forged_mdns_never_becomes_a_member() {
         || {
             let tried = daemons.iter().all(|d| {
                 let log = d.log();
-                FORGED.iter().all(|(id, ..)| {
-                    log.lines()
-                        .any(|l| l.contains("mDNS: discovered") && l.contains(id))
+                // Logged by the name and short id the record claims.
+                FORGED.iter().all(|(id, name, ..)| {
+                    let peer = format!("peer={name}");
+                    let peer_id = format!("peer_id={}", &id[..rossip_proto::NodeId::SHORT_LEN]);
+                    log.lines().any(|l| {
+                        l.contains("mDNS: discovered") && l.contains(&peer) && l.contains(&peer_id)
+                    })
                 })
             });
             let received = forger.received();
