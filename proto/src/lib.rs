@@ -11,6 +11,7 @@
 //!   latency, loss, crashes) for scenario tests and simulations.
 
 pub mod id;
+pub mod log_text;
 pub mod message;
 pub mod node;
 pub mod paths;

@@ -890,7 +890,7 @@ impl Node {
                     _ => None,
                 };
                 tracing::warn!(
-                    peer = member.map(|m| tracing::field::display(&m.name)),
+                    peer = member.map(|m| tracing::field::display(crate::log_text::LogText(&m.name))),
                     peer_id = member.map(|m| tracing::field::display(m.id.short())),
                     ?dsts,
                     %err,
@@ -920,7 +920,7 @@ impl Node {
                 origin_name = self
                     .members
                     .get(&lost.origin)
-                    .map(|m| tracing::field::display(&m.name)),
+                    .map(|m| tracing::field::display(crate::log_text::LogText(&m.name))),
                 origin = %lost.origin.short(),
                 first = lost.first,
                 last = lost.last,

@@ -186,10 +186,19 @@ pub fn parse_max_age(text: &str) -> Result<MaxAge, String> {
 
 /// A byte count of at least 1.
 pub fn parse_max_bytes(text: &str) -> Result<usize, String> {
+    parse_positive(text, "a number of bytes, e.g. 67108864")
+}
+
+/// `--history`: a message count, at least 1.
+pub fn parse_history(text: &str) -> Result<usize, String> {
+    parse_positive(text, "a number of messages, e.g. 100000")
+}
+
+fn parse_positive(text: &str, what: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_owned()),
-        Ok(bytes) => Ok(bytes),
-        Err(e) => Err(format!("{e} (a number of bytes, e.g. 67108864)")),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e} ({what})")),
     }
 }
 

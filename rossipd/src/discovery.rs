@@ -237,7 +237,7 @@ impl Browser {
         // answers), and the short form of its id, as membership logs it.
         let name = service
             .get_property_val_str("name")
-            .map(tracing::field::display);
+            .map(|name| tracing::field::display(rossip_proto::log_text::LogText(name)));
         let peer_id = tracing::field::display(id.get(..NodeId::SHORT_LEN).unwrap_or(id));
         if cluster != self.cluster {
             tracing::debug!(

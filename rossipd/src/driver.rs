@@ -33,6 +33,7 @@ mod backpressure;
 mod keyring;
 mod persist;
 mod status;
+mod unstored;
 
 /// Events the daemon-wide ring holds for subscription forwarders. Each
 /// forwarder drains it in batches into its own bounded backlog, so this
@@ -206,7 +207,7 @@ pub struct Driver {
     /// Failed store commits and prunes.
     store_errors: u64,
     /// Delivered messages a failed commit left out of the store.
-    unstored: persist::Unstored,
+    unstored: unstored::Unstored,
     /// Sends answered after the next commit.
     pending_sends: Vec<PendingSend>,
     /// Sends held for room in the history window; see `backpressure`.
@@ -259,7 +260,7 @@ impl Driver {
             peer_cache,
             store,
             store_errors: 0,
-            unstored: persist::Unstored::default(),
+            unstored: unstored::Unstored::default(),
             pending_sends: Vec::new(),
             deferred: backpressure::Deferred::default(),
             keyring_answers: std::collections::BTreeMap::new(),
@@ -614,7 +615,7 @@ impl Driver {
             // An error path: looking up who is at the address is cheap here.
             let member = self.node.member_at(transmit.dst);
             tracing::debug!(
-                peer = member.map(|m| tracing::field::display(&m.name)),
+                peer = member.map(|m| tracing::field::display(rossip_proto::log_text::LogText(&m.name))),
                 peer_id = member.map(|m| tracing::field::display(m.id.short())),
                 addr = %transmit.dst,
                 "UDP send failed: {e}"
@@ -627,7 +628,7 @@ impl Driver {
             Event::Message(message) => {
                 tracing::debug!(
                     msg = %message.id,
-                    origin_name = %message.origin_name,
+                    origin_name = %rossip_proto::log_text::LogText(&message.origin_name),
                     origin = %message.id.origin.short(),
                     "message delivered"
                 );
@@ -638,7 +639,7 @@ impl Driver {
             Event::Peer(change) => {
                 let peer = self.peer_view(&change.member);
                 tracing::info!(
-                    peer = %change.member.name,
+                    peer = %rossip_proto::log_text::LogText(&change.member.name),
                     peer_id = %change.member.id.short(),
                     addr = %change.member.addr,
                     state = peer.state.as_str(),

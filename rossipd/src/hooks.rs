@@ -113,6 +113,17 @@ async fn reload_keys(
     configured: Option<PathBuf>,
     commands: &mpsc::WeakSender<Command>,
 ) -> KeyReloadReport {
+    if configured.is_none()
+        && let Some(credential) = keyfile::resolve(None)
+    {
+        // systemd copies credentials when the service starts and never
+        // again: re-reading the copy would only ever find the old key.
+        return KeyReloadReport::refused(format!(
+            "key file: the key comes from systemd's credential {}, which systemd copies when \
+             the service starts: `systemctl restart rossipd` reads a new one",
+            credential.display()
+        ));
+    }
     let file = match keyfile::resolve(configured.as_deref()) {
         // A small file, read once per SIGHUP: not worth a blocking task.
         Some(path) => match keyfile::load(&path) {

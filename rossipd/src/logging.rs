@@ -143,15 +143,35 @@ impl LogFile {
         })
     }
 
+    /// Opens `path` for appending. A new file is made mode 640 whatever the
+    /// umask (0077 under --daemonize and systemd), so an `adm`-style group
+    /// can read it; an existing one keeps the mode its owner gave it. A
+    /// symbolic link is refused: a root daemon must not append to whatever
+    /// a link points at.
     fn open_file(path: &Path) -> anyhow::Result<File> {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        std::fs::OpenOptions::new()
-            .create(true)
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let context = || {
+            format!(
+                "cannot open the log file {} (a symbolic link is refused)",
+                path.display()
+            )
+        };
+        let mut options = std::fs::OpenOptions::new();
+        options
             .append(true)
-            // Log lines name peers and addresses: not for everyone on the host.
             .mode(0o640)
-            .open(path)
-            .with_context(|| format!("cannot open the log file {}", path.display()))
+            .custom_flags(libc::O_NOFOLLOW);
+        match options.clone().create_new(true).open(path) {
+            Ok(file) => {
+                file.set_permissions(std::fs::Permissions::from_mode(0o640))
+                    .with_context(context)?;
+                Ok(file)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                options.open(path).with_context(context)
+            }
+            Err(e) => Err(e).with_context(context),
+        }
     }
 
     fn reopen(&self) -> anyhow::Result<()> {
@@ -206,6 +226,9 @@ mod tests {
         let path = dir.path().join("rossipd.log");
         let log = LogFile::open(&path).expect("open");
         writeln!(log.make_writer(), "first").expect("write");
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o640, "a new log file is mode 640");
         let rotated = dir.path().join("rossipd.log.1");
         std::fs::rename(&path, &rotated).expect("rename");
         writeln!(log.make_writer(), "second").expect("write");

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use detach::Detached;
 use logging::Logging;
-use settings::{Args, GivenBools, Settings};
+use settings::{Args, Given, Settings};
 
 fn main() -> ExitCode {
     let (mut args, given) = settings::parse_args();
@@ -37,7 +37,11 @@ fn main() -> ExitCode {
     };
     args.pin_config_path(&cwd);
     // Config errors exit 2, like the usage errors clap reports for flags.
-    let mut settings = match args.clone().into_settings(given) {
+    let mut settings = match args
+        .clone()
+        .into_settings(given)
+        .and_then(|s| s.check().map(|()| s))
+    {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("rossipd: error: {e}");
@@ -46,31 +50,15 @@ fn main() -> ExitCode {
     };
     settings.pin_paths(&cwd);
     if args.check_config {
-        return match settings.check() {
-            Ok(()) => {
-                println!("{}", settings.summary());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("rossipd: error: {e}");
-                ExitCode::from(2)
-            }
-        };
+        println!("{}", settings.summary());
+        return ExitCode::SUCCESS;
     }
-    // systemd tracks the process it started: a fork would look like an exit.
-    let daemonize_ignored = settings.daemonize && std::env::var_os("INVOCATION_ID").is_some();
-    if daemonize_ignored {
-        settings.daemonize = false;
-    }
-    // A detached daemon has no terminal: without a log file it logs to syslog.
-    if settings.daemonize && settings.log.file.is_none() {
-        settings.log.syslog = true;
-    }
+    let daemonize_ignored = settings.settle();
     let logging = match logging::init(&settings.log) {
         Ok(logging) => logging,
         Err(e) => {
             eprintln!("rossipd: error: {e:#}");
-            return ExitCode::from(2);
+            return ExitCode::FAILURE;
         }
     };
     let detached = if settings.daemonize {
@@ -86,14 +74,17 @@ fn main() -> ExitCode {
         None
     };
     if daemonize_ignored {
-        tracing::warn!("daemonize ignored: running under systemd (INVOCATION_ID is set)");
+        tracing::warn!(
+            "daemonize ignored: the service manager waits for this process to notify it \
+             (NOTIFY_SOCKET is set)"
+        );
     }
-    log_panics();
+    log_panics(&settings.log);
     let logs_elsewhere = settings.log.file.is_some() || settings.log.syslog;
     if let Some(file) = &settings.file {
         tracing::info!("config file {}", file.display());
     }
-    let result = run(Reloader {
+    let result = run(Parts {
         args,
         given,
         settings,
@@ -125,17 +116,17 @@ fn main() -> ExitCode {
 }
 
 /// What `run` needs; gathered to keep its signature short.
-struct Reloader {
+struct Parts {
     args: Args,
-    given: GivenBools,
+    given: Given,
     settings: Settings,
     logging: Logging,
     cwd: PathBuf,
     detached: Option<Arc<Mutex<Detached>>>,
 }
 
-fn run(parts: Reloader) -> anyhow::Result<()> {
-    let Reloader {
+fn run(parts: Parts) -> anyhow::Result<()> {
+    let Parts {
         args,
         given,
         settings,
@@ -143,13 +134,6 @@ fn run(parts: Reloader) -> anyhow::Result<()> {
         cwd,
         detached,
     } = parts;
-    // Before the runtime: the pid is final (after any fork), and a locked
-    // pid file is a refusal to start.
-    let _pid_file = settings
-        .pid_file
-        .as_deref()
-        .map(pid_file::PidFile::create)
-        .transpose()?;
     // One thread: the driver owns all protocol state, so more workers would
     // only add cross-thread wake-ups between it, the connections and the
     // subscription forwarders (measured: lower latency, and 20,000 msg/s
@@ -162,6 +146,14 @@ fn run(parts: Reloader) -> anyhow::Result<()> {
         let shutdown = shutdown_signal()?;
         let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("cannot install the SIGHUP handler")?;
+        // After the handlers: a `kill -HUP $(cat pid)` (logrotate) as soon
+        // as the file exists must reload, not kill. The pid is final (after
+        // any fork), and a locked pid file is a refusal to start.
+        let _pid_file = settings
+            .pid_file
+            .as_deref()
+            .map(pid_file::PidFile::create)
+            .transpose()?;
         let (key_reloads_tx, key_reloads) = mpsc::channel(1);
         let (ready_tx, ready) = oneshot::channel();
         let config = settings.config.clone();
@@ -208,12 +200,19 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
     })
 }
 
-/// A panic also goes to the log: a detached daemon's stderr may be
-/// /dev/null, and under syslog the log is where an operator looks.
-fn log_panics() {
+/// A panic also goes to the log when that is a file or syslog: a
+/// detached daemon's stderr may be /dev/null, and the log is where an
+/// operator looks. Written once: with a log file, stderr is that file too.
+fn log_panics(log: &settings::LogSettings) {
+    if log.file.is_none() && !log.syslog {
+        return; // stderr is the log: the default hook writes it there.
+    }
+    let to_file = log.file.is_some();
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         tracing::error!("panic: {info}");
-        default(info);
+        if !to_file {
+            default(info);
+        }
     }));
 }

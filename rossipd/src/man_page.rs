@@ -86,9 +86,11 @@ fn sections(command: &clap::Command) -> Roff {
         "Reopen the log file (after log rotation), read the config file again and apply \
          what can change while running: the log level, and the keys of the cluster key \
          file that this node lacks (installed and saved, never used to seal nor removed: \
-         rossipctl keys use and keys remove do that once every member is ready). Every \
+         rossipctl keys use and keys remove do that once every member is ready; a key \
+         from systemd's LoadCredential= is copied once at start and needs a restart). Every \
          other changed key is logged as needing a restart; a config file with an error \
-         changes nothing. systemctl reload rossipd sends it.",
+         changes nothing; the last line is \"reload done: N applied, M not applied\". \
+         systemctl reload rossipd sends it.",
     );
 
     roff.control("SH", ["EXIT STATUS"]);

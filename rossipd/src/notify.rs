@@ -80,17 +80,22 @@ impl Notifier {
         Ok((socket, target))
     }
 
-    /// Sends one notification (lines of `KEY=VALUE`); failures are logged.
-    fn send(&self, state: &str) {
-        if let Err(e) = self.socket.send_to_addr(state.as_bytes(), &self.target) {
-            tracing::debug!("cannot notify systemd ({state:?}): {e}");
+    /// Sends one notification (lines of `KEY=VALUE`); whether it left.
+    /// Failures are logged.
+    fn send(&self, state: &str) -> bool {
+        match self.socket.send_to_addr(state.as_bytes(), &self.target) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::debug!("cannot notify systemd ({state:?}): {e}");
+                false
+            }
         }
     }
 
     /// Tells systemd that shutdown has started (once).
     pub fn stopping(&self) {
         if !self.stopping_sent.swap(true, Ordering::Relaxed) {
-            self.send("STOPPING=1\nSTATUS=shutting down");
+            let _ = self.send("STOPPING=1\nSTATUS=shutting down");
         }
     }
 
@@ -122,6 +127,7 @@ impl Notifier {
             .watchdog_interval
             .map_or(STATUS_INTERVAL, |w| w.min(STATUS_INTERVAL));
         let mut last_alive: Option<u64> = None;
+        let mut ready_sent = false;
         let mut first = true;
         loop {
             // A pause after each round rather than a fixed-rate interval: a
@@ -140,20 +146,23 @@ impl Notifier {
                 tracing::warn!("the driver did not answer status; skipping the watchdog ping");
                 continue;
             };
+            // Each round says again what did not get through: a datagram
+            // lost to a full manager queue must not lose READY=1 for good
+            // (systemd would time the start out).
             let mut state = String::new();
-            if last_alive.is_none() {
+            if !ready_sent {
                 state.push_str("READY=1\n");
             }
             if last_alive != Some(alive) {
                 let noun = if alive == 1 { "peer" } else { "peers" };
                 state.push_str(&format!("STATUS={alive} {noun} alive\n"));
-                last_alive = Some(alive);
             }
             if self.watchdog_interval.is_some() {
                 state.push_str("WATCHDOG=1\n");
             }
-            if !state.is_empty() {
-                self.send(state.trim_end());
+            if !state.is_empty() && self.send(state.trim_end()) {
+                ready_sent = true;
+                last_alive = Some(alive);
             }
         }
     }

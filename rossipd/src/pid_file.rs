@@ -19,17 +19,41 @@ pub struct PidFile {
 impl PidFile {
     /// Creates (or takes over) `path`, locks it and writes this process's
     /// pid. A file locked by a running process is an error naming its pid;
-    /// a stale one (its process gone, so no lock) is taken over.
+    /// a stale one (its process gone, so no lock) is taken over. A symbolic
+    /// link is refused: a daemon running as root must not truncate what a
+    /// link in a writable directory points at.
     pub fn create(path: &Path) -> anyhow::Result<PidFile> {
-        use std::os::unix::fs::OpenOptionsExt as _;
+        for _ in 0..ATTEMPTS {
+            let Some(file) = Self::lock(path)? else {
+                continue;
+            };
+            return Self::write_pid(path, file);
+        }
+        bail!(
+            "the pid file {} kept being removed while rossipd locked it (another rossipd \
+             stopping at the same time?); try again",
+            path.display()
+        )
+    }
+
+    /// Opens and locks `path`; `None` if the file locked is no longer the
+    /// one at `path` (its holder removed it between the open and the lock).
+    fn lock(path: &Path) -> anyhow::Result<Option<File>> {
+        use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
-            .with_context(|| format!("cannot open the pid file {}", path.display()))?;
+            .with_context(|| {
+                format!(
+                    "cannot open the pid file {} (a symbolic link is refused)",
+                    path.display()
+                )
+            })?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -46,7 +70,20 @@ impl PidFile {
                     .with_context(|| format!("cannot lock the pid file {}", path.display()));
             }
         }
-        file.set_len(0)
+        let ours = file
+            .metadata()
+            .with_context(|| format!("cannot read the pid file {}", path.display()))?;
+        let same = std::fs::symlink_metadata(path)
+            .is_ok_and(|there| there.dev() == ours.dev() && there.ino() == ours.ino());
+        Ok(same.then_some(file))
+    }
+
+    fn write_pid(path: &Path, mut file: File) -> anyhow::Result<PidFile> {
+        use std::os::unix::fs::PermissionsExt as _;
+        // Readable by everyone whatever the umask (0077 under --daemonize
+        // and systemd): scripts of other users look up the pid.
+        file.set_permissions(std::fs::Permissions::from_mode(0o644))
+            .and_then(|()| file.set_len(0))
             .and_then(|()| file.rewind())
             .and_then(|()| writeln!(file, "{}", std::process::id()))
             .and_then(|()| file.sync_all())
@@ -57,6 +94,9 @@ impl PidFile {
         })
     }
 }
+
+/// How often a pid file removed under rossipd's lock is opened again.
+const ATTEMPTS: usize = 5;
 
 impl Drop for PidFile {
     fn drop(&mut self) {
@@ -90,5 +130,27 @@ mod tests {
         );
         drop(pid_file);
         assert!(!path.exists(), "the pid file outlived its holder");
+    }
+
+    #[test]
+    fn a_symbolic_link_is_refused_and_its_target_untouched() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep me\n").expect("target");
+        let link = dir.path().join("rossipd.pid");
+        std::os::unix::fs::symlink(&target, &link).expect("symlink");
+        let err = PidFile::create(&link).expect_err("a symlink is refused");
+        assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
+        assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep me\n");
+
+        let plain = dir.path().join("plain.pid");
+        let pid_file = PidFile::create(&plain).expect("create");
+        let mode = std::fs::metadata(&plain)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644, "the pid file is readable by all");
+        drop(pid_file);
     }
 }

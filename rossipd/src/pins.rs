@@ -106,7 +106,7 @@ impl Pins {
                 } else if self.warned.insert(pair) {
                     self.conflicts += 1;
                     tracing::warn!(
-                        peer = %name,
+                        peer = %rossip_proto::log_text::LogText(name),
                         peer_id = %id.short(),
                         key = %key.fingerprint(),
                         pinned = %pinned.fingerprint(),
@@ -154,7 +154,7 @@ impl Pins {
         }
         self.pins.insert(name.to_owned(), *key);
         tracing::info!(
-            peer = %name,
+            peer = %rossip_proto::log_text::LogText(name),
             peer_id = %id.short(),
             key = %key.fingerprint(),
             "pinned a new name to its key"

@@ -7,15 +7,15 @@ use rossipd::hooks::{KeyReload, KeyReloadReport};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::logging::Logging;
-use crate::settings::{Args, GivenBools, Settings};
+use crate::settings::{Args, Given, Settings};
 
 /// Everything a reload needs; owned by the SIGHUP task.
 #[derive(Debug)]
 pub struct Reloader {
     /// The command line as parsed at start.
     pub args: Args,
-    /// Which boolean flags it gave.
-    pub given: GivenBools,
+    /// Where its values came from.
+    pub given: Given,
     /// The configuration in effect (updated by what a reload applies).
     pub running: Settings,
     /// The logger's knobs.
@@ -55,6 +55,7 @@ impl Reloader {
             .into_settings(self.given)
             .and_then(|mut new| {
                 new.pin_paths(&self.cwd);
+                new.settle();
                 new.check().map(|()| new)
             }) {
             Ok(new) => new,
@@ -107,15 +108,18 @@ impl Reloader {
 /// One line per change and per refusal (the log target, `rossipd::reload`,
 /// says what they are about).
 fn log_outcome(applied: &[String], not_applied: &[String]) {
-    if applied.is_empty() && not_applied.is_empty() {
-        tracing::info!("nothing changed");
-    }
     for change in applied {
         tracing::info!("{change}");
     }
     for refusal in not_applied {
         tracing::warn!("not applied: {refusal}");
     }
+    // Last, so that a script (or a test) waiting for it has the whole story.
+    tracing::info!(
+        "reload done: {} applied, {} not applied",
+        applied.len(),
+        not_applied.len()
+    );
 }
 
 /// The settings a running daemon keeps until it restarts, where `new`

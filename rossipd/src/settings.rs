@@ -51,12 +51,10 @@ pub struct Args {
     pid_file: Option<PathBuf>,
 
     /// Append log lines to PATH instead of stderr; SIGHUP reopens it (for logrotate)
-    #[arg(
-        long,
-        value_name = "PATH",
-        env = "ROSSIP_LOG_FILE",
-        conflicts_with = "syslog"
-    )]
+    // Not clap's `conflicts_with = "syslog"`: clap counts a variable as
+    // given, so ROSSIP_SYSLOG=false would make `--log-file` a usage error.
+    // `log_destination` decides instead, by source.
+    #[arg(long, value_name = "PATH", env = "ROSSIP_LOG_FILE")]
     log_file: Option<PathBuf>,
 
     /// Log to syslog (facility daemon, the socket /dev/log or $ROSSIP_SYSLOG_SOCKET)
@@ -117,7 +115,7 @@ pub struct Args {
     ifaces: Option<Vec<String>>,
 
     /// Messages kept in history (in memory and in the state directory's history.db) [default: 100000]
-    #[arg(long, env = "ROSSIP_HISTORY", value_parser = config_file::parse_max_bytes)]
+    #[arg(long, env = "ROSSIP_HISTORY", value_parser = config_file::parse_history)]
     history: Option<usize>,
 
     /// Oldest messages kept in history, e.g. 12h, 7d, 4w; `none` keeps them regardless of age
@@ -198,22 +196,36 @@ pub struct LogSettings {
     pub syslog: bool,
 }
 
-/// The boolean flags given on the command line or in the environment: a
-/// bool has no "absent" of its own, and an absent one lets the file decide.
+/// Where a value came from. A flag beats the environment, which beats the
+/// file, which beats the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+enum Source {
+    #[default]
+    Default,
+    File,
+    Env,
+    Flag,
+}
+
+/// Where clap found the values the file may still override or compete
+/// with: the booleans (a bool has no "absent" of its own, and an absent one
+/// lets the file decide) and the log destination.
 #[derive(Debug, Clone, Copy)]
-pub struct GivenBools {
-    no_mdns: bool,
-    daemonize: bool,
-    syslog: bool,
+pub struct Given {
+    no_mdns: Source,
+    daemonize: Source,
+    syslog: Source,
+    log_file: Source,
 }
 
 /// Parses the command line (exiting on a usage error, as clap does).
-pub fn parse_args() -> (Args, GivenBools) {
+pub fn parse_args() -> (Args, Given) {
     let matches = Args::command().get_matches();
-    let given = GivenBools {
-        no_mdns: given(&matches, "no_mdns"),
-        daemonize: given(&matches, "daemonize"),
-        syslog: given(&matches, "syslog"),
+    let given = Given {
+        no_mdns: source(&matches, "no_mdns"),
+        daemonize: source(&matches, "daemonize"),
+        syslog: source(&matches, "syslog"),
+        log_file: source(&matches, "log_file"),
     };
     match Args::from_arg_matches(&matches) {
         Ok(args) => (args, given),
@@ -221,17 +233,46 @@ pub fn parse_args() -> (Args, GivenBools) {
     }
 }
 
-fn given(matches: &ArgMatches, id: &str) -> bool {
-    matches!(
-        matches.value_source(id),
-        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-    )
+fn source(matches: &ArgMatches, id: &str) -> Source {
+    match matches.value_source(id) {
+        Some(ValueSource::CommandLine) => Source::Flag,
+        Some(ValueSource::EnvVariable) => Source::Env,
+        _ => Source::Default,
+    }
+}
+
+/// The log destination from its two competing settings: `syslog = true`
+/// and a log file from the same source exclude each other; from different
+/// sources the higher one wins.
+fn log_destination(
+    log_file: Option<(PathBuf, Source)>,
+    syslog: (bool, Source),
+    file: Option<&Path>,
+) -> Result<(Option<PathBuf>, bool), String> {
+    let Some((path, file_source)) = log_file else {
+        return Ok((None, syslog.0));
+    };
+    if !syslog.0 {
+        return Ok((Some(path), false));
+    }
+    match syslog.1.cmp(&file_source) {
+        std::cmp::Ordering::Greater => Ok((None, true)),
+        std::cmp::Ordering::Less => Ok((Some(path), false)),
+        std::cmp::Ordering::Equal => Err(match syslog.1 {
+            Source::Flag => "--log-file and --syslog exclude each other".to_owned(),
+            Source::Env => "ROSSIP_LOG_FILE and ROSSIP_SYSLOG exclude each other".to_owned(),
+            Source::File | Source::Default => format!(
+                "config file {}: `log_file` and `syslog = true` exclude each other",
+                file.map_or("?".into(), |p| p.display().to_string())
+            ),
+        }),
+    }
 }
 
 impl Args {
     /// Flags and environment (clap's values), then the file, then the
     /// defaults.
-    pub fn into_settings(self, given: GivenBools) -> Result<Settings, String> {
+    pub fn into_settings(self, given: Given) -> Result<Settings, String> {
         // Read by hand rather than by clap's `env`: an empty variable means
         // unset here, as it does for rossipctl (clap would call it a usage error).
         let socket_given = self
@@ -263,8 +304,12 @@ impl Args {
         if let Some(cluster) = self.cluster.or(file.cluster) {
             c.cluster = cluster;
         }
-        let pick = |given: bool, flag: bool, file: Option<bool>| {
-            if given { flag } else { file.unwrap_or(false) }
+        let pick = |given: Source, flag: bool, file: Option<bool>| {
+            if given > Source::Default {
+                flag
+            } else {
+                file.unwrap_or(false)
+            }
         };
         let no_mdns = pick(given.no_mdns, self.no_mdns, file.no_mdns);
         c.mdns = !no_mdns;
@@ -289,21 +334,16 @@ impl Args {
             .log_level
             .or(file.log_level)
             .unwrap_or_else(|| "info".to_owned());
-        // A flag or variable for one destination beats the file's other one.
-        let (log_file, syslog) = if self.log_file.is_some() {
-            (self.log_file, false)
-        } else if given.syslog {
-            (None, self.syslog)
-        } else {
-            (file.log_file, file.syslog.unwrap_or(false))
+        let log_file = match (self.log_file, file.log_file) {
+            (Some(path), _) => Some((path, given.log_file)),
+            (None, Some(path)) => Some((path, Source::File)),
+            (None, None) => None,
         };
-        if log_file.is_some() && syslog {
-            return Err(format!(
-                "config file {}: `log_file` and `syslog = true` exclude each other",
-                path.as_ref()
-                    .map_or("?".into(), |p| p.display().to_string())
-            ));
-        }
+        let syslog = match (given.syslog, file.syslog) {
+            (Source::Default, Some(on)) => (on, Source::File),
+            (source, _) => (self.syslog, source),
+        };
+        let (log_file, syslog) = log_destination(log_file, syslog, path.as_deref())?;
         Ok(Settings {
             config: c,
             log: LogSettings {
@@ -413,6 +453,23 @@ impl Args {
 }
 
 impl Settings {
+    /// What a running daemon makes of these settings (at start and at every
+    /// reload, so that a reload compares like with like): under a service
+    /// manager that waits for READY=1 from this process (NOTIFY_SOCKET),
+    /// forking would end its tracking, so `daemonize` is off (returns
+    /// true then); a detached daemon without a log file logs to syslog. A
+    /// forking unit (`Type=forking`, no NOTIFY_SOCKET) may still daemonize.
+    pub fn settle(&mut self) -> bool {
+        let ignored = self.daemonize && std::env::var_os("NOTIFY_SOCKET").is_some();
+        if ignored {
+            self.daemonize = false;
+        }
+        if self.daemonize && self.log.file.is_none() {
+            self.log.syslog = true;
+        }
+        ignored
+    }
+
     /// Makes every path absolute against `cwd` (the directory rossipd was
     /// started in): `--daemonize` moves to "/", and a reload must compare
     /// like with like.

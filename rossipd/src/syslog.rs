@@ -104,11 +104,17 @@ impl Syslog {
             .socket
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let sent = socket.send(&datagram).or_else(|_| {
-            // syslog restarted: its socket is a new one at the same path.
-            socket
-                .connect(&self.inner.path)
-                .and_then(|()| socket.send(&datagram))
+        let sent = socket.send(&datagram).or_else(|e| {
+            use std::io::ErrorKind::{ConnectionRefused, NotConnected, NotFound};
+            if matches!(e.kind(), ConnectionRefused | NotConnected | NotFound) {
+                // syslog restarted: its socket is a new one at the same path.
+                socket
+                    .connect(&self.inner.path)
+                    .and_then(|()| socket.send(&datagram))
+            } else {
+                // Full (WouldBlock) or too large: this line is lost, counted.
+                Err(e)
+            }
         });
         match sent {
             Ok(_) if lost > 0 => {

@@ -30,6 +30,34 @@ fn read_pid(path: &Path) -> u32 {
         .unwrap_or_else(|e| panic!("pid file {path:?} holds {text:?}: {e}"))
 }
 
+/// A guard for the daemon whose pid `path` names, if the file exists.
+fn guard(path: &Path) -> Option<Pid> {
+    path.exists().then(|| Pid(read_pid(path)))
+}
+
+/// Guards for any daemon started with this exact `--socket` path (unique
+/// to the test's scratch directory): one that should not have started
+/// must not outlive a failing test either.
+fn daemons_on(socket: &Path) -> Vec<Pid> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let socket = socket.as_os_str().as_encoded_bytes();
+        if cmdline.split(|&b| b == 0).any(|arg| arg == socket) {
+            found.push(Pid(pid));
+        }
+    }
+    found
+}
+
 #[test]
 fn daemonize_detaches_writes_the_pid_file_and_a_second_daemon_is_refused() {
     let scratch = Scratch::new("daemonize");
@@ -47,14 +75,16 @@ fn daemonize_detaches_writes_the_pid_file_and_a_second_daemon_is_refused() {
     ]);
     let (out, stderr) = output(&mut cmd);
     let log = scratch.path("rossipd.log");
+    let pid_path = scratch.path("rossipd.pid");
+    // The guard first: whatever fails below, the daemon is stopped.
+    let daemon = guard(&pid_path);
     assert!(
         out.status.success(),
         "rossipd --daemonize failed: {:?}\nstderr: {stderr}\nlog:\n{}",
         out.status,
         read(&log)
     );
-    let pid_path = scratch.path("rossipd.pid");
-    let daemon = Pid(read_pid(&pid_path));
+    let daemon = daemon.unwrap_or_else(|| panic!("no pid file; log:\n{}", read(&log)));
     assert!(
         daemon.alive(),
         "pid {} from the pid file is not running",
@@ -100,7 +130,12 @@ fn daemonize_detaches_writes_the_pid_file_and_a_second_daemon_is_refused() {
     second.arg("--daemonize").arg("--pid-file").arg(&pid_path);
     second.arg("--log-file").arg(other.path("rossipd.log"));
     let (out, stderr) = output(&mut second);
+    let second_daemons = daemons_on(&support::socket(&other.0));
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        second_daemons.is_empty(),
+        "a second daemon runs despite the locked pid file"
+    );
     assert!(
         stderr.contains("is locked") && stderr.contains(&daemon.0.to_string()),
         "stderr: {stderr}"
@@ -133,7 +168,12 @@ fn a_daemon_that_cannot_start_fails_the_starting_command_with_its_error() {
     cmd.arg("--daemonize").arg("--pid-file").arg(&pid_path);
     cmd.arg("--log-file").arg(scratch.path("rossipd.log"));
     let (out, stderr) = output(&mut cmd);
+    let started = daemons_on(&support::socket(&scratch.0));
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        started.is_empty(),
+        "a daemon runs although its start failed"
+    );
     assert!(
         stderr.starts_with("rossipd: error: ") && stderr.contains(&port.to_string()),
         "the starting command does not say why: {stderr}"
@@ -161,8 +201,9 @@ fn syslog_gets_one_datagram_per_line_with_priority_and_the_daemons_pid() {
         .arg("--pid-file")
         .arg(&pid_path);
     let (out, stderr) = output(&mut cmd);
+    let daemon = guard(&pid_path);
     assert!(out.status.success(), "{:?}: {stderr}", out.status);
-    let daemon = Pid(read_pid(&pid_path));
+    let daemon = daemon.expect("the pid file of a daemon that started");
 
     let mut lines = Vec::new();
     let running = wait_for("the `rossipd is running` line on syslog", || {
@@ -185,6 +226,25 @@ fn syslog_gets_one_datagram_per_line_with_priority_and_the_daemons_pid() {
     assert!(
         !running.ends_with('\n') && !lines.iter().any(|l| l.matches("rossipd[").count() > 1),
         "lines are not one per datagram: {lines:?}"
+    );
+
+    // A reload with nothing changed names nothing as changed: the daemon
+    // compares like with like (it chose syslog itself, having no log file).
+    daemon.signal("HUP");
+    let done = wait_for("the reload's last line on syslog", || {
+        let mut buf = vec![0u8; 65536];
+        if let Ok(n) = syslog.recv(&mut buf) {
+            let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+            lines.push(line.clone());
+            if line.contains("reload done") {
+                return Some(line);
+            }
+        }
+        None
+    });
+    assert!(
+        done.ends_with("reload done: 0 applied, 0 not applied"),
+        "{done:?}; all lines: {lines:?}"
     );
     daemon.signal("TERM");
     assert!(daemon.wait_gone(DEADLINE));

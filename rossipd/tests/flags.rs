@@ -87,7 +87,8 @@ fn start_refused(
 fn a_bad_cluster_label_is_refused_with_a_reason() {
     let dir = temp_dir("cluster");
     let out = start_refused(&dir, &dir.join("state"), &["--cluster", "two words"]);
-    assert_eq!(out.status.code(), Some(1));
+    // A bad value is a configuration error (2), found before anything is bound.
+    assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cluster label"), "stderr: {stderr}");
     assert!(
@@ -105,10 +106,10 @@ fn a_message_size_limit_beyond_one_request_line_is_refused() {
         &dir.join("state"),
         &["--max-message-bytes", "2000000"],
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a configuration error");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("--max-message-bytes must be between 1 and 983040"),
+        stderr.contains("max_message_bytes must be at most 983040"),
         "stderr: {stderr}"
     );
     let out = rossipd()

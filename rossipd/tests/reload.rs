@@ -8,45 +8,26 @@ mod support;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Child, Stdio};
 
 use rossip_proto::seal::ClusterKey;
-use support::{Pid, Scratch, call, call_with, read, rossipd, wait_for};
+use support::{Running, Scratch, call, call_with, read, rossipd, wait_for};
 
-/// A foreground daemon, stopped by pid and reaped when dropped.
-struct Daemon {
-    child: Child,
-    pid: Option<Pid>,
-}
-
-impl Daemon {
-    fn spawn(cmd: &mut std::process::Command) -> Daemon {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rossipd");
-        let pid = Some(Pid(child.id()));
-        Daemon { child, pid }
-    }
-
-    fn hangup(&self) {
-        self.pid.as_ref().expect("running").signal("HUP");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        drop(self.pid.take());
-        let _ = self.child.wait();
-    }
+/// SIGHUP to the daemon.
+fn hangup(daemon: &Running) {
+    daemon.pid().signal("HUP");
 }
 
 /// Waits until the log holds `want`, else panics with the log.
 fn wait_for_log(log: &Path, want: &str) {
     wait_for(&format!("{want:?} in {}", log.display()), || {
         read(log).contains(want).then_some(())
+    });
+}
+
+/// Waits until `want` occurs `count` times in the log.
+fn wait_for_log_count(log: &Path, want: &str, count: usize) {
+    wait_for(&format!("{count} x {want:?} in {}", log.display()), || {
+        (read(log).matches(want).count() >= count).then_some(())
     });
 }
 
@@ -66,7 +47,7 @@ fn sighup_changes_the_log_level_reopens_the_log_and_names_what_needs_a_restart()
         "log_level = \"info\"\nlog_file = \"{}\"\nname = \"before\"\n",
         log.display()
     ));
-    let daemon = Daemon::spawn(&mut rossipd(&scratch.0, &config, 0));
+    let daemon = Running::spawn(&mut rossipd(&scratch.0, &config, 0));
     let socket = support::socket(&scratch.0);
     wait_for("the socket to answer", || call(&socket, "status"));
     wait_for_log(&log, "rossipd is running");
@@ -83,7 +64,7 @@ fn sighup_changes_the_log_level_reopens_the_log_and_names_what_needs_a_restart()
         "log_level = \"debug\"\nlog_file = \"{}\"\nname = \"after\"\n",
         log.display()
     ));
-    daemon.hangup();
+    hangup(&daemon);
     wait_for_log(&log, "reload: log_level info -> debug");
     let text = read(&log);
     assert!(
@@ -118,7 +99,7 @@ fn sighup_changes_the_log_level_reopens_the_log_and_names_what_needs_a_restart()
 
     // A broken file: the error says where, and nothing changes.
     write_config("log_level = \"info\"\nport = \"seven\"\n");
-    daemon.hangup();
+    hangup(&daemon);
     wait_for_log(
         &log,
         "reload failed, the running configuration is unchanged",
@@ -144,14 +125,14 @@ fn sighup_installs_the_key_files_new_keys_and_leaves_use_and_remove_to_rossipctl
     let log = scratch.path("rossipd.log");
     let mut cmd = rossipd(&scratch.0, Path::new("/dev/null"), 0);
     cmd.arg("--key-file").arg(&keys).arg("--log-file").arg(&log);
-    let daemon = Daemon::spawn(&mut cmd);
+    let daemon = Running::spawn(&mut cmd);
     let socket = support::socket(&scratch.0);
     let status = wait_for("the socket to answer", || call(&socket, "status"));
     assert_eq!(status["keys"], serde_json::json!([old.id().to_string()]));
 
     // The operator pushes a key file that seals with the new key.
     key_file(&keys, &[&new, &old]);
-    daemon.hangup();
+    hangup(&daemon);
     wait_for_log(&log, &format!("reload: installed key {}", new.id()));
     let text = read(&log);
     let want = format!(
@@ -173,13 +154,80 @@ fn sighup_installs_the_key_files_new_keys_and_leaves_use_and_remove_to_rossipctl
         "the installed key was not saved for the next start:\n{saved}"
     );
 
+    // After `keys use NEW`, a key file still listing only OLD is stale: the
+    // reload says so without advising a rollback, and never offers the
+    // sealing key for removal.
+    let used = call_with(
+        &socket,
+        "keys.use",
+        serde_json::json!({"id": new.id().to_string()}),
+    );
+    assert!(used.is_some(), "keys.use {} failed", new.id());
+    key_file(&keys, &[&old]);
+    hangup(&daemon);
+    wait_for_log_count(&log, "reload done", 2);
+    let text = read(&log);
+    let stale = format!(
+        "lists key {} first, but this node seals with {} (the keyring saved by `rossipctl keys` \
+         supersedes the key file)",
+        old.id(),
+        new.id()
+    );
+    assert!(text.contains(&stale), "log lacks {stale:?}:\n{text}");
+    assert!(
+        !text.contains(&format!("key {} is held but not in", new.id())),
+        "the sealing key was offered for removal:\n{text}"
+    );
+
     // A key file others can read is refused, and the keyring stays.
     std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    daemon.hangup();
+    hangup(&daemon);
     wait_for_log(&log, "reload: not applied: key file:");
     let status = call(&socket, "status").expect("status");
     assert_eq!(
         status["keys"],
-        serde_json::json!([old.id().to_string(), new.id().to_string()])
+        serde_json::json!([new.id().to_string(), old.id().to_string()])
     );
+}
+
+#[test]
+fn a_reload_under_systemd_compares_like_with_like_and_leaves_credentials_to_a_restart() {
+    let scratch = Scratch::new("reload-systemd");
+    let log = scratch.path("rossipd.log");
+    let config = scratch.path("rossipd.toml");
+    // `daemonize = true` in the file is ignored under a service manager that
+    // waits for READY=1; a reload of the same file must not call that a change.
+    std::fs::write(
+        &config,
+        format!("daemonize = true\nlog_file = \"{}\"\n", log.display()),
+    )
+    .expect("write config");
+    let notify = std::os::unix::net::UnixDatagram::bind(scratch.path("notify"))
+        .expect("bind a NOTIFY_SOCKET");
+    let credentials = scratch.path("credentials");
+    std::fs::create_dir_all(&credentials).expect("credentials dir");
+    let key = ClusterKey::new(&[0x33; 32]);
+    key_file(&credentials.join("rossip.key"), &[&key]);
+    let mut cmd = rossipd(&scratch.0, &config, 0);
+    cmd.env("NOTIFY_SOCKET", scratch.path("notify"))
+        .env("CREDENTIALS_DIRECTORY", &credentials);
+    let daemon = Running::spawn(&mut cmd);
+    let socket = support::socket(&scratch.0);
+    let status = wait_for("the socket to answer", || call(&socket, "status"));
+    assert_eq!(status["keys"], serde_json::json!([key.id().to_string()]));
+    assert!(read(&log).contains("daemonize ignored"), "{}", read(&log));
+
+    hangup(&daemon);
+    wait_for_log(&log, "reload done");
+    let text = read(&log);
+    assert!(
+        text.contains("reload done: 1 applied, 1 not applied"),
+        "only the log file reopen and the credential:\n{text}"
+    );
+    assert!(
+        text.contains("the key comes from systemd's credential")
+            && text.contains("`systemctl restart rossipd` reads a new one"),
+        "{text}"
+    );
+    drop(notify);
 }

@@ -509,7 +509,7 @@ impl Node {
                         origin_name = self
                             .members
                             .get(&range.origin)
-                            .map(|m| tracing::field::display(&m.name)),
+                            .map(|m| tracing::field::display(crate::log_text::LogText(&m.name))),
                         origin = %range.origin.short(),
                         first,
                         last = range.last,

@@ -90,7 +90,7 @@ impl Node {
         }
         if let Err(err) = result {
             tracing::debug!(
-                peer = %identity.name,
+                peer = %crate::log_text::LogText(&identity.name),
                 peer_id = %sender.short(),
                 addr = %from,
                 %err,
@@ -192,7 +192,7 @@ impl Node {
         if let Some(identity) = identity {
             if let Err(err) = self.swim.apply_down(identity) {
                 tracing::debug!(
-                    peer = self.members.get(&id).map(|m| tracing::field::display(&m.name)),
+                    peer = self.members.get(&id).map(|m| tracing::field::display(crate::log_text::LogText(&m.name))),
                     peer_id = %id.short(),
                     %err,
                     "foca refused a leave"

@@ -411,7 +411,7 @@ impl Node {
         let (ok, mut error) = match &outcome {
             Ok(change) => {
                 tracing::debug!(
-                    by = self.members.get(&sender).map(|m| tracing::field::display(&m.name)),
+                    by = self.members.get(&sender).map(|m| tracing::field::display(crate::log_text::LogText(&m.name))),
                     by_id = %sender.short(),
                     op = change.verb(),
                     key = %change.id(),
@@ -422,7 +422,7 @@ impl Node {
             }
             Err(e) => {
                 tracing::warn!(
-                    by = self.members.get(&sender).map(|m| tracing::field::display(&m.name)),
+                    by = self.members.get(&sender).map(|m| tracing::field::display(crate::log_text::LogText(&m.name))),
                     by_id = %sender.short(),
                     ?op,
                     "keyring change refused: {e}"

@@ -366,7 +366,7 @@ impl Node {
         }
         if let Err(err) = self.swim.apply_alive_many(valid) {
             tracing::debug!(
-                peer = self.members.get(&sender).map(|m| tracing::field::display(&m.name)),
+                peer = self.members.get(&sender).map(|m| tracing::field::display(crate::log_text::LogText(&m.name))),
                 peer_id = %sender.short(),
                 %err,
                 "foca refused identities of a member sync"

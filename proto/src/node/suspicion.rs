@@ -170,7 +170,7 @@ impl Node {
         if heard_since && watch.postponed < MAX_POSTPONES {
             watch.postponed += 1;
             tracing::debug!(
-                peer = self.members.get(&id).map(|m| tracing::field::display(&m.name)),
+                peer = self.members.get(&id).map(|m| tracing::field::display(crate::log_text::LogText(&m.name))),
                 peer_id = %id.short(),
                 postponed = watch.postponed,
                 "suspect is still sending; postponing its failure"

@@ -324,7 +324,7 @@ impl Node {
     ) {
         if let Err(err) = self.swim.handle_data(payload) {
             tracing::debug!(
-                peer = self.members.get(&sender).map(|m| tracing::field::display(&m.name)),
+                peer = self.members.get(&sender).map(|m| tracing::field::display(crate::log_text::LogText(&m.name))),
                 peer_id = %sender.short(),
                 addr = %from,
                 %err,

@@ -111,7 +111,7 @@ impl Driver {
         {
             tracing::error!(
                 // Empty when the sender was not a known member: left out.
-                by = (!by_name.is_empty()).then_some(tracing::field::display(by_name)),
+                by = (!by_name.is_empty()).then_some(tracing::field::display(rossip_proto::log_text::LogText(by_name))),
                 by_id = %by.short(),
                 "cannot save the keyring after a change by a member: {e:#}; it was acknowledged, \
                  and a restart brings back the old keyring"
@@ -127,7 +127,7 @@ impl Driver {
                 change,
             } => {
                 tracing::info!(
-                    by = (!by_name.is_empty()).then_some(tracing::field::display(&by_name)),
+                    by = (!by_name.is_empty()).then_some(tracing::field::display(rossip_proto::log_text::LogText(&by_name))),
                     by_id = %by.short(),
                     op = change.verb(),
                     key = %change.id(),
@@ -203,25 +203,40 @@ impl Driver {
             }
             self.keys_changed();
         }
-        if wanted.primary_id() != held.primary_id() {
-            report.not_applied.push(format!(
-                "{} seals with key {}, this node with {}: run `rossipctl keys use {}` once every \
-                 member holds it",
-                path.display(),
-                wanted.primary_id(),
-                held.primary_id(),
-                wanted.primary_id()
-            ));
+        let wanted_primary = wanted.primary_id();
+        if wanted_primary != held.primary_id() {
+            report.not_applied.push(if installed.contains(&wanted_primary.to_string()) {
+                format!(
+                    "{} seals with key {wanted_primary}, this node with {}: run `rossipctl keys \
+                     use {wanted_primary}` once every member holds it",
+                    path.display(),
+                    held.primary_id()
+                )
+            } else {
+                // Most likely a key file left behind by a rotation done with
+                // `rossipctl keys`, whose saved keyring supersedes it: no
+                // advice to roll back.
+                format!(
+                    "{} lists key {wanted_primary} first, but this node seals with {} (the \
+                     keyring saved by `rossipctl keys` supersedes the key file); update the key \
+                     file, or run `rossipctl keys use {wanted_primary}` if {wanted_primary} \
+                     should seal again",
+                    path.display(),
+                    held.primary_id()
+                )
+            });
         }
+        // The key this node seals with is never offered for removal.
         let extra: Vec<String> = held
             .ids()
             .into_iter()
-            .filter(|id| !wanted.contains(*id))
+            .filter(|id| !wanted.contains(*id) && *id != held.primary_id())
             .map(|id| id.to_string())
             .collect();
         if !extra.is_empty() {
             report.not_applied.push(format!(
-                "key {} is not in {}: `rossipctl keys remove ID` removes a key from every member",
+                "key {} is held but not in {}: `rossipctl keys remove ID` removes a key from \
+                 every member",
                 extra.join(", "),
                 path.display()
             ));

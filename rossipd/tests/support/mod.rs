@@ -8,7 +8,7 @@
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long a test waits for anything a daemon does.
@@ -132,6 +132,61 @@ pub fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A daemon started by the test (its child): stopped by its pid
+/// ([`Pid`]) and then reaped when dropped, so that no process or zombie
+/// outlives the test, also when it fails.
+pub struct Running {
+    pub child: Child,
+    pid: Option<Pid>,
+}
+
+impl Running {
+    pub fn new(child: Child) -> Running {
+        Running {
+            pid: Some(Pid(child.id())),
+            child,
+        }
+    }
+
+    /// Starts `cmd` with no standard streams (the daemon logs to a file).
+    pub fn spawn(cmd: &mut Command) -> Running {
+        Running::new(
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start rossipd"),
+        )
+    }
+
+    pub fn pid(&self) -> &Pid {
+        self.pid.as_ref().expect("the pid is kept until drop")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        drop(self.pid.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// One JSON-RPC call; the whole reply (`result` or `error`). Panics if the
+/// socket does not answer.
+pub fn rpc(socket: &Path, method: &str, params: serde_json::Value) -> serde_json::Value {
+    let mut stream = UnixStream::connect(socket)
+        .unwrap_or_else(|e| panic!("connect to {}: {e}", socket.display()));
+    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let request =
+        serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    writeln!(stream, "{request}").expect("write the request");
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .expect("read the reply");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("reply {line:?}: {e}"))
 }
 
 /// One JSON-RPC call on the daemon's socket; the `result`, or `None` if the

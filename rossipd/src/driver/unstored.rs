@@ -1,0 +1,231 @@
+//! What a failed history commit (a full disk, say) leaves to be stored:
+//! the delivered messages, and the origins whose seen ranges went
+//! unwritten. The node already counts those messages as seen, and the seen
+//! ranges a later commit writes say so; so they go into the next commit
+//! too. Without this, a restart after the disk was freed would find them
+//! marked seen and missing: never fetched again, lost on this node.
+//!
+//! A full disk stays full for a while, and every attempt rebuilds a
+//! transaction of everything held: attempts back off (1 s, doubling to
+//! 30 s), and what arrives meanwhile is held without touching the store.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use rossip_proto::{Event, Message, NodeId};
+
+/// At most this many payload bytes (text, channel, name) are held ...
+const MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// ... and at most this many messages.
+const MAX_MESSAGES: usize = 100_000;
+
+/// The first pause after a failure; each further failure doubles it ...
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// ... up to this.
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// Failures after the first are logged at most this often (with a count).
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Messages and origins waiting for the store; see the module docs.
+#[derive(Debug, Default)]
+pub(super) struct Unstored {
+    pub(super) messages: VecDeque<Message>,
+    /// Origins whose seen ranges a failed commit did not write (messages
+    /// and given-up ranges alike).
+    pub(super) origins: BTreeSet<NodeId>,
+    bytes: usize,
+    /// Messages given up on since start (a bound was reached).
+    dropped: u64,
+    /// The last failed attempt, its error, and the pause before the next.
+    failed_at: Option<Instant>,
+    last_error: String,
+    retry_after: Duration,
+    /// When a failure was last logged, and the failures since.
+    logged_at: Option<Instant>,
+    unlogged: u64,
+}
+
+impl Unstored {
+    /// Messages waiting for the store.
+    pub(super) fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Messages given up on since start.
+    pub(super) fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Whether anything waits for the store.
+    pub(super) fn is_empty(&self) -> bool {
+        self.messages.is_empty() && self.origins.is_empty()
+    }
+
+    /// The error of the last attempt, while the next one has to wait
+    /// (`None`: try the store now).
+    pub(super) fn deferred(&self, now: Instant) -> Option<&str> {
+        let at = self.failed_at?;
+        (!self.is_empty() && now.duration_since(at) < self.retry_after)
+            .then_some(self.last_error.as_str())
+    }
+
+    /// Holds what `events` delivered; returns how many of the oldest held
+    /// messages were given up to stay within the bounds.
+    pub(super) fn hold(&mut self, events: &[Event]) -> u64 {
+        let mut dropped = 0;
+        for event in events {
+            match event {
+                Event::Message(message) => {
+                    self.origins.insert(message.id.origin);
+                    dropped += self.push(message);
+                }
+                Event::Lost(lost) => {
+                    self.origins.insert(lost.origin);
+                }
+                Event::Peer(_) | Event::Contacted { .. } | Event::Keyring(_) => {}
+            }
+        }
+        dropped
+    }
+
+    fn push(&mut self, message: &Message) -> u64 {
+        self.bytes += message.payload_len();
+        self.messages.push_back(message.clone());
+        let mut dropped = 0;
+        while self.bytes > MAX_BYTES || self.messages.len() > MAX_MESSAGES {
+            let Some(oldest) = self.messages.pop_front() else {
+                break;
+            };
+            self.bytes -= oldest.payload_len();
+            dropped += 1;
+        }
+        self.dropped += dropped;
+        dropped
+    }
+
+    /// Records a failed attempt; whether to log it now (else it is counted
+    /// for the next line, returned then as the failures in between).
+    pub(super) fn failed(&mut self, error: String, now: Instant) -> Option<u64> {
+        self.failed_at = Some(now);
+        self.last_error = error;
+        self.retry_after = if self.retry_after.is_zero() {
+            FIRST_RETRY
+        } else {
+            (self.retry_after * 2).min(MAX_RETRY)
+        };
+        let due = self
+            .logged_at
+            .is_none_or(|at| now.duration_since(at) >= LOG_INTERVAL);
+        if due {
+            self.logged_at = Some(now);
+            Some(std::mem::take(&mut self.unlogged))
+        } else {
+            self.unlogged += 1;
+            None
+        }
+    }
+
+    /// Everything held was stored.
+    pub(super) fn stored(&mut self) {
+        let dropped = self.dropped;
+        *self = Unstored {
+            dropped,
+            ..Unstored::default()
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rossip_proto::message::Hlc;
+    use rossip_proto::sign::NodeKey;
+
+    fn message(seq: u64, text_bytes: usize) -> Event {
+        Event::Message(Message::signed(
+            &NodeKey::for_testing(1),
+            seq,
+            "a".into(),
+            Hlc {
+                ms: seq,
+                logical: 0,
+            },
+            "general".into(),
+            "x".repeat(text_bytes),
+        ))
+    }
+
+    #[test]
+    fn held_messages_are_bounded_oldest_first_and_counted() {
+        let mut unstored = Unstored::default();
+        let size = 4 * 1024 * 1024;
+        let fits = MAX_BYTES / (size + "general".len() + 1);
+        for seq in 1..=fits as u64 {
+            assert_eq!(unstored.hold(&[message(seq, size)]), 0, "seq {seq} fits");
+        }
+        assert_eq!(unstored.hold(&[message(fits as u64 + 1, size)]), 1);
+        assert_eq!(unstored.len(), fits);
+        assert_eq!(unstored.dropped(), 1);
+        assert_eq!(
+            unstored.messages.front().map(|m| m.id.seq),
+            Some(2),
+            "the oldest is given up first"
+        );
+        unstored.stored();
+        assert!(unstored.is_empty());
+        assert_eq!(unstored.bytes, 0);
+        assert_eq!(
+            unstored.dropped(),
+            1,
+            "the count of given-up messages stays"
+        );
+    }
+
+    #[test]
+    fn attempts_back_off_and_failures_are_logged_at_most_every_interval() {
+        let mut unstored = Unstored::default();
+        let start = Instant::now();
+        assert_eq!(unstored.deferred(start), None, "nothing held: no wait");
+        unstored.hold(&[message(1, 10)]);
+        assert_eq!(unstored.failed("disk full".into(), start), Some(0));
+        assert_eq!(
+            unstored.deferred(start + Duration::from_millis(999)),
+            Some("disk full")
+        );
+        assert_eq!(unstored.deferred(start + FIRST_RETRY), None);
+
+        let second = start + FIRST_RETRY;
+        assert_eq!(
+            unstored.failed("disk full".into(), second),
+            None,
+            "not logged again yet"
+        );
+        assert!(
+            unstored
+                .deferred(second + Duration::from_millis(1999))
+                .is_some()
+        );
+        assert_eq!(
+            unstored.deferred(second + 2 * FIRST_RETRY),
+            None,
+            "the pause doubled"
+        );
+        // Logged at `start`; failures before `start + LOG_INTERVAL` are counted.
+        let at = start + LOG_INTERVAL - Duration::from_millis(1);
+        assert_eq!(unstored.failed("disk full".into(), at), None);
+        assert_eq!(
+            unstored.failed("disk full".into(), start + LOG_INTERVAL),
+            Some(2),
+            "the next line counts the failures it did not log"
+        );
+        for _ in 0..10 {
+            unstored.failed("disk full".into(), at);
+        }
+        assert_eq!(unstored.retry_after, MAX_RETRY, "the pause is capped");
+        unstored.stored();
+        assert_eq!(unstored.deferred(at + LOG_INTERVAL), None);
+    }
+}
