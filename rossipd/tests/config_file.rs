@@ -233,3 +233,45 @@ fn the_background_keys_follow_the_same_precedence_and_exclude_each_other() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_log_destination_goes_to_the_highest_source() {
+    let dir = TempDir::new("log-destination");
+    let file = dir.write("rossipd.toml", "log_file = \"/var/log/from-file.log\"\n");
+    let cmd = |dir: &TempDir| {
+        let mut c = check_config(&dir.0);
+        c.arg("--config").arg(&file);
+        c
+    };
+    // A variable that turns syslog off does not discard the file's log file.
+    let (out, stdout, stderr) = run(cmd(&dir).env("ROSSIP_SYSLOG", "false"));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("log_file=/var/log/from-file.log") && stdout.contains("syslog=false"),
+        "{stdout}"
+    );
+    // A flag beats a variable for the other destination (no usage error).
+    let (out, stdout, stderr) = run(cmd(&dir)
+        .env("ROSSIP_LOG_FILE", "/var/log/from-env.log")
+        .arg("--syslog"));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("log_file=none") && stdout.contains("syslog=true"),
+        "{stdout}"
+    );
+    let (out, stdout, stderr) = run(cmd(&dir)
+        .env("ROSSIP_SYSLOG", "true")
+        .args(["--log-file", "/var/log/from-flag.log"]));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("log_file=/var/log/from-flag.log") && stdout.contains("syslog=false"),
+        "{stdout}"
+    );
+    // Both from the same source exclude each other, said by that source.
+    let (out, _, stderr) = run(cmd(&dir).args(["--syslog", "--log-file", "/x.log"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--log-file and --syslog exclude each other"),
+        "{stderr}"
+    );
+}
