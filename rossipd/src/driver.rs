@@ -6,10 +6,10 @@
 //! Exactly once across restarts: what a flush delivers (messages, and the
 //! seen ranges of their origins) is committed to the [`Store`] in one
 //! transaction before any of it reaches subscribers, and a `send` is
-//! answered only after its message is committed. If a commit fails, pending
-//! sends get an error, the failure is logged and counted (`store.errors` in
-//! `status`), and received messages are still delivered live: those may be
-//! delivered again after a restart, as the store does not know them.
+//! answered only after its message is committed. If a commit fails (a full
+//! disk), pending sends get an error, the failure is logged and counted
+//! (`store.errors` in `status`), messages are still delivered live, and
+//! what the commit left out is held for the next one (`unstored`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use rossip_proto::rpc::{
-    self, ErrorObject, EventBody, JoinResult, LeaveResult, MessageView, PeerView, StatusResult,
+    self, ErrorObject, EventBody, JoinResult, LeaveResult, MessageView, PeerView,
 };
 use rossip_proto::{Event, Message, Node, PeerState, PublishError};
 use tokio::net::UdpSocket;
@@ -30,6 +30,8 @@ use crate::store::Store;
 use crate::views::{self, WallClock};
 
 mod backpressure;
+mod command;
+mod events;
 mod keyring;
 mod persist;
 mod status;
@@ -62,82 +64,7 @@ type PendingSend = (
     MessageView,
 );
 
-/// Requests from other tasks.
-#[derive(Debug)]
-pub enum Command {
-    /// Publish a message.
-    Send {
-        /// Channel name.
-        channel: String,
-        /// Text.
-        text: String,
-        /// The message, or why not.
-        reply: oneshot::Sender<Result<MessageView, ErrorObject>>,
-    },
-    /// Read history.
-    History {
-        /// What to read.
-        query: HistoryQuery,
-        /// Matching messages, oldest first.
-        reply: oneshot::Sender<Result<Vec<MessageView>, ErrorObject>>,
-    },
-    /// Replay history and receive live events, atomically (no gap, no duplicate).
-    Subscribe {
-        /// Replay, if any.
-        replay: Option<HistoryQuery>,
-        /// Replayed messages and the live receiver.
-        reply: oneshot::Sender<Result<Subscription, ErrorObject>>,
-    },
-    /// List members.
-    Peers {
-        /// Include failed and left members.
-        all: bool,
-        /// The members.
-        reply: oneshot::Sender<Vec<PeerView>>,
-    },
-    /// Status.
-    Status {
-        /// The status.
-        reply: oneshot::Sender<StatusResult>,
-    },
-    /// Contact addresses; the reply comes when one of them answers.
-    Join {
-        /// Resolved addresses of the one `HOST:PORT`.
-        addrs: Vec<SocketAddr>,
-        /// The node that answered.
-        reply: oneshot::Sender<JoinResult>,
-    },
-    /// Contact addresses, no reply (seeds, retried by their own task).
-    Contact {
-        /// Addresses.
-        addrs: Vec<SocketAddr>,
-    },
-    /// Ask every member for its keyring (`keys.list`).
-    KeysList {
-        /// Who was asked, and where the answers arrive.
-        reply: KeysReply,
-    },
-    /// Change the keyring here and on every member (`keys.install|use|remove`).
-    KeyOp {
-        /// The change.
-        op: rossip_proto::wire::KeyOp,
-        /// Who was asked, and where the answers arrive.
-        reply: KeysReply,
-    },
-    /// Install here the keys of the re-read key file (SIGHUP).
-    ReloadKeys {
-        /// The key file and its keys; `None`: no key file is configured.
-        file: crate::hooks::KeyFileContents,
-        /// What changed, and what a reload does not do.
-        reply: oneshot::Sender<crate::hooks::KeyReloadReport>,
-    },
-    /// Leave the cluster; the daemon then shuts down.
-    Leave {
-        /// How many members were told.
-        reply: oneshot::Sender<LeaveResult>,
-    },
-}
-
+pub use command::Command;
 pub use keyring::{KeysReply, KeysStarted};
 
 /// A subscription's start: the replayed history and the live receiver.
@@ -621,61 +548,6 @@ impl Driver {
                 "UDP send failed: {e}"
             );
         }
-    }
-
-    fn on_event(&mut self, event: Event) {
-        let body = match event {
-            Event::Message(message) => {
-                tracing::debug!(
-                    msg = %message.id,
-                    origin_name = %rossip_proto::log_text::LogText(&message.origin_name),
-                    origin = %message.id.origin.short(),
-                    "message delivered"
-                );
-                EventBody::Message {
-                    message: self.message_view(&message),
-                }
-            }
-            Event::Peer(change) => {
-                let peer = self.peer_view(&change.member);
-                tracing::info!(
-                    peer = %rossip_proto::log_text::LogText(&change.member.name),
-                    peer_id = %change.member.id.short(),
-                    addr = %change.member.addr,
-                    state = peer.state.as_str(),
-                    previous = change.previous.map(|p| views::state_name(p).as_str()).unwrap_or("new"),
-                    "member changed"
-                );
-                EventBody::Peer {
-                    peer,
-                    previous: change.previous.map(views::state_name),
-                }
-            }
-            // Recorded (and logged) by `persist`; not an API event.
-            Event::Lost(_) => return,
-            Event::Keyring(event) => {
-                self.on_keyring_event(event);
-                return;
-            }
-            Event::Contacted { from, id, name } => {
-                let result = JoinResult {
-                    id: id.to_string(),
-                    name,
-                    addr: from.to_string(),
-                };
-                let waiters = std::mem::take(&mut self.join_waiters);
-                for waiter in waiters {
-                    if waiter.addrs.contains(&from) {
-                        let _ = waiter.reply.send(result.clone());
-                    } else if !waiter.reply.is_closed() {
-                        self.join_waiters.push(waiter);
-                    }
-                }
-                return;
-            }
-        };
-        // No receivers is fine: nobody is subscribed.
-        let _ = self.events.send(Arc::new(body));
     }
 }
 
