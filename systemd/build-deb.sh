@@ -72,8 +72,21 @@ if $build; then
     cargo build --locked --profile "$profile" -p rossipd -p rossipctl
 fi
 
-# The staging root the [package.metadata.deb] assets name: rebuilt from
-# scratch, so that no page of a removed subcommand lingers.
+# The staging root the [package.metadata.deb] assets name is one directory
+# for every run (its path is fixed in Cargo.toml), so staging and packaging
+# hold an exclusive lock on target/assets.lock: two runs at once (two test
+# runs) would otherwise delete and refill each other's staging tree while
+# cargo-deb reads it. The lock is released when this script exits.
+command -v flock >/dev/null 2>&1 || die "flock not found (apt-get install util-linux)"
+mkdir -p "$repo/target"
+lock="$repo/target/assets.lock"
+exec 9>>"$lock"
+if ! flock -n 9; then
+    say "waiting for $lock (another build-deb.sh is packaging)"
+    flock 9
+fi
+
+# Rebuilt from scratch, so that no page of a removed subcommand lingers.
 assets="$repo/target/assets"
 rm -rf "$assets"
 DESTDIR="$assets" "$repo/systemd/install.sh" --prefix /usr --from "$bin_dir" --no-build >/dev/null

@@ -9,6 +9,10 @@
 # they name (the units' ExecStart=) is $P. A manifest of the installed files,
 # $P/share/rossip/install-manifest, is what --uninstall removes.
 set -euo pipefail
+# Installed files and the directories `install -D` makes must not inherit the
+# caller's umask: sudo keeps a 077 user umask, which would leave 0700
+# directories under /usr/local that nobody but root can enter.
+umask 022
 
 usage() {
     cat <<'EOF'
@@ -84,11 +88,28 @@ esac
 while [ "${#prefix}" -gt 1 ] && [ "${prefix%/}" != "$prefix" ]; do
     prefix="${prefix%/}"
 done
+# The prefix is spliced into sed expressions, unit files and the manifest:
+# only plain path characters (no space, #, &, backslash, newline, ...), and
+# no . or .. components, which the manifest check below refuses.
+prefix_chars='ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._+/-'
+[[ "$prefix" =~ ^/[$prefix_chars]*$ ]] ||
+    die "--prefix may only contain letters, digits and . _ + - /, not '$prefix'"
+case "$prefix/" in
+*/./* | */../*) die "--prefix must not contain . or .. components: '$prefix'" ;;
+esac
 [ "$prefix" != / ] || prefix=""
 destdir="${DESTDIR:-}"
 root="$destdir$prefix"
 manifest_rel="share/rossip/install-manifest"
 manifest="$prefix/$manifest_rel"
+
+# One scratch directory for every temporary file, removed however the script
+# ends (a signal runs the EXIT trap through the exit in its own trap).
+work="$(mktemp -d)"
+trap 'rm -rf -- "$work"' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # The copying (and removing) runs with sudo when the target is not writable
 # and we are not root; everything else (the build, generating man pages and
@@ -149,19 +170,96 @@ systemd_steps() {
     esac
 }
 
-# Removes the files the manifest $1 lists (paths without DESTDIR), except
-# those also listed in $2 (a file, may be empty), and our own directories if
-# they are left empty.
-remove_listed() {
-    local list="$1" keep="$2" path
-    while IFS= read -r path; do
+# The directories the installer writes files into (relative to the prefix):
+# a manifest line must name a file directly inside one of them.
+own_dirs=(bin lib/systemd/system lib/systemd/user lib/sysusers.d lib/tmpfiles.d
+    share/bash-completion/completions share/zsh/site-functions
+    share/fish/vendor_completions.d share/man/man1 share/man/man8
+    share/doc/rossip share/rossip)
+
+# Dies unless every line of the manifest $1 (a copy of $2, named in errors)
+# names a file the installer could have installed: the removal runs as root,
+# and a line such as $prefix/../../etc/passwd must not make it remove that.
+check_manifest() {
+    local list="$1" name="$2" path dir file ok n=0
+    while IFS= read -r path || [ -n "$path" ]; do
+        n=$((n + 1))
         case "$path" in
         '' | '#'*) continue ;;
-        "$prefix"/*) ;;
-        *)
-            say "skipping $path: not under $prefix"
-            continue
+        esac
+        case "$path/" in
+        */./* | */../* | *//*)
+            die "$name:$n: '$path' has a . or .. component or an empty one: refusing to remove anything (check the manifest)"
             ;;
+        esac
+        [[ "$path" =~ ^/[$prefix_chars]*$ ]] ||
+            die "$name:$n: '$path' is not a plain path: refusing to remove anything (check the manifest)"
+        ok=false
+        for dir in "${own_dirs[@]}"; do
+            case "$path" in
+            "$prefix/$dir"/*)
+                file="${path#"$prefix/$dir"/}"
+                case "$file" in
+                */* | . | ..) ;;
+                *) ok=true ;;
+                esac
+                ;;
+            esac
+            ! $ok || break
+        done
+        $ok || die "$name:$n: '$path' is not a file this installer puts under ${prefix:-/}: refusing to remove anything (check the manifest)"
+    done <"$list"
+}
+
+# When root removes what a manifest lists, the manifest must be root's own
+# and writable by root only: otherwise whoever could write it chooses what
+# root deletes. $1: the manifest (with DESTDIR).
+check_manifest_owner() {
+    [ "$(id -u)" -eq 0 ] || [ ${#sudo[@]} -gt 0 ] || return 0
+    local owner perms
+    owner="$(stat -L -c %u -- "$1")"
+    perms="$(stat -L -c %a -- "$1")"
+    [ "$owner" = 0 ] ||
+        die "$1 is owned by uid $owner, not root: refusing to remove the files it lists as root"
+    case "$perms" in
+    *[2367]? | *[2367]) die "$1 is writable by its group or others (mode $perms): refusing to remove the files it lists as root" ;;
+    esac
+}
+
+# Stops and disables the system service if, and only if, the loaded
+# rossipd.service is the unit this prefix installed: with another
+# installation (the Debian package, another --prefix) also present, its
+# service is none of this uninstall's business. Users' units (systemctl
+# --user) are never touched.
+stop_own_service() {
+    if [ -n "$destdir" ] || [ "$(id -u)" -ne 0 ] || [ ! -d /run/systemd/system ]; then
+        return 0
+    fi
+    local ours="$prefix/lib/systemd/system/rossipd.service" loaded
+    loaded="$(systemctl show -P FragmentPath rossipd.service 2>/dev/null || true)"
+    if [ -z "$loaded" ]; then
+        return 0
+    fi
+    # A unit linked with `systemctl link` may be named by its link or its target.
+    if [ "$loaded" = "$ours" ] ||
+        { [ -e "$ours" ] && [ "$(readlink -f -- "$loaded")" = "$(readlink -f -- "$ours")" ]; }; then
+        say "stopping and disabling rossipd.service ($loaded)"
+        systemctl disable --now rossipd.service >/dev/null 2>&1 ||
+            say "warning: systemctl disable --now rossipd.service failed"
+    else
+        say "the loaded rossipd.service ($loaded) is another installation's, not $ours: leaving it alone"
+    fi
+}
+
+# Removes the files the manifest $1 lists (paths without DESTDIR), except
+# those also listed in $2 (a file, may be empty); $3 names the manifest in
+# errors. Checks every line first: nothing is removed unless all pass.
+remove_listed() {
+    local list="$1" keep="$2" path
+    check_manifest "$list" "$3"
+    while IFS= read -r path || [ -n "$path" ]; do
+        case "$path" in
+        '' | '#'*) continue ;;
         esac
         if [ -n "$keep" ] && grep -Fxq -- "$path" "$keep"; then
             continue
@@ -183,17 +281,19 @@ if $uninstall; then
     [ -f "$destdir$manifest" ] ||
         die "no manifest at $destdir$manifest: nothing was installed with --prefix ${prefix:-/}${destdir:+ and DESTDIR=$destdir}"
     choose_sudo
-    if [ -z "$destdir" ] && [ "$(id -u)" -eq 0 ] && [ -d /run/systemd/system ]; then
-        systemctl disable --now rossipd.service >/dev/null 2>&1 || true
-    fi
+    check_manifest_owner "$destdir$manifest"
     # Read from a copy: the manifest itself is among the files removed.
-    listed="$(mktemp)"
-    trap 'rm -f "$listed"' EXIT
+    listed="$work/manifest"
     cp -- "$destdir$manifest" "$listed"
-    remove_listed "$listed" ""
+    check_manifest "$listed" "$destdir$manifest"
+    stop_own_service
+    remove_listed "$listed" "" "$destdir$manifest"
     "${sudo[@]}" rm -f -- "$destdir$manifest"
     remove_own_dirs
     say "removed the files of $destdir$manifest (the rossip user, /etc/rossip and /var/lib/rossip are kept)"
+    if grep -Fxq -- "$prefix/lib/systemd/user/rossipd.service" "$listed"; then
+        say "a user who enabled the user unit should run: systemctl --user disable --now rossipd"
+    fi
     systemd_steps uninstall
     exit 0
 fi
@@ -220,8 +320,7 @@ for bin in rossipd rossipctl; do
 done
 
 # Everything is first put together in a staging tree, as the invoking user.
-stage="$(mktemp -d)"
-trap 'rm -rf "$stage"' EXIT
+stage="$work/stage"
 mkdir -p "$stage/bin" "$stage/lib/systemd/system" "$stage/lib/systemd/user" \
     "$stage/lib/sysusers.d" "$stage/lib/tmpfiles.d" \
     "$stage/share/bash-completion/completions" "$stage/share/zsh/site-functions" \
@@ -261,10 +360,10 @@ choose_sudo
 # A reinstall removes what the previous one installed and this one does not
 # (a subcommand's man page that no longer exists).
 if [ -f "$destdir$manifest" ]; then
-    old="$(mktemp)"
+    check_manifest_owner "$destdir$manifest"
+    old="$work/old-manifest"
     cp -- "$destdir$manifest" "$old"
-    remove_listed "$old" "$stage/$manifest_rel"
-    rm -f -- "$old"
+    remove_listed "$old" "$stage/$manifest_rel" "$destdir$manifest"
 fi
 while IFS= read -r path; do
     rel="${path#"$prefix"/}"

@@ -1,8 +1,10 @@
 //! Installing: `systemd/install.sh` into a temporary DESTDIR (every file,
-//! its mode and content checked, the installed programs run, then
-//! `--uninstall` leaves nothing behind), the example config file, and the
-//! Debian package `systemd/build-deb.sh` makes with cargo-deb (contents,
-//! control fields, maintainer scripts). The deb test needs `cargo deb` and
+//! its mode and content checked whatever the caller's umask, the installed
+//! programs run, then `--uninstall` leaves nothing behind; unsafe prefixes
+//! and tampered manifests refused), the example config file, the Debian
+//! postinst with stand-in systemd tools, and the Debian package
+//! `systemd/build-deb.sh` makes with cargo-deb (contents, control fields,
+//! maintainer scripts, the staging lock). The deb test needs `cargo deb` and
 //! `dpkg-deb`: without them it passes with a notice, except with `CI=true`,
 //! where it fails.
 
@@ -10,8 +12,10 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
-use rossip_tests::{bins, sys};
+use rossip_tests::background::Background;
+use rossip_tests::{bins, sys, wait};
 
 /// The prefix the tests install into (inside a DESTDIR).
 const PREFIX: &str = "/usr";
@@ -71,6 +75,19 @@ fn install_sh(destdir: &Path, args: &[&str]) -> Command {
     command
 }
 
+/// Like [`install_sh`], but started by `sh` with `umask 077` (what sudo
+/// keeps from a careful user): the installed tree must not depend on it.
+fn install_sh_umask077(destdir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("umask 077; exec bash \"$0\" \"$@\"")
+        .arg(repo().join("systemd/install.sh"))
+        .args(args)
+        .env("DESTDIR", destdir);
+    command
+}
+
 /// A rossipd run that sees no ROSSIP_* variable of the test's environment.
 fn rossipd_command(binary: &Path) -> Command {
     let mut command = Command::new(binary);
@@ -101,6 +118,43 @@ fn files_under(root: &Path) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     walk(root, root, &mut found);
     found
+}
+
+/// `root` and every directory under it.
+fn dirs_under(root: &Path) -> Vec<PathBuf> {
+    let mut found = vec![root.to_path_buf()];
+    let mut next = 0;
+    while next < found.len() {
+        if let Ok(entries) = std::fs::read_dir(&found[next]) {
+            for entry in entries {
+                let path = entry.expect("read a directory entry").path();
+                if path.is_dir() && !path.is_symlink() {
+                    found.push(path);
+                }
+            }
+        }
+        next += 1;
+    }
+    found
+}
+
+/// A fresh, empty TMPDIR for install.sh, so a test can check that it
+/// leaves no temporary file behind.
+fn scratch_tmpdir(tmp: &Path) -> PathBuf {
+    let dir = tmp.join("tmpdir");
+    std::fs::create_dir_all(&dir).expect("create the TMPDIR");
+    dir
+}
+
+fn assert_empty_dir(dir: &Path, after: &str) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "temporary files left in TMPDIR after {after}: {left:?}"
+    );
 }
 
 fn mode(path: &Path) -> u32 {
@@ -163,17 +217,28 @@ fn install_into_destdir_then_uninstall() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let destdir = tmp.path().join("root");
     let from_arg = from.to_string_lossy().into_owned();
+    let scratch = scratch_tmpdir(tmp.path());
     let install_args = ["--prefix", PREFIX, "--from", &from_arg, "--no-build"];
-    let stdout = run_ok(&mut install_sh(&destdir, &install_args));
+    let stdout = run_ok(install_sh_umask077(&destdir, &install_args).env("TMPDIR", &scratch));
     assert!(
         stdout.contains("systemctl enable --now rossipd"),
         "the next step is printed:\n{stdout}"
     );
+    assert_empty_dir(&scratch, "an install");
     let root = destdir.join(PREFIX.trim_start_matches('/'));
 
+    // Modes are the installer's, not the caller's umask (077 above).
     for (rel, want) in expected_files() {
         let path = root.join(rel);
         assert_eq!(mode(&path), want, "mode of {}", path.display());
+    }
+    for dir in dirs_under(&destdir) {
+        assert_eq!(
+            mode(&dir),
+            0o755,
+            "mode of the directory {} (made under umask 077)",
+            dir.display()
+        );
     }
 
     // The manifest lists exactly what is there.
@@ -255,14 +320,13 @@ fn install_into_destdir_then_uninstall() {
     assert!(checked.starts_with("config ok:"), "{checked}");
 
     // Installing again over the same tree is fine (an upgrade).
-    run_ok(&mut install_sh(&destdir, &install_args));
+    run_ok(install_sh(&destdir, &install_args).env("TMPDIR", &scratch));
     assert_eq!(manifest, files_under(&destdir), "after a reinstall");
+    assert_empty_dir(&scratch, "a reinstall");
 
     // --uninstall (the prefix spelled with a trailing slash) removes it all.
-    run_ok(&mut install_sh(
-        &destdir,
-        &["--prefix", "/usr/", "--uninstall"],
-    ));
+    run_ok(install_sh(&destdir, &["--prefix", "/usr/", "--uninstall"]).env("TMPDIR", &scratch));
+    assert_empty_dir(&scratch, "an uninstall");
     let left = files_under(&destdir);
     assert!(left.is_empty(), "left behind after --uninstall: {left:?}");
     // A second uninstall has no manifest to go by, and says so.
@@ -340,6 +404,216 @@ fn install_without_binaries_says_what_to_do() {
     let out = output(&mut install_sh(&tmp.path().join("root"), &["--bogus"]));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown argument: --bogus"));
+}
+
+/// A prefix is spliced into sed expressions and unit files: one with a
+/// space, `#`, `&`, a backslash, a newline or a `..` component is refused
+/// before anything is installed.
+#[test]
+fn install_refuses_unsafe_prefixes() {
+    bins::rossipd();
+    bins::rossipctl();
+    let from = bins::target_profile_dir().to_string_lossy().into_owned();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    for prefix in [
+        "/tmp/a b",
+        "/tmp/a#b",
+        "/tmp/a&b",
+        "/tmp/a\\b",
+        "/tmp/a\nExecStartPre=/bin/true",
+        "/tmp/../etc",
+    ] {
+        let destdir = tmp.path().join("root");
+        let mut command = install_sh(
+            &destdir,
+            &["--prefix", prefix, "--from", &from, "--no-build"],
+        );
+        let out = output(&mut command);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("--prefix"),
+            "{} should be refused ({}):\n{stderr}",
+            describe(&command),
+            out.status
+        );
+        let installed = files_under(&destdir);
+        assert!(installed.is_empty(), "{prefix:?}: installed {installed:?}");
+    }
+}
+
+/// `--uninstall` removes (as root) what the manifest lists: a line outside
+/// the installer's own directories (through `..`, or anywhere with
+/// `--prefix /`) makes it refuse before removing anything, and so does a
+/// reinstall, which removes the files the old manifest lists.
+#[test]
+fn uninstall_refuses_a_tampered_manifest() {
+    bins::rossipd();
+    bins::rossipctl();
+    let from = bins::target_profile_dir().to_string_lossy().into_owned();
+    for (prefix, bad_line) in [
+        // From DESTDIR/usr/bin up three levels: the canary next to DESTDIR.
+        ("/usr", "/usr/bin/../../../canary"),
+        ("/usr", "/usr/./bin/../../../canary"),
+        ("/usr", "/usr/share/rossip/.."),
+        // With prefix "/" every absolute path is under the prefix.
+        ("/", "/canary"),
+        ("/", "/etc/canary"),
+    ] {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let scratch = scratch_tmpdir(tmp.path());
+        let destdir = tmp.path().join("root");
+        let install_args = ["--prefix", prefix, "--from", &from, "--no-build"];
+        run_ok(&mut install_sh(&destdir, &install_args));
+        let canary = tmp.path().join("canary");
+        std::fs::write(&canary, "keep me").expect("write the canary");
+        std::fs::create_dir_all(destdir.join("etc")).expect("create DESTDIR/etc");
+        let inside_canary = destdir.join("etc/canary");
+        std::fs::write(&inside_canary, "keep me").expect("write the canary");
+        let manifest = destdir
+            .join(prefix.trim_start_matches('/'))
+            .join("share/rossip/install-manifest");
+        let text = read(&manifest);
+        std::fs::write(&manifest, format!("{text}{bad_line}\n")).expect("tamper the manifest");
+        let before = files_under(&destdir);
+
+        for args in [&["--prefix", prefix, "--uninstall"][..], &install_args[..]] {
+            let mut command = install_sh(&destdir, args);
+            command.env("TMPDIR", &scratch);
+            let out = output(&mut command);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() && stderr.contains("refusing to remove anything"),
+                "{} should refuse the manifest line {bad_line:?} ({}):\n{stderr}",
+                describe(&command),
+                out.status
+            );
+            assert!(
+                canary.exists(),
+                "{bad_line:?}: the canary outside DESTDIR was removed"
+            );
+            assert_eq!(
+                before,
+                files_under(&destdir),
+                "{bad_line:?}: {} removed files",
+                describe(&command)
+            );
+            assert_empty_dir(&scratch, &describe(&command));
+        }
+    }
+}
+
+/// Root does not remove what a manifest that someone else owns (or could
+/// write) lists. Only checked when the test runs as root.
+#[test]
+fn uninstall_as_root_refuses_a_manifest_root_does_not_own() {
+    use std::os::unix::fs::MetadataExt as _;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    if std::fs::metadata(tmp.path())
+        .expect("stat the temp dir")
+        .uid()
+        != 0
+    {
+        sys::say("skipping the manifest owner check: the test does not run as root");
+        return;
+    }
+    bins::rossipd();
+    bins::rossipctl();
+    let from = bins::target_profile_dir().to_string_lossy().into_owned();
+    let destdir = tmp.path().join("root");
+    run_ok(&mut install_sh(
+        &destdir,
+        &["--prefix", PREFIX, "--from", &from, "--no-build"],
+    ));
+    let manifest = destdir.join("usr/share/rossip/install-manifest");
+    let before = files_under(&destdir);
+    for (uid, file_mode) in [(65534, 0o644), (0, 0o664), (0, 0o646)] {
+        std::os::unix::fs::chown(&manifest, Some(uid), None).expect("chown the manifest");
+        std::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(file_mode))
+            .expect("chmod the manifest");
+        let mut command = install_sh(&destdir, &["--prefix", PREFIX, "--uninstall"]);
+        let out = output(&mut command);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("refusing to remove the files it lists"),
+            "{} with the manifest's owner {uid} and mode {file_mode:o} ({}):\n{stderr}",
+            describe(&command),
+            out.status
+        );
+        assert_eq!(
+            before,
+            files_under(&destdir),
+            "uid {uid}, mode {file_mode:o}"
+        );
+    }
+}
+
+/// The Debian postinst, run with stand-ins for the systemd tools that log
+/// their arguments: DPKG_ROOT (with a space and a glob character) is one
+/// `--root=` argument, and a failing systemd-tmpfiles is reported on stderr
+/// without failing the installation.
+#[test]
+fn postinst_passes_dpkg_root_and_reports_tmpfiles_failures() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let fake_bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&fake_bin).expect("create the stand-ins' dir");
+    let log = tmp.path().join("calls.log");
+    for (tool, status) in [
+        ("systemd-sysusers", 0),
+        ("systemd-tmpfiles", 1),
+        ("install", 0),
+    ] {
+        let script = fake_bin.join(tool);
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n{{ printf '%s' '{tool}'; printf ' [%s]' \"$@\"; echo; }} >>\"$CALLS_LOG\"\nexit {status}\n"
+            ),
+        )
+        .expect("write a stand-in");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod a stand-in");
+    }
+    let dpkg_root = tmp.path().join("dpkg root*");
+    std::fs::create_dir_all(&dpkg_root).expect("create the DPKG_ROOT");
+    let path = format!(
+        "{}:{}",
+        fake_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut command = Command::new("sh");
+    command
+        .arg(repo().join("systemd/debian/postinst"))
+        .arg("configure")
+        .current_dir(tmp.path())
+        .env("PATH", path)
+        .env("CALLS_LOG", &log)
+        .env("DPKG_ROOT", &dpkg_root);
+    let out = output(&mut command);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{} failed ({}):\n{stderr}",
+        describe(&command),
+        out.status
+    );
+    let calls = read(&log);
+    let root_arg = format!("[--root={}]", dpkg_root.display());
+    assert!(
+        calls.contains(&format!(
+            "systemd-sysusers {root_arg} [/usr/lib/sysusers.d/rossip.conf]\n"
+        )),
+        "{calls}"
+    );
+    assert!(
+        calls.contains(&format!(
+            "systemd-tmpfiles {root_arg} [--create] [/usr/lib/tmpfiles.d/rossip.conf]\n"
+        )),
+        "tmpfiles.d applied inside DPKG_ROOT, not on this system:\n{calls}"
+    );
+    assert!(
+        stderr.contains("warning: systemd-tmpfiles") && stderr.contains("failed"),
+        "a failing systemd-tmpfiles is reported:\n{stderr}"
+    );
 }
 
 /// The example file documents every setting: each rossipd flag has a
@@ -461,14 +735,58 @@ fn debian_package_has_the_files_and_scripts() {
     };
     let target_dir = profile_dir.parent().expect("the target directory");
     let tmp = tempfile::tempdir().expect("temp dir");
-    let mut command = Command::new("bash");
-    command
-        .arg(repo().join("systemd/build-deb.sh"))
-        .args(["--profile", &profile, "--no-build", "--output"])
-        .arg(tmp.path())
-        .args(["--", "--fast"])
-        .env("CARGO_TARGET_DIR", target_dir);
-    run_ok(&mut command);
+    // The staging tree target/assets is shared by every run: build-deb.sh
+    // waits while another holds target/assets.lock (here, this test).
+    std::fs::create_dir_all(repo().join("target")).expect("create target/");
+    let lock_path = repo().join("target/assets.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&lock_path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", lock_path.display()));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("lock {}: {e}", lock_path.display()));
+    let tmp_arg = tmp.path().to_string_lossy().into_owned();
+    let target_arg = format!("CARGO_TARGET_DIR={}", target_dir.display());
+    let script = repo().join("systemd/build-deb.sh");
+    let script_arg = script.to_string_lossy().into_owned();
+    let mut build = Background::spawn(
+        "env",
+        &[
+            target_arg.as_str(),
+            "bash",
+            &script_arg,
+            "--profile",
+            &profile,
+            "--no-build",
+            "--output",
+            &tmp_arg,
+            "--",
+            "--fast",
+        ],
+    );
+    build.wait_for_line(
+        Duration::from_secs(120),
+        "that it waits for target/assets.lock",
+        |l| l.contains("waiting for") && l.contains("assets.lock"),
+    );
+    assert!(
+        build.lines().iter().all(|l| !l.contains("packaging:")),
+        "build-deb.sh went on packaging while the lock was held:\n{}",
+        build.lines().join("\n")
+    );
+    lock.unlock()
+        .unwrap_or_else(|e| panic!("unlock {}: {e}", lock_path.display()));
+    let status = wait::wait_until(Duration::from_secs(600), "build-deb.sh to finish", || {
+        build.exited()
+    });
+    assert!(
+        status.success(),
+        "`{}` failed ({status}):\nstdout:\n{}\nstderr:\n{}",
+        build.command(),
+        build.lines().join("\n"),
+        build.stderr_lines().join("\n")
+    );
     let deb = std::fs::read_dir(tmp.path())
         .expect("the output dir")
         .map(|e| e.expect("entry").path())
@@ -549,14 +867,21 @@ fn debian_package_has_the_files_and_scripts() {
     );
     let postrm = read(&control.join("postrm"));
     assert!(
-        postrm.contains("deb-systemd-helper purge rossipd.service"),
+        postrm.contains("deb-systemd-helper purge rossipd.service")
+            && postrm
+                .contains("rm -rf \"${DPKG_ROOT:-}/var/lib/rossip\" \"${DPKG_ROOT:-}/etc/rossip\""),
         "{postrm}"
     );
     for script in ["postinst", "prerm", "postrm"] {
-        assert_eq!(
-            mode(&control.join(script)) & 0o111,
-            0o111,
-            "{script} executable"
+        let path = control.join(script);
+        assert_eq!(mode(&path) & 0o111, 0o111, "{script} executable");
+        // dpkg runs them with /bin/sh: a syntax error fails every upgrade and removal.
+        let check = output(Command::new("sh").arg("-n").arg(&path));
+        assert!(
+            check.status.success(),
+            "sh -n {script}: {}\n{}",
+            String::from_utf8_lossy(&check.stderr),
+            read(&path)
         );
     }
 }
