@@ -313,6 +313,27 @@ if in_ct systemctl start rossipd; then pass "systemctl start rossipd"; else fail
 expect "is-active after start" active "$(unit_state is-active)"
 expect_match "history kept across restarts (tail -n 1)" ": $text\$" "$(in_ct rossipctl tail -n 1 2>&1)"
 
+# --- a configuration error: the unit fails with the reason and is not
+# restarted in a loop (exit status 2, RestartPreventExitStatus=2)
+in_ct cp -p /etc/rossip/rossipd.toml /etc/rossip/rossipd.toml.good
+in_ct sh -c 'printf "port = \"seven\"\n" >/etc/rossip/rossipd.toml'
+restarts_before="$(prop NRestarts)"
+if in_ct systemctl restart rossipd 2>/dev/null; then
+    fail "systemctl restart with a bad config file succeeded"
+else
+    pass "systemctl restart with a bad config file fails"
+fi
+sleep 3 # longer than RestartSec=2s: a restart loop would have begun
+expect "is-active with a bad config file" failed "$(unit_state is-active)"
+expect "ExecMainStatus (a configuration error)" 2 "$(prop ExecMainStatus)"
+expect "NRestarts with a bad config file (no restart loop)" "$restarts_before" "$(prop NRestarts)"
+# shellcheck disable=SC2016 # backquotes are part of the message, not a command.
+expect_match "journal names the file, line and key" 'rossipd.toml, line 1, key `port`' \
+    "$(in_ct journalctl -u rossipd -b --no-pager -o cat | tail -n 20)"
+in_ct mv /etc/rossip/rossipd.toml.good /etc/rossip/rossipd.toml
+in_ct systemctl reset-failed rossipd
+if in_ct systemctl start rossipd; then pass "started again with the good config"; else fail "did not start again with the good config"; fi
+
 # --- the user unit (systemctl --user), run by a lingering user's manager
 # shellcheck disable=SC2016 # ${db:Status-Status} is dpkg-query's, not ours.
 if [ "$(in_ct dpkg-query -W -f='${db:Status-Status}' libpam-systemd 2>/dev/null)" = installed ]; then
