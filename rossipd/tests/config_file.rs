@@ -49,6 +49,13 @@ fn check_config(dir: &Path) -> Command {
     cmd
 }
 
+/// [`check_config`] reading `file`.
+fn with_config(dir: &TempDir, file: &Path) -> Command {
+    let mut cmd = check_config(&dir.0);
+    cmd.arg("--config").arg(file);
+    cmd
+}
+
 fn run(cmd: &mut Command) -> (Output, String, String) {
     let out = cmd.output().expect("run rossipd --check-config");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -64,11 +71,7 @@ fn flags_beat_environment_beats_file_beats_defaults() {
         "port = 1111\ncluster = \"from-file\"\nname = \"file-name\"\nhistory_max_age = \"2d\"\n\
          join = [\"a:7465\", \"b\"]\nno_mdns = true\nlog_level = \"debug\"\n",
     );
-    let cmd = |dir: &TempDir| {
-        let mut c = check_config(&dir.0);
-        c.arg("--config").arg(&file);
-        c
-    };
+    let cmd = |dir: &TempDir| with_config(dir, &file);
     let (out, stdout, stderr) = run(&mut cmd(&dir));
     assert!(out.status.success(), "file only: {stderr}");
     for want in [
@@ -190,11 +193,7 @@ fn the_background_keys_follow_the_same_precedence_and_exclude_each_other() {
         "rossipd.toml",
         "daemonize = true\npid_file = \"/run/r.pid\"\nsyslog = true\n",
     );
-    let cmd = |dir: &TempDir| {
-        let mut c = check_config(&dir.0);
-        c.arg("--config").arg(&file);
-        c
-    };
+    let cmd = |dir: &TempDir| with_config(dir, &file);
     let (out, stdout, stderr) = run(&mut cmd(&dir));
     assert!(out.status.success(), "file only: {stderr}");
     for want in [
@@ -238,11 +237,7 @@ fn the_background_keys_follow_the_same_precedence_and_exclude_each_other() {
 fn the_log_destination_goes_to_the_highest_source() {
     let dir = TempDir::new("log-destination");
     let file = dir.write("rossipd.toml", "log_file = \"/var/log/from-file.log\"\n");
-    let cmd = |dir: &TempDir| {
-        let mut c = check_config(&dir.0);
-        c.arg("--config").arg(&file);
-        c
-    };
+    let cmd = |dir: &TempDir| with_config(dir, &file);
     // A variable that turns syslog off does not discard the file's log file.
     let (out, stdout, stderr) = run(cmd(&dir).env("ROSSIP_SYSLOG", "false"));
     assert!(out.status.success(), "{stderr}");

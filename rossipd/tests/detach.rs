@@ -58,6 +58,20 @@ fn daemons_on(socket: &Path) -> Vec<Pid> {
     found
 }
 
+/// Runs a `--daemonize` start that must be refused: exit status 1, and no
+/// daemon left on `socket` (one that started anyway is stopped when the
+/// assertion fails). Its stderr.
+fn refused_start(cmd: &mut Command, socket: &Path) -> String {
+    let (out, stderr) = output(cmd);
+    let started = daemons_on(socket);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        started.is_empty(),
+        "a daemon runs although its start was refused"
+    );
+    stderr
+}
+
 #[test]
 fn daemonize_detaches_writes_the_pid_file_and_a_second_daemon_is_refused() {
     let scratch = Scratch::new("daemonize");
@@ -129,13 +143,7 @@ fn daemonize_detaches_writes_the_pid_file_and_a_second_daemon_is_refused() {
     let mut second = rossipd(&other.0, Path::new("/dev/null"), 0);
     second.arg("--daemonize").arg("--pid-file").arg(&pid_path);
     second.arg("--log-file").arg(other.path("rossipd.log"));
-    let (out, stderr) = output(&mut second);
-    let second_daemons = daemons_on(&support::socket(&other.0));
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    assert!(
-        second_daemons.is_empty(),
-        "a second daemon runs despite the locked pid file"
-    );
+    let stderr = refused_start(&mut second, &support::socket(&other.0));
     assert!(
         stderr.contains("is locked") && stderr.contains(&daemon.0.to_string()),
         "stderr: {stderr}"
@@ -167,13 +175,7 @@ fn a_daemon_that_cannot_start_fails_the_starting_command_with_its_error() {
     let mut cmd = rossipd(&scratch.0, Path::new("/dev/null"), port);
     cmd.arg("--daemonize").arg("--pid-file").arg(&pid_path);
     cmd.arg("--log-file").arg(scratch.path("rossipd.log"));
-    let (out, stderr) = output(&mut cmd);
-    let started = daemons_on(&support::socket(&scratch.0));
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
-    assert!(
-        started.is_empty(),
-        "a daemon runs although its start failed"
-    );
+    let stderr = refused_start(&mut cmd, &support::socket(&scratch.0));
     assert!(
         stderr.starts_with("rossipd: error: ") && stderr.contains(&port.to_string()),
         "the starting command does not say why: {stderr}"
