@@ -72,7 +72,12 @@ impl Driver {
         }
         batch.seen = origins
             .into_iter()
-            .map(|origin| (origin, self.node.seen_ranges(&origin)))
+            .map(|origin| {
+                let seen = self
+                    .unstored
+                    .unclaim(&origin, self.node.seen_ranges(&origin));
+                (origin, seen)
+            })
             .collect();
         let committed = self.store.commit(&batch, views::unix_ms_now());
         let attempted = batch.messages.len();
@@ -115,8 +120,8 @@ impl Driver {
             tracing::error!(
                 dropped,
                 "the history store has failed for too long: {dropped} delivered messages are no \
-                 longer held back for it (they stay in this run's history, and a restart loses \
-                 them on this node)"
+                 longer held back for it (they stay in this run's history; after a restart this \
+                 node asks its peers for them again, and gets them while a peer still holds them)"
             );
         }
     }

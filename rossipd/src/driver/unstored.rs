@@ -8,8 +8,13 @@
 //! A full disk stays full for a while, and every attempt rebuilds a
 //! transaction of everything held: attempts back off (1 s, doubling to
 //! 30 s), and what arrives meanwhile is held without touching the store.
+//!
+//! Held messages are bounded; past the bound the oldest are given up. The
+//! node still counts them as seen, so every seen range written afterwards
+//! leaves them out ([`Unstored::unclaim`]): after a restart the node asks
+//! its peers for them again instead of believing it has them.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use rossip_proto::{Event, Message, NodeId};
@@ -39,6 +44,9 @@ pub(super) struct Unstored {
     bytes: usize,
     /// Messages given up on since start (a bound was reached).
     dropped: u64,
+    /// Their sequence numbers by origin (inclusive ranges, merged), left
+    /// out of every seen range written in this run.
+    given_up: BTreeMap<NodeId, Vec<(u64, u64)>>,
     /// The last failed attempt, its error, and the pause before the next.
     failed_at: Option<Instant>,
     last_error: String,
@@ -100,6 +108,10 @@ impl Unstored {
                 break;
             };
             self.bytes -= oldest.payload_len();
+            add_seq(
+                self.given_up.entry(oldest.id.origin).or_default(),
+                oldest.id.seq,
+            );
             dropped += 1;
         }
         self.dropped += dropped;
@@ -128,14 +140,77 @@ impl Unstored {
         }
     }
 
-    /// Everything held was stored.
+    /// Everything held was stored (what was given up stays given up).
     pub(super) fn stored(&mut self) {
         let dropped = self.dropped;
+        let given_up = std::mem::take(&mut self.given_up);
         *self = Unstored {
             dropped,
+            given_up,
             ..Unstored::default()
         };
     }
+
+    /// `origin`'s seen ranges without the messages given up: what the store
+    /// may claim was delivered.
+    pub(super) fn unclaim(&self, origin: &NodeId, seen: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+        match self.given_up.get(origin) {
+            Some(holes) => subtract(&seen, holes),
+            None => seen,
+        }
+    }
+}
+
+/// Adds `seq` to sorted, merged inclusive `ranges`.
+fn add_seq(ranges: &mut Vec<(u64, u64)>, seq: u64) {
+    let at = ranges.partition_point(|&(_, last)| last.saturating_add(1) < seq);
+    match ranges.get_mut(at) {
+        Some(range) if range.0 <= seq.saturating_add(1) => {
+            range.0 = range.0.min(seq);
+            range.1 = range.1.max(seq);
+            // Joining the next range?
+            if let Some(&(next_first, next_last)) = ranges.get(at + 1)
+                && next_first <= ranges[at].1.saturating_add(1)
+            {
+                ranges[at].1 = ranges[at].1.max(next_last);
+                ranges.remove(at + 1);
+            }
+        }
+        _ => ranges.insert(at, (seq, seq)),
+    }
+}
+
+/// `ranges` minus `holes` (both sorted, merged, inclusive).
+fn subtract(ranges: &[(u64, u64)], holes: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::with_capacity(ranges.len());
+    let mut holes = holes.iter().peekable();
+    for &(first, last) in ranges {
+        // What is left of this range from here on (`None`: nothing).
+        let mut rest = Some(first);
+        while let (Some(start), Some(&&(hole_first, hole_last))) = (rest, holes.peek()) {
+            if hole_last < start {
+                holes.next();
+                continue;
+            }
+            if hole_first > last {
+                break;
+            }
+            if hole_first > start {
+                out.push((start, hole_first - 1));
+            }
+            if hole_last >= last {
+                // The hole may reach into the next range: keep it.
+                rest = None;
+                break;
+            }
+            rest = Some(hole_last + 1);
+            holes.next();
+        }
+        if let Some(start) = rest {
+            out.push((start, last));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -182,6 +257,50 @@ mod tests {
             1,
             "the count of given-up messages stays"
         );
+    }
+
+    #[test]
+    fn given_up_messages_are_left_out_of_every_seen_range() {
+        let mut unstored = Unstored::default();
+        let size = 4 * 1024 * 1024;
+        let fits = MAX_BYTES / (size + "general".len() + 1);
+        for seq in 1..=fits as u64 + 2 {
+            unstored.hold(&[message(seq, size)]);
+        }
+        assert_eq!(unstored.dropped(), 2, "seqs 1 and 2 given up");
+        let origin = NodeKey::for_testing(1).node_id();
+        unstored.stored();
+        let seen = vec![(1, 40)];
+        assert_eq!(unstored.unclaim(&origin, seen.clone()), vec![(3, 40)]);
+        let other = NodeKey::for_testing(2).node_id();
+        assert_eq!(
+            unstored.unclaim(&other, seen),
+            vec![(1, 40)],
+            "other origins as they are"
+        );
+    }
+
+    #[test]
+    fn ranges_merge_and_subtract() {
+        let mut ranges = Vec::new();
+        for seq in [5, 7, 6, 1, 9, 2, 8] {
+            add_seq(&mut ranges, seq);
+        }
+        assert_eq!(ranges, vec![(1, 2), (5, 9)]);
+        add_seq(&mut ranges, 3);
+        add_seq(&mut ranges, 4);
+        assert_eq!(ranges, vec![(1, 9)]);
+
+        let holes = vec![(3, 4), (8, 12)];
+        assert_eq!(subtract(&[(1, 10)], &holes), vec![(1, 2), (5, 7)]);
+        assert_eq!(
+            subtract(&[(1, 2), (5, 20)], &holes),
+            vec![(1, 2), (5, 7), (13, 20)]
+        );
+        assert_eq!(subtract(&[(3, 4)], &holes), Vec::<(u64, u64)>::new());
+        assert_eq!(subtract(&[(1, 10)], &[]), vec![(1, 10)]);
+        assert_eq!(subtract(&[(0, u64::MAX)], &[(0, 0)]), vec![(1, u64::MAX)]);
+        assert_eq!(subtract(&[(0, u64::MAX)], &[(5, u64::MAX)]), vec![(0, 4)]);
     }
 
     #[test]
