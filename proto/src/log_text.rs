@@ -7,8 +7,8 @@
 use std::fmt::{self, Write as _};
 
 /// `name` for a log line: printable characters as they are; control,
-/// bidi and other invisible formatting characters escaped (`\n`,
-/// `\u{1b}`, `\u{202e}`).
+/// bidi, line-separator and other invisible formatting characters, and the
+/// backslash, escaped (`\n`, `\u{1b}`, `\u{202e}`, `\\`).
 #[derive(Debug, Clone, Copy)]
 pub struct LogText<'a>(pub &'a str);
 
@@ -29,10 +29,17 @@ impl fmt::Display for LogText<'_> {
 /// the rest of a line reads (direction marks, embeddings, overrides and
 /// isolates; zero-width characters).
 fn escaped(c: char) -> bool {
+    // The backslash too: a name's own `\n` must not read as an escaped one.
     c.is_control()
         || matches!(
             c,
-            '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'
+            '\\'
+                | '\u{061c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{feff}'
         )
 }
 
@@ -50,5 +57,11 @@ mod tests {
         );
         assert_eq!(LogText("\u{1b}[31mred").to_string(), "\\u{1b}[31mred");
         assert_eq!(LogText("abc\u{202e}fed").to_string(), "abc\\u{202e}fed");
+        assert_eq!(LogText("a\u{2028}b").to_string(), "a\\u{2028}b");
+        assert_eq!(
+            LogText("looks\\nescaped").to_string(),
+            "looks\\\\nescaped",
+            "a literal backslash is escaped, so it cannot pass for an escape"
+        );
     }
 }

@@ -238,7 +238,13 @@ impl Browser {
         let name = service
             .get_property_val_str("name")
             .map(|name| tracing::field::display(rossip_proto::log_text::LogText(name)));
-        let peer_id = tracing::field::display(id.get(..NodeId::SHORT_LEN).unwrap_or(id));
+        // Unverified bytes from the network: cut on a character boundary
+        // and escaped like names.
+        let short = id
+            .char_indices()
+            .nth(NodeId::SHORT_LEN)
+            .map_or(id, |(end, _)| &id[..end]);
+        let peer_id = tracing::field::display(rossip_proto::log_text::LogText(short));
         if cluster != self.cluster {
             tracing::debug!(
                 peer = name,

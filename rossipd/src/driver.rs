@@ -301,7 +301,19 @@ impl Driver {
         // the disk write after.
         let live = self.live_peers();
         let notified = self.node.leave(Instant::now());
+        // The last chance to store what a failed commit left out: not
+        // postponed by the back-off.
+        self.unstored.retry_now();
         self.flush().await;
+        if !self.unstored.is_empty() {
+            tracing::error!(
+                held_back = self.unstored.len(),
+                path = %self.store.path().display(),
+                "shutting down with delivered messages the history store still refuses: they are \
+                 not in this node's history after a restart (received ones are asked of peers \
+                 again then)"
+            );
+        }
         tracing::info!(notified, "left the cluster");
         self.peer_cache.save_now(live).await;
         u64::try_from(notified).unwrap_or(u64::MAX)

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rossip_proto::seal::Keyring;
+use rossip_proto::seal::{KeyId, Keyring};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -57,6 +57,7 @@ impl KeyReloadReport {
 /// Starts the tasks that serve `hooks`.
 pub(crate) fn spawn(
     hooks: Hooks,
+    key_file: Option<&std::path::Path>,
     commands: &mpsc::Sender<Command>,
     cancel: &CancellationToken,
     tasks: &TaskTracker,
@@ -77,6 +78,7 @@ pub(crate) fn spawn(
         });
     }
     if let Some(mut reloads) = hooks.key_reloads {
+        let mut last_read = LastRead::at_start(key_file);
         let commands = commands.downgrade();
         let cancel = cancel.clone();
         tasks.spawn(async move {
@@ -88,7 +90,7 @@ pub(crate) fn spawn(
                         None => return,
                     },
                 };
-                let report = reload_keys(request.key_file, &commands).await;
+                let report = reload_keys(request.key_file, &mut last_read, &commands).await;
                 let _ = request.reply.send(report);
             }
         });
@@ -111,11 +113,16 @@ async fn driver_answers(commands: mpsc::WeakSender<Command>) -> bool {
 /// Reads the key file and hands its keys to the driver.
 async fn reload_keys(
     configured: Option<PathBuf>,
+    last_read: &mut LastRead,
     commands: &mpsc::WeakSender<Command>,
 ) -> KeyReloadReport {
-    if configured.is_none()
-        && let Some(credential) = keyfile::resolve(None)
-    {
+    let resolved = keyfile::resolve(configured.as_deref());
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty());
+    if let Some(credential) = resolved.as_deref().filter(|path| {
+        credentials
+            .as_ref()
+            .is_some_and(|dir| path.starts_with(dir))
+    }) {
         // systemd copies credentials when the service starts and never
         // again: re-reading the copy would only ever find the old key.
         return KeyReloadReport::refused(format!(
@@ -124,10 +131,14 @@ async fn reload_keys(
             credential.display()
         ));
     }
-    let file = match keyfile::resolve(configured.as_deref()) {
+    let file = match resolved {
         // A small file, read once per SIGHUP: not worth a blocking task.
         Some(path) => match keyfile::load(&path) {
-            Ok(keyring) => Some((path, keyring)),
+            Ok(keyring) => Some(KeyFile {
+                fresh: last_read.fresh(&path, &keyring),
+                path,
+                keyring,
+            }),
             Err(e) => return KeyReloadReport::refused(format!("key file: {e:#}")),
         },
         None => None,
@@ -151,4 +162,58 @@ async fn reload_keys(
 }
 
 /// The key file's keyring, as the driver receives it.
-pub(crate) type KeyFileContents = Option<(PathBuf, Keyring)>;
+pub(crate) type KeyFileContents = Option<KeyFile>;
+
+/// The key file as a reload read it.
+#[derive(Debug)]
+pub(crate) struct KeyFile {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its keys, the sealing one first.
+    pub keyring: Keyring,
+    /// The ids of the keys added to it since it was last read (at start or
+    /// by the previous reload): only those may be installed. A key that was
+    /// in it all along and that this node lacks was removed with `rossipctl
+    /// keys remove`; a stale key file must not bring it back.
+    pub fresh: Vec<KeyId>,
+}
+
+/// The key ids in the key file the last time it was read, and where it was.
+#[derive(Debug, Default)]
+struct LastRead {
+    path: Option<PathBuf>,
+    ids: Vec<KeyId>,
+}
+
+impl LastRead {
+    /// What the key file held at start (unreadable: nothing).
+    fn at_start(configured: Option<&std::path::Path>) -> LastRead {
+        let Some(path) = keyfile::resolve(configured) else {
+            return LastRead::default();
+        };
+        let ids = keyfile::load(&path).map(|k| k.ids()).unwrap_or_default();
+        LastRead {
+            path: Some(path),
+            ids,
+        }
+    }
+
+    /// The ids of `keyring` (read from `path`) that are new since the last
+    /// read; remembers this read.
+    fn fresh(&mut self, path: &std::path::Path, keyring: &Keyring) -> Vec<KeyId> {
+        let ids = keyring.ids();
+        let fresh = if self.path.as_deref() == Some(path) {
+            ids.iter()
+                .copied()
+                .filter(|id| !self.ids.contains(id))
+                .collect()
+        } else {
+            ids.clone()
+        };
+        *self = LastRead {
+            path: Some(path.to_path_buf()),
+            ids,
+        };
+        fresh
+    }
+}

@@ -175,7 +175,13 @@ pub async fn run_with(
     if let Some(notifier) = &notifier {
         notifier.spawn_monitor(commands_tx.clone(), cancel.clone(), &tasks);
     }
-    hooks::spawn(hooks, &commands_tx, &cancel, &tasks);
+    hooks::spawn(
+        hooks,
+        config.key_file.as_deref(),
+        &commands_tx,
+        &cancel,
+        &tasks,
+    );
     let ctx = Arc::new(rpc::RpcContext {
         commands: commands_tx,
         counters: counters.clone(),

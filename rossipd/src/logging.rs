@@ -168,7 +168,17 @@ impl LogFile {
                 Ok(file)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                options.open(path).with_context(context)
+                let file = options.open(path).with_context(context)?;
+                use std::os::unix::fs::MetadataExt as _;
+                let meta = file.metadata().with_context(context)?;
+                // Appending through a hard link writes into another file.
+                if !meta.is_file() || meta.nlink() != 1 {
+                    anyhow::bail!(
+                        "the log file {} is not a plain file of its own (a hard link or a device)",
+                        path.display()
+                    );
+                }
+                Ok(file)
             }
             Err(e) => Err(e).with_context(context),
         }

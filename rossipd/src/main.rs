@@ -61,6 +61,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if settings.daemonize && std::env::var_os("INVOCATION_ID").is_some() {
+        // Started by systemd without NOTIFY_SOCKET: fine for Type=forking.
+        tracing::warn!(
+            "daemonizing under systemd: the unit needs Type=forking and PIDFile= (rossipd.service \
+             runs it in the foreground instead)"
+        );
+    }
     let detached = if settings.daemonize {
         match detach::detach(logging.file_handle()) {
             Ok(detached) => {
@@ -79,7 +86,7 @@ fn main() -> ExitCode {
              (NOTIFY_SOCKET is set)"
         );
     }
-    log_panics(&settings.log);
+    log_panics(&settings.log, detached.is_some());
     let logs_elsewhere = settings.log.file.is_some() || settings.log.syslog;
     if let Some(file) = &settings.file {
         tracing::info!("config file {}", file.display());
@@ -202,12 +209,14 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + S
 
 /// A panic also goes to the log when that is a file or syslog: a
 /// detached daemon's stderr may be /dev/null, and the log is where an
-/// operator looks. Written once: with a log file, stderr is that file too.
-fn log_panics(log: &settings::LogSettings) {
+/// operator looks. Written once: a detached daemon with a log file has
+/// that file as its stderr too (in the foreground stderr is the terminal
+/// or the journal, which keep the default hook's report).
+fn log_panics(log: &settings::LogSettings, detached: bool) {
     if log.file.is_none() && !log.syslog {
         return; // stderr is the log: the default hook writes it there.
     }
-    let to_file = log.file.is_some();
+    let to_file = log.file.is_some() && detached;
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         tracing::error!("panic: {info}");

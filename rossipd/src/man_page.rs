@@ -84,13 +84,15 @@ fn sections(command: &clap::Command) -> Roff {
         &mut roff,
         "SIGHUP",
         "Reopen the log file (after log rotation), read the config file again and apply \
-         what can change while running: the log level, and the keys of the cluster key \
-         file that this node lacks (installed and saved, never used to seal nor removed: \
-         rossipctl keys use and keys remove do that once every member is ready; a key \
-         from systemd's LoadCredential= is copied once at start and needs a restart). Every \
-         other changed key is logged as needing a restart; a config file with an error \
-         changes nothing; the last line is \"reload done: N applied, M not applied\". \
-         systemctl reload rossipd sends it.",
+         what can change while running: the log level, and the keys added to the cluster \
+         key file since it was last read that this node lacks (installed and saved). A \
+         reload never changes the sealing key and never removes a key (rossipctl keys use \
+         and keys remove do that, once every member is ready); a key removed with rossipctl \
+         keys remove is not brought back by a stale key file; a key from systemd's \
+         LoadCredential= is copied once at start and needs a restart. Every other changed \
+         key is logged as needing a restart; a config file with an error changes nothing; \
+         the last line is \"reload done: N applied, M not applied\". systemctl reload \
+         rossipd sends it.",
     );
 
     roff.control("SH", ["EXIT STATUS"]);

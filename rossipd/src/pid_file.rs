@@ -73,9 +73,15 @@ impl PidFile {
         let ours = file
             .metadata()
             .with_context(|| format!("cannot read the pid file {}", path.display()))?;
-        let same = std::fs::symlink_metadata(path)
-            .is_ok_and(|there| there.dev() == ours.dev() && there.ino() == ours.ino());
-        Ok(same.then_some(file))
+        // A hard link to another file (or a device) would be truncated too.
+        if !ours.is_file() || ours.nlink() != 1 {
+            bail!(
+                "the pid file {} is not a plain file of its own (a hard link or a device); \
+                 refusing to overwrite it",
+                path.display()
+            );
+        }
+        Ok(same_file(path, &ours).then_some(file))
     }
 
     fn write_pid(path: &Path, mut file: File) -> anyhow::Result<PidFile> {
@@ -98,11 +104,21 @@ impl PidFile {
 /// How often a pid file removed under rossipd's lock is opened again.
 const ATTEMPTS: usize = 5;
 
+/// Whether `path` still names the file `ours` describes.
+fn same_file(path: &Path, ours: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::symlink_metadata(path)
+        .is_ok_and(|there| there.dev() == ours.dev() && there.ino() == ours.ino())
+}
+
 impl Drop for PidFile {
     fn drop(&mut self) {
-        // Removed while still locked: no other rossipd can have written its
-        // own pid into it meanwhile.
-        if let Err(e) = std::fs::remove_file(&self.path) {
+        // Removed while still locked, and only if the path still names our
+        // file (someone may have replaced it: theirs stays).
+        let ours = self.file.metadata();
+        if ours.is_ok_and(|ours| same_file(&self.path, &ours))
+            && let Err(e) = std::fs::remove_file(&self.path)
+        {
             tracing::warn!("cannot remove the pid file {}: {e}", self.path.display());
         }
         let _ = self.file.unlock();
@@ -142,6 +158,12 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).expect("symlink");
         let err = PidFile::create(&link).expect_err("a symlink is refused");
         assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
+        assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep me\n");
+
+        let hard = dir.path().join("hard.pid");
+        std::fs::hard_link(&target, &hard).expect("hard link");
+        let err = PidFile::create(&hard).expect_err("a hard link is refused");
+        assert!(format!("{err:#}").contains("hard link"), "{err:#}");
         assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep me\n");
 
         let plain = dir.path().join("plain.pid");

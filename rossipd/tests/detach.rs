@@ -39,6 +39,11 @@ fn guard(path: &Path) -> Option<Pid> {
 /// to the test's scratch directory): one that should not have started
 /// must not outlive a failing test either.
 fn daemons_on(socket: &Path) -> Vec<Pid> {
+    pids_on(socket).into_iter().map(Pid).collect()
+}
+
+/// The live processes (zombies excluded) with `socket` as an argument.
+fn pids_on(socket: &Path) -> Vec<u32> {
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return found;
@@ -52,7 +57,7 @@ fn daemons_on(socket: &Path) -> Vec<Pid> {
         };
         let socket = socket.as_os_str().as_encoded_bytes();
         if cmdline.split(|&b| b == 0).any(|arg| arg == socket) {
-            found.push(Pid(pid));
+            found.push(pid);
         }
     }
     found
@@ -63,10 +68,17 @@ fn daemons_on(socket: &Path) -> Vec<Pid> {
 /// assertion fails). Its stderr.
 fn refused_start(cmd: &mut Command, socket: &Path) -> String {
     let (out, stderr) = output(cmd);
-    let started = daemons_on(socket);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    // The starting command returns on the daemon's word; the daemon itself
+    // is then on its way out. Watched without guards (a guard would stop
+    // it), and only one still there after the deadline is a failure.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !pids_on(socket).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let running = daemons_on(socket);
     assert!(
-        started.is_empty(),
+        running.is_empty(),
         "a daemon runs although its start was refused"
     );
     stderr

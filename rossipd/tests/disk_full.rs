@@ -261,6 +261,15 @@ fn a_full_disk_refuses_sends_clearly_and_the_daemon_recovers_when_space_returns(
 
     let (mut acked, refusal) = fill_until_refused(&socket, &diagnostics);
     let filled = std::time::Instant::now();
+    // A send right after is refused at once, without a new attempt (the
+    // store is retried after a pause), and its message is held too.
+    let deferred = rpc(&socket, "send", json!({"text": "right after"}));
+    let deferred_message = deferred["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        deferred_message.contains(SQLITE_FULL) && deferred_message.contains("retrying shortly"),
+        "the send right after the refusal: {deferred}{}",
+        diagnostics()
+    );
     let error = &refusal["error"];
     let message = error["message"].as_str().unwrap_or_default();
     assert!(
@@ -283,8 +292,8 @@ fn a_full_disk_refuses_sends_clearly_and_the_daemon_recovers_when_space_returns(
     );
     assert_eq!(
         (store["messages"].as_u64(), store["pending"].as_u64()),
-        (Some(acked.len() as u64), Some(1)),
-        "status.store should count the {} acknowledged messages, and the refused one as \
+        (Some(acked.len() as u64), Some(2)),
+        "status.store should count the {} acknowledged messages, and the two refused ones as \
          pending: {store}{}",
         acked.len(),
         diagnostics()
@@ -303,13 +312,13 @@ fn a_full_disk_refuses_sends_clearly_and_the_daemon_recovers_when_space_returns(
         "history lacks acknowledged messages {missing:?}{}",
         diagnostics()
     );
-    // The refused message went out and is in this run's history.
+    // The refused messages went out and are in this run's history.
     let refused: Vec<String> = held
         .iter()
         .filter(|id| !acked.contains(*id))
         .cloned()
         .collect();
-    assert_eq!(refused.len(), 1, "history {held:?}, acked {acked:?}");
+    assert_eq!(refused.len(), 2, "history {held:?}, acked {acked:?}");
 
     // Free the space: without a restart or a new send, the daemon's next
     // attempt (it backs off: 1 s, then doubling) stores the held message.

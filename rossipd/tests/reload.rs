@@ -188,6 +188,31 @@ fn sighup_installs_the_key_files_new_keys_and_leaves_use_and_remove_to_rossipctl
         status["keys"],
         serde_json::json!([new.id().to_string(), old.id().to_string()])
     );
+
+    // The rotation ends with `keys remove OLD`; the key file still lists
+    // OLD. A reload must not bring the revoked key back.
+    let removed = call_with(
+        &socket,
+        "keys.remove",
+        serde_json::json!({"id": old.id().to_string()}),
+    );
+    assert!(removed.is_some(), "keys.remove {} failed", old.id());
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    hangup(&daemon);
+    wait_for_log_count(&log, "reload done", 4);
+    let status = call(&socket, "status").expect("status");
+    assert_eq!(
+        status["keys"],
+        serde_json::json!([new.id().to_string()]),
+        "a stale key file reinstalled a removed key:\n{}",
+        read(&log)
+    );
+    let text = read(&log);
+    assert!(
+        text.contains(&format!("key {} has been in", old.id()))
+            && text.contains("not installed again"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -17,7 +17,7 @@ use rossip_proto::wire::KeyOp;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Driver;
-use crate::hooks::{KeyFileContents, KeyReloadReport};
+use crate::hooks::{KeyFile, KeyFileContents, KeyReloadReport};
 use crate::keyfile;
 
 /// A keyring request sent to members: who was asked, and where their
@@ -156,16 +156,21 @@ impl Driver {
     pub(super) fn on_reload_keys(&mut self, file: KeyFileContents) -> KeyReloadReport {
         let mut report = KeyReloadReport::default();
         let Some(held) = self.node.keyring().cloned() else {
-            if let Some((path, _)) = file {
+            if let Some(file) = file {
                 report.not_applied.push(format!(
                     "key file {}: this daemon started without a cluster key; sealing gossip \
                      needs a restart",
-                    path.display()
+                    file.path.display()
                 ));
             }
             return report;
         };
-        let Some((path, wanted)) = file else {
+        let Some(KeyFile {
+            path,
+            keyring: wanted,
+            fresh,
+        }) = file
+        else {
             report.not_applied.push(
                 "no key file is configured; the keyring is unchanged (`rossipctl keys` changes it)"
                     .to_owned(),
@@ -173,8 +178,13 @@ impl Driver {
             return report;
         };
         let mut installed = Vec::new();
+        let mut not_again = Vec::new();
         for key in wanted.keys() {
             if held.contains(key.id()) {
+                continue;
+            }
+            if !fresh.contains(&key.id()) {
+                not_again.push(key.id().to_string());
                 continue;
             }
             match self.node.apply_key_op(&KeyOp::Install(*key.bytes())) {
@@ -203,8 +213,17 @@ impl Driver {
             }
             self.keys_changed();
         }
+        if !not_again.is_empty() {
+            report.not_applied.push(format!(
+                "key {} has been in {} all along but this node does not hold it (removed with \
+                 `rossipctl keys remove`): not installed again; delete it from the key file, or \
+                 `rossipctl keys install` it",
+                not_again.join(", "),
+                path.display()
+            ));
+        }
         let wanted_primary = wanted.primary_id();
-        if wanted_primary != held.primary_id() {
+        if wanted_primary != held.primary_id() && !not_again.contains(&wanted_primary.to_string()) {
             report.not_applied.push(if installed.contains(&wanted_primary.to_string()) {
                 format!(
                     "{} seals with key {wanted_primary}, this node with {}: run `rossipctl keys \

@@ -140,6 +140,14 @@ impl Driver {
             })
             .max();
         let Some(seq) = highest else { return };
+        if self.unstored.deferred(Instant::now()).is_some() {
+            // The store failed moments ago: not tried (nor logged) once per
+            // send. The next run starts after the reservation instead.
+            if let Err(e) = self.state.mark_sequence_unsafe() {
+                tracing::error!("cannot record that sequence numbers are unsafe: {e:#}");
+            }
+            return;
+        }
         match self.store.record_own_seq(seq) {
             Ok(()) => {
                 // This run started after the reservation, so a recorded

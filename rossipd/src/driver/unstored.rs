@@ -140,6 +140,11 @@ impl Unstored {
         }
     }
 
+    /// The next flush tries the store whatever the back-off (shutdown).
+    pub(super) fn retry_now(&mut self) {
+        self.failed_at = None;
+    }
+
     /// Everything held was stored (what was given up stays given up).
     pub(super) fn stored(&mut self) {
         let dropped = self.dropped;
