@@ -211,19 +211,24 @@ check_manifest() {
     done <"$list"
 }
 
-# When root removes what a manifest lists, the manifest must be root's own
-# and writable by root only: otherwise whoever could write it chooses what
-# root deletes. $1: the manifest (with DESTDIR).
-check_manifest_owner() {
-    [ "$(id -u)" -eq 0 ] || [ ${#sudo[@]} -gt 0 ] || return 0
-    local owner perms
-    owner="$(stat -L -c %u -- "$1")"
-    perms="$(stat -L -c %a -- "$1")"
-    [ "$owner" = 0 ] ||
-        die "$1 is owned by uid $owner, not root: refusing to remove the files it lists as root"
-    case "$perms" in
-    *[2367]? | *[2367]) die "$1 is writable by its group or others (mode $perms): refusing to remove the files it lists as root" ;;
-    esac
+# Copies the manifest $1 (with DESTDIR) to $2. When root removes what a
+# manifest lists, the manifest must be root's own and writable by root
+# only: otherwise whoever could write it chooses what root deletes. The
+# check and the copy read the same open file (no window to swap it).
+copy_manifest() {
+    exec 3<"$1" || die "cannot read $1"
+    if [ "$(id -u)" -eq 0 ] || [ ${#sudo[@]} -gt 0 ]; then
+        local owner perms
+        owner="$(stat -L -c %u /dev/fd/3)"
+        perms="$(stat -L -c %a /dev/fd/3)"
+        [ "$owner" = 0 ] ||
+            die "$1 is owned by uid $owner, not root: refusing to remove the files it lists as root"
+        case "$perms" in
+        *[2367]? | *[2367]) die "$1 is writable by its group or others (mode $perms): refusing to remove the files it lists as root" ;;
+        esac
+    fi
+    cat <&3 >"$2"
+    exec 3<&-
 }
 
 # Stops and disables the system service if, and only if, the loaded
@@ -238,6 +243,10 @@ stop_own_service() {
     local ours="$prefix/lib/systemd/system/rossipd.service" loaded
     loaded="$(systemctl show -P FragmentPath rossipd.service 2>/dev/null || true)"
     if [ -z "$loaded" ]; then
+        return 0
+    fi
+    if [ "$loaded" = /dev/null ]; then
+        say "rossipd.service is masked: leaving it alone"
         return 0
     fi
     # A unit linked with `systemctl link` may be named by its link or its target.
@@ -281,10 +290,9 @@ if $uninstall; then
     [ -f "$destdir$manifest" ] ||
         die "no manifest at $destdir$manifest: nothing was installed with --prefix ${prefix:-/}${destdir:+ and DESTDIR=$destdir}"
     choose_sudo
-    check_manifest_owner "$destdir$manifest"
     # Read from a copy: the manifest itself is among the files removed.
     listed="$work/manifest"
-    cp -- "$destdir$manifest" "$listed"
+    copy_manifest "$destdir$manifest" "$listed"
     check_manifest "$listed" "$destdir$manifest"
     stop_own_service
     remove_listed "$listed" "" "$destdir$manifest"
@@ -360,9 +368,8 @@ choose_sudo
 # A reinstall removes what the previous one installed and this one does not
 # (a subcommand's man page that no longer exists).
 if [ -f "$destdir$manifest" ]; then
-    check_manifest_owner "$destdir$manifest"
     old="$work/old-manifest"
-    cp -- "$destdir$manifest" "$old"
+    copy_manifest "$destdir$manifest" "$old"
     remove_listed "$old" "$stage/$manifest_rel" "$destdir$manifest"
 fi
 while IFS= read -r path; do
