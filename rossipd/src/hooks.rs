@@ -102,12 +102,8 @@ async fn driver_answers(commands: mpsc::WeakSender<Command>) -> bool {
     let Some(commands) = commands.upgrade() else {
         return false;
     };
-    let (reply, answer) = oneshot::channel();
-    if commands.send(Command::Status { reply }).await.is_err() {
-        return false;
-    }
-    drop(commands);
-    answer.await.is_ok()
+    // The first answer waits for the driver's loop to start: no limit.
+    Command::ask_status(&commands, None).await.is_some()
 }
 
 /// Reads the key file and hands its keys to the driver.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -169,13 +169,9 @@ impl Notifier {
 
     /// The driver's count of alive peers, or `None` if it did not answer.
     async fn alive_peers(commands: &mpsc::Sender<Command>) -> Option<u64> {
-        let (reply, answer) = oneshot::channel();
-        commands.send(Command::Status { reply }).await.ok()?;
-        let status = tokio::time::timeout(DRIVER_ANSWER_TIMEOUT, answer)
+        Command::ask_status(commands, Some(DRIVER_ANSWER_TIMEOUT))
             .await
-            .ok()?
-            .ok()?;
-        Some(status.peers.alive)
+            .map(|status| status.peers.alive)
     }
 }
 

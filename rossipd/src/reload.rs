@@ -125,6 +125,16 @@ fn log_outcome(applied: &[String], not_applied: &[String]) {
 /// The settings a running daemon keeps until it restarts, where `new`
 /// differs from `running`: (key, running value, new value).
 fn restart_only_changes(running: &Settings, new: &Settings) -> Vec<(&'static str, String, String)> {
+    restart_only(running, new)
+        .into_iter()
+        .filter(|(_, old, new)| old != new)
+        .collect()
+}
+
+/// Every setting a running daemon keeps until it restarts: (key, running
+/// value, new value). Every flag but the reloadable ones (`log_level`,
+/// `key_file`) and the one-shot ones must be here (a test checks).
+fn restart_only(running: &Settings, new: &Settings) -> Vec<(&'static str, String, String)> {
     let (a, b) = (&running.config, &new.config);
     let path = |p: &Option<std::path::PathBuf>| {
         p.as_ref()
@@ -191,8 +201,58 @@ fn restart_only_changes(running: &Settings, new: &Settings) -> Vec<(&'static str
         ),
         ("pid_file", path(&running.pid_file), path(&new.pid_file)),
     ];
-    candidates
-        .into_iter()
-        .filter(|(_, old, new)| old != new)
-        .collect()
+    candidates.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use clap::CommandFactory as _;
+
+    use super::*;
+    use crate::settings::LogSettings;
+
+    /// A new flag must be either reloaded or named as needing a restart:
+    /// a reload that silently ignores it would mislead.
+    #[test]
+    fn every_flag_is_reloaded_or_named_as_needing_a_restart() {
+        let settings = Settings {
+            config: rossipd::config::Config::new(PathBuf::from("/s"), PathBuf::from("/d")),
+            log: LogSettings {
+                level: "info".to_owned(),
+                file: None,
+                syslog: false,
+            },
+            daemonize: false,
+            pid_file: None,
+            file: None,
+        };
+        let named: Vec<&str> = restart_only(&settings, &settings)
+            .into_iter()
+            .map(|(key, ..)| key)
+            .collect();
+        let reloaded_or_one_shot = [
+            "log_level",
+            "key_file",
+            "config",
+            "check_config",
+            "man_page",
+        ];
+        for arg in Args::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            let key = long.replace('-', "_");
+            if key == "help" || key == "version" || reloaded_or_one_shot.contains(&key.as_str()) {
+                continue;
+            }
+            assert!(
+                named.contains(&key.as_str()),
+                "--{long} is neither reloaded nor named by restart_only_changes"
+            );
+        }
+        assert!(
+            restart_only_changes(&settings, &settings).is_empty(),
+            "the same settings differ"
+        );
+    }
 }

@@ -199,6 +199,18 @@ fn a_daemon_that_cannot_start_fails_the_starting_command_with_its_error() {
     drop(taken);
 }
 
+/// Reads datagrams from the test's syslog socket (each kept in `lines`)
+/// until one contains `want`; that one.
+fn next_line_with(syslog: &UnixDatagram, want: &str, lines: &mut Vec<String>) -> String {
+    wait_for(&format!("a syslog line with {want:?}"), || {
+        let mut buf = vec![0u8; 65536];
+        let n = syslog.recv(&mut buf).ok()?;
+        let line = String::from_utf8_lossy(&buf[..n]).into_owned();
+        lines.push(line.clone());
+        line.contains(want).then_some(line)
+    })
+}
+
 #[test]
 fn syslog_gets_one_datagram_per_line_with_priority_and_the_daemons_pid() {
     let scratch = Scratch::new("syslog");
@@ -220,17 +232,7 @@ fn syslog_gets_one_datagram_per_line_with_priority_and_the_daemons_pid() {
     let daemon = daemon.expect("the pid file of a daemon that started");
 
     let mut lines = Vec::new();
-    let running = wait_for("the `rossipd is running` line on syslog", || {
-        let mut buf = vec![0u8; 65536];
-        if let Ok(n) = syslog.recv(&mut buf) {
-            let line = String::from_utf8_lossy(&buf[..n]).into_owned();
-            lines.push(line.clone());
-            if line.contains("rossipd is running") {
-                return Some(line);
-            }
-        }
-        None
-    });
+    let running = next_line_with(&syslog, "rossipd is running", &mut lines);
     // Facility daemon (3), severity informational (6): 3 * 8 + 6.
     let prefix = format!("<30>rossipd[{}]: ", daemon.0);
     assert!(
@@ -245,17 +247,7 @@ fn syslog_gets_one_datagram_per_line_with_priority_and_the_daemons_pid() {
     // A reload with nothing changed names nothing as changed: the daemon
     // compares like with like (it chose syslog itself, having no log file).
     daemon.signal("HUP");
-    let done = wait_for("the reload's last line on syslog", || {
-        let mut buf = vec![0u8; 65536];
-        if let Ok(n) = syslog.recv(&mut buf) {
-            let line = String::from_utf8_lossy(&buf[..n]).into_owned();
-            lines.push(line.clone());
-            if line.contains("reload done") {
-                return Some(line);
-            }
-        }
-        None
-    });
+    let done = next_line_with(&syslog, "reload done", &mut lines);
     assert!(
         done.ends_with("reload done: 0 applied, 0 not applied"),
         "{done:?}; all lines: {lines:?}"

@@ -154,3 +154,63 @@ pub fn tail_lines(path: &Path, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// The workspace's root directory (the tests crate sits in it).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the workspace")
+        .to_path_buf()
+}
+
+/// Runs `command`; panics with the command line and its output unless it
+/// succeeds. Returns stdout.
+pub fn run_ok(command: &mut Command) -> String {
+    let out = output(command);
+    assert!(
+        out.status.success(),
+        "{} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        describe(command),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `command` to its end; panics (naming it) if it cannot start.
+pub fn output(command: &mut Command) -> Output {
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", describe(command)))
+}
+
+/// `command` as a shell line, with the variables it sets, for failures.
+pub fn describe(command: &Command) -> String {
+    let args: Vec<_> = command.get_args().collect();
+    let envs: Vec<String> = command
+        .get_envs()
+        .filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), v?.to_string_lossy())))
+        .collect();
+    let line = command_line(command.get_program(), &args);
+    if envs.is_empty() {
+        line
+    } else {
+        format!("{} {line}", envs.join(" "))
+    }
+}
+
+/// The permission bits of `path` (panics if it does not exist).
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{} should exist: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// The text of `path` (panics if it cannot be read).
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}

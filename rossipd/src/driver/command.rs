@@ -2,11 +2,12 @@
 //! for the answer.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use rossip_proto::rpc::{
     ErrorObject, JoinResult, LeaveResult, MessageView, PeerView, StatusResult,
 };
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{KeysReply, Subscription};
 use crate::history_query::HistoryQuery;
@@ -85,4 +86,22 @@ pub enum Command {
         /// How many members were told.
         reply: oneshot::Sender<LeaveResult>,
     },
+}
+
+impl Command {
+    /// Asks the driver for its status; `None` if the driver is gone, or
+    /// did not answer within `timeout` (`None`: however long it takes).
+    /// The daemon's own tasks use it to learn that the driver runs
+    /// (readiness, the systemd watchdog).
+    pub async fn ask_status(
+        commands: &mpsc::Sender<Command>,
+        timeout: Option<Duration>,
+    ) -> Option<StatusResult> {
+        let (reply, answer) = oneshot::channel();
+        commands.send(Command::Status { reply }).await.ok()?;
+        match timeout {
+            Some(limit) => tokio::time::timeout(limit, answer).await.ok()?.ok(),
+            None => answer.await.ok(),
+        }
+    }
 }
