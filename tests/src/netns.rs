@@ -124,9 +124,10 @@ impl Lan {
             if sys::ci() {
                 panic!("{test}: multi-host tests are required with CI=true, but {why}");
             }
-            sys::say(&format!(
-                "skipped {test}: multi-host tests need root and iproute2"
-            ));
+            sys::skipped(
+                test,
+                &format!("multi-host tests need root and iproute2 ({why})"),
+            );
             Err(Skip)
         };
         let ip = match preconditions() {

@@ -88,9 +88,10 @@ fn deb_tool_missing(found: bool, what: &str, install: &str) -> bool {
         return false;
     }
     assert!(!sys::ci(), "{what} is required with CI=true ({install})");
-    sys::say(&format!(
-        "skipping the Debian package test: {what} is not installed ({install})"
-    ));
+    sys::skipped(
+        "debian_package_has_the_files_and_scripts",
+        &format!("{what} is not installed ({install})"),
+    );
     true
 }
 

@@ -345,10 +345,13 @@ fn forged_mdns_never_becomes_a_member() {
                 d.name(),
                 cluster::describe_peers(&peers)
             );
+            // Exactly one member, whatever its liveness: on a loaded
+            // machine the real peer may be `suspect` for a moment, which is
+            // not what this test is about (it ends by waiting for it alive).
             let counts = d.status().peers;
             assert_eq!(
-                (counts.alive, counts.suspect, counts.failed, counts.left),
-                (1, 0, 0, 0),
+                counts.alive + counts.suspect + counts.failed + counts.left,
+                1,
                 "{} counts members other than its one real peer: {}",
                 d.name(),
                 cluster::describe_peers(&peers)
@@ -357,6 +360,9 @@ fn forged_mdns_never_becomes_a_member() {
         polls += 1;
         std::thread::sleep(wait::POLL_INTERVAL * 4);
     }
+
+    // Through it all, the real pair stayed (or became again) alive to each other.
+    cluster::wait_all_alive(&nodes, DISCOVERY_TIMEOUT);
 
     // The garbage answers were refused and counted.
     let dropped: Vec<BTreeMap<String, u64>> = daemons

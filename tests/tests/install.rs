@@ -473,7 +473,10 @@ fn uninstall_as_root_refuses_a_manifest_root_does_not_own() {
         .uid()
         != 0
     {
-        sys::say("skipping the manifest owner check: the test does not run as root");
+        sys::skipped(
+            "uninstall_as_root_refuses_a_manifest_root_does_not_own",
+            "the test does not run as root",
+        );
         return;
     }
     bins::rossipd();

@@ -64,7 +64,10 @@ const GROUP: &str = "rossip";
 
 #[test]
 fn idle_connections_do_not_starve_other_clients() {
-    if !raise_open_files(IDLE_CONNECTIONS as u64 + 512, "1,000 idle connections") {
+    if !raise_open_files(
+        IDLE_CONNECTIONS as u64 + 512,
+        "idle_connections_do_not_starve_other_clients",
+    ) {
         return;
     }
     let daemon = Daemon::builder("idle").loopback().spawn();
@@ -125,7 +128,10 @@ fn a_client_past_the_connection_limit_is_refused_with_an_error() {
     // The daemon needs MAX_CONNECTIONS + RESERVED_FDS files; this process
     // as many again for its ends of the connections.
     let needed = (MAX_CONNECTIONS as u64 + RESERVED_FDS) + 1024;
-    if !raise_open_files(needed, "4,096 connections") {
+    if !raise_open_files(
+        needed,
+        "a_client_past_the_connection_limit_is_refused_with_an_error",
+    ) {
         return;
     }
     let daemon = Daemon::builder("limit").loopback().spawn();
@@ -184,7 +190,10 @@ fn a_client_past_the_connection_limit_is_refused_with_an_error() {
 
 #[test]
 fn slow_subscribers_lag_while_others_are_served_and_memory_stays_bounded() {
-    if !raise_open_files(SLOW_SUBSCRIBERS as u64 + 256, "100 slow subscribers") {
+    if !raise_open_files(
+        SLOW_SUBSCRIBERS as u64 + 256,
+        "slow_subscribers_lag_while_others_are_served_and_memory_stays_bounded",
+    ) {
         return;
     }
     let daemon = Daemon::builder("slow").loopback().log_level("info").spawn();
@@ -296,7 +305,10 @@ fn slow_subscribers_lag_while_others_are_served_and_memory_stays_bounded() {
 fn the_system_socket_is_for_root_and_the_rossip_group() {
     if sys::effective_uid() != Some(0) {
         assert!(!sys::ci(), "CI=true: the permission test must run as root");
-        sys::say("local_hostile: skipped the socket permission test: it needs root");
+        sys::skipped(
+            "the_system_socket_is_for_root_and_the_rossip_group",
+            "it needs root",
+        );
         return;
     }
     let created = ensure_group();
@@ -389,8 +401,8 @@ fn the_system_socket_is_for_root_and_the_rossip_group() {
 
 /// Raises this process's soft open-files limit to `needed` (and the hard
 /// one too, as root) with `prlimit`; daemons started afterwards inherit
-/// it. `false` (after a notice) when it cannot, except under `CI=true`.
-fn raise_open_files(needed: u64, what: &str) -> bool {
+/// it. `false` (after a skip notice for `test`) when it cannot, except under `CI=true`.
+fn raise_open_files(needed: u64, test: &str) -> bool {
     // The limit is the process's: tests running at once must not lower
     // what another one raised between its check and its change.
     static RAISING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -399,9 +411,7 @@ fn raise_open_files(needed: u64, what: &str) -> bool {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some((soft, hard)) = open_files_limits() else {
         assert!(!sys::ci(), "CI=true: cannot read /proc/self/limits");
-        sys::say(&format!(
-            "local_hostile: skipped {what}: cannot read /proc/self/limits"
-        ));
+        sys::skipped(test, "cannot read /proc/self/limits");
         return false;
     };
     if soft >= needed {
@@ -417,9 +427,10 @@ fn raise_open_files(needed: u64, what: &str) -> bool {
             !sys::ci(),
             "CI=true: the open-files hard limit {hard} is below {needed}"
         );
-        sys::say(&format!(
-            "local_hostile: skipped {what}: the open-files hard limit {hard} is below {needed}"
-        ));
+        sys::skipped(
+            test,
+            &format!("the open-files hard limit {hard} is below {needed}"),
+        );
         return false;
     };
     let pid = std::process::id().to_string();
@@ -431,7 +442,7 @@ fn raise_open_files(needed: u64, what: &str) -> bool {
              run the tests with a higher `ulimit -n`"
         );
         assert!(!sys::ci(), "CI=true: {why}");
-        sys::say(&format!("local_hostile: skipped {what}: {why}"));
+        sys::skipped(test, &why);
         return false;
     }
     let now = open_files_limits().map(|(soft, _)| soft);

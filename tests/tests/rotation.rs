@@ -214,6 +214,24 @@ fn keys_list(daemon: &Daemon) -> KeysListResult {
         .unwrap_or_else(|e| panic!("`{}` printed no result: {e}", output.command))
 }
 
+/// `keys list` of `daemon` once every member answered it. Each call waits
+/// 2 s for the members; on a loaded machine one may answer late, so a list
+/// that is not complete is asked for again rather than taken as the result.
+fn complete_keys_list(daemon: &Daemon) -> KeysListResult {
+    wait::wait_until(
+        Duration::from_secs(30),
+        &format!("a complete `keys list` from {}", daemon.name()),
+        || {
+            let list = keys_list(daemon);
+            if list.complete {
+                Ok(list)
+            } else {
+                Err(format!("{list:?}"))
+            }
+        },
+    )
+}
+
 /// Waits until every daemon holds every key in `keys` in its history.
 fn wait_converged(cluster: &NsCluster, keys: &BTreeSet<String>) {
     let deadline = Instant::now() + CONVERGENCE_TIMEOUT;
@@ -344,12 +362,7 @@ fn rotating_the_cluster_key_while_messages_flow_loses_none() {
             "{}: status",
             daemon.name()
         );
-        let list = keys_list(daemon);
-        assert!(
-            list.complete,
-            "{}: keys list incomplete: {list:?}",
-            daemon.name()
-        );
+        let list = complete_keys_list(daemon);
         assert_eq!(list.local.keys, vec![new_id.clone()], "{}", daemon.name());
         for node in &list.nodes {
             assert_eq!(

@@ -159,14 +159,17 @@ fn without_notify_socket_the_daemon_runs_normally() {
 
 /// `systemd-analyze`, or `None` (after a notice) when it is not installed
 /// outside CI. CI must have it.
-fn systemd_analyze() -> Option<PathBuf> {
+fn systemd_analyze(test: &str) -> Option<PathBuf> {
     let found = sys::find_program("systemd-analyze");
     if found.is_none() {
         assert!(
             !sys::ci(),
             "systemd-analyze is required with CI=true (apt-get install systemd)"
         );
-        sys::say("skipping: systemd-analyze is not installed (apt-get install systemd)");
+        sys::skipped(
+            test,
+            "systemd-analyze is not installed (apt-get install systemd)",
+        );
     }
     found
 }
@@ -215,7 +218,7 @@ fn run_analyze(command: &mut Command, what: &str) -> String {
 
 #[test]
 fn unit_files_pass_systemd_analyze_verify() {
-    let Some(analyze) = systemd_analyze() else {
+    let Some(analyze) = systemd_analyze("unit_files_pass_systemd_analyze_verify") else {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir for unit copies");
@@ -255,7 +258,7 @@ fn exposure(report: &str) -> Option<f64> {
 
 #[test]
 fn system_unit_security_exposure_is_at_most_two() {
-    let Some(analyze) = systemd_analyze() else {
+    let Some(analyze) = systemd_analyze("system_unit_security_exposure_is_at_most_two") else {
         return;
     };
     let unit = units_dir().join("rossipd.service");
