@@ -14,6 +14,7 @@ pub mod interfaces;
 pub mod keyfile;
 mod local_socket;
 mod notify;
+mod nss;
 mod peer_cache;
 mod pins;
 mod rpc;

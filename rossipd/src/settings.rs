@@ -62,7 +62,8 @@ pub struct Args {
     #[arg(long, env = "ROSSIP_SYSLOG")]
     syslog: bool,
 
-    /// Node name shown to peers [default: the host name]
+    /// Node name shown to peers [default: the host name for the system daemon (as for
+    /// --config), else HOST-USER, e.g. alpha-ann]
     #[arg(long, env = "ROSSIP_NAME")]
     name: Option<String>,
 
@@ -368,11 +369,7 @@ impl Args {
             Some(path) => (path, true),
             None => {
                 let socket = socket.map_or_else(config::default_socket, Path::to_path_buf);
-                // Root with XDG_CONFIG_HOME set is a user at a shell (a
-                // system service has no such variable): the user's file.
-                let system = config::is_system_daemon(config::current_uid(), &socket)
-                    && (socket == Path::new(rossip_proto::paths::SYSTEM_SOCKET_PATH)
-                        || non_empty_env("XDG_CONFIG_HOME").is_none());
+                let system = config::DaemonKind::current(&socket) == config::DaemonKind::System;
                 match config_file::default_path(system) {
                     Some(path) => (path, false),
                     None => return Ok((FileConfig::default(), None)),
