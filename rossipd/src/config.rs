@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rossip_proto::message::MAX_NAME_BYTES;
+use rossip_proto::message::{ChannelError, MAX_CHANNEL_BYTES, MAX_NAME_BYTES, validate_channel};
 use rossip_proto::paths;
 
 /// UDP port for gossip when `--port` is not given. A fixed default lets nodes
@@ -14,6 +14,31 @@ pub const DEFAULT_PORT: u16 = 7465;
 
 /// Cluster label when `--cluster` is not given.
 pub const DEFAULT_CLUSTER: &str = "rossip";
+
+/// Why a cluster label is refused. Labels follow the channel-name rule
+/// (they are typed on command lines and shown in mDNS records), but the
+/// errors must speak of a cluster label: the one a user typed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterLabelError {
+    /// Empty.
+    #[error("a cluster label must not be empty")]
+    Empty,
+    /// Too long.
+    #[error("a cluster label is at most {MAX_CHANNEL_BYTES} bytes, this one is {0}")]
+    TooLong(usize),
+    /// A character outside the alphabet.
+    #[error("a cluster label may contain only letters, digits, '-', '_' and '.', found {0:?}")]
+    BadChar(char),
+}
+
+/// Checks a cluster label: 1–64 bytes of ASCII letters, digits, `-_.`.
+pub fn check_cluster_label(label: &str) -> Result<(), ClusterLabelError> {
+    validate_channel(label).map_err(|e| match e {
+        ChannelError::Empty => ClusterLabelError::Empty,
+        ChannelError::TooLong(n) => ClusterLabelError::TooLong(n),
+        ChannelError::BadChar(c) => ClusterLabelError::BadChar(c),
+    })
+}
 
 /// Messages kept in the in-memory history.
 pub const DEFAULT_HISTORY: usize = rossip_proto::node::DEFAULT_HISTORY_LIMIT;
@@ -265,6 +290,16 @@ mod tests {
         assert_eq!(socket_mode_for(0, system), SYSTEM_SOCKET_MODE);
         assert_eq!(socket_mode_for(991, system), SYSTEM_SOCKET_MODE);
         assert_eq!(socket_mode_for(1000, mine), USER_SOCKET_MODE);
+    }
+
+    #[test]
+    fn cluster_label_errors_speak_of_a_cluster_label() {
+        assert_eq!(check_cluster_label("lab-a.2"), Ok(()));
+        for bad in ["", "two words", &"x".repeat(65)] {
+            let e = check_cluster_label(bad).expect_err(bad).to_string();
+            assert!(e.contains("cluster label"), "{e}");
+            assert!(!e.contains("channel"), "{e}");
+        }
     }
 
     /// The quick start (a user's daemon) and the system service on one

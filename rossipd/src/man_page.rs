@@ -111,7 +111,7 @@ fn sections(command: &clap::Command) -> Roff {
         &mut roff,
         "2",
         "A usage or configuration error: a bad flag, variable or config file key (the \
-         message names the file, line and key).",
+         message names the flag, the variable, or the file, line and key).",
     );
 
     roff.control("SH", ["ENVIRONMENT"]);

@@ -99,7 +99,7 @@ pub struct Args {
     join: Option<Vec<String>>,
 
     /// Cluster label: nodes with different labels never talk to each other [default: rossip]
-    #[arg(long, env = "ROSSIP_CLUSTER")]
+    #[arg(long, env = "ROSSIP_CLUSTER", value_parser = config_file::parse_cluster)]
     cluster: Option<String>,
 
     /// Do not use mDNS (find peers with --join only)
@@ -144,7 +144,7 @@ pub struct Args {
         long,
         value_name = "BYTES",
         env = "ROSSIP_MAX_MESSAGE_BYTES",
-        value_parser = config_file::parse_max_bytes
+        value_parser = config_file::parse_message_bytes
     )]
     max_message_bytes: Option<usize>,
 
@@ -167,7 +167,7 @@ pub struct Args {
 
     /// Log level (error, warn, info, debug, trace) or a tracing filter; RUST_LOG overrides it
     /// [default: info]
-    #[arg(long, env = "ROSSIP_LOG_LEVEL")]
+    #[arg(long, env = "ROSSIP_LOG_LEVEL", value_parser = config_file::parse_log_level)]
     log_level: Option<String>,
 }
 
@@ -219,9 +219,21 @@ pub struct Given {
     log_file: Source,
 }
 
-/// Parses the command line (exiting on a usage error, as clap does).
+/// Parses the command line (exiting on a usage error, as clap does). A bad
+/// value from a ROSSIP_* variable is reported as the variable's, not as
+/// its flag's: clap names the flag either way.
 pub fn parse_args() -> (Args, Given) {
-    let matches = Args::command().get_matches();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let matches = match Args::command().try_get_matches_from(&argv) {
+        Ok(matches) => matches,
+        Err(e) => match variable_at_fault(&e, &argv) {
+            Some(message) => {
+                eprintln!("rossipd: error: {message}");
+                std::process::exit(2);
+            }
+            None => e.exit(),
+        },
+    };
     let given = Given {
         no_mdns: source(&matches, "no_mdns"),
         daemonize: source(&matches, "daemonize"),
@@ -232,6 +244,52 @@ pub fn parse_args() -> (Args, Given) {
         Ok(args) => (args, given),
         Err(e) => e.exit(),
     }
+}
+
+/// When clap refused a value that came from a variable, what to say
+/// instead of its error: `ROSSIP_PORT: invalid value "x": …`. The value
+/// came from the variable when the command line alone (no variables) does
+/// not fail on the same argument.
+fn variable_at_fault(e: &clap::Error, argv: &[std::ffi::OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(failing)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let mut command = Args::command();
+    // Displaying an argument (as clap's error does) needs the built command.
+    command.build();
+    let arg = command
+        .get_arguments()
+        .find(|a| a.to_string() == *failing)?;
+    let variable = arg.get_env()?.to_string_lossy().into_owned();
+    let without_variables = Args::command().mut_args(|a| a.env(None));
+    if let Err(flag_error) = without_variables.try_get_matches_from(argv)
+        && flag_error.get(ContextKind::InvalidArg) == e.get(ContextKind::InvalidArg)
+    {
+        return None; // The flag's own value is at fault: clap's message fits.
+    }
+    let value = match e.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(value)) => value.clone(),
+        _ => std::env::var_os(&variable)
+            .map(|v| v.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let reason = match (std::error::Error::source(e), e.get(ContextKind::ValidValue)) {
+        (Some(source), _) => format!(": {source}"),
+        (None, Some(ContextValue::Strings(valid))) => {
+            format!(" (possible values: {})", valid.join(", "))
+        }
+        _ => String::new(),
+    };
+    Some(format!(
+        "environment variable {variable}: invalid value {value:?}{reason}"
+    ))
 }
 
 fn source(matches: &ArgMatches, id: &str) -> Source {
@@ -388,7 +446,7 @@ impl Settings {
     /// daemon checks at start, and the log filter.
     pub fn check(&self) -> Result<(), String> {
         let c = &self.config;
-        rossip_proto::message::validate_channel(&c.cluster)
+        config::check_cluster_label(&c.cluster)
             .map_err(|e| format!("invalid cluster label {:?}: {e}", c.cluster))?;
         config_file::check_message_bytes(c.max_message_bytes)
             .map_err(|e| format!("max_message_bytes {e}"))?;
