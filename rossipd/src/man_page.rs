@@ -90,9 +90,11 @@ fn sections(command: &clap::Command) -> Roff {
          and keys remove do that, once every member is ready); a key removed with rossipctl \
          keys remove is not brought back by a stale key file; a key from systemd's \
          LoadCredential= is copied once at start and needs a restart. Every other changed \
-         key is logged as needing a restart; a config file with an error changes nothing; \
-         the last line is \"reload done: N applied, M not applied\". systemctl reload \
-         rossipd sends it.",
+         key is logged as needing a restart; the last line is \"reload done: N applied, M \
+         not applied\". A config file with an error changes nothing but the log file \
+         (reopened first); the last line is then \"reload failed, the running configuration \
+         is unchanged\" with the reason, and there is no \"reload done\" line. systemctl \
+         reload rossipd sends it.",
     );
 
     roff.control("SH", ["EXIT STATUS"]);
