@@ -194,8 +194,8 @@ fn sections(command: &clap::Command) -> Roff {
 }
 
 /// The files of the state directory (the names are those of `state.rs`,
-/// `keyfile.rs`, `store.rs`, `pins.rs` and `peer_cache.rs`).
-const STATE_FILES: [(&str, &str); 7] = [
+/// `keyfile.rs`, `store.rs`, `pins.rs`, `peer_cache.rs` and `logging.rs`).
+const STATE_FILES: [(&str, &str); 8] = [
     (
         "node.key",
         "The node's secret Ed25519 signing key (mode 0600); the node id derives from it. \
@@ -227,6 +227,11 @@ const STATE_FILES: [(&str, &str); 7] = [
     (
         "generation",
         "The generation of the last run, so that every run outranks the one before.",
+    ),
+    (
+        crate::logging::FALLBACK_LOG_FILE,
+        "The log of a daemon started with --daemonize without --log-file on a host without \
+         syslog (created mode 0640, as --log-file would be; a symbolic link is refused).",
     ),
 ];
 

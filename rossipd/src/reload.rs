@@ -57,7 +57,10 @@ impl Reloader {
             .into_settings(self.given)
             .and_then(|mut new| {
                 new.pin_paths(&self.cwd);
-                new.settle();
+                // The log destination a detached daemon chose at start
+                // stands: syslog if it took it, else the fallback file.
+                let syslog = self.running.log.syslog;
+                new.settle(|| syslog);
                 new.check().map(|()| new)
             }) {
             Ok(new) => new,

@@ -41,7 +41,7 @@ pub struct Args {
 
     /// Detach from the terminal and run in the background (without systemd); the command
     /// returns once the daemon serves its socket, or fails with the daemon's error. Logs
-    /// go to --log-file, else to syslog
+    /// go to --log-file, else to syslog, else (no syslog socket) to STATE_DIR/rossipd.log
     #[arg(long, env = "ROSSIP_DAEMONIZE")]
     daemonize: bool,
 
@@ -184,6 +184,16 @@ pub struct Settings {
     pub pid_file: Option<PathBuf>,
     /// The config file that was read, if any.
     pub file: Option<PathBuf>,
+}
+
+/// What [`Settings::settle`] changed, for the daemon to say so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// `daemonize` was turned off: a service manager waits for this process.
+    pub daemonize_ignored: bool,
+    /// A detached daemon without a log file found no syslog: it logs to
+    /// this file in the state directory instead.
+    pub log_fallback: Option<PathBuf>,
 }
 
 /// Logging settings (`logging` sets them up, `reload` changes the level).
@@ -511,18 +521,36 @@ impl Settings {
     /// What a running daemon makes of these settings (at start and at every
     /// reload, so that a reload compares like with like): under a service
     /// manager that waits for READY=1 from this process (NOTIFY_SOCKET),
-    /// forking would end its tracking, so `daemonize` is off (returns
-    /// true then); a detached daemon without a log file logs to syslog. A
-    /// forking unit (`Type=forking`, no NOTIFY_SOCKET) may still daemonize.
-    pub fn settle(&mut self) -> bool {
-        let ignored = self.daemonize && std::env::var_os("NOTIFY_SOCKET").is_some();
-        if ignored {
+    /// forking would end its tracking, so `daemonize` is off; a detached
+    /// daemon without a log file logs to syslog, or, when
+    /// `syslog_reachable` says there is none, to
+    /// [`FALLBACK_LOG_FILE`](crate::logging::FALLBACK_LOG_FILE) in the state
+    /// directory. A forking unit (`Type=forking`, no NOTIFY_SOCKET) may
+    /// still daemonize.
+    pub fn settle(&mut self, syslog_reachable: impl FnOnce() -> bool) -> Settled {
+        let daemonize_ignored = self.daemonize && std::env::var_os("NOTIFY_SOCKET").is_some();
+        if daemonize_ignored {
             self.daemonize = false;
         }
-        if self.daemonize && self.log.file.is_none() {
-            self.log.syslog = true;
+        let mut log_fallback = None;
+        // An explicit `syslog` stays: whoever asked for it hears that it
+        // is missing.
+        if self.daemonize && self.log.file.is_none() && !self.log.syslog {
+            if syslog_reachable() {
+                self.log.syslog = true;
+            } else {
+                let path = self
+                    .config
+                    .state_dir
+                    .join(crate::logging::FALLBACK_LOG_FILE);
+                self.log.file = Some(path.clone());
+                log_fallback = Some(path);
+            }
         }
-        ignored
+        Settled {
+            daemonize_ignored,
+            log_fallback,
+        }
     }
 
     /// Makes every path absolute against `cwd` (the directory rossipd was
