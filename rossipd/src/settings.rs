@@ -257,7 +257,8 @@ pub fn parse_args() -> (Args, Given) {
 }
 
 /// When clap refused a value that came from a variable, what to say
-/// instead of its error: `ROSSIP_PORT: invalid value "x": …`. The value
+/// instead of its error: `environment variable ROSSIP_PORT: invalid value
+/// "x": …`. The value
 /// came from the variable when the command line alone (no variables) does
 /// not fail on the same argument.
 fn variable_at_fault(e: &clap::Error, argv: &[std::ffi::OsString]) -> Option<String> {
