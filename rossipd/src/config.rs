@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rossip_proto::message::{ChannelError, MAX_CHANNEL_BYTES, MAX_NAME_BYTES, validate_channel};
 use rossip_proto::paths;
 
 /// UDP port for gossip when `--port` is not given. A fixed default lets nodes
@@ -13,6 +14,31 @@ pub const DEFAULT_PORT: u16 = 7465;
 
 /// Cluster label when `--cluster` is not given.
 pub const DEFAULT_CLUSTER: &str = "rossip";
+
+/// Why a cluster label is refused. Labels follow the channel-name rule
+/// (they are typed on command lines and shown in mDNS records), but the
+/// errors must speak of a cluster label: the one a user typed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterLabelError {
+    /// Empty.
+    #[error("a cluster label must not be empty")]
+    Empty,
+    /// Too long.
+    #[error("a cluster label is at most {MAX_CHANNEL_BYTES} bytes, this one is {0}")]
+    TooLong(usize),
+    /// A character outside the alphabet.
+    #[error("a cluster label may contain only letters, digits, '-', '_' and '.', found {0:?}")]
+    BadChar(char),
+}
+
+/// Checks a cluster label: 1–64 bytes of ASCII letters, digits, `-_.`.
+pub fn check_cluster_label(label: &str) -> Result<(), ClusterLabelError> {
+    validate_channel(label).map_err(|e| match e {
+        ChannelError::Empty => ClusterLabelError::Empty,
+        ChannelError::TooLong(n) => ClusterLabelError::TooLong(n),
+        ChannelError::BadChar(c) => ClusterLabelError::BadChar(c),
+    })
+}
 
 /// Messages kept in the in-memory history.
 pub const DEFAULT_HISTORY: usize = rossip_proto::node::DEFAULT_HISTORY_LIMIT;
@@ -49,6 +75,42 @@ pub fn socket_mode_for(uid: u32, socket: &Path) -> u32 {
 /// shares its socket with a group and reads `/etc/rossip/rossipd.toml`.
 pub fn is_system_daemon(uid: u32, socket: &Path) -> bool {
     uid == 0 || socket == Path::new(paths::SYSTEM_SOCKET_PATH)
+}
+
+/// Which of its host's daemons this is, for the defaults that must tell
+/// them apart: a host may run the system service and, beside it (or
+/// before it was installed), a user's own daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaemonKind {
+    /// The host's own daemon: the system service, or root's. It is named
+    /// after the host and reads `/etc/rossip/rossipd.toml`.
+    System,
+    /// A user's daemon: named `HOST-USER` (so that it never takes the
+    /// host's name, pinned by every peer to the system daemon's key) and
+    /// reads the user's config file.
+    User,
+}
+
+impl DaemonKind {
+    /// The kind of a daemon running as `uid` on `socket`: the system daemon
+    /// ([`is_system_daemon`]), except that root with `XDG_CONFIG_HOME` set
+    /// is a user at a shell (a system service has no such variable), unless
+    /// it runs on the system service's socket.
+    pub fn of(uid: u32, socket: &Path, xdg_config_home_set: bool) -> DaemonKind {
+        let system_socket = socket == Path::new(paths::SYSTEM_SOCKET_PATH);
+        if is_system_daemon(uid, socket) && (system_socket || !xdg_config_home_set) {
+            DaemonKind::System
+        } else {
+            DaemonKind::User
+        }
+    }
+
+    /// The kind of this process's daemon on `socket`.
+    pub fn current(socket: &Path) -> DaemonKind {
+        let xdg_config_home_set =
+            std::env::var_os("XDG_CONFIG_HOME").is_some_and(|v| !v.is_empty());
+        DaemonKind::of(current_uid(), socket, xdg_config_home_set)
+    }
 }
 
 /// Everything [`crate::run`] needs. Built from flags and environment by the
@@ -99,11 +161,12 @@ pub struct Config {
 
 impl Config {
     /// Defaults with an explicit socket and state directory; the socket
-    /// mode follows who runs the daemon ([`socket_mode_for`]).
+    /// mode ([`socket_mode_for`]) and the name ([`default_name`]) follow
+    /// who runs the daemon.
     pub fn new(socket: PathBuf, state_dir: PathBuf) -> Config {
         Config {
             socket_mode: socket_mode_for(current_uid(), &socket),
-            name: default_name(),
+            name: default_name(DaemonKind::current(&socket)),
             cluster: DEFAULT_CLUSTER.to_owned(),
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: DEFAULT_PORT,
@@ -123,16 +186,70 @@ impl Config {
     }
 }
 
-/// The host name, the default node name; `rossip` if it cannot be read.
-pub fn default_name() -> String {
+/// The default node name: the host name for the system daemon, and
+/// `HOST-USER` for a user's daemon (see [`DaemonKind`]). Names are pinned
+/// to the first key seen using them, so two daemons of one host (each with
+/// its own key) must not share one: peers would flag the second as an
+/// impostor.
+pub fn default_name(kind: DaemonKind) -> String {
+    let host = host_name();
+    match kind {
+        DaemonKind::System => host,
+        DaemonKind::User => {
+            let uid = current_uid();
+            let user = match crate::nss::user_name(uid) {
+                Ok(Some(name)) => name,
+                // A uid without an entry (a container, `setpriv`) is
+                // still a distinct user: its number names it.
+                Ok(None) | Err(_) => uid.to_string(),
+            };
+            user_daemon_name(&host, &user)
+        }
+    }
+}
+
+/// The short host name; `rossip` if it cannot be read.
+fn host_name() -> String {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     // A host name may carry a domain; peers list short names.
     let short = host.split('.').next().unwrap_or_default().trim();
     if short.is_empty() {
         "rossip".to_owned()
     } else {
-        short.to_owned()
+        truncate(short, MAX_NAME_BYTES).to_owned()
     }
+}
+
+/// `HOST-USER`, within the name length limit. The user part keeps only
+/// letters, digits and `_.-` (others become `_`): `rossipctl` quotes names
+/// with `@`, `:`, `#`, spaces or quotes (an LDAP `user@domain`, a Windows
+/// `DOMAIN\user`), and a default name should print plainly. The host part
+/// is shortened first when both do not fit, since the user part tells the
+/// daemons of one host apart.
+fn user_daemon_name(host: &str, user: &str) -> String {
+    let user: String = user
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let user = truncate(&user, MAX_NAME_BYTES / 2);
+    let host = truncate(host, MAX_NAME_BYTES - 1 - user.len());
+    format!("{host}-{user}")
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a
+/// character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// The current user's uid, read without unsafe code: `/proc/self` is owned by
@@ -173,5 +290,54 @@ mod tests {
         assert_eq!(socket_mode_for(0, system), SYSTEM_SOCKET_MODE);
         assert_eq!(socket_mode_for(991, system), SYSTEM_SOCKET_MODE);
         assert_eq!(socket_mode_for(1000, mine), USER_SOCKET_MODE);
+    }
+
+    #[test]
+    fn cluster_label_errors_speak_of_a_cluster_label() {
+        assert_eq!(check_cluster_label("lab-a.2"), Ok(()));
+        for bad in ["", "two words", &"x".repeat(65)] {
+            let e = check_cluster_label(bad).expect_err(bad).to_string();
+            assert!(e.contains("cluster label"), "{e}");
+            assert!(!e.contains("channel"), "{e}");
+        }
+    }
+
+    /// The quick start (a user's daemon) and the system service on one
+    /// host must not claim the same default name.
+    #[test]
+    fn only_the_system_daemon_is_named_after_the_host() {
+        let system = Path::new(paths::SYSTEM_SOCKET_PATH);
+        let mine = Path::new("/run/user/1000/rossip/rossipd.sock");
+        let root_tmp = Path::new("/tmp/rossip-0/rossipd.sock");
+        // The service user on the system socket, and root (sudo, a unit
+        // that runs as root, an init script).
+        assert_eq!(DaemonKind::of(991, system, false), DaemonKind::System);
+        assert_eq!(DaemonKind::of(0, root_tmp, false), DaemonKind::System);
+        assert_eq!(DaemonKind::of(0, system, true), DaemonKind::System);
+        // A user at a shell, and root at a shell with its own config home.
+        assert_eq!(DaemonKind::of(1000, mine, false), DaemonKind::User);
+        assert_eq!(DaemonKind::of(1000, mine, true), DaemonKind::User);
+        assert_eq!(DaemonKind::of(0, root_tmp, true), DaemonKind::User);
+    }
+
+    #[test]
+    fn a_user_daemons_name_is_host_and_user_within_the_limit() {
+        assert_eq!(user_daemon_name("alpha", "ann"), "alpha-ann");
+        assert_eq!(
+            user_daemon_name("alpha", "ann@corp.example"),
+            "alpha-ann_corp.example"
+        );
+        assert_eq!(user_daemon_name("alpha", "CORP\\ann"), "alpha-CORP_ann");
+        assert_eq!(user_daemon_name("alpha", "1000"), "alpha-1000");
+        let long_host = "h".repeat(64);
+        let name = user_daemon_name(&long_host, "ann");
+        assert_eq!(name.len(), MAX_NAME_BYTES);
+        assert!(name.ends_with("h-ann"), "{name}");
+        let name = user_daemon_name("alpha", &"é".repeat(40));
+        assert!(name.len() <= MAX_NAME_BYTES, "{name}");
+        assert!(name.starts_with("alpha-é"), "{name}");
+        // Nothing rossipctl would quote.
+        let name = user_daemon_name("alpha", "a b:c#d\"e'f@g");
+        assert!(!name.contains(['@', ':', '#', ' ', '"', '\'']), "{name}");
     }
 }

@@ -32,6 +32,7 @@ pub struct FileConfig {
     /// `--join` (a list).
     pub join: Option<Vec<String>>,
     /// `--cluster`.
+    #[serde(default, deserialize_with = "de_cluster")]
     pub cluster: Option<String>,
     /// `--no-mdns`.
     pub no_mdns: Option<bool>,
@@ -55,6 +56,7 @@ pub struct FileConfig {
     #[serde(default, deserialize_with = "de_reap_after")]
     pub reap_after: Option<humantime::Duration>,
     /// `--log-level`.
+    #[serde(default, deserialize_with = "de_log_level")]
     pub log_level: Option<String>,
     /// `--log-file`.
     pub log_file: Option<PathBuf>,
@@ -184,6 +186,27 @@ pub fn parse_max_age(text: &str) -> Result<MaxAge, String> {
     Ok(MaxAge(Some(duration)))
 }
 
+/// `--cluster`: a cluster label ([`rossipd::config::check_cluster_label`]).
+pub fn parse_cluster(text: &str) -> Result<String, String> {
+    rossipd::config::check_cluster_label(text).map_err(|e| e.to_string())?;
+    Ok(text.to_owned())
+}
+
+/// `--max-message-bytes`: a byte count of at least 1 and at most
+/// [`rossipd::config::MAX_MESSAGE_BYTES_LIMIT`], checked here rather than
+/// after the merge so that the error names the flag, variable or key.
+pub fn parse_message_bytes(text: &str) -> Result<usize, String> {
+    let n = parse_max_bytes(text)?;
+    check_message_bytes(n)?;
+    Ok(n)
+}
+
+/// `--log-level`: a level or a tracing filter that parses.
+pub fn parse_log_level(text: &str) -> Result<String, String> {
+    crate::logging::filter(text)?;
+    Ok(text.to_owned())
+}
+
 /// A byte count of at least 1.
 pub fn parse_max_bytes(text: &str) -> Result<usize, String> {
     parse_positive(text, "a number of bytes, e.g. 67108864")
@@ -234,6 +257,20 @@ pub fn check_message_bytes(n: usize) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+fn de_cluster<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_cluster(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn de_log_level<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_log_level(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 fn de_max_age<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MaxAge>, D::Error> {
@@ -305,5 +342,9 @@ log_level = "debug"
         assert!(e.contains("line 3, key `join`"), "{e}");
         let e = parse("max_message_bytes = 99999999\n").expect_err("too large");
         assert!(e.contains("at most"), "{e}");
+        let e = parse("port = 1\ncluster = \"lab a\"\n").expect_err("bad label");
+        assert!(e.contains("line 2, key `cluster`"), "{e}");
+        assert!(e.contains("cluster label"), "{e}");
+        assert!(!e.contains("channel"), "{e}");
     }
 }

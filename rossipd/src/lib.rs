@@ -14,6 +14,7 @@ pub mod interfaces;
 pub mod keyfile;
 mod local_socket;
 mod notify;
+mod nss;
 mod peer_cache;
 mod pins;
 mod rpc;
@@ -300,13 +301,8 @@ fn validate(config: &Config) -> anyhow::Result<()> {
     if config.name.chars().any(char::is_control) {
         bail!("node name must not contain control characters");
     }
-    rossip_proto::message::validate_channel(&config.cluster).map_err(|e| {
-        anyhow::anyhow!(
-            "invalid cluster label {:?}: {}",
-            config.cluster,
-            e.to_string().replace("channel", "label")
-        )
-    })?;
+    config::check_cluster_label(&config.cluster)
+        .map_err(|e| anyhow::anyhow!("invalid cluster label {:?}: {e}", config.cluster))?;
     if config.history_limit == 0 {
         bail!("--history must be at least 1");
     }

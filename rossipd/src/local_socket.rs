@@ -24,10 +24,6 @@ use rossip_proto::paths;
 
 use crate::config::SOCKET_GROUP;
 
-/// Largest buffer offered to `getgrnam_r` for one group entry (a group
-/// with thousands of members needs more than the first 1 KiB).
-const MAX_GROUP_BUFFER: usize = 1 << 20;
-
 /// Holds the lock; removes the socket file when dropped.
 #[derive(Debug)]
 pub struct SocketGuard {
@@ -135,7 +131,7 @@ impl Access {
             mode: mode & 0o700,
             gid: None,
         };
-        match group_id(SOCKET_GROUP) {
+        match crate::nss::group_id(SOCKET_GROUP) {
             Ok(Some(gid)) => Access {
                 mode: mode & 0o770,
                 gid: Some(gid),
@@ -203,48 +199,6 @@ fn prepare_directory(dir: &Path, access: &Access) -> anyhow::Result<()> {
         .with_context(|| format!("cannot set mode {mode:o} on {}", dir.display()))
 }
 
-/// The gid of group `name` (`None`: no such group), looked up through NSS,
-/// so that groups from systemd-userdb, LDAP and the like count, not only
-/// those in `/etc/group`.
-#[allow(unsafe_code)]
-fn group_id(name: &str) -> io::Result<Option<u32>> {
-    let c_name =
-        std::ffi::CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let mut buf_len = 1024;
-    loop {
-        let mut group = std::mem::MaybeUninit::<libc::group>::uninit();
-        let mut buf: Vec<libc::c_char> = vec![0; buf_len];
-        let mut found: *mut libc::group = std::ptr::null_mut();
-        // SAFETY: every pointer is valid and exclusive for the whole call:
-        // `c_name` is NUL-terminated, `group` and `found` are writable locals,
-        // `buf` has `buf.len()` writable bytes. getgrnam_r is the re-entrant
-        // variant: it keeps no pointer past the call.
-        let rc = unsafe {
-            libc::getgrnam_r(
-                c_name.as_ptr(),
-                group.as_mut_ptr(),
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut found,
-            )
-        };
-        match rc {
-            0 if found.is_null() => return Ok(None),
-            0 => {
-                // SAFETY: on success with an entry, getgrnam_r initialised
-                // `group` (and pointed `found` at it); the gid is a plain
-                // integer, and the strings it points into `buf` are not read.
-                let gid = unsafe { group.assume_init_ref().gr_gid };
-                return Ok(Some(gid));
-            }
-            libc::ERANGE if buf_len < MAX_GROUP_BUFFER => buf_len *= 4,
-            // POSIX lets these mean "no such group" too.
-            libc::ENOENT | libc::ESRCH | libc::EBADF | libc::EPERM => return Ok(None),
-            errno => return Err(io::Error::from_raw_os_error(errno)),
-        }
-    }
-}
-
 /// Refuses a socket directory that another user controls: with the fallback
 /// `/tmp/rossip-UID`, someone could create that directory first and then
 /// swap the socket for their own. Root-owned directories (`/run/rossip`,
@@ -294,12 +248,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn groups_are_looked_up_by_name() {
-        assert_eq!(group_id("root").expect("lookup"), Some(0));
-        assert_eq!(group_id("no-such-group-rossip-test").expect("lookup"), None);
-    }
-
-    #[test]
     fn owner_only_modes_need_no_group() {
         assert_eq!(
             Access::for_mode(0o600),
@@ -314,7 +262,7 @@ mod tests {
     #[test]
     fn group_modes_get_the_group_or_fall_back_to_owner_only() {
         let access = Access::for_mode(0o660);
-        match group_id(SOCKET_GROUP).expect("lookup") {
+        match crate::nss::group_id(SOCKET_GROUP).expect("lookup") {
             Some(gid) => {
                 assert_eq!(access.mode, 0o660);
                 assert_eq!(access.gid, Some(gid));

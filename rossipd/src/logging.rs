@@ -16,6 +16,10 @@ use tracing_subscriber::{EnvFilter, Layer as _, Registry, reload};
 use crate::settings::LogSettings;
 use crate::syslog::Syslog;
 
+/// The log file, in the state directory, of a daemon detached without
+/// `--log-file` on a host without syslog.
+pub const FALLBACK_LOG_FILE: &str = "rossipd.log";
+
 /// The running logger's knobs.
 #[derive(Debug)]
 pub struct Logging {

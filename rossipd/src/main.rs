@@ -11,6 +11,7 @@ mod reload;
 mod settings;
 mod syslog;
 
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -53,7 +54,26 @@ fn main() -> ExitCode {
         println!("{}", settings.summary());
         return ExitCode::SUCCESS;
     }
-    let daemonize_ignored = settings.settle();
+    let settled = settings.settle(syslog::reachable);
+    if let Some(path) = &settled.log_fallback {
+        // Said before detaching, so the starting command's terminal shows
+        // where the log went; the log itself says so below.
+        eprintln!("rossipd: {}", fallback_notice(path));
+        // The fallback file lives in the state directory, which the daemon
+        // creates later (mode 0700, as it would).
+        if let Some(dir) = path.parent()
+            && let Err(e) = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+        {
+            eprintln!(
+                "rossipd: error: cannot create state directory {}: {e}",
+                dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
     let logging = match logging::init(&settings.log) {
         Ok(logging) => logging,
         Err(e) => {
@@ -80,7 +100,10 @@ fn main() -> ExitCode {
     } else {
         None
     };
-    if daemonize_ignored {
+    if let Some(path) = &settled.log_fallback {
+        tracing::warn!("{}", fallback_notice(path));
+    }
+    if settled.daemonize_ignored {
         tracing::warn!(
             "daemonize ignored: the service manager waits for this process to notify it \
              (NOTIFY_SOCKET is set)"
@@ -120,6 +143,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Where a detached daemon's log went, and why.
+fn fallback_notice(path: &std::path::Path) -> String {
+    format!(
+        "no syslog ({} does not answer): the detached daemon logs to {} (--log-file or \
+         --syslog choose otherwise)",
+        syslog::socket_path().display(),
+        path.display()
+    )
 }
 
 /// What `run` needs; gathered to keep its signature short.

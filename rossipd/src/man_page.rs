@@ -90,9 +90,11 @@ fn sections(command: &clap::Command) -> Roff {
          and keys remove do that, once every member is ready); a key removed with rossipctl \
          keys remove is not brought back by a stale key file; a key from systemd's \
          LoadCredential= is copied once at start and needs a restart. Every other changed \
-         key is logged as needing a restart; a config file with an error changes nothing; \
-         the last line is \"reload done: N applied, M not applied\". systemctl reload \
-         rossipd sends it.",
+         key is logged as needing a restart; the last line is \"reload done: N applied, M \
+         not applied\". A config file with an error changes nothing but the log file \
+         (reopened first); the last line is then \"reload failed, the running configuration \
+         is unchanged\" with the reason, and there is no \"reload done\" line. systemctl \
+         reload rossipd sends it.",
     );
 
     roff.control("SH", ["EXIT STATUS"]);
@@ -111,7 +113,7 @@ fn sections(command: &clap::Command) -> Roff {
         &mut roff,
         "2",
         "A usage or configuration error: a bad flag, variable or config file key (the \
-         message names the file, line and key).",
+         message names the flag, the variable, or the file, line and key).",
     );
 
     roff.control("SH", ["ENVIRONMENT"]);
@@ -192,8 +194,8 @@ fn sections(command: &clap::Command) -> Roff {
 }
 
 /// The files of the state directory (the names are those of `state.rs`,
-/// `keyfile.rs`, `store.rs`, `pins.rs` and `peer_cache.rs`).
-const STATE_FILES: [(&str, &str); 7] = [
+/// `keyfile.rs`, `store.rs`, `pins.rs`, `peer_cache.rs` and `logging.rs`).
+const STATE_FILES: [(&str, &str); 8] = [
     (
         "node.key",
         "The node's secret Ed25519 signing key (mode 0600); the node id derives from it. \
@@ -225,6 +227,11 @@ const STATE_FILES: [(&str, &str); 7] = [
     (
         "generation",
         "The generation of the last run, so that every run outranks the one before.",
+    ),
+    (
+        crate::logging::FALLBACK_LOG_FILE,
+        "The log of a daemon started with --daemonize without --log-file on a host without \
+         syslog (created mode 0640, as --log-file would be; a symbolic link is refused).",
     ),
 ];
 

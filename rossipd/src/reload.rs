@@ -39,8 +39,10 @@ impl Reloader {
         let mut applied = Vec::new();
         let mut not_applied = Vec::new();
         // First, so that what follows lands in the new file.
+        let mut reopened = false;
         match self.logging.reopen() {
             Some((path, Ok(()))) => {
+                reopened = true;
                 applied.push(format!("reopened the log file {}", path.display()))
             }
             Some((path, Err(e))) => not_applied.push(format!(
@@ -55,13 +57,23 @@ impl Reloader {
             .into_settings(self.given)
             .and_then(|mut new| {
                 new.pin_paths(&self.cwd);
-                new.settle();
+                // The log destination a detached daemon chose at start
+                // stands: syslog if it took it, else the fallback file.
+                let syslog = self.running.log.syslog;
+                new.settle(|| syslog);
                 new.check().map(|()| new)
             }) {
             Ok(new) => new,
             Err(e) => {
-                tracing::error!("reload failed, the running configuration is unchanged: {e}");
-                log_outcome(&applied, &not_applied);
+                // No "reload done" line: nothing of the configuration was
+                // applied, whatever the log file did. This line is the last.
+                log_changes(&applied, &not_applied);
+                let only = if reopened {
+                    " (only the log file was reopened)"
+                } else {
+                    ""
+                };
+                tracing::error!("reload failed, the running configuration is unchanged{only}: {e}");
                 return;
             }
         };
@@ -107,13 +119,19 @@ impl Reloader {
 
 /// One line per change and per refusal (the log target, `rossipd::reload`,
 /// says what they are about).
-fn log_outcome(applied: &[String], not_applied: &[String]) {
+fn log_changes(applied: &[String], not_applied: &[String]) {
     for change in applied {
         tracing::info!("{change}");
     }
     for refusal in not_applied {
         tracing::warn!("not applied: {refusal}");
     }
+}
+
+/// The changes and refusals of a reload that read the configuration, then
+/// its last line.
+fn log_outcome(applied: &[String], not_applied: &[String]) {
+    log_changes(applied, not_applied);
     // Last, so that a script (or a test) waiting for it has the whole story.
     tracing::info!(
         "reload done: {} applied, {} not applied",

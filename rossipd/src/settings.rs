@@ -41,7 +41,7 @@ pub struct Args {
 
     /// Detach from the terminal and run in the background (without systemd); the command
     /// returns once the daemon serves its socket, or fails with the daemon's error. Logs
-    /// go to --log-file, else to syslog
+    /// go to --log-file, else to syslog, else (no syslog socket) to STATE_DIR/rossipd.log
     #[arg(long, env = "ROSSIP_DAEMONIZE")]
     daemonize: bool,
 
@@ -62,7 +62,8 @@ pub struct Args {
     #[arg(long, env = "ROSSIP_SYSLOG")]
     syslog: bool,
 
-    /// Node name shown to peers [default: the host name]
+    /// Node name shown to peers [default: the host name for the system daemon (as for
+    /// --config), else HOST-USER, e.g. alpha-ann]
     #[arg(long, env = "ROSSIP_NAME")]
     name: Option<String>,
 
@@ -98,7 +99,7 @@ pub struct Args {
     join: Option<Vec<String>>,
 
     /// Cluster label: nodes with different labels never talk to each other [default: rossip]
-    #[arg(long, env = "ROSSIP_CLUSTER")]
+    #[arg(long, env = "ROSSIP_CLUSTER", value_parser = config_file::parse_cluster)]
     cluster: Option<String>,
 
     /// Do not use mDNS (find peers with --join only)
@@ -143,7 +144,7 @@ pub struct Args {
         long,
         value_name = "BYTES",
         env = "ROSSIP_MAX_MESSAGE_BYTES",
-        value_parser = config_file::parse_max_bytes
+        value_parser = config_file::parse_message_bytes
     )]
     max_message_bytes: Option<usize>,
 
@@ -166,7 +167,7 @@ pub struct Args {
 
     /// Log level (error, warn, info, debug, trace) or a tracing filter; RUST_LOG overrides it
     /// [default: info]
-    #[arg(long, env = "ROSSIP_LOG_LEVEL")]
+    #[arg(long, env = "ROSSIP_LOG_LEVEL", value_parser = config_file::parse_log_level)]
     log_level: Option<String>,
 }
 
@@ -183,6 +184,16 @@ pub struct Settings {
     pub pid_file: Option<PathBuf>,
     /// The config file that was read, if any.
     pub file: Option<PathBuf>,
+}
+
+/// What [`Settings::settle`] changed, for the daemon to say so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// `daemonize` was turned off: a service manager waits for this process.
+    pub daemonize_ignored: bool,
+    /// A detached daemon without a log file found no syslog: it logs to
+    /// this file in the state directory instead.
+    pub log_fallback: Option<PathBuf>,
 }
 
 /// Logging settings (`logging` sets them up, `reload` changes the level).
@@ -218,9 +229,21 @@ pub struct Given {
     log_file: Source,
 }
 
-/// Parses the command line (exiting on a usage error, as clap does).
+/// Parses the command line (exiting on a usage error, as clap does). A bad
+/// value from a ROSSIP_* variable is reported as the variable's, not as
+/// its flag's: clap names the flag either way.
 pub fn parse_args() -> (Args, Given) {
-    let matches = Args::command().get_matches();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let matches = match Args::command().try_get_matches_from(&argv) {
+        Ok(matches) => matches,
+        Err(e) => match variable_at_fault(&e, &argv) {
+            Some(message) => {
+                eprintln!("rossipd: error: {message}");
+                std::process::exit(2);
+            }
+            None => e.exit(),
+        },
+    };
     let given = Given {
         no_mdns: source(&matches, "no_mdns"),
         daemonize: source(&matches, "daemonize"),
@@ -231,6 +254,53 @@ pub fn parse_args() -> (Args, Given) {
         Ok(args) => (args, given),
         Err(e) => e.exit(),
     }
+}
+
+/// When clap refused a value that came from a variable, what to say
+/// instead of its error: `environment variable ROSSIP_PORT: invalid value
+/// "x": …`. The value
+/// came from the variable when the command line alone (no variables) does
+/// not fail on the same argument.
+fn variable_at_fault(e: &clap::Error, argv: &[std::ffi::OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(failing)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let mut command = Args::command();
+    // Displaying an argument (as clap's error does) needs the built command.
+    command.build();
+    let arg = command
+        .get_arguments()
+        .find(|a| a.to_string() == *failing)?;
+    let variable = arg.get_env()?.to_string_lossy().into_owned();
+    let without_variables = Args::command().mut_args(|a| a.env(None));
+    if let Err(flag_error) = without_variables.try_get_matches_from(argv)
+        && flag_error.get(ContextKind::InvalidArg) == e.get(ContextKind::InvalidArg)
+    {
+        return None; // The flag's own value is at fault: clap's message fits.
+    }
+    let value = match e.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(value)) => value.clone(),
+        _ => std::env::var_os(&variable)
+            .map(|v| v.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let reason = match (std::error::Error::source(e), e.get(ContextKind::ValidValue)) {
+        (Some(source), _) => format!(": {source}"),
+        (None, Some(ContextValue::Strings(valid))) => {
+            format!(" (possible values: {})", valid.join(", "))
+        }
+        _ => String::new(),
+    };
+    Some(format!(
+        "environment variable {variable}: invalid value {value:?}{reason}"
+    ))
 }
 
 fn source(matches: &ArgMatches, id: &str) -> Source {
@@ -368,11 +438,7 @@ impl Args {
             Some(path) => (path, true),
             None => {
                 let socket = socket.map_or_else(config::default_socket, Path::to_path_buf);
-                // Root with XDG_CONFIG_HOME set is a user at a shell (a
-                // system service has no such variable): the user's file.
-                let system = config::is_system_daemon(config::current_uid(), &socket)
-                    && (socket == Path::new(rossip_proto::paths::SYSTEM_SOCKET_PATH)
-                        || non_empty_env("XDG_CONFIG_HOME").is_none());
+                let system = config::DaemonKind::current(&socket) == config::DaemonKind::System;
                 match config_file::default_path(system) {
                     Some(path) => (path, false),
                     None => return Ok((FileConfig::default(), None)),
@@ -391,7 +457,7 @@ impl Settings {
     /// daemon checks at start, and the log filter.
     pub fn check(&self) -> Result<(), String> {
         let c = &self.config;
-        rossip_proto::message::validate_channel(&c.cluster)
+        config::check_cluster_label(&c.cluster)
             .map_err(|e| format!("invalid cluster label {:?}: {e}", c.cluster))?;
         config_file::check_message_bytes(c.max_message_bytes)
             .map_err(|e| format!("max_message_bytes {e}"))?;
@@ -456,18 +522,36 @@ impl Settings {
     /// What a running daemon makes of these settings (at start and at every
     /// reload, so that a reload compares like with like): under a service
     /// manager that waits for READY=1 from this process (NOTIFY_SOCKET),
-    /// forking would end its tracking, so `daemonize` is off (returns
-    /// true then); a detached daemon without a log file logs to syslog. A
-    /// forking unit (`Type=forking`, no NOTIFY_SOCKET) may still daemonize.
-    pub fn settle(&mut self) -> bool {
-        let ignored = self.daemonize && std::env::var_os("NOTIFY_SOCKET").is_some();
-        if ignored {
+    /// forking would end its tracking, so `daemonize` is off; a detached
+    /// daemon without a log file logs to syslog, or, when
+    /// `syslog_reachable` says there is none, to
+    /// [`FALLBACK_LOG_FILE`](crate::logging::FALLBACK_LOG_FILE) in the state
+    /// directory. A forking unit (`Type=forking`, no NOTIFY_SOCKET) may
+    /// still daemonize.
+    pub fn settle(&mut self, syslog_reachable: impl FnOnce() -> bool) -> Settled {
+        let daemonize_ignored = self.daemonize && std::env::var_os("NOTIFY_SOCKET").is_some();
+        if daemonize_ignored {
             self.daemonize = false;
         }
-        if self.daemonize && self.log.file.is_none() {
-            self.log.syslog = true;
+        let mut log_fallback = None;
+        // An explicit `syslog` stays: whoever asked for it hears that it
+        // is missing.
+        if self.daemonize && self.log.file.is_none() && !self.log.syslog {
+            if syslog_reachable() {
+                self.log.syslog = true;
+            } else {
+                let path = self
+                    .config
+                    .state_dir
+                    .join(crate::logging::FALLBACK_LOG_FILE);
+                self.log.file = Some(path.clone());
+                log_fallback = Some(path);
+            }
         }
-        ignored
+        Settled {
+            daemonize_ignored,
+            log_fallback,
+        }
     }
 
     /// Makes every path absolute against `cwd` (the directory rossipd was

@@ -45,13 +45,24 @@ struct Inner {
     lost: AtomicU64,
 }
 
+/// The syslog socket: `ROSSIP_SYSLOG_SOCKET`, else `/dev/log`.
+pub fn socket_path() -> PathBuf {
+    std::env::var_os(SOCKET_ENV)
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(DEFAULT_SOCKET), PathBuf::from)
+}
+
+/// Whether the syslog socket answers (a detached daemon without a log file
+/// falls back to a file when it does not).
+pub fn reachable() -> bool {
+    Syslog::connect().is_ok()
+}
+
 impl Syslog {
     /// Connects to the syslog socket. An error names it: a machine without
     /// a syslog daemon has none.
     pub fn connect() -> anyhow::Result<Syslog> {
-        let path = std::env::var_os(SOCKET_ENV)
-            .filter(|v| !v.is_empty())
-            .map_or_else(|| PathBuf::from(DEFAULT_SOCKET), PathBuf::from);
+        let path = socket_path();
         let socket = UnixDatagram::unbound().context("cannot create a socket for syslog")?;
         socket.connect(&path).with_context(|| {
             format!(

@@ -152,7 +152,67 @@ fn a_bad_value_names_the_file_line_and_key() {
     let file = dir.write("rossipd.toml", "cluster = \"no spaces\"\n");
     let (out, _, stderr) = run(check_config(&dir.0).arg("--config").arg(&file));
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("cluster"), "{stderr}");
+    assert!(stderr.contains("line 1, key `cluster`"), "{stderr}");
+    assert!(stderr.contains("cluster label"), "{stderr}");
+    assert!(
+        !stderr.contains("channel"),
+        "a cluster label is no channel: {stderr}"
+    );
+}
+
+/// A bad value names where it came from: the variable (not its flag), the
+/// flag, or the file's line and key; and a good flag overrides a bad
+/// variable.
+#[test]
+fn a_bad_value_names_its_variable_flag_or_key() {
+    let dir = TempDir::new("sources");
+    let empty = dir.write("empty.toml", "");
+    for (variable, value, reason) in [
+        ("ROSSIP_PORT", "abc", "invalid digit"),
+        ("ROSSIP_CLUSTER", "two words", "cluster label"),
+        ("ROSSIP_HISTORY", "0", "at least 1"),
+        ("ROSSIP_MAX_MESSAGE_BYTES", "2000000", "at most 983040"),
+        ("ROSSIP_LOG_LEVEL", "zz=[", "level"),
+        ("ROSSIP_NO_MDNS", "maybe", "true, false"),
+    ] {
+        let flag = format!(
+            "--{}",
+            variable
+                .trim_start_matches("ROSSIP_")
+                .to_lowercase()
+                .replace('_', "-")
+        );
+        let (out, _, stderr) = run(with_config(&dir, &empty).env(variable, value));
+        assert_eq!(out.status.code(), Some(2), "{variable}={value}: {stderr}");
+        assert!(
+            stderr.contains(&format!("environment variable {variable}")),
+            "{variable}={value}: the error does not name the variable: {stderr}"
+        );
+        assert!(
+            !stderr.contains(&flag),
+            "{variable}={value}: blames {flag}: {stderr}"
+        );
+        assert!(stderr.contains(reason), "{variable}={value}: {stderr}");
+        assert!(!stderr.contains("channel"), "{stderr}");
+    }
+    // The flag's own bad value is the flag's.
+    let (out, _, stderr) = run(with_config(&dir, &empty)
+        .env("ROSSIP_PORT", "7000")
+        .args(["--port", "abc"]));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--port"), "{stderr}");
+    assert!(!stderr.contains("ROSSIP_PORT"), "{stderr}");
+    // A good flag beats a bad variable: clap never reads it.
+    let (out, stdout, stderr) = run(with_config(&dir, &empty)
+        .env("ROSSIP_PORT", "abc")
+        .args(["--port", "7001"]));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("port=7001"), "{stdout}");
+    // The file: its line and key.
+    let file = dir.write("bad.toml", "\nport = \"abc\"\n");
+    let (out, _, stderr) = run(&mut with_config(&dir, &file));
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("line 2, key `port`"), "{stderr}");
 }
 
 #[test]

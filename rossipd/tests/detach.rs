@@ -255,3 +255,68 @@ fn syslog_gets_one_datagram_per_line_with_priority_and_the_daemons_pid() {
     daemon.signal("TERM");
     assert!(daemon.wait_gone(DEADLINE));
 }
+
+/// `--daemonize` without `--log-file` on a host without syslog: the daemon
+/// starts anyway, logging to `<state dir>/rossipd.log` (mode 640), and says
+/// so on the starting command's stderr and in that log; a reload keeps
+/// that file. A symbolic link in its place is refused, as for --log-file.
+#[test]
+fn without_syslog_a_detached_daemon_logs_to_the_state_directory() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let scratch = Scratch::new("no-syslog");
+    let no_syslog = scratch.path("no-such-log.sock");
+    let pid_path = scratch.path("rossipd.pid");
+    let log = scratch.0.join("state").join("rossipd.log");
+    let mut cmd = rossipd(&scratch.0, Path::new("/dev/null"), 0);
+    cmd.env("ROSSIP_SYSLOG_SOCKET", &no_syslog)
+        .arg("--daemonize")
+        .arg("--pid-file")
+        .arg(&pid_path);
+    let (out, stderr) = output(&mut cmd);
+    let daemon = guard(&pid_path);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    let daemon = daemon.expect("the pid file of a daemon that started");
+    assert!(
+        stderr.contains(&no_syslog.display().to_string())
+            && stderr.contains(&log.display().to_string()),
+        "the starting command does not say where the log went: {stderr}"
+    );
+    wait_for("the daemon's log in the state directory", || {
+        read(&log).contains("rossipd is running").then_some(())
+    });
+    let text = read(&log);
+    assert!(
+        text.contains("no syslog") && text.contains(&log.display().to_string()),
+        "the log does not say why it is there:\n{text}"
+    );
+    let mode = std::fs::metadata(&log).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o777, 0o640, "created as --log-file would be");
+    assert!(call(&support::socket(&scratch.0), "status").is_some());
+
+    // A reload compares like with like: the same file, nothing to restart.
+    daemon.signal("HUP");
+    wait_for("the reload's last line", || {
+        read(&log).contains("reload done").then_some(())
+    });
+    let text = read(&log);
+    assert!(
+        text.contains("reload done: 1 applied, 0 not applied"),
+        "only the log file is reopened:\n{text}"
+    );
+    daemon.signal("TERM");
+    assert!(daemon.wait_gone(DEADLINE));
+
+    // A link planted where the file goes is refused, not followed.
+    std::fs::remove_file(&log).expect("remove the log");
+    let target = scratch.path("elsewhere");
+    std::fs::write(&target, "").expect("write the link's target");
+    std::os::unix::fs::symlink(&target, &log).expect("plant a link");
+    let mut cmd = rossipd(&scratch.0, Path::new("/dev/null"), 0);
+    cmd.env("ROSSIP_SYSLOG_SOCKET", &no_syslog)
+        .arg("--daemonize")
+        .arg("--pid-file")
+        .arg(&pid_path);
+    let stderr = refused_start(&mut cmd, &support::socket(&scratch.0));
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert_eq!(read(&target), "", "the link's target was written to");
+}

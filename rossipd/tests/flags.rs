@@ -92,6 +92,10 @@ fn a_bad_cluster_label_is_refused_with_a_reason() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cluster label"), "stderr: {stderr}");
     assert!(
+        !stderr.contains("channel"),
+        "a cluster label is no channel: {stderr}"
+    );
+    assert!(
         !dir.join("s.sock").exists(),
         "a refused start must not leave a socket behind"
     );
@@ -109,7 +113,7 @@ fn a_message_size_limit_beyond_one_request_line_is_refused() {
     assert_eq!(out.status.code(), Some(2), "a configuration error");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("max_message_bytes must be at most 983040"),
+        stderr.contains("--max-message-bytes") && stderr.contains("must be at most 983040"),
         "stderr: {stderr}"
     );
     let out = rossipd()

@@ -110,8 +110,38 @@ fn sighup_changes_the_log_level_reopens_the_log_and_names_what_needs_a_restart()
         "the reload error does not name the line and key:\n{text}"
     );
     assert!(
+        text.contains("(only the log file was reopened)"),
+        "the failed reload does not say the log file was reopened:\n{text}"
+    );
+    assert!(
         call(&socket, "status").is_some(),
         "the daemon died of a bad reload"
+    );
+    // One more reload, with a good file: reloads run one after the other,
+    // so once it is done, the failed one has written all it will.
+    write_config(&format!(
+        "log_level = \"debug\"\nlog_file = \"{}\"\nname = \"before\"\n",
+        log.display()
+    ));
+    hangup(&daemon);
+    wait_for_log_count(&log, "reload done", 2);
+    let text = read(&log);
+    let failed = text
+        .find("reload failed")
+        .expect("the failed reload's line");
+    let next = text[failed..]
+        .find("SIGHUP received")
+        .map_or(text.len(), |i| failed + i);
+    assert!(
+        !text[failed..next].contains("reload done"),
+        "a failed reload claims to be done:\n{text}"
+    );
+    let before = text[..failed]
+        .rfind("SIGHUP received")
+        .expect("its SIGHUP line");
+    assert!(
+        !text[before..failed].contains("reload done"),
+        "a failed reload claims to be done:\n{text}"
     );
 }
 

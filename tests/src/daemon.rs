@@ -40,6 +40,11 @@ pub struct DaemonBuilder {
     socket: Option<PathBuf>,
     log_level: String,
     envs: Vec<(OsString, OsString)>,
+    /// Whether to pass `--name` (the builder's name); without it the
+    /// daemon picks its default name.
+    pass_name: bool,
+    /// Run as this uid and gid (through `setpriv`) instead of the test's.
+    user: Option<u32>,
 }
 
 impl DaemonBuilder {
@@ -91,6 +96,21 @@ impl DaemonBuilder {
         self
     }
 
+    /// No `--name`: the daemon names itself (the builder's name still
+    /// labels its temp dir and failure reports).
+    pub fn default_name(mut self) -> Self {
+        self.pass_name = false;
+        self
+    }
+
+    /// Run the daemon as `uid` (gid the same, no supplementary groups)
+    /// through `setpriv` (util-linux), which execs it in place; the test
+    /// must be root. Its temp dir is given to that user.
+    pub fn as_user(mut self, uid: u32) -> Self {
+        self.user = Some(uid);
+        self
+    }
+
     /// Starts the daemon and waits until it answers `status`. Panics (with
     /// its log) if it exits or does not answer within [`READY_TIMEOUT`].
     pub fn spawn(self) -> Daemon {
@@ -115,18 +135,37 @@ impl DaemonBuilder {
         let log = File::create(&log_path).expect("create the daemon's log file");
         let log_err = log.try_clone().expect("clone the log file handle");
 
-        let mut args: Vec<OsString> = vec![
-            "--name".into(),
-            self.name.clone().into(),
+        let mut args: Vec<OsString> = Vec::new();
+        if self.pass_name {
+            args.extend(["--name".into(), self.name.clone().into()]);
+        }
+        args.extend::<[OsString; 6]>([
             "--socket".into(),
             socket.clone().into(),
             "--state-dir".into(),
             state_dir.clone().into(),
             "--log-level".into(),
             self.log_level.clone().into(),
-        ];
+        ]);
         args.extend(self.args);
-        let (program, args) = sys::in_netns(self.netns.as_deref(), bins::rossipd(), args);
+        let (program, args) = match self.user {
+            Some(uid) => {
+                std::os::unix::fs::chown(dir.path(), Some(uid), Some(uid))
+                    .expect("give the daemon's temp dir to its user");
+                let setpriv =
+                    sys::find_program("setpriv").expect("`setpriv` (util-linux) is needed");
+                let mut full: Vec<OsString> = vec![
+                    format!("--reuid={uid}").into(),
+                    format!("--regid={uid}").into(),
+                    "--clear-groups".into(),
+                    bins::rossipd().into(),
+                ];
+                full.extend(args);
+                (setpriv, full)
+            }
+            None => (bins::rossipd(), args),
+        };
+        let (program, args) = sys::in_netns(self.netns.as_deref(), program, args);
         let command_line = sys::command_line(&program, &args);
         let child = start(&program, &args, &self.envs, log, log_err, &command_line);
         Daemon {
@@ -176,10 +215,12 @@ impl Daemon {
             socket: None,
             envs: Vec::new(),
             log_level: std::env::var(LOG_LEVEL_ENV).unwrap_or_else(|_| "debug".to_owned()),
+            pass_name: true,
+            user: None,
         }
     }
 
-    /// The `--name` it was given.
+    /// The `--name` it was given (its label, with [`DaemonBuilder::default_name`]).
     pub fn name(&self) -> &str {
         &self.name
     }

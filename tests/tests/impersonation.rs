@@ -197,3 +197,147 @@ fn a_key_holder_cannot_send_as_another_node_and_a_borrowed_name_is_flagged() {
         "{text}"
     );
 }
+
+/// The unprivileged user the quick-start daemon runs as (`nobody`).
+const NOBODY: u32 = 65534;
+
+/// The quick start (a user's daemon, default name) and then the system
+/// daemon of the same host (default name too, another key): a third node
+/// that saw both flags neither. A rogue that takes the host's default name
+/// with its own key is still flagged.
+#[test]
+fn a_hosts_user_and_system_daemons_with_default_names_raise_no_alarm() {
+    if rossip_tests::sys::effective_uid() != Some(0) {
+        assert!(
+            !rossip_tests::sys::ci(),
+            "CI=true: the default-name test must run as root (to run a daemon as another user)"
+        );
+        rossip_tests::sys::say(
+            "skipped a_hosts_user_and_system_daemons_with_default_names_raise_no_alarm: needs root",
+        );
+        return;
+    }
+    // Key files the daemons can read: root's, and one owned by `nobody` in
+    // a directory it can enter.
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let key_file = |name: &str, owner: u32| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{KEY}\n")).expect("write key file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        std::os::unix::fs::chown(&path, Some(owner), Some(owner)).expect("chown key file");
+        path.to_str().expect("utf-8 path").to_owned()
+    };
+    let root_key = key_file("root.key", 0);
+    let nobody_key = key_file("nobody.key", NOBODY);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("read the host name");
+    let host = host
+        .trim()
+        .split('.')
+        .next()
+        .expect("a host name")
+        .to_owned();
+
+    let watcher = Daemon::builder("watcher")
+        .loopback()
+        .args(["--key-file", &root_key])
+        .spawn();
+    let seed = watcher.addr();
+
+    // The quick start: a user's daemon, then stopped.
+    let mut user = Daemon::builder("user")
+        .default_name()
+        .as_user(NOBODY)
+        .loopback()
+        .join(&seed)
+        .args(["--key-file", &nobody_key])
+        .spawn();
+    let user_name = user.status().name;
+    assert!(
+        user_name.starts_with(&format!("{host}-")) && user_name.len() > host.len() + 1,
+        "a user's daemon is named HOST-USER, got {user_name:?} on host {host:?}"
+    );
+    let from_user = user.client().send("from the quick start");
+    wait::wait_until(TIMEOUT, "the watcher has the user daemon's message", || {
+        watcher
+            .client()
+            .history()
+            .iter()
+            .any(|m| m.id == from_user.id)
+    });
+    user.stop_with_sigterm(TIMEOUT);
+
+    // The system daemon of the same host: root, no XDG_CONFIG_HOME.
+    let system = Daemon::builder("system")
+        .default_name()
+        .env("XDG_CONFIG_HOME", "")
+        .loopback()
+        .join(&seed)
+        .args(["--key-file", &root_key])
+        .spawn();
+    assert_eq!(
+        system.status().name,
+        host,
+        "the system daemon is named after the host"
+    );
+    let from_system = system.client().send("from the system service");
+    wait::wait_until(
+        TIMEOUT,
+        "the watcher has the system daemon's message",
+        || {
+            watcher
+                .client()
+                .history()
+                .iter()
+                .any(|m| m.id == from_system.id)
+        },
+    );
+
+    let history = watcher.client().history();
+    for (id, name) in [(&from_user.id, &user_name), (&from_system.id, &host)] {
+        let message = history
+            .iter()
+            .find(|m| &m.id == id)
+            .expect("the message is in history");
+        assert_eq!(&message.origin_name, name);
+        assert_eq!(message.name_trust, NameTrust::Pinned, "{message:?}");
+    }
+    let identity = watcher.status().identity;
+    assert_eq!(
+        identity.name_conflicts,
+        0,
+        "{identity:?}\n{}",
+        watcher.log_excerpt()
+    );
+    assert!(
+        !watcher.log().contains("NAME CHANGED KEY"),
+        "a false alarm:\n{}",
+        watcher.log_excerpt()
+    );
+
+    // Another key under the host's default name is still an impostor.
+    let mut rogue = Rogue::new(667);
+    let borrowed = rogue.own(1, &host, "it's the host (really the rogue)");
+    let borrowed_id = borrowed.id.to_string();
+    rogue.push(&watcher.addr(), borrowed);
+    wait::wait_until(TIMEOUT, "the watcher delivered the rogue's message", || {
+        watcher
+            .client()
+            .history()
+            .iter()
+            .any(|m| m.id == borrowed_id)
+    });
+    let flagged = watcher
+        .client()
+        .history()
+        .into_iter()
+        .find(|m| m.id == borrowed_id)
+        .expect("the rogue's message");
+    assert_eq!(flagged.name_trust, NameTrust::Changed, "{flagged:?}");
+    assert_eq!(watcher.status().identity.name_conflicts, 1);
+    assert!(
+        watcher.log().contains("NAME CHANGED KEY"),
+        "{}",
+        watcher.log_excerpt()
+    );
+}

@@ -443,7 +443,10 @@ fn keys_commands_refuse_what_cannot_work() {
     let old_id = key_id(OLD_KEY);
     for (args, expected) in [
         (vec!["keys", "remove", old_id.as_str()], "primary key"),
-        (vec!["keys", "use", "12345678"], "not installed"),
+        (
+            vec!["keys", "use", "12345678"],
+            "no node holds key 12345678, this one included",
+        ),
         (vec!["keys", "use", "xyz"], "8 hex digits"),
         (vec!["keys", "install", "abc"], "64 hexadecimal digits"),
     ] {
@@ -530,6 +533,18 @@ fn use_and_remove_refuse_to_cut_members_off() {
             .args(["--key-file", &key_file("b.key", &[OLD_KEY])]),
     );
     refused(&a, &["keys", "use", &new_id], "guard-b does not hold it");
+    // b itself lacks it: b says so, not only that others do.
+    refused(
+        &b,
+        &["keys", "use", &new_id],
+        &format!("this node does not hold key {new_id}"),
+    );
+    // Nobody holds it.
+    refused(
+        &a,
+        &["keys", "use", "12345678"],
+        "no node holds key 12345678, this one included",
+    );
     assert_eq!(
         a.status().keys,
         vec![old_id.clone(), new_id.clone()],

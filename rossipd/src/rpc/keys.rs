@@ -100,6 +100,12 @@ async fn safety_check(conn: &ConnectionState, check: Check) -> Result<(), ErrorO
     let started = start(conn, |reply| Command::KeysList { reply }).await?;
     let list = list_result(started).await;
     let blockers = blockers(&list, check);
+    if let Check::Use(id) = check
+        && let Some(message) = not_held_here(&list, id, &blockers)
+    {
+        // --force would not help: this node's own step fails.
+        return Err(refusal(message, &blockers));
+    }
     if blockers.is_empty() {
         return Ok(());
     }
@@ -114,13 +120,67 @@ async fn safety_check(conn: &ConnectionState, check: Check) -> Result<(), ErrorO
         .iter()
         .map(|(node, reason)| format!("{} {reason}", node.name))
         .collect();
-    Err(ErrorObject::with_data(
-        rpc::code::KEYRING_REFUSED,
+    Err(refusal(
         format!(
             "not done, it would cut members off: {} (key {id}); {advice}, or add --force if \
              they are down",
             named.join(", ")
         ),
+        &blockers,
+    ))
+}
+
+/// Why `keys use` cannot go ahead when this node lacks the key itself
+/// (`None`: it holds it). Names the other nodes that lack it too, or says
+/// that no node holds it at all.
+fn not_held_here(
+    list: &KeysListResult,
+    id: KeyId,
+    blockers: &[(&NodeKeyring, &'static str)],
+) -> Option<String> {
+    let id_text = id.to_string();
+    if list.local.keys.contains(&id_text) {
+        return None;
+    }
+    let install = "install it first with `rossipctl keys install`";
+    let holders = list
+        .nodes
+        .iter()
+        .filter(|n| n.keys.contains(&id_text))
+        .count();
+    let silent: Vec<&str> = blockers
+        .iter()
+        .filter(|(_, reason)| *reason == "did not answer")
+        .map(|(node, _)| node.name.as_str())
+        .collect();
+    Some(if holders == 0 && silent.is_empty() {
+        format!("not done: no node holds key {id}, this one included; {install}")
+    } else if holders == 0 {
+        format!(
+            "not done: this node does not hold key {id}, nor does any node that answered ({} did \
+             not answer); {install}",
+            silent.join(", ")
+        )
+    } else {
+        let lacking: Vec<String> = blockers
+            .iter()
+            .map(|(node, reason)| format!("{} {reason}", node.name))
+            .collect();
+        let others = if lacking.is_empty() {
+            String::new()
+        } else {
+            format!(" (nor: {})", lacking.join(", "))
+        };
+        format!("not done: this node does not hold key {id}{others}; {install}")
+    })
+}
+
+/// The -32011 refusal of a safety check: `message`, and the members in
+/// the way as data.
+fn refusal(message: String, blockers: &[(&NodeKeyring, &'static str)]) -> ErrorObject {
+    ErrorObject::with_data(
+        rpc::code::KEYRING_REFUSED,
+        message,
         serde_json::json!({
             "nodes": blockers
                 .iter()
@@ -131,7 +191,7 @@ async fn safety_check(conn: &ConnectionState, check: Check) -> Result<(), ErrorO
                 }))
                 .collect::<Vec<_>>(),
         }),
-    ))
+    )
 }
 
 /// The members `check` would cut off (or that did not answer), with why.
@@ -298,6 +358,51 @@ mod tests {
                 ("silent".to_owned(), "did not answer")
             ]
         );
+    }
+
+    #[test]
+    fn using_a_key_this_node_lacks_says_so() {
+        let node = |name: &str, answered: bool, keys: &[&str]| NodeKeyring {
+            id: format!("{name}-id"),
+            name: name.into(),
+            answered,
+            primary: keys.first().map(|k| (*k).to_owned()).unwrap_or_default(),
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+        };
+        let list = |nodes: Vec<NodeKeyring>| KeysListResult {
+            local: rpc::KeyringView {
+                primary: "0000000a".into(),
+                keys: vec!["0000000a".into()],
+            },
+            complete: nodes.iter().all(|n| n.answered),
+            nodes,
+        };
+        let message = |list: &KeysListResult, id: u32| {
+            let check = Check::Use(KeyId(id));
+            not_held_here(list, KeyId(id), &blockers(list, check))
+        };
+        let pair = list(vec![node("b", true, &["0000000a"])]);
+        assert_eq!(message(&pair, 0xa), None, "held here");
+        let nobody = message(&pair, 0xc).expect("held nowhere");
+        assert!(
+            nobody.contains("no node holds key 0000000c, this one included"),
+            "{nobody}"
+        );
+        assert!(nobody.contains("rossipctl keys install"), "{nobody}");
+        let alone = message(&list(Vec::new()), 0xc).expect("alone");
+        assert!(alone.contains("no node holds key"), "{alone}");
+        let others = list(vec![
+            node("b", true, &["0000000a", "0000000c"]),
+            node("c", true, &["0000000a"]),
+        ]);
+        let here = message(&others, 0xc).expect("held elsewhere only");
+        assert!(
+            here.contains("this node does not hold key 0000000c (nor: c does not hold it)"),
+            "{here}"
+        );
+        let silent = list(vec![node("b", false, &[])]);
+        let unknown = message(&silent, 0xc).expect("nobody that answered");
+        assert!(unknown.contains("b did not answer"), "{unknown}");
     }
 
     #[test]
