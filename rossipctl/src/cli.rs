@@ -18,9 +18,10 @@ use crate::timefmt;
                         denied on the socket."
 )]
 pub struct Cli {
-    /// rossipd's socket [default: $ROSSIP_SOCKET if set, else
-    /// $XDG_RUNTIME_DIR/rossip/rossipd.sock if it exists, else /run/rossip/rossipd.sock if
-    /// it exists]
+    /// rossipd's socket [default: $ROSSIP_SOCKET if set, else the first of these that a
+    /// rossipd answers on: $XDG_RUNTIME_DIR/rossip/rossipd.sock (if XDG_RUNTIME_DIR is set),
+    /// /run/user/UID/rossip/rossipd.sock, /tmp/rossip-UID/rossipd.sock,
+    /// /run/rossip/rossipd.sock (the system service)]
     // Not clap's `env`: that would turn an empty ROSSIP_SOCKET into a usage error, where
     // an empty variable conventionally means unset. See `Cli::socket_override`.
     #[arg(long, global = true, value_name = "PATH")]
@@ -211,6 +212,17 @@ pub struct ManArgs {
     /// if missing, and list the files written; without it, print rossipctl(1)
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+impl Command {
+    /// Whether the command runs until stopped, printing what comes (`tail -f`, `events`).
+    pub fn follows(&self) -> bool {
+        match self {
+            Command::Tail(tail) => tail.follow,
+            Command::Events(_) => true,
+            _ => false,
+        }
+    }
 }
 
 impl Cli {
