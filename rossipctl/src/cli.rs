@@ -57,11 +57,26 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the rossipctl(1) manual page, or write every page into a directory
     Man(ManArgs),
-    /// Print a new random cluster key (for rossipd --key-file)
-    Keygen,
+    /// Make a new random cluster key (for rossipd --key-file): print it, or with -o write
+    /// it to a file only its owner can read
+    Keygen(KeygenArgs),
     /// List or rotate the cluster keys of every member (install, use, remove)
     #[command(subcommand)]
     Keys(KeysCommand),
+}
+
+/// `keygen` arguments.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Write the key to FILE, created with mode 0600 (what rossipd --key-file demands),
+    /// instead of printing it; refuses an existing FILE (see --force) and a symbolic link
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// With -o: replace an existing FILE (by a new file, mode 0600; never through a symbolic
+    /// link)
+    #[arg(long, requires = "output")]
+    pub force: bool,
 }
 
 /// `keys` subcommands. A rotation without downtime: `keys install NEW`, then

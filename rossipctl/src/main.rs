@@ -70,7 +70,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Leave => commands::leave::run(&ctx, &mut out)?,
         Command::Completions(args) => commands::completions::run(&mut out, args)?,
         Command::Man(args) => commands::man::run(&mut out, args)?,
-        Command::Keygen => commands::keygen::run(&mut out)?,
+        Command::Keygen(args) => commands::keygen::run(&ctx, &mut out, args)?,
         Command::Keys(command) => commands::keys::run(&ctx, &mut out, command)?,
     }
     Ok(ExitCode::SUCCESS)
