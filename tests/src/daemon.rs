@@ -38,6 +38,9 @@ pub struct DaemonBuilder {
     args: Vec<OsString>,
     netns: Option<String>,
     socket: Option<PathBuf>,
+    /// Whether `--socket` is passed; without it the daemon picks its default socket from
+    /// its environment and the harness expects it at `socket`.
+    socket_flag: bool,
     log_level: String,
     envs: Vec<(OsString, OsString)>,
 }
@@ -78,6 +81,14 @@ impl DaemonBuilder {
         self
     }
 
+    /// Passes no `--socket`: the daemon chooses its default socket from its environment
+    /// (set with [`Self::env`], e.g. `XDG_RUNTIME_DIR`), and the harness expects it at `path`.
+    pub fn default_socket_at(mut self, path: &Path) -> Self {
+        self.socket = Some(path.to_path_buf());
+        self.socket_flag = false;
+        self
+    }
+
     /// One environment variable for the daemon (e.g. systemd's
     /// `NOTIFY_SOCKET`); set after the harness clears the `ROSSIP_*` ones.
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
@@ -115,16 +126,16 @@ impl DaemonBuilder {
         let log = File::create(&log_path).expect("create the daemon's log file");
         let log_err = log.try_clone().expect("clone the log file handle");
 
-        let mut args: Vec<OsString> = vec![
-            "--name".into(),
-            self.name.clone().into(),
-            "--socket".into(),
-            socket.clone().into(),
+        let mut args: Vec<OsString> = vec!["--name".into(), self.name.clone().into()];
+        if self.socket_flag {
+            args.extend(["--socket".into(), socket.clone().into()]);
+        }
+        args.extend([
             "--state-dir".into(),
             state_dir.clone().into(),
             "--log-level".into(),
             self.log_level.clone().into(),
-        ];
+        ]);
         args.extend(self.args);
         let (program, args) = sys::in_netns(self.netns.as_deref(), bins::rossipd(), args);
         let command_line = sys::command_line(&program, &args);
@@ -174,6 +185,7 @@ impl Daemon {
             args: Vec::new(),
             netns: None,
             socket: None,
+            socket_flag: true,
             envs: Vec::new(),
             log_level: std::env::var(LOG_LEVEL_ENV).unwrap_or_else(|_| "debug".to_owned()),
         }
