@@ -763,7 +763,17 @@ fn keygen_force_needs_output() {
     assert_exit(&out, 2, "keygen --force without -o");
 }
 
-/// The groups in /etc/group, by name.
+/// The name /etc/group gives `gid`.
+fn group_name(gid: u32) -> Option<String> {
+    let gid = gid.to_string();
+    std::fs::read_to_string("/etc/group")
+        .unwrap_or_default()
+        .lines()
+        .find(|line| line.split(':').nth(2) == Some(gid.as_str()))
+        .and_then(|line| line.split(':').next().map(str::to_owned))
+}
+
+/// Whether /etc/group has a group `name`.
 fn etc_group_has(name: &str) -> bool {
     std::fs::read_to_string("/etc/group")
         .unwrap_or_default()
@@ -795,12 +805,7 @@ fn permission_hint_names_the_sockets_actual_group() {
     let out = run(cmd.arg("--socket").arg(&socket).arg("status"));
     assert_exit(&out, 77, "a group socket, not our group");
     let stderr = text(&out.stderr);
-    let name = std::fs::read_to_string("/etc/group")
-        .unwrap_or_default()
-        .lines()
-        .find(|line| line.split(':').nth(2) == Some("4"))
-        .and_then(|line| line.split(':').next().map(str::to_owned));
-    match name {
+    match group_name(4) {
         Some(name) => {
             assert!(
                 stderr.contains(&format!("join the `{name}` group")),
@@ -840,5 +845,54 @@ fn permission_hint_says_when_the_rossip_group_is_missing() {
     } else if before && after {
         assert!(!stderr.contains("no `rossip` group"), "{stderr}");
         assert!(stderr.contains("usermod -aG rossip "), "{stderr}");
+    }
+}
+
+#[test]
+fn a_system_socket_closed_to_the_caller_gives_the_permission_hint() {
+    let Some(mut cmd) = unprivileged_rossipctl() else {
+        eprintln!("skipped: running as root without a usable `setpriv`");
+        return;
+    };
+    if !permissions_are_bypassed() {
+        eprintln!("skipped: needs root to give the directory to a group");
+        return;
+    }
+    // The system service's directory as the caller, outside its group, meets it: mode 750,
+    // so the socket inside cannot even be looked at. gid 4 (`adm` on Debian) stands for the
+    // service's group.
+    let root = tempfile::tempdir().expect("temp dir");
+    chmod(root.path(), "755");
+    let dir = root.path().join("run/rossip");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    chmod(&root.path().join("run"), "755");
+    let socket = dir.join("rossipd.sock");
+    let _listener = UnixListener::bind(&socket).expect("bind");
+    chmod(&socket, "660");
+    chmod(&dir, "750");
+    for path in [&dir, &socket] {
+        let status = Command::new("chgrp")
+            .arg("4")
+            .arg(path)
+            .status()
+            .expect("chgrp");
+        assert!(status.success(), "chgrp 4 {}", path.display());
+    }
+    let out = run(cmd
+        .env("ROSSIPCTL_TEST_ROOT", root.path())
+        .env_remove("XDG_RUNTIME_DIR")
+        .arg("status"));
+    assert_exit(&out, 77, "the system socket, not in its group");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("permission denied on {}", socket.display())),
+        "{stderr}"
+    );
+    match group_name(4) {
+        Some(name) => assert!(
+            stderr.contains(&format!("join the `{name}` group")),
+            "{stderr}"
+        ),
+        None => assert!(stderr.contains("gid 4, which has no name"), "{stderr}"),
     }
 }
