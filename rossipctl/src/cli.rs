@@ -18,9 +18,10 @@ use crate::timefmt;
                         denied on the socket."
 )]
 pub struct Cli {
-    /// rossipd's socket [default: $ROSSIP_SOCKET if set, else
-    /// $XDG_RUNTIME_DIR/rossip/rossipd.sock if it exists, else /run/rossip/rossipd.sock if
-    /// it exists]
+    /// rossipd's socket [default: $ROSSIP_SOCKET if set, else the first of these that a
+    /// rossipd answers on: $XDG_RUNTIME_DIR/rossip/rossipd.sock (if XDG_RUNTIME_DIR is set),
+    /// /run/user/UID/rossip/rossipd.sock, /tmp/rossip-UID/rossipd.sock,
+    /// /run/rossip/rossipd.sock (the system service)]
     // Not clap's `env`: that would turn an empty ROSSIP_SOCKET into a usage error, where
     // an empty variable conventionally means unset. See `Cli::socket_override`.
     #[arg(long, global = true, value_name = "PATH")]
@@ -56,11 +57,26 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the rossipctl(1) manual page, or write every page into a directory
     Man(ManArgs),
-    /// Print a new random cluster key (for rossipd --key-file)
-    Keygen,
+    /// Make a new random cluster key (for rossipd --key-file): print it, or with -o write
+    /// it to a file only its owner can read
+    Keygen(KeygenArgs),
     /// List or rotate the cluster keys of every member (install, use, remove)
     #[command(subcommand)]
     Keys(KeysCommand),
+}
+
+/// `keygen` arguments.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Write the key to FILE, created with mode 0600 (what rossipd --key-file demands),
+    /// instead of printing it; refuses an existing FILE (see --force) and a symbolic link
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// With -o: replace an existing FILE (by a new file, mode 0600; never through a symbolic
+    /// link)
+    #[arg(long, requires = "output")]
+    pub force: bool,
 }
 
 /// `keys` subcommands. A rotation without downtime: `keys install NEW`, then
@@ -211,6 +227,17 @@ pub struct ManArgs {
     /// if missing, and list the files written; without it, print rossipctl(1)
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+impl Command {
+    /// Whether the command runs until stopped, printing what comes (`tail -f`, `events`).
+    pub fn follows(&self) -> bool {
+        match self {
+            Command::Tail(tail) => tail.follow,
+            Command::Events(_) => true,
+            _ => false,
+        }
+    }
 }
 
 impl Cli {

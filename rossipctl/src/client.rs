@@ -38,6 +38,17 @@ pub enum ClientError {
         /// What `connect` said.
         error: io::Error,
     },
+    /// No path was given, and no daemon answers at any of the places a daemon may put its
+    /// socket ([`crate::socket_path`]).
+    #[error(
+        "cannot reach rossipd: no daemon answers at {} (is rossipd running? start it with \
+         `rossipd`, or pass --socket)",
+        SearchedDisplay(.searched)
+    )]
+    NotFound {
+        /// Every place tried, in order, and what was there.
+        searched: Vec<SearchedSocket>,
+    },
     /// The socket exists but this user may not connect to it.
     #[error("permission denied on {}: {hint}", path.display())]
     PermissionDenied {
@@ -73,9 +84,9 @@ impl ClientError {
     /// The process exit code this error calls for.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ClientError::Unreachable { .. } | ClientError::ConnectionLost { .. } => {
-                EXIT_UNAVAILABLE
-            }
+            ClientError::Unreachable { .. }
+            | ClientError::NotFound { .. }
+            | ClientError::ConnectionLost { .. } => EXIT_UNAVAILABLE,
             ClientError::PermissionDenied { .. } => EXIT_NO_PERMISSION,
             ClientError::Rpc(_) | ClientError::Protocol { .. } => EXIT_FAILURE,
         }
@@ -90,34 +101,173 @@ impl ClientError {
     }
 }
 
-/// How to join the group that may use the system service's socket.
-const JOIN_GROUP: &str = "join the `rossip` group (`sudo usermod -aG rossip $USER`, then log in \
-                          again) or run as root";
-
-/// The mode and owner uid of the socket file, if this user may look at it
-/// (not when its directory is closed to them: `/run/rossip` is 0750).
-fn socket_owner(path: &Path) -> Option<(u32, u32)> {
-    use std::os::unix::fs::MetadataExt as _;
-    std::fs::symlink_metadata(path)
-        .ok()
-        .map(|m| (m.mode() & 0o7777, m.uid()))
+/// One place the daemon was looked for, and why it did not answer there.
+#[derive(Debug)]
+pub struct SearchedSocket {
+    /// The socket path tried.
+    pub path: PathBuf,
+    /// What `connect` said (or why the place was not used).
+    pub error: io::Error,
 }
 
-/// What to do about a socket this user may not use, given its mode and
-/// owner when known. The system service shares its socket with the
-/// `rossip` group (mode 0660); a 0600 socket is either the system daemon's
-/// after it found no such group (owner root), or another user's own daemon.
-fn permission_hint(socket: Option<(u32, u32)>) -> String {
-    match socket {
-        Some((mode, 0)) if mode & 0o060 == 0 => format!(
-            "this socket admits root only (mode {mode:o}: rossipd found no `rossip` group when it \
-             started); create the group (`sudo groupadd -r rossip`) and restart rossipd, then {JOIN_GROUP}"
+/// `A (no such file); B (a stale socket: nothing listens); …`.
+struct SearchedDisplay<'a>(&'a [SearchedSocket]);
+
+impl fmt::Display for SearchedDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, place) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            let why = match place.error.kind() {
+                io::ErrorKind::NotFound => "no such file".to_owned(),
+                io::ErrorKind::ConnectionRefused => {
+                    "nothing listens: a stale socket, or not a socket".to_owned()
+                }
+                _ => place.error.to_string(),
+            };
+            write!(f, "{} ({why})", place.path.display())?;
+        }
+        Ok(())
+    }
+}
+
+/// The group the system service shares its socket with, unless the socket says otherwise.
+const SOCKET_GROUP: &str = "rossip";
+
+/// Mode and owners of a file (the socket, or its directory when the socket cannot be seen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileAccess {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+impl FileAccess {
+    fn of(path: &Path) -> Option<FileAccess> {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::symlink_metadata(path).ok().map(|m| FileAccess {
+            mode: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+        })
+    }
+
+    /// Whether the file lets its group in at all.
+    fn shared_with_group(self) -> bool {
+        self.mode & 0o070 != 0
+    }
+}
+
+/// What a user who may not use `socket` can find out about it: the socket's own mode and
+/// owners, or if its directory is closed to them (`/run/rossip` is 0750, group `rossip`)
+/// the directory's, when that directory is shared with a group.
+fn visible_access(socket: &Path) -> Option<FileAccess> {
+    FileAccess::of(socket).or_else(|| {
+        socket
+            .parent()
+            .and_then(FileAccess::of)
+            .filter(|dir| dir.shared_with_group())
+    })
+}
+
+/// The groups of /etc/group, by name and gid. Groups served only by NSS modules (LDAP,
+/// systemd-userdb) are not seen: reading them needs libc's getgrgid_r, which is unsafe
+/// code; a group not found here is therefore said to be missing "from /etc/group".
+#[derive(Debug, Default)]
+struct Groups(Vec<(String, u32)>);
+
+impl Groups {
+    fn read() -> Groups {
+        std::fs::read_to_string("/etc/group")
+            .map_or_else(|_| Groups::default(), |t| Groups::parse(&t))
+    }
+
+    fn parse(text: &str) -> Groups {
+        Groups(
+            text.lines()
+                .filter_map(|line| {
+                    let mut fields = line.split(':');
+                    let name = fields.next()?.trim();
+                    let gid = fields.nth(1)?.trim().parse().ok()?;
+                    (!name.is_empty() && !name.starts_with('#')).then(|| (name.to_owned(), gid))
+                })
+                .collect(),
+        )
+    }
+
+    fn name_of(&self, gid: u32) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(_, g)| *g == gid)
+            .map(|(name, _)| name.as_str())
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == name)
+    }
+}
+
+/// How to join group `name`.
+fn join_group(name: &str) -> String {
+    format!(
+        "join the `{name}` group (`sudo usermod -aG {name} $USER`, then log in again) or run as root"
+    )
+}
+
+/// How to get into the system service's socket when its group is not known from the file:
+/// join `rossip`, or, when there is no such group, how it comes to be.
+fn join_socket_group(groups: &Groups) -> String {
+    if groups.has(SOCKET_GROUP) {
+        join_group(SOCKET_GROUP)
+    } else {
+        format!(
+            "there is no `{SOCKET_GROUP}` group in /etc/group: installing the system service \
+             creates it (systemd-sysusers with rossip's sysusers.d file), or create it with \
+             `sudo groupadd -r {SOCKET_GROUP}` and restart rossipd; then {}",
+            join_group(SOCKET_GROUP)
+        )
+    }
+}
+
+/// What to do about a socket this user may not use, given what can be seen of it
+/// ([`visible_access`]) and the groups there are. A socket shared with a group names that
+/// group, by the gid it actually has; a 0600 socket is either the system daemon's after it
+/// found no `rossip` group (owner root), or another user's own daemon.
+fn permission_hint(access: Option<FileAccess>, groups: &Groups) -> String {
+    match access {
+        Some(file) if file.shared_with_group() => match groups.name_of(file.gid) {
+            Some(name) => join_group(name),
+            None => format!(
+                "its group is gid {}, which has no name in /etc/group; ask the administrator to \
+                 add you to that group, or run as root",
+                file.gid
+            ),
+        },
+        Some(FileAccess { mode, uid: 0, .. }) => {
+            let then = if groups.has(SOCKET_GROUP) {
+                format!(
+                    "the group exists now: restart rossipd, then {}",
+                    join_group(SOCKET_GROUP)
+                )
+            } else {
+                format!(
+                    "create the group (`sudo groupadd -r {SOCKET_GROUP}`) and restart rossipd, \
+                     then {}",
+                    join_group(SOCKET_GROUP)
+                )
+            };
+            format!(
+                "this socket admits root only (mode {mode:o}: rossipd found no `{SOCKET_GROUP}` \
+                 group when it started); {then}"
+            )
+        }
+        Some(FileAccess { mode, uid, .. }) => format!(
+            "this socket is uid {uid}'s own rossipd (mode {mode:o}), for that user only; start \
+             your own `rossipd`, or for the system service's socket {}",
+            join_socket_group(groups)
         ),
-        Some((mode, uid)) if mode & 0o060 == 0 => format!(
-            "this socket is uid {uid}'s own rossipd (mode {mode:o}), for that user only; start your \
-             own `rossipd`, or for the system service's socket {JOIN_GROUP}"
-        ),
-        _ => JOIN_GROUP.to_owned(),
+        None => join_socket_group(groups),
     }
 }
 
@@ -160,7 +310,7 @@ impl Client {
             io::ErrorKind::PermissionDenied => ClientError::PermissionDenied {
                 path: path.to_path_buf(),
                 error,
-                hint: permission_hint(socket_owner(path)),
+                hint: permission_hint(visible_access(path), &Groups::read()),
             },
             _ => ClientError::Unreachable {
                 path: path.to_path_buf(),
@@ -175,6 +325,11 @@ impl Client {
             next_id: 1,
             events: VecDeque::new(),
         })
+    }
+
+    /// The socket this client is connected to.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Calls `method` with `params` and waits for its result.
@@ -291,25 +446,62 @@ impl Client {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_group_socket_or_an_unseen_one_calls_for_joining_the_group() {
-        for socket in [None, Some((0o660, 0)), Some((0o660, 991))] {
-            assert_eq!(permission_hint(socket), JOIN_GROUP);
-        }
-        assert!(JOIN_GROUP.contains("`rossip` group") && JOIN_GROUP.contains("run as root"));
+    const ETC_GROUP: &str = "root:x:0:\nrossip:x:991:alice\nchat:x:1200:\n";
+
+    fn access(mode: u32, uid: u32, gid: u32) -> Option<FileAccess> {
+        Some(FileAccess { mode, uid, gid })
     }
 
     #[test]
-    fn a_root_only_socket_says_the_group_is_missing() {
-        let hint = permission_hint(Some((0o600, 0)));
+    fn etc_group_is_parsed() {
+        let groups = Groups::parse("# comment\nroot:x:0:\nbad line\nrossip:x:991:a,b\n");
+        assert_eq!(groups.name_of(991), Some("rossip"));
+        assert_eq!(groups.name_of(0), Some("root"));
+        assert!(groups.has("rossip") && !groups.has("bad line"));
+    }
+
+    #[test]
+    fn a_group_socket_names_its_actual_group() {
+        let groups = Groups::parse(ETC_GROUP);
+        assert_eq!(
+            permission_hint(access(0o660, 0, 991), &groups),
+            join_group("rossip")
+        );
+        let hint = permission_hint(access(0o660, 0, 1200), &groups);
+        assert!(hint.contains("join the `chat` group"), "{hint}");
+        assert!(hint.contains("usermod -aG chat"), "{hint}");
+        let hint = permission_hint(access(0o750, 0, 4242), &groups);
+        assert!(hint.contains("gid 4242, which has no name"), "{hint}");
+    }
+
+    #[test]
+    fn an_unseen_socket_calls_for_the_rossip_group_if_there_is_one() {
+        let hint = permission_hint(None, &Groups::parse(ETC_GROUP));
+        assert_eq!(hint, join_group("rossip"));
+        assert!(hint.contains("`rossip` group") && hint.contains("run as root"));
+        let hint = permission_hint(None, &Groups::parse("root:x:0:\n"));
+        assert!(hint.contains("no `rossip` group in /etc/group"), "{hint}");
+        assert!(hint.contains("groupadd -r rossip"), "{hint}");
+        assert!(hint.contains("sysusers"), "{hint}");
+    }
+
+    #[test]
+    fn a_root_only_socket_says_the_group_was_missing() {
+        let hint = permission_hint(access(0o600, 0, 0), &Groups::parse("root:x:0:\n"));
         assert!(hint.contains("root only"), "{hint}");
         assert!(hint.contains("groupadd -r rossip"), "{hint}");
         assert!(hint.contains("`rossip` group"), "{hint}");
+        let hint = permission_hint(access(0o600, 0, 0), &Groups::parse(ETC_GROUP));
+        assert!(
+            hint.contains("the group exists now: restart rossipd"),
+            "{hint}"
+        );
+        assert!(!hint.contains("groupadd"), "{hint}");
     }
 
     #[test]
     fn another_users_socket_is_named_as_theirs() {
-        let hint = permission_hint(Some((0o600, 1000)));
+        let hint = permission_hint(access(0o600, 1000, 1000), &Groups::parse(ETC_GROUP));
         assert!(hint.contains("uid 1000's own rossipd"), "{hint}");
         assert!(hint.contains("`rossip` group"), "{hint}");
     }
@@ -319,7 +511,7 @@ mod tests {
         let error = ClientError::PermissionDenied {
             path: PathBuf::from("/run/rossip/rossipd.sock"),
             error: io::Error::from(io::ErrorKind::PermissionDenied),
-            hint: permission_hint(None),
+            hint: permission_hint(None, &Groups::parse(ETC_GROUP)),
         };
         assert_eq!(
             error.to_string(),
@@ -327,5 +519,28 @@ mod tests {
              -aG rossip $USER`, then log in again) or run as root"
         );
         assert_eq!(error.exit_code(), EXIT_NO_PERMISSION);
+    }
+
+    #[test]
+    fn not_found_names_every_place_and_what_was_there() {
+        let error = ClientError::NotFound {
+            searched: vec![
+                SearchedSocket {
+                    path: PathBuf::from("/a.sock"),
+                    error: io::ErrorKind::NotFound.into(),
+                },
+                SearchedSocket {
+                    path: PathBuf::from("/b.sock"),
+                    error: io::ErrorKind::ConnectionRefused.into(),
+                },
+            ],
+        };
+        assert_eq!(
+            error.to_string(),
+            "cannot reach rossipd: no daemon answers at /a.sock (no such file), /b.sock (nothing \
+             listens: a stale socket, or not a socket) (is rossipd running? start it with \
+             `rossipd`, or pass --socket)"
+        );
+        assert_eq!(error.exit_code(), EXIT_UNAVAILABLE);
     }
 }

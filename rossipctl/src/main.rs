@@ -15,6 +15,7 @@ mod commands;
 mod output;
 mod sanitize;
 mod socket_path;
+mod stdout_watch;
 mod timefmt;
 
 use crate::cli::{Cli, Command};
@@ -22,6 +23,7 @@ use crate::client::{ClientError, EXIT_FAILURE};
 use crate::commands::Ctx;
 use crate::output::{Out, StdoutClosed};
 use crate::sanitize::sanitize;
+use crate::socket_path::SocketLocation;
 
 fn main() -> ExitCode {
     match run() {
@@ -48,13 +50,15 @@ fn run() -> anyhow::Result<ExitCode> {
     if let Err(usage) = cli.validate() {
         usage.exit();
     }
-    let socket = cli
-        .socket_override()
-        .unwrap_or_else(socket_path::default_socket_path);
     let ctx = Ctx {
-        socket,
+        socket: SocketLocation::new(cli.socket_override()),
         json: cli.json,
     };
+    if cli.command.follows() {
+        // A follower may wait for the daemon for hours without writing a byte: without this,
+        // `rossipctl tail -f | head -1` would outlive `head` until the next message.
+        stdout_watch::exit_when_reader_gone();
+    }
     let mut out = Out::new(io::stdout().lock());
     match cli.command {
         Command::Send(args) => commands::send::run(&ctx, &mut out, args)?,
@@ -66,7 +70,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Leave => commands::leave::run(&ctx, &mut out)?,
         Command::Completions(args) => commands::completions::run(&mut out, args)?,
         Command::Man(args) => commands::man::run(&mut out, args)?,
-        Command::Keygen => commands::keygen::run(&mut out)?,
+        Command::Keygen(args) => commands::keygen::run(&ctx, &mut out, args)?,
         Command::Keys(command) => commands::keys::run(&ctx, &mut out, command)?,
     }
     Ok(ExitCode::SUCCESS)

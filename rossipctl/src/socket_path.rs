@@ -1,67 +1,154 @@
-//! Which socket to talk to when `--socket` and `ROSSIP_SOCKET` are not given.
+//! Where to find rossipd when `--socket` and `ROSSIP_SOCKET` are not given.
 //!
-//! The daemon runs either as the system service (`/run/rossip/rossipd.sock`) or as the
-//! user's own daemon (`$XDG_RUNTIME_DIR/rossip/rossipd.sock`); the CLI picks whichever
-//! exists, preferring the user's, and otherwise names the user path so that the "cannot
-//! reach" error points where a `rossipd` started by this user would listen.
+//! A daemon's socket depends on the environment it was started in: a user's daemon puts it in
+//! `$XDG_RUNTIME_DIR`, or without that variable in `/run/user/UID` (if logind made it) or
+//! `/tmp/rossip-UID`; the system service in `/run/rossip`. `su`, `sudo -u` and cron drop
+//! `XDG_RUNTIME_DIR`, so the CLI cannot know which place its daemon chose: it tries every
+//! place in order ([`candidates`]) and talks to the first one a daemon answers on. A stale
+//! socket file is passed over like a missing one. When no daemon answers, the error names
+//! every place and what was there.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use rossip_proto::paths;
 
-/// The socket to use when neither `--socket` nor `ROSSIP_SOCKET` is set.
-pub fn default_socket_path() -> PathBuf {
-    let xdg = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
-    choose(xdg.as_deref(), current_uid(), socket_file_present)
+use crate::client::{Client, ClientError, SearchedSocket};
+
+/// For tests only: a directory that stands in for `/` in the fixed places
+/// ([`paths::fixed_socket_candidates`]: `/run/user/UID/…`, `/tmp/rossip-UID/…`,
+/// `/run/rossip/…`), so that a test can put a daemon where the search looks without touching
+/// the machine's real directories or racing other tests. `$XDG_RUNTIME_DIR` is not moved.
+pub const TEST_ROOT_ENV: &str = "ROSSIPCTL_TEST_ROOT";
+
+/// Which daemon to talk to.
+#[derive(Debug, Clone)]
+pub enum SocketLocation {
+    /// `--socket` or `ROSSIP_SOCKET`: that path and no other.
+    Given(PathBuf),
+    /// The default places, tried in order.
+    Search(Vec<PathBuf>),
 }
 
-/// The decision itself, with the environment passed in so tests can vary it.
-fn choose(xdg_runtime_dir: Option<&Path>, uid: u32, present: impl Fn(&Path) -> bool) -> PathBuf {
-    let user = paths::user_socket_path(xdg_runtime_dir, uid);
-    let system = Path::new(paths::SYSTEM_SOCKET_PATH);
-    if present(&user) {
-        user
-    } else if present(system) {
-        system.to_path_buf()
-    } else {
-        user
+impl SocketLocation {
+    /// The path the user gave, else the default places for this user and environment.
+    pub fn new(given: Option<PathBuf>) -> SocketLocation {
+        match given {
+            Some(path) => SocketLocation::Given(path),
+            None => {
+                let xdg = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+                let root = std::env::var_os(TEST_ROOT_ENV).map(PathBuf::from);
+                SocketLocation::Search(candidates(xdg.as_deref(), current_uid(), root.as_deref()))
+            }
+        }
+    }
+
+    /// Connects to the given socket, or to the first default place a daemon answers on.
+    pub fn connect(&self) -> Result<Client, ClientError> {
+        match self {
+            SocketLocation::Given(path) => Client::connect(path),
+            SocketLocation::Search(places) => first_answering(places, |path| {
+                refuse_planted_directory(path)?;
+                Client::connect(path)
+            }),
+        }
     }
 }
 
-/// Whether something sits at `path`. A path we may not even look at (a user not yet in
-/// the `rossip` group, facing `/run/rossip` mode 0750) counts as present, so that the
-/// connection attempt fails with "permission denied" and its hint instead of an error
-/// about a different path.
-fn socket_file_present(path: &Path) -> bool {
-    match std::fs::symlink_metadata(path) {
-        Ok(_) => true,
-        Err(e) => e.kind() == io::ErrorKind::PermissionDenied,
+/// The places to look, in order: `$XDG_RUNTIME_DIR/rossip/rossipd.sock` when the variable is
+/// set, then [`paths::fixed_socket_candidates`] (under `root` in tests), without repeats.
+fn candidates(xdg_runtime_dir: Option<&Path>, uid: u32, root: Option<&Path>) -> Vec<PathBuf> {
+    let mut places: Vec<PathBuf> = xdg_runtime_dir
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map(|dir| paths::user_socket_path(Some(dir), uid))
+        .into_iter()
+        .collect();
+    for fixed in paths::fixed_socket_candidates(uid) {
+        let place = match root.filter(|root| !root.as_os_str().is_empty()) {
+            Some(root) => root.join(fixed.strip_prefix("/").unwrap_or(&fixed)),
+            None => fixed,
+        };
+        if !places.contains(&place) {
+            places.push(place);
+        }
     }
+    places
 }
 
-/// The real user id, which names the per-user fallback directory `/tmp/rossip-UID`.
-///
-/// On Linux the owner of `/proc/self` is this process's uid, which needs no `unsafe`.
-#[cfg(target_os = "linux")]
-fn current_uid() -> u32 {
+/// The first of `places` that `connect` reaches. When none answers: a permission problem if
+/// there was one (a daemon is there, and the hint says how to get in: this is also why a
+/// path we may not even look at, such as `/run/rossip` mode 0750, is tried rather than
+/// skipped), else the list of every place and what was there.
+fn first_answering<T>(
+    places: &[PathBuf],
+    mut connect: impl FnMut(&Path) -> Result<T, ClientError>,
+) -> Result<T, ClientError> {
+    let mut searched = Vec::with_capacity(places.len());
+    let mut denied = None;
+    for place in places {
+        match connect(place) {
+            Ok(found) => return Ok(found),
+            Err(ClientError::Unreachable { path, error }) => {
+                searched.push(SearchedSocket { path, error });
+            }
+            Err(err @ ClientError::PermissionDenied { .. }) => {
+                denied.get_or_insert(err);
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Err(denied.unwrap_or(ClientError::NotFound { searched }))
+}
+
+/// Refuses a socket whose directory sits in a world-writable directory (`/tmp`) and belongs
+/// to another user, or is a symbolic link: anyone may create `/tmp/rossip-UID` first and
+/// listen there, and would then read what this user sends. rossipd refuses such a directory
+/// for the same reason.
+#[cfg(unix)]
+fn refuse_planted_directory(socket: &Path) -> Result<(), ClientError> {
     use std::os::unix::fs::MetadataExt as _;
-    // /proc is always mounted where rossip runs; if it is not, uid 0's path is merely a
-    // wrong guess that the "cannot reach" error will name, not a security decision.
-    std::fs::metadata("/proc/self").map_or(0, |m| m.uid())
+    let Some(dir) = socket.parent() else {
+        return Ok(());
+    };
+    let in_shared_dir = dir
+        .parent()
+        .and_then(|parent| std::fs::metadata(parent).ok())
+        .is_some_and(|m| m.mode() & 0o002 != 0);
+    if !in_shared_dir {
+        return Ok(());
+    }
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        // Missing: the connection attempt says so.
+        return Ok(());
+    };
+    let me = current_uid();
+    let problem = if meta.file_type().is_symlink() {
+        "is a symbolic link".to_owned()
+    } else if meta.uid() != me && meta.uid() != 0 {
+        format!("belongs to uid {}, not to this user (uid {me})", meta.uid())
+    } else {
+        return Ok(());
+    };
+    Err(ClientError::Unreachable {
+        path: socket.to_path_buf(),
+        error: io::Error::other(format!("not used: {} {problem}", dir.display())),
+    })
 }
 
-/// The real user id, which names the per-user fallback directory `/tmp/rossip-UID`.
-#[cfg(all(unix, not(target_os = "linux")))]
-#[allow(unsafe_code)]
-fn current_uid() -> u32 {
-    // SAFETY: getuid(2) takes no arguments, touches no memory of ours and cannot fail.
-    unsafe { libc::getuid() }
+#[cfg(not(unix))]
+fn refuse_planted_directory(_socket: &Path) -> Result<(), ClientError> {
+    Ok(())
+}
+
+/// The effective user id (as rossipd uses it), which names the per-user places `/run/user/UID` and `/tmp/rossip-UID`.
+#[cfg(unix)]
+pub fn current_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
 }
 
 /// Without Unix users the uid only names a fallback path; 0 is as good as any.
 #[cfg(not(unix))]
-fn current_uid() -> u32 {
+pub fn current_uid() -> u32 {
     0
 }
 
@@ -69,33 +156,134 @@ fn current_uid() -> u32 {
 mod tests {
     use super::*;
 
-    const USER: &str = "/run/user/1000/rossip/rossipd.sock";
-    const XDG: &str = "/run/user/1000";
-
-    #[test]
-    fn prefers_the_users_socket() {
-        let p = choose(Some(Path::new(XDG)), 1000, |_| true);
-        assert_eq!(p, PathBuf::from(USER));
+    fn unreachable(path: &Path, kind: io::ErrorKind) -> ClientError {
+        ClientError::Unreachable {
+            path: path.to_path_buf(),
+            error: kind.into(),
+        }
     }
 
     #[test]
-    fn falls_back_to_the_system_socket() {
-        let p = choose(Some(Path::new(XDG)), 1000, |p| {
-            p == Path::new(paths::SYSTEM_SOCKET_PATH)
+    fn xdg_first_then_every_fixed_place() {
+        let places = candidates(Some(Path::new("/x")), 1000, None);
+        assert_eq!(
+            places,
+            [
+                "/x/rossip/rossipd.sock",
+                "/run/user/1000/rossip/rossipd.sock",
+                "/tmp/rossip-1000/rossipd.sock",
+                "/run/rossip/rossipd.sock",
+            ]
+            .map(PathBuf::from)
+        );
+    }
+
+    #[test]
+    fn an_xdg_dir_that_is_run_user_is_tried_once() {
+        let places = candidates(Some(Path::new("/run/user/7")), 7, None);
+        assert_eq!(places.len(), 3, "{places:?}");
+        let places = candidates(None, 7, None);
+        assert_eq!(places[0], PathBuf::from("/run/user/7/rossip/rossipd.sock"));
+        assert_eq!(candidates(Some(Path::new("")), 7, None), places);
+    }
+
+    #[test]
+    fn the_test_root_moves_the_fixed_places_only() {
+        let places = candidates(Some(Path::new("/x")), 5, Some(Path::new("/t")));
+        assert_eq!(
+            places,
+            [
+                "/x/rossip/rossipd.sock",
+                "/t/run/user/5/rossip/rossipd.sock",
+                "/t/tmp/rossip-5/rossipd.sock",
+                "/t/run/rossip/rossipd.sock",
+            ]
+            .map(PathBuf::from)
+        );
+    }
+
+    #[test]
+    fn the_first_place_that_answers_wins() {
+        let places = candidates(None, 1, None);
+        let found = first_answering(&places, |p| {
+            if p == places[1] {
+                Ok(p.to_path_buf())
+            } else {
+                Err(unreachable(p, io::ErrorKind::ConnectionRefused))
+            }
         });
-        assert_eq!(p, PathBuf::from(paths::SYSTEM_SOCKET_PATH));
+        assert_eq!(found.expect("found"), places[1]);
     }
 
     #[test]
-    fn names_the_user_path_when_nothing_exists() {
-        assert_eq!(
-            choose(Some(Path::new(XDG)), 1000, |_| false),
-            PathBuf::from(USER)
-        );
-        assert_eq!(
-            choose(None, 1234, |_| false),
-            PathBuf::from("/tmp/rossip-1234/rossipd.sock")
-        );
+    fn a_denied_place_is_reported_over_missing_ones() {
+        let places = candidates(None, 1, None);
+        let err = first_answering::<()>(&places, |p| {
+            if p == Path::new(paths::SYSTEM_SOCKET_PATH) {
+                Err(ClientError::PermissionDenied {
+                    path: p.to_path_buf(),
+                    error: io::ErrorKind::PermissionDenied.into(),
+                    hint: "join".to_owned(),
+                })
+            } else {
+                Err(unreachable(p, io::ErrorKind::NotFound))
+            }
+        })
+        .expect_err("nothing answers");
+        assert!(matches!(err, ClientError::PermissionDenied { .. }), "{err}");
+    }
+
+    #[test]
+    fn when_nothing_answers_every_place_is_named() {
+        let places = candidates(Some(Path::new("/x")), 1, None);
+        let err = first_answering::<()>(&places, |p| Err(unreachable(p, io::ErrorKind::NotFound)))
+            .expect_err("nothing answers");
+        let message = err.to_string();
+        for place in &places {
+            assert!(message.contains(&place.display().to_string()), "{message}");
+        }
+        assert_eq!(err.exit_code(), crate::client::EXIT_UNAVAILABLE);
+    }
+
+    /// The places as the documentation writes them, in the order they are tried.
+    fn documented_places() -> Vec<String> {
+        candidates(Some(Path::new("$XDG_RUNTIME_DIR")), 4242, None)
+            .iter()
+            .map(|p| p.display().to_string().replace("4242", "UID"))
+            .collect()
+    }
+
+    /// Asserts that `text` names every place, in order.
+    fn assert_lists_places_in_order(text: &str, what: &str) {
+        let mut rest = text;
+        for place in documented_places() {
+            let at = rest
+                .find(&place)
+                .unwrap_or_else(|| panic!("{what} does not list {place} (in order):\n{text}"));
+            rest = &rest[at + place.len()..];
+        }
+    }
+
+    #[test]
+    fn help_and_man_page_list_the_places_in_order() {
+        use clap::CommandFactory as _;
+        let mut cli = crate::cli::Cli::command();
+        let help = cli.render_long_help().to_string();
+        let socket_help = help
+            .split("--socket <PATH>")
+            .nth(1)
+            .expect("--socket in the help");
+        // Help text is wrapped: compare with the line breaks taken out.
+        let unwrapped = socket_help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_lists_places_in_order(&unwrapped, "--socket's help");
+        let pages = crate::commands::man::pages().expect("render");
+        let top = pages
+            .iter()
+            .find(|p| p.file_name == "rossipctl.1")
+            .expect("rossipctl.1");
+        let text = String::from_utf8_lossy(&top.roff).replace("\\-", "-");
+        let files = text.split("FILES").nth(1).expect("a FILES section");
+        assert_lists_places_in_order(files, "the man page's FILES");
     }
 
     #[cfg(unix)]

@@ -2,8 +2,8 @@
 //! long-lived `tail -f` whose output is collected in the background
 //! ([`spawn_rossipctl`]).
 
-use std::ffi::OsString;
-use std::io::Read;
+use std::ffi::{OsStr, OsString};
+use std::io::{BufRead as _, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -74,8 +74,43 @@ pub fn rossipctl(socket: &Path, args: &[&str]) -> CtlOutput {
 /// if it runs longer than [`CTL_TIMEOUT`].
 pub fn rossipctl_in(netns: Option<&str>, socket: &Path, args: &[&str]) -> CtlOutput {
     let (program, full) = command_parts(netns, socket, args);
-    let command = sys::command_line(&program, &full);
-    let mut child = base_command(&program, &full)
+    run_to_completion(
+        base_command(&program, &full),
+        sys::command_line(&program, &full),
+    )
+}
+
+/// Runs `rossipctl ARGS…` without `--socket`, so that it looks for the daemon itself, with
+/// each of `env` set (`Some`) or removed (`None`); panics if it runs longer than
+/// [`CTL_TIMEOUT`].
+pub fn rossipctl_searching(env: &[(&str, Option<&OsStr>)], args: &[&str]) -> CtlOutput {
+    let program = OsString::from(bins::rossipctl());
+    let full: Vec<OsString> = args.iter().map(OsString::from).collect();
+    let mut cmd = base_command(&program, &full);
+    let mut shown = Vec::new();
+    for (key, value) in env {
+        match value {
+            Some(value) => {
+                cmd.env(key, value);
+                shown.push(format!("{key}={}", value.to_string_lossy()));
+            }
+            None => {
+                cmd.env_remove(key);
+                shown.push(format!("-u {key}"));
+            }
+        }
+    }
+    let command = format!(
+        "env {} {}",
+        shown.join(" "),
+        sys::command_line(&program, &full)
+    );
+    run_to_completion(cmd, command)
+}
+
+/// Runs `cmd` (described by `command`) to completion, reading its output as it comes.
+fn run_to_completion(mut cmd: Command, command: String) -> CtlOutput {
+    let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("spawn `{command}`: {e}"));
     // Read both pipes on threads so a chatty command cannot block on a full pipe.
@@ -116,4 +151,55 @@ fn read_all_in_background<R: Read + Send + 'static>(
 pub fn spawn_rossipctl(netns: Option<&str>, socket: &Path, args: &[&str]) -> Background {
     let (program, full) = command_parts(netns, socket, args);
     Background::spawn(&program, &full)
+}
+
+/// How long a follower may take to notice that its stdout's reader left. Far more than the
+/// moment it takes; the deadline only keeps a broken build from hanging the test.
+const EXIT_AFTER_CLOSE: Duration = Duration::from_secs(20);
+
+/// Runs `rossipctl --socket SOCKET ARGS…` with stdout a pipe, reads its first line, closes
+/// the pipe, and asserts that it exits 0, quietly, within [`EXIT_AFTER_CLOSE`] while the
+/// daemon sends it nothing more. Returns the line.
+pub fn first_line_then_closed_stdout(socket: &Path, args: &[&str]) -> String {
+    let mut child = Command::new(bins::rossipctl())
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("ROSSIP_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rossipctl");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read the first line");
+    drop(stdout);
+    let status = wait::try_wait_until(EXIT_AFTER_CLOSE, || {
+        child.try_wait().expect("poll rossipctl's exit status")
+    });
+    let mut stderr = String::new();
+    let status = match status {
+        Ok(status) => status,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`rossipctl {args:?}` still ran {EXIT_AFTER_CLOSE:?} after its stdout closed");
+        }
+    };
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "`rossipctl {args:?}`: stderr: {stderr}"
+    );
+    assert!(
+        stderr.is_empty(),
+        "`rossipctl {args:?}`: a quiet exit, got: {stderr}"
+    );
+    line
 }

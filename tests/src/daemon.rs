@@ -38,6 +38,9 @@ pub struct DaemonBuilder {
     args: Vec<OsString>,
     netns: Option<String>,
     socket: Option<PathBuf>,
+    /// Whether `--socket` is passed; without it the daemon picks its default socket from
+    /// its environment and the harness expects it at `socket`.
+    socket_flag: bool,
     log_level: String,
     envs: Vec<(OsString, OsString)>,
     /// Whether to pass `--name` (the builder's name); without it the
@@ -80,6 +83,14 @@ impl DaemonBuilder {
     /// Use this socket path instead of one in the daemon's temp dir.
     pub fn socket(mut self, path: &Path) -> Self {
         self.socket = Some(path.to_path_buf());
+        self
+    }
+
+    /// Passes no `--socket`: the daemon chooses its default socket from its environment
+    /// (set with [`Self::env`], e.g. `XDG_RUNTIME_DIR`), and the harness expects it at `path`.
+    pub fn default_socket_at(mut self, path: &Path) -> Self {
+        self.socket = Some(path.to_path_buf());
+        self.socket_flag = false;
         self
     }
 
@@ -139,9 +150,10 @@ impl DaemonBuilder {
         if self.pass_name {
             args.extend(["--name".into(), self.name.clone().into()]);
         }
-        args.extend::<[OsString; 6]>([
-            "--socket".into(),
-            socket.clone().into(),
+        if self.socket_flag {
+            args.extend(["--socket".into(), socket.clone().into()]);
+        }
+        args.extend([
             "--state-dir".into(),
             state_dir.clone().into(),
             "--log-level".into(),
@@ -213,6 +225,7 @@ impl Daemon {
             args: Vec::new(),
             netns: None,
             socket: None,
+            socket_flag: true,
             envs: Vec::new(),
             log_level: std::env::var(LOG_LEVEL_ENV).unwrap_or_else(|_| "debug".to_owned()),
             pass_name: true,

@@ -3,7 +3,9 @@
 
 use rossip_proto::rpc::{MessageView, PeerStateName, PeerView, StatusResult};
 use rossip_tests::cluster::start_loopback_cluster;
-use rossip_tests::ctl::{CtlOutput, rossipctl};
+use std::path::{Path, PathBuf};
+
+use rossip_tests::ctl::{CtlOutput, first_line_then_closed_stdout, rossipctl, rossipctl_searching};
 use rossip_tests::daemon::Daemon;
 use rossip_tests::wait;
 use std::time::Duration;
@@ -155,4 +157,162 @@ fn leave_answers_before_the_daemon_exits() {
             &format!("`rossipctl leave` (round {round})"),
         );
     }
+}
+
+/// The effective uid, which names the per-user places (`/run/user/UID`, `/tmp/rossip-UID`).
+fn my_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt as _;
+    let file = tempfile::tempfile().expect("temp file");
+    file.metadata().expect("metadata").uid()
+}
+
+/// Where a daemon may put its socket, with the fixed places moved under `root`: rossipctl's
+/// test-only `ROSSIPCTL_TEST_ROOT` moves them there, so the machine's own `/run/user`, `/tmp`
+/// and `/run/rossip` are neither used nor disturbed, and parallel tests do not meet.
+struct Places {
+    root: tempfile::TempDir,
+    uid: u32,
+}
+
+impl Places {
+    fn new() -> Places {
+        Places {
+            root: tempfile::tempdir().expect("temp dir"),
+            uid: my_uid(),
+        }
+    }
+
+    /// What logind makes: `/run/user/UID`, mode 0700, this user's.
+    fn run_user_dir(&self) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = self.root.path().join(format!("run/user/{}", self.uid));
+        std::fs::create_dir_all(&dir).expect("create run/user/UID");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        dir
+    }
+
+    /// The user daemon's fallback without a runtime directory: `/tmp/rossip-UID/rossipd.sock`.
+    fn tmp_socket(&self) -> PathBuf {
+        self.root
+            .path()
+            .join(format!("tmp/rossip-{}/rossipd.sock", self.uid))
+    }
+
+    /// `rossipctl ARGS…` without --socket, with `XDG_RUNTIME_DIR` set to `xdg` or unset.
+    fn rossipctl(&self, xdg: Option<&Path>, args: &[&str]) -> CtlOutput {
+        rossipctl_searching(
+            &[
+                ("ROSSIPCTL_TEST_ROOT", Some(self.root.path().as_os_str())),
+                ("XDG_RUNTIME_DIR", xdg.map(Path::as_os_str)),
+                ("ROSSIP_SOCKET", None),
+            ],
+            args,
+        )
+    }
+}
+
+/// Asserts that `out` is the status of the daemon whose socket is `socket`.
+fn assert_status_of(out: &CtlOutput, name: &str, socket: &Path) {
+    let status: Vec<StatusResult> = parse_lines(out.assert_success());
+    assert_eq!(status.len(), 1, "`{}`:\n{}", out.command, out.stdout);
+    assert_eq!(
+        status[0].name, name,
+        "`{}` reached another daemon",
+        out.command
+    );
+    assert_eq!(
+        Path::new(&status[0].socket),
+        socket,
+        "`{}` reached the daemon on another socket",
+        out.command
+    );
+}
+
+#[test]
+fn rossipctl_finds_the_daemon_with_and_without_xdg_runtime_dir() {
+    let places = Places::new();
+    let xdg = places.run_user_dir();
+    // A user daemon started in a login session: it chooses its socket from XDG_RUNTIME_DIR.
+    let socket = xdg.join("rossip/rossipd.sock");
+    let mut session = Daemon::builder("xdg-session")
+        .loopback()
+        .env("XDG_RUNTIME_DIR", &xdg)
+        .default_socket_at(&socket)
+        .spawn();
+
+    // From the same session, and from su/cron (no XDG_RUNTIME_DIR): /run/user/UID.
+    assert_status_of(
+        &places.rossipctl(Some(&xdg), &["--json", "status"]),
+        "xdg-session",
+        &socket,
+    );
+    assert_status_of(
+        &places.rossipctl(None, &["--json", "status"]),
+        "xdg-session",
+        &socket,
+    );
+
+    // That daemon dies and leaves a stale socket; a daemon started without a runtime
+    // directory listens in /tmp/rossip-UID. The stale socket, tried first, is passed over.
+    session.kill9();
+    assert!(socket.exists(), "kill -9 leaves the socket file behind");
+    let tmp_socket = places.tmp_socket();
+    let mut cron = Daemon::builder("xdg-cron")
+        .loopback()
+        .socket(&tmp_socket)
+        .spawn();
+    for xdg in [Some(xdg.as_path()), None] {
+        assert_status_of(
+            &places.rossipctl(xdg, &["--json", "status"]),
+            "xdg-cron",
+            &tmp_socket,
+        );
+    }
+    rossipctl(&tmp_socket, &["send", "found you"]).assert_success();
+    let out = places.rossipctl(None, &["--json", "tail", "-n", "1"]);
+    let messages: Vec<MessageView> = parse_lines(out.assert_success());
+    assert_eq!(messages.len(), 1, "{}", out.stdout);
+    assert_eq!(messages[0].text, "found you");
+
+    // No daemon anywhere: every place is named, with what was there.
+    cron.kill9();
+    let out = places.rossipctl(Some(&xdg), &["status"]);
+    assert_eq!(
+        out.code,
+        Some(EXIT_UNAVAILABLE),
+        "{}: {}",
+        out.command,
+        out.stderr
+    );
+    let root = places.root.path();
+    for place in [
+        socket.clone(),
+        root.join(format!("run/user/{}/rossip/rossipd.sock", places.uid)),
+        tmp_socket.clone(),
+        root.join("run/rossip/rossipd.sock"),
+    ] {
+        assert!(
+            out.stderr.contains(&place.display().to_string()),
+            "the error should name {}: {}",
+            place.display(),
+            out.stderr
+        );
+    }
+    assert!(
+        out.stderr.contains("start it with `rossipd`"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn tail_follow_into_head_ends_on_a_quiet_bus() {
+    let d = Daemon::builder("quiet-tail").loopback().spawn();
+    rossipctl(d.socket(), &["send", "the only message"]).assert_success();
+    // `rossipctl tail -f | head -1`: head prints the message and exits; nothing else is sent.
+    let line = first_line_then_closed_stdout(d.socket(), &["tail", "-f"]);
+    assert!(line.ends_with(": the only message\n"), "{line:?}");
+    let line = first_line_then_closed_stdout(d.socket(), &["--json", "tail", "-f", "-n", "1"]);
+    let message: MessageView = serde_json::from_str(&line).expect("a message line");
+    assert_eq!(message.text, "the only message");
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rossip_proto::rpc::PeerStateName;
 use rossip_tests::background::Background;
 use rossip_tests::cluster::{MEMBERSHIP_TIMEOUT, wait_peer_state};
-use rossip_tests::ctl::{rossipctl, spawn_rossipctl};
+use rossip_tests::ctl::{first_line_then_closed_stdout, rossipctl, spawn_rossipctl};
 use rossip_tests::daemon::Daemon;
 use serde_json::Value;
 
@@ -176,4 +176,14 @@ fn tail_follow_peers_interleaves_messages_and_membership() {
         "tp-b's message on #ops",
         &message,
     );
+}
+
+#[test]
+fn events_into_head_ends_on_a_quiet_bus() {
+    // `rossipctl events --snapshot | head -1`: the snapshot's one line, then no membership
+    // change ever comes; rossipctl must notice the closed pipe without one.
+    let (a, _c) = pair("evq-a", "evq-c");
+    let line = first_line_then_closed_stdout(a.socket(), &["--json", "events", "--snapshot"]);
+    let snapshot: Value = serde_json::from_str(&line).expect("a JSON line");
+    assert!(is_change(&snapshot, "snapshot", "evq-c"), "{line}");
 }

@@ -30,8 +30,9 @@ pub fn run(ctx: &Ctx, out: &mut Out<impl Write>, args: EventsArgs) -> anyhow::Re
         printer: PeerPrinter::new(ctx.json, TimeZone::system()),
         snapshot: args.snapshot,
     };
+    // A restarted daemon is looked for where it was found, not searched for again.
     watch(
-        &Resubscriber::new(ctx.socket.clone()),
+        &Resubscriber::new(client.path().to_path_buf()),
         out,
         &mut watcher,
         client,

@@ -57,8 +57,10 @@ pub fn run(
         printer,
         peers,
     };
+    // A restarted daemon is looked for where it was found, not searched for again: another
+    // daemon elsewhere would not hold the messages to resume from.
     follow(
-        &Resubscriber::new(ctx.socket.clone()),
+        &Resubscriber::new(client.path().to_path_buf()),
         out,
         &mut follower,
         client,

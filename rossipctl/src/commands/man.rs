@@ -119,16 +119,34 @@ fn extra_sections(parent: Option<&str>) -> Roff {
             "Where a user's rossipd puts its socket (rossip/rossipd.sock inside it).",
         );
         roff.control("SH", ["FILES"]);
+        roff.text([roman(
+            "Without --socket and ROSSIP_SOCKET, rossipctl tries these sockets in this order and \
+             uses the first one a rossipd answers on (a socket file nobody listens on is passed \
+             over); if none answers, the error names each one and what was there.",
+        )]);
         paragraph(
             &mut roff,
             "$XDG_RUNTIME_DIR/rossip/rossipd.sock",
-            "The socket of a user's rossipd (systemctl --user), tried first.",
+            "The socket of a user's rossipd (systemctl --user, or rossipd started in a login \
+             session); only when XDG_RUNTIME_DIR is set.",
+        );
+        paragraph(
+            &mut roff,
+            "/run/user/UID/rossip/rossipd.sock",
+            "Where a user's rossipd started without XDG_RUNTIME_DIR (su, sudo -u, cron) puts its \
+             socket when logind's /run/user/UID is there and belongs to that user.",
+        );
+        paragraph(
+            &mut roff,
+            "/tmp/rossip-UID/rossipd.sock",
+            "Where a user's rossipd puts its socket otherwise. Not used when /tmp/rossip-UID \
+             belongs to another user or is a symbolic link.",
         );
         paragraph(
             &mut roff,
             rossip_proto::paths::SYSTEM_SOCKET_PATH,
-            "The socket of the system service, tried next; its users must be in the rossip \
-             group (usermod -aG rossip NAME).",
+            "The socket of the system service; its users must be in its group, rossip \
+             (usermod -aG rossip NAME).",
         );
     }
     roff.control("SH", ["SEE ALSO"]);

@@ -1,9 +1,8 @@
 //! One file per subcommand. Each takes the shared [`Ctx`] and writes its results to an
 //! [`Out`](crate::output::Out).
 
-use std::path::PathBuf;
-
 use crate::client::{Client, ClientError};
+use crate::socket_path::SocketLocation;
 
 pub mod completions;
 pub mod events;
@@ -25,8 +24,8 @@ mod test_daemon;
 /// What every command needs: where the daemon is, and which output format.
 #[derive(Debug, Clone)]
 pub struct Ctx {
-    /// The resolved socket path.
-    pub socket: PathBuf,
+    /// The socket given, or the places to look for one.
+    pub socket: SocketLocation,
     /// `--json`: one JSON object per line on stdout.
     pub json: bool,
 }
@@ -34,6 +33,6 @@ pub struct Ctx {
 impl Ctx {
     /// Connects to the daemon.
     pub fn connect(&self) -> Result<Client, ClientError> {
-        Client::connect(&self.socket)
+        self.socket.connect()
     }
 }
