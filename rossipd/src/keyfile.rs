@@ -129,7 +129,7 @@ pub fn load(path: &Path) -> anyhow::Result<Keyring> {
     let mut keys = keys.into_iter();
     let Some(primary) = keys.next() else {
         bail!(
-            "the key file {} holds no key (make one with `rossipctl keygen`)",
+            "the key file {} holds no key (make one with `rossipctl keygen -o FILE`)",
             path.display()
         );
     };

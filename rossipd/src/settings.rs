@@ -149,7 +149,7 @@ pub struct Args {
     )]
     max_message_bytes: Option<usize>,
 
-    /// Cluster key file (`rossipctl keygen`; mode 600): every datagram is sealed with it
+    /// Cluster key file (`rossipctl keygen -o FILE`; mode 600): every datagram is sealed with it
     /// and nothing unsealed is accepted; STATE_DIR/keyring, saved by `rossipctl keys`,
     /// supersedes it [default: $CREDENTIALS_DIRECTORY/rossip.key if it exists, else no
     /// encryption]
