@@ -363,12 +363,17 @@ impl Warning {
 pub fn describe(subject: &Subject, own: OwnSettings<'_>) -> String {
     match subject {
         Subject::SilentSeed { seed, addrs } => {
+            // The addresses a name resolved to; nothing when the seed is
+            // one address already.
             let mut at = String::new();
-            for (i, addr) in addrs.iter().enumerate() {
-                let _ = write!(at, "{}{addr}", if i == 0 { "" } else { ", " });
+            if !matches!(addrs.as_slice(), [only] if only.to_string() == *seed) {
+                for (i, addr) in addrs.iter().enumerate() {
+                    let _ = write!(at, "{}{addr}", if i == 0 { " (" } else { ", " });
+                }
+                at.push(')');
             }
             format!(
-                "seed {seed} ({at}) has not answered for {}s: check that rossipd runs there on \
+                "seed {seed}{at} has not answered for {}s: check that rossipd runs there on \
                  that port, that firewalls pass UDP to it both ways, and that both nodes have \
                  the same --cluster and key (a node with another label or key drops our hellos \
                  without answering; its `rossipctl status` names this node)",
