@@ -117,7 +117,8 @@ fn a_seed_that_never_answers_is_reported_until_it_answers() {
         human.stdout
     );
 
-    // The seed comes up: the problem is over.
+    // The seed comes up: the problem is over. (It greets the asker too, so
+    // the test need not wait for the asker's next retry, up to 30 s away.)
     let port = silent.local_addr().expect("its address").port();
     drop(silent);
     let b = Daemon::builder("seed-late")
@@ -128,6 +129,7 @@ fn a_seed_that_never_answers_is_reported_until_it_answers() {
             "--port",
             &port.to_string(),
         ])
+        .join(&a.addr())
         .log_level("info")
         .spawn();
     wait_peer_state(&a, b.name(), PeerStateName::Alive, MEMBERSHIP_TIMEOUT);
