@@ -366,14 +366,15 @@ pub fn describe(subject: &Subject, own: OwnSettings<'_>) -> String {
             // The addresses a name resolved to; nothing when the seed is
             // one address already.
             let mut at = String::new();
-            if !matches!(addrs.as_slice(), [only] if only.to_string() == *seed) {
+            if !addrs.is_empty() && !matches!(addrs.as_slice(), [only] if only.to_string() == *seed)
+            {
                 for (i, addr) in addrs.iter().enumerate() {
                     let _ = write!(at, "{}{addr}", if i == 0 { " (" } else { ", " });
                 }
                 at.push(')');
             }
             format!(
-                "seed {seed}{at} has not answered for {}s: check that rossipd runs there on \
+                "seed {seed}{at} has not answered for over {}s: check that rossipd runs there on \
                  that port, that firewalls pass UDP to it both ways, and that both nodes have \
                  the same --cluster and key (a node with another label or key drops our hellos \
                  without answering; its `rossipctl status` names this node)",
