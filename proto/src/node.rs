@@ -421,6 +421,11 @@ pub enum Mismatch {
     Unsealed,
     /// Sealed, and this node has no key; counted as `sealed_without_key`.
     SealedWithoutKey,
+    /// Sealed under a key this node holds, by a sender run it has no
+    /// record of, and stamped further from this node's clock than
+    /// [`crate::seal::replay::FRESHNESS`]: one of the two clocks is off (or
+    /// an old capture was replayed); counted as `stale`.
+    ClockSkew,
 }
 
 impl Mismatch {
@@ -431,6 +436,7 @@ impl Mismatch {
             Mismatch::UnknownKey(id) => crate::seal::OpenError::UnknownKey(id).reason(),
             Mismatch::Unsealed => crate::seal::OpenError::Unsealed.reason(),
             Mismatch::SealedWithoutKey => wire::DecodeError::Sealed.reason(),
+            Mismatch::ClockSkew => crate::seal::OpenError::Stale.reason(),
         }
     }
 
@@ -438,12 +444,11 @@ impl Mismatch {
         match err {
             crate::seal::OpenError::Unsealed => Some(Mismatch::Unsealed),
             crate::seal::OpenError::UnknownKey(id) => Some(Mismatch::UnknownKey(id)),
-            // Tampering, replays and clocks: not a setting of either node
-            // (a stale clock is named by its counter and the README).
+            crate::seal::OpenError::Stale => Some(Mismatch::ClockSkew),
+            // Tampering and replays: not a setting of either node.
             crate::seal::OpenError::BadSeal
             | crate::seal::OpenError::NotSealed
-            | crate::seal::OpenError::Replayed
-            | crate::seal::OpenError::Stale => None,
+            | crate::seal::OpenError::Replayed => None,
         }
     }
 

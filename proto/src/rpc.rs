@@ -671,6 +671,9 @@ pub enum ProblemKind {
     UnsealedRefused,
     /// Sealed datagrams at this node, which has no key.
     SealedWithoutKey,
+    /// Sealed datagrams of a sender whose clock is more than 5 minutes
+    /// from this node's (or an old capture replayed).
+    Stale,
     /// Refused datagrams from more addresses than are tracked one by one.
     ManySenders,
 }
@@ -684,6 +687,7 @@ impl ProblemKind {
             ProblemKind::UnknownKey => "unknown_key",
             ProblemKind::UnsealedRefused => "unsealed_refused",
             ProblemKind::SealedWithoutKey => "sealed_without_key",
+            ProblemKind::Stale => "stale",
             ProblemKind::ManySenders => "many_senders",
         }
     }
@@ -872,6 +876,7 @@ mod tests {
             ProblemKind::UnknownKey,
             ProblemKind::UnsealedRefused,
             ProblemKind::SealedWithoutKey,
+            ProblemKind::Stale,
             ProblemKind::ManySenders,
         ] {
             assert_eq!(serde_json::to_value(kind).ok(), Some(json!(kind.as_str())));

@@ -250,6 +250,20 @@ fn configuration_mismatches_are_named() {
             assert_eq!(to.stats().dropped.get(mismatch.reason()), Some(&1));
         }
     }
+    // A sender whose clock is 10 minutes ahead.
+    let mut ahead = {
+        let mut config = sim.config(0, "n0");
+        config.cluster = "a".to_owned();
+        config.keyring = keyring(1);
+        config.wall_ms_at_start += 2 * rossip_proto::seal::replay::FRESHNESS;
+        rossip_proto::Node::new(config, start)
+    };
+    let mut to = node(1, "a", Some(1));
+    assert_eq!(
+        first_words(&mut ahead, &mut to),
+        Some(Mismatch::ClockSkew),
+        "a clock off by more than the freshness bound"
+    );
     let mut keyed = node(1, "a", Some(1));
     assert_eq!(
         keyed.handle_datagram(Sim::addr(0), b"not rossip at all", start),

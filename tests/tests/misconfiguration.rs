@@ -1,16 +1,18 @@
 //! Misconfiguration is loud, with real daemons on loopback: a seed that
 //! never answers, a peer with another `--cluster` label, a keyed node and
-//! an unkeyed one, two different keys. Each is a WARN line at the default
+//! an unkeyed one, two different keys, a clock far off. Each is a WARN line at the default
 //! log level (info) naming the address and what to check, and a `problems`
 //! entry in `status` (and in `rossipctl status`), rather than `no peers`
 //! and a drop counter. A flood of mismatched datagrams does not flood the
 //! log, and no number of senders grows the problem table past its bound.
 
 use std::net::UdpSocket;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rossip_proto::NodeId;
 use rossip_proto::rpc::{PeerStateName, ProblemKind, ProblemView};
+use rossip_proto::seal::replay::FRESHNESS;
+use rossip_proto::seal::{ClusterKey, Keyring, Sealer};
 use rossip_proto::wire::{self, Body, ClusterId, Header};
 use rossip_tests::cluster::{MEMBERSHIP_TIMEOUT, wait_peer_state};
 use rossip_tests::ctl::rossipctl;
@@ -252,6 +254,49 @@ fn two_keys_name_each_other() {
             )],
         );
     }
+}
+
+#[test]
+fn a_sender_with_a_clock_far_off_is_reported() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = key_file(dir.path(), "a.key", KEY);
+    let a = daemon("clock-here").args(["--key-file", &key]).spawn();
+    let target = a.addr();
+    let status = a.status();
+
+    // What a node with the key and a clock 10 minutes ahead sends: a
+    // sealed datagram stamped by that clock.
+    let mut sealer = Sealer::new(
+        Keyring::new(ClusterKey::from_hex(KEY).expect("a key"), Vec::new()),
+        0x0c10_c000_0000_0001,
+    );
+    let plain = wire::encode(
+        &Header {
+            flags: 0,
+            cluster: ClusterId::from_label(&status.cluster),
+            sender: NodeId([0x43; 16]),
+        },
+        &Body::Swim(Vec::new()),
+    )
+    .expect("a small datagram encodes");
+    let ahead_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_millis() as u64
+        + 2 * FRESHNESS;
+    let sealed = sealer.seal(&plain, ahead_ms).expect("seal");
+    let skewed = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let skewed_addr = skewed.local_addr().expect("address").to_string();
+    skewed.send_to(&sealed, &target).expect("send on loopback");
+
+    let reported = wait_problem(&a, ProblemKind::Stale, &skewed_addr, REFUSAL_TIMEOUT);
+    assert!(reported.detail.contains("NTP"), "{}", reported.detail);
+    assert_warned(
+        &a,
+        &[&format!(
+            "datagrams from {skewed_addr} are stamped more than 5 minutes from this node's clock"
+        )],
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Configuration problems this node can see, said loudly: datagrams
 //! refused because their sender has another cluster label or another key
-//! (or none), and seeds that never answer. Each of these otherwise looks
+//! (or none) or a clock too far off, and seeds that never answer. Each of these otherwise looks
 //! like a silent network: `no peers` on both sides and a drop counter.
 //!
 //! Each problem is logged at WARN when first seen, then at most once per
@@ -402,6 +402,12 @@ pub fn describe(subject: &Subject, own: OwnSettings<'_>) -> String {
             Mismatch::SealedWithoutKey => format!(
                 "datagrams from {addr} are sealed with a cluster key, and this node has none: \
                  start this node with the cluster's --key-file"
+            ),
+            Mismatch::ClockSkew => format!(
+                "datagrams from {addr} are stamped more than {} minutes from this node's clock: \
+                 check both clocks (run NTP; `timedatectl` says whether a clock is \
+                 synchronized); an old capture replayed looks the same",
+                rossip_proto::seal::replay::FRESHNESS / 60_000
             ),
         },
         Subject::ManySenders => format!(

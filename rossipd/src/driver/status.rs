@@ -129,6 +129,7 @@ impl Driver {
                     Mismatch::UnknownKey(_) => ProblemKind::UnknownKey,
                     Mismatch::Unsealed => ProblemKind::UnsealedRefused,
                     Mismatch::SealedWithoutKey => ProblemKind::SealedWithoutKey,
+                    Mismatch::ClockSkew => ProblemKind::Stale,
                 },
                 Some(addr.to_string()),
             ),
