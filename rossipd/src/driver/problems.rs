@@ -411,7 +411,7 @@ pub fn describe(subject: &Subject, own: OwnSettings<'_>) -> String {
             ),
         },
         Subject::ManySenders => format!(
-            "datagrams refused for another cluster label or key come from more than \
+            "datagrams refused for another cluster label, key or clock come from more than \
              {MAX_TRACKED} addresses; those of further addresses are only counted"
         ),
     }
