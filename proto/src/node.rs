@@ -404,6 +404,70 @@ pub struct Stats {
     pub suspicions_refuted: u64,
 }
 
+/// A refused datagram whose sender is most likely configured differently
+/// from this node, rather than hostile or broken: returned by
+/// [`Node::handle_datagram`] besides the drop counter, because each of
+/// these otherwise looks like a silent network ("no peers") on both sides.
+/// Anyone can forge one, so whoever reports them must bound how often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Mismatch {
+    /// The header carries another cluster label's hash (`--cluster`);
+    /// counted as `wrong_cluster`.
+    OtherCluster,
+    /// Sealed under a key this node does not hold; counted as
+    /// `unknown_key`.
+    UnknownKey(crate::seal::KeyId),
+    /// Plaintext, and this node has a key; counted as `unsealed_refused`.
+    Unsealed,
+    /// Sealed, and this node has no key; counted as `sealed_without_key`.
+    SealedWithoutKey,
+    /// Sealed under a key this node holds, by a sender run it has no
+    /// record of, and stamped further from this node's clock than
+    /// [`crate::seal::replay::FRESHNESS`]: one of the two clocks is off (or
+    /// an old capture was replayed); counted as `stale`.
+    ClockSkew,
+}
+
+impl Mismatch {
+    /// The drop counter ([`Stats::dropped`]) this mismatch is counted in.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Mismatch::OtherCluster => wire::DecodeError::WrongCluster.reason(),
+            Mismatch::UnknownKey(id) => crate::seal::OpenError::UnknownKey(id).reason(),
+            Mismatch::Unsealed => crate::seal::OpenError::Unsealed.reason(),
+            Mismatch::SealedWithoutKey => wire::DecodeError::Sealed.reason(),
+            Mismatch::ClockSkew => crate::seal::OpenError::Stale.reason(),
+        }
+    }
+
+    fn of_open_error(err: crate::seal::OpenError) -> Option<Mismatch> {
+        match err {
+            crate::seal::OpenError::Unsealed => Some(Mismatch::Unsealed),
+            crate::seal::OpenError::UnknownKey(id) => Some(Mismatch::UnknownKey(id)),
+            crate::seal::OpenError::Stale => Some(Mismatch::ClockSkew),
+            // Tampering and replays: not a setting of either node.
+            crate::seal::OpenError::BadSeal
+            | crate::seal::OpenError::NotSealed
+            | crate::seal::OpenError::Replayed => None,
+        }
+    }
+
+    fn of_decode_error(err: wire::DecodeError) -> Option<Mismatch> {
+        match err {
+            wire::DecodeError::WrongCluster => Some(Mismatch::OtherCluster),
+            wire::DecodeError::Sealed => Some(Mismatch::SealedWithoutKey),
+            // Not rossip, or not this version of it, or broken: bad packets.
+            wire::DecodeError::TooShort(_)
+            | wire::DecodeError::BadMagic
+            | wire::DecodeError::UnsupportedVersion(_)
+            | wire::DecodeError::UnsupportedFlags(_)
+            | wire::DecodeError::Oversized(_)
+            | wire::DecodeError::Malformed
+            | wire::DecodeError::BadSignature => None,
+        }
+    }
+}
+
 /// The protocol state machine of one rossip node.
 pub struct Node {
     /// Configuration after clamping (name, limits).
@@ -569,12 +633,20 @@ impl Node {
     ///
     /// Anything that fails a check is dropped and counted in
     /// [`Stats::dropped`] by reason; nothing an input contains can panic.
-    pub fn handle_datagram(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) {
+    /// A drop that says the sender is configured differently from this
+    /// node is also returned (see [`Mismatch`]), so that the driver, which
+    /// owns a clock, can tell the operator.
+    pub fn handle_datagram(
+        &mut self,
+        from: SocketAddr,
+        bytes: &[u8],
+        now: Instant,
+    ) -> Option<Mismatch> {
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += bytes.len() as u64;
         if self.left {
             self.count_drop("after_leave");
-            return;
+            return None;
         }
         let opened;
         self.last_wall_ms = self.wall_ms(now);
@@ -593,7 +665,7 @@ impl Node {
                 Err(err) => {
                     tracing::debug!(addr = %from, %err, "dropping datagram");
                     self.count_drop(err.reason());
-                    return;
+                    return Mismatch::of_open_error(err);
                 }
             },
         };
@@ -603,12 +675,12 @@ impl Node {
             Err(err) => {
                 tracing::debug!(addr = %from, %err, "dropping datagram");
                 self.count_drop(err.reason());
-                return;
+                return Mismatch::of_decode_error(err);
             }
         };
         if header.sender == self.config.id {
             self.count_drop("from_self");
-            return;
+            return None;
         }
         match body {
             wire::Body::Hello(hello) => self.on_hello(from, header.sender, hello, now),
@@ -658,6 +730,7 @@ impl Node {
         }
         // After handling, so that the first datagram of a new member counts.
         self.members.saw(header.sender, now);
+        None
     }
 
     /// Fires every timer due at or before `now`.

@@ -630,6 +630,67 @@ pub struct StatusResult {
     /// Connections to the local socket (absent from daemons before it existed).
     #[serde(default)]
     pub rpc: RpcStatus,
+    /// Configuration problems seen lately (another cluster label or key,
+    /// a seed that does not answer), each also logged as a warning; empty
+    /// when there are none.
+    #[serde(default)]
+    pub problems: Vec<ProblemView>,
+}
+
+/// A configuration problem in `status`: something that keeps this node
+/// apart from another, which would otherwise only show as `no peers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProblemView {
+    /// What kind of problem.
+    pub kind: ProblemKind,
+    /// The address involved: the sender's `IP:PORT`, or a seed as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    /// What it is and what to check, one sentence.
+    pub detail: String,
+    /// When it began, ms since the Unix epoch.
+    pub since: u64,
+    /// When it was last seen, ms since the Unix epoch.
+    pub last_seen: u64,
+    /// Datagrams refused (for `seed_silent`: contacts unanswered).
+    pub count: u64,
+}
+
+/// Kinds of [`ProblemView`]. The kinds of refused datagrams are named as
+/// their `datagrams.dropped` counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// A seed (`--join`, `rossipctl join`) that has not answered for 30 s.
+    SeedSilent,
+    /// Datagrams from a node with another `--cluster` label.
+    WrongCluster,
+    /// Datagrams sealed under a key this node does not hold.
+    UnknownKey,
+    /// Plaintext datagrams at this node, which has a key.
+    UnsealedRefused,
+    /// Sealed datagrams at this node, which has no key.
+    SealedWithoutKey,
+    /// Sealed datagrams of a sender whose clock is more than 5 minutes
+    /// from this node's (or an old capture replayed).
+    Stale,
+    /// Refused datagrams from more addresses than are tracked one by one.
+    ManySenders,
+}
+
+impl ProblemKind {
+    /// The snake_case name used in JSON and human output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemKind::SeedSilent => "seed_silent",
+            ProblemKind::WrongCluster => "wrong_cluster",
+            ProblemKind::UnknownKey => "unknown_key",
+            ProblemKind::UnsealedRefused => "unsealed_refused",
+            ProblemKind::SealedWithoutKey => "sealed_without_key",
+            ProblemKind::Stale => "stale",
+            ProblemKind::ManySenders => "many_senders",
+        }
+    }
 }
 
 /// Connections to the local JSON-RPC socket, in `status`.
@@ -806,6 +867,33 @@ pub struct LeaveResult {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn problem_kinds_print_as_they_serialize() {
+        for kind in [
+            ProblemKind::SeedSilent,
+            ProblemKind::WrongCluster,
+            ProblemKind::UnknownKey,
+            ProblemKind::UnsealedRefused,
+            ProblemKind::SealedWithoutKey,
+            ProblemKind::Stale,
+            ProblemKind::ManySenders,
+        ] {
+            assert_eq!(serde_json::to_value(kind).ok(), Some(json!(kind.as_str())));
+        }
+        let problem = ProblemView {
+            kind: ProblemKind::WrongCluster,
+            addr: None,
+            detail: "d".into(),
+            since: 1,
+            last_seen: 2,
+            count: 3,
+        };
+        assert_eq!(
+            serde_json::to_value(&problem).ok(),
+            Some(json!({"kind":"wrong_cluster","detail":"d","since":1,"last_seen":2,"count":3}))
+        );
+    }
 
     #[test]
     fn event_notification_is_flat() {

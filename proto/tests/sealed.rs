@@ -203,3 +203,71 @@ fn a_replayed_datagram_changes_nothing() {
     assert_eq!(fresh.members().count(), 0);
     assert_eq!(messages(&mut fresh), 0);
 }
+
+/// Each setting that keeps two nodes apart is named by `handle_datagram`
+/// (besides its drop counter), so the driver can tell the operator; a bad
+/// packet is not.
+#[test]
+fn configuration_mismatches_are_named() {
+    use rossip_proto::Mismatch;
+
+    let start = Instant::now();
+    let sim = Sim::new(start, seed() ^ 0x5ea4);
+    let node = |index: usize, cluster: &str, key: Option<u8>| {
+        let mut config = sim.config(index, &format!("n{index}"));
+        config.cluster = cluster.to_owned();
+        config.keyring = key.and_then(keyring);
+        rossip_proto::Node::new(config, start)
+    };
+    // What `from` says to `to` first (its hello), and what `to` makes of it.
+    let first_words = |from: &mut rossip_proto::Node, to: &mut rossip_proto::Node| {
+        from.handle_contact(Sim::addr(1), start);
+        let hello = from.poll_transmit().expect("a hello");
+        to.handle_datagram(Sim::addr(0), &hello.payload, start)
+    };
+    let other_key = ClusterKey::new(&[2; KEY_BYTES]).id();
+    for (sender, receiver, expected) in [
+        ((Some(1), "a"), (Some(1), "a"), None),
+        ((None, "a"), (None, "b"), Some(Mismatch::OtherCluster)),
+        ((Some(1), "a"), (Some(1), "b"), Some(Mismatch::OtherCluster)),
+        ((None, "a"), (Some(1), "a"), Some(Mismatch::Unsealed)),
+        (
+            (Some(1), "a"),
+            (None, "a"),
+            Some(Mismatch::SealedWithoutKey),
+        ),
+        (
+            (Some(2), "a"),
+            (Some(1), "a"),
+            Some(Mismatch::UnknownKey(other_key)),
+        ),
+    ] {
+        let mut from = node(0, sender.1, sender.0);
+        let mut to = node(1, receiver.1, receiver.0);
+        let named = first_words(&mut from, &mut to);
+        assert_eq!(named, expected, "{sender:?} to {receiver:?}");
+        if let Some(mismatch) = named {
+            assert_eq!(to.stats().dropped.get(mismatch.reason()), Some(&1));
+        }
+    }
+    // A sender whose clock is 10 minutes ahead.
+    let mut ahead = {
+        let mut config = sim.config(0, "n0");
+        config.cluster = "a".to_owned();
+        config.keyring = keyring(1);
+        config.wall_ms_at_start += 2 * rossip_proto::seal::replay::FRESHNESS;
+        rossip_proto::Node::new(config, start)
+    };
+    let mut to = node(1, "a", Some(1));
+    assert_eq!(
+        first_words(&mut ahead, &mut to),
+        Some(Mismatch::ClockSkew),
+        "a clock off by more than the freshness bound"
+    );
+    let mut keyed = node(1, "a", Some(1));
+    assert_eq!(
+        keyed.handle_datagram(Sim::addr(0), b"not rossip at all", start),
+        None,
+        "a bad packet is not a setting"
+    );
+}

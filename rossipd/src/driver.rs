@@ -34,6 +34,7 @@ mod command;
 mod events;
 mod keyring;
 mod persist;
+mod problems;
 mod status;
 mod unstored;
 
@@ -148,6 +149,9 @@ pub struct Driver {
     /// The key ids held, for discovery's mDNS record (see
     /// [`Driver::publish_key_ids_to`]).
     key_ids: tokio::sync::watch::Sender<Vec<String>>,
+    /// Other cluster labels and keys, silent seeds: warned about and listed
+    /// in `status`.
+    problems: problems::Problems,
 }
 
 impl std::fmt::Debug for Driver {
@@ -193,6 +197,7 @@ impl Driver {
             keyring_answers: std::collections::BTreeMap::new(),
             pins,
             key_ids: tokio::sync::watch::Sender::new(Vec::new()),
+            problems: problems::Problems::default(),
         };
         driver.greet_cached_peers(&greet);
         driver
@@ -240,6 +245,8 @@ impl Driver {
         cache_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut prune_tick = tokio::time::interval(PRUNE_INTERVAL);
         prune_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut problems_tick = tokio::time::interval(problems::SWEEP_INTERVAL);
+        problems_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let exit = loop {
             self.flush().await;
             // Let subscription forwarders and connections run before the
@@ -285,6 +292,7 @@ impl Driver {
                     self.peer_cache.save_if_changed(live);
                 }
                 _ = prune_tick.tick() => self.prune_store(),
+                _ = problems_tick.tick() => self.sweep_problems(Instant::now()),
             }
         };
         self.leave().await;
@@ -326,7 +334,16 @@ impl Driver {
             match received {
                 Ok((len, from)) => {
                     let bytes = buf.get(..len).unwrap_or_default();
-                    self.node.handle_datagram(from, bytes, Instant::now());
+                    let now = Instant::now();
+                    if self.problems.awaits_seeds() {
+                        self.problems.heard_from(from);
+                    }
+                    if let Some(mismatch) = self.node.handle_datagram(from, bytes, now)
+                        && let Some(warning) = self.problems.refused(from, mismatch, now)
+                    {
+                        let keys = self.node.key_ids();
+                        warning.log(self.own_settings(&keys));
+                    }
                 }
                 // ICMP port unreachable from an earlier send surfaces here on
                 // Linux (ECONNREFUSED); it says nothing about this datagram.
@@ -401,7 +418,7 @@ impl Driver {
             Command::Status { reply } => {
                 let _ = reply.send(self.status(now));
             }
-            Command::Join { addrs, reply } => {
+            Command::Join { seed, addrs, reply } => {
                 // Already a member at that address: nothing to wait for (the
                 // node does not re-greet alive members).
                 let known = self.node.members().find(|m| {
@@ -419,13 +436,15 @@ impl Driver {
                 for addr in &addrs {
                     self.node.handle_contact(*addr, now);
                 }
+                self.watch_seed(&seed, &addrs, now);
                 self.join_waiters.retain(|w| !w.reply.is_closed());
                 self.join_waiters.push(JoinWaiter { addrs, reply });
             }
-            Command::Contact { addrs } => {
-                for addr in addrs {
-                    self.node.handle_contact(addr, now);
+            Command::Contact { seed, addrs } => {
+                for addr in &addrs {
+                    self.node.handle_contact(*addr, now);
                 }
+                self.watch_seed(&seed, &addrs, now);
             }
             Command::KeysList { reply } => self.on_keys_list(reply, now),
             Command::KeyOp { op, reply } => self.on_key_op(op, reply, now),
@@ -435,6 +454,43 @@ impl Driver {
             Command::Leave { reply } => return Some(reply),
         }
         None
+    }
+
+    /// Watches whether a seed answers (see `problems`). Addresses of this
+    /// node are left out: the node does not greet itself.
+    fn watch_seed(&mut self, seed: &str, addrs: &[SocketAddr], now: Instant) {
+        let others: Vec<SocketAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|a| *a != self.info.addr)
+            .collect();
+        self.problems.contacting_seed(seed, &others, now);
+    }
+
+    /// Logs the silent seeds due a warning and forgets problems that
+    /// stopped.
+    fn sweep_problems(&mut self, now: Instant) {
+        let node = &self.node;
+        let warnings = self.problems.sweep(now, |addr| {
+            node.member_at(addr).is_some_and(|m| m.state.is_active())
+        });
+        if !warnings.is_empty() {
+            let keys = self.node.key_ids();
+            for warning in warnings {
+                warning.log(self.own_settings(&keys));
+            }
+        }
+    }
+
+    /// This node's settings as problem details name them.
+    fn own_settings<'a>(
+        &'a self,
+        keys: &'a [rossip_proto::seal::KeyId],
+    ) -> problems::OwnSettings<'a> {
+        problems::OwnSettings {
+            cluster: &self.info.cluster,
+            keys,
+        }
     }
 
     /// Publishes; `Err(Ok(retry_after))` when the history window has no

@@ -25,7 +25,11 @@ pub async fn contact_forever(
         match crate::rpc::resolve(&spec).await {
             Ok(addrs) => {
                 tracing::debug!(seed = %spec, ?addrs, "contacting seed");
-                if commands.send(Command::Contact { addrs }).await.is_err() {
+                let contact = Command::Contact {
+                    seed: spec.clone(),
+                    addrs,
+                };
+                if commands.send(contact).await.is_err() {
                     return;
                 }
             }

@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use rossip_proto::rpc::{PeerStateName, PeerView};
+use rossip_proto::rpc::{PeerStateName, PeerView, ProblemKind};
 use rossip_tests::cpu::{exclusive, shared};
 use rossip_tests::ctl::{rossipctl_in, spawn_rossipctl};
 use rossip_tests::daemon::DaemonBuilder;
@@ -546,6 +546,16 @@ fn two_cluster_labels_on_one_bridge_stay_two_memberships() {
         "{} got {}'s hello but counted no wrong_cluster drop",
         cluster.name(0),
         cluster.name(2)
+    );
+    // …and says so: a status problem naming the knocker's address.
+    let knocker = cluster.daemons[2].addr();
+    let problems = cluster.daemons[0].status().problems;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::WrongCluster && p.addr.as_deref() == Some(&knocker)),
+        "{} lists no wrong_cluster problem about {knocker}: {problems:?}",
+        cluster.name(0)
     );
     // The knock changed nothing: still two memberships.
     for i in 0..4 {

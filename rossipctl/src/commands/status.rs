@@ -2,13 +2,13 @@
 
 use std::io::Write;
 
-use rossip_proto::rpc::{StatusResult, method};
+use rossip_proto::rpc::{ProblemKind, StatusResult, method};
 use serde_json::json;
 
 use super::Ctx;
 use crate::output::Out;
 use crate::sanitize::sanitize;
-use crate::timefmt::format_age;
+use crate::timefmt::{format_age, format_ago, now_ms};
 
 /// Shows the daemon's status.
 pub fn run(ctx: &Ctx, out: &mut Out<impl Write>) -> anyhow::Result<()> {
@@ -17,10 +17,39 @@ pub fn run(ctx: &Ctx, out: &mut Out<impl Write>) -> anyhow::Result<()> {
     if ctx.json {
         return out.json(&status);
     }
-    for line in lines(&status) {
+    for line in lines(&status)
+        .into_iter()
+        .chain(problem_lines(&status, now_ms()))
+    {
         out.line(&line)?;
     }
     Ok(())
+}
+
+/// A `problems:` section when there are any (nothing otherwise), one
+/// problem a line: what it is and what to check, how often and how
+/// recently (ages against `now_ms`).
+fn problem_lines(s: &StatusResult, now_ms: u64) -> Vec<String> {
+    if s.problems.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec!["problems:".to_owned()];
+    lines.extend(s.problems.iter().map(|p| {
+        let what = if p.kind == ProblemKind::SeedSilent {
+            "unanswered contacts"
+        } else {
+            "datagrams"
+        };
+        format!(
+            "  {}: {} ({} {what}; first {} ago, last {} ago)",
+            p.kind.as_str(),
+            sanitize(&p.detail),
+            p.count,
+            format_ago(now_ms, p.since),
+            format_ago(now_ms, p.last_seen)
+        )
+    }));
+    lines
 }
 
 /// `key: value` lines for humans.
@@ -126,7 +155,7 @@ fn lines(s: &StatusResult) -> Vec<String> {
 mod tests {
     use super::*;
     use rossip_proto::rpc::{
-        DatagramCounts, MembershipCounts, MessageCounts, PeerCounts, StoreStatus,
+        DatagramCounts, MembershipCounts, MessageCounts, PeerCounts, ProblemView, StoreStatus,
     };
 
     #[test]
@@ -194,6 +223,7 @@ mod tests {
                 max_connections: 4096,
                 refused: 2,
             },
+            problems: Vec::new(),
         };
         let text = lines(&status).join("\n");
         for expected in [
@@ -214,5 +244,28 @@ mod tests {
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
+        assert!(
+            problem_lines(&status, 0).is_empty(),
+            "no problems: nothing extra"
+        );
+
+        let mut troubled = status;
+        troubled.problems = vec![ProblemView {
+            kind: ProblemKind::WrongCluster,
+            addr: Some("10.0.0.5:7465".into()),
+            detail: "datagrams from 10.0.0.5:7465 carry another cluster label\x1b[2J".into(),
+            since: 1_000,
+            last_seen: 61_000,
+            count: 12,
+        }];
+        assert_eq!(
+            problem_lines(&troubled, 66_000),
+            vec![
+                "problems:".to_owned(),
+                "  wrong_cluster: datagrams from 10.0.0.5:7465 carry another cluster \
+                 label\\x1b[2J (12 datagrams; first 1m05s ago, last 5s ago)"
+                    .to_owned(),
+            ]
+        );
     }
 }

@@ -52,6 +52,8 @@ pub enum Command {
     },
     /// Contact addresses; the reply comes when one of them answers.
     Join {
+        /// The `HOST:PORT` as given, which names it if it stays silent.
+        seed: String,
         /// Resolved addresses of the one `HOST:PORT`.
         addrs: Vec<SocketAddr>,
         /// The node that answered.
@@ -59,7 +61,10 @@ pub enum Command {
     },
     /// Contact addresses, no reply (seeds, retried by their own task).
     Contact {
-        /// Addresses.
+        /// The seed as given (`HOST:PORT` or `HOST`), which names it if it
+        /// stays silent.
+        seed: String,
+        /// What it resolved to.
         addrs: Vec<SocketAddr>,
     },
     /// Ask every member for its keyring (`keys.list`).

@@ -3,11 +3,14 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use rossip_proto::Mismatch;
 use rossip_proto::PeerState;
 use rossip_proto::rpc::{
-    DatagramCounts, IdentityStatus, MembershipCounts, MessageCounts, PeerCounts, RpcStatus,
-    StatusResult, StoreStatus,
+    DatagramCounts, IdentityStatus, MembershipCounts, MessageCounts, PeerCounts, ProblemKind,
+    ProblemView, RpcStatus, StatusResult, StoreStatus,
 };
+
+use super::problems::{Problem, Subject};
 
 use super::Driver;
 
@@ -106,6 +109,39 @@ impl Driver {
                 pinned_names: u64::try_from(self.pins.pinned()).unwrap_or(u64::MAX),
                 name_conflicts: self.pins.conflicts(),
             },
+            problems: {
+                let keys = self.node.key_ids();
+                self.problems
+                    .list(now, self.own_settings(&keys))
+                    .into_iter()
+                    .map(|problem| self.problem_view(problem))
+                    .collect()
+            },
+        }
+    }
+
+    fn problem_view(&self, problem: Problem) -> ProblemView {
+        let (kind, addr) = match problem.subject {
+            Subject::SilentSeed { seed, .. } => (ProblemKind::SeedSilent, Some(seed)),
+            Subject::Refused { addr, mismatch } => (
+                match mismatch {
+                    Mismatch::OtherCluster => ProblemKind::WrongCluster,
+                    Mismatch::UnknownKey(_) => ProblemKind::UnknownKey,
+                    Mismatch::Unsealed => ProblemKind::UnsealedRefused,
+                    Mismatch::SealedWithoutKey => ProblemKind::SealedWithoutKey,
+                    Mismatch::ClockSkew => ProblemKind::Stale,
+                },
+                Some(addr.to_string()),
+            ),
+            Subject::ManySenders => (ProblemKind::ManySenders, None),
+        };
+        ProblemView {
+            kind,
+            addr,
+            detail: problem.detail,
+            since: self.clock.unix_ms(problem.since),
+            last_seen: self.clock.unix_ms(problem.last_seen),
+            count: problem.count,
         }
     }
 }

@@ -174,6 +174,7 @@ async fn join(p: JoinParams, conn: &mut ConnectionState) -> Result<Value, ErrorO
     conn.ctx
         .commands
         .send(Command::Join {
+            seed: p.addr.clone(),
             addrs: addrs.clone(),
             reply,
         })
