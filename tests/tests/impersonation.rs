@@ -212,8 +212,9 @@ fn a_hosts_user_and_system_daemons_with_default_names_raise_no_alarm() {
             !rossip_tests::sys::ci(),
             "CI=true: the default-name test must run as root (to run a daemon as another user)"
         );
-        rossip_tests::sys::say(
-            "skipped a_hosts_user_and_system_daemons_with_default_names_raise_no_alarm: needs root",
+        rossip_tests::sys::skipped(
+            "a_hosts_user_and_system_daemons_with_default_names_raise_no_alarm",
+            "it needs root",
         );
         return;
     }
