@@ -76,6 +76,20 @@ fn create_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create state directory {}", dir.display()))
 }
 
+/// A node key from the OS's random numbers.
+fn new_node_key() -> anyhow::Result<NodeKey> {
+    let mut seed = [0u8; SEED_BYTES];
+    getrandom::fill(&mut seed)
+        .map_err(|e| anyhow::anyhow!("cannot get random bytes for a node key: {e}"))?;
+    Ok(NodeKey::from_seed(&seed))
+}
+
+/// Writes `key`'s secret seed to `path` (hex, mode 0600, atomically).
+fn save_node_key(path: &Path, key: &NodeKey) -> anyhow::Result<()> {
+    let hex: String = key.seed().iter().map(|b| format!("{b:02x}")).collect();
+    write_atomically(path, format!("{hex}\n").as_bytes())
+}
+
 /// 64 hex digits as 32 bytes.
 fn parse_seed(text: &str) -> anyhow::Result<[u8; SEED_BYTES]> {
     if text.len() != SEED_BYTES * 2 || !text.is_ascii() {
@@ -150,12 +164,8 @@ impl StateDir {
                     })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut seed = [0u8; SEED_BYTES];
-                getrandom::fill(&mut seed)
-                    .map_err(|e| anyhow::anyhow!("cannot get random bytes for a node key: {e}"))?;
-                let key = NodeKey::from_seed(&seed);
-                let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
-                write_atomically(&path, format!("{hex}\n").as_bytes())?;
+                let key = new_node_key()?;
+                save_node_key(&path, &key)?;
                 let old = self.dir.join("node_id");
                 if old.exists() {
                     // Ids were random before they derived from keys: this
@@ -171,6 +181,17 @@ impl StateDir {
             }
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
+    }
+
+    /// Gives this node a new key (so a new id) and saves it in place of the
+    /// old one: another running node uses the old one (a copy of this state
+    /// directory) and keeps it. Returns the new key, also when it could not
+    /// be saved (with the error): the new identity is then this run's only,
+    /// and a restart brings back the shared one.
+    pub fn replace_node_key(&self) -> anyhow::Result<(NodeKey, anyhow::Result<()>)> {
+        let key = new_node_key()?;
+        let saved = save_node_key(&self.dir.join(NODE_KEY_FILE), &key);
+        Ok((key, saved))
     }
 
     /// The generation of this run: the wall clock in milliseconds, but always
