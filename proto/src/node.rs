@@ -377,7 +377,8 @@ pub struct Stats {
     /// Drops by reason: the [`wire::DecodeError::reason`] names, plus
     /// `from_self`, `after_leave`, `invalid_message`, `invalid_hello`,
     /// `digest_from_non_member`, `gone_from_non_member`, `gone_unsolicited`,
-    /// `swim_rejected` (foca refused a packet), fragments
+    /// `swim_rejected` (foca refused a packet), `identity_in_use` (SWIM
+    /// ignored after [`Event::IdentityInUse`], until a new identity), fragments
     /// (`invalid_fragment`, `fragment_mismatch`, `corrupt_reassembly`),
     /// member sync (`member_digest_from_non_member`,
     /// `member_sync_from_non_member`, `member_sync_unsolicited`,

@@ -192,4 +192,17 @@ fn two_copies_of_one_state_directory_settle_as_two_nodes() {
             );
         }
     }
+    // Its own name moved to its new key with it: it does not flag itself.
+    let own_pin = format!("peer={}", yielder.name());
+    let flagged: Vec<String> = yielder
+        .log()
+        .lines()
+        .filter(|l| l.contains("NAME CHANGED KEY") && l.contains(&own_pin))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        flagged.is_empty(),
+        "{} flags its own name: {flagged:#?}",
+        yielder.name()
+    );
 }

@@ -51,8 +51,12 @@ impl Driver {
                 conflict.our_generation.saturating_add(1)
             }
         };
+        let old_key = self.node.public_key();
         self.node.take_new_identity(key, generation, Instant::now());
         self.store.set_own(self.node.id());
+        // Its own name, pinned to the old key, would flag this node itself.
+        self.pins
+            .repin_own(&self.info.name, &old_key, &self.node.public_key());
         match conflict.sent {
             Some((first, last)) => tracing::warn!(
                 old = %conflict.id,
