@@ -105,17 +105,16 @@ impl ConflictWatch {
 impl Node {
     /// Looks at a signed identity of another node (already verified): if it
     /// carries our id at another address, applies the rule (see the module
-    /// documentation). Returns whether it carries our id (then it must not
-    /// reach foca, which would start the renewal race).
-    pub(super) fn check_own_identity(&mut self, identity: &Identity) -> bool {
+    /// documentation). The callers keep such identities from foca.
+    pub(super) fn check_own_identity(&mut self, identity: &Identity) {
         if identity.id != self.config.id {
-            return false;
+            return;
         }
         let ours = self.swim.identity();
         if identity.addr == ours.addr {
             // Our own run (this one or an earlier one at this address): foca
             // settles which is current.
-            return true;
+            return;
         }
         let (our_generation, our_addr) = (ours.generation, ours.addr);
         if (identity.generation, identity.addr) > (our_generation, our_addr) {
@@ -131,8 +130,8 @@ impl Node {
                     theirs = %identity.addr,
                     their_generation = identity.generation,
                     "this node's id is also used by the node at {theirs}, a copy of this node (a copied \
-                     state directory or cloned machine); that one keeps the id (it has the later \
-                     generation), and this node ({ours}) takes a new identity",
+                     state directory or cloned machine); that one keeps the id (its run is the later \
+                     one, or as old at a higher address), and this node ({ours}) takes a new identity",
                     theirs = identity.addr,
                     ours = our_addr,
                 );
@@ -157,7 +156,6 @@ impl Node {
                 theirs = identity.addr,
             );
         }
-        true
     }
 
     /// A SWIM packet from the member `sender` arrived from `from`, which is
@@ -244,7 +242,8 @@ impl Node {
         self.history.set_own(self.config.id);
         self.identity_conflict.reported = false;
         self.identity_conflict.noted.clear();
-        tracing::warn!(
+        // The driver says it loudly, with what it did about the key.
+        tracing::info!(
             old = %old,
             new = %self.config.id,
             generation,
