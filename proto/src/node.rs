@@ -415,6 +415,9 @@ pub struct Stats {
     /// Times this node found its id in use by another running node that
     /// keeps it ([`Event::IdentityInUse`]).
     pub identity_conflicts: u64,
+    /// Times a message of this node's id that it did not send (a copy of
+    /// it elsewhere sent it) made it skip sequence numbers.
+    pub own_seq_skips: u64,
 }
 
 /// The protocol state machine of one rossip node.

@@ -23,6 +23,10 @@ const CLONE: usize = 2;
 /// Generation of the original; the copy's is `ORIGINAL_GENERATION + gap`.
 const ORIGINAL_GENERATION: u64 = 1_000;
 
+/// Messages the original sends before its copy starts, under numbers the
+/// copy starts from too.
+const BEFORE_THE_COPY: u64 = 3;
+
 /// How long the copies run side by side in each test: long enough for
 /// thousands of renewals if they raced (one per round trip).
 const WINDOW: Duration = Duration::from_secs(20);
@@ -46,6 +50,24 @@ fn clone_joins(seed: u64, gap: u64) -> Sim {
             && sim.state(ORIGINAL, OTHER) == Some(PeerState::Alive)
     });
     assert!(joined, "seed {seed:#x}: the original did not join");
+    // Sent after the state directory was copied: the copy's numbers
+    // start where these did.
+    let before: Vec<_> = (0..BEFORE_THE_COPY)
+        .map(|n| {
+            sim.publish(ORIGINAL, &format!("before the copy {n}"))
+                .expect("publish")
+                .id
+        })
+        .collect();
+    let delivered = sim.run_until(Duration::from_secs(10), |sim| {
+        before
+            .iter()
+            .all(|id| common::count_delivered(sim, OTHER, *id) == 1)
+    });
+    assert!(
+        delivered,
+        "seed {seed:#x}: the original's messages did not arrive"
+    );
     let mut clone = sim.config(CLONE, "clone");
     clone.key = Sim::key(ORIGINAL);
     clone.generation = ORIGINAL_GENERATION + gap;
@@ -125,6 +147,12 @@ fn the_older_copy_takes_a_new_identity_and_both_deliver() {
             );
         }
 
+        // The copy learnt the numbers the original used under the shared
+        // id (from their messages, repaired to it) and continues after them.
+        assert!(
+            sim.node(CLONE).next_seq() > BEFORE_THE_COPY,
+            "seed {seed:#x} gap {gap}: the copy would reuse the original's numbers"
+        );
         let new_id = sim.node(ORIGINAL).id();
         assert_ne!(new_id, Sim::id(ORIGINAL), "the original kept the shared id");
         assert_eq!(sim.node(CLONE).id(), Sim::id(ORIGINAL));

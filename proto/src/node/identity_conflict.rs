@@ -79,6 +79,9 @@ pub(super) struct ConflictWatch {
     /// When we last told each address which run of its sender's id we
     /// hold.
     told: BTreeMap<SocketAddr, Instant>,
+    /// Whether a copy's use of our sequence numbers was logged (once; the
+    /// later skips go to debug).
+    seq_skip_logged: bool,
 }
 
 impl ConflictWatch {
@@ -155,6 +158,49 @@ impl Node {
                  of its state directory on another machine (which then takes a new identity)",
                 theirs = identity.addr,
             );
+        }
+    }
+
+    /// A message with our id as its origin, numbered `seq`, arrived from the
+    /// network and was new to us. Only a holder of our key can sign one,
+    /// and every number this node's earlier runs used is below
+    /// `first_seq`, so at or past `next_seq` it is a copy of this node (a
+    /// copied state directory) using our numbers. Continue after it, so
+    /// that what we send next is not taken for that message by nodes that
+    /// have it. Messages this run sent with numbers the copy also used
+    /// may have been dropped as duplicates elsewhere: logged.
+    pub(super) fn skip_own_seq_through(&mut self, seq: u64) {
+        if seq < self.next_seq {
+            return;
+        }
+        let ours = (self.next_seq > self.config.first_seq)
+            .then(|| (self.config.first_seq, self.next_seq - 1));
+        self.next_seq = seq.saturating_add(1);
+        self.stats.own_seq_skips += 1;
+        if self.identity_conflict.seq_skip_logged {
+            tracing::debug!(
+                seq,
+                "another node used this node's id: skipping its numbers"
+            );
+            return;
+        }
+        self.identity_conflict.seq_skip_logged = true;
+        match ours {
+            Some((first, last)) => tracing::warn!(
+                id = %self.config.id,
+                seq,
+                first,
+                last,
+                "another node (a copy of this one) sent messages under this node's id, numbered up to \
+                 {seq}: this node continues after it; its own messages {first} to {last} may have \
+                 been dropped as duplicates on nodes that got the other's first"
+            ),
+            None => tracing::warn!(
+                id = %self.config.id,
+                seq,
+                "another node (a copy of this one) sent messages under this node's id, numbered up to \
+                 {seq}: this node continues after it"
+            ),
         }
     }
 
