@@ -34,6 +34,7 @@ mod contact;
 mod dissemination;
 mod fragments;
 mod history;
+mod identity_conflict;
 mod keyring_ops;
 mod member_sync;
 mod membership;
@@ -49,6 +50,7 @@ pub use anti_entropy::{
 pub use contact::{HELLO_MIN_INTERVAL, LEFT_FORWARD_FANOUT};
 pub use dissemination::{GAP_PULL_DELAY, MAX_CLOCK_AHEAD, MIN_RETENTION};
 pub use fragments::{MAX_PARTIALS, PARTIAL_TIMEOUT, REASSEMBLY_MAX_BYTES};
+pub use identity_conflict::{IDENTITY_NOTICE_INTERVAL, IdentityInUse, RENEWAL_LOG_INTERVAL};
 pub use keyring_ops::{
     KeyChange, KeyOpError, KeyringEvent, KeyringRequest, MAX_ACK_ERROR_BYTES, MAX_OUTSTANDING,
     OUTSTANDING_FOR,
@@ -301,6 +303,10 @@ pub enum Event {
     },
     /// Keyring answers and changes (see [`KeyringEvent`]).
     Keyring(KeyringEvent),
+    /// Another running node uses this node's id and keeps it: give this
+    /// node a new key with [`Node::take_new_identity`] (see
+    /// [`IdentityInUse`]). Reported once per identity.
+    IdentityInUse(IdentityInUse),
 }
 
 /// A range of one origin's messages this node will never deliver: no
@@ -371,7 +377,8 @@ pub struct Stats {
     /// Drops by reason: the [`wire::DecodeError::reason`] names, plus
     /// `from_self`, `after_leave`, `invalid_message`, `invalid_hello`,
     /// `digest_from_non_member`, `gone_from_non_member`, `gone_unsolicited`,
-    /// `swim_rejected` (foca refused a packet), fragments
+    /// `swim_rejected` (foca refused a packet), `identity_in_use` (SWIM
+    /// ignored after [`Event::IdentityInUse`], until a new identity), fragments
     /// (`invalid_fragment`, `fragment_mismatch`, `corrupt_reassembly`),
     /// member sync (`member_digest_from_non_member`,
     /// `member_sync_from_non_member`, `member_sync_unsolicited`,
@@ -402,6 +409,15 @@ pub struct Stats {
     pub failures_postponed: u64,
     /// Suspicions of this node it was told of directly, and refuted.
     pub suspicions_refuted: u64,
+    /// Times this node renewed its identity (a new generation) after being
+    /// declared failed while running.
+    pub renewals: u64,
+    /// Times this node found its id in use by another running node that
+    /// keeps it ([`Event::IdentityInUse`]).
+    pub identity_conflicts: u64,
+    /// Times a message of this node's id that it did not send (a copy of
+    /// it elsewhere sent it) made it skip sequence numbers.
+    pub own_seq_skips: u64,
 }
 
 /// A refused datagram whose sender is most likely configured differently
@@ -526,6 +542,8 @@ pub struct Node {
     member_sync: member_sync::MemberSyncState,
     /// Keyring queries and commands awaiting answers; see `keyring_ops`.
     keyring_requests: keyring_ops::KeyringRequests,
+    /// Other nodes seen with this node's id; see `identity_conflict`.
+    identity_conflict: identity_conflict::ConflictWatch,
 }
 
 impl std::fmt::Debug for Node {
@@ -615,6 +633,7 @@ impl Node {
             last_wall_ms: config.wall_ms_at_start,
             member_sync: member_sync::MemberSyncState::new(config.rng_seed),
             keyring_requests: keyring_ops::KeyringRequests::default(),
+            identity_conflict: identity_conflict::ConflictWatch::default(),
             config,
         }
     }
@@ -679,6 +698,11 @@ impl Node {
             }
         };
         if header.sender == self.config.id {
+            // A copy of this node elsewhere greets us (mDNS finds it under
+            // another name): its signed identity says where it runs.
+            if let wire::Body::Hello(hello) = &body {
+                self.check_own_identity(&hello.identity);
+            }
             self.count_drop("from_self");
             return None;
         }

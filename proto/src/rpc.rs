@@ -509,6 +509,14 @@ pub struct MembershipCounts {
     pub suspicions_refuted: u64,
     /// Times this node postponed failing a suspect it still heard from.
     pub failures_postponed: u64,
+    /// Times this node was declared failed while running and renewed
+    /// itself (absent from daemons before it existed).
+    #[serde(default)]
+    pub renewals: u64,
+    /// Times this node found its id in use by a copy of it elsewhere and
+    /// took a new identity (absent from daemons before it existed).
+    #[serde(default)]
+    pub identity_conflicts: u64,
 }
 
 /// Member counts by state.

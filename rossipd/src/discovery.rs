@@ -230,9 +230,10 @@ impl Browser {
     fn resolved(&self, service: &mdns_sd::ResolvedService) {
         let id = service.get_property_val_str("id").unwrap_or_default();
         let cluster = service.get_property_val_str("cluster").unwrap_or_default();
-        if id == self.own_id {
-            return;
-        }
+        // Our own id: our own record (contacting our own address is
+        // skipped), or a copy of this node on another machine (a copied
+        // state directory), which the hello lets the protocol find out.
+        let own = id == self.own_id;
         // For logs only: what the node calls itself (unverified until it
         // answers), and the short form of its id, as membership logs it.
         let name = service
@@ -282,7 +283,7 @@ impl Browser {
                 continue;
             }
             let addr = SocketAddr::new(ip, service.get_port());
-            tracing::debug!(peer = name, peer_id, %addr, "mDNS: discovered");
+            tracing::debug!(peer = name, peer_id, %addr, own, "mDNS: discovered");
             if self.found.try_send(addr).is_err() {
                 // The driver is busy; mDNS re-announces, so a hint lost now comes again.
                 tracing::debug!(

@@ -32,6 +32,7 @@ use crate::views::{self, WallClock};
 mod backpressure;
 mod command;
 mod events;
+mod identity;
 mod keyring;
 mod persist;
 mod problems;

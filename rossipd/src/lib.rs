@@ -13,6 +13,7 @@ pub mod hooks;
 pub mod interfaces;
 pub mod keyfile;
 mod local_socket;
+pub mod locked_file;
 mod notify;
 mod nss;
 mod peer_cache;
@@ -63,6 +64,8 @@ pub async fn run_with(
     hooks: Hooks,
 ) -> anyhow::Result<()> {
     validate(&config)?;
+    // First of all: one daemon per state directory, so one per node id.
+    let _state_lock = state::lock(&config.state_dir, &config.socket)?;
     // Before anything is bound: a bad key file is a refusal to start.
     // The keyring saved by the last `keys` change supersedes --key-file.
     let keyring = keyfile::load_for_start(&config.state_dir, config.key_file.as_deref())?;

@@ -6,7 +6,6 @@ mod config_file;
 mod detach;
 mod logging;
 mod man_page;
-mod pid_file;
 mod reload;
 mod settings;
 mod syslog;
@@ -192,7 +191,7 @@ fn run(parts: Parts) -> anyhow::Result<()> {
         let _pid_file = settings
             .pid_file
             .as_deref()
-            .map(pid_file::PidFile::create)
+            .map(rossipd::locked_file::LockedFile::pid_file)
             .transpose()?;
         let (key_reloads_tx, key_reloads) = mpsc::channel(1);
         let (ready_tx, ready) = oneshot::channel();

@@ -122,6 +122,20 @@ impl Pins {
         }
     }
 
+    /// This node took a new key (a copy of it elsewhere keeps the old one):
+    /// its own name, if pinned to `old`, is pinned to `new` instead, so it
+    /// does not flag itself. Appended: a later line for a name wins when
+    /// the file is read.
+    pub fn repin_own(&mut self, name: &str, old: &PublicKey, new: &PublicKey) {
+        if self.pins.get(name) != Some(old) {
+            return;
+        }
+        self.pins.insert(name.to_owned(), *new);
+        if let Err(e) = self.append(name, new) {
+            tracing::warn!("cannot save pins: {e:#}");
+        }
+    }
+
     /// How `name` relates to its pin, without pinning anything.
     pub fn trust(&self, name: &str, key: &PublicKey) -> NameTrust {
         match self.pins.get(name) {
@@ -249,6 +263,20 @@ mod tests {
         assert_eq!(again.trust("alice", &alice), NameTrust::Pinned);
         assert_eq!(again.trust("alice", &mallory), NameTrust::Changed);
         assert_eq!(again.trust("mallory", &mallory), NameTrust::Pinned);
+    }
+
+    #[test]
+    fn a_node_with_a_new_key_repins_its_own_name() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let old = NodeKey::for_testing(4).public();
+        let new = NodeKey::for_testing(5).public();
+        let mut pins = Pins::load(dir.path()).expect("load");
+        pins.observe("web1", &old, &NodeId([4; 16]));
+        pins.repin_own("web1", &old, &new);
+        assert_eq!(pins.trust("web1", &new), NameTrust::Pinned);
+        let again = Pins::load(dir.path()).expect("reload");
+        assert_eq!(again.trust("web1", &new), NameTrust::Pinned);
+        assert_eq!(again.trust("web1", &old), NameTrust::Changed);
     }
 
     #[test]

@@ -85,8 +85,8 @@ pub struct Args {
     #[arg(long)]
     socket: Option<PathBuf>,
 
-    /// State directory (node id, sequence numbers) [env: ROSSIP_STATE_DIR] [default: $XDG_STATE_HOME/rossip or
-    /// ~/.local/state/rossip]
+    /// State directory (node id, sequence numbers); one daemon per directory (it is locked)
+    /// [env: ROSSIP_STATE_DIR] [default: $XDG_STATE_HOME/rossip or ~/.local/state/rossip]
     #[arg(long)]
     state_dir: Option<PathBuf>,
 

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use rossip_proto::sign::{NodeKey, SEED_BYTES};
 
+use crate::locked_file::LockedFile;
+
 /// Sequence numbers reserved per disk write. A crash loses at most this many
 /// numbers (a gap, never a reuse); a larger block means fewer fsyncs.
 pub const SEQ_BLOCK: u64 = 1024;
@@ -23,6 +25,70 @@ pub const GENERATION_STEP: u64 = 1024;
 
 /// The node's secret signing key, in the state directory.
 pub const NODE_KEY_FILE: &str = "node.key";
+
+/// The lock a running daemon holds on its state directory: one daemon per
+/// directory, so one per node identity (two daemons sharing a node key would
+/// send under one id, and peers would take them for one node).
+pub const LOCK_FILE: &str = "rossipd.lock";
+
+/// Creates the state directory (mode 0700) if needed and locks it for this
+/// daemon's life, writing its pid and socket into the lock file so that a
+/// second daemon refuses to start and says how to reach this one. Take it
+/// before anything else reads or writes the directory.
+pub fn lock(dir: &Path, socket: &Path) -> anyhow::Result<LockedFile> {
+    create_dir(dir)?;
+    let path = dir.join(LOCK_FILE);
+    let contents = format!("pid {}\nsocket {}\n", std::process::id(), socket.display());
+    LockedFile::create(
+        &path,
+        "the state directory's lock file",
+        &contents,
+        |held| {
+            let (pid, held_socket) = parse_lock(held);
+            anyhow::anyhow!(
+                "another rossipd (pid {pid}, socket {held_socket}) is running with the state directory {}: \
+             one node identity cannot run twice. Talk to it with `rossipctl --socket {held_socket}`, \
+             or give this daemon its own --state-dir",
+                dir.display()
+            )
+        },
+    )
+}
+
+/// The pid and socket a lock file names ("?" for what it lacks: a holder
+/// that has not written yet, or an older format).
+fn parse_lock(text: &str) -> (&str, &str) {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+            .unwrap_or("?")
+    };
+    (field("pid"), field("socket"))
+}
+
+fn create_dir(dir: &Path) -> anyhow::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create state directory {}", dir.display()))
+}
+
+/// A node key from the OS's random numbers.
+fn new_node_key() -> anyhow::Result<NodeKey> {
+    let mut seed = [0u8; SEED_BYTES];
+    getrandom::fill(&mut seed)
+        .map_err(|e| anyhow::anyhow!("cannot get random bytes for a node key: {e}"))?;
+    Ok(NodeKey::from_seed(&seed))
+}
+
+/// Writes `key`'s secret seed to `path` (hex, mode 0600, atomically).
+fn save_node_key(path: &Path, key: &NodeKey) -> anyhow::Result<()> {
+    let hex: String = key.seed().iter().map(|b| format!("{b:02x}")).collect();
+    write_atomically(path, format!("{hex}\n").as_bytes())
+}
 
 /// 64 hex digits as 32 bytes.
 fn parse_seed(text: &str) -> anyhow::Result<[u8; SEED_BYTES]> {
@@ -54,11 +120,7 @@ pub struct StateDir {
 impl StateDir {
     /// Creates the directory (mode 0700) if needed.
     pub fn open(dir: &Path) -> anyhow::Result<StateDir> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create state directory {}", dir.display()))?;
+        create_dir(dir)?;
         Ok(StateDir {
             dir: dir.to_owned(),
             reserved_until: 0,
@@ -102,12 +164,8 @@ impl StateDir {
                     })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut seed = [0u8; SEED_BYTES];
-                getrandom::fill(&mut seed)
-                    .map_err(|e| anyhow::anyhow!("cannot get random bytes for a node key: {e}"))?;
-                let key = NodeKey::from_seed(&seed);
-                let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
-                write_atomically(&path, format!("{hex}\n").as_bytes())?;
+                let key = new_node_key()?;
+                save_node_key(&path, &key)?;
                 let old = self.dir.join("node_id");
                 if old.exists() {
                     // Ids were random before they derived from keys: this
@@ -123,6 +181,17 @@ impl StateDir {
             }
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
+    }
+
+    /// Gives this node a new key (so a new id) and saves it in place of the
+    /// old one: another running node uses the old one (a copy of this state
+    /// directory) and keeps it. Returns the new key, also when it could not
+    /// be saved (with the error): the new identity is then this run's only,
+    /// and a restart brings back the shared one.
+    pub fn replace_node_key(&self) -> anyhow::Result<(NodeKey, anyhow::Result<()>)> {
+        let key = new_node_key()?;
+        let saved = save_node_key(&self.dir.join(NODE_KEY_FILE), &key);
+        Ok((key, saved))
     }
 
     /// The generation of this run: the wall clock in milliseconds, but always
@@ -285,6 +354,24 @@ mod tests {
         reopened.clear_sequence_unsafe().expect("clear");
         assert!(!reopened.sequence_unsafe());
         assert!(!StateDir::open(&dir).expect("open").sequence_unsafe());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_second_lock_on_the_state_directory_names_the_first_holder() {
+        let dir = temp_dir("lock");
+        let socket = Path::new("/run/user/1/rossip/rossipd.sock");
+        let held = lock(&dir, socket).expect("first lock");
+        let err = lock(&dir, Path::new("/elsewhere.sock")).expect_err("second lock");
+        let message = format!("{err:#}");
+        assert!(
+            message.contains(&format!("pid {}", std::process::id()))
+                && message.contains("rossipctl --socket /run/user/1/rossip/rossipd.sock"),
+            "{message}"
+        );
+        drop(held);
+        lock(&dir, socket).expect("free again after the holder is gone");
+        assert_eq!(parse_lock("garbage"), ("?", "?"));
         let _ = fs::remove_dir_all(&dir);
     }
 

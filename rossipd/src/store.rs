@@ -266,6 +266,13 @@ impl Store {
         Ok(recorded.max(newest))
     }
 
+    /// This node took a new id (another node keeps the old one): its own
+    /// messages are now the new id's. The own sequence record stays: the
+    /// numbers continue under the new id.
+    pub fn set_own(&mut self, own: NodeId) {
+        self.own = own;
+    }
+
     /// Records, in a transaction of its own, that this node is about to
     /// send its messages up to `seq`: written before the datagrams leave,
     /// so a restart never reuses a number peers may have seen, while the

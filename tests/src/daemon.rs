@@ -41,6 +41,7 @@ pub struct DaemonBuilder {
     /// Whether `--socket` is passed; without it the daemon picks its default socket from
     /// its environment and the harness expects it at `socket`.
     socket_flag: bool,
+    state_dir: Option<PathBuf>,
     log_level: String,
     envs: Vec<(OsString, OsString)>,
     /// Whether to pass `--name` (the builder's name); without it the
@@ -94,6 +95,13 @@ impl DaemonBuilder {
         self
     }
 
+    /// Use this state directory instead of one in the daemon's temp dir
+    /// (e.g. another daemon's, or a copy of it: one node identity twice).
+    pub fn state_dir(mut self, path: &Path) -> Self {
+        self.state_dir = Some(path.to_path_buf());
+        self
+    }
+
     /// One environment variable for the daemon (e.g. systemd's
     /// `NOTIFY_SOCKET`); set after the harness clears the `ROSSIP_*` ones.
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
@@ -141,7 +149,10 @@ impl DaemonBuilder {
             .socket
             .clone()
             .unwrap_or_else(|| dir.path().join("rossipd.sock"));
-        let state_dir = dir.path().join("state");
+        let state_dir = self
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("state"));
         let log_path = dir.path().join("rossipd.log");
         let log = File::create(&log_path).expect("create the daemon's log file");
         let log_err = log.try_clone().expect("clone the log file handle");
@@ -231,6 +242,7 @@ impl Daemon {
             netns: None,
             socket: None,
             socket_flag: true,
+            state_dir: None,
             envs: Vec::new(),
             log_level: std::env::var(LOG_LEVEL_ENV).unwrap_or_else(|_| "debug".to_owned()),
             pass_name: true,

@@ -1,6 +1,6 @@
 //! Real `rossipd` processes on loopback (`--no-mdns --bind 127.0.0.1
 //! --port 0`, B and C `--join` A): delivery, graceful SIGTERM, a second
-//! daemon on a live socket, and kill -9.
+//! daemon on a live socket or a state directory in use, and kill -9.
 
 use std::time::Duration;
 
@@ -95,6 +95,43 @@ fn a_second_daemon_on_a_live_socket_refuses_to_start() {
     assert!(first.socket().exists(), "the first daemon's socket is gone");
     let status = first.status();
     assert_eq!(status.name, "first", "someone else answers on the socket");
+}
+
+#[test]
+fn a_second_daemon_on_a_state_directory_in_use_refuses_to_start() {
+    let first = Daemon::builder("first").loopback().spawn();
+    // Its own socket and port: only the state directory (the node
+    // identity) is shared.
+    let mut second = Daemon::builder("second")
+        .loopback()
+        .state_dir(first.state_dir())
+        .spawn_unready();
+    let status = second.wait_exit(EXIT_TIMEOUT);
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "a second daemon on the state directory {} should exit non-zero within {EXIT_TIMEOUT:?}; got {status:?}\n{}",
+        first.state_dir().display(),
+        second.log_excerpt()
+    );
+    let message = second.log();
+    let socket = first.socket().display().to_string();
+    for wanted in [
+        format!("pid {}", first.pid()),
+        format!("rossipctl --socket {socket}"),
+        first.state_dir().display().to_string(),
+    ] {
+        assert!(
+            message.contains(&wanted),
+            "the refusal should say {wanted:?}; it said:\n{message}"
+        );
+    }
+    assert!(
+        !second.socket().exists(),
+        "the refused daemon bound its socket {}",
+        second.socket().display()
+    );
+    let status = first.status();
+    assert_eq!(status.name, "first", "the first daemon stopped answering");
 }
 
 #[test]

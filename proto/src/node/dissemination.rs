@@ -198,6 +198,9 @@ impl Node {
         }
         self.reassembly.remove(&message.id);
         let origin = message.id.origin;
+        if origin == self.config.id {
+            self.skip_own_seq_through(message.id.seq);
+        }
         let highest = self.history.seen(&origin).and_then(|seen| seen.highest());
         if highest.is_some_and(|highest| message.id.seq > highest.saturating_add(1)) {
             self.pull_soon(origin, sender, 0, now);

@@ -187,6 +187,12 @@ pub(super) struct History {
 }
 
 impl History {
+    /// This node took a new id: from now on that origin's log is the one
+    /// kept.
+    pub(super) fn set_own(&mut self, own: NodeId) {
+        self.own = own;
+    }
+
     pub(super) fn new(window: Window, own: NodeId) -> Self {
         History {
             window: Window {

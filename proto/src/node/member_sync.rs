@@ -325,6 +325,12 @@ impl Node {
         identities: Vec<Identity>,
         now: Instant,
     ) {
+        // Before the checks below: a member that holds another run of our
+        // id tells us unasked (see `identity_conflict`), and an identity is
+        // signed, so who relayed it does not matter.
+        for identity in &identities {
+            self.check_own_identity(identity);
+        }
         if self.members.active_identity(sender).is_none() {
             self.count_drop("member_sync_from_non_member");
             return;

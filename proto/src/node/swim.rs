@@ -138,13 +138,30 @@ pub(super) struct GossipPacing {
     deferred: bool,
 }
 
-/// Members foca encoded, shared between the codec foca owns and [`Swim`].
-type EncodedMembers = Arc<Mutex<Vec<foca::Member<Identity>>>>;
+/// What the codec foca owns shares with [`Swim`].
+#[derive(Debug)]
+struct CodecShared {
+    /// Members foca encoded since the last [`Swim::take_changed`].
+    encoded: Vec<foca::Member<Identity>>,
+    /// Our current identity (foca's, refreshed after every call).
+    own: Identity,
+    /// Identities with our id at another address that arrived in SWIM
+    /// updates since the last [`Swim::take_elsewhere`] (at most
+    /// [`MAX_ELSEWHERE`]).
+    elsewhere: Vec<Identity>,
+}
+
+/// Identities of our id at other addresses held between two drains: one
+/// is enough to act on; the bound keeps a hostile packet from growing it.
+const MAX_ELSEWHERE: usize = 4;
+
+type Shared = Arc<Mutex<CodecShared>>;
 
 /// foca's postcard codec (the bytes on the wire are unchanged) that also
-/// records every member foca encodes.
+/// records every member foca encodes, and keeps identities of our own id at
+/// other addresses away from foca.
 ///
-/// Why: foca notifies up, down and renames, but not suspicion or
+/// Why record: foca notifies up, down and renames, but not suspicion or
 /// incarnation changes, and finding those by scanning its whole member list
 /// after every datagram costs O(members) per input (most of the run time of
 /// a 1,000-node simulation). But foca encodes each change it applies to
@@ -152,11 +169,24 @@ type EncodedMembers = Arc<Mutex<Vec<foca::Member<Identity>>>>;
 /// this module asks — and a feed encodes members as they are. So the
 /// members encoded during a call include every one whose state changed,
 /// each with its state after the change: the work is proportional to what
-/// the call did. foca owns its codec and has no accessor for it, hence the
-/// shared vector (a `Mutex` and not a `RefCell`, so that `Node` stays
-/// `Send`; it is never contended).
+/// the call did.
+///
+/// Why keep our id away: foca declares down any identity with its own id
+/// that is not its own, and gossips that; if that identity is another live
+/// copy of this node (a copied state directory), the copy renews itself and
+/// the two go on forever (see `identity_conflict`). Such an update is
+/// recorded for [`Node::check_own_identity`] and handed to foca as our own
+/// identity, alive at incarnation 0, which foca ignores.
+///
+/// foca owns its codec and has no accessor for it, hence the shared state
+/// (a `Mutex` and not a `RefCell`, so that `Node` stays `Send`; it is never
+/// contended).
 struct RecordingCodec {
-    encoded: EncodedMembers,
+    shared: Shared,
+}
+
+fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, CodecShared> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Codec<Identity> for RecordingCodec {
@@ -182,10 +212,7 @@ impl Codec<Identity> for RecordingCodec {
         member: &foca::Member<Identity>,
         buf: impl bytes::BufMut,
     ) -> Result<(), Self::Error> {
-        self.encoded
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(member.clone());
+        lock(&self.shared).encoded.push(member.clone());
         PostcardCodec.encode_member(member, buf)
     }
 
@@ -193,7 +220,16 @@ impl Codec<Identity> for RecordingCodec {
         &mut self,
         buf: impl bytes::Buf,
     ) -> Result<foca::Member<Identity>, Self::Error> {
-        PostcardCodec.decode_member(buf)
+        let member: foca::Member<Identity> = PostcardCodec.decode_member(buf)?;
+        let mut shared = lock(&self.shared);
+        let identity = member.id();
+        if identity.id != shared.own.id || identity.addr == shared.own.addr {
+            return Ok(member);
+        }
+        if shared.elsewhere.len() < MAX_ELSEWHERE {
+            shared.elsewhere.push(identity.clone());
+        }
+        Ok(foca::Member::new(shared.own.clone(), 0, foca::State::Alive))
     }
 }
 
@@ -201,20 +237,24 @@ impl Codec<Identity> for RecordingCodec {
 pub(super) struct Swim {
     foca: Foca<Identity, RecordingCodec, StdRng, NoCustomBroadcast>,
     runtime: AccumulatingRuntime<Identity>,
-    /// What the codec recorded since the last [`Swim::take_changed`].
-    encoded: EncodedMembers,
+    /// What the codec recorded, and our identity as it knows it.
+    shared: Shared,
 }
 
 impl Swim {
     pub(super) fn new(identity: Identity, rng: StdRng, reap_after: Duration) -> Self {
-        let encoded = EncodedMembers::default();
+        let shared = Arc::new(Mutex::new(CodecShared {
+            encoded: Vec::new(),
+            own: identity.clone(),
+            elsewhere: Vec::new(),
+        }));
         let codec = RecordingCodec {
-            encoded: Arc::clone(&encoded),
+            shared: Arc::clone(&shared),
         };
         Swim {
             foca: Foca::new(identity, lan_config(reap_after), rng, codec),
             runtime: AccumulatingRuntime::new(),
-            encoded,
+            shared,
         }
     }
 
@@ -222,13 +262,24 @@ impl Swim {
     /// last call, each with foca's current view of it (the last one foca
     /// encoded: every change is encoded once applied, see
     /// [`RecordingCodec`]), one per node id, by id.
+    /// Also tells the codec our identity, if foca renewed it.
     fn take_changed(&mut self) -> BTreeMap<crate::id::NodeId, foca::Member<Identity>> {
-        let encoded =
-            std::mem::take(&mut *self.encoded.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut shared = lock(&self.shared);
+        if shared.own.generation != self.foca.identity().generation {
+            shared.own = self.foca.identity().clone();
+        }
+        let encoded = std::mem::take(&mut shared.encoded);
+        drop(shared);
         encoded
             .into_iter()
             .map(|member| (member.id().id, member))
             .collect()
+    }
+
+    /// Identities of our id at other addresses that SWIM updates carried
+    /// since the last call (kept from foca: see [`RecordingCodec`]).
+    fn take_elsewhere(&mut self) -> Vec<Identity> {
+        std::mem::take(&mut lock(&self.shared).elsewhere)
     }
 
     /// Our current identity (foca may have renewed it).
@@ -322,6 +373,14 @@ impl Node {
         payload: &[u8],
         now: Instant,
     ) {
+        if self.identity_conflict.is_reported() {
+            // Our id belongs to another node now; until the driver gives us
+            // a new one, SWIM would only tell us, again and again, that it
+            // is down (and foca would renew it each time).
+            self.count_drop("identity_in_use");
+            return;
+        }
+        self.tell_if_identity_elsewhere(sender, from, now);
         if let Err(err) = self.swim.handle_data(payload) {
             tracing::debug!(
                 peer = self.members.get(&sender).map(|m| tracing::field::display(crate::log_text::LogText(&m.name))),
@@ -395,6 +454,9 @@ impl Node {
             }
         }
         self.sync_suspicion(now);
+        for identity in self.swim.take_elsewhere() {
+            self.check_own_identity(&identity);
+        }
         if !came_up.is_empty() {
             self.member_sync_on_growth(now);
         }
@@ -456,10 +518,21 @@ impl Node {
             OwnedNotification::MemberDown(identity) => self.members.down(&identity, now),
             OwnedNotification::Rename(_old, new) => self.members.rename(&new, now),
             OwnedNotification::Rejoin(identity) => {
-                tracing::info!(
-                    generation = identity.generation,
-                    "declared failed while running; rejoined as a new generation"
-                );
+                self.stats.renewals += 1;
+                // Rare unless something is wrong (a stalled process, or
+                // worse): logged at most once per interval, with the count.
+                if self.identity_conflict.may_log_renewal(now) {
+                    tracing::info!(
+                        generation = identity.generation,
+                        renewals = self.stats.renewals,
+                        "declared failed while running; rejoined as a new generation"
+                    );
+                } else {
+                    tracing::debug!(
+                        generation = identity.generation,
+                        "declared failed while running; rejoined as a new generation"
+                    );
+                }
                 None
             }
             OwnedNotification::Active => {

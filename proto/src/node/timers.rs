@@ -59,6 +59,13 @@ impl TimerQueue {
         due
     }
 
+    /// Drops the timers that belong to foca and to suspicions (when the
+    /// node takes a new identity, both start over).
+    pub(super) fn retain_non_swim(&mut self) {
+        self.queue
+            .retain(|_, timer| !matches!(timer, TimerKind::Swim(_) | TimerKind::Nudge(..)));
+    }
+
     /// Drops every timer (after leaving).
     pub(super) fn clear(&mut self) {
         self.queue.clear();

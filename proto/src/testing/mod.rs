@@ -694,5 +694,11 @@ fn describe(event: &Event) -> String {
             lost.last
         ),
         Event::Keyring(event) => format!("keyring {event:?}"),
+        Event::IdentityInUse(conflict) => format!(
+            "identity in use {} {} > {}",
+            conflict.id.short(),
+            conflict.theirs,
+            conflict.ours
+        ),
     }
 }

@@ -182,6 +182,8 @@ mod tests {
                 generation: 1_795_497_469,
                 suspicions_refuted: 2,
                 failures_postponed: 1,
+                renewals: 0,
+                identity_conflicts: 0,
             },
             messages: MessageCounts {
                 sent: 4,

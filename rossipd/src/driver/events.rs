@@ -46,6 +46,10 @@ impl Driver {
                 self.on_keyring_event(event);
                 return;
             }
+            Event::IdentityInUse(conflict) => {
+                self.on_identity_in_use(conflict);
+                return;
+            }
             Event::Contacted { from, id, name } => {
                 let result = JoinResult {
                     id: id.to_string(),

@@ -67,7 +67,10 @@ impl Driver {
                     );
                     origins.insert(lost.origin);
                 }
-                Event::Peer(_) | Event::Contacted { .. } | Event::Keyring(_) => {}
+                Event::Peer(_)
+                | Event::Contacted { .. }
+                | Event::Keyring(_)
+                | Event::IdentityInUse(_) => {}
             }
         }
         batch.seen = origins

@@ -58,6 +58,8 @@ impl Driver {
                 generation: self.node.generation(),
                 suspicions_refuted: s.suspicions_refuted,
                 failures_postponed: s.failures_postponed,
+                renewals: s.renewals,
+                identity_conflicts: s.identity_conflicts,
             },
             messages: MessageCounts {
                 sent: s.messages_sent,

@@ -93,7 +93,10 @@ impl Unstored {
                 Event::Lost(lost) => {
                     self.origins.insert(lost.origin);
                 }
-                Event::Peer(_) | Event::Contacted { .. } | Event::Keyring(_) => {}
+                Event::Peer(_)
+                | Event::Contacted { .. }
+                | Event::Keyring(_)
+                | Event::IdentityInUse(_) => {}
             }
         }
         dropped

@@ -1,6 +1,8 @@
-//! `--pid-file`: the daemon's pid in a file it holds a lock on while it
-//! runs, so that scripts find it and a second rossipd with the same file
-//! refuses to start instead of overwriting it. Removed at exit.
+//! A file the daemon holds an `flock` on while it runs, with a few lines
+//! that say who holds it: `--pid-file` (its pid, for scripts) and the state
+//! directory's lock (its pid and socket, so a second rossipd refuses to start
+//! and names the running one). A stale file (its process gone, so no lock)
+//! is taken over; the file is removed at exit.
 
 use std::fs::{File, TryLockError};
 use std::io::{Read as _, Seek as _, Write as _};
@@ -8,29 +10,53 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
-/// A locked pid file, removed when dropped.
+/// A locked file, removed when dropped.
 #[derive(Debug)]
-pub struct PidFile {
+pub struct LockedFile {
     path: PathBuf,
+    /// What the file is, for messages ("the pid file").
+    what: &'static str,
     /// Held open: the lock lasts as long as the file descriptor.
     file: File,
 }
 
-impl PidFile {
-    /// Creates (or takes over) `path`, locks it and writes this process's
-    /// pid. A file locked by a running process is an error naming its pid;
-    /// a stale one (its process gone, so no lock) is taken over. A symbolic
-    /// link is refused: a daemon running as root must not truncate what a
-    /// link in a writable directory points at.
-    pub fn create(path: &Path) -> anyhow::Result<PidFile> {
+impl LockedFile {
+    /// `--pid-file`: creates (or takes over) `path`, locks it and writes this process's
+    /// pid. A file locked by a running process is an error naming its pid.
+    pub fn pid_file(path: &Path) -> anyhow::Result<LockedFile> {
+        LockedFile::create(
+            path,
+            "the pid file",
+            &format!("{}\n", std::process::id()),
+            |held| {
+                anyhow::anyhow!(
+                    "the pid file {} is locked: another rossipd (pid {}) is running with it",
+                    path.display(),
+                    held.trim()
+                )
+            },
+        )
+    }
+
+    /// Creates (or takes over) `path`, locks it and writes `contents`. A
+    /// file locked by a running process is the error `held` makes of what
+    /// that file says; a stale one (its process gone, so no lock) is taken
+    /// over. A symbolic link is refused: a daemon running as root must not
+    /// truncate what a link in a writable directory points at.
+    pub fn create(
+        path: &Path,
+        what: &'static str,
+        contents: &str,
+        held: impl Fn(&str) -> anyhow::Error,
+    ) -> anyhow::Result<LockedFile> {
         for _ in 0..ATTEMPTS {
-            let Some(file) = Self::lock(path)? else {
+            let Some(file) = Self::lock(path, what, &held)? else {
                 continue;
             };
-            return Self::write_pid(path, file);
+            return Self::write(path, what, file, contents);
         }
         bail!(
-            "the pid file {} kept being removed while rossipd locked it (another rossipd \
+            "{what} {} kept being removed while rossipd locked it (another rossipd \
              stopping at the same time?); try again",
             path.display()
         )
@@ -38,7 +64,11 @@ impl PidFile {
 
     /// Opens and locks `path`; `None` if the file locked is no longer the
     /// one at `path` (its holder removed it between the open and the lock).
-    fn lock(path: &Path) -> anyhow::Result<Option<File>> {
+    fn lock(
+        path: &Path,
+        what: &str,
+        held: &impl Fn(&str) -> anyhow::Error,
+    ) -> anyhow::Result<Option<File>> {
         use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
         let mut file = std::fs::OpenOptions::new()
             .read(true)
@@ -50,33 +80,28 @@ impl PidFile {
             .open(path)
             .with_context(|| {
                 format!(
-                    "cannot open the pid file {} (a symbolic link is refused)",
+                    "cannot open {what} {} (a symbolic link is refused)",
                     path.display()
                 )
             })?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
-                let mut held = String::new();
-                let _ = file.read_to_string(&mut held);
-                bail!(
-                    "the pid file {} is locked: another rossipd (pid {}) is running with it",
-                    path.display(),
-                    held.trim()
-                );
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(held(&text));
             }
             Err(TryLockError::Error(e)) => {
-                return Err(e)
-                    .with_context(|| format!("cannot lock the pid file {}", path.display()));
+                return Err(e).with_context(|| format!("cannot lock {what} {}", path.display()));
             }
         }
         let ours = file
             .metadata()
-            .with_context(|| format!("cannot read the pid file {}", path.display()))?;
+            .with_context(|| format!("cannot read {what} {}", path.display()))?;
         // A hard link to another file (or a device) would be truncated too.
         if !ours.is_file() || ours.nlink() != 1 {
             bail!(
-                "the pid file {} is not a plain file of its own (a hard link or a device); \
+                "{what} {} is not a plain file of its own (a hard link or a device); \
                  refusing to overwrite it",
                 path.display()
             );
@@ -84,24 +109,30 @@ impl PidFile {
         Ok(same_file(path, &ours).then_some(file))
     }
 
-    fn write_pid(path: &Path, mut file: File) -> anyhow::Result<PidFile> {
+    fn write(
+        path: &Path,
+        what: &'static str,
+        mut file: File,
+        contents: &str,
+    ) -> anyhow::Result<LockedFile> {
         use std::os::unix::fs::PermissionsExt as _;
         // Readable by everyone whatever the umask (0077 under --daemonize
         // and systemd): scripts of other users look up the pid.
         file.set_permissions(std::fs::Permissions::from_mode(0o644))
             .and_then(|()| file.set_len(0))
             .and_then(|()| file.rewind())
-            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .and_then(|()| file.write_all(contents.as_bytes()))
             .and_then(|()| file.sync_all())
-            .with_context(|| format!("cannot write the pid file {}", path.display()))?;
-        Ok(PidFile {
+            .with_context(|| format!("cannot write {what} {}", path.display()))?;
+        Ok(LockedFile {
             path: path.to_path_buf(),
+            what,
             file,
         })
     }
 }
 
-/// How often a pid file removed under rossipd's lock is opened again.
+/// How often a file removed under rossipd's lock is opened again.
 const ATTEMPTS: usize = 5;
 
 /// Whether `path` still names the file `ours` describes.
@@ -111,7 +142,7 @@ fn same_file(path: &Path, ours: &std::fs::Metadata) -> bool {
         .is_ok_and(|there| there.dev() == ours.dev() && there.ino() == ours.ino())
 }
 
-impl Drop for PidFile {
+impl Drop for LockedFile {
     fn drop(&mut self) {
         // Removed while still locked, and only if the path still names our
         // file (someone may have replaced it: theirs stays).
@@ -119,7 +150,7 @@ impl Drop for PidFile {
         if ours.is_ok_and(|ours| same_file(&self.path, &ours))
             && let Err(e) = std::fs::remove_file(&self.path)
         {
-            tracing::warn!("cannot remove the pid file {}: {e}", self.path.display());
+            tracing::warn!("cannot remove {} {}: {e}", self.what, self.path.display());
         }
         let _ = self.file.unlock();
     }
@@ -134,11 +165,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("rossipd.pid");
         std::fs::write(&path, "999999999\nstale and longer\n").expect("stale file");
-        let pid_file = PidFile::create(&path).expect("create");
+        let pid_file = LockedFile::pid_file(&path).expect("create");
         let text = std::fs::read_to_string(&path).expect("read");
         assert_eq!(text, format!("{}\n", std::process::id()));
 
-        let err = PidFile::create(&path).expect_err("a second holder is refused");
+        let err = LockedFile::pid_file(&path).expect_err("a second holder is refused");
         let message = format!("{err:#}");
         assert!(
             message.contains("is locked") && message.contains(&std::process::id().to_string()),
@@ -156,18 +187,18 @@ mod tests {
         std::fs::write(&target, "keep me\n").expect("target");
         let link = dir.path().join("rossipd.pid");
         std::os::unix::fs::symlink(&target, &link).expect("symlink");
-        let err = PidFile::create(&link).expect_err("a symlink is refused");
+        let err = LockedFile::pid_file(&link).expect_err("a symlink is refused");
         assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
         assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep me\n");
 
         let hard = dir.path().join("hard.pid");
         std::fs::hard_link(&target, &hard).expect("hard link");
-        let err = PidFile::create(&hard).expect_err("a hard link is refused");
+        let err = LockedFile::pid_file(&hard).expect_err("a hard link is refused");
         assert!(format!("{err:#}").contains("hard link"), "{err:#}");
         assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep me\n");
 
         let plain = dir.path().join("plain.pid");
-        let pid_file = PidFile::create(&plain).expect("create");
+        let pid_file = LockedFile::pid_file(&plain).expect("create");
         let mode = std::fs::metadata(&plain)
             .expect("stat")
             .permissions()
