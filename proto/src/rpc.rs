@@ -684,6 +684,11 @@ pub enum ProblemKind {
     Stale,
     /// Refused datagrams from more addresses than are tracked one by one.
     ManySenders,
+    /// A kind this build does not know, from a newer daemon: parsed rather
+    /// than failing the whole `status`, so an older `rossipctl` still shows
+    /// the problem's `detail`. The daemon never sends it.
+    #[serde(other)]
+    Unknown,
 }
 
 impl ProblemKind {
@@ -697,6 +702,7 @@ impl ProblemKind {
             ProblemKind::SealedWithoutKey => "sealed_without_key",
             ProblemKind::Stale => "stale",
             ProblemKind::ManySenders => "many_senders",
+            ProblemKind::Unknown => "unknown",
         }
     }
 }
@@ -901,6 +907,22 @@ mod tests {
             serde_json::to_value(&problem).ok(),
             Some(json!({"kind":"wrong_cluster","detail":"d","since":1,"last_seen":2,"count":3}))
         );
+    }
+
+    #[test]
+    fn a_problem_kind_of_a_newer_daemon_parses() {
+        let problem: ProblemView = serde_json::from_value(json!({
+            "kind": "some_kind_added_later",
+            "addr": "10.0.0.5:7465",
+            "detail": "d",
+            "since": 1,
+            "last_seen": 2,
+            "count": 3,
+        }))
+        .expect("an unknown kind parses");
+        assert_eq!(problem.kind, ProblemKind::Unknown);
+        assert_eq!(problem.addr.as_deref(), Some("10.0.0.5:7465"));
+        assert_eq!(problem.detail, "d");
     }
 
     #[test]

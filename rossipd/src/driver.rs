@@ -35,7 +35,7 @@ mod events;
 mod identity;
 mod keyring;
 mod persist;
-mod problems;
+pub(crate) mod problems;
 mod status;
 mod unstored;
 
@@ -458,14 +458,31 @@ impl Driver {
     }
 
     /// Watches whether a seed answers (see `problems`). Addresses of this
-    /// node are left out: the node does not greet itself.
+    /// node are left out: a hello sent there comes back as this node's own
+    /// and is dropped, so it would never count as an answer.
     fn watch_seed(&mut self, seed: &str, addrs: &[SocketAddr], now: Instant) {
-        let others: Vec<SocketAddr> = addrs
-            .iter()
-            .copied()
-            .filter(|a| *a != self.info.addr)
-            .collect();
+        let (own, others): (Vec<SocketAddr>, Vec<SocketAddr>) =
+            addrs.iter().partition(|a| self.is_this_node(**a));
+        if !own.is_empty() {
+            tracing::debug!(
+                seed = %rossip_proto::log_text::LogText(seed),
+                ?own,
+                "not watching seed addresses of this node itself"
+            );
+        }
         self.problems.contacting_seed(seed, &others, now);
+    }
+
+    /// Whether `addr` reaches this node: its advertised address, or its
+    /// gossip port at any address of this host. The same join list on
+    /// every node names each node too, often by a host name that resolves
+    /// to another of its addresses (127.0.1.1 from /etc/hosts). A second
+    /// daemon on this host on the same port, each bound to one address, is
+    /// taken for this node: its silence goes unreported, a lesser harm than
+    /// a false warning forever.
+    fn is_this_node(&self, addr: SocketAddr) -> bool {
+        addr == self.info.addr
+            || (addr.port() == self.info.bind.port() && crate::interfaces::is_own_ip(addr.ip()))
     }
 
     /// Logs the silent seeds due a warning and forgets problems that

@@ -65,6 +65,24 @@ pub fn advertise_addr(bind: IpAddr, selected: &[Selected]) -> IpAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
+/// Whether `ip` is an address of this host: loopback (all of 127.0.0.0/8
+/// reaches this host), unspecified, or an address of any of its interfaces
+/// (up or down, bridges included: a datagram sent there stays here). An
+/// interface list that cannot be read counts as no match.
+pub fn is_own_ip(ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    if ip.is_loopback() || ip.is_unspecified() {
+        return true;
+    }
+    match if_addrs::get_if_addrs() {
+        Ok(all) => all.iter().any(|i| i.ip() == ip),
+        Err(e) => {
+            tracing::debug!("listing network interfaces: {e}");
+            false
+        }
+    }
+}
+
 fn is_link_local_v6(ip: &IpAddr) -> bool {
     matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80)
 }
@@ -81,6 +99,23 @@ mod tests {
         for name in ["eth0", "enp3s0", "wlan0", "bridge0"] {
             assert!(!is_virtual_bridge(name), "{name}");
         }
+    }
+
+    #[test]
+    fn loopback_and_unspecified_are_own() {
+        for ip in [
+            "127.0.0.1",
+            "127.0.1.1",
+            "127.0.0.2",
+            "0.0.0.0",
+            "::1",
+            "::",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_own_ip(ip.parse().expect("ip")), "{ip}");
+        }
+        // TEST-NET-3: documentation only, never an interface's.
+        assert!(!is_own_ip("203.0.113.9".parse().expect("ip")));
     }
 
     #[test]

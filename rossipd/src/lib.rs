@@ -38,6 +38,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::Config;
+/// How loudly misconfiguration is reported, and how much of it is tracked:
+/// exported so that tests and tools derive their bounds from these
+/// declarations instead of copies.
+pub use driver::problems::{MAX_TRACKED, SEED_SILENCE, SWEEP_INTERVAL, WARN_EVERY};
 pub use hooks::Hooks;
 
 /// Commands queued for the driver before RPC callers wait.

@@ -5,6 +5,8 @@
 //! entry in `status` (and in `rossipctl status`), rather than `no peers`
 //! and a drop counter. A flood of mismatched datagrams does not flood the
 //! log, and no number of senders grows the problem table past its bound.
+//! A seed that names the node itself (the same join list on every node) is
+//! no problem.
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,22 +20,17 @@ use rossip_tests::cluster::{MEMBERSHIP_TIMEOUT, wait_peer_state};
 use rossip_tests::ctl::rossipctl;
 use rossip_tests::daemon::{Daemon, DaemonBuilder};
 use rossip_tests::wait;
+use rossipd::{MAX_TRACKED, SEED_SILENCE, SWEEP_INTERVAL, WARN_EVERY};
 use serde_json::json;
 
-/// A seed is reported after 30 s of silence (`SEED_SILENCE` in rossipd's
-/// `driver/problems.rs`) and at the next 5 s sweep; the rest is slack for
-/// a loaded machine.
-const SEED_REPORT_TIMEOUT: Duration = Duration::from_secs(90);
+/// A seed is reported after [`SEED_SILENCE`] and at the next sweep; the
+/// rest is slack for a loaded machine.
+const SEED_REPORT_TIMEOUT: Duration = SEED_SILENCE
+    .saturating_add(SWEEP_INTERVAL)
+    .saturating_add(Duration::from_secs(55));
 
 /// A refused datagram is listed as soon as it is handled.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// At most one warning per problem a minute (`WARN_EVERY`).
-const WARN_EVERY: Duration = Duration::from_secs(60);
-
-/// Problems tracked one by one (`MAX_TRACKED`); the rest are one
-/// `many_senders` problem.
-const MAX_TRACKED: usize = 64;
 
 const KEY: &str = "6b1e0f3a9c2d4e5f60718293a4b5c6d7e8f9011223344556677889900aabbccd";
 const OTHER_KEY: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
@@ -149,6 +146,71 @@ fn a_seed_that_never_answers_is_reported_until_it_answers() {
         !ok.stdout.contains("problems"),
         "no problems, nothing extra:\n{}",
         ok.stdout
+    );
+}
+
+#[test]
+fn a_seed_naming_this_node_is_not_reported() {
+    // The same join list on every node names each node itself too, often
+    // at another of its addresses than the one it advertises (a host name
+    // that /etc/hosts maps to 127.0.1.1). Its own port, chosen up front.
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port();
+    let own = [format!("127.0.0.2:{port}"), format!("127.0.0.1:{port}")];
+    // A seed that is silent indeed, in the same join list: once it is
+    // reported, the silence period has passed for all of them.
+    let silent = UdpSocket::bind("127.0.0.1:0").expect("bind a silent socket");
+    let control = silent.local_addr().expect("its address").to_string();
+    let a = Daemon::builder("seed-self")
+        .args([
+            "--no-mdns",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
+        .join(&own[0])
+        .join(&own[1])
+        .join(&control)
+        .log_level("info")
+        .spawn();
+    assert_eq!(a.addr(), own[1], "the daemon took the chosen port");
+
+    // Every sample of the status until the control seed is reported, and
+    // for two sweeps after it, lists no problem about this node's own.
+    let own_listed = |d: &Daemon| -> Option<ProblemView> {
+        d.status()
+            .problems
+            .into_iter()
+            .find(|p| p.addr.as_ref().is_some_and(|addr| own.contains(addr)))
+    };
+    wait::wait_until(
+        SEED_REPORT_TIMEOUT,
+        "the silent control seed to be reported",
+        || {
+            if let Some(p) = own_listed(&a) {
+                panic!("a seed naming the node itself is listed: {p:?}");
+            }
+            problem(&a, ProblemKind::SeedSilent, &control)
+        },
+    );
+    let after = wait::try_wait_until(2 * SWEEP_INTERVAL, || own_listed(&a));
+    assert!(
+        after.is_err(),
+        "a seed naming the node itself is listed: {after:?}"
+    );
+
+    assert_warned(&a, &[&format!("seed {control} has not answered")]);
+    let about_own: Vec<String> = warnings(&a, &["has not answered"])
+        .into_iter()
+        .filter(|l| !l.contains(&format!("seed {control} has not answered")))
+        .chain(warnings(&a, &["127.0.0.2"]))
+        .collect();
+    assert!(
+        about_own.is_empty(),
+        "warned about this node as a seed: {about_own:?}"
     );
 }
 

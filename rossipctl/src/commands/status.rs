@@ -35,10 +35,12 @@ fn problem_lines(s: &StatusResult, now_ms: u64) -> Vec<String> {
     }
     let mut lines = vec!["problems:".to_owned()];
     lines.extend(s.problems.iter().map(|p| {
-        let what = if p.kind == ProblemKind::SeedSilent {
-            "unanswered contacts"
-        } else {
-            "datagrams"
+        let what = match p.kind {
+            ProblemKind::SeedSilent => "unanswered contacts",
+            // A newer daemon's kind: its detail says what it is, and what
+            // it counts is not known here.
+            ProblemKind::Unknown => "times",
+            _ => "datagrams",
         };
         format!(
             "  {}: {} ({} {what}; first {} ago, last {} ago)",
@@ -268,6 +270,14 @@ mod tests {
                  label\\x1b[2J (12 datagrams; first 1m05s ago, last 5s ago)"
                     .to_owned(),
             ]
+        );
+
+        // A kind added by a newer daemon is shown with its detail.
+        troubled.problems[0].kind = ProblemKind::Unknown;
+        troubled.problems[0].detail = "something new is wrong".into();
+        assert_eq!(
+            problem_lines(&troubled, 66_000)[1],
+            "  unknown: something new is wrong (12 times; first 1m05s ago, last 5s ago)"
         );
     }
 }

@@ -6,8 +6,10 @@
 //! Each problem is logged at WARN when first seen, then at most once per
 //! [`WARN_EVERY`] with a count of what was not logged, and listed in
 //! `status` until it stops (see [`FORGET_AFTER`]). Anyone can forge such a
-//! datagram, so the table is bounded: at most [`MAX_TRACKED`] refusals by
-//! sender, and what comes from further addresses is only counted (itself
+//! datagram, so the table is bounded: refusals are tracked for at most
+//! [`MAX_TRACKED`] sender addresses, one entry per address and kind of
+//! refusal whatever the datagrams carry (an unknown key's id is kept, not
+//! keyed on), and what comes from further addresses is only counted (itself
 //! one problem), so a flood costs neither memory nor log lines.
 //!
 //! The driver owns the one [`Problems`]: it sees both the address and the
@@ -35,7 +37,8 @@ pub const WARN_EVERY: Duration = Duration::from_secs(60);
 /// cluster that keeps knocking stays listed.
 pub const FORGET_AFTER: Duration = Duration::from_secs(300);
 
-/// Refusals by sender tracked at once, and seeds watched at once.
+/// Sender addresses whose refusals are tracked one by one, and seeds
+/// watched at once.
 pub const MAX_TRACKED: usize = 64;
 
 /// How often the driver calls [`Problems::sweep`]: the delay, past
@@ -156,10 +159,22 @@ impl SeedWatch {
     }
 }
 
+/// Datagrams from one address refused for one kind of mismatch.
+#[derive(Debug, Clone, Copy)]
+struct Refusal {
+    /// The latest: for [`Mismatch::UnknownKey`], the key id the sender
+    /// used last (a node that changes keys is one problem, not many).
+    mismatch: Mismatch,
+    tally: Tally,
+}
+
 /// The problems seen lately; see the module documentation.
 #[derive(Debug, Default)]
 pub struct Problems {
-    refused: BTreeMap<(SocketAddr, Mismatch), Tally>,
+    /// By sender, then by kind ([`Mismatch::reason`], which ignores the key
+    /// id): at most [`MAX_TRACKED`] senders, each with at most one entry
+    /// per kind.
+    refused: BTreeMap<SocketAddr, BTreeMap<&'static str, Refusal>>,
     /// Refusals from addresses that did not fit in `refused`.
     untracked: Option<Tally>,
     seeds: BTreeMap<String, SeedWatch>,
@@ -174,17 +189,23 @@ impl Problems {
         mismatch: Mismatch,
         now: Instant,
     ) -> Option<Warning> {
-        let key = (from, mismatch);
-        let subject = Subject::Refused {
-            addr: from,
-            mismatch,
-        };
         let (tally, subject) =
-            if self.refused.contains_key(&key) || self.refused.len() < MAX_TRACKED {
-                (
-                    self.refused.entry(key).or_insert_with(|| Tally::new(now)),
-                    subject,
-                )
+            if self.refused.contains_key(&from) || self.refused.len() < MAX_TRACKED {
+                let refusal = self
+                    .refused
+                    .entry(from)
+                    .or_default()
+                    .entry(mismatch.reason())
+                    .or_insert_with(|| Refusal {
+                        mismatch,
+                        tally: Tally::new(now),
+                    });
+                refusal.mismatch = mismatch;
+                let subject = Subject::Refused {
+                    addr: from,
+                    mismatch,
+                };
+                (&mut refusal.tally, subject)
             } else {
                 let tally = self.untracked.get_or_insert_with(|| Tally::new(now));
                 (tally, Subject::ManySenders)
@@ -247,7 +268,10 @@ impl Problems {
         is_active_member: impl Fn(SocketAddr) -> bool,
     ) -> Vec<Warning> {
         let mut warnings = Vec::new();
-        self.refused.retain(|_, tally| !tally.forgotten(now));
+        self.refused.retain(|_, kinds| {
+            kinds.retain(|_, refusal| !refusal.tally.forgotten(now));
+            !kinds.is_empty()
+        });
         if self.untracked.is_some_and(|t| t.forgotten(now)) {
             self.untracked = None;
         }
@@ -293,14 +317,16 @@ impl Problems {
                 *tally,
             ))
         });
-        let refused = self.refused.iter().map(|((addr, mismatch), tally)| {
-            (
-                Subject::Refused {
-                    addr: *addr,
-                    mismatch: *mismatch,
-                },
-                *tally,
-            )
+        let refused = self.refused.iter().flat_map(|(addr, kinds)| {
+            kinds.values().map(|refusal| {
+                (
+                    Subject::Refused {
+                        addr: *addr,
+                        mismatch: refusal.mismatch,
+                    },
+                    refusal.tally,
+                )
+            })
         });
         let untracked = self.untracked.map(|tally| (Subject::ManySenders, tally));
         seeds
@@ -491,6 +517,38 @@ mod tests {
         let last = listed.last().expect("the overflow");
         assert_eq!(last.subject, Subject::ManySenders);
         assert_eq!(last.count, 1000 - MAX_TRACKED as u64);
+    }
+
+    #[test]
+    fn one_sender_varying_the_key_id_takes_one_slot() {
+        let t0 = Instant::now();
+        let mut problems = Problems::default();
+        for id in 0..100u32 {
+            let _ = problems.refused(addr(7465), Mismatch::UnknownKey(KeyId(id)), t0);
+        }
+        let listed = problems.list(t0, OWN);
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0].count, 100);
+        assert_eq!(
+            listed[0].subject,
+            Subject::Refused {
+                addr: addr(7465),
+                mismatch: Mismatch::UnknownKey(KeyId(99)),
+            },
+            "the latest key id is the one named"
+        );
+        // The other senders still have their slots.
+        for port in 1..MAX_TRACKED as u16 {
+            let _ = problems.refused(addr(port), Mismatch::OtherCluster, t0);
+        }
+        let listed = problems.list(t0, OWN);
+        assert_eq!(listed.len(), MAX_TRACKED);
+        assert!(listed.iter().all(|p| p.subject != Subject::ManySenders));
+        // Another kind from a tracked sender is its own problem, not overflow.
+        let _ = problems.refused(addr(7465), Mismatch::Unsealed, t0);
+        let listed = problems.list(t0, OWN);
+        assert_eq!(listed.len(), MAX_TRACKED + 1);
+        assert!(listed.iter().all(|p| p.subject != Subject::ManySenders));
     }
 
     #[test]

@@ -94,6 +94,29 @@ enum Check {
     Remove(KeyId),
 }
 
+/// Why a member is in the way of a [`Check`]. Its text completes "NAME …"
+/// in messages and is the `reason` of the refusal's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blocker {
+    /// It did not answer the keyring query: it may lack the key, or seal
+    /// with it.
+    Silent,
+    /// `keys use`: it does not hold the key.
+    LacksKey,
+    /// `keys remove`: it seals with the key.
+    SealsWithIt,
+}
+
+impl std::fmt::Display for Blocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Blocker::Silent => "did not answer",
+            Blocker::LacksKey => "does not hold it",
+            Blocker::SealsWithIt => "seals with it",
+        })
+    }
+}
+
 /// Asks every member for its keyring first, and refuses the step if it
 /// would cut one off, or if a member does not answer (it may be one).
 async fn safety_check(conn: &ConnectionState, check: Check) -> Result<(), ErrorObject> {
@@ -136,7 +159,7 @@ async fn safety_check(conn: &ConnectionState, check: Check) -> Result<(), ErrorO
 fn not_held_here(
     list: &KeysListResult,
     id: KeyId,
-    blockers: &[(&NodeKeyring, &'static str)],
+    blockers: &[(&NodeKeyring, Blocker)],
 ) -> Option<String> {
     let id_text = id.to_string();
     if list.local.keys.contains(&id_text) {
@@ -150,7 +173,7 @@ fn not_held_here(
         .count();
     let silent: Vec<&str> = blockers
         .iter()
-        .filter(|(_, reason)| *reason == "did not answer")
+        .filter(|(_, reason)| *reason == Blocker::Silent)
         .map(|(node, _)| node.name.as_str())
         .collect();
     Some(if holders == 0 && silent.is_empty() {
@@ -177,7 +200,7 @@ fn not_held_here(
 
 /// The -32011 refusal of a safety check: `message`, and the members in
 /// the way as data.
-fn refusal(message: String, blockers: &[(&NodeKeyring, &'static str)]) -> ErrorObject {
+fn refusal(message: String, blockers: &[(&NodeKeyring, Blocker)]) -> ErrorObject {
     ErrorObject::with_data(
         rpc::code::KEYRING_REFUSED,
         message,
@@ -187,7 +210,7 @@ fn refusal(message: String, blockers: &[(&NodeKeyring, &'static str)]) -> ErrorO
                 .map(|(node, reason)| serde_json::json!({
                     "id": node.id,
                     "name": node.name,
-                    "reason": reason,
+                    "reason": reason.to_string(),
                 }))
                 .collect::<Vec<_>>(),
         }),
@@ -195,18 +218,20 @@ fn refusal(message: String, blockers: &[(&NodeKeyring, &'static str)]) -> ErrorO
 }
 
 /// The members `check` would cut off (or that did not answer), with why.
-fn blockers(list: &KeysListResult, check: Check) -> Vec<(&NodeKeyring, &'static str)> {
+fn blockers(list: &KeysListResult, check: Check) -> Vec<(&NodeKeyring, Blocker)> {
     list.nodes
         .iter()
         .filter_map(|node| {
             if !node.answered {
-                return Some((node, "did not answer"));
+                return Some((node, Blocker::Silent));
             }
             let blocked = match check {
                 Check::Use(id) => {
-                    (!node.keys.contains(&id.to_string())).then_some("does not hold it")
+                    (!node.keys.contains(&id.to_string())).then_some(Blocker::LacksKey)
                 }
-                Check::Remove(id) => (node.primary == id.to_string()).then_some("seals with it"),
+                Check::Remove(id) => {
+                    (node.primary == id.to_string()).then_some(Blocker::SealsWithIt)
+                }
             };
             blocked.map(|reason| (node, reason))
         })
@@ -337,25 +362,22 @@ mod tests {
             ],
             complete: false,
         };
-        let names = |check| -> Vec<(String, &str)> {
+        let names = |check| -> Vec<String> {
             blockers(&list, check)
                 .into_iter()
-                .map(|(n, why)| (n.name.clone(), why))
+                .map(|(n, why)| format!("{} {why}", n.name))
                 .collect()
         };
         assert_eq!(
             names(Check::Use(KeyId(0xb))),
-            vec![
-                ("old".to_owned(), "does not hold it"),
-                ("silent".to_owned(), "did not answer")
-            ]
+            ["old does not hold it", "silent did not answer"]
         );
         assert_eq!(
             names(Check::Remove(KeyId(0xa))),
-            vec![
-                ("both".to_owned(), "seals with it"),
-                ("old".to_owned(), "seals with it"),
-                ("silent".to_owned(), "did not answer")
+            [
+                "both seals with it",
+                "old seals with it",
+                "silent did not answer"
             ]
         );
     }
