@@ -79,9 +79,8 @@ pub struct Args {
     #[arg(long, env = "ROSSIP_ADVERTISE")]
     advertise: Option<IpAddr>,
 
-    /// JSON-RPC socket path [env: ROSSIP_SOCKET] [default: $XDG_RUNTIME_DIR/rossip/rossipd.sock; when
-    /// XDG_RUNTIME_DIR is unset, /run/user/UID/rossip/rossipd.sock if /run/user/UID is this user's, else
-    /// /tmp/rossip-UID/rossipd.sock]
+    /// JSON-RPC socket path [env: ROSSIP_SOCKET] [default: $XDG_RUNTIME_DIR/rossip/rossipd.sock, or
+    /// /tmp/rossip-UID/rossipd.sock when XDG_RUNTIME_DIR is unset]
     #[arg(long)]
     socket: Option<PathBuf>,
 
