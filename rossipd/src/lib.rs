@@ -38,6 +38,7 @@ use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 pub use hooks::Hooks;
+pub use state::create_dir as create_state_dir;
 
 /// Commands queued for the driver before RPC callers wait.
 const COMMAND_QUEUE: usize = 1024;
@@ -63,10 +64,12 @@ pub async fn run_with(
     hooks: Hooks,
 ) -> anyhow::Result<()> {
     validate(&config)?;
+    // First: a state directory in a place someone else controls is refused
+    // before the keyring is read from it.
+    let mut state = state::StateDir::open(&config.state_dir)?;
     // Before anything is bound: a bad key file is a refusal to start.
     // The keyring saved by the last `keys` change supersedes --key-file.
     let keyring = keyfile::load_for_start(&config.state_dir, config.key_file.as_deref())?;
-    let mut state = state::StateDir::open(&config.state_dir)?;
     let node_key = state.node_key()?;
     let id = node_key.node_id();
     let reserved_seq = state.start_sequence()?;

@@ -85,7 +85,7 @@ pub struct Args {
     socket: Option<PathBuf>,
 
     /// State directory (node id, sequence numbers) [env: ROSSIP_STATE_DIR] [default: $XDG_STATE_HOME/rossip or
-    /// ~/.local/state/rossip]
+    /// ~/.local/state/rossip, or /tmp/rossip-UID/state without HOME]
     #[arg(long)]
     state_dir: Option<PathBuf>,
 
