@@ -14,36 +14,18 @@ pub const SOCKET_FILE_NAME: &str = "rossipd.sock";
 
 /// The runtime directory systemd-logind makes for a logged-in user (mode
 /// 0700, owned by that user); a login session's `XDG_RUNTIME_DIR` names it.
+/// Only clients look here without that variable: a daemon does not choose it
+/// on its own, since logind removes it at the user's last logout, socket
+/// and all, which would strand a daemon started from `su`, `sudo -u` or cron.
 pub fn run_user_dir(uid: u32) -> PathBuf {
     PathBuf::from(format!("/run/user/{uid}"))
 }
 
-/// The runtime directory of a user daemon: `$XDG_RUNTIME_DIR` when set and
-/// not empty; else [`run_user_dir`] when `is_users_own` says it is a
-/// directory of this user's (`su`, `sudo -u` and cron drop the variable while
-/// logind's directory is still there), so that a daemon started there and a
-/// `rossipctl` run from a login session meet at the same socket; else None,
-/// which means the `/tmp` fallback. The check is the caller's, since this
-/// crate does no I/O.
-pub fn user_runtime_dir(
-    xdg_runtime_dir: Option<&Path>,
-    uid: u32,
-    is_users_own: impl FnOnce(&Path) -> bool,
-) -> Option<PathBuf> {
+/// A user daemon's socket: `$XDG_RUNTIME_DIR/rossip/rossipd.sock`, or, when
+/// `XDG_RUNTIME_DIR` is unset or empty (cron, `su`, containers),
+/// [`tmp_socket_path`].
+pub fn user_socket_path(xdg_runtime_dir: Option<&Path>, uid: u32) -> PathBuf {
     match xdg_runtime_dir {
-        Some(dir) if !dir.as_os_str().is_empty() => Some(dir.to_path_buf()),
-        _ => {
-            let run_user = run_user_dir(uid);
-            is_users_own(&run_user).then_some(run_user)
-        }
-    }
-}
-
-/// A user daemon's socket: `RUNTIME_DIR/rossip/rossipd.sock` for the runtime
-/// directory from [`user_runtime_dir`], or without one (cron, `su`,
-/// containers) [`tmp_socket_path`].
-pub fn user_socket_path(runtime_dir: Option<&Path>, uid: u32) -> PathBuf {
-    match runtime_dir {
         Some(dir) if !dir.as_os_str().is_empty() => dir.join("rossip").join(SOCKET_FILE_NAME),
         _ => tmp_socket_path(uid),
     }
@@ -56,11 +38,12 @@ pub fn tmp_socket_path(uid: u32) -> PathBuf {
 }
 
 /// Where a client looks for a daemon after `$XDG_RUNTIME_DIR/rossip/rossipd.sock`
-/// (when that variable is set), in order: every place a daemon of user `uid`
-/// may have put its socket whatever its environment was, then the system
-/// service's. A client that was not given a path tries them all, so that a
-/// daemon started with or without `XDG_RUNTIME_DIR` is found from a session
-/// with or without it.
+/// (when that variable is set), in order: where a daemon of user `uid`
+/// started in a login session puts its socket (its `XDG_RUNTIME_DIR` is
+/// [`run_user_dir`]), where one started without that variable puts it, then
+/// the system service's. A client that was not given a path tries them all,
+/// so that a daemon started with or without `XDG_RUNTIME_DIR` is found from a
+/// session with or without it.
 pub fn fixed_socket_candidates(uid: u32) -> [PathBuf; 3] {
     [
         user_socket_path(Some(&run_user_dir(uid)), uid),
@@ -84,7 +67,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn user_socket_prefers_the_runtime_dir() {
+    fn user_socket_prefers_xdg_runtime_dir() {
         assert_eq!(
             user_socket_path(Some(Path::new("/run/user/1000")), 1000),
             PathBuf::from("/run/user/1000/rossip/rossipd.sock")
@@ -97,24 +80,6 @@ mod tests {
             user_socket_path(Some(Path::new("")), 7),
             PathBuf::from("/tmp/rossip-7/rossipd.sock")
         );
-    }
-
-    #[test]
-    fn runtime_dir_is_xdg_else_the_users_own_run_user_dir() {
-        let never = |_: &Path| -> bool { panic!("not consulted when XDG_RUNTIME_DIR is set") };
-        assert_eq!(
-            user_runtime_dir(Some(Path::new("/x")), 1000, never),
-            Some(PathBuf::from("/x"))
-        );
-        assert_eq!(
-            user_runtime_dir(None, 1000, |dir| dir == Path::new("/run/user/1000")),
-            Some(PathBuf::from("/run/user/1000"))
-        );
-        assert_eq!(
-            user_runtime_dir(Some(Path::new("")), 1000, |_| true),
-            Some(PathBuf::from("/run/user/1000"))
-        );
-        assert_eq!(user_runtime_dir(None, 1000, |_| false), None);
     }
 
     #[test]

@@ -19,7 +19,8 @@ use crate::timefmt;
 )]
 pub struct Cli {
     /// rossipd's socket [default: $ROSSIP_SOCKET if set, else the first of these that a
-    /// rossipd answers on: $XDG_RUNTIME_DIR/rossip/rossipd.sock (if XDG_RUNTIME_DIR is set),
+    /// rossipd of this user, root or the system service answers on:
+    /// $XDG_RUNTIME_DIR/rossip/rossipd.sock (if XDG_RUNTIME_DIR is set),
     /// /run/user/UID/rossip/rossipd.sock, /tmp/rossip-UID/rossipd.sock,
     /// /run/rossip/rossipd.sock (the system service)]
     // Not clap's `env`: that would turn an empty ROSSIP_SOCKET into a usage error, where

@@ -332,6 +332,19 @@ impl Client {
         &self.path
     }
 
+    /// The effective uid the daemon listened with (`SO_PEERCRED`): the kernel's word on who
+    /// serves this socket, where the socket file's and its directory's owners only say who
+    /// made them.
+    #[cfg(unix)]
+    pub fn server_uid(&self) -> io::Result<u32> {
+        self.reader.get_ref().peer_creds()?.euid().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this system does not tell a socket's peer uid",
+            )
+        })
+    }
+
     /// Calls `method` with `params` and waits for its result.
     pub fn call<R: DeserializeOwned>(
         &mut self,

@@ -225,6 +225,134 @@ fn a_tmp_directory_of_another_user_is_not_used() {
     );
 }
 
+/// A socket listened on by `nobody` (uid 65534) through `setpriv` and `socat`, which sends
+/// nothing and hangs up once the client has; stopped by PID when dropped. socat rather than
+/// our own binary: a checkout under /root is out of nobody's reach.
+struct ForeignListener {
+    child: Child,
+}
+
+impl ForeignListener {
+    /// Listens at `socket`, whose directory must let nobody in; None if `setpriv` or `socat`
+    /// cannot be run here.
+    fn start(socket: &Path) -> Option<ForeignListener> {
+        let mut child = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "socat"])
+            .arg(format!("UNIX-LISTEN:{},fork", socket.display()))
+            .arg("/dev/null")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if UnixStream::connect(socket).is_ok() {
+                return Some(ForeignListener { child });
+            }
+            if child.try_wait().expect("socat's status").is_some() {
+                return None;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "socat as nobody did not listen on {} within 30 s",
+                socket.display()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ForeignListener {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_daemon_of_another_user_is_passed_over() {
+    const TEST: &str = "a_daemon_of_another_user_is_passed_over";
+    if !permissions_are_bypassed() {
+        skipped(TEST, "needs root to listen as another user");
+        return;
+    }
+    if Command::new("socat").arg("-V").output().is_err() {
+        skipped(TEST, "needs `socat`");
+        return;
+    }
+    let root = tempfile::tempdir().expect("temp dir");
+    chmod(root.path(), "755");
+    let all = places(None, root.path());
+    let (user_place, system_place) = (&all[1], &all[2]);
+    // /tmp/rossip-UID as it is when another user made it and listened there between
+    // rossipctl's look at the directory and its connection: the directory passes (it is
+    // this user's here), the listener does not. Open to all, so nobody can listen in it.
+    let user_dir = user_place.parent().expect("dir");
+    let system_dir = system_place.parent().expect("dir");
+    for dir in [user_dir, system_dir] {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        chmod(dir, "777");
+    }
+    for dir in ["tmp", "run"] {
+        chmod(&root.path().join(dir), "755");
+    }
+    chmod(&root.path().join("tmp"), "1777");
+    let Some(_foreign) = ForeignListener::start(user_place) else {
+        skipped(TEST, "cannot run `socat` as nobody through `setpriv`");
+        return;
+    };
+
+    // This user's daemon at a later place is the one used.
+    let daemon = fake_daemon(system_place, |conn| {
+        let (id, method, _) = conn.request();
+        assert_eq!(method, "send");
+        conn.send(json!({"jsonrpc": "2.0", "id": id, "result": {"id": "ab-1", "ts": 1}}));
+    });
+    let out = run(searching_rossipctl(None, root.path()).args(["send", "hi"]));
+    assert_exit(&out, 0, "past nobody's listener to this user's daemon");
+    daemon.join().expect("fake daemon");
+
+    // Without it, the error names the listener passed over, and whose it was.
+    let passed_over = |place: &Path| {
+        format!(
+            "{} (served by uid 65534, not you: passed over)",
+            place.display()
+        )
+    };
+    std::fs::remove_file(system_place).expect("remove the fake daemon's socket");
+    let out = run(searching_rossipctl(None, root.path()).arg("status"));
+    assert_exit(&out, EXIT_UNAVAILABLE, "only nobody's listener");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&passed_over(user_place)), "{stderr}");
+
+    // At the system socket, nobody is no better while root owns its directory; once the
+    // directory is nobody's (the service's `User=`), its listener is the system service.
+    let _service = ForeignListener::start(system_place).expect("socat ran once already");
+    let out = run(searching_rossipctl(None, root.path()).arg("status"));
+    assert_exit(&out, EXIT_UNAVAILABLE, "nobody at the system socket");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&passed_over(user_place)), "{stderr}");
+    assert!(stderr.contains(&passed_over(system_place)), "{stderr}");
+    let status = Command::new("chown")
+        .arg("65534")
+        .arg(system_dir)
+        .status()
+        .expect("chown");
+    assert!(status.success(), "chown");
+    let out = run(searching_rossipctl(None, root.path()).arg("status"));
+    // socat answers nothing and hangs up: the request was sent, so the place was used.
+    assert_exit(&out, EXIT_UNAVAILABLE, "the service user's socket");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "rossipctl: error: lost the connection to rossipd at {}",
+            system_place.display()
+        )),
+        "{stderr}"
+    );
+}
+
 /// `rossipctl` run by an unprivileged user: as is when we are not root, else through
 /// `setpriv` as `nobody` (root may connect to any socket). None if neither works here.
 fn unprivileged_rossipctl() -> Option<Command> {

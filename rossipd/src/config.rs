@@ -261,18 +261,14 @@ pub fn current_uid() -> u32 {
         .unwrap_or(u32::MAX)
 }
 
-/// Socket path when `--socket` and `ROSSIP_SOCKET` are not given: in
-/// `$XDG_RUNTIME_DIR`, else in `/run/user/UID` if that is this user's own
-/// directory, else under `/tmp` (see [`paths::user_runtime_dir`]).
+/// Socket path when `--socket` and `ROSSIP_SOCKET` are not given:
+/// `$XDG_RUNTIME_DIR/rossip/rossipd.sock`, else `/tmp/rossip-UID/rossipd.sock`.
+/// Never `/run/user/UID` on its own: logind deletes that directory at the
+/// user's last logout, so a daemon started from `su`, `sudo -u` or cron
+/// would lose its socket (root would land in `/run/user/0`).
 pub fn default_socket() -> PathBuf {
-    let xdg = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
-    let uid = current_uid();
-    let runtime = paths::user_runtime_dir(xdg.as_deref(), uid, |dir| {
-        // Not followed: only logind's real directory, owned by this user, counts.
-        use std::os::unix::fs::MetadataExt as _;
-        std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && m.uid() == uid)
-    });
-    paths::user_socket_path(runtime.as_deref(), uid)
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+    paths::user_socket_path(runtime.as_deref(), current_uid())
 }
 
 /// State directory when `--state-dir` is not given.

@@ -43,6 +43,7 @@ pub use config::Config;
 /// declarations instead of copies.
 pub use driver::problems::{MAX_TRACKED, SEED_SILENCE, SWEEP_INTERVAL, WARN_EVERY};
 pub use hooks::Hooks;
+pub use state::create_dir as create_state_dir;
 
 /// Commands queued for the driver before RPC callers wait.
 const COMMAND_QUEUE: usize = 1024;
@@ -68,12 +69,15 @@ pub async fn run_with(
     hooks: Hooks,
 ) -> anyhow::Result<()> {
     validate(&config)?;
-    // First of all: one daemon per state directory, so one per node id.
+    // First of all: one daemon per state directory, so one per node id (the
+    // lock creates the directory, refusing one in a place someone else
+    // controls), and the directory is opened before the keyring is read
+    // from it.
     let _state_lock = state::lock(&config.state_dir, &config.socket)?;
+    let mut state = state::StateDir::open(&config.state_dir)?;
     // Before anything is bound: a bad key file is a refusal to start.
     // The keyring saved by the last `keys` change supersedes --key-file.
     let keyring = keyfile::load_for_start(&config.state_dir, config.key_file.as_deref())?;
-    let mut state = state::StateDir::open(&config.state_dir)?;
     let node_key = state.node_key()?;
     let id = node_key.node_id();
     let reserved_seq = state.start_sequence()?;

@@ -53,7 +53,7 @@ pub fn bind(path: &Path, mode: u32) -> anyhow::Result<(Listener, SocketGuard)> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     prepare_directory(parent, &access)?;
-    check_directory_owner(parent)?;
+    check_directory_owner(parent, DirectoryUse::Socket)?;
     let lock_path = lock_path(path);
     let lock = OpenOptions::new()
         .create(true)
@@ -199,34 +199,62 @@ fn prepare_directory(dir: &Path, access: &Access) -> anyhow::Result<()> {
         .with_context(|| format!("cannot set mode {mode:o} on {}", dir.display()))
 }
 
-/// Refuses a socket directory that another user controls: with the fallback
-/// `/tmp/rossip-UID`, someone could create that directory first and then
-/// swap the socket for their own. Root-owned directories (`/run/rossip`,
-/// `$XDG_RUNTIME_DIR`'s parents) are fine.
-fn check_directory_owner(dir: &Path) -> anyhow::Result<()> {
+/// What a directory checked by [`check_directory_owner`] holds, to name it
+/// and the setting that moves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectoryUse {
+    /// The directory of the JSON-RPC socket.
+    Socket,
+    /// The directory holding the state directory (`/tmp/rossip-UID` for the
+    /// fallback `/tmp/rossip-UID/state`).
+    StateParent,
+}
+
+impl DirectoryUse {
+    fn name(self) -> &'static str {
+        match self {
+            DirectoryUse::Socket => "socket directory",
+            DirectoryUse::StateParent => "the state directory's parent",
+        }
+    }
+
+    fn flag(self) -> &'static str {
+        match self {
+            DirectoryUse::Socket => "--socket",
+            DirectoryUse::StateParent => "--state-dir",
+        }
+    }
+}
+
+/// Refuses a directory that another user controls: with the fallbacks
+/// under `/tmp/rossip-UID`, someone could create that directory first and
+/// then swap the socket for their own, or read and plant state files.
+/// Root-owned directories (`/run/rossip`, `$XDG_RUNTIME_DIR`'s parents) are
+/// fine.
+pub fn check_directory_owner(dir: &Path, holds: DirectoryUse) -> anyhow::Result<()> {
+    let (name, flag) = (holds.name(), holds.flag());
     // Not followed: a symlink planted at `/tmp/rossip-UID` pointing to a
     // root-owned directory would pass the owner check.
     let meta = fs::symlink_metadata(dir)
-        .with_context(|| format!("cannot inspect socket directory {}", dir.display()))?;
+        .with_context(|| format!("cannot inspect {name} {}", dir.display()))?;
     if meta.file_type().is_symlink() {
         bail!(
-            "socket directory {} is a symbolic link; refusing to put the socket there (remove it, or \
-             choose another --socket)",
+            "{name} {} is a symbolic link; refusing to use it (remove it, or choose another {flag})",
             dir.display()
         );
     }
     let me = crate::config::current_uid();
     if meta.uid() != me && meta.uid() != 0 {
         bail!(
-            "socket directory {} belongs to uid {}, not to this user (uid {me}); refusing to put the socket \
-             there (remove it, or choose another --socket)",
+            "{name} {} belongs to uid {}, not to this user (uid {me}); refusing to use it (remove \
+             it, or choose another {flag})",
             dir.display(),
             meta.uid()
         );
     }
     if meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
         bail!(
-            "socket directory {} is world-writable without the sticky bit; choose another --socket",
+            "{name} {} is world-writable without the sticky bit; choose another {flag}",
             dir.display()
         );
     }

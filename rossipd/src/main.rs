@@ -10,7 +10,6 @@ mod reload;
 mod settings;
 mod syslog;
 
-use std::os::unix::fs::DirBuilderExt as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -59,17 +58,11 @@ fn main() -> ExitCode {
         // where the log went; the log itself says so below.
         eprintln!("rossipd: {}", fallback_notice(path));
         // The fallback file lives in the state directory, which the daemon
-        // creates later (mode 0700, as it would).
+        // would create later: made now as it would be, with the same checks.
         if let Some(dir) = path.parent()
-            && let Err(e) = std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
+            && let Err(e) = rossipd::create_state_dir(dir)
         {
-            eprintln!(
-                "rossipd: error: cannot create state directory {}: {e}",
-                dir.display()
-            );
+            eprintln!("rossipd: error: {e:#}");
             return ExitCode::FAILURE;
         }
     }

@@ -176,9 +176,9 @@ fn sections(command: &clap::Command) -> Roff {
     item(
         &mut roff,
         "$XDG_RUNTIME_DIR/rossip/rossipd.sock",
-        "The socket of a user's daemon (mode 0600). When XDG_RUNTIME_DIR is unset (su, sudo -u, \
-         cron): /run/user/UID/rossip/rossipd.sock if /run/user/UID is a directory of this user's, \
-         else /tmp/rossip-UID/rossipd.sock. rossipctl looks in all these places.",
+        "The socket of a user's daemon (mode 0600); /tmp/rossip-UID/rossipd.sock when \
+         XDG_RUNTIME_DIR is unset (su, sudo -u, cron), never /run/user/UID, which logind removes \
+         at the user's last logout. rossipctl looks in both places, and in /run/user/UID.",
     );
     item(
         &mut roff,

@@ -79,14 +79,14 @@ pub struct Args {
     #[arg(long, env = "ROSSIP_ADVERTISE")]
     advertise: Option<IpAddr>,
 
-    /// JSON-RPC socket path [env: ROSSIP_SOCKET] [default: $XDG_RUNTIME_DIR/rossip/rossipd.sock; when
-    /// XDG_RUNTIME_DIR is unset, /run/user/UID/rossip/rossipd.sock if /run/user/UID is this user's, else
-    /// /tmp/rossip-UID/rossipd.sock]
+    /// JSON-RPC socket path [env: ROSSIP_SOCKET] [default: $XDG_RUNTIME_DIR/rossip/rossipd.sock, or
+    /// /tmp/rossip-UID/rossipd.sock when XDG_RUNTIME_DIR is unset]
     #[arg(long)]
     socket: Option<PathBuf>,
 
     /// State directory (node id, sequence numbers); one daemon per directory (it is locked)
-    /// [env: ROSSIP_STATE_DIR] [default: $XDG_STATE_HOME/rossip or ~/.local/state/rossip]
+    /// [env: ROSSIP_STATE_DIR] [default: $XDG_STATE_HOME/rossip or ~/.local/state/rossip, or
+    /// /tmp/rossip-UID/state without HOME]
     #[arg(long)]
     state_dir: Option<PathBuf>,
 

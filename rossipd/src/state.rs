@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use rossip_proto::sign::{NodeKey, SEED_BYTES};
 
+use crate::local_socket::{DirectoryUse, check_directory_owner};
 use crate::locked_file::LockedFile;
 
 /// Sequence numbers reserved per disk write. A crash loses at most this many
@@ -68,14 +69,6 @@ fn parse_lock(text: &str) -> (&str, &str) {
     (field("pid"), field("socket"))
 }
 
-fn create_dir(dir: &Path) -> anyhow::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create state directory {}", dir.display()))
-}
-
 /// A node key from the OS's random numbers.
 fn new_node_key() -> anyhow::Result<NodeKey> {
     let mut seed = [0u8; SEED_BYTES];
@@ -117,8 +110,38 @@ pub struct StateDir {
     sequence_unsafe: bool,
 }
 
+/// Creates the state directory (mode 0700) if needed, refusing one whose
+/// parent sits in a directory anyone may write to (`/tmp`) and fails the
+/// socket directory's check ([`check_directory_owner`]): without `HOME` and
+/// `XDG_STATE_HOME` the state goes to `/tmp/rossip-UID/state`, and whoever
+/// made `/tmp/rossip-UID` first could read the node key, plant a keyring or
+/// receive the log. That parent is made first, if missing, and then checked
+/// (not followed): once it is this user's in a sticky `/tmp`, nobody else can
+/// swap it.
+pub fn create_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let create = |path: &Path| {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .with_context(|| format!("cannot create state directory {}", path.display()))
+    };
+    let in_shared_dir = |parent: &Path| {
+        parent
+            .parent()
+            .and_then(|grandparent| fs::metadata(grandparent).ok())
+            .is_some_and(|m| m.mode() & 0o002 != 0)
+    };
+    if let Some(parent) = dir.parent().filter(|parent| in_shared_dir(parent)) {
+        create(parent)?;
+        check_directory_owner(parent, DirectoryUse::StateParent)?;
+    }
+    create(dir)
+}
+
 impl StateDir {
-    /// Creates the directory (mode 0700) if needed.
+    /// Creates the directory ([`create_dir`]) if needed.
     pub fn open(dir: &Path) -> anyhow::Result<StateDir> {
         create_dir(dir)?;
         Ok(StateDir {

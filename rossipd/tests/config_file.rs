@@ -330,3 +330,27 @@ fn the_log_destination_goes_to_the_highest_source() {
         "{stderr}"
     );
 }
+
+/// Without XDG_RUNTIME_DIR (su, sudo -u, cron) the socket goes under /tmp,
+/// and with an empty one too; never to /run/user/UID, which logind deletes
+/// at the user's last logout (whether that directory exists here or not).
+#[test]
+fn without_xdg_runtime_dir_the_socket_goes_to_tmp() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = TempDir::new("no-runtime-dir");
+    let uid = std::fs::metadata("/proc/self").expect("stat").uid();
+    let expected = format!(" socket=/tmp/rossip-{uid}/rossipd.sock ");
+    for runtime in [None, Some("")] {
+        let mut cmd = check_config(&dir.0);
+        match runtime {
+            Some(value) => cmd.env("XDG_RUNTIME_DIR", value),
+            None => cmd.env_remove("XDG_RUNTIME_DIR"),
+        };
+        let (out, stdout, stderr) = run(&mut cmd);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stdout.contains(&expected),
+            "XDG_RUNTIME_DIR {runtime:?}: {stdout}"
+        );
+    }
+}

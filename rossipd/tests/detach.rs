@@ -68,7 +68,14 @@ fn pids_on(socket: &Path) -> Vec<u32> {
 /// assertion fails). Its stderr.
 fn refused_start(cmd: &mut Command, socket: &Path) -> String {
     let (out, stderr) = output(cmd);
-    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    if out.status.code() != Some(1) {
+        // A daemon that started anyway is stopped as the test fails.
+        let _started = daemons_on(socket);
+        panic!(
+            "expected exit status 1, got {:?}; stderr: {stderr}",
+            out.status
+        );
+    }
     // The starting command returns on the daemon's word; the daemon itself
     // is then on its way out. Watched without guards (a guard would stop
     // it), and only one still there after the deadline is a failure.
@@ -319,4 +326,60 @@ fn without_syslog_a_detached_daemon_logs_to_the_state_directory() {
     let stderr = refused_start(&mut cmd, &support::socket(&scratch.0));
     assert!(stderr.contains("symbolic link"), "{stderr}");
     assert_eq!(read(&target), "", "the link's target was written to");
+}
+
+/// A state directory whose parent sits in a directory anyone may write to
+/// (as `/tmp/rossip-UID/state` does, the fallback without HOME and
+/// XDG_STATE_HOME) is refused when that parent is a symbolic link or
+/// another user's, as the socket's directory would be; nothing is written
+/// into it, neither the fallback log of a detached daemon without syslog
+/// nor the state of a daemon in the foreground.
+#[test]
+fn a_state_directory_in_a_planted_directory_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let scratch = Scratch::new("planted-state");
+    let shared = scratch.path("tmp");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let target = scratch.path("elsewhere");
+    std::fs::create_dir(&target).expect("mkdir");
+    let link = shared.join("rossip-link");
+    std::os::unix::fs::symlink(&target, &link).expect("plant a link");
+    let mut planted = vec![(link, "is a symbolic link", target)];
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if root {
+        let theirs = shared.join("rossip-theirs");
+        std::fs::create_dir(&theirs).expect("mkdir");
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).expect("chown");
+        planted.push((theirs.clone(), "belongs to uid 65534", theirs));
+    }
+    let no_syslog = scratch.path("no-such-log.sock");
+    for (parent, problem, inside) in &planted {
+        for daemonize in [true, false] {
+            // State in PARENT/state (the socket would follow, but the state
+            // directory is checked first).
+            let mut cmd = rossipd(parent, Path::new("/dev/null"), 0);
+            cmd.env("ROSSIP_SYSLOG_SOCKET", &no_syslog);
+            if daemonize {
+                cmd.arg("--daemonize");
+            }
+            let stderr = refused_start(&mut cmd, &support::socket(parent));
+            assert!(
+                stderr.contains(&format!(
+                    "the state directory's parent {} {problem}",
+                    parent.display()
+                )),
+                "daemonize {daemonize}: {stderr}"
+            );
+            let written: Vec<_> = std::fs::read_dir(inside)
+                .expect("read the planted directory")
+                .collect();
+            assert!(
+                written.is_empty(),
+                "daemonize {daemonize}: written into the planted directory: {written:?}"
+            );
+        }
+    }
 }

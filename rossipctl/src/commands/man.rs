@@ -122,7 +122,9 @@ fn extra_sections(parent: Option<&str>) -> Roff {
         roff.text([roman(
             "Without --socket and ROSSIP_SOCKET, rossipctl tries these sockets in this order and \
              uses the first one a rossipd answers on (a socket file nobody listens on is passed \
-             over); if none answers, the error names each one and what was there.",
+             over, and so is a rossipd run by another user than this one or root, as the kernel \
+             tells it: \"served by uid N, not you: passed over\"); if none answers, the error \
+             names each one and what was there.",
         )]);
         paragraph(
             &mut roff,
@@ -133,20 +135,23 @@ fn extra_sections(parent: Option<&str>) -> Roff {
         paragraph(
             &mut roff,
             "/run/user/UID/rossip/rossipd.sock",
-            "Where a user's rossipd started without XDG_RUNTIME_DIR (su, sudo -u, cron) puts its \
-             socket when logind's /run/user/UID is there and belongs to that user.",
+            "The same socket when the login session's XDG_RUNTIME_DIR was logind's \
+             /run/user/UID, as it usually is: found from su, sudo -u or cron, which drop the \
+             variable.",
         );
         paragraph(
             &mut roff,
             "/tmp/rossip-UID/rossipd.sock",
-            "Where a user's rossipd puts its socket otherwise. Not used when /tmp/rossip-UID \
-             belongs to another user or is a symbolic link.",
+            "Where a user's rossipd started without XDG_RUNTIME_DIR (su, sudo -u, cron) puts its \
+             socket. Not used when /tmp/rossip-UID belongs to another user or is a symbolic \
+             link.",
         );
         paragraph(
             &mut roff,
             rossip_proto::paths::SYSTEM_SOCKET_PATH,
             "The socket of the system service; its users must be in its group, rossip \
-             (usermod -aG rossip NAME).",
+             (usermod -aG rossip NAME). Served by root, or by the user owning /run/rossip (the \
+             service's User=, rossip).",
         );
     }
     roff.control("SH", ["SEE ALSO"]);
