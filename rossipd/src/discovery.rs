@@ -25,11 +25,24 @@ const TXT_PROTOCOL_VERSION: &str = "1";
 /// How long to wait for mdns-sd to send goodbyes and stop on shutdown.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 
+/// The parts of this node's record that change while it runs, published by
+/// the driver: the record is announced again when either changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announced {
+    /// Our node id: the instance name (names can collide, ids cannot). It
+    /// changes when this node gives up an id that a copy of it elsewhere
+    /// keeps; the old record is then withdrawn (goodbye packets).
+    pub id: NodeId,
+    /// Ids of the cluster keys held, the sealing one first (empty: none),
+    /// as they change (`rossipctl keys …`). The first goes in TXT as `key`:
+    /// an id, never key material. Nodes whose `key` is not one of these are
+    /// not contacted.
+    pub keys: Vec<String>,
+}
+
 /// What to advertise.
 #[derive(Debug, Clone)]
 pub struct Advertisement {
-    /// Our node id: the instance name (names can collide, ids cannot).
-    pub id: NodeId,
     /// Our node name, in TXT.
     pub name: String,
     /// Cluster label, in TXT; other clusters' records are ignored.
@@ -38,23 +51,21 @@ pub struct Advertisement {
     pub port: u16,
     /// Interfaces chosen with `--iface`; empty means the default filter.
     pub ifaces: Vec<String>,
-    /// Ids of the cluster keys held, the sealing one first (empty: none),
-    /// as they change (`rossipctl keys …`). The first goes in TXT as `key`:
-    /// an id, never key material; the record is announced again when it
-    /// changes. Nodes whose `key` is not one of these are not contacted.
-    pub keys: watch::Receiver<Vec<String>>,
+    /// Our id and key ids, as they change.
+    pub announced: watch::Receiver<Announced>,
 }
 
 /// A running mDNS responder and browser.
 pub struct Discovery {
     daemon: ServiceDaemon,
-    fullname: String,
+    /// The record as last announced, for the goodbye at shutdown.
+    announced: watch::Receiver<Announced>,
 }
 
 impl std::fmt::Debug for Discovery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Discovery")
-            .field("fullname", &self.fullname)
+            .field("announced", &*self.announced.borrow())
             .finish_non_exhaustive()
     }
 }
@@ -84,34 +95,39 @@ impl Discovery {
             })))
             .context("mDNS: cannot set interfaces")?;
 
-        let instance = ad.id.to_string();
-        let keys = ad.keys.clone();
-        let info = service_info(&ad, keys.borrow().first().map(String::as_str))?;
-        let fullname = info.get_fullname().to_owned();
+        let announced = ad.announced.borrow().clone();
         daemon
-            .register(info)
+            .register(service_info(&ad, &announced)?)
             .context("mDNS: cannot register the service")?;
-        tasks.spawn(reannounce_on_key_change(
+        // What the reannouncing task has registered: the goodbye at
+        // shutdown names the record that is really out there.
+        let (registered_tx, registered) = watch::channel(announced.clone());
+        tasks.spawn(reannounce_on_change(
             daemon.clone(),
             ad.clone(),
+            announced,
+            registered_tx,
             cancel.clone(),
         ));
 
         let browser = Browser {
             daemon: daemon.clone(),
-            own_id: instance,
             cluster: ad.cluster,
-            keys,
+            announced: ad.announced,
             found,
         };
         tasks.spawn(browser.run(cancel));
-        Ok(Discovery { daemon, fullname })
+        Ok(Discovery {
+            daemon,
+            announced: registered,
+        })
     }
 
     /// Unregisters (peers get goodbye packets) and stops mdns-sd, waiting a
     /// bounded time for both.
     pub async fn shutdown(self) {
-        if let Ok(rx) = self.daemon.unregister(&self.fullname) {
+        let fullname = fullname(&self.announced.borrow().id);
+        if let Ok(rx) = self.daemon.unregister(&fullname) {
             let _ = tokio::time::timeout(SHUTDOWN_WAIT, rx.recv_async()).await;
         }
         match self.daemon.shutdown() {
@@ -123,9 +139,15 @@ impl Discovery {
     }
 }
 
+/// The full mDNS name of the record of node `id`.
+fn fullname(id: &NodeId) -> String {
+    format!("{id}.{SERVICE_TYPE}")
+}
+
 /// This node's service record, with `key` (the sealing key's id) in TXT.
-fn service_info(ad: &Advertisement, key: Option<&str>) -> anyhow::Result<ServiceInfo> {
-    let instance = ad.id.to_string();
+fn service_info(ad: &Advertisement, announced: &Announced) -> anyhow::Result<ServiceInfo> {
+    let key = announced.keys.first().map(String::as_str);
+    let instance = announced.id.to_string();
     let host = format!("{instance}.local.");
     let mut properties = vec![
         ("id", instance.as_str()),
@@ -154,33 +176,49 @@ fn service_info(ad: &Advertisement, key: Option<&str>) -> anyhow::Result<Service
 
 /// Registers the record again (mdns-sd replaces and re-announces it) each
 /// time the sealing key changes, so that nodes started with the new key
-/// find this one.
-async fn reannounce_on_key_change(
+/// find this one; and, when this node took a new id, withdraws the record of
+/// the old one (goodbye packets) and announces the new, so that nobody is
+/// sent to this address under an id that now belongs to another node.
+async fn reannounce_on_change(
     daemon: ServiceDaemon,
     mut ad: Advertisement,
+    mut registered: Announced,
+    registered_tx: watch::Sender<Announced>,
     cancel: CancellationToken,
 ) {
-    let mut announced = ad.keys.borrow_and_update().first().cloned();
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
-            changed = ad.keys.changed() => if changed.is_err() { return },
+            changed = ad.announced.changed() => if changed.is_err() { return },
         }
-        let key = ad.keys.borrow_and_update().first().cloned();
-        if key == announced {
+        let wanted = ad.announced.borrow_and_update().clone();
+        let new_id = wanted.id != registered.id;
+        if !new_id && wanted.keys.first() == registered.keys.first() {
             continue;
         }
-        match service_info(&ad, key.as_deref()).and_then(|info| {
+        if new_id && let Err(e) = daemon.unregister(&fullname(&registered.id)) {
+            tracing::warn!(old = %registered.id, "mDNS: cannot withdraw the old record: {e}");
+        }
+        match service_info(&ad, &wanted).and_then(|info| {
             daemon
                 .register(info)
                 .context("mDNS: cannot register the service")
         }) {
             Ok(()) => {
-                tracing::info!(
-                    key = key.as_deref().unwrap_or(""),
-                    "mDNS: announcing the new sealing key id"
-                );
-                announced = key;
+                if new_id {
+                    tracing::info!(
+                        old = %registered.id,
+                        new = %wanted.id,
+                        "mDNS: announcing this node's new id"
+                    );
+                } else {
+                    tracing::info!(
+                        key = wanted.keys.first().map_or("", String::as_str),
+                        "mDNS: announcing the new sealing key id"
+                    );
+                }
+                registered = wanted;
+                let _ = registered_tx.send(registered.clone());
             }
             Err(e) => tracing::warn!("{e:#}"),
         }
@@ -189,11 +227,11 @@ async fn reannounce_on_key_change(
 
 struct Browser {
     daemon: ServiceDaemon,
-    own_id: String,
     cluster: String,
-    /// Our key ids, as they change: a node advertising another key (or
-    /// none, when we have one) could not talk to us; it is not contacted.
-    keys: watch::Receiver<Vec<String>>,
+    /// Our id and key ids, as they change: a node advertising another key
+    /// (or none, when we have one) could not talk to us; it is not
+    /// contacted.
+    announced: watch::Receiver<Announced>,
     found: mpsc::Sender<SocketAddr>,
 }
 
@@ -233,7 +271,7 @@ impl Browser {
         // Our own id: our own record (contacting our own address is
         // skipped), or a copy of this node on another machine (a copied
         // state directory), which the hello lets the protocol find out.
-        let own = id == self.own_id;
+        let own = id == self.announced.borrow().id.to_string();
         // For logs only: what the node calls itself (unverified until it
         // answers), and the short form of its id, as membership logs it.
         let name = service
@@ -257,7 +295,8 @@ impl Browser {
         }
         let key = service.get_property_val_str("key").unwrap_or_default();
         let compatible = {
-            let keys = self.keys.borrow();
+            let announced = self.announced.borrow();
+            let keys = &announced.keys;
             if keys.is_empty() {
                 key.is_empty()
             } else {

@@ -147,9 +147,9 @@ pub struct Driver {
         std::collections::BTreeMap<u64, mpsc::Sender<rossip_proto::node::KeyringEvent>>,
     /// Node names pinned to keys (trust on first use).
     pins: crate::pins::Pins,
-    /// The key ids held, for discovery's mDNS record (see
-    /// [`Driver::publish_key_ids_to`]).
-    key_ids: tokio::sync::watch::Sender<Vec<String>>,
+    /// This node's id and key ids, for discovery's mDNS record (see
+    /// [`Driver::publish_announced_to`]).
+    announced: tokio::sync::watch::Sender<crate::discovery::Announced>,
     /// Other cluster labels and keys, silent seeds: warned about and listed
     /// in `status`.
     problems: problems::Problems,
@@ -175,6 +175,7 @@ impl Driver {
         counters: Arc<SharedCounters>,
     ) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let node_id = node.id();
         let (peer_cache, greet) = PeerCache::open(state.path());
         let mut pins = crate::pins::Pins::load_or_empty(state.path());
         // This node's own name first: another node using it is flagged too.
@@ -197,17 +198,38 @@ impl Driver {
             deferred: backpressure::Deferred::default(),
             keyring_answers: std::collections::BTreeMap::new(),
             pins,
-            key_ids: tokio::sync::watch::Sender::new(Vec::new()),
+            announced: tokio::sync::watch::Sender::new(crate::discovery::Announced {
+                id: node_id,
+                keys: Vec::new(),
+            }),
             problems: problems::Problems::default(),
         };
         driver.greet_cached_peers(&greet);
         driver
     }
 
-    /// Sends the key ids held to `key_ids` after every keyring change
-    /// (discovery advertises the sealing key's id).
-    pub fn publish_key_ids_to(&mut self, key_ids: tokio::sync::watch::Sender<Vec<String>>) {
-        self.key_ids = key_ids;
+    /// Sends this node's id and key ids to `announced` after every keyring
+    /// change and every change of id (discovery advertises both).
+    pub fn publish_announced_to(
+        &mut self,
+        announced: tokio::sync::watch::Sender<crate::discovery::Announced>,
+    ) {
+        self.announced = announced;
+    }
+
+    /// Tells discovery the id and key ids now held (the mDNS record names
+    /// the sealing key's id; peers of either key stay welcome).
+    fn announce(&self) {
+        let keys = self
+            .node
+            .key_ids()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let _ = self.announced.send(crate::discovery::Announced {
+            id: self.node.id(),
+            keys,
+        });
     }
 
     /// Greets the members of the previous run (the peer cache), so a

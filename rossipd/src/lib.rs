@@ -148,21 +148,19 @@ pub async fn run_with(
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
     let (found_tx, found_rx) = mpsc::channel(DISCOVERY_QUEUE);
 
-    // Keyring changes (`keys.*`) reach discovery's mDNS record through this.
-    let (key_ids_tx, key_ids_rx) = tokio::sync::watch::channel(
-        node.key_ids()
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>(),
-    );
+    // Keyring changes (`keys.*`) and a new id (a copy of this node
+    // elsewhere keeps the old one) reach discovery's mDNS record through this.
+    let (announced_tx, announced_rx) = tokio::sync::watch::channel(discovery::Announced {
+        id,
+        keys: node.key_ids().iter().map(ToString::to_string).collect(),
+    });
     let discovery = if config.mdns {
         let ad = discovery::Advertisement {
-            id,
             name: config.name.clone(),
             cluster: config.cluster.clone(),
             port: advertise.port(),
             ifaces: config.ifaces.clone(),
-            keys: key_ids_rx,
+            announced: announced_rx,
         };
         Some(discovery::Discovery::start(
             ad,
@@ -220,7 +218,7 @@ pub async fn run_with(
         mdns: config.mdns,
     };
     let mut driver = driver::Driver::new(node, udp, state, store, clock, info, counters);
-    driver.publish_key_ids_to(key_ids_tx);
+    driver.publish_announced_to(announced_tx);
     let shutdown_notifier = notifier.clone();
     let shutdown = async move {
         shutdown.await;

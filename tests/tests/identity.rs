@@ -136,6 +136,16 @@ fn settled(
         "the warning should be a WARN naming {yielder_addr} and {keeper_addr}: {}",
         warnings[0]
     );
+    // Its mDNS record follows: the old id's is withdrawn, the new one's
+    // announced, so nobody is sent to it under the id the keeper holds.
+    let new_id = y.status().id;
+    wait::wait_until(SETTLE_TIMEOUT, "the yielder to announce its new id", || {
+        log_since(y, offsets[yielder])
+            .lines()
+            .any(|l| l.contains("mDNS: announcing this node's new id") && l.contains(&new_id))
+            .then_some(())
+            .ok_or_else(|| format!("no such line in {}'s log", y.name()))
+    });
     let saved = std::fs::read_to_string(copies[yielder - 1].join("node.key"))
         .expect("read the yielder's node.key");
     assert_ne!(

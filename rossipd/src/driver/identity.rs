@@ -54,6 +54,8 @@ impl Driver {
         let old_key = self.node.public_key();
         self.node.take_new_identity(key, generation, Instant::now());
         self.store.set_own(self.node.id());
+        // mDNS must stop sending others to this address under the old id.
+        self.announce();
         // Its own name, pinned to the old key, would flag this node itself.
         self.pins
             .repin_own(&self.info.name, &old_key, &self.node.public_key());

@@ -85,7 +85,7 @@ impl Driver {
             )));
             return;
         }
-        self.keys_changed();
+        self.announce();
         let started = self
             .node
             .broadcast_key_op(op, now)
@@ -135,7 +135,7 @@ impl Driver {
                 );
                 // Saved already, before the acknowledgement left
                 // (`save_keyring_before_acks`).
-                self.keys_changed();
+                self.announce();
             }
             KeyringEvent::Report { reply_to, .. } | KeyringEvent::Ack { reply_to, .. } => {
                 if let Some(answers) = self.keyring_answers.get(&reply_to)
@@ -211,7 +211,7 @@ impl Driver {
                     path.display()
                 )),
             }
-            self.keys_changed();
+            self.announce();
         }
         if !not_again.is_empty() {
             report.not_applied.push(format!(
@@ -288,18 +288,6 @@ impl Driver {
             Some(keyring) => keyfile::save(self.state.path(), keyring),
             None => Ok(()),
         }
-    }
-
-    /// Tells discovery the key ids now held (the mDNS record names the
-    /// sealing key's id; peers of either key stay welcome).
-    fn keys_changed(&self) {
-        let ids = self
-            .node
-            .key_ids()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        let _ = self.key_ids.send(ids);
     }
 }
 
