@@ -354,8 +354,18 @@ fn a_daemon_of_another_user_is_passed_over() {
 }
 
 /// `rossipctl` run by an unprivileged user: as is when we are not root, else through
-/// `setpriv` as `nobody` (root may connect to any socket). None if neither works here.
-fn unprivileged_rossipctl() -> Option<Command> {
+/// `setpriv` as `nobody` (root may connect to any socket). None, after saying that `test`
+/// skipped, if neither works here.
+fn unprivileged_rossipctl(test: &str) -> Option<Command> {
+    let found = unprivileged_rossipctl_here();
+    if found.is_none() {
+        skipped(test, "running as root without a usable `setpriv`");
+    }
+    found
+}
+
+/// The command of [`unprivileged_rossipctl`], or None where no unprivileged run works.
+fn unprivileged_rossipctl_here() -> Option<Command> {
     if permissions_are_bypassed() {
         let mut cmd = Command::new("setpriv");
         cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
@@ -396,11 +406,7 @@ fn chmod(path: &Path, mode: &str) {
 
 #[test]
 fn permission_denied_exits_77_with_a_hint() {
-    let Some(mut cmd) = unprivileged_rossipctl() else {
-        skipped(
-            "permission_denied_exits_77_with_a_hint",
-            "running as root without a usable `setpriv`",
-        );
+    let Some(mut cmd) = unprivileged_rossipctl("permission_denied_exits_77_with_a_hint") else {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
@@ -917,11 +923,8 @@ fn etc_group_has(name: &str) -> bool {
 
 #[test]
 fn permission_hint_names_the_sockets_actual_group() {
-    let Some(mut cmd) = unprivileged_rossipctl() else {
-        skipped(
-            "permission_hint_names_the_sockets_actual_group",
-            "running as root without a usable `setpriv`",
-        );
+    let Some(mut cmd) = unprivileged_rossipctl("permission_hint_names_the_sockets_actual_group")
+    else {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
@@ -959,11 +962,9 @@ fn permission_hint_names_the_sockets_actual_group() {
 
 #[test]
 fn permission_hint_says_when_the_rossip_group_is_missing() {
-    let Some(mut cmd) = unprivileged_rossipctl() else {
-        skipped(
-            "permission_hint_says_when_the_rossip_group_is_missing",
-            "running as root without a usable `setpriv`",
-        );
+    let Some(mut cmd) =
+        unprivileged_rossipctl("permission_hint_says_when_the_rossip_group_is_missing")
+    else {
         return;
     };
     // The socket cannot be seen: its directory is closed to the caller, as /run/rossip is to
@@ -993,11 +994,9 @@ fn permission_hint_says_when_the_rossip_group_is_missing() {
 
 #[test]
 fn a_system_socket_closed_to_the_caller_gives_the_permission_hint() {
-    let Some(mut cmd) = unprivileged_rossipctl() else {
-        skipped(
-            "a_system_socket_closed_to_the_caller_gives_the_permission_hint",
-            "running as root without a usable `setpriv`",
-        );
+    let Some(mut cmd) =
+        unprivileged_rossipctl("a_system_socket_closed_to_the_caller_gives_the_permission_hint")
+    else {
         return;
     };
     if !permissions_are_bypassed() {
