@@ -837,6 +837,23 @@ impl Node {
         self.history.iter()
     }
 
+    /// Messages in history now.
+    pub fn history_len(&self) -> usize {
+        self.history.len()
+    }
+
+    /// History within `range` of [`crate::message::OrderKey`]s, oldest
+    /// first: for reading a long history in pages.
+    pub fn history_range(
+        &self,
+        range: (
+            std::ops::Bound<crate::message::OrderKey>,
+            std::ops::Bound<crate::message::OrderKey>,
+        ),
+    ) -> impl DoubleEndedIterator<Item = &Message> {
+        self.history.range(range)
+    }
+
     /// Look up a message in history.
     pub fn message(&self, id: &MessageId) -> Option<&Message> {
         self.history.get(id)

@@ -90,6 +90,10 @@ pub mod code {
     /// reason}]`); nothing was sent to other members. (A malformed key or
     /// key id is [`INVALID_PARAMS`].)
     pub const KEYRING_REFUSED: i64 = -32011;
+    /// `history`/`subscribe`: `after` is a cursor of another history store
+    /// (another node's, or this node's before its state directory was
+    /// wiped): it names no position here. Start again without `after`.
+    pub const FOREIGN_CURSOR: i64 = -32012;
 }
 
 /// A request (or, without `id`, a notification) as received. Deserialized
@@ -244,11 +248,16 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         previous: Option<PeerStateName>,
     },
-    /// The subscriber did not keep up: `dropped` events were skipped. Use
-    /// `history` with `since` to fill the gap.
+    /// The subscriber fell so far behind that `dropped` events left this
+    /// node before it read them (messages: out of the history window); the
+    /// stream goes on after `cursor`.
     Lagged {
         /// How many events were not delivered.
         dropped: u64,
+        /// Where the stream goes on: the delivery cursor after which the
+        /// next message event follows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cursor: Option<String>,
     },
 }
 
@@ -292,6 +301,11 @@ pub struct MessageView {
     /// key (trust on first use).
     #[serde(default)]
     pub name_trust: NameTrust,
+    /// This node's delivery cursor of the message (local arrival order):
+    /// pass it as `after` to `history` or `subscribe` to get exactly what
+    /// this node delivered since. Empty only from an older daemon.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cursor: String,
 }
 
 /// Whether a sender's name goes with its key: rossip pins each name to the
@@ -325,6 +339,7 @@ impl From<&Message> for MessageView {
             // (a `Message` does not decode otherwise).
             verified: true,
             name_trust: NameTrust::Unchecked,
+            cursor: String::new(),
         }
     }
 }
@@ -430,6 +445,10 @@ pub struct HistoryParams {
     /// Only messages after this point.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Since>,
+    /// Only messages this node delivered after this cursor, in delivery
+    /// order (with `n`: the first `n` of them, a page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
     /// Only this channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
@@ -438,8 +457,12 @@ pub struct HistoryParams {
 /// `history` result: oldest first.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HistoryResult {
-    /// Messages in history order.
+    /// Messages in history order (with `after`: in delivery order).
     pub messages: Vec<MessageView>,
+    /// The cursor to pass as `after` to continue: the last delivery this
+    /// answer covers. Absent only while nothing was ever delivered here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// `subscribe` params. With `n` or `since`, matching history is replayed as
@@ -456,6 +479,10 @@ pub struct SubscribeParams {
     /// Replay messages after this point first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Since>,
+    /// Replay every message this node delivered after this cursor first,
+    /// in delivery order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
     /// Only this channel's messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
@@ -466,6 +493,10 @@ pub struct SubscribeParams {
 pub struct SubscribeResult {
     /// Names the subscription in notifications and `unsubscribe`.
     pub subscription: u64,
+    /// Where the live stream starts: the last delivery before it (the
+    /// replay, if any, ends here). Absent while nothing was delivered here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// `unsubscribe` params.
@@ -927,14 +958,18 @@ mod tests {
 
     #[test]
     fn event_notification_is_flat() {
-        let n = Notification::event(3, EventBody::Lagged { dropped: 5 });
+        let lagged = EventBody::Lagged {
+            dropped: 5,
+            cursor: Some("00000000000000a1-9".to_owned()),
+        };
+        let n = Notification::event(3, lagged.clone());
         let v = serde_json::to_value(&n).expect("serialize");
         assert_eq!(
             v,
-            json!({"jsonrpc":"2.0","method":"event","params":{"subscription":3,"kind":"lagged","dropped":5}})
+            json!({"jsonrpc":"2.0","method":"event","params":{"subscription":3,"kind":"lagged","dropped":5,"cursor":"00000000000000a1-9"}})
         );
         let back: Notification = serde_json::from_value(v).expect("parse");
-        assert_eq!(back.params.event, EventBody::Lagged { dropped: 5 });
+        assert_eq!(back.params.event, lagged);
     }
 
     #[test]

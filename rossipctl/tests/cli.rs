@@ -674,12 +674,28 @@ fn wait_with_deadline(child: &mut Child, deadline: Duration) -> ExitStatus {
 /// Asserts that rossipctl notices by itself (there is no further write to fail) and exits 0
 /// quietly, and returns the first line.
 fn first_line_then_closed_pipe(args: &[&str], params: Value, first: Value) -> String {
+    first_line_after(args, None, params, first)
+}
+
+/// [`first_line_then_closed_pipe`], the `subscribe` preceded by a `history` call with the
+/// params and answered with the result of `history` if given.
+fn first_line_after(
+    args: &[&str],
+    history: Option<(Value, Value)>,
+    params: Value,
+    first: Value,
+) -> String {
     let _alone = CHILDREN
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = tempfile::tempdir().expect("temp dir");
     let socket = dir.path().join("rossipd.sock");
     let daemon = fake_daemon(&socket, move |conn| {
+        if let Some((expected, result)) = history {
+            let (id, method, got) = conn.request();
+            assert_eq!((method.as_str(), got), ("history", expected));
+            conn.send(json!({"jsonrpc": "2.0", "id": id, "result": result}));
+        }
         let (id, method, got) = conn.request();
         assert_eq!((method.as_str(), got), ("subscribe", params));
         conn.send(json!({"jsonrpc": "2.0", "id": id, "result": {"subscription": 1}}));
@@ -716,9 +732,11 @@ fn first_line_then_closed_pipe(args: &[&str], params: Value, first: Value) -> St
 
 #[test]
 fn tail_follow_into_a_closed_pipe_exits_0() {
-    let first = first_line_then_closed_pipe(
+    let cursor = "00000000000000a1-0";
+    let first = first_line_after(
         &["tail", "-f", "-n", "1"],
-        json!({"events": ["message"], "n": 1}),
+        Some((json!({"n": 1}), json!({"messages": [], "cursor": cursor}))),
+        json!({"events": ["message"], "after": cursor}),
         event(1, 1, "first"),
     );
     assert!(first.ends_with("alice@abababab: first\n"), "{first:?}");

@@ -1,7 +1,7 @@
 //! The driver: the one task that owns the protocol [`Node`]. It feeds the
 //! node datagrams, timer expiries, discovery hints and RPC commands, then
 //! drains everything the node produced (str0m's rule: mutate, drain, wait).
-//! Other tasks talk to it only through [`Command`]s with a oneshot reply.
+//! Other tasks talk to it only through its [`Handle`], in domain types.
 //!
 //! Exactly once across restarts: what a flush delivers (messages, and the
 //! seen ranges of their origins) is committed to the [`Store`] in one
@@ -16,34 +16,31 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use rossip_proto::rpc::{
-    self, ErrorObject, EventBody, JoinResult, LeaveResult, MessageView, PeerView,
-};
-use rossip_proto::{Event, Message, Node, PeerState, PublishError};
+use rossip_proto::{Event, Message, MessageId, Node, PeerState};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::history_query::{self, HistoryQuery};
+use crate::delivery::Delivered;
 use crate::peer_cache::{self, PeerCache};
 use crate::state::StateDir;
 use crate::store::Store;
 use crate::views::{self, WallClock};
 
 mod backpressure;
-mod command;
 mod events;
+mod handle;
 mod identity;
+pub mod journal;
 mod keyring;
 mod persist;
 pub(crate) mod problems;
+mod reads;
 mod status;
 mod unstored;
 
-/// Events the daemon-wide ring holds for subscription forwarders. Each
-/// forwarder drains it in batches into its own bounded backlog, so this
-/// only needs to cover one scheduling gap; it is kept small because the
-/// ring keeps its last events (and their texts) alive.
-pub const EVENT_BUFFER: usize = 1024;
+/// Member changes held for subscribers that have not read them yet (they
+/// are rare; a subscriber further behind gets a `lagged` count instead).
+pub const PEER_CHANGES: usize = 1024;
 
 /// Largest datagram we read; larger ones are truncated by the kernel and
 /// then refused by the wire decoder (counted as oversized/malformed).
@@ -60,17 +57,17 @@ const COMMAND_BATCH: usize = 256;
 /// with the clock even when nothing arrives.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Where the answer to a `send` goes.
+type SendReply = oneshot::Sender<Result<Arc<Delivered>, CoreError>>;
+
 /// A `send` whose message is published but not yet committed.
-type PendingSend = (
-    oneshot::Sender<Result<MessageView, ErrorObject>>,
-    MessageView,
-);
+type PendingSend = (SendReply, MessageId);
 
-pub use command::Command;
+pub use handle::{
+    Command, CoreError, Handle, Joined, PeerChange, PeerSnapshot, ReadStart, SendTicket,
+    SincePoint, StartQuery, WeakHandle,
+};
 pub use keyring::{KeysReply, KeysStarted};
-
-/// A subscription's start: the replayed history and the live receiver.
-pub type Subscription = (Vec<MessageView>, broadcast::Receiver<Arc<EventBody>>);
 
 /// Facts about this daemon that only `status` needs.
 #[derive(Debug, Clone)]
@@ -92,7 +89,8 @@ pub struct StaticInfo {
 /// Counters shared with the RPC tasks.
 #[derive(Debug, Default)]
 pub struct SharedCounters {
-    /// Events not delivered to subscribers that did not keep up.
+    /// Events subscribers did not get because they fell behind so far
+    /// that the events were gone (see `journal`).
     pub subscriber_drops: AtomicU64,
     /// Local socket connections open now.
     pub rpc_connections: AtomicU64,
@@ -115,7 +113,7 @@ pub enum Exit {
 
 struct JoinWaiter {
     addrs: Vec<SocketAddr>,
-    reply: oneshot::Sender<JoinResult>,
+    reply: oneshot::Sender<Joined>,
 }
 
 /// Owns the node and its socket.
@@ -126,7 +124,10 @@ pub struct Driver {
     clock: WallClock,
     info: StaticInfo,
     counters: Arc<SharedCounters>,
-    events: broadcast::Sender<Arc<EventBody>>,
+    /// What this node delivered, by cursor, for followers.
+    journal: journal::Journal,
+    /// Member changes, for subscribers.
+    peer_changes: broadcast::Sender<Arc<PeerChange>>,
     join_waiters: Vec<JoinWaiter>,
     send_errors: u64,
     /// The last live members' addresses, kept for the next run.
@@ -164,9 +165,12 @@ impl std::fmt::Debug for Driver {
 }
 
 impl Driver {
-    /// Wraps a node (already restored from `store`) and its bound socket.
+    /// Wraps a node (already restored from `store`, with the delivery
+    /// numbers of the messages it holds) and its bound socket.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         node: Node,
+        numbered: Vec<(u64, MessageId)>,
         udp: UdpSocket,
         state: StateDir,
         store: Store,
@@ -174,7 +178,9 @@ impl Driver {
         info: StaticInfo,
         counters: Arc<SharedCounters>,
     ) -> Self {
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (peer_changes, _) = broadcast::channel(PEER_CHANGES);
+        let mut journal = journal::Journal::new(store.id(), store.next_cursor());
+        journal.restore(numbered);
         let node_id = node.id();
         let (peer_cache, greet) = PeerCache::open(state.path());
         let mut pins = crate::pins::Pins::load_or_empty(state.path());
@@ -187,7 +193,8 @@ impl Driver {
             clock,
             info,
             counters,
-            events,
+            journal,
+            peer_changes,
             join_waiters: Vec::new(),
             send_errors: 0,
             peer_cache,
@@ -206,6 +213,17 @@ impl Driver {
         };
         driver.greet_cached_peers(&greet);
         driver
+    }
+
+    /// A handle for the tasks that talk to this driver through `commands`
+    /// (the sender of the queue [`Driver::run`] reads).
+    pub fn handle(&self, commands: mpsc::Sender<Command>) -> Handle {
+        Handle::new(
+            commands,
+            self.journal.subscribe(),
+            self.peer_changes.clone(),
+            self.clock,
+        )
     }
 
     /// Sends this node's id and key ids to `announced` after every keyring
@@ -298,7 +316,7 @@ impl Driver {
                     Some(command) => {
                         if let Some(reply) = self.on_commands(command, &mut commands) {
                             let notified = self.leave().await;
-                            let _ = reply.send(LeaveResult { notified });
+                            let _ = reply.send(notified);
                             return Exit::LeaveRequested;
                         }
                     }
@@ -390,7 +408,7 @@ impl Driver {
         &mut self,
         first: Command,
         queue: &mut mpsc::Receiver<Command>,
-    ) -> Option<oneshot::Sender<LeaveResult>> {
+    ) -> Option<oneshot::Sender<u64>> {
         let mut next = Some(first);
         let mut handled = 0;
         while let Some(command) = next.take() {
@@ -407,7 +425,7 @@ impl Driver {
 
     /// Carries out a command. A `leave` is handed back, because it ends the
     /// loop and must send datagrams (async) before replying.
-    fn on_command(&mut self, command: Command) -> Option<oneshot::Sender<LeaveResult>> {
+    fn on_command(&mut self, command: Command) -> Option<oneshot::Sender<u64>> {
         let now = Instant::now();
         match command {
             Command::Send {
@@ -415,17 +433,21 @@ impl Driver {
                 text,
                 reply,
             } => self.on_send(channel, text, reply, now),
-            Command::History { query, reply } => {
-                let _ = reply.send(self.select(&query));
+            Command::Start {
+                query,
+                filter,
+                reply,
+            } => {
+                let _ = reply.send(self.start_read(&query, &filter));
             }
-            Command::Subscribe { replay, reply } => {
-                // Replay and receiver are taken in one step of the only task
-                // that broadcasts, so nothing falls between them.
-                let replayed = match &replay {
-                    Some(query) => self.select(query),
-                    None => Ok(Vec::new()),
-                };
-                let _ = reply.send(replayed.map(|messages| (messages, self.events.subscribe())));
+            Command::Read {
+                from,
+                filter,
+                limit,
+                max_bytes,
+                reply,
+            } => {
+                let _ = reply.send(self.read(from, &filter, limit, max_bytes));
             }
             Command::Peers { all, reply } => {
                 let members: Vec<rossip_proto::Member> = self
@@ -434,8 +456,14 @@ impl Driver {
                     .filter(|m| all || matches!(m.state, PeerState::Alive | PeerState::Suspect))
                     .cloned()
                     .collect();
-                let mut peers: Vec<PeerView> = members.iter().map(|m| self.peer_view(m)).collect();
-                peers.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+                let mut peers: Vec<PeerSnapshot> =
+                    members.into_iter().map(|m| self.peer_snapshot(m)).collect();
+                peers.sort_by(|a, b| {
+                    a.member
+                        .name
+                        .cmp(&b.member.name)
+                        .then_with(|| a.member.id.cmp(&b.member.id))
+                });
                 let _ = reply.send(peers);
             }
             Command::Status { reply } => {
@@ -449,10 +477,10 @@ impl Driver {
                         && matches!(m.state, PeerState::Alive | PeerState::Suspect)
                 });
                 if let Some(m) = known {
-                    let _ = reply.send(JoinResult {
-                        id: m.id.to_string(),
+                    let _ = reply.send(Joined {
+                        id: m.id,
                         name: m.name.clone(),
-                        addr: m.addr.to_string(),
+                        addr: m.addr,
                     });
                     return None;
                 }
@@ -540,54 +568,37 @@ impl Driver {
         channel: &str,
         text: &str,
         now: Instant,
-    ) -> Result<MessageView, Result<Duration, ErrorObject>> {
+    ) -> Result<MessageId, Result<Duration, CoreError>> {
         // The sequence number must be reserved on disk before it is used, so
         // that a crash right after can never lead to its reuse.
         if let Err(e) = self.state.ensure_reserved(self.node.next_seq()) {
             tracing::error!("cannot reserve message sequence numbers: {e:#}");
-            return Err(Err(ErrorObject::new(
-                rpc::code::INTERNAL_ERROR,
-                format!("cannot write state: {e:#}"),
-            )));
+            return Err(Err(CoreError::State(format!("{e:#}"))));
         }
         match self.node.publish(channel, text, views::unix_ms_now(), now) {
-            Ok(message) => Ok(self.message_view(&message)),
+            Ok(message) => Ok(message.id),
             Err(e) => Err(backpressure::classify(e)),
         }
     }
 
-    fn select(&self, query: &HistoryQuery) -> Result<Vec<MessageView>, ErrorObject> {
-        let picked = history_query::select(
-            self.node.history(),
-            |id| self.node.message(id).map(Message::order_key),
-            query,
-        )?;
-        Ok(picked
-            .into_iter()
-            .map(|message| {
-                let mut view = MessageView::from(message);
-                view.name_trust = self.pins.trust(&message.origin_name, &message.auth.key);
-                view
-            })
-            .collect())
-    }
-
-    /// A message as the API shows it, its name checked against the pins
-    /// (and pinned, if new).
-    fn message_view(&mut self, message: &Message) -> MessageView {
-        let mut view = MessageView::from(message);
-        view.name_trust =
+    /// A delivery as followers get it, its sender's name checked against
+    /// the pins (and pinned, if new).
+    fn delivered(&mut self, number: u64, message: Message) -> Delivered {
+        let name_trust =
             self.pins
                 .observe(&message.origin_name, &message.auth.key, &message.id.origin);
-        view
+        Delivered {
+            cursor: self.journal.cursor(number),
+            message,
+            name_trust,
+        }
     }
 
-    /// A member as the API shows it, its name checked against the pins
-    /// (and pinned, if new).
-    fn peer_view(&mut self, member: &rossip_proto::Member) -> PeerView {
-        let mut view = views::peer_view(member, &self.clock);
-        view.name_trust = self.pins.observe(&member.name, &member.key, &member.id);
-        view
+    /// A member as the driver reports it, its name checked against the
+    /// pins (and pinned, if new).
+    fn peer_snapshot(&mut self, member: rossip_proto::Member) -> PeerSnapshot {
+        let name_trust = self.pins.observe(&member.name, &member.key, &member.id);
+        PeerSnapshot { member, name_trust }
     }
 
     /// Records this node's highest new sequence number, sends every
@@ -604,25 +615,54 @@ impl Driver {
         while let Some(transmit) = self.node.poll_transmit() {
             self.transmit(&transmit).await;
         }
-        let committed = self.persist(&events);
-        for (reply, view) in std::mem::take(&mut self.pending_sends) {
-            let answer = match &committed {
-                Ok(()) => Ok(view),
-                Err(e) => Err(ErrorObject::new(
-                    rpc::code::INTERNAL_ERROR,
-                    format!(
-                        "the history store failed ({e}): the message {} went out to the cluster \
-                         but is not durable here yet; it is held in memory and stored once the \
-                         store works again (a restart before then loses it on this node)",
-                        view.id
-                    ),
-                )),
+        // Numbered before the commit, which stores each with its number.
+        let numbered: Vec<(u64, &Message)> = events
+            .iter()
+            .filter_map(|event| match event {
+                Event::Message(message) => Some(message),
+                _ => None,
+            })
+            .map(|message| (self.journal.number(message), message))
+            .collect();
+        let committed = self.persist(&numbered, &events);
+        let numbers: Vec<u64> = numbered.iter().map(|&(number, _)| number).collect();
+        drop(numbered);
+        let mut numbers = numbers.into_iter();
+        let mut delivered: std::collections::HashMap<MessageId, Arc<Delivered>> =
+            std::collections::HashMap::new();
+        for event in events {
+            match event {
+                Event::Message(message) => {
+                    let Some(number) = numbers.next() else {
+                        continue;
+                    };
+                    let delivery = Arc::new(self.delivered(number, message));
+                    if !self.pending_sends.is_empty() {
+                        delivered.insert(delivery.message.id, delivery.clone());
+                    }
+                    self.on_message(delivery);
+                }
+                other => self.on_event(other),
+            }
+        }
+        for (reply, id) in std::mem::take(&mut self.pending_sends) {
+            let answer = match (&committed, delivered.get(&id)) {
+                (Ok(()), Some(delivery)) => Ok(delivery.clone()),
+                (Err(e), _) => Err(CoreError::NotDurable {
+                    id,
+                    error: e.to_string(),
+                }),
+                // Published, so delivered by this very flush.
+                (Ok(()), None) => Err(CoreError::State(format!(
+                    "the message {id} was published but not delivered here"
+                ))),
             };
             let _ = reply.send(answer);
         }
-        for event in events {
-            self.on_event(event);
-        }
+        let history_len = self.node.history_len();
+        let node = &self.node;
+        self.journal
+            .sweep(history_len, |id| node.message(id).is_some());
     }
 
     /// Sends one datagram, waiting (at most a second) for room in the
@@ -657,31 +697,4 @@ impl Driver {
             );
         }
     }
-}
-
-fn publish_error(e: PublishError) -> ErrorObject {
-    let code = match &e {
-        PublishError::Empty => rpc::code::EMPTY_MESSAGE,
-        PublishError::TooLarge { size, max } => {
-            return ErrorObject::with_data(
-                rpc::code::MESSAGE_TOO_LARGE,
-                e.to_string(),
-                serde_json::json!({"size": size, "max_bytes": max}),
-            );
-        }
-        PublishError::Channel(_) => rpc::code::INVALID_CHANNEL,
-        PublishError::Left => rpc::code::NOT_IN_CLUSTER,
-        // Held by `backpressure` rather than answered; if it gets here, the
-        // data says when to retry.
-        PublishError::Busy { retry_after } => {
-            return ErrorObject::with_data(
-                rpc::code::BUSY,
-                e.to_string(),
-                serde_json::json!({
-                    "retry_after_ms": u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)
-                }),
-            );
-        }
-    };
-    ErrorObject::new(code, e.to_string())
 }

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::driver::Command;
+use crate::driver::{Handle, WeakHandle};
 use crate::keyfile;
 
 /// How long a reload waits for the driver.
@@ -58,13 +58,13 @@ impl KeyReloadReport {
 pub(crate) fn spawn(
     hooks: Hooks,
     key_file: Option<&std::path::Path>,
-    commands: &mpsc::Sender<Command>,
+    driver: &Handle,
     cancel: &CancellationToken,
     tasks: &TaskTracker,
 ) {
     if let Some(ready) = hooks.ready {
         // Weak: this task must not keep the driver's queue open.
-        let commands = commands.downgrade();
+        let commands = driver.downgrade();
         let cancel = cancel.clone();
         tasks.spawn(async move {
             tokio::select! {
@@ -79,7 +79,7 @@ pub(crate) fn spawn(
     }
     if let Some(mut reloads) = hooks.key_reloads {
         let mut last_read = LastRead::at_start(key_file);
-        let commands = commands.downgrade();
+        let commands = driver.downgrade();
         let cancel = cancel.clone();
         tasks.spawn(async move {
             loop {
@@ -98,19 +98,19 @@ pub(crate) fn spawn(
 }
 
 /// Waits until the driver answers `status` (it does once its loop runs).
-async fn driver_answers(commands: mpsc::WeakSender<Command>) -> bool {
-    let Some(commands) = commands.upgrade() else {
+async fn driver_answers(driver: WeakHandle) -> bool {
+    let Some(driver) = driver.upgrade() else {
         return false;
     };
     // The first answer waits for the driver's loop to start: no limit.
-    Command::ask_status(&commands, None).await.is_some()
+    driver.status().await.is_ok()
 }
 
 /// Reads the key file and hands its keys to the driver.
 async fn reload_keys(
     configured: Option<PathBuf>,
     last_read: &mut LastRead,
-    commands: &mpsc::WeakSender<Command>,
+    driver: &WeakHandle,
 ) -> KeyReloadReport {
     let resolved = keyfile::resolve(configured.as_deref());
     let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|d| !d.is_empty());
@@ -139,21 +139,13 @@ async fn reload_keys(
         },
         None => None,
     };
-    let Some(commands) = commands.upgrade() else {
+    let Some(driver) = driver.upgrade() else {
         return KeyReloadReport::refused("key file: the daemon is shutting down".to_owned());
     };
-    let (reply, answer) = oneshot::channel();
-    if commands
-        .send(Command::ReloadKeys { file, reply })
-        .await
-        .is_err()
-    {
-        return KeyReloadReport::refused("key file: the daemon is shutting down".to_owned());
-    }
-    drop(commands);
-    match tokio::time::timeout(DRIVER_ANSWER_TIMEOUT, answer).await {
+    match tokio::time::timeout(DRIVER_ANSWER_TIMEOUT, driver.reload_keys(file)).await {
         Ok(Ok(report)) => report,
-        _ => KeyReloadReport::refused("key file: the driver did not answer".to_owned()),
+        Ok(Err(e)) => KeyReloadReport::refused(format!("key file: {e}")),
+        Err(_) => KeyReloadReport::refused("key file: the driver did not answer".to_owned()),
     }
 }
 

@@ -6,9 +6,9 @@
 //! leaves the cluster gracefully and cleans up.
 
 pub mod config;
+pub mod delivery;
 mod discovery;
 mod driver;
-mod history_query;
 pub mod hooks;
 pub mod interfaces;
 pub mod keyfile;
@@ -31,8 +31,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rossip_proto::NodeConfig;
 use rossip_proto::message::MAX_NAME_BYTES;
+use rossip_proto::{MessageId, NodeConfig};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -140,20 +140,38 @@ pub async fn run_with(
         );
         node_config.keyring = Some(keyring);
     }
-    let (node, store) = restore_node(node_config, &config, resume_after_store)?;
+    let (node, numbered, store) = restore_node(node_config, &config, resume_after_store)?;
 
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     let counters = Arc::new(driver::SharedCounters::default());
     let (commands_tx, commands_rx) = mpsc::channel(COMMAND_QUEUE);
     let (found_tx, found_rx) = mpsc::channel(DISCOVERY_QUEUE);
+    let info = driver::StaticInfo {
+        cluster: config.cluster.clone(),
+        name: config.name.clone(),
+        bind: bound,
+        addr: advertise,
+        socket: config.socket.display().to_string(),
+        mdns: config.mdns,
+    };
+    let keys = node.key_ids().iter().map(ToString::to_string).collect();
+    let mut driver = driver::Driver::new(
+        node,
+        numbered,
+        udp,
+        state,
+        store,
+        clock,
+        info,
+        counters.clone(),
+    );
+    let handle = driver.handle(commands_tx);
 
     // Keyring changes (`keys.*`) and a new id (a copy of this node
     // elsewhere keeps the old one) reach discovery's mDNS record through this.
-    let (announced_tx, announced_rx) = tokio::sync::watch::channel(discovery::Announced {
-        id,
-        keys: node.key_ids().iter().map(ToString::to_string).collect(),
-    });
+    let (announced_tx, announced_rx) =
+        tokio::sync::watch::channel(discovery::Announced { id, keys });
     let discovery = if config.mdns {
         let ad = discovery::Advertisement {
             name: config.name.clone(),
@@ -175,7 +193,7 @@ pub async fn run_with(
     for spec in &config.join {
         tasks.spawn(seeds::contact_forever(
             spec.clone(),
-            commands_tx.clone(),
+            handle.clone(),
             cancel.clone(),
         ));
     }
@@ -183,17 +201,11 @@ pub async fn run_with(
     // driver answers, which is after every socket and discovery are up.
     let notifier = notify::Notifier::from_env();
     if let Some(notifier) = &notifier {
-        notifier.spawn_monitor(commands_tx.clone(), cancel.clone(), &tasks);
+        notifier.spawn_monitor(&handle, cancel.clone(), &tasks);
     }
-    hooks::spawn(
-        hooks,
-        config.key_file.as_deref(),
-        &commands_tx,
-        &cancel,
-        &tasks,
-    );
+    hooks::spawn(hooks, config.key_file.as_deref(), &handle, &cancel, &tasks);
     let ctx = Arc::new(rpc::RpcContext {
-        commands: commands_tx,
+        driver: handle,
         counters: counters.clone(),
     });
     tasks.spawn(rpc::serve(listener, ctx, cancel.clone(), tasks.clone()));
@@ -209,15 +221,6 @@ pub async fn run_with(
         "rossipd is running"
     );
 
-    let info = driver::StaticInfo {
-        cluster: config.cluster.clone(),
-        name: config.name.clone(),
-        bind: bound,
-        addr: advertise,
-        socket: config.socket.display().to_string(),
-        mdns: config.mdns,
-    };
-    let mut driver = driver::Driver::new(node, udp, state, store, clock, info, counters);
     driver.publish_announced_to(announced_tx);
     let shutdown_notifier = notifier.clone();
     let shutdown = async move {
@@ -251,6 +254,10 @@ pub async fn run_with(
     Ok(())
 }
 
+/// The node an earlier run's store gave back, with the delivery numbers of
+/// the messages it holds, and the store.
+type Restored = (rossip_proto::Node, Vec<(u64, MessageId)>, store::Store);
+
 /// Opens the history store and creates the node from it: its clock floor
 /// (this node's newest stored reading, so a clock set back cannot order new
 /// messages before old ones), the messages of the window and every seen set
@@ -259,7 +266,7 @@ fn restore_node(
     mut node_config: NodeConfig,
     config: &Config,
     resume_after_store: bool,
-) -> anyhow::Result<(rossip_proto::Node, store::Store)> {
+) -> anyhow::Result<Restored> {
     let retention = store::Retention {
         limit: config.history_limit,
         max_bytes: config.history_max_bytes,
@@ -273,7 +280,7 @@ fn restore_node(
     let now = Instant::now();
     let wall_ms = views::unix_ms_now();
     node_config.wall_ms_at_start = wall_ms;
-    let messages = store.load_window(wall_ms).map_err(read_error)?;
+    let messages = store.load_numbered_window(wall_ms).map_err(read_error)?;
     let seen = store.load_seen().map_err(read_error)?;
     // Every number this node sent was recorded first (the driver records
     // its highest before the datagrams leave), so the next one is free.
@@ -293,11 +300,15 @@ fn restore_node(
         origins = seen.len(),
         "history restored"
     );
-    node.restore_history(messages);
+    let numbered = messages
+        .iter()
+        .map(|(number, message)| (*number, message.id))
+        .collect();
+    node.restore_history(messages.into_iter().map(|(_, message)| message));
     for (origin, ranges) in seen {
         node.restore_seen(origin, &ranges);
     }
-    Ok((node, store))
+    Ok((node, numbered, store))
 }
 
 fn validate(config: &Config) -> anyhow::Result<()> {

@@ -12,11 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::driver::Command;
+use crate::driver::{Handle, WeakHandle};
 
 /// How often the peer count is read for STATUS= when no watchdog asks for
 /// more: changes reach `systemctl status` within this time, and a busy
@@ -106,13 +105,13 @@ impl Notifier {
     /// answering stops the pings, so systemd restarts a hung daemon.
     pub fn spawn_monitor(
         self: &Arc<Self>,
-        commands: mpsc::Sender<Command>,
+        driver: &Handle,
         cancel: CancellationToken,
         tasks: &TaskTracker,
     ) {
         // Weak, so the monitor does not keep the driver's queue open: the
         // driver still ends when every real client of it is gone.
-        let commands = commands.downgrade();
+        let commands = driver.downgrade();
         let notifier = Arc::clone(self);
         tasks.spawn(async move {
             tokio::select! {
@@ -122,7 +121,7 @@ impl Notifier {
         });
     }
 
-    async fn monitor(&self, commands: mpsc::WeakSender<Command>) {
+    async fn monitor(&self, commands: WeakHandle) {
         let period = self
             .watchdog_interval
             .map_or(STATUS_INTERVAL, |w| w.min(STATUS_INTERVAL));
@@ -168,8 +167,9 @@ impl Notifier {
     }
 
     /// The driver's count of alive peers, or `None` if it did not answer.
-    async fn alive_peers(commands: &mpsc::Sender<Command>) -> Option<u64> {
-        Command::ask_status(commands, Some(DRIVER_ANSWER_TIMEOUT))
+    async fn alive_peers(driver: &Handle) -> Option<u64> {
+        driver
+            .status_within(DRIVER_ANSWER_TIMEOUT)
             .await
             .map(|status| status.peers.alive)
     }

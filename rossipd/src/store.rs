@@ -19,12 +19,14 @@
 //! wiped. Any other failure to open (permissions, disk full) is a startup
 //! error naming the path.
 //!
-//! Schema (version 2, in `PRAGMA user_version`): `messages` (primary key
-//! origin + seq, an index in history order; each with its origin's public
-//! key and signature, so it can be served to other nodes as it was
-//! signed), `seen` (one row per origin:
-//! its ranges as a blob), `meta` (this node's highest clock reading). See
-//! `encode` for how `u64`s are stored.
+//! Schema (version 3, in `PRAGMA user_version`): `messages` (primary key
+//! origin + seq, an index in history order, and its delivery cursor, unique;
+//! each with its origin's public key and signature, so it can be served to
+//! other nodes as it was signed), `seen` (one row per origin: its ranges as
+//! a blob), `meta` (this node's highest clock reading, the store's id and
+//! the next delivery number, which outlives pruning). See `encode` for how
+//! `u64`s are stored. Version 2 files are migrated: their messages get
+//! cursors in history order.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -48,7 +50,10 @@ pub const FILE_NAME: &str = "history.db";
 
 /// The schema this build writes; a file with a higher version was written
 /// by a newer rossipd and is refused rather than guessed at.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// Version 2 had no delivery cursors; it is migrated in place.
+const UNNUMBERED_SCHEMA_VERSION: i64 = 2;
 
 /// Version 1 stored messages without their origin's signature; they cannot
 /// be served to other nodes (which refuse unsigned messages), so such a
@@ -71,6 +76,13 @@ const OWN_CLOCK_KEY: &str = "own_clock";
 /// Key of the highest sequence number this node sent, in `meta`.
 const OWN_SEQ_KEY: &str = "own_seq";
 
+/// Key of this store's random id (see [`crate::delivery`]), in `meta`.
+const STORE_ID_KEY: &str = "store_id";
+
+/// Key of the number the next delivery gets, in `meta`: kept past pruning,
+/// so that numbers are never reused.
+const NEXT_CURSOR_KEY: &str = "next_cursor";
+
 const CREATE_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (
     origin BLOB NOT NULL,
@@ -83,6 +95,7 @@ CREATE TABLE IF NOT EXISTS messages (
     bytes INTEGER NOT NULL,
     key BLOB NOT NULL,
     sig BLOB NOT NULL,
+    cursor INTEGER,
     PRIMARY KEY (origin, seq)
 );
 CREATE INDEX IF NOT EXISTS messages_in_order ON messages (ms, logical, origin, seq);
@@ -100,11 +113,29 @@ CREATE TABLE IF NOT EXISTS meta (
 /// One origin's seen ranges: inclusive `(first, last)`, lowest first.
 pub type SeenRanges = (NodeId, Vec<(u64, u64)>);
 
+/// Adds delivery cursors to a version 2 file: numbered in history order
+/// (the arrival order is not known), and the next number after them.
+const NUMBER_DELIVERIES: &str = "
+ALTER TABLE messages ADD COLUMN cursor INTEGER;
+UPDATE messages SET cursor = (
+    SELECT n FROM (
+        SELECT rowid AS r, row_number() OVER (ORDER BY ms, logical, origin, seq) AS n FROM messages
+    ) WHERE r = messages.rowid
+);
+INSERT OR REPLACE INTO meta (key, value)
+    SELECT 'next_cursor', (SELECT COUNT(*) FROM messages) + 1;
+";
+
+/// The index of deliveries; made after the migration filled the column.
+const CREATE_CURSOR_INDEX: &str =
+    "CREATE UNIQUE INDEX IF NOT EXISTS messages_by_cursor ON messages (cursor);";
+
 /// What one flush delivered, to be made durable before it is delivered.
 #[derive(Debug, Default)]
 pub struct Batch<'a> {
-    /// Messages delivered for the first time (own and received).
-    pub messages: Vec<&'a Message>,
+    /// Messages delivered for the first time (own and received), with
+    /// their delivery numbers.
+    pub messages: Vec<(u64, &'a Message)>,
     /// The complete seen ranges of every origin the flush touched (from
     /// `Node::seen_ranges`, which covers lost ranges too).
     pub seen: Vec<SeenRanges>,
@@ -136,6 +167,10 @@ pub struct Store {
     path: PathBuf,
     retention: Retention,
     own: NodeId,
+    /// This store's id: the cursors it gives name it.
+    id: crate::delivery::StoreId,
+    /// The number the next delivery gets.
+    next_cursor: u64,
     /// Messages in the table, kept current by inserts and prunes.
     count: u64,
     /// Their payload bytes.
@@ -213,9 +248,13 @@ impl Store {
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .with_context(|| format!("cannot read history store {}", path.display()))?;
+        let (id, next_cursor) = delivery_numbering(&conn)
+            .with_context(|| format!("cannot read history store {}", path.display()))?;
         Ok(Store {
             conn,
             path,
+            id,
+            next_cursor,
             retention: Retention {
                 limit: retention.limit.max(1),
                 ..retention
@@ -230,6 +269,17 @@ impl Store {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// This store's id, which its cursors carry.
+    pub fn id(&self) -> crate::delivery::StoreId {
+        self.id
+    }
+
+    /// The number the next delivery gets: one past every number this store
+    /// ever gave (kept past pruning), so none is given twice.
+    pub fn next_cursor(&self) -> u64 {
+        self.next_cursor
     }
 
     /// The lowest clock reading this run may stamp its messages with: the
@@ -307,8 +357,17 @@ impl Store {
     /// (history order): the newest `limit` not older than the age bound,
     /// within the byte bound.
     pub fn load_window(&self, now_ms: u64) -> rusqlite::Result<Vec<Message>> {
+        Ok(self
+            .load_numbered_window(now_ms)?
+            .into_iter()
+            .map(|(_, message)| message)
+            .collect())
+    }
+
+    /// [`Store::load_window`], each message with its delivery number.
+    pub fn load_numbered_window(&self, now_ms: u64) -> rusqlite::Result<Vec<(u64, Message)>> {
         let mut stmt = self.conn.prepare(
-            "SELECT origin, seq, ms, logical, origin_name, channel, text, key, sig FROM messages
+            "SELECT origin, seq, ms, logical, origin_name, channel, text, key, sig, cursor FROM messages
              WHERE ms >= ?1
              ORDER BY ms DESC, logical DESC, origin DESC, seq DESC LIMIT ?2",
         )?;
@@ -320,11 +379,15 @@ impl Store {
             let Some(message) = message_from_row(row)? else {
                 continue;
             };
+            let cursor: Option<i64> = row.get(9)?;
+            let Some(cursor) = cursor.and_then(|c| u64::try_from(c).ok()) else {
+                continue;
+            };
             bytes = bytes.saturating_add(message.payload_len());
             if bytes > self.retention.max_bytes && !newest_first.is_empty() {
                 break;
             }
-            newest_first.push(message);
+            newest_first.push((cursor, message));
         }
         newest_first.reverse();
         Ok(newest_first)
@@ -358,13 +421,15 @@ impl Store {
         let mut inserted = 0u64;
         let mut inserted_bytes = 0u64;
         let mut own_clock: Option<Hlc> = None;
+        let mut next_cursor = self.next_cursor;
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO messages
-                 (origin, seq, ms, logical, origin_name, channel, text, bytes, key, sig)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 (origin, seq, ms, logical, origin_name, channel, text, bytes, key, sig, cursor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
-            for message in &batch.messages {
+            for &(cursor, message) in &batch.messages {
+                next_cursor = next_cursor.max(cursor.saturating_add(1));
                 let bytes = message.payload_len();
                 let changed = insert.execute(params![
                     &message.id.origin.0[..],
@@ -377,6 +442,7 @@ impl Store {
                     i64::try_from(bytes).unwrap_or(i64::MAX),
                     &message.auth.key.0[..],
                     &message.auth.sig.to_bytes()[..],
+                    i64::try_from(cursor).unwrap_or(i64::MAX),
                 ])?;
                 if changed > 0 {
                     inserted += 1;
@@ -402,8 +468,16 @@ impl Store {
                 )?
                 .execute(params![OWN_CLOCK_KEY, &hlc_blob(ts)[..]])?;
             }
+            if next_cursor != self.next_cursor {
+                tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+                    .execute(params![
+                        NEXT_CURSOR_KEY,
+                        i64::try_from(next_cursor).unwrap_or(i64::MAX)
+                    ])?;
+            }
         }
         tx.commit()?;
+        self.next_cursor = next_cursor;
         self.count += inserted;
         self.bytes += inserted_bytes;
         self.inserts_since_prune += inserted;
@@ -500,12 +574,58 @@ fn open_checked(path: &Path) -> Result<Connection, OpenError> {
     if version == UNSIGNED_SCHEMA_VERSION {
         return Err(OpenError::Unsigned);
     }
-    if version < SCHEMA_VERSION {
+    if version == UNNUMBERED_SCHEMA_VERSION {
         conn.execute_batch(&format!(
-            "BEGIN; {CREATE_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN; {NUMBER_DELIVERIES} {CREATE_CURSOR_INDEX} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        ))?;
+    } else if version < SCHEMA_VERSION {
+        conn.execute_batch(&format!(
+            "BEGIN; {CREATE_SCHEMA} {CREATE_CURSOR_INDEX} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))?;
     }
     Ok(conn)
+}
+
+/// The store's id and the number of its next delivery; an id is made (at
+/// random) the first time.
+fn delivery_numbering(conn: &Connection) -> anyhow::Result<(crate::delivery::StoreId, u64)> {
+    let stored: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            params![STORE_ID_KEY],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let id = match stored.and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok()) {
+        Some(bytes) => u64::from_be_bytes(bytes),
+        None => {
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes)
+                .map_err(|e| anyhow::anyhow!("no randomness for the store's id: {e}"))?;
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![STORE_ID_KEY, &bytes[..]],
+            )?;
+            u64::from_be_bytes(bytes)
+        }
+    };
+    let recorded: Option<i64> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            params![NEXT_CURSOR_KEY],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let highest: Option<i64> =
+        conn.query_row("SELECT MAX(cursor) FROM messages", [], |row| row.get(0))?;
+    let next = recorded
+        .unwrap_or(1)
+        .max(highest.map_or(1, |h| h.saturating_add(1)))
+        .max(1);
+    Ok((
+        crate::delivery::StoreId(id),
+        u64::try_from(next).unwrap_or(1),
+    ))
 }
 
 /// The 16 bytes every SQLite database file starts with.

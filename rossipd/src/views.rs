@@ -86,6 +86,21 @@ pub fn peer_view(member: &Member, clock: &WallClock) -> PeerView {
     }
 }
 
+/// A delivered message as the API shows it.
+pub fn message_view(delivered: &crate::delivery::Delivered) -> rossip_proto::rpc::MessageView {
+    let mut view = rossip_proto::rpc::MessageView::from(&delivered.message);
+    view.name_trust = delivered.name_trust;
+    view.cursor = delivered.cursor.to_string();
+    view
+}
+
+/// A member as the API shows it, with its name's trust.
+pub fn peer_snapshot_view(peer: &crate::driver::PeerSnapshot, clock: &WallClock) -> PeerView {
+    let mut view = peer_view(&peer.member, clock);
+    view.name_trust = peer.name_trust;
+    view
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -182,7 +182,7 @@ fn record(socket: &Path, shared: &Mutex<Shared>, stop: &AtomicBool) {
                             keys.insert(key.to_owned(), at);
                         }
                     }
-                    EventBody::Lagged { dropped } => shared.lagged += dropped,
+                    EventBody::Lagged { dropped, .. } => shared.lagged += dropped,
                     EventBody::Peer { .. } => {}
                 }
             }

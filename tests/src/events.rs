@@ -419,7 +419,7 @@ fn record(socket: &Path, shared: &Mutex<Shared>, stop: &AtomicBool) {
                     EventBody::Peer { peer, previous } => {
                         shared.records.push(PeerRecord { at, peer, previous });
                     }
-                    EventBody::Lagged { dropped } => shared.lagged += dropped,
+                    EventBody::Lagged { dropped, .. } => shared.lagged += dropped,
                     // Not subscribed to messages; nothing to record.
                     EventBody::Message { .. } => {}
                 }

@@ -251,8 +251,9 @@ fn a_restarted_node_stamps_new_messages_after_its_old_ones() {
             max_age: None,
         };
         let mut store = Store::open(daemon.state_dir(), own, retention).expect("open the store");
+        let number = store.next_cursor();
         let batch = Batch {
-            messages: vec![&future],
+            messages: vec![(number, &future)],
             seen: vec![(own, vec![(1, 1), (1_000_000, 1_000_000)])],
         };
         store.commit(&batch, first.ts).expect("commit");

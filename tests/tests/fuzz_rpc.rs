@@ -284,7 +284,7 @@ fn is_off_limits(line: &[u8]) -> bool {
 /// Checks one line the daemon wrote; returns whether it was a response
 /// (or a batch of them) rather than a notification.
 fn check_reply(line: &str, input: &[u8]) -> Result<bool, String> {
-    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON ({e})"))?;
+    let value = parse_reply(line)?;
     match &value {
         Value::Array(items) if !items.is_empty() => {
             for item in items {
@@ -304,6 +304,41 @@ fn check_reply(line: &str, input: &[u8]) -> Result<bool, String> {
             Ok(true)
         }
     }
+}
+
+/// A reply line as a `Value`. An id is echoed as the client wrote it, and
+/// JSON allows numbers (`1e400`) that serde_json's `Value` cannot hold: such
+/// an id is checked to be JSON and taken as the string of its text.
+fn parse_reply(line: &str) -> Result<Value, String> {
+    match serde_json::from_str(line) {
+        Ok(value) => Ok(value),
+        Err(e) => {
+            serde_json::from_str::<&serde_json::value::RawValue>(line)
+                .map_err(|e| format!("not JSON ({e})"))?;
+            serde_json::from_str(&quote_number_ids(line)).map_err(|_| format!("not JSON ({e})"))
+        }
+    }
+}
+
+/// `line` with every `"id":NUMBER` made `"id":"NUMBER"`.
+fn quote_number_ids(line: &str) -> String {
+    let mut out = String::with_capacity(line.len() + 16);
+    let mut rest = line;
+    while let Some(at) = rest.find("\"id\":") {
+        let (head, tail) = rest.split_at(at + "\"id\":".len());
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))
+            .unwrap_or(tail.len());
+        if end > 0 {
+            out.push('"');
+            out.push_str(&tail[..end]);
+            out.push('"');
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn check_response(value: &Value) -> Result<(), String> {
@@ -359,7 +394,7 @@ fn exchange(client: &mut RpcClient, input: &[u8], sentinel: u64) -> Result<Vec<V
             Err(e) => return Err(format!("read: {e}")),
         };
         if check_reply(&line, input)? {
-            let value: Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
+            let value = parse_reply(&line)?;
             if value.get("id") == Some(&json!(format!("sentinel-{sentinel}"))) {
                 return Ok(replies);
             }

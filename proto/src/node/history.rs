@@ -245,6 +245,14 @@ impl History {
         self.by_order.values().map(|held| &held.message)
     }
 
+    /// Messages ordered within `range`, oldest first.
+    pub(super) fn range(
+        &self,
+        range: (std::ops::Bound<OrderKey>, std::ops::Bound<OrderKey>),
+    ) -> impl DoubleEndedIterator<Item = &Message> {
+        self.by_order.range(range).map(|(_, held)| &held.message)
+    }
+
     /// When the oldest message held (by order) arrived here.
     pub(super) fn oldest_arrival(&self) -> Option<u64> {
         self.by_order

@@ -78,7 +78,7 @@ impl Subscriber for Watcher {
             EventBody::Peer { peer, previous } => {
                 self.printer.print_change(out, &peer, previous, now_ms())?;
             }
-            EventBody::Lagged { dropped } => {
+            EventBody::Lagged { dropped, .. } => {
                 let then = if self.snapshot {
                     "the members as they are now follow"
                 } else {

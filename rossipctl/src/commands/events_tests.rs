@@ -105,10 +105,17 @@ fn snapshot_then_changes_across_a_lag_and_a_restart() {
             key: String::new(),
             verified: true,
             name_trust: rossip_proto::rpc::NameTrust::Pinned,
+            cursor: String::new(),
         };
         conn.event(1, EventBody::Message { message });
         // Fell behind: the member list is fetched again.
-        conn.event(1, EventBody::Lagged { dropped: 3 });
+        conn.event(
+            1,
+            EventBody::Lagged {
+                dropped: 3,
+                cursor: None,
+            },
+        );
         answer_peers(&mut conn, &[peer("bob", Alive)]);
 
         // Restarted: subscribe and snapshot again (the new daemon knows nobody yet).
@@ -145,7 +152,13 @@ fn without_snapshot_only_changes_are_printed() {
         answer_subscribe(&mut conn, 1);
         conn.event(1, peer_event("bob", Suspect, Some(Alive)));
         // A lag without --snapshot asks nothing of the daemon.
-        conn.event(1, EventBody::Lagged { dropped: 1 });
+        conn.event(
+            1,
+            EventBody::Lagged {
+                dropped: 1,
+                cursor: None,
+            },
+        );
         conn.event(1, peer_event("bob", Failed, Some(Suspect)));
         conn.event(1, peer_event("bob", Alive, Some(Failed))); // stdout is closed by now
         conn.wait_for_hang_up();

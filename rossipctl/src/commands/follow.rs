@@ -1,12 +1,19 @@
 //! `rossipctl tail -f`: print messages as they arrive, across lags and daemon restarts.
 //!
-//! The promise is no gap and no duplicate:
-//! - a `lagged` notice (the daemon dropped events for us) is filled from `history` after
-//!   the last printed id;
-//! - a lost connection is retried every 0.5 s, and the new subscription replays from the
-//!   last printed id; if the restarted daemon no longer holds that id, from its timestamp;
-//! - every printed id is remembered (a bounded window), so the overlap those replays
-//!   produce is never printed twice.
+//! The promise is no gap and no duplicate, and it rests on delivery cursors (this node's
+//! numbering of what it delivered, in arrival order): the start is read with `history`,
+//! whose answer ends with the cursor of the last delivery it covers; the subscription
+//! then asks for everything delivered *after* that cursor, and every message carries
+//! its own. So:
+//! - a lost connection is retried every 0.5 s, and the new subscription goes on after
+//!   the last cursor seen, whatever the timestamps of what arrived meanwhile (a node
+//!   that was cut off catches up messages older than those it already showed);
+//! - a `lagged` notice says how many messages left the daemon's history before this
+//!   tail read them (they cannot be fetched any more) and where the stream goes on;
+//! - a daemon whose history store is not the one the cursor came from (its state
+//!   directory was wiped) refuses the cursor: the tail says so and starts over from
+//!   that daemon's history after the last message printed (by id, else by time),
+//!   skipping the ids it already printed (a bounded window).
 //!
 //! With `--peers`, membership changes are interleaved as they arrive. Those cannot be
 //! replayed: after a lag or a reconnection a warning says that some may be missing.
@@ -28,8 +35,9 @@ use crate::client::{Client, ClientError};
 use crate::output::{Out, warn};
 use crate::timefmt::now_ms;
 
-/// How many printed ids are remembered for de-duplication: far more than one replay
-/// after a restart or lag can overlap with what was already printed.
+/// How many printed ids are remembered for de-duplication after a start over (a daemon
+/// with a new history store): far more than one such replay overlaps with what was
+/// already printed.
 const SEEN_CAPACITY: usize = 10_000;
 
 /// Follows the messages `args` selects until stdout closes or a non-recoverable error.
@@ -42,20 +50,12 @@ pub fn run(
 ) -> anyhow::Result<()> {
     // The first connection is not retried: a daemon that is not running is an error now.
     let client = ctx.connect()?;
-    let first = SubscribeParams {
-        events: Some(event_kinds(peers.is_some())),
+    let mut follower = Follower::new(args.channel.clone(), printer, peers);
+    let start = HistoryParams {
         n: args.count(),
         since: args.since.clone(),
+        after: None,
         channel: args.channel.clone(),
-    };
-    let mut follower = Follower {
-        channel: args.channel.clone(),
-        start: args.since.clone(),
-        started_ms: now_ms(),
-        last: None,
-        seen: SeenIds::default(),
-        printer,
-        peers,
     };
     // A restarted daemon is looked for where it was found, not searched for again: another
     // daemon elsewhere would not hold the messages to resume from.
@@ -64,21 +64,23 @@ pub fn run(
         out,
         &mut follower,
         client,
-        first,
+        start,
     )
 }
 
-/// Subscribes with `first` on `client`, then follows that subscription and the ones
-/// after each reconnection.
+/// Prints the history `start` selects, then follows what is delivered after it, across
+/// reconnections.
 fn follow(
     resubscriber: &Resubscriber,
     out: &mut Out<impl Write>,
     follower: &mut Follower,
     mut client: Client,
-    first: SubscribeParams,
+    start: HistoryParams,
 ) -> anyhow::Result<()> {
-    let subscribed: SubscribeResult = client.call(method::SUBSCRIBE, first)?;
-    resubscriber.run(out, follower, client, subscribed.subscription)
+    let history: HistoryResult = client.call(method::HISTORY, start)?;
+    follower.take_history(out, history)?;
+    let subscription = follower.subscribe(&mut client)?;
+    resubscriber.run(out, follower, client, subscription)
 }
 
 /// What to subscribe to: messages, and with `--peers` membership changes.
@@ -93,12 +95,13 @@ fn event_kinds(peers: bool) -> Vec<EventKind> {
 /// The state of one `tail -f`.
 struct Follower {
     channel: Option<String>,
-    /// Where to resume when nothing was printed yet: `--since`, else [`Self::started_ms`].
-    start: Option<Since>,
-    /// Wall-clock time of the first subscription, ms since the Unix epoch.
+    /// Wall-clock time of the start, ms since the Unix epoch: where a start over begins
+    /// when nothing was printed yet.
     started_ms: u64,
     /// Id and timestamp of the last message printed.
     last: Option<(String, u64)>,
+    /// The delivery cursor the stream goes on after.
+    cursor: Option<String>,
     seen: SeenIds,
     printer: MessagePrinter,
     /// `--peers`: how to print membership changes; None ignores them.
@@ -106,51 +109,70 @@ struct Follower {
 }
 
 impl Subscriber for Follower {
-    /// Resubscribes from the resume point, and says that membership changes may be missing.
+    /// Subscribes after the last cursor, and says that membership changes may be missing.
     fn resubscribe(
         &mut self,
-        _out: &mut Out<impl Write>,
+        out: &mut Out<impl Write>,
         client: &mut Client,
     ) -> anyhow::Result<u64> {
-        let subscribed = self.with_resume_point(|since, channel| {
-            let params = SubscribeParams {
-                events: Some(event_kinds(self.peers.is_some())),
-                n: None,
-                since: Some(since),
-                channel,
-            };
-            client.call::<SubscribeResult>(method::SUBSCRIBE, params)
-        })?;
+        let subscription = match self.subscribe(client) {
+            Err(err)
+                if err
+                    .downcast_ref::<ClientError>()
+                    .and_then(ClientError::rpc_code)
+                    == Some(code::FOREIGN_CURSOR) =>
+            {
+                warn(format_args!(
+                    "{err:#}; starting over from this daemon's history after the last message \
+                     printed, skipping messages already printed"
+                ));
+                self.cursor = None;
+                let history = self.with_resume_point(|since, channel| {
+                    let params = HistoryParams {
+                        n: None,
+                        since: Some(since),
+                        after: None,
+                        channel,
+                    };
+                    client.call::<HistoryResult>(method::HISTORY, params)
+                })?;
+                self.take_history(out, history)?;
+                self.subscribe(client)?
+            }
+            other => other?,
+        };
         if self.peers.is_some() {
             warn(
                 "reconnected to rossipd; membership changes while it was unreachable \
                  are not shown (`rossipctl peers --all` lists the members now)",
             );
         }
-        Ok(subscribed.subscription)
+        Ok(subscription)
     }
 
-    /// Prints a message, fills a lag's gap from history, and prints membership changes
-    /// with `--peers`.
+    /// Prints a message, says what a lag lost, and prints membership changes with
+    /// `--peers`.
     fn handle_event(
         &mut self,
         out: &mut Out<impl Write>,
-        client: &mut Client,
+        _client: &mut Client,
         event: EventBody,
     ) -> anyhow::Result<()> {
         match event {
             EventBody::Message { message } => self.print(out, message)?,
-            EventBody::Lagged { dropped } => {
+            EventBody::Lagged { dropped, cursor } => {
                 let peers = if self.peers.is_some() {
-                    " (membership changes among them cannot be fetched)"
+                    " (membership changes among them)"
                 } else {
                     ""
                 };
                 warn(format_args!(
-                    "rossipd skipped {dropped} event(s) because this tail fell behind; \
-                     fetching the messages from history{peers}"
+                    "this tail fell so far behind that {dropped} event(s){peers} left \
+                     rossipd's history before it read them; they are not shown"
                 ));
-                self.fill_gap(out, client)?;
+                if cursor.is_some() {
+                    self.cursor = cursor;
+                }
             }
             EventBody::Peer { peer, previous } => {
                 if let Some(printer) = &self.peers {
@@ -163,25 +185,52 @@ impl Subscriber for Follower {
 }
 
 impl Follower {
-    /// Fetches from history what a `lagged` notice says we missed.
-    fn fill_gap(&mut self, out: &mut Out<impl Write>, client: &mut Client) -> anyhow::Result<()> {
-        let history: HistoryResult = self.with_resume_point(|since, channel| {
-            let params = HistoryParams {
-                n: None,
-                since: Some(since),
-                channel,
-            };
-            client.call(method::HISTORY, params)
-        })?;
+    fn new(channel: Option<String>, printer: MessagePrinter, peers: Option<PeerPrinter>) -> Self {
+        Follower {
+            channel,
+            started_ms: now_ms(),
+            last: None,
+            cursor: None,
+            seen: SeenIds::default(),
+            printer,
+            peers,
+        }
+    }
+
+    /// Subscribes to what comes after the cursor.
+    fn subscribe(&mut self, client: &mut Client) -> anyhow::Result<u64> {
+        let params = SubscribeParams {
+            events: Some(event_kinds(self.peers.is_some())),
+            n: None,
+            since: None,
+            after: self.cursor.clone(),
+            channel: self.channel.clone(),
+        };
+        let subscribed: SubscribeResult = client.call(method::SUBSCRIBE, params)?;
+        if self.cursor.is_none() {
+            self.cursor = subscribed.cursor;
+        }
+        Ok(subscribed.subscription)
+    }
+
+    /// Prints what a `history` answer holds, and goes on after its cursor.
+    fn take_history(
+        &mut self,
+        out: &mut Out<impl Write>,
+        history: HistoryResult,
+    ) -> anyhow::Result<()> {
         for message in history.messages {
             self.print(out, message)?;
+        }
+        if history.cursor.is_some() {
+            self.cursor = history.cursor;
         }
         Ok(())
     }
 
-    /// Runs `call` with `since` = the last printed id (or the start point); if the daemon
-    /// does not know that id, once more with the time of the last printed message (or of
-    /// the start). De-duplication hides the overlap a time-based resume brings.
+    /// Runs `call` with `since` = the last printed id (or the start time); if the daemon
+    /// does not know that id, once more with the time of the last printed message.
+    /// De-duplication hides the overlap a time-based start brings.
     fn with_resume_point<R>(
         &self,
         mut call: impl FnMut(Since, Option<String>) -> Result<R, ClientError>,
@@ -190,7 +239,7 @@ impl Follower {
             Some((id, ts)) => (Since::Id(id.clone()), Since::Time(*ts)),
             None => {
                 let start = Since::Time(self.started_ms);
-                (self.start.clone().unwrap_or(start.clone()), start)
+                (start.clone(), start)
             }
         };
         match call(by_id.clone(), self.channel.clone()) {
@@ -205,6 +254,9 @@ impl Follower {
     }
 
     fn print(&mut self, out: &mut Out<impl Write>, message: MessageView) -> anyhow::Result<()> {
+        if !message.cursor.is_empty() {
+            self.cursor = Some(message.cursor.clone());
+        }
         if !self.seen.insert(&message.id) {
             return Ok(());
         }

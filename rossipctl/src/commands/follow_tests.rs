@@ -1,6 +1,6 @@
-//! `tail -f` against a scripted fake rossipd on a real Unix socket: a restart that forgets
-//! the last id, a replay overlapping what was printed, a `lagged` gap fill, and a closed
-//! stdout ending the loop.
+//! `tail -f` against a scripted fake rossipd on a real Unix socket: a restart with a new
+//! history store that refuses the cursor and forgets the last id, a start over overlapping
+//! what was printed, a `lagged` notice, and a closed stdout ending the loop.
 
 use jiff::tz::TimeZone;
 use rossip_proto::rpc::{ErrorObject, PeerStateName, PeerView, Response};
@@ -11,7 +11,16 @@ use crate::commands::test_daemon::{FakeConn, FakeDaemon, run_following};
 
 const ORIGIN: &str = "abababababababababababababababab";
 
+/// The store of the daemon's first life, and of its second (a wiped state directory).
+const FIRST_STORE: &str = "00000000000000a1";
+const SECOND_STORE: &str = "00000000000000b2";
+
 fn message(seq: u64) -> MessageView {
+    message_in(FIRST_STORE, seq)
+}
+
+/// Message `seq` as the daemon with history store `store` delivers it (as its `seq`th).
+fn message_in(store: &str, seq: u64) -> MessageView {
     MessageView {
         id: format!("{ORIGIN}-{seq}"),
         origin: ORIGIN.to_owned(),
@@ -24,12 +33,13 @@ fn message(seq: u64) -> MessageView {
         key: String::new(),
         verified: true,
         name_trust: rossip_proto::rpc::NameTrust::Pinned,
+        cursor: format!("{store}-{seq}"),
     }
 }
 
-/// Sends message `seq` as an event of `subscription`.
-fn send_message(conn: &mut FakeConn, subscription: u64, seq: u64) {
-    let message = message(seq);
+/// Sends message `seq` of `store` as an event of `subscription`.
+fn send_message(conn: &mut FakeConn, subscription: u64, store: &str, seq: u64) {
+    let message = message_in(store, seq);
     conn.event(subscription, EventBody::Message { message });
 }
 
@@ -42,65 +52,69 @@ fn follow_fake_daemon(
 ) -> String {
     let what = if peers { "tail -f --peers" } else { "tail -f" };
     run_following(what, limit, script, move |resubscriber, out, client| {
-        let mut follower = Follower {
-            channel: None,
-            start: None,
-            started_ms: 0,
-            last: None,
-            seen: SeenIds::default(),
-            printer: MessagePrinter::new(true, TimeZone::UTC),
-            peers: peers.then(|| PeerPrinter::new(true, TimeZone::UTC)),
-        };
-        let first = SubscribeParams {
-            events: Some(event_kinds(peers)),
+        let mut follower = Follower::new(
+            None,
+            MessagePrinter::new(true, TimeZone::UTC),
+            peers.then(|| PeerPrinter::new(true, TimeZone::UTC)),
+        );
+        let start = HistoryParams {
             n: Some(10),
-            since: None,
-            channel: None,
+            ..HistoryParams::default()
         };
-        follow(resubscriber, out, &mut follower, client, first)
+        follow(resubscriber, out, &mut follower, client, start)
     })
 }
 
 /// The daemon's side of the scenario, step by step.
 fn fake_daemon(daemon: FakeDaemon) {
-    // First life: a subscription that delivers two messages, then the daemon dies.
+    // First life: history, then a subscription after its cursor that delivers a message,
+    // then the daemon dies.
     let mut conn = daemon.accept();
-    let request = conn.expect_request("subscribe", json!({"events": ["message"], "n": 10}));
-    conn.reply(&request, json!({"subscription": 1}));
-    send_message(&mut conn, 1, 1);
-    send_message(&mut conn, 99, 50); // another subscription's event: not ours
-    send_message(&mut conn, 1, 2);
+    let request = conn.expect_request("history", json!({"n": 10}));
+    let cursor = format!("{FIRST_STORE}-1");
+    conn.reply(
+        &request,
+        json!({"messages": [message(1)], "cursor": cursor}),
+    );
+    let request = conn.expect_request("subscribe", json!({"events": ["message"], "after": cursor}));
+    conn.reply(&request, json!({"subscription": 1, "cursor": cursor}));
+    send_message(&mut conn, 99, FIRST_STORE, 50); // another subscription's event: not ours
+    send_message(&mut conn, 1, FIRST_STORE, 2);
 
-    // Restarted (the client meanwhile finds no socket and retries). It lost its history,
-    // so it does not know message 2 any more.
+    // Restarted (the client meanwhile finds no socket and retries) with a wiped state
+    // directory: a new store, which refuses the old cursor and does not know message 2.
     let daemon = daemon.restart(conn);
     let mut conn = daemon.accept();
-    let since_id = json!({"events": ["message"], "since": message(2).id});
-    let request = conn.expect_request("subscribe", since_id);
+    let after = json!({"events": ["message"], "after": format!("{FIRST_STORE}-2")});
+    let request = conn.expect_request("subscribe", after);
+    let foreign = ErrorObject::new(code::FOREIGN_CURSOR, "cursor from another store");
+    conn.send(&Response::err(request.id.clone().expect("id"), foreign));
+    let request = conn.expect_request("history", json!({"since": message(2).id}));
     let unknown = ErrorObject::new(code::UNKNOWN_MESSAGE_ID, "unknown message id");
     conn.send(&Response::err(request.id.clone().expect("id"), unknown));
 
-    // The client falls back to the time of message 2; the replay overlaps (2 again) and
-    // arrives before the subscribe answer, as a real daemon may do.
-    let since_time = json!({"events": ["message"], "since": message(2).ts});
-    let request = conn.expect_request("subscribe", since_time);
-    send_message(&mut conn, 7, 2);
-    conn.reply(&request, json!({"subscription": 7}));
-    send_message(&mut conn, 7, 3);
+    // The client falls back to the time of message 2; the answer overlaps (2 again).
+    let request = conn.expect_request("history", json!({"since": message(2).ts}));
+    let cursor = format!("{SECOND_STORE}-3");
+    let replay = [message_in(SECOND_STORE, 2), message_in(SECOND_STORE, 3)];
+    conn.reply(&request, json!({"messages": replay, "cursor": cursor}));
+    let request = conn.expect_request("subscribe", json!({"events": ["message"], "after": cursor}));
+    conn.reply(&request, json!({"subscription": 7, "cursor": cursor}));
 
-    // The client falls behind: the gap is fetched after the last printed id.
-    conn.event(7, EventBody::Lagged { dropped: 1 });
-    let request = conn.expect_request("history", json!({"since": message(3).id}));
-    conn.reply(&request, json!({"messages": [message(3), message(4)]}));
-    send_message(&mut conn, 7, 4); // queued before the lag was noticed: a duplicate
-    send_message(&mut conn, 7, 5);
-    send_message(&mut conn, 7, 6); // stdout is closed by now
+    // The client fell behind: message 4 left history before it was read.
+    let lagged = EventBody::Lagged {
+        dropped: 1,
+        cursor: Some(format!("{SECOND_STORE}-4")),
+    };
+    conn.event(7, lagged);
+    send_message(&mut conn, 7, SECOND_STORE, 5);
+    send_message(&mut conn, 7, SECOND_STORE, 6); // stdout is closed by now
     conn.wait_for_hang_up();
 }
 
 #[test]
-fn follow_resumes_after_restart_and_lag_without_gaps_or_duplicates() {
-    let printed = follow_fake_daemon(false, 5, fake_daemon);
+fn follow_resumes_by_cursor_after_restart_and_lag_without_duplicates() {
+    let printed = follow_fake_daemon(false, 4, fake_daemon);
     let ids: Vec<String> = printed
         .lines()
         .map(|line| {
@@ -108,7 +122,7 @@ fn follow_resumes_after_restart_and_lag_without_gaps_or_duplicates() {
             m.id
         })
         .collect();
-    let expected: Vec<String> = (1..=5).map(|seq| message(seq).id).collect();
+    let expected: Vec<String> = [1, 2, 3, 5].map(|seq| message(seq).id).to_vec();
     assert_eq!(ids, expected, "printed:\n{printed}");
 }
 
@@ -147,10 +161,13 @@ fn bob(state: PeerStateName) -> PeerView {
 fn follow_with_peers_interleaves_membership_changes() {
     let printed = follow_fake_daemon(true, 4, |daemon| {
         let mut conn = daemon.accept();
-        let first = json!({"events": ["message", "peer"], "n": 10});
+        let request = conn.expect_request("history", json!({"n": 10}));
+        let cursor = format!("{FIRST_STORE}-0");
+        conn.reply(&request, json!({"messages": [], "cursor": cursor}));
+        let first = json!({"events": ["message", "peer"], "after": cursor});
         let request = conn.expect_request("subscribe", first);
-        conn.reply(&request, json!({"subscription": 1}));
-        send_message(&mut conn, 1, 1);
+        conn.reply(&request, json!({"subscription": 1, "cursor": cursor}));
+        send_message(&mut conn, 1, FIRST_STORE, 1);
         let peer = bob(PeerStateName::Alive);
         conn.event(
             1,
@@ -162,14 +179,14 @@ fn follow_with_peers_interleaves_membership_changes() {
 
         let daemon = daemon.restart(conn);
         let mut conn = daemon.accept();
-        let resume = json!({"events": ["message", "peer"], "since": message(1).id});
+        let resume = json!({"events": ["message", "peer"], "after": format!("{FIRST_STORE}-1")});
         let request = conn.expect_request("subscribe", resume);
         conn.reply(&request, json!({"subscription": 2}));
         let peer = bob(PeerStateName::Left);
         let previous = Some(PeerStateName::Alive);
         conn.event(2, EventBody::Peer { peer, previous });
-        send_message(&mut conn, 2, 2);
-        send_message(&mut conn, 2, 3); // stdout is closed by now
+        send_message(&mut conn, 2, FIRST_STORE, 2);
+        send_message(&mut conn, 2, FIRST_STORE, 3); // stdout is closed by now
         conn.wait_for_hang_up();
     });
 

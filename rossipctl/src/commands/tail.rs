@@ -27,6 +27,7 @@ pub fn run(ctx: &Ctx, out: &mut Out<impl Write>, args: TailArgs) -> anyhow::Resu
     let params = HistoryParams {
         n: args.count(),
         since: args.since.clone(),
+        after: None,
         channel: args.channel.clone(),
     };
     let history: HistoryResult = client.call(method::HISTORY, params)?;
@@ -123,6 +124,7 @@ mod tests {
             key: "3fa2:91c0:0000:0000".to_owned(),
             verified: true,
             name_trust: NameTrust::Pinned,
+            cursor: String::new(),
         }
     }
 

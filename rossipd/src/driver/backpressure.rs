@@ -14,10 +14,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rossip_proto::PublishError;
-use rossip_proto::rpc::{self, ErrorObject, MessageView};
-use tokio::sync::oneshot;
 
-use super::Driver;
+use super::{CoreError, Driver, SendReply};
 
 /// Sends held at most, over all clients.
 pub const MAX_DEFERRED_SENDS: usize = 4096;
@@ -30,7 +28,7 @@ pub const MAX_SEND_WAIT: Duration = Duration::from_secs(10);
 pub(super) struct DeferredSend {
     channel: String,
     text: String,
-    reply: oneshot::Sender<Result<MessageView, ErrorObject>>,
+    reply: SendReply,
     since: Instant,
 }
 
@@ -57,15 +55,9 @@ impl Deferred {
     }
 }
 
-/// The `BUSY` error for a send that could not get into the window.
-fn busy(why: String, retry_after: Duration) -> ErrorObject {
-    ErrorObject::with_data(
-        rpc::code::BUSY,
-        why,
-        serde_json::json!({
-            "retry_after_ms": u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)
-        }),
-    )
+/// The error for a send that could not get into the window.
+fn busy(why: String, retry_after: Duration) -> CoreError {
+    CoreError::Busy { why, retry_after }
 }
 
 impl Driver {
@@ -74,13 +66,13 @@ impl Driver {
         &mut self,
         channel: String,
         text: String,
-        reply: oneshot::Sender<Result<MessageView, ErrorObject>>,
+        reply: SendReply,
         now: Instant,
     ) {
         if self.deferred.queue.is_empty() {
             match self.publish(&channel, &text, now) {
                 // Answered by the flush that commits it.
-                Ok(view) => self.pending_sends.push((reply, view)),
+                Ok(id) => self.pending_sends.push((reply, id)),
                 Err(Err(e)) => {
                     let _ = reply.send(Err(e));
                 }
@@ -95,7 +87,7 @@ impl Driver {
         &mut self,
         channel: String,
         text: String,
-        reply: oneshot::Sender<Result<MessageView, ErrorObject>>,
+        reply: SendReply,
         now: Instant,
         retry_after: Duration,
     ) {
@@ -137,7 +129,7 @@ impl Driver {
             }
             let waited = now.saturating_duration_since(send.since);
             match self.publish(&send.channel, &send.text, now) {
-                Ok(view) => self.pending_sends.push((send.reply, view)),
+                Ok(id) => self.pending_sends.push((send.reply, id)),
                 Err(Err(e)) => {
                     let _ = send.reply.send(Err(e));
                 }
@@ -168,9 +160,9 @@ impl Driver {
 
 /// `Ok(retry_after)` for a Busy refusal (hold the send), `Err` for the
 /// others (answer with it).
-pub(super) fn classify(e: PublishError) -> Result<Duration, ErrorObject> {
+pub(super) fn classify(e: PublishError) -> Result<Duration, CoreError> {
     match e {
         PublishError::Busy { retry_after } => Ok(retry_after),
-        other => Err(super::publish_error(other)),
+        other => Err(CoreError::Publish(other)),
     }
 }

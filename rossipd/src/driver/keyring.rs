@@ -10,13 +10,13 @@
 use std::time::Instant;
 
 use rossip_proto::NodeId;
-use rossip_proto::node::{KeyChange, KeyOpError, KeyringEvent, KeyringRequest};
-use rossip_proto::rpc::{self, ErrorObject, KeyringView};
+use rossip_proto::node::{KeyChange, KeyringEvent, KeyringRequest};
+use rossip_proto::rpc::KeyringView;
 use rossip_proto::seal::Keyring;
 use rossip_proto::wire::KeyOp;
 use tokio::sync::{mpsc, oneshot};
 
-use super::Driver;
+use super::{CoreError, Driver};
 use crate::hooks::{KeyFile, KeyFileContents, KeyReloadReport};
 use crate::keyfile;
 
@@ -35,7 +35,7 @@ pub struct KeysStarted {
 }
 
 /// The answer channel of a `keys.*` command.
-pub type KeysReply = oneshot::Sender<Result<KeysStarted, ErrorObject>>;
+pub type KeysReply = oneshot::Sender<Result<KeysStarted, CoreError>>;
 
 /// The API's view of a keyring.
 pub fn keyring_view(keyring: &Keyring) -> KeyringView {
@@ -51,7 +51,7 @@ impl Driver {
         let started = self
             .node
             .query_keyrings(now)
-            .map_err(refusal)
+            .map_err(CoreError::KeyOp)
             .map(|request| self.route_answers(None, request));
         let _ = reply.send(started);
     }
@@ -63,7 +63,7 @@ impl Driver {
         let change = match self.node.apply_key_op(&op) {
             Ok(change) => change,
             Err(e) => {
-                let _ = reply.send(Err(refusal(e)));
+                let _ = reply.send(Err(CoreError::KeyOp(e)));
                 return;
             }
         };
@@ -76,20 +76,14 @@ impl Driver {
         if change.changed()
             && let Err(e) = self.save_keyring()
         {
-            let _ = reply.send(Err(ErrorObject::new(
-                rpc::code::INTERNAL_ERROR,
-                format!(
-                    "the keyring changed here but could not be saved ({e:#}); it was not sent \
-                     to other members, and a restart brings back the old keyring"
-                ),
-            )));
+            let _ = reply.send(Err(CoreError::KeyringNotSaved(format!("{e:#}"))));
             return;
         }
         self.announce();
         let started = self
             .node
             .broadcast_key_op(op, now)
-            .map_err(refusal)
+            .map_err(CoreError::KeyOp)
             .map(|request| self.route_answers(Some(change), request));
         let _ = reply.send(started);
     }
@@ -289,13 +283,4 @@ impl Driver {
             None => Ok(()),
         }
     }
-}
-
-/// The RPC error for a change this node refused.
-fn refusal(e: KeyOpError) -> ErrorObject {
-    let code = match e {
-        KeyOpError::NotEncrypted => rpc::code::NO_CLUSTER_KEY,
-        KeyOpError::Keyring(_) => rpc::code::KEYRING_REFUSED,
-    };
-    ErrorObject::new(code, e.to_string())
 }

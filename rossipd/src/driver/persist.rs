@@ -33,26 +33,31 @@ impl Driver {
     /// `Lost` range) touched, in one transaction. A failure is logged and
     /// counted here, and what it left out is held for the next attempt
     /// (see `unstored`).
-    pub(super) fn persist(&mut self, events: &[Event]) -> Result<(), PersistError> {
+    pub(super) fn persist(
+        &mut self,
+        numbered: &[(u64, &rossip_proto::Message)],
+        events: &[Event],
+    ) -> Result<(), PersistError> {
         let now = Instant::now();
         if let Some(error) = self.unstored.deferred(now) {
             let error = error.to_owned();
-            let dropped = self.unstored.hold(events);
+            let dropped = self.unstored.hold(numbered, events);
             self.log_dropped(dropped);
             return Err(PersistError::Deferred(error));
         }
         let mut batch = Batch::default();
         let mut origins = self.unstored.origins.clone();
-        for message in &self.unstored.messages {
-            batch.messages.push(message);
+        for (number, message) in &self.unstored.messages {
+            batch.messages.push((*number, message));
         }
         let retried = batch.messages.len();
+        for &(number, message) in numbered {
+            batch.messages.push((number, message));
+            origins.insert(message.id.origin);
+        }
         for event in events {
             match event {
-                Event::Message(message) => {
-                    batch.messages.push(message);
-                    origins.insert(message.id.origin);
-                }
+                Event::Message(_) => {}
                 Event::Lost(lost) => {
                     // The node logs the loss itself; this notes it is recorded.
                     tracing::debug!(
@@ -98,7 +103,7 @@ impl Driver {
             }
             Err(e) => {
                 self.store_errors += 1;
-                let dropped = self.unstored.hold(events);
+                let dropped = self.unstored.hold(numbered, events);
                 if let Some(earlier) = self.unstored.failed(e.to_string(), now) {
                     tracing::error!(
                         path = %self.store.path().display(),

@@ -65,7 +65,7 @@ impl Driver {
                 sent: s.messages_sent,
                 received: s.messages_received,
                 duplicates: s.duplicates,
-                in_history: u64::try_from(self.node.history().count()).unwrap_or(u64::MAX),
+                in_history: u64::try_from(self.node.history_len()).unwrap_or(u64::MAX),
                 history_bytes: u64::try_from(self.node.history_bytes()).unwrap_or(u64::MAX),
                 repairs_sent: s.repairs_sent,
                 gap_pulls: s.gap_pulls,

@@ -37,7 +37,8 @@ const LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Messages and origins waiting for the store; see the module docs.
 #[derive(Debug, Default)]
 pub(super) struct Unstored {
-    pub(super) messages: VecDeque<Message>,
+    /// With their delivery numbers.
+    pub(super) messages: VecDeque<(u64, Message)>,
     /// Origins whose seen ranges a failed commit did not write (messages
     /// and given-up ranges alike).
     pub(super) origins: BTreeSet<NodeId>,
@@ -80,16 +81,18 @@ impl Unstored {
             .then_some(self.last_error.as_str())
     }
 
-    /// Holds what `events` delivered; returns how many of the oldest held
-    /// messages were given up to stay within the bounds.
-    pub(super) fn hold(&mut self, events: &[Event]) -> u64 {
+    /// Holds what a flush delivered (`numbered`, the messages among
+    /// `events`); returns how many of the oldest held messages were given
+    /// up to stay within the bounds.
+    pub(super) fn hold(&mut self, numbered: &[(u64, &Message)], events: &[Event]) -> u64 {
         let mut dropped = 0;
+        for &(number, message) in numbered {
+            self.origins.insert(message.id.origin);
+            dropped += self.push(number, message);
+        }
         for event in events {
             match event {
-                Event::Message(message) => {
-                    self.origins.insert(message.id.origin);
-                    dropped += self.push(message);
-                }
+                Event::Message(_) => {}
                 Event::Lost(lost) => {
                     self.origins.insert(lost.origin);
                 }
@@ -102,12 +105,12 @@ impl Unstored {
         dropped
     }
 
-    fn push(&mut self, message: &Message) -> u64 {
+    fn push(&mut self, number: u64, message: &Message) -> u64 {
         self.bytes += message.payload_len();
-        self.messages.push_back(message.clone());
+        self.messages.push_back((number, message.clone()));
         let mut dropped = 0;
         while self.bytes > MAX_BYTES || self.messages.len() > MAX_MESSAGES {
-            let Some(oldest) = self.messages.pop_front() else {
+            let Some((_, oldest)) = self.messages.pop_front() else {
                 break;
             };
             self.bytes -= oldest.payload_len();
@@ -241,19 +244,27 @@ mod tests {
         ))
     }
 
+    /// Holds one delivered message, numbered as its sequence number.
+    fn hold(unstored: &mut Unstored, event: Event) -> u64 {
+        let Event::Message(message) = &event else {
+            return 0;
+        };
+        unstored.hold(&[(message.id.seq, message)], std::slice::from_ref(&event))
+    }
+
     #[test]
     fn held_messages_are_bounded_oldest_first_and_counted() {
         let mut unstored = Unstored::default();
         let size = 4 * 1024 * 1024;
         let fits = MAX_BYTES / (size + "general".len() + 1);
         for seq in 1..=fits as u64 {
-            assert_eq!(unstored.hold(&[message(seq, size)]), 0, "seq {seq} fits");
+            assert_eq!(hold(&mut unstored, message(seq, size)), 0, "seq {seq} fits");
         }
-        assert_eq!(unstored.hold(&[message(fits as u64 + 1, size)]), 1);
+        assert_eq!(hold(&mut unstored, message(fits as u64 + 1, size)), 1);
         assert_eq!(unstored.len(), fits);
         assert_eq!(unstored.dropped(), 1);
         assert_eq!(
-            unstored.messages.front().map(|m| m.id.seq),
+            unstored.messages.front().map(|(_, m)| m.id.seq),
             Some(2),
             "the oldest is given up first"
         );
@@ -273,7 +284,7 @@ mod tests {
         let size = 4 * 1024 * 1024;
         let fits = MAX_BYTES / (size + "general".len() + 1);
         for seq in 1..=fits as u64 + 2 {
-            unstored.hold(&[message(seq, size)]);
+            hold(&mut unstored, message(seq, size));
         }
         assert_eq!(unstored.dropped(), 2, "seqs 1 and 2 given up");
         let origin = NodeKey::for_testing(1).node_id();
@@ -316,7 +327,7 @@ mod tests {
         let mut unstored = Unstored::default();
         let start = Instant::now();
         assert_eq!(unstored.deferred(start), None, "nothing held: no wait");
-        unstored.hold(&[message(1, 10)]);
+        hold(&mut unstored, message(1, 10));
         assert_eq!(unstored.failed("disk full".into(), start), Some(0));
         assert_eq!(
             unstored.deferred(start + Duration::from_millis(999)),

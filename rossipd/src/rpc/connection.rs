@@ -1,252 +1,504 @@
-//! One client connection: read lines, dispatch, write responses and
-//! subscription notifications through one bounded outbound queue.
+//! One client connection: one task, one `select!` over what it reads
+//! (request lines), what it owes (answers, in request order) and what it
+//! follows (its subscriptions, read from the driver a page at a time when
+//! there is room to write them), and the writing itself.
+//!
+//! Everything it holds is bounded: at most [`MAX_PIPELINED`] requests in
+//! flight, at most [`OUT_HIGH_WATER`] bytes of output before it stops
+//! producing more (plus one page or one answer), one line being read
+//! (`rpc::MAX_LINE_BYTES`). A client that stops reading stops its own
+//! reads and subscriptions, and nothing else.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures::StreamExt as _;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
 use interprocess::local_socket::tokio::Stream;
-use rossip_proto::rpc::{self, ErrorObject, Response};
+use rossip_proto::rpc::{self, ErrorObject};
 use serde_json::Value;
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::{AsyncWriteExt as _, BufReader};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::RpcContext;
 use super::caller::Caller;
-use super::dispatch::{self, PendingSend, Reply};
+use super::dispatch::{self, Call, Element, Parsed, RawId};
 use super::framing::{Line, LineReader};
-use super::subscription::BacklogBudget;
+use super::history::{HistoryStream, PAGE_BYTES};
+use super::methods::{self, Framing, MAX_SUBSCRIPTIONS_PER_CONNECTION, Output};
+use super::subscription::Subscriptions;
+use crate::driver::journal::{ReadFrom, ReadPage};
+use crate::driver::{CoreError, PeerChange};
 
-/// Lines queued for one client. Responses wait for room (back-pressure on
-/// that client alone); notifications that find it full are dropped and
-/// counted, then reported with a `lagged` notice.
-pub const OUTBOUND_LINES: usize = 256;
-
-/// `send` requests of one connection handed to the driver and not yet
-/// answered. A client that pipelines sends gets them accepted in batches
+/// Requests of one connection in flight (handed to the driver and not yet
+/// answered). A client that pipelines sends gets them accepted in batches
 /// (the driver takes many per turn) instead of one per round trip; past
 /// this many, the connection stops reading until the oldest is answered.
-pub const MAX_PIPELINED_SENDS: usize = 256;
+pub const MAX_PIPELINED: usize = 256;
 
-/// State of one connection that method handlers may use.
-#[derive(Debug)]
-pub struct ConnectionState {
-    /// Shared daemon context.
-    pub ctx: Arc<RpcContext>,
-    /// The outbound queue.
-    pub out: mpsc::Sender<String>,
-    /// Live subscriptions by id; cancelling a token stops its forwarder.
-    pub subscriptions: BTreeMap<u64, CancellationToken>,
-    /// Next subscription id on this connection.
-    pub next_subscription: u64,
-    /// Cancelled when the connection ends.
-    pub cancel: CancellationToken,
-    /// Tasks of this connection (subscription forwarders).
-    pub tasks: TaskTracker,
-    /// Forwarders waiting for their `subscribe` response to be queued first,
-    /// so a client always sees the subscription id before its events.
-    pub gates: Vec<oneshot::Sender<()>>,
-    /// Who connected (uid, pid), for the log of calls that change things.
-    pub caller: Caller,
-    /// The daemon's budget for events held back for slow subscribers.
-    pub backlog_budget: Arc<BacklogBudget>,
+/// Bytes of output held for a client before the connection stops reading
+/// its requests and its subscriptions (the kernel's socket buffer holds
+/// more). Past it only what is being written is held: one answer, or one
+/// page of events.
+pub const OUT_HIGH_WATER: usize = 64 * 1024;
+
+/// Messages per subscription read.
+const EVENT_PAGE: usize = 256;
+
+/// How long what is owed to a client may take to be written after the
+/// client stopped sending (it half-closed).
+const WRITER_DRAIN: Duration = Duration::from_secs(10);
+
+/// How long it may take when the daemon stops (less than the daemon's own
+/// shutdown grace for all connections).
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(1);
+
+/// An answer, in its request's turn.
+enum Answer {
+    /// Nothing (a notification).
+    None,
+    /// A line ready to write.
+    Line(String),
+    /// A single request's outcome, carried out in its turn.
+    Single(RawId, Result<Output, ErrorObject>),
+    /// A batch's outcomes (`None` id: a notification, left out).
+    Batch(Vec<(Option<RawId>, Result<Output, ErrorObject>)>),
 }
+
+type Pending = FuturesOrdered<BoxFuture<'static, Answer>>;
 
 /// Serves one connection until the client closes it or the daemon stops.
-pub async fn serve(
-    stream: Stream,
-    ctx: Arc<RpcContext>,
-    backlog_budget: Arc<BacklogBudget>,
-    daemon_cancel: CancellationToken,
-) {
-    // Before splitting: the credentials are the socket's, read once.
+pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: CancellationToken) {
     let caller = Caller::of_stream(&stream);
-    // tokio's split rather than interprocess's (deprecated there): one
-    // task reads while another writes.
     let (recv, send) = tokio::io::split(stream);
-    let (out, out_rx) = mpsc::channel::<String>(OUTBOUND_LINES);
-    // `cancel` stops this connection's reading and subscriptions; the writer
-    // has its own token, not tied to the daemon's, so that it can drain what
-    // is queued after the client half-closes (e.g. `socat` sends a request,
-    // shuts down its write side, then reads the answer) and after the daemon
-    // began to stop (the answer to `leave` is written as the daemon exits).
-    let cancel = daemon_cancel.child_token();
-    let writer_cancel = CancellationToken::new();
-    let tasks = TaskTracker::new();
-    let writer = tokio::spawn(write_lines(send, out_rx, writer_cancel.clone()));
-    let mut conn = ConnectionState {
+    let mut connection = Connection {
         ctx,
-        out,
-        subscriptions: BTreeMap::new(),
-        next_subscription: 1,
-        cancel: cancel.clone(),
-        tasks: tasks.clone(),
-        gates: Vec::new(),
         caller,
-        backlog_budget,
+        out: String::new(),
+        written: 0,
+        pending: FuturesOrdered::new(),
+        in_flight_other: false,
+        held: None,
+        history: None,
+        subscriptions: Subscriptions::default(),
+        peer_changes: None,
+        eof: false,
     };
-    let mut reader = LineReader::new(BufReader::new(recv), rpc::MAX_LINE_BYTES);
-    // Answers are written in request order: pending sends first, always.
-    let mut pending: VecDeque<PendingSend> = VecDeque::new();
-    loop {
-        let line = tokio::select! {
-            biased;
-            () = cancel.cancelled() => break,
-            answer = async { (&mut pending.front_mut()?.answer).await.ok() }, if !pending.is_empty() => {
-                // `front_mut` was Some; a dropped answer is "shutting down".
-                let Some(done) = pending.pop_front() else { continue };
-                let response = PendingSend::response(done.id, answer);
-                if !queue(&conn, &cancel, &Reply::Single(response)).await {
-                    break;
-                }
-                continue;
+    connection
+        .run(
+            LineReader::new(BufReader::new(recv), rpc::MAX_LINE_BYTES),
+            send,
+            daemon_cancel,
+        )
+        .await;
+}
+
+struct Connection {
+    ctx: Arc<RpcContext>,
+    caller: Caller,
+    /// Output not written yet, from `written` on.
+    out: String,
+    written: usize,
+    /// Answers owed, in request order.
+    pending: Pending,
+    /// A request other than `send` is in flight: nothing more is read
+    /// until it is answered (it may change what later requests see).
+    in_flight_other: bool,
+    /// A request read while sends were in flight, waiting for their
+    /// answers (only sends are pipelined).
+    held: Option<Element>,
+    /// A `history` answer being written.
+    history: Option<(RawId, HistoryStream)>,
+    subscriptions: Subscriptions,
+    peer_changes: Option<broadcast::Receiver<Arc<PeerChange>>>,
+    /// The client closed its side: answer what was read, then close.
+    eof: bool,
+}
+
+/// A page asked of the driver, and for whom.
+enum Fetch {
+    History(Result<ReadPage, CoreError>),
+    Subscription(u64, ReadFrom, Result<ReadPage, CoreError>),
+}
+
+impl Connection {
+    async fn run(
+        &mut self,
+        mut reader: LineReader<BufReader<tokio::io::ReadHalf<Stream>>>,
+        mut writer: tokio::io::WriteHalf<Stream>,
+        daemon_cancel: CancellationToken,
+    ) {
+        let driver = self.ctx.driver.clone();
+        let mut newest = driver.deliveries();
+        let mut fetch: Option<BoxFuture<'static, Fetch>> = None;
+        // Set when the connection winds down: what is owed is written until
+        // then, no longer.
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            if self.pending.is_empty()
+                && let Some(element) = self.held.take()
+            {
+                self.dispatch(element, &driver).await;
             }
-            line = reader.next_line(), if pending.len() < MAX_PIPELINED_SENDS => line,
-        };
-        let reply = match line {
-            Ok(None) => break,
-            Err(e) => {
-                tracing::debug!("RPC client read error: {e}");
+            let owed = !self.pending.is_empty()
+                || self.held.is_some()
+                || self.history.is_some()
+                || self.written < self.out.len()
+                || fetch.is_some();
+            if (self.eof || deadline.is_some()) && !owed {
                 break;
             }
-            Ok(Some(Line::TooLong { len })) => Reply::Single(Response::err(
-                Value::Null,
-                ErrorObject::new(
-                    rpc::code::INVALID_REQUEST,
-                    format!(
-                        "request line is {len} bytes; the limit is {} bytes",
-                        rpc::MAX_LINE_BYTES
-                    ),
-                ),
-            )),
-            Ok(Some(Line::Complete(bytes))) if bytes.iter().all(u8::is_ascii_whitespace) => {
-                continue;
+            if fetch.is_none() && self.has_room() {
+                fetch = self.next_fetch(&driver, *newest.borrow());
             }
-            Ok(Some(Line::Complete(bytes))) => {
-                match dispatch::try_pipeline(&bytes, &mut conn).await {
-                    Some(Ok(send)) => {
-                        pending.push_back(send);
-                        continue;
+            let room = self.has_room();
+            let can_read = !self.eof
+                && deadline.is_none()
+                && room
+                && self.held.is_none()
+                && !self.in_flight_other
+                && self.history.is_none()
+                && self.pending.len() < MAX_PIPELINED;
+            let wants_peers = self.peer_changes.is_some() && room && self.history.is_none();
+            let until_deadline = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                written = writer.write(&self.out.as_bytes()[self.written..]), if self.written < self.out.len() => {
+                    match written {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => self.wrote(n),
                     }
-                    Some(Err(refused)) if pending.is_empty() => Reply::Single(refused),
-                    other => {
-                        // Anything else waits for the pending sends' answers.
-                        if !drain(&mut pending, &conn, &cancel).await {
-                            break;
+                }
+                Some(answer) = self.pending.next(), if !self.pending.is_empty() && room && self.history.is_none() => {
+                    self.take_answer(answer);
+                }
+                Some(done) = async {
+                    match fetch.as_mut() {
+                        Some(page) => Some(page.await),
+                        None => None,
+                    }
+                }, if fetch.is_some() => {
+                    fetch = None;
+                    if !self.take_fetch(done) {
+                        break;
+                    }
+                }
+                line = reader.next_line(), if can_read => match line {
+                    Ok(None) => self.closed_by_client(&mut deadline),
+                    Err(e) => {
+                        tracing::debug!("RPC client read error: {e}");
+                        break;
+                    }
+                    Ok(Some(Line::TooLong { len })) => {
+                        let error = ErrorObject::new(
+                            rpc::code::INVALID_REQUEST,
+                            format!(
+                                "request line is {len} bytes; the limit is {} bytes",
+                                rpc::MAX_LINE_BYTES
+                            ),
+                        );
+                        self.owe_line(dispatch::response(&RawId::null(), &Err(error)));
+                    }
+                    Ok(Some(Line::Complete(bytes))) => match dispatch::parse(&bytes) {
+                        Parsed::Blank => {}
+                        Parsed::Single(element) => self.dispatch(element, &driver).await,
+                        Parsed::Batch(elements) => self.dispatch_batch(elements, &driver),
+                    },
+                },
+                Some(change) = async {
+                    match self.peer_changes.as_mut() {
+                        Some(changes) => Some(changes.recv().await),
+                        None => None,
+                    }
+                }, if wants_peers => {
+                    let mut text = String::new();
+                    match change {
+                        Ok(change) => self.subscriptions.take_peer_change(&change, driver.clock(), &mut text),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            self.count_drops(n);
+                            self.subscriptions.peers_lagged(n, &mut text);
                         }
-                        match other {
-                            Some(Err(refused)) => Reply::Single(refused),
-                            _ => dispatch::handle_line(&bytes, &mut conn).await,
-                        }
+                        Err(broadcast::error::RecvError::Closed) => self.peer_changes = None,
+                    }
+                    self.out.push_str(&text);
+                }
+                _ = newest.changed(), if fetch.is_none() && room && self.subscriptions.len() > 0 => {}
+                () = daemon_cancel.cancelled(), if deadline.is_none() => {
+                    // Answers already owed (the answer to `leave` among
+                    // them) still go out, briefly.
+                    self.subscriptions.clear();
+                    self.peer_changes = None;
+                    deadline = Some(tokio::time::Instant::now() + SHUTDOWN_DRAIN);
+                }
+                () = until_deadline => break,
+            }
+        }
+        self.caller.log_closed();
+    }
+
+    /// Whether more output may be produced.
+    fn has_room(&self) -> bool {
+        self.out.len() - self.written < OUT_HIGH_WATER
+    }
+
+    fn wrote(&mut self, n: usize) {
+        self.written += n;
+        if self.written == self.out.len() {
+            self.out.clear();
+            self.written = 0;
+        } else if self.written >= OUT_HIGH_WATER {
+            self.out.drain(..self.written);
+            self.written = 0;
+        }
+    }
+
+    /// The client half-closed: what it asked is still answered (up to
+    /// [`WRITER_DRAIN`]), its subscriptions end.
+    fn closed_by_client(&mut self, deadline: &mut Option<tokio::time::Instant>) {
+        self.eof = true;
+        self.subscriptions.clear();
+        self.peer_changes = None;
+        *deadline = Some(tokio::time::Instant::now() + WRITER_DRAIN);
+    }
+
+    fn owe_line(&mut self, line: String) {
+        self.pending
+            .push_back(Box::pin(std::future::ready(Answer::Line(line))));
+    }
+
+    /// Starts one request. A `send` is handed to the driver at once (in
+    /// read order) and its answer owed; anything else waits for the sends
+    /// before it, and stops reading until it is answered.
+    async fn dispatch(&mut self, element: Element, driver: &crate::driver::Handle) {
+        let call = match element {
+            Element::Invalid(id, error) => {
+                self.owe_line(dispatch::response(&id, &Err(error)));
+                return;
+            }
+            Element::Ignored => return,
+            Element::Call(call) => call,
+        };
+        self.caller.log_call(&call.method);
+        if call.method == rpc::method::SEND
+            && let Some(id) = call.id.clone()
+        {
+            match methods::parse::<rpc::SendParams>(call.params.clone()) {
+                Ok(params) => {
+                    let ticket = methods::submit_send(params, driver).await;
+                    self.pending.push_back(Box::pin(async move {
+                        let outcome = match ticket {
+                            Ok(ticket) => methods::send_result(ticket.outcome().await),
+                            Err(e) => Err(e),
+                        };
+                        Answer::Line(dispatch::response(&id, &outcome))
+                    }));
+                }
+                Err(error) => self.owe_line(dispatch::response(&id, &Err(error))),
+            }
+            return;
+        }
+        if !self.pending.is_empty() {
+            self.held = Some(Element::Call(call));
+            return;
+        }
+        self.in_flight_other = true;
+        let driver = driver.clone();
+        let Call { id, method, params } = call;
+        self.pending.push_back(Box::pin(async move {
+            let outcome = methods::call(&method, params, &driver, Framing::Single).await;
+            match id {
+                Some(id) => Answer::Single(id, outcome),
+                None => Answer::None,
+            }
+        }));
+    }
+
+    /// Starts a batch: its requests run one after the other, and their
+    /// answers go out as one array in its turn.
+    fn dispatch_batch(&mut self, elements: Vec<Element>, driver: &crate::driver::Handle) {
+        for element in &elements {
+            if let Element::Call(call) = element {
+                self.caller.log_call(&call.method);
+            }
+        }
+        self.in_flight_other = true;
+        let driver = driver.clone();
+        self.pending.push_back(Box::pin(async move {
+            let mut outcomes = Vec::new();
+            for element in elements {
+                match element {
+                    Element::Invalid(id, error) => outcomes.push((Some(id), Err(error))),
+                    Element::Ignored => {}
+                    Element::Call(Call { id, method, params }) => {
+                        let outcome =
+                            methods::call(&method, params, &driver, Framing::InBatch).await;
+                        outcomes.push((id, outcome));
                     }
                 }
             }
-        };
-        if !queue(&conn, &cancel, &reply).await {
-            break;
-        }
-        for gate in conn.gates.drain(..) {
-            let _ = gate.send(());
-        }
+            Answer::Batch(outcomes)
+        }));
     }
-    cancel.cancel();
-    conn.caller.log_closed();
-    drop(conn);
-    tasks.close();
-    tasks.wait().await;
-    // Every sender is gone now, so the writer ends once the queue is written;
-    // a client that stopped reading gets a bounded grace period, no more:
-    // WRITER_DRAIN, cut to SHUTDOWN_DRAIN once the daemon is stopping.
-    let mut writer = writer;
-    let shutdown_drain = async {
-        daemon_cancel.cancelled().await;
-        tokio::time::sleep(SHUTDOWN_DRAIN).await;
-    };
-    let drained = tokio::select! {
-        _ = &mut writer => true,
-        () = tokio::time::sleep(WRITER_DRAIN) => false,
-        () = shutdown_drain => false,
-    };
-    if !drained {
-        writer_cancel.cancel();
-        let _ = writer.await;
-    }
-}
 
-/// Queues `reply`'s line, if any. The answer is queued if there is room
-/// even when the daemon is stopping (it may be the answer to `leave`); it
-/// waits for room only while the connection lives. `false`: the connection
-/// is over.
-async fn queue(conn: &ConnectionState, cancel: &CancellationToken, reply: &Reply) -> bool {
-    let Some(line) = reply.to_line() else {
-        return true;
-    };
-    tokio::select! {
-        biased;
-        sent = conn.out.send(line) => sent.is_ok(),
-        () = cancel.cancelled() => false,
-    }
-}
-
-/// Waits for every pending send's answer and queues them in order.
-async fn drain(
-    pending: &mut VecDeque<PendingSend>,
-    conn: &ConnectionState,
-    cancel: &CancellationToken,
-) -> bool {
-    while let Some(send) = pending.pop_front() {
-        let response = PendingSend::response(send.id, send.answer.await.ok());
-        if !queue(conn, cancel, &Reply::Single(response)).await {
-            return false;
-        }
-    }
-    true
-}
-
-/// Lines a writer takes from its queue at once.
-const WRITE_BATCH: usize = 256;
-
-/// How long queued responses may take to drain after the client stopped sending.
-const WRITER_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// How long queued responses may take to drain when the daemon stops (less
-/// than the daemon's own shutdown grace for all connections).
-const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
-
-async fn write_lines(
-    send: tokio::io::WriteHalf<Stream>,
-    mut lines: mpsc::Receiver<String>,
-    cancel: CancellationToken,
-) {
-    let mut writer = BufWriter::with_capacity(64 * 1024, send);
-    let mut batch = Vec::with_capacity(WRITE_BATCH);
-    loop {
-        let received = tokio::select! {
-            () = cancel.cancelled() => break,
-            n = lines.recv_many(&mut batch, WRITE_BATCH) => n,
-        };
-        if received == 0 {
-            break;
-        }
-        let written = async {
-            for line in batch.drain(..) {
-                writer.write_all(line.as_bytes()).await?;
-                writer.write_all(b"\n").await?;
+    /// Carries out an answer in its turn.
+    fn take_answer(&mut self, answer: Answer) {
+        match answer {
+            Answer::None => self.in_flight_other = false,
+            Answer::Line(line) => {
+                self.out.push_str(&line);
+                self.out.push('\n');
             }
-            // Flush when nothing else is queued, so bursts share syscalls.
-            if lines.is_empty() {
-                writer.flush().await?;
+            Answer::Single(id, outcome) => {
+                self.in_flight_other = false;
+                if let Ok(Output::History(stream)) = outcome {
+                    self.out.push_str(dispatch::response_start());
+                    self.out.push_str(HistoryStream::opening());
+                    self.history = Some((id, stream));
+                    self.finish_history_if_done();
+                    return;
+                }
+                let line = dispatch::response(&id, &self.carry_out(outcome));
+                self.out.push_str(&line);
+                self.out.push('\n');
             }
-            std::io::Result::Ok(())
-        };
-        let result = tokio::select! {
-            () = cancel.cancelled() => break,
-            r = written => r,
-        };
-        if let Err(e) = result {
-            tracing::debug!("RPC client write error: {e}");
-            break;
+            Answer::Batch(outcomes) => {
+                self.in_flight_other = false;
+                let mut parts = Vec::new();
+                for (id, outcome) in outcomes {
+                    let outcome = self.carry_out(outcome);
+                    if let Some(id) = id {
+                        parts.push(dispatch::response(&id, &outcome));
+                    }
+                }
+                if !parts.is_empty() {
+                    self.out.push('[');
+                    self.out.push_str(&parts.join(","));
+                    self.out.push_str("]\n");
+                }
+            }
         }
+    }
+
+    /// What an outcome's answer says, after doing what it asks of this
+    /// connection (starting or ending a subscription).
+    fn carry_out(&mut self, outcome: Result<Output, ErrorObject>) -> Result<Value, ErrorObject> {
+        match outcome? {
+            Output::Value(value) => Ok(value),
+            Output::Subscribe(start) => {
+                if self.subscriptions.len() >= MAX_SUBSCRIPTIONS_PER_CONNECTION {
+                    return Err(ErrorObject::new(
+                        rpc::code::TOO_MANY_SUBSCRIPTIONS,
+                        format!(
+                            "a connection may hold {MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions"
+                        ),
+                    ));
+                }
+                let cursor = start.cursor.to_string();
+                let wants_peers = start.filter.kinds.contains(&rpc::EventKind::Peer);
+                let subscription = self.subscriptions.add(start);
+                if wants_peers && self.peer_changes.is_none() {
+                    self.peer_changes = Some(self.ctx.driver.peer_changes());
+                }
+                methods::to_value(rpc::SubscribeResult {
+                    subscription,
+                    cursor: Some(cursor),
+                })
+            }
+            Output::Unsubscribe(subscription) => {
+                if !self.subscriptions.remove(subscription) {
+                    return Err(ErrorObject::new(
+                        rpc::code::UNKNOWN_SUBSCRIPTION,
+                        format!("no subscription {subscription} on this connection"),
+                    ));
+                }
+                if !self.subscriptions.want_peers() {
+                    self.peer_changes = None;
+                }
+                methods::to_value(rpc::UnsubscribeResult { unsubscribed: true })
+            }
+            Output::History(stream) => {
+                // Only single requests stream; a batch collects.
+                let _ = stream;
+                Err(ErrorObject::new(
+                    rpc::code::INTERNAL_ERROR,
+                    "history cannot be written here",
+                ))
+            }
+        }
+    }
+
+    /// The next page to ask the driver for: the `history` answer being
+    /// written first, else a subscription's.
+    fn next_fetch(
+        &mut self,
+        driver: &crate::driver::Handle,
+        newest: u64,
+    ) -> Option<BoxFuture<'static, Fetch>> {
+        let driver = driver.clone();
+        if let Some((_, stream)) = &self.history {
+            let (from, filter, limit) = stream.next_request()?;
+            return Some(Box::pin(async move {
+                Fetch::History(driver.read(from, filter, limit, PAGE_BYTES).await)
+            }));
+        }
+        let (id, from, filter) = self.subscriptions.next_read(newest)?;
+        Some(Box::pin(async move {
+            let page = driver
+                .read(from.clone(), filter, EVENT_PAGE, PAGE_BYTES)
+                .await;
+            Fetch::Subscription(id, from, page)
+        }))
+    }
+
+    /// Writes a page that came; `false`: the driver is gone.
+    fn take_fetch(&mut self, fetch: Fetch) -> bool {
+        match fetch {
+            Fetch::History(page) => {
+                let Ok(page) = page else { return false };
+                if let Some((_, stream)) = &mut self.history {
+                    stream.take_page(page, &mut self.out);
+                }
+                self.finish_history_if_done();
+                true
+            }
+            Fetch::Subscription(id, from, page) => {
+                let Ok(page) = page else { return false };
+                let mut text = String::new();
+                let dropped = self.subscriptions.take_page(id, &from, page, &mut text);
+                if dropped > 0 {
+                    tracing::debug!(subscription = id, dropped, "subscriber fell behind history");
+                }
+                self.out.push_str(&text);
+                true
+            }
+        }
+    }
+
+    /// Closes the `history` answer being written once its last page is in.
+    fn finish_history_if_done(&mut self) {
+        if self
+            .history
+            .as_ref()
+            .is_some_and(|(_, stream)| stream.is_done())
+            && let Some((id, stream)) = self.history.take()
+        {
+            self.out.push_str(&stream.closing());
+            self.out.push_str(&dispatch::response_end(&id));
+            self.out.push('\n');
+        }
+    }
+
+    fn count_drops(&self, n: u64) {
+        self.ctx
+            .counters
+            .subscriber_drops
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -14,25 +14,19 @@ use rossip_proto::rpc::{
 use rossip_proto::seal::{ClusterKey, KeyId};
 use rossip_proto::wire::KeyOp;
 use serde_json::Value;
-use tokio::sync::oneshot;
 
-use super::connection::ConnectionState;
-use super::methods::{NoParams, parse, shutting_down, to_value};
-use crate::driver::{Command, KeysStarted};
+use super::methods::{NoParams, parse, to_value};
+use crate::driver::{Handle, KeysStarted};
 
 /// How long `keys.*` waits for the members' answers.
 pub const KEYS_WAIT: Duration = Duration::from_secs(2);
 
 /// Runs the `keys.*` method `method`.
-pub async fn call(
-    method: &str,
-    params: Value,
-    conn: &ConnectionState,
-) -> Result<Value, ErrorObject> {
+pub async fn call(method: &str, params: Value, driver: &Handle) -> Result<Value, ErrorObject> {
     match method {
         rpc::method::KEYS_LIST => {
             let NoParams {} = parse(params)?;
-            let started = start(conn, |reply| Command::KeysList { reply }).await?;
+            let started = driver.keys_list().await?;
             to_value(list_result(started).await)
         }
         rpc::method::KEYS_INSTALL => {
@@ -43,23 +37,23 @@ pub async fn call(
                     format!("invalid key: {e} (make one with `rossipctl keygen`)"),
                 )
             })?;
-            change(conn, KeyOp::Install(*key.bytes())).await
+            change(driver, KeyOp::Install(*key.bytes())).await
         }
         rpc::method::KEYS_USE => {
             let p: KeysIdParams = parse(params)?;
             let id = parse_key_id(&p.id)?;
             if !p.force {
-                safety_check(conn, Check::Use(id)).await?;
+                safety_check(driver, Check::Use(id)).await?;
             }
-            change(conn, KeyOp::Use(id.0)).await
+            change(driver, KeyOp::Use(id.0)).await
         }
         rpc::method::KEYS_REMOVE => {
             let p: KeysIdParams = parse(params)?;
             let id = parse_key_id(&p.id)?;
             if !p.force {
-                safety_check(conn, Check::Remove(id)).await?;
+                safety_check(driver, Check::Remove(id)).await?;
             }
-            change(conn, KeyOp::Remove(id.0)).await
+            change(driver, KeyOp::Remove(id.0)).await
         }
         other => Err(ErrorObject::new(
             rpc::code::METHOD_NOT_FOUND,
@@ -119,8 +113,8 @@ impl std::fmt::Display for Blocker {
 
 /// Asks every member for its keyring first, and refuses the step if it
 /// would cut one off, or if a member does not answer (it may be one).
-async fn safety_check(conn: &ConnectionState, check: Check) -> Result<(), ErrorObject> {
-    let started = start(conn, |reply| Command::KeysList { reply }).await?;
+async fn safety_check(driver: &Handle, check: Check) -> Result<(), ErrorObject> {
+    let started = driver.keys_list().await?;
     let list = list_result(started).await;
     let blockers = blockers(&list, check);
     if let Check::Use(id) = check
@@ -238,23 +232,9 @@ fn blockers(list: &KeysListResult, check: Check) -> Vec<(&NodeKeyring, Blocker)>
         .collect()
 }
 
-async fn change(conn: &ConnectionState, op: KeyOp) -> Result<Value, ErrorObject> {
-    let started = start(conn, |reply| Command::KeyOp { op, reply }).await?;
+async fn change(driver: &Handle, op: KeyOp) -> Result<Value, ErrorObject> {
+    let started = driver.key_op(op).await?;
     to_value(change_result(started).await)
-}
-
-/// Hands the command to the driver; its answer says whom it asked.
-async fn start(
-    conn: &ConnectionState,
-    make: impl FnOnce(oneshot::Sender<Result<KeysStarted, ErrorObject>>) -> Command,
-) -> Result<KeysStarted, ErrorObject> {
-    let (reply, answer) = oneshot::channel();
-    conn.ctx
-        .commands
-        .send(make(reply))
-        .await
-        .map_err(|_| shutting_down())?;
-    answer.await.map_err(|_| shutting_down())?
 }
 
 /// Collects answers from the members asked, for at most [`KEYS_WAIT`].

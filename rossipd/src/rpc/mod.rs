@@ -1,10 +1,13 @@
-//! The JSON-RPC 2.0 server on the local socket: framing, dispatch, one
-//! handler per method, and subscription forwarding.
+//! The JSON-RPC 2.0 server on the local socket: a thin client of the
+//! driver's [`Handle`]. Framing, dispatch, one handler per method, the
+//! mapping of the driver's errors to codes, and subscriptions as positions.
 
 mod caller;
 mod connection;
 mod dispatch;
+mod errors;
 mod framing;
+mod history;
 mod keys;
 mod methods;
 mod subscription;
@@ -17,13 +20,11 @@ use interprocess::local_socket::tokio::{Listener, Stream};
 use interprocess::local_socket::traits::tokio::Listener as _;
 use rossip_proto::rpc::{self, ErrorObject, Response};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use methods::resolve;
-
-use crate::driver::{Command, SharedCounters};
+use crate::driver::{Handle, SharedCounters};
 
 /// Connections served at once (fewer if the open-files limit is lower; see
 /// [`connection_limit`]). A client past the limit is told so in one JSON-RPC
@@ -51,7 +52,7 @@ const LIMIT_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct RpcContext {
     /// To the driver.
-    pub commands: mpsc::Sender<Command>,
+    pub driver: Handle,
     /// Shared counters.
     pub counters: Arc<SharedCounters>,
 }
@@ -72,7 +73,6 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(limit));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let mut saturation = Saturation::default();
-    let backlog_budget = Arc::new(subscription::BacklogBudget::default());
     loop {
         let accepted = tokio::select! {
             () = cancel.cancelled() => return,
@@ -102,11 +102,10 @@ pub async fn serve(
         saturation.served();
         let ctx = ctx.clone();
         let cancel = cancel.clone();
-        let budget = backlog_budget.clone();
         counters.rpc_connections.fetch_add(1, Ordering::Relaxed);
         tasks.spawn(async move {
             let counters = ctx.counters.clone();
-            connection::serve(stream, ctx, budget, cancel).await;
+            connection::serve(stream, ctx, cancel).await;
             counters.rpc_connections.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });

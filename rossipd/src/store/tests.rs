@@ -41,7 +41,11 @@ fn dir() -> tempfile::TempDir {
 
 fn commit_all(store: &mut Store, messages: &[Message], seen: Vec<(NodeId, Vec<(u64, u64)>)>) {
     let batch = Batch {
-        messages: messages.iter().collect(),
+        messages: messages
+            .iter()
+            .zip(store.next_cursor()..)
+            .map(|(message, number)| (number, message))
+            .collect(),
         seen,
     };
     store.commit(&batch, NOW_MS).expect("commit");
