@@ -73,6 +73,8 @@ impl Reloader {
             }
         };
 
+        // What can change while running, in the table's order; then what
+        // cannot, named.
         for setting in SETTINGS {
             match setting.on_reload() {
                 OnReload::Apply(Live::LogLevel) => {
@@ -84,7 +86,7 @@ impl Reloader {
                     not_applied.extend(keys.not_applied);
                     self.running.config.key_file = new.config.key_file.clone();
                 }
-                OnReload::Restart => {}
+                OnReload::Restart => {} // Named below.
             }
         }
         for (what, old, wanted) in restart_only_changes(&self.running, &new) {
@@ -93,6 +95,7 @@ impl Reloader {
         log_outcome(&applied, &not_applied);
     }
 
+    /// A new `log_level`, in force at once (RUST_LOG still beats it).
     fn apply_log_level(
         &mut self,
         new: &Settings,

@@ -24,8 +24,9 @@ pub use setting::{AnySetting, Live, OnReload};
 use setting::{Env, Flag, HelpDefault, Setting, file_count, file_text};
 
 /// Every setting, in the order of `--help`, `--check-config` and the
-/// example config file.
-pub static SETTINGS: [&dyn AnySetting; 21] = [
+/// example config file. A table of plain declarations rather than a macro
+/// that generates structs: see [`setting`].
+pub static SETTINGS: &[&dyn AnySetting] = &[
     &NAME,
     &PORT,
     &BIND,
@@ -364,11 +365,13 @@ fn parse_port(text: &str) -> Result<u16, String> {
     u16::try_from(n).map_err(|_| format!("{n} is not in 0..=65535"))
 }
 
+/// `--bind`, `--advertise`: an IPv4 or IPv6 address.
 fn parse_ip(text: &str) -> Result<IpAddr, String> {
     text.parse()
         .map_err(|e: std::net::AddrParseError| e.to_string())
 }
 
+/// A path setting as `--check-config` shows it.
 fn show_path(path: Option<&Path>) -> String {
     path.map_or("none".to_owned(), |p| p.display().to_string())
 }
@@ -399,6 +402,7 @@ const LONG_ABOUT: &str = "rossip daemon: finds peers on the LAN by mDNS, tracks 
 /// it is then), and the flags that are no settings.
 #[derive(Debug, Clone)]
 pub struct Args {
+    /// What clap parsed; each setting reads its own flag and variable.
     matches: ArgMatches,
     /// `--config`, made absolute by [`Args::pin_config_path`].
     config: Option<PathBuf>,
@@ -446,7 +450,10 @@ impl CommandFactory for Args {
                     .long("man-page")
                     .action(ArgAction::SetTrue)
                     .hide(true)
-                    .help("Print the rossipd(8) manual page (roff) and exit; the install script uses it"),
+                    .help(
+                        "Print the rossipd(8) manual page (roff) and exit; the install script \
+                         uses it",
+                    ),
             )
             .args(SETTINGS.iter().map(|setting| setting.arg(&defaults)))
     }
@@ -801,6 +808,64 @@ mod tests {
             ),
         ] {
             assert!(help.contains(&want), "help lacks {want}:\n{help}");
+        }
+    }
+
+    /// Names derive from the key: no two settings may share one, and clap
+    /// checks the command built from them.
+    #[test]
+    fn every_setting_has_a_key_of_its_own() {
+        let mut keys = std::collections::BTreeSet::new();
+        for setting in SETTINGS {
+            let key = setting.key();
+            assert!(
+                key.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{key}: a key is lower case with underscores"
+            );
+            assert!(keys.insert(key), "{key} is declared twice");
+        }
+        Args::command().debug_assert();
+    }
+
+    /// Every path setting is made absolute (a detached daemon moves to
+    /// "/", and a reload must compare like with like).
+    #[test]
+    fn every_path_setting_is_pinned() {
+        let mut argv = vec![
+            "rossipd".to_owned(),
+            "--config".to_owned(),
+            "/dev/null".to_owned(),
+        ];
+        let paths: Vec<_> = SETTINGS.iter().filter(|s| s.takes_path()).collect();
+        assert!(paths.len() >= 5, "the path settings: {}", paths.len());
+        for setting in &paths {
+            argv.push(format!("--{}", setting.flag()));
+            argv.push(format!("relative-{}", setting.key()));
+        }
+        let matches = Args::command()
+            .try_get_matches_from(&argv)
+            .expect("the command line parses");
+        let args = Args::from_arg_matches(&matches).expect("the arguments");
+        let mut settings = args.to_settings().expect("the settings merge");
+        settings.pin_paths(Path::new("/started/here"));
+        for setting in paths {
+            assert_eq!(
+                setting.show(&settings),
+                format!("/started/here/relative-{}", setting.key()),
+                "--{} is not made absolute by pin_paths",
+                setting.flag()
+            );
+        }
+    }
+
+    /// The README's daemon reference lists every setting's flag.
+    #[test]
+    fn the_readme_lists_every_setting() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let readme = std::fs::read_to_string(path).expect("read README.md");
+        for setting in SETTINGS {
+            let row = format!("| `--{}", setting.flag());
+            assert!(readme.contains(&row), "README.md has no row {row}…");
         }
     }
 }

@@ -210,6 +210,13 @@ impl<T> Flag<T> {
 pub trait AnySetting: Sync {
     /// The config-file key.
     fn key(&self) -> &'static str;
+    /// The flag, without its dashes (for the tests of the table).
+    #[cfg(test)]
+    fn flag(&self) -> String;
+    /// Whether its value is a path ([`Flag::Path`]), which
+    /// [`Settings::pin_paths`] must make absolute (a test checks).
+    #[cfg(test)]
+    fn takes_path(&self) -> bool;
     /// The clap argument; `defaults` gives the `[default: …]` of the help.
     fn arg(&self, defaults: &Settings) -> Arg;
     /// Reads the file's value, checked as the flag's would be.
@@ -231,6 +238,16 @@ pub trait AnySetting: Sync {
 impl<T: Clone + Send + Sync + 'static> AnySetting for Setting<T> {
     fn key(&self) -> &'static str {
         self.key
+    }
+
+    #[cfg(test)]
+    fn flag(&self) -> String {
+        self.flag_name()
+    }
+
+    #[cfg(test)]
+    fn takes_path(&self) -> bool {
+        matches!(self.flag, Flag::Path(_))
     }
 
     fn arg(&self, defaults: &Settings) -> Arg {
