@@ -108,11 +108,16 @@ fn sections(command: &clap::Command) -> Roff {
     );
 
     roff.control("SH", ["ENVIRONMENT"]);
-    roff.text([roman(
+    let mut read_by_hand: Vec<String> = crate::settings::variables_read_by_hand()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let last = read_by_hand.pop().unwrap_or_default();
+    roff.text([roman(format!(
         "Each ROSSIP_ variable stands for a flag: a flag beats its variable, which beats \
-         the config file. An empty ROSSIP_CONFIG, ROSSIP_SOCKET or ROSSIP_STATE_DIR counts \
-         as unset.",
-    )]);
+         the config file. An empty {} or {last} counts as unset.",
+        read_by_hand.join(", ")
+    ))]);
     for (name, flag) in flag_variables(command) {
         item(&mut roff, &name, &format!("Same as --{flag}."));
     }
