@@ -1,71 +1,41 @@
 //! The TOML config file (`/etc/rossip/rossipd.toml` for the system daemon,
-//! `$XDG_CONFIG_HOME/rossip/rossipd.toml` for a user): one key per flag,
-//! checked by the same parsers as the flags, and errors that name the file,
-//! the line and the key.
+//! `$XDG_CONFIG_HOME/rossip/rossipd.toml` for a user): one key per setting
+//! (see [`crate::settings`]), checked by the same parsers as the flags, and
+//! errors that name the file, the line and the key.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use std::any::Any;
+use std::collections::BTreeMap;
+
+use toml::de::DeTable;
+
+use crate::settings::SETTINGS;
 
 /// The system daemon's config file.
 pub const SYSTEM_CONFIG_PATH: &str = "/etc/rossip/rossipd.toml";
 
-/// Every key the file may hold: the flags, with underscores. Values have the
-/// types and limits of the flags; a key left out falls back to the default.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// `--name`.
-    pub name: Option<String>,
-    /// `--port`.
-    pub port: Option<u16>,
-    /// `--bind`.
-    pub bind: Option<IpAddr>,
-    /// `--advertise`.
-    pub advertise: Option<IpAddr>,
-    /// `--socket`.
-    pub socket: Option<PathBuf>,
-    /// `--state-dir`.
-    pub state_dir: Option<PathBuf>,
-    /// `--join` (a list).
-    pub join: Option<Vec<String>>,
-    /// `--cluster`.
-    #[serde(default, deserialize_with = "de_cluster")]
-    pub cluster: Option<String>,
-    /// `--no-mdns`.
-    pub no_mdns: Option<bool>,
-    /// `--iface` (a list).
-    pub iface: Option<Vec<String>>,
-    /// `--history`.
-    #[serde(default, deserialize_with = "de_history")]
-    pub history: Option<usize>,
-    /// `--history-max-age` (`"7d"` or `"none"`).
-    #[serde(default, deserialize_with = "de_max_age")]
-    pub history_max_age: Option<MaxAge>,
-    /// `--history-max-bytes`.
-    #[serde(default, deserialize_with = "de_max_bytes")]
-    pub history_max_bytes: Option<usize>,
-    /// `--max-message-bytes`.
-    #[serde(default, deserialize_with = "de_message_bytes")]
-    pub max_message_bytes: Option<usize>,
-    /// `--key-file`.
-    pub key_file: Option<PathBuf>,
-    /// `--reap-after` (`"1h"`).
-    #[serde(default, deserialize_with = "de_reap_after")]
-    pub reap_after: Option<humantime::Duration>,
-    /// `--log-level`.
-    #[serde(default, deserialize_with = "de_log_level")]
-    pub log_level: Option<String>,
-    /// `--log-file`.
-    pub log_file: Option<PathBuf>,
-    /// `--syslog`.
-    pub syslog: Option<bool>,
-    /// `--daemonize`.
-    pub daemonize: Option<bool>,
-    /// `--pid-file`.
-    pub pid_file: Option<PathBuf>,
+/// The file's values, each read and checked by its setting (see
+/// [`crate::settings::SETTINGS`]); a key left out falls back to the default.
+#[derive(Default)]
+pub struct FileValues {
+    /// By key; each value has its setting's type.
+    values: BTreeMap<&'static str, Box<dyn Any + Send + Sync>>,
+}
+
+impl FileValues {
+    /// The value of `key`, if the file has it and it is a `T` (as it is
+    /// when `T` is the type of the setting that read it).
+    pub fn get<T: 'static>(&self, key: &str) -> Option<&T> {
+        self.values.get(key)?.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for FileValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.values.keys()).finish()
+    }
 }
 
 /// Where the config comes from when `--config` is not given: the system
@@ -86,7 +56,7 @@ pub fn default_path(system: bool) -> Option<PathBuf> {
 /// Reads `path`. A missing file is `Ok(None)` unless `required` (named by
 /// `--config`); anything else wrong is an error naming the file (and the
 /// line and key when the content is at fault).
-pub fn load(path: &Path, required: bool) -> Result<Option<FileConfig>, String> {
+pub fn load(path: &Path, required: bool) -> Result<Option<FileValues>, String> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(None),
@@ -97,12 +67,13 @@ pub fn load(path: &Path, required: bool) -> Result<Option<FileConfig>, String> {
         .map_err(|e| format!("config file {}{e}", path.display()))
 }
 
-/// Parses the file's text; the error starts with `, line N, key `K`` when
-/// toml can say where (so that it follows the file name).
-fn parse(text: &str) -> Result<FileConfig, String> {
-    toml::from_str(text).map_err(|e| {
-        let message = e.message().trim_end();
-        match e.span() {
+/// Parses the file's text: every key must be a setting's, and each value
+/// is read by its setting. The error starts with `, line N, key `K``
+/// when toml can say where (so that it follows the file name).
+fn parse(text: &str) -> Result<FileValues, String> {
+    let located = |message: &str, span: Option<std::ops::Range<usize>>| {
+        let message = message.trim_end();
+        match span {
             Some(span) => {
                 let line = line_of(text, span.start);
                 match key_at(text, span.start) {
@@ -112,7 +83,29 @@ fn parse(text: &str) -> Result<FileConfig, String> {
             }
             None => format!(": {message}"),
         }
-    })
+    };
+    let table = DeTable::parse(text).map_err(|e| located(e.message(), e.span()))?;
+    // In the file's order, so that the first error is the first one there.
+    let mut entries: Vec<_> = table.into_inner().into_iter().collect();
+    entries.sort_by_key(|(key, _)| key.span().start);
+    let mut values = FileValues::default();
+    for (key, value) in entries {
+        let Some(setting) = SETTINGS.iter().find(|s| s.key() == key.get_ref().as_ref()) else {
+            let expected: Vec<String> = SETTINGS.iter().map(|s| format!("`{}`", s.key())).collect();
+            let message = format!(
+                "unknown field `{}`, expected one of {}",
+                key.get_ref(),
+                expected.join(", ")
+            );
+            return Err(located(&message, Some(key.span())));
+        };
+        let span = value.span();
+        let read = setting
+            .read_file(value)
+            .map_err(|e| located(e.message(), e.span().or(Some(span))))?;
+        values.values.insert(setting.key(), read);
+    }
+    Ok(values)
 }
 
 /// The 1-based line of byte `offset`.
@@ -225,29 +218,6 @@ fn parse_positive(text: &str, what: &str) -> Result<usize, String> {
     }
 }
 
-/// A count or byte size in the file: a TOML integer, checked like the flag.
-fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    let n = u64::deserialize(d)?;
-    let n = usize::try_from(n).map_err(serde::de::Error::custom)?;
-    parse_max_bytes(&n.to_string()).map_err(serde::de::Error::custom)
-}
-
-fn de_history<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
-    positive(d).map(Some)
-}
-
-fn de_max_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
-    positive(d).map(Some)
-}
-
-/// Also bounded above here: the daemon would refuse a larger one at start,
-/// and `--check-config` should say so without starting it.
-fn de_message_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
-    let n = positive(d)?;
-    check_message_bytes(n).map_err(serde::de::Error::custom)?;
-    Ok(Some(n))
-}
-
 /// The `--max-message-bytes` upper bound ([`rossipd::config::MAX_MESSAGE_BYTES_LIMIT`]).
 pub fn check_message_bytes(n: usize) -> Result<(), String> {
     let limit = rossipd::config::MAX_MESSAGE_BYTES_LIMIT;
@@ -257,34 +227,6 @@ pub fn check_message_bytes(n: usize) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-fn de_cluster<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    let text = String::deserialize(d)?;
-    parse_cluster(&text)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
-}
-
-fn de_log_level<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    let text = String::deserialize(d)?;
-    parse_log_level(&text)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
-}
-
-fn de_max_age<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MaxAge>, D::Error> {
-    let text = String::deserialize(d)?;
-    parse_max_age(&text)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
-}
-
-fn de_reap_after<'de, D: Deserializer<'de>>(d: D) -> Result<Option<humantime::Duration>, D::Error> {
-    let text = String::deserialize(d)?;
-    parse_reap_after(&text)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]
@@ -315,20 +257,21 @@ log_level = "debug"
 "#,
         )
         .expect("a full file parses");
-        assert_eq!(c.port, Some(7000));
+        assert_eq!(c.get::<u16>("port"), Some(&7000));
         assert_eq!(
-            c.join.as_deref(),
+            c.get::<Vec<String>>("join").map(Vec::as_slice),
             Some(&["a:7465".to_owned(), "b".to_owned()][..])
         );
         assert_eq!(
-            c.history_max_age.and_then(|a| a.0),
+            c.get::<MaxAge>("history_max_age").and_then(|a| a.0),
             Some(Duration::from_secs(7 * 86400))
         );
         assert_eq!(
-            c.reap_after.map(Duration::from),
+            c.get::<humantime::Duration>("reap_after")
+                .map(|&d| Duration::from(d)),
             Some(Duration::from_secs(1800))
         );
-        assert_eq!(c.no_mdns, Some(true));
+        assert_eq!(c.get::<bool>("no_mdns"), Some(&true));
     }
 
     #[test]

@@ -20,6 +20,9 @@ use crate::syslog::Syslog;
 /// `--log-file` on a host without syslog.
 pub const FALLBACK_LOG_FILE: &str = "rossipd.log";
 
+/// The `log_level` when none is given.
+pub const DEFAULT_LEVEL: &str = "info";
+
 /// The running logger's knobs.
 #[derive(Debug)]
 pub struct Logging {

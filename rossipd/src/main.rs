@@ -20,10 +20,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use detach::Detached;
 use logging::Logging;
-use settings::{Args, Given, Settings};
+use settings::{Args, Settings};
 
 fn main() -> ExitCode {
-    let (mut args, given) = settings::parse_args();
+    let mut args = settings::parse_args();
     if args.man_page {
         return man_page::print(&Args::command());
     }
@@ -36,11 +36,7 @@ fn main() -> ExitCode {
     };
     args.pin_config_path(&cwd);
     // Config errors exit 2, like the usage errors clap reports for flags.
-    let mut settings = match args
-        .clone()
-        .into_settings(given)
-        .and_then(|s| s.check().map(|()| s))
-    {
+    let mut settings = match args.to_settings().and_then(|s| s.check().map(|()| s)) {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("rossipd: error: {e}");
@@ -108,7 +104,6 @@ fn main() -> ExitCode {
     }
     let result = run(Parts {
         args,
-        given,
         settings,
         logging,
         cwd,
@@ -150,7 +145,6 @@ fn fallback_notice(path: &std::path::Path) -> String {
 /// What `run` needs; gathered to keep its signature short.
 struct Parts {
     args: Args,
-    given: Given,
     settings: Settings,
     logging: Logging,
     cwd: PathBuf,
@@ -160,7 +154,6 @@ struct Parts {
 fn run(parts: Parts) -> anyhow::Result<()> {
     let Parts {
         args,
-        given,
         settings,
         logging,
         cwd,
@@ -192,7 +185,6 @@ fn run(parts: Parts) -> anyhow::Result<()> {
         tokio::spawn(
             reload::Reloader {
                 args,
-                given,
                 running: settings,
                 logging,
                 keys: key_reloads_tx,

@@ -11,15 +11,6 @@ use roff::{Roff, bold, roman};
 /// The manual section: system administration commands and daemons.
 const SECTION: &str = "8";
 
-/// Variables rossipd reads by hand rather than through clap's `env` (an
-/// empty value counts as unset), with the flag each stands for. Their help
-/// text says `[env: NAME]`, which a test checks.
-const HAND_READ_ENV: [(&str, &str); 3] = [
-    ("ROSSIP_CONFIG", "config"),
-    ("ROSSIP_SOCKET", "socket"),
-    ("ROSSIP_STATE_DIR", "state-dir"),
-];
-
 /// Renders the page for `command` (rossipd's `Args::command()`).
 pub fn render(command: &clap::Command) -> std::io::Result<Vec<u8>> {
     let man = clap_mangen::Man::new(command.clone()).section(SECTION);
@@ -117,11 +108,16 @@ fn sections(command: &clap::Command) -> Roff {
     );
 
     roff.control("SH", ["ENVIRONMENT"]);
-    roff.text([roman(
+    let mut read_by_hand: Vec<String> = crate::settings::variables_read_by_hand()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let last = read_by_hand.pop().unwrap_or_default();
+    roff.text([roman(format!(
         "Each ROSSIP_ variable stands for a flag: a flag beats its variable, which beats \
-         the config file. An empty ROSSIP_CONFIG, ROSSIP_SOCKET or ROSSIP_STATE_DIR counts \
-         as unset.",
-    )]);
+         the config file. An empty {} or {last} counts as unset.",
+        read_by_hand.join(", ")
+    ))]);
     for (name, flag) in flag_variables(command) {
         item(&mut roff, &name, &format!("Same as --{flag}."));
     }
@@ -263,11 +259,7 @@ fn flag_variables(command: &clap::Command) -> Vec<(String, String)> {
             let flag = arg.get_long()?.to_owned();
             Some((name, flag))
         })
-        .chain(
-            HAND_READ_ENV
-                .iter()
-                .map(|(name, flag)| ((*name).to_owned(), (*flag).to_owned())),
-        )
+        .chain(crate::settings::variables_read_by_hand())
         .collect();
     vars.sort();
     vars.dedup();
@@ -354,10 +346,10 @@ mod tests {
     #[test]
     fn hand_read_variables_match_their_flags() {
         let command = crate::Args::command();
-        for (name, flag) in HAND_READ_ENV {
+        for (name, flag) in crate::settings::variables_read_by_hand() {
             let arg = command
                 .get_arguments()
-                .find(|a| a.get_long() == Some(flag))
+                .find(|a| a.get_long() == Some(flag.as_str()))
                 .unwrap_or_else(|| panic!("no --{flag}"));
             let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
             assert!(help.contains(&format!("[env: {name}]")), "--{flag}: {help}");

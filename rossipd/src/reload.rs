@@ -1,21 +1,20 @@
 //! SIGHUP: reopen the log file, read the configuration again (the file as
 //! it is now, the same flags and environment), apply what a running daemon
-//! can change (the log level, the key file's keys) and say, by name, what
-//! it could not (the port, the socket, … need a restart).
+//! can change (the settings declared [`OnReload::Apply`]: the log level,
+//! the key file's keys) and say, by name, what it could not (every other
+//! setting needs a restart).
 
 use rossipd::hooks::{KeyReload, KeyReloadReport};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::logging::Logging;
-use crate::settings::{Args, Given, Settings};
+use crate::settings::{Args, Live, OnReload, SETTINGS, Settings};
 
 /// Everything a reload needs; owned by the SIGHUP task.
 #[derive(Debug)]
 pub struct Reloader {
     /// The command line as parsed at start.
     pub args: Args,
-    /// Where its values came from.
-    pub given: Given,
     /// The configuration in effect (updated by what a reload applies).
     pub running: Settings,
     /// The logger's knobs.
@@ -51,18 +50,14 @@ impl Reloader {
             )),
             None => {}
         }
-        let new = match self
-            .args
-            .clone()
-            .into_settings(self.given)
-            .and_then(|mut new| {
-                new.pin_paths(&self.cwd);
-                // The log destination a detached daemon chose at start
-                // stands: syslog if it took it, else the fallback file.
-                let syslog = self.running.log.syslog;
-                new.settle(|| syslog);
-                new.check().map(|()| new)
-            }) {
+        let new = match self.args.to_settings().and_then(|mut new| {
+            new.pin_paths(&self.cwd);
+            // The log destination a detached daemon chose at start
+            // stands: syslog if it took it, else the fallback file.
+            let syslog = self.running.log.syslog;
+            new.settle(|| syslog);
+            new.check().map(|()| new)
+        }) {
             Ok(new) => new,
             Err(e) => {
                 // No "reload done" line: nothing of the configuration was
@@ -78,28 +73,48 @@ impl Reloader {
             }
         };
 
-        if new.log.level != self.running.log.level {
-            match self.logging.set_level(&new.log.level) {
-                Ok(()) => {
-                    applied.push(format!(
-                        "log_level {} -> {}",
-                        self.running.log.level, new.log.level
-                    ));
-                    self.running.log.level = new.log.level.clone();
+        // What can change while running, in the table's order; then what
+        // cannot, named.
+        for setting in SETTINGS {
+            match setting.on_reload() {
+                OnReload::Apply(Live::LogLevel) => {
+                    self.apply_log_level(&new, &mut applied, &mut not_applied);
                 }
-                Err(e) => not_applied.push(format!("log_level {}: {e}", new.log.level)),
+                OnReload::Apply(Live::KeyFile) => {
+                    let keys = self.reload_keys(&new).await;
+                    applied.extend(keys.applied);
+                    not_applied.extend(keys.not_applied);
+                    self.running.config.key_file = new.config.key_file.clone();
+                }
+                OnReload::Restart => {} // Named below.
             }
         }
-
-        let keys = self.reload_keys(&new).await;
-        applied.extend(keys.applied);
-        not_applied.extend(keys.not_applied);
-        self.running.config.key_file = new.config.key_file.clone();
-
         for (what, old, wanted) in restart_only_changes(&self.running, &new) {
             not_applied.push(format!("{what} {old} -> {wanted} (needs a restart)"));
         }
         log_outcome(&applied, &not_applied);
+    }
+
+    /// A new `log_level`, in force at once (RUST_LOG still beats it).
+    fn apply_log_level(
+        &mut self,
+        new: &Settings,
+        applied: &mut Vec<String>,
+        not_applied: &mut Vec<String>,
+    ) {
+        if new.log.level == self.running.log.level {
+            return;
+        }
+        match self.logging.set_level(&new.log.level) {
+            Ok(()) => {
+                applied.push(format!(
+                    "log_level {} -> {}",
+                    self.running.log.level, new.log.level
+                ));
+                self.running.log.level = new.log.level.clone();
+            }
+            Err(e) => not_applied.push(format!("log_level {}: {e}", new.log.level)),
+        }
     }
 
     async fn reload_keys(&self, new: &Settings) -> KeyReloadReport {
@@ -149,77 +164,15 @@ fn restart_only_changes(running: &Settings, new: &Settings) -> Vec<(&'static str
         .collect()
 }
 
-/// Every setting a running daemon keeps until it restarts: (key, running
-/// value, new value). Every flag but the reloadable ones (`log_level`,
-/// `key_file`) and the one-shot ones must be here (a test checks).
+/// Every setting a running daemon keeps until it restarts
+/// ([`OnReload::Restart`]): (key, running value, new value), as
+/// `--check-config` shows them.
 fn restart_only(running: &Settings, new: &Settings) -> Vec<(&'static str, String, String)> {
-    let (a, b) = (&running.config, &new.config);
-    let path = |p: &Option<std::path::PathBuf>| {
-        p.as_ref()
-            .map_or("none".to_owned(), |p| p.display().to_string())
-    };
-    let candidates = [
-        ("name", a.name.clone(), b.name.clone()),
-        ("port", a.port.to_string(), b.port.to_string()),
-        ("bind", a.bind.to_string(), b.bind.to_string()),
-        (
-            "advertise",
-            format!("{:?}", a.advertise),
-            format!("{:?}", b.advertise),
-        ),
-        (
-            "socket",
-            a.socket.display().to_string(),
-            b.socket.display().to_string(),
-        ),
-        (
-            "state_dir",
-            a.state_dir.display().to_string(),
-            b.state_dir.display().to_string(),
-        ),
-        ("join", a.join.join(","), b.join.join(",")),
-        ("cluster", a.cluster.clone(), b.cluster.clone()),
-        ("no_mdns", (!a.mdns).to_string(), (!b.mdns).to_string()),
-        ("iface", a.ifaces.join(","), b.ifaces.join(",")),
-        (
-            "history",
-            a.history_limit.to_string(),
-            b.history_limit.to_string(),
-        ),
-        (
-            "history_max_age",
-            format!("{:?}", a.history_max_age),
-            format!("{:?}", b.history_max_age),
-        ),
-        (
-            "history_max_bytes",
-            a.history_max_bytes.to_string(),
-            b.history_max_bytes.to_string(),
-        ),
-        (
-            "max_message_bytes",
-            a.max_message_bytes.to_string(),
-            b.max_message_bytes.to_string(),
-        ),
-        (
-            "reap_after",
-            humantime::format_duration(a.reap_after).to_string(),
-            humantime::format_duration(b.reap_after).to_string(),
-        ),
-        ("log_file", path(&running.log.file), path(&new.log.file)),
-        (
-            "syslog",
-            running.log.syslog.to_string(),
-            new.log.syslog.to_string(),
-        ),
-        (
-            "daemonize",
-            running.daemonize.to_string(),
-            new.daemonize.to_string(),
-        ),
-        ("pid_file", path(&running.pid_file), path(&new.pid_file)),
-    ];
-    candidates.into()
+    SETTINGS
+        .iter()
+        .filter(|setting| setting.on_reload() == OnReload::Restart)
+        .map(|setting| (setting.key(), setting.show(running), setting.show(new)))
+        .collect()
 }
 
 #[cfg(test)]
