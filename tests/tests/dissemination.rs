@@ -232,14 +232,20 @@ fn a_healed_2_3_partition_converges_to_all_200_messages() {
     let refs: Vec<&MessageRecorder> = recorders.iter().collect();
     assert_same_once(&cluster, &refs, &all, &l, "left");
     assert_same_once(&cluster, &refs, &all, &r, "right");
-    // What a user sees: `rossipctl tail -n 50` is the same on every node.
+    // What a user sees: `rossipctl tail -n 50` is the same on every node
+    // (but for each message's `cursor`, which is each node's own numbering).
     let tails: Vec<Vec<serde_json::Value>> = cluster
         .daemons
         .iter()
         .map(|d| {
-            rossipctl(d.socket(), &["--json", "tail", "-n", "50"])
+            let mut lines = rossipctl(d.socket(), &["--json", "tail", "-n", "50"])
                 .assert_success()
-                .json_lines()
+                .json_lines();
+            for line in &mut lines {
+                let cursor = line.as_object_mut().and_then(|m| m.remove("cursor"));
+                assert!(cursor.is_some(), "a message without its cursor: {line}");
+            }
+            lines
         })
         .collect();
     assert_eq!(tails[0].len(), 50);

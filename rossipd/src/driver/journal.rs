@@ -26,8 +26,9 @@ use crate::delivery::{Cursor, Delivered, StoreId};
 pub const RECENT_DELIVERIES: usize = 8192;
 
 /// Most bytes of deliveries kept whole (the newest is kept whatever its
-/// size); behind this, followers read from history.
-pub const RECENT_BYTES: usize = 16 * 1024 * 1024;
+/// size); behind this, followers read from history. Small: these are
+/// copies of what history holds, kept while nobody may need them.
+pub const RECENT_BYTES: usize = 4 * 1024 * 1024;
 
 /// Index entries for messages that left history, tolerated before a sweep
 /// removes them (a sweep walks the whole index).

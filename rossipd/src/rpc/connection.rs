@@ -136,6 +136,7 @@ impl Connection {
         // Set when the connection winds down: what is owed is written until
         // then, no longer.
         let mut deadline: Option<tokio::time::Instant> = None;
+        let mut stopping = false;
         loop {
             if self.pending.is_empty()
                 && let Some(element) = self.held.take()
@@ -230,12 +231,14 @@ impl Connection {
                     self.out.push_str(&text);
                 }
                 _ = newest.changed(), if fetch.is_none() && room && self.subscriptions.len() > 0 => {}
-                () = daemon_cancel.cancelled(), if deadline.is_none() => {
+                () = daemon_cancel.cancelled(), if !stopping => {
                     // Answers already owed (the answer to `leave` among
                     // them) still go out, briefly.
+                    stopping = true;
                     self.subscriptions.clear();
                     self.peer_changes = None;
-                    deadline = Some(tokio::time::Instant::now() + SHUTDOWN_DRAIN);
+                    let cut = tokio::time::Instant::now() + SHUTDOWN_DRAIN;
+                    deadline = Some(deadline.map_or(cut, |at| at.min(cut)));
                 }
                 () = until_deadline => break,
             }
