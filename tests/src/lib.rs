@@ -22,6 +22,8 @@
 //!   partitions, hosts cut off at the switch, extra interfaces);
 //! - [`nscluster`]: a namespaced LAN with a daemon and a recorder per host;
 //! - [`wait`]: polling with a deadline instead of sleeping;
+//! - [`stream`]: a subscription read with its delivery cursors, and the
+//!   node's delivery order read back with `history {after}`, to compare;
 //! - [`sys`]: process and command helpers.
 //!
 //! Failures print what is needed to reproduce: the daemons' command lines and
@@ -44,6 +46,7 @@ pub mod netns;
 pub mod nscluster;
 pub mod rng;
 pub mod rpc;
+pub mod stream;
 pub mod sys;
 pub mod wait;
 
