@@ -16,6 +16,8 @@
 //! - [`background`]: a long-running child process with collected output;
 //! - [`cluster`]: helpers over several daemons (start, wait for membership);
 //! - [`events`]: recording a daemon's peer events with receive times;
+//! - [`memory_bench`]: the memory benchmark behind `memory-bench` (the
+//!   daemon's RSS under stalled subscribers, a full `history`, an mDNS flood);
 //! - [`history`]: a daemon's message history as a user sees it, and sends
 //!   through the real `rossipctl`, for the durable-history tests;
 //! - [`netns`]: a LAN of network namespaces with nftables faults (loss,
@@ -42,6 +44,7 @@ pub mod delivery_send;
 pub mod delivery_table;
 pub mod events;
 pub mod history;
+pub mod memory_bench;
 pub mod netns;
 pub mod nscluster;
 pub mod rng;

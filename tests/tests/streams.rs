@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use rossip_proto::rpc::code;
 use rossip_tests::background::Background;
-use rossip_tests::cluster::start_joined_pair;
+use rossip_tests::cluster::{start_joined_pair, wait_all_alive};
 use rossip_tests::cpu::{exclusive, shared};
 use rossip_tests::ctl::spawn_rossipctl;
 use rossip_tests::daemon::Daemon;
@@ -54,9 +54,9 @@ const PRINT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Cut A off from B and C; "old" is sent on C, then "new" on A (so "old"
 /// orders before "new" in history); kill -9 A, heal, restart it. A catches
-/// "old" up from the others after it printed "new": a follower that resumes
-/// "after the last printed message" in history order never shows it, one
-/// that resumes by delivery cursor does.
+/// "old" up from the others after `tail -f` printed "new": a follower that
+/// resumes "after the last printed message" in history order never shows
+/// it, one that resumes by delivery cursor does.
 #[test]
 fn tail_f_shows_once_what_a_restarted_node_caught_up_from_before_its_last_line() {
     let _cpu = exclusive();
@@ -86,6 +86,13 @@ fn tail_f_shows_once_what_a_restarted_node_caught_up_from_before_its_last_line()
         cluster.lan.isolation_drops()
     );
 
+    // The followers are held still until the restarted node caught "old"
+    // up, so that they resume after it holds it whatever the timing (as a
+    // follower on a busy machine may): they must still show it.
+    let followers = [human.pid(), json.pid()];
+    for pid in followers {
+        sys::signal(pid, "STOP").unwrap_or_else(|e| panic!("SIGSTOP `tail -f`: {e}"));
+    }
     cluster.daemons[a].kill9();
     cluster.lan.heal();
     cluster.restart(a);
@@ -93,6 +100,9 @@ fn tail_f_shows_once_what_a_restarted_node_caught_up_from_before_its_last_line()
     wait_until(CONVERGENCE_TIMEOUT, "h1 to catch \"old\" up", || {
         texts(&history(restarted)).contains("old")
     });
+    for pid in followers {
+        sys::signal(pid, "CONT").unwrap_or_else(|e| panic!("SIGCONT `tail -f`: {e}"));
+    }
     let held = ids(&history(restarted));
     // Delivered after "new" on this node, so a cursor-following tail owes it.
     for tail in [&mut human, &mut json] {
@@ -322,29 +332,53 @@ fn answers_after_eof(socket: &Path, bytes: &[u8]) -> Vec<Value> {
 /// Messages of the catch-up burst.
 const BURST: usize = 10_000;
 
-/// A late joiner delivers 10,000 messages it missed in one burst to a
-/// subscriber that reads all along: each once, and no `lagged` notice.
+/// Nodes the burst's messages come from: a late joiner repairs from each
+/// of them at once, as on a LAN.
+const BURST_SOURCES: usize = 4;
+
+/// A late joiner delivers the 10,000 messages it missed in one burst (from
+/// four nodes at once) to a subscriber that reads all along: each once, and
+/// no `lagged` notice.
 #[test]
 fn a_reading_subscriber_gets_a_10000_message_catch_up_burst_once_without_lagged() {
     let _cpu = exclusive();
-    let a = Daemon::builder("burst-a")
+    let first = Daemon::builder("burst-a1")
         .loopback()
         .log_level("info")
         .spawn();
-    let b = Daemon::builder("burst-b")
+    let mut sources = vec![first];
+    for i in 2..=BURST_SOURCES {
+        let seed = sources[0].addr();
+        sources.push(
+            Daemon::builder(&format!("burst-a{i}"))
+                .loopback()
+                .log_level("info")
+                .join(&seed)
+                .spawn(),
+        );
+    }
+    let members: Vec<(&str, &Path)> = sources.iter().map(|d| (d.name(), d.socket())).collect();
+    wait_all_alive(&members, DISCOVERY_TIMEOUT);
+    std::thread::scope(|scope| {
+        for (i, source) in sources.iter().enumerate() {
+            scope.spawn(move || {
+                send_pipelined(source, &format!("burst/{i}"), BURST / BURST_SOURCES)
+            });
+        }
+    });
+    let late = Daemon::builder("burst-late")
         .loopback()
         .log_level("info")
         .spawn();
-    send_pipelined(&a, "burst", BURST);
-    let recorder = MessageRecorder::start(b.name(), b.socket())
-        .unwrap_or_else(|e| panic!("a subscriber on {}: {e}", b.name()));
-    wait_until(CONVERGENCE_TIMEOUT, "the subscriber on burst-b", || {
+    let recorder = MessageRecorder::start(late.name(), late.socket())
+        .unwrap_or_else(|e| panic!("a subscriber on {}: {e}", late.name()));
+    wait_until(CONVERGENCE_TIMEOUT, "the subscriber on burst-late", || {
         recorder.subscribed().unwrap_or_else(|why| panic!("{why}"))
     });
-    // b joins late, so everything a sent reaches it as one catch-up burst.
-    b.client()
-        .call("join", json!({"addr": a.addr()}))
-        .unwrap_or_else(|e| panic!("burst-b joining burst-a: {e:?}"));
+    // It joins late, so everything the others sent reaches it as one catch-up burst.
+    late.client()
+        .call("join", json!({"addr": sources[0].addr()}))
+        .unwrap_or_else(|e| panic!("burst-late joining burst-a1: {e:?}"));
     let outcome = wait::try_wait_until(CONVERGENCE_TIMEOUT, || {
         recorder.lagged() > 0 || recorder.count("burst") == BURST
     });
@@ -356,12 +390,13 @@ fn a_reading_subscriber_gets_a_10000_message_catch_up_burst_once_without_lagged(
     );
     assert!(
         outcome.is_ok(),
-        "the subscriber got {} of {BURST} messages within {CONVERGENCE_TIMEOUT:?}; burst-b holds {}",
+        "the subscriber got {} of {BURST} messages within {CONVERGENCE_TIMEOUT:?}; burst-late \
+         holds {}",
         recorder.count("burst"),
-        history(&b).len()
+        history(&late).len()
     );
     // Anything delivered twice would come before a message sent after it.
-    a.client().send("burst-end");
+    sources[0].client().send("burst-end");
     wait_until(PRINT_TIMEOUT, "the message after the burst", || {
         recorder.count("burst-end") == 1
     });
@@ -370,32 +405,15 @@ fn a_reading_subscriber_gets_a_10000_message_catch_up_burst_once_without_lagged(
     assert_eq!(recorder.count("burst"), BURST);
 }
 
-/// Sends `tag/0 …` … `tag/{count-1} …` (about 100 bytes each) on one
-/// connection, a window of requests ahead of their answers; panics on a
-/// refused send.
+/// Sends `tag/0 …` … `tag/{count-1} …` (short texts) to `daemon`, many
+/// requests ahead of their answers; panics on a refused send.
 fn send_pipelined(daemon: &Daemon, tag: &str, count: usize) {
-    const WINDOW: usize = 256;
-    let mut client = daemon.client();
-    let padding = "p".repeat(90);
-    let mut sent = 0;
-    while sent < count {
-        let batch = WINDOW.min(count - sent);
-        for k in sent..sent + batch {
-            let request = json!({"jsonrpc": "2.0", "id": k, "method": "send",
-                                 "params": {"text": format!("{tag}/{k} {padding}")}});
-            client
-                .send_line(&request.to_string())
-                .expect("write a send");
-        }
-        for k in sent..sent + batch {
-            let answer = client.recv_value(CONVERGENCE_TIMEOUT);
-            assert!(
-                answer["result"]["id"].is_string(),
-                "send {k} on {} refused: {answer}",
-                daemon.name()
-            );
-        }
-        sent += batch;
+    let texts = (0..count).map(|k| format!("{tag}/{k} pppppppppp"));
+    if let Err(why) = daemon
+        .client()
+        .send_pipelined(texts, 256, CONVERGENCE_TIMEOUT)
+    {
+        panic!("sending to {}: {why}", daemon.name());
     }
 }
 
