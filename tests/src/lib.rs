@@ -6,6 +6,8 @@
 //!
 //! - [`bench`](mod@bench): the membership benchmark behind `membership-bench`;
 //! - [`bins`]: where the binaries under test are;
+//! - [`chaos`](mod@chaos): the multi-host chaos run (seeded faults, traffic,
+//!   streams checked against each node's delivery order);
 //! - [`daemon`]: a `rossipd` process with its own temp dir, log and cleanup;
 //! - [`delivery`]: recording message arrivals at a daemon with receive times;
 //! - [`delivery_bench`], [`delivery_send`], [`delivery_table`]: the delivery
@@ -34,6 +36,7 @@
 pub mod background;
 pub mod bench;
 pub mod bins;
+pub mod chaos;
 pub mod cluster;
 pub mod cpu;
 pub mod ctl;
