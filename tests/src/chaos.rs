@@ -15,17 +15,17 @@
 
 pub mod faults;
 pub mod followers;
+pub mod report;
 pub mod traffic;
 pub mod verdict;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use faults::{Fault, FaultKind, FaultPlan};
-use followers::{StreamLog, Subscriber, Tail};
+use followers::{Subscriber, Tail};
+use report::NodeRecords;
 use traffic::{SendLog, Sender};
-use verdict::{check_node, check_stream};
 
 use crate::cluster;
 use crate::daemon::{Daemon, READY_TIMEOUT};
@@ -42,7 +42,7 @@ pub const SECS_ENV: &str = "ROSSIP_CHAOS_SECS";
 
 /// Planned seconds of faults by default: with set-up, convergence and the
 /// checks, the test takes about two minutes on a loaded 2-core machine.
-pub const DEFAULT_SECS: u64 = 60;
+pub const DEFAULT_SECS: u64 = 90;
 
 /// Hosts on the LAN.
 const HOSTS: usize = 5;
@@ -149,6 +149,8 @@ pub struct Chaos {
     /// Ids of acknowledged sends made by the harness itself (the marker).
     harness_acked: Vec<String>,
     injected: BTreeMap<FaultKind, u32>,
+    /// One line per fault injected, as printed.
+    fault_log: Vec<String>,
     /// When the faults ended with a heal.
     healed: Option<Instant>,
 }
@@ -224,6 +226,7 @@ impl Chaos {
             lan,
             harness_acked: vec![marker.clone()],
             injected: BTreeMap::new(),
+            fault_log: Vec::new(),
             healed: None,
         };
         wait::wait_until(FIRST_MESSAGE_TIMEOUT, "tail -f to print the marker", || {
@@ -264,12 +267,14 @@ impl Chaos {
         ));
         let started = Instant::now();
         for step in plan {
-            say(&format!(
+            let line = format!(
                 "{:6.1} s (planned {:5.1} s): {}",
                 started.elapsed().as_secs_f64(),
                 step.at.as_secs_f64(),
                 step.fault
-            ));
+            );
+            say(&line);
+            self.fault_log.push(line);
             self.inject(&step.fault);
             *self.injected.entry(step.fault.kind()).or_default() += 1;
         }
@@ -282,8 +287,9 @@ impl Chaos {
     }
 
     /// Stops the traffic, waits until every node holds every acknowledged
-    /// send and every stream caught up, and judges. Prints the counts; panics
-    /// with every failure, the seed and the daemons' log paths.
+    /// send and every stream caught up, and judges. Prints the counts; on a
+    /// failure keeps the evidence (logs, histories, streams) in a directory
+    /// and panics with every failure, the seed and that directory.
     pub fn settle_and_judge(mut self) {
         let sends: Vec<(String, SendLog)> = self
             .senders
@@ -296,7 +302,13 @@ impl Chaos {
             .flat_map(|(_, log)| log.acked.iter().cloned())
             .chain(self.harness_acked.iter().cloned())
             .collect();
-        let mut failures = Vec::new();
+        let mut failures: Vec<String> = self
+            .daemons
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.is_none())
+            .map(|(i, _)| format!("h{} never started", i + 1))
+            .collect();
         let healed = self.healed.unwrap_or_else(Instant::now);
         match self.wait_converged(&acked) {
             Ok(()) => say(&format!(
@@ -316,120 +328,83 @@ impl Chaos {
         // (an anti-entropy re-delivery) would still reach the streams.
         std::thread::sleep(DUPLICATE_WATCH);
 
-        let mut report = String::new();
-        let logs: Vec<Option<StreamLog>> = self
-            .subscribers
-            .iter_mut()
-            .map(|s| s.take().map(Subscriber::finish))
-            .collect();
-        let (tail_stream, tail_problems) = self.tail.deliveries();
-        for (index, daemon) in self.daemons.iter().enumerate() {
-            let Some(daemon) = daemon else {
-                failures.push(format!("h{} never started", index + 1));
-                continue;
-            };
-            let node = daemon.name();
-            let history = followers::history(daemon.socket());
-            let log = logs[index].clone().unwrap_or_default();
-            let order = followers::delivery_order(
-                daemon.socket(),
-                log.start.as_deref(),
-                log.deliveries.first(),
-            );
-            failures.extend(
-                check_node(&history, &order, &acked)
-                    .into_iter()
-                    .map(|f| format!("{node}: {f}")),
-            );
-            let order_slice = order.as_ref().ok().map(Vec::as_slice);
-            failures.extend(
-                check_stream(&history, order_slice, &log.deliveries)
-                    .failures(&format!("{node} subscriber")),
-            );
-            failures.extend(
-                log.problems
-                    .iter()
-                    .map(|p| format!("{node} subscriber: {p}")),
-            );
-            let _ = write!(
-                report,
-                "\n  {node}: history {}, delivery order {}; subscriber {} events, {} resumptions, {} lagged notices ({} dropped)",
-                history.len(),
-                order
-                    .as_ref()
-                    .map_or_else(|_| "unknown".to_owned(), |o| o.len().to_string()),
-                log.deliveries.len(),
-                log.resumes,
-                log.lag_notices,
-                log.lag_dropped
-            );
-            if index == TAIL_HOST {
-                let label = format!("{node} tail -f");
-                failures.extend(check_stream(&history, order_slice, &tail_stream).failures(&label));
-                failures.extend(tail_problems.iter().map(|p| format!("{label}: {p}")));
-                let _ = write!(
-                    report,
-                    "; tail -f {} lines, {} stderr lines",
-                    tail_stream.len(),
-                    self.tail.stderr_lines().len()
-                );
-            }
+        let nodes = self.records();
+        // Stopped before any panic, so that its whole output is kept in a
+        // file rather than printed.
+        let tail = self.tail.finish();
+        let mut summary = vec![report::counts(&sends, acked.len(), &self.injected)];
+        for node in &nodes {
+            let tail = (node.node == tail.node).then_some(&tail);
+            failures.extend(node.failures(&acked, tail));
+            summary.push(node.summary(tail));
         }
-        let report = format!("{}{report}", self.counts(&sends, acked.len()));
-        say(&report);
-        if !failures.is_empty() {
-            let logs: Vec<String> = self
-                .daemons
-                .iter()
-                .flatten()
-                .map(|d| format!("  {}: {}", d.name(), d.log_path().display()))
-                .collect();
-            panic!(
-                "chaos run failed (seed {:#x}; replay: {})\n{} failure(s):\n  {}\n{report}\n\
-                 tail -f: {}\ndaemons' logs:\n{}",
-                self.settings.seed,
-                self.settings.replay_command(),
-                failures.len(),
-                failures.join("\n  "),
-                self.tail.command(),
-                logs.join("\n")
-            );
+        let summary = summary.join("\n  ");
+        say(&format!(
+            "counts (seed {:#x}):\n  {summary}",
+            self.settings.seed
+        ));
+        if failures.is_empty() {
+            return;
         }
-    }
-
-    /// Sends, faults: the counts the report starts with.
-    fn counts(&self, sends: &[(String, SendLog)], acked: usize) -> String {
-        let per_node: Vec<String> = sends
-            .iter()
-            .map(|(node, log)| format!("{node} {}", log.acked.len()))
-            .collect();
-        let unanswered: u64 = sends.iter().map(|(_, l)| l.unanswered).sum();
-        let mut refused: BTreeMap<i64, u64> = BTreeMap::new();
-        let mut first_refusals = Vec::new();
-        for (node, log) in sends {
-            for (code, count) in &log.refused {
-                *refused.entry(*code).or_default() += count;
-            }
-            first_refusals.extend(log.first_refusal.values().map(|r| format!("{node}: {r}")));
-        }
-        let faults: Vec<String> = self
-            .injected
-            .iter()
-            .map(|(kind, n)| format!("{} {n}", kind.as_str()))
-            .collect();
-        let total_faults: u32 = self.injected.values().sum();
-        format!(
-            "chaos counts (seed {:#x}):\n  sends acknowledged {acked} ({}, plus the marker), \
-             unanswered {unanswered}, refused {refused:?}{}\n  faults injected {total_faults}: {}",
+        let text = format!(
+            "chaos run failed (seed {:#x}; replay: {})\n{} failure(s):\n  {}\n{summary}",
             self.settings.seed,
-            per_node.join(", "),
-            if first_refusals.is_empty() {
+            self.settings.replay_command(),
+            failures.len(),
+            failures.join("\n  "),
+        );
+        let dir = std::env::temp_dir().join(format!(
+            "rossip-chaos-{:x}-{}",
+            self.settings.seed,
+            std::process::id()
+        ));
+        let trouble = report::keep(&dir, &nodes, &tail, &self.fault_log, &text);
+        let logs: Vec<String> = nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "  {}: {}",
+                    n.node,
+                    dir.join(format!("{}.rossipd.log", n.node)).display()
+                )
+            })
+            .collect();
+        panic!(
+            "{text}\nkept in {} (histories, delivery orders, streams, faults; `cursor id` per line); \
+             daemons' logs:\n{}{}",
+            dir.display(),
+            logs.join("\n"),
+            if trouble.is_empty() {
                 String::new()
             } else {
-                format!(" (first: {})", first_refusals.join("; "))
-            },
-            faults.join(", ")
-        )
+                format!("\n(could not keep: {})", trouble.join("; "))
+            }
+        );
+    }
+
+    /// Every running node's records; stops the subscribers.
+    fn records(&mut self) -> Vec<NodeRecords> {
+        let mut nodes = Vec::new();
+        for (daemon, subscriber) in self.daemons.iter().zip(&mut self.subscribers) {
+            let Some(daemon) = daemon else { continue };
+            let subscriber = subscriber
+                .take()
+                .map(Subscriber::finish)
+                .unwrap_or_default();
+            let delivery_order = followers::delivery_order(
+                daemon.socket(),
+                subscriber.start.as_deref(),
+                subscriber.deliveries.first(),
+            );
+            nodes.push(NodeRecords {
+                node: daemon.name().to_owned(),
+                history: followers::history(daemon.socket()),
+                delivery_order,
+                subscriber,
+                log: daemon.log_path().to_path_buf(),
+            });
+        }
+        nodes
     }
 
     fn daemon(&mut self, host: usize) -> &mut Daemon {

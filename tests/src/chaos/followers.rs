@@ -288,21 +288,10 @@ impl Tail {
     }
 
     /// The messages it printed so far, and what was wrong with lines that
-    /// are not Message objects.
+    /// are not Message objects (or with its exit, if it exited).
     pub fn deliveries(&mut self) -> (Vec<Delivered>, Vec<String>) {
-        let mut deliveries = Vec::new();
-        let mut problems = Vec::new();
-        for line in self.process.lines().iter().filter(|l| !l.trim().is_empty()) {
-            let parsed = serde_json::from_str::<Value>(line)
-                .map_err(|e| e.to_string())
-                .and_then(|v| Delivered::from_message(&v));
-            match parsed {
-                Ok(delivery) => deliveries.push(delivery),
-                Err(why) => problems.push(format!(
-                    "printed a line that is not a message ({why}): {line}"
-                )),
-            }
-        }
+        let lines = self.process.lines();
+        let (deliveries, mut problems) = parse_lines(&lines);
         if let Some(status) = self.process.exited() {
             problems.push(format!(
                 "exited ({status}); stderr: {}",
@@ -312,10 +301,54 @@ impl Tail {
         (deliveries, problems)
     }
 
-    /// What it said on stderr (reconnections, warnings).
-    pub fn stderr_lines(&self) -> Vec<String> {
-        self.process.stderr_lines()
+    /// Stops it (by PID) and returns everything it printed.
+    pub fn finish(mut self) -> TailRecord {
+        let (deliveries, problems) = self.deliveries();
+        TailRecord {
+            node: self.node.clone(),
+            command: self.process.command().to_owned(),
+            stdout: self.process.lines(),
+            stderr: self.process.stderr_lines(),
+            deliveries,
+            problems,
+        }
     }
+}
+
+/// What `tail -f` printed, for the verdict and the kept evidence.
+#[derive(Debug, Clone)]
+pub struct TailRecord {
+    /// The node it followed.
+    pub node: String,
+    /// Its command line.
+    pub command: String,
+    /// Its stdout, line by line.
+    pub stdout: Vec<String>,
+    /// Its stderr (reconnections, warnings).
+    pub stderr: Vec<String>,
+    /// The messages of its stdout, in order.
+    pub deliveries: Vec<Delivered>,
+    /// Lines that are not messages with a cursor; its exit, if it exited.
+    pub problems: Vec<String>,
+}
+
+/// The messages among `lines` (`tail --json` output), and what is wrong
+/// with the lines that are not messages with a cursor.
+fn parse_lines(lines: &[String]) -> (Vec<Delivered>, Vec<String>) {
+    let mut deliveries = Vec::new();
+    let mut problems = Vec::new();
+    for line in lines.iter().filter(|l| !l.trim().is_empty()) {
+        let parsed = serde_json::from_str::<Value>(line)
+            .map_err(|e| e.to_string())
+            .and_then(|v| Delivered::from_message(&v));
+        match parsed {
+            Ok(delivery) => deliveries.push(delivery),
+            Err(why) => problems.push(format!(
+                "printed a line that is not a message ({why}): {line}"
+            )),
+        }
+    }
+    (deliveries, problems)
 }
 
 /// `history {}` of the node on `socket`: every message it holds, in history
