@@ -261,8 +261,8 @@ fn run_stalled(
     drop(stalled);
     wait_connections_closed(daemon)?;
     let peak = sampler.stop();
-    section.figure("after the clients closed", sys::vm_rss_kib(pid));
     section.figure("peak", Some(peak));
+    section.figure("after the clients closed", sys::vm_rss_kib(pid));
     settle(options.settle)?;
     section.figure(
         &format!("settled ({} s later)", options.settle.as_secs()),
@@ -322,8 +322,8 @@ fn run_history(daemon: &Daemon, options: &Options, section: &mut Section) -> Res
     let mut client = connect(daemon)?;
     let read = read_whole_history(&mut client, held);
     let peak = sampler.stop();
-    section.figure("after the call", sys::vm_rss_kib(pid));
     section.figure("peak during the call", Some(peak));
+    section.figure("after the call", sys::vm_rss_kib(pid));
     let (messages, calls) = read?;
     section.notes.push(format!(
         "the window held {held} messages; `history` returned {messages} in {calls} call(s)"
