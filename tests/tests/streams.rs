@@ -12,7 +12,7 @@
 //! one line and passes, except with `CI=true`, where it must run. The rest
 //! run anywhere, on loopback.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -490,9 +490,10 @@ fn check_after_subscription(daemon: &Daemon, round: usize) {
     }
 }
 
-/// `subscribe {n: 20}`: the stream is a stretch of the node's delivery
-/// order with no hole and nothing twice, and in that order from where the
-/// replay ends.
+/// `subscribe {n: 20}`: 20 messages the node delivered before the
+/// subscription's cursor C (whichever order the replay picks them in), each
+/// once, then exactly `history {after: C}`: no hole between replay and live,
+/// and nothing of the replay again.
 fn check_n_subscription(daemon: &Daemon, round: usize) {
     const REPLAY: usize = 20;
     let mut client = daemon.client();
@@ -506,6 +507,10 @@ fn check_n_subscription(daemon: &Daemon, round: usize) {
         .clone();
     let mut subscription = Subscription::start(daemon.socket(), json!({"n": REPLAY}))
         .unwrap_or_else(|e| panic!("round {round}: subscribe {{n: {REPLAY}}} refused: {e:?}"));
+    let live_from = subscription
+        .start
+        .clone()
+        .unwrap_or_else(|| panic!("round {round}: a subscribe result without a cursor"));
     subscription
         .read_until(CONVERGENCE_TIMEOUT, |s| {
             s.messages().len() >= REPLAY + LIVE_PER_ROUND || !s.lagged().is_empty()
@@ -513,44 +518,39 @@ fn check_n_subscription(daemon: &Daemon, round: usize) {
         .unwrap_or_else(|why| panic!("round {round}: subscribe {{n: {REPLAY}}}: {why}"));
     assert_no_lag(&subscription, round);
     let stream = subscription.messages();
-    let reference = delivered_after(daemon.socket(), &from, 2_000 + stream.len());
-    let position: BTreeMap<&str, usize> = reference
-        .iter()
-        .enumerate()
-        .map(|(i, m)| (m.id.as_str(), i))
-        .collect();
     let mut seen = BTreeSet::new();
-    let mut places = Vec::new();
     for (i, m) in stream.iter().enumerate() {
         assert!(
             seen.insert(&m.id),
             "round {round}: subscribe {{n: {REPLAY}}} delivered {} twice (event {i})",
             m.id
         );
-        let place = *position.get(m.id.as_str()).unwrap_or_else(|| {
-            panic!(
-                "round {round}: subscribe {{n: {REPLAY}}} delivered {} ({:?}), which is not in \
-                 history {{after: {from}}}",
-                m.id, m.text
-            )
-        });
-        places.push(place);
     }
-    let (low, high) = (
-        places.iter().min().copied().unwrap_or(0),
-        places.iter().max().copied().unwrap_or(0),
-    );
-    assert_eq!(
-        high - low + 1,
-        stream.len(),
-        "round {round}: subscribe {{n: {REPLAY}}} skipped messages: its {} messages span {} places \
-         of the delivery order",
-        stream.len(),
-        high - low + 1
-    );
-    // Past the replay, live messages come in delivery order.
-    if let Err(why) = is_prefix_of(&stream[REPLAY..], &reference[places[REPLAY]..]) {
-        panic!("round {round}: subscribe {{n: {REPLAY}}} after its replay: {why}");
+    let (replay, live) = stream.split_at(REPLAY);
+    // The replay: delivered at or before C (after `from`, taken earlier).
+    let delivered: Vec<Delivered> = delivered_after(daemon.socket(), &from, 2_000 + stream.len());
+    let end = delivered
+        .iter()
+        .position(|m| m.cursor == live_from)
+        .unwrap_or_else(|| {
+            panic!("round {round}: the subscription's cursor {live_from} is not in history {{after: {from}}}")
+        });
+    for m in replay {
+        assert!(
+            delivered[..=end].contains(m),
+            "round {round}: subscribe {{n: {REPLAY}}} replayed {} ({:?}, cursor {}), which this \
+             node did not deliver before the subscription's cursor {live_from}",
+            m.id,
+            m.text,
+            m.cursor
+        );
+    }
+    // Then live: exactly what was delivered after C.
+    let after = delivered_after(daemon.socket(), &live_from, live.len());
+    if let Err(why) = is_prefix_of(live, &after) {
+        panic!(
+            "round {round}: subscribe {{n: {REPLAY}}} after its replay (cursor {live_from}): {why}"
+        );
     }
 }
 
