@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rossip_proto::rpc::code;
+use rossip_proto::rpc::{EventBody, code};
 use rossip_tests::background::Background;
 use rossip_tests::cluster::{start_joined_pair, wait_all_alive};
 use rossip_tests::cpu::{exclusive, shared};
@@ -337,10 +337,12 @@ const BURST: usize = 10_000;
 const BURST_SOURCES: usize = 4;
 
 /// A late joiner delivers the 10,000 messages it missed in one burst (from
-/// four nodes at once) to a subscriber that reads all along: each once, and
-/// no `lagged` notice.
+/// four nodes at once) to a subscriber that reads all along, and to one
+/// that reads nothing until the burst is over and then reads it all: each
+/// gets every message once, and no `lagged` notice (the messages never left
+/// the history window, so nothing was lost to either).
 #[test]
-fn a_reading_subscriber_gets_a_10000_message_catch_up_burst_once_without_lagged() {
+fn subscribers_get_a_10000_message_catch_up_burst_once_without_lagged() {
     let _cpu = exclusive();
     let first = Daemon::builder("burst-a1")
         .loopback()
@@ -375,6 +377,8 @@ fn a_reading_subscriber_gets_a_10000_message_catch_up_burst_once_without_lagged(
     wait_until(CONVERGENCE_TIMEOUT, "the subscriber on burst-late", || {
         recorder.subscribed().unwrap_or_else(|why| panic!("{why}"))
     });
+    let mut paused = late.client();
+    paused.subscribe(json!({}));
     // It joins late, so everything the others sent reaches it as one catch-up burst.
     late.client()
         .call("join", json!({"addr": sources[0].addr()}))
@@ -403,6 +407,41 @@ fn a_reading_subscriber_gets_a_10000_message_catch_up_burst_once_without_lagged(
     assert_eq!(recorder.duplicates(), 0, "messages delivered twice");
     assert_eq!(recorder.lagged(), 0, "a lagged notice after the burst");
     assert_eq!(recorder.count("burst"), BURST);
+
+    // The burst is over (the late node delivered it all, and one more): the
+    // subscriber that waited reads now.
+    let mut keys = BTreeSet::new();
+    let mut twice = Vec::new();
+    while !keys.contains("burst-end") {
+        let event = paused.next_event(PRINT_TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "the subscriber that read after the burst got {} of {BURST} messages, then \
+                 nothing for {PRINT_TIMEOUT:?}",
+                keys.len()
+            )
+        });
+        match event.event {
+            EventBody::Message { message } => {
+                let key = rossip_tests::delivery::key_of(&message.text).to_owned();
+                if !keys.insert(key.clone()) {
+                    twice.push(key);
+                }
+            }
+            EventBody::Lagged { dropped } => panic!(
+                "the subscriber that read after the burst was told it lagged (dropped {dropped}) \
+                 after {} messages, although burst-late holds all {BURST}",
+                keys.len()
+            ),
+            EventBody::Peer { .. } => {}
+        }
+    }
+    assert!(
+        twice.is_empty(),
+        "the subscriber that read after the burst got {} messages twice, e.g. {:?}",
+        twice.len(),
+        twice.first()
+    );
+    assert_eq!(keys.len(), BURST + 1, "messages the paused subscriber got");
 }
 
 /// Sends `tag/0 …` … `tag/{count-1} …` (short texts) to `daemon`, many
