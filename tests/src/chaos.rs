@@ -161,12 +161,6 @@ impl Chaos {
     /// message, then starts the traffic. `Err(Skip)` without root (a panic
     /// under `CI=true`).
     pub fn start(test: &str, settings: Settings) -> Result<Chaos, Skip> {
-        say(&format!(
-            "seed {:#x}, {} s of faults planned; replay with: {}",
-            settings.seed,
-            settings.duration.as_secs(),
-            settings.replay_command()
-        ));
         if sys::find_program("nft").is_none() {
             if sys::ci() {
                 panic!("{test}: required with CI=true, but `nft` (nftables) is not installed");
@@ -175,6 +169,12 @@ impl Chaos {
             return Err(Skip);
         }
         let lan = Lan::new(test, HOSTS)?;
+        say(&format!(
+            "seed {:#x}, {} s of faults planned; replay with: {}",
+            settings.seed,
+            settings.duration.as_secs(),
+            settings.replay_command()
+        ));
         let spawned = Instant::now();
         let mut daemons: Vec<Option<Daemon>> = (0..HOSTS)
             .map(|i| {

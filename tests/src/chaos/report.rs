@@ -84,7 +84,7 @@ impl NodeRecords {
     }
 }
 
-/// The counts of sends and faults.
+/// The counts of sends and faults: two lines, the second indented.
 pub fn counts(
     sends: &[(String, SendLog)],
     acked: usize,
@@ -115,7 +115,7 @@ pub fn counts(
     let total: u32 = injected.values().sum();
     format!(
         "sends acknowledged {acked} ({}, and the marker); unanswered {unanswered}; \
-         refused by code {refused:?}{refusals}\nfaults injected {total}: {}",
+         refused by code {refused:?}{refusals}\n  faults injected {total}: {}",
         per_node.join(", "),
         faults.join(", ")
     )
