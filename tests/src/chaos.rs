@@ -151,6 +151,9 @@ pub struct Chaos {
     injected: BTreeMap<FaultKind, u32>,
     /// One line per fault injected, as printed.
     fault_log: Vec<String>,
+    /// Packets the loss and partition rules dropped: the network faults
+    /// were in force.
+    dropped: u64,
     /// When the faults ended with a heal.
     healed: Option<Instant>,
 }
@@ -227,6 +230,7 @@ impl Chaos {
             harness_acked: vec![marker.clone()],
             injected: BTreeMap::new(),
             fault_log: Vec::new(),
+            dropped: 0,
             healed: None,
         };
         wait::wait_until(FIRST_MESSAGE_TIMEOUT, "tail -f to print the marker", || {
@@ -278,7 +282,7 @@ impl Chaos {
             self.inject(&step.fault);
             *self.injected.entry(step.fault.kind()).or_default() += 1;
         }
-        self.lan.heal();
+        self.heal();
         self.healed = Some(Instant::now());
         say(&format!(
             "{:6.1} s: healed",
@@ -332,7 +336,12 @@ impl Chaos {
         // Stopped before any panic, so that its whole output is kept in a
         // file rather than printed.
         let tail = self.tail.finish();
-        let mut summary = vec![report::counts(&sends, acked.len(), &self.injected)];
+        let mut summary = vec![report::counts(
+            &sends,
+            acked.len(),
+            &self.injected,
+            self.dropped,
+        )];
         for node in &nodes {
             let tail = (node.node == tail.node).then_some(&tail);
             failures.extend(node.failures(&acked, tail));
@@ -420,12 +429,19 @@ impl Chaos {
         }
     }
 
+    /// Removes the network faults, adding up first what they dropped (their
+    /// counters start again at zero).
+    fn heal(&mut self) {
+        self.dropped += (0..HOSTS).map(|i| self.lan.fault_drops(i)).sum::<u64>();
+        self.lan.heal();
+    }
+
     /// Applies one fault and holds it for its duration. Holding is the
     /// fault's length, not a wait for a condition.
     fn inject(&mut self, fault: &Fault) {
         match fault {
             Fault::Loss { hosts, hold } => {
-                self.lan.heal();
+                self.heal();
                 for &(host, percent) in hosts {
                     self.lan.set_loss(host, percent);
                 }
@@ -435,7 +451,7 @@ impl Chaos {
             | Fault::Bridge {
                 left, right, hold, ..
             } => {
-                self.lan.heal();
+                self.heal();
                 for &host in left {
                     self.lan.partition(host, right);
                 }
@@ -445,7 +461,7 @@ impl Chaos {
                 std::thread::sleep(*hold);
             }
             Fault::Calm { hold } => {
-                self.lan.heal();
+                self.heal();
                 std::thread::sleep(*hold);
             }
             Fault::Kill9 { host, down } => {

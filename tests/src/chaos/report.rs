@@ -84,11 +84,13 @@ impl NodeRecords {
     }
 }
 
-/// The counts of sends and faults: two lines, the second indented.
+/// The counts of sends and faults (`dropped`: packets the network faults
+/// dropped): two lines, the second indented.
 pub fn counts(
     sends: &[(String, SendLog)],
     acked: usize,
     injected: &BTreeMap<FaultKind, u32>,
+    dropped: u64,
 ) -> String {
     let per_node: Vec<String> = sends
         .iter()
@@ -115,7 +117,7 @@ pub fn counts(
     let total: u32 = injected.values().sum();
     format!(
         "sends acknowledged {acked} ({}, and the marker); unanswered {unanswered}; \
-         refused by code {refused:?}{refusals}\n  faults injected {total}: {}",
+         refused by code {refused:?}{refusals}\n  faults injected {total}: {}; packets dropped by loss and partitions {dropped}",
         per_node.join(", "),
         faults.join(", ")
     )
