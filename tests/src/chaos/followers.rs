@@ -28,6 +28,10 @@ const RECONNECT_INTERVAL: Duration = Duration::from_millis(100);
 /// How long one read waits before the thread checks whether to stop.
 const READ_SLICE: Duration = Duration::from_millis(100);
 
+/// Problems a [`StreamLog`] keeps in full: one broken event usually means
+/// many, and the first few say what they are.
+pub const KEPT_PROBLEMS: usize = 10;
+
 /// The id of the subscriber's `subscribe` request (one per connection).
 const SUBSCRIBE_ID: u64 = 1;
 
@@ -48,14 +52,26 @@ pub struct StreamLog {
     /// Sum of `dropped` over the `lagged` notices.
     pub lag_dropped: u64,
     /// What went wrong that the stream itself cannot show (a refused
-    /// resumption, a line that does not parse, a resumption without cursor).
+    /// resumption, a line that does not parse, a resumption without cursor):
+    /// the first [`KEPT_PROBLEMS`], then only [`StreamLog::more_problems`].
     pub problems: Vec<String>,
+    /// Problems beyond the kept ones.
+    pub more_problems: u64,
     /// Set when the thread gave up (a refused subscription): nothing more
     /// will be recorded.
     pub ended: bool,
 }
 
 impl StreamLog {
+    /// Records a problem, keeping the first [`KEPT_PROBLEMS`] in full.
+    fn problem(&mut self, text: String) {
+        if self.problems.len() < KEPT_PROBLEMS {
+            self.problems.push(text);
+        } else {
+            self.more_problems += 1;
+        }
+    }
+
     /// The cursor to resume after: the last message's, else the first
     /// `subscribe` answer's.
     fn resume_point(&self) -> Option<&str> {
@@ -174,7 +190,7 @@ fn follow(socket: &Path, log: &Mutex<StreamLog>, stop: &AtomicBool) {
             log.resumes += 1;
             match log.resume_point().map(str::to_owned) {
                 Some(cursor) => params["after"] = json!(cursor),
-                None => log.problems.push(
+                None => log.problem(
                     "resubscribed live only: no cursor to resume after (no message yet, and \
                      the first subscribe answered without one)"
                         .to_owned(),
@@ -182,7 +198,9 @@ fn follow(socket: &Path, log: &Mutex<StreamLog>, stop: &AtomicBool) {
             }
         }
         match subscription(client, &params, first, log, stop) {
-            Ended::Resume => first = false,
+            // A resumption once the first subscribe was answered; until
+            // then (the daemon went away before answering), a first try again.
+            Ended::Resume => first = !lock().attached,
             Ended::Stop => break,
         }
     }
@@ -213,17 +231,14 @@ fn subscription(
         let value: Value = match serde_json::from_str(&line) {
             Ok(value) => value,
             Err(e) => {
-                lock()
-                    .problems
-                    .push(format!("a line that is not JSON ({e}): {line}"));
+                lock().problem(format!("a line that is not JSON ({e}): {line}"));
                 continue;
             }
         };
         if value.get("id").is_some() {
             if let Some(error) = value.get("error") {
                 let mut log = lock();
-                log.problems
-                    .push(format!("subscribe {params} was refused: {error}"));
+                log.problem(format!("subscribe {params} was refused: {error}"));
                 log.ended = true;
                 return Ended::Stop;
             }
@@ -244,18 +259,19 @@ fn subscription(
                 let mut log = lock();
                 match Delivered::from_message(message) {
                     Ok(delivery) => log.deliveries.push(delivery),
-                    Err(why) => log.problems.push(format!("a message event: {why}")),
+                    Err(why) => log.problem(format!("a message event: {why}")),
                 }
             }
             // The daemon dropped events for us: resubscribe after the last
-            // cursor read, which replays exactly what we did not get.
+            // cursor read, as a follower must, which replays what history
+            // still holds.
             Some("lagged") => {
                 let mut log = lock();
                 log.lag_notices += 1;
                 log.lag_dropped += event.get("dropped").and_then(Value::as_u64).unwrap_or(0);
                 return Ended::Resume;
             }
-            _ => lock().problems.push(format!("an unexpected line: {line}")),
+            _ => lock().problem(format!("an unexpected line: {line}")),
         }
     }
     Ended::Stop
@@ -333,20 +349,26 @@ pub struct TailRecord {
 }
 
 /// The messages among `lines` (`tail --json` output), and what is wrong
-/// with the lines that are not messages with a cursor.
+/// with the lines that are not messages with a cursor (the first
+/// [`KEPT_PROBLEMS`] of them, then how many more).
 fn parse_lines(lines: &[String]) -> (Vec<Delivered>, Vec<String>) {
     let mut deliveries = Vec::new();
     let mut problems = Vec::new();
+    let mut more = 0u64;
     for line in lines.iter().filter(|l| !l.trim().is_empty()) {
         let parsed = serde_json::from_str::<Value>(line)
             .map_err(|e| e.to_string())
             .and_then(|v| Delivered::from_message(&v));
         match parsed {
             Ok(delivery) => deliveries.push(delivery),
+            Err(_) if problems.len() >= KEPT_PROBLEMS => more += 1,
             Err(why) => problems.push(format!(
                 "printed a line that is not a message ({why}): {line}"
             )),
         }
+    }
+    if more > 0 {
+        problems.push(format!("and {more} more lines that are not messages"));
     }
     (deliveries, problems)
 }

@@ -48,6 +48,12 @@ impl NodeRecords {
                 .iter()
                 .map(|p| format!("{label}: {p}")),
         );
+        if self.subscriber.more_problems > 0 {
+            failures.push(format!(
+                "{label}: and {} more problems",
+                self.subscriber.more_problems
+            ));
+        }
         if let Some(tail) = tail {
             let label = format!("{node} tail -f");
             failures.extend(check_stream(&self.history, order, &tail.deliveries).failures(&label));
