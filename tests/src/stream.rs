@@ -254,11 +254,20 @@ pub fn is_prefix_of(stream: &[&Delivered], reference: &[Delivered]) -> Result<()
             Some(want) => {
                 let elsewhere = reference.iter().position(|m| m.id == got.id);
                 let before = stream[..i].iter().position(|m| m.id == got.id);
+                let around = i.saturating_sub(3)..i + 3;
                 return Err(format!(
                     "event {i} of the stream is {} ({:?}, cursor {}) where the delivery order has \
                      {} ({:?}, cursor {}); the stream's message is at {elsewhere:?} in the delivery \
-                     order and was already at {before:?} in the stream",
-                    got.id, got.text, got.cursor, want.id, want.text, want.cursor
+                     order and was already at {before:?} in the stream.\n\
+                     stream events {around:?}: {}\ndelivery order {around:?}: {}",
+                    got.id,
+                    got.text,
+                    got.cursor,
+                    want.id,
+                    want.text,
+                    want.cursor,
+                    describe(stream.iter().copied().skip(around.start).take(6)),
+                    describe(reference.iter().skip(around.start).take(6)),
                 ));
             }
             None => {
@@ -271,4 +280,12 @@ pub fn is_prefix_of(stream: &[&Delivered], reference: &[Delivered]) -> Result<()
         }
     }
     Ok(())
+}
+
+/// `text@cursor, …` for a failure message.
+fn describe<'a>(messages: impl Iterator<Item = &'a Delivered>) -> String {
+    messages
+        .map(|m| format!("{}@{}", m.text, m.cursor))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

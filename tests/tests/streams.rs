@@ -768,10 +768,9 @@ fn request_ids_are_echoed_byte_for_byte() {
                 Some(id),
                 "{line}: the id did not come back as written: {response}"
             );
-            let parsed: Value = serde_json::from_str(&response)
-                .unwrap_or_else(|e| panic!("{line}: an answer that is not JSON ({e}): {response}"));
+            // Not parsed whole: serde_json refuses `1e400`, which JSON allows.
             assert!(
-                parsed.get(outcome).is_some(),
+                top_level_member(&response, outcome).is_some(),
                 "{line}: expected a response with {outcome}: {response}"
             );
         }
