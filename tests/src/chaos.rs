@@ -379,8 +379,9 @@ impl Chaos {
             })
             .collect();
         panic!(
-            "{text}\nkept in {} (histories, delivery orders, streams, faults; `cursor id` per line); \
-             daemons' logs:\n{}{}",
+            "{text}\ntail -f ran as: {}\nkept in {} (histories, delivery orders, streams, faults; \
+             `cursor id` per line); daemons' logs:\n{}{}",
+            tail.command,
             dir.display(),
             logs.join("\n"),
             if trouble.is_empty() {

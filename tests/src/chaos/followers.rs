@@ -293,11 +293,6 @@ impl Tail {
         }
     }
 
-    /// The node it follows.
-    pub fn node(&self) -> &str {
-        &self.node
-    }
-
     /// The command line, for reports.
     pub fn command(&self) -> &str {
         self.process.command()

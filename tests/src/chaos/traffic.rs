@@ -62,15 +62,6 @@ impl Sender {
         }
     }
 
-    /// Acknowledged sends so far.
-    pub fn acked(&self) -> usize {
-        self.log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .acked
-            .len()
-    }
-
     /// Stops sending (after the send in flight is answered or times out)
     /// and returns the record.
     pub fn finish(mut self) -> SendLog {
