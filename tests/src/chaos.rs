@@ -552,18 +552,21 @@ impl Chaos {
             for (index, daemon) in self.daemons.iter().enumerate() {
                 let Some(daemon) = daemon else { continue };
                 let held = followers::history(daemon.socket());
+                // A stream that ended (a refused resumption, `tail -f`
+                // gone or printing what is not a message) is not waited
+                // for: its problems are in the verdict.
                 let mut streams: Vec<(String, Vec<Delivered>)> = Vec::new();
                 if let Some(subscriber) = &self.subscribers[index] {
-                    streams.push((
-                        format!("{} subscriber", daemon.name()),
-                        subscriber.log().deliveries,
-                    ));
+                    let log = subscriber.log();
+                    if !log.ended {
+                        streams.push((format!("{} subscriber", daemon.name()), log.deliveries));
+                    }
                 }
                 if index == TAIL_HOST {
-                    streams.push((
-                        format!("{} tail -f", daemon.name()),
-                        self.tail.deliveries().0,
-                    ));
+                    let (printed, problems) = self.tail.deliveries();
+                    if problems.is_empty() {
+                        streams.push((format!("{} tail -f", daemon.name()), printed));
+                    }
                 }
                 for (label, stream) in streams {
                     let shown: BTreeSet<&str> = stream.iter().map(|d| d.id.as_str()).collect();

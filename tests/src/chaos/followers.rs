@@ -47,7 +47,7 @@ pub struct StreamLog {
     pub deliveries: Vec<Delivered>,
     /// Subscriptions after the first: after a lost connection or a `lagged`.
     pub resumes: u64,
-    /// `lagged` notices, and the events they said were dropped.
+    /// `lagged` notices read.
     pub lag_notices: u64,
     /// Sum of `dropped` over the `lagged` notices.
     pub lag_dropped: u64,
