@@ -271,6 +271,7 @@ fn run_stalled(
     section.notes.push(format!(
         "subscriber_drops (events dropped for stalled subscribers): {drops}"
     ));
+    section.notes.push(window_note(daemon));
     Ok(())
 }
 
@@ -326,8 +327,9 @@ fn run_history(daemon: &Daemon, options: &Options, section: &mut Section) -> Res
     section.figure("after the call", sys::vm_rss_kib(pid));
     let (messages, calls) = read?;
     section.notes.push(format!(
-        "the window held {held} messages; `history` returned {messages} in {calls} call(s)"
+        "`history` returned {messages} messages in {calls} call(s)"
     ));
+    section.notes.push(window_note(daemon));
     drop(client);
     settle(options.settle)?;
     section.figure(
@@ -380,6 +382,17 @@ fn mdns_flood(_options: &Options) -> Section {
             .to_owned(),
     );
     section
+}
+
+/// What the history window holds now: part of every figure after the
+/// messages were sent, and rightly so (the window is kept in memory).
+fn window_note(daemon: &Daemon) -> String {
+    let messages = daemon.status().messages;
+    format!(
+        "the history window holds {} messages, {:.1} MiB of payload (part of the figures above)",
+        messages.in_history,
+        messages.history_bytes as f64 / (1024.0 * 1024.0)
+    )
 }
 
 /// Records how a load ended and what the daemon last said.
