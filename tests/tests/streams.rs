@@ -2,8 +2,9 @@
 //! `tail -f` resumes by delivery cursor across a restart (so a message a
 //! restarted node caught up from before its last printed line is shown,
 //! once); the README's `socat` line and every request read before EOF get
-//! their answers; a reading subscriber takes a 10,000-message catch-up
-//! burst without a `lagged` notice; a subscription's replay joins the live
+//! their answers; subscribers that read along, or only once it is over,
+//! take a 10,000-message catch-up burst whole, without a `lagged` notice; a
+//! subscription's replay joins the live
 //! stream without a hole or an overlap under concurrent traffic; cursors
 //! from another store and malformed ones are refused with their own codes;
 //! request ids come back byte for byte.
