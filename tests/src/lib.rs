@@ -6,6 +6,8 @@
 //!
 //! - [`bench`](mod@bench): the membership benchmark behind `membership-bench`;
 //! - [`bins`]: where the binaries under test are;
+//! - [`chaos`](mod@chaos): the multi-host chaos run (seeded faults, traffic,
+//!   streams checked against each node's delivery order);
 //! - [`daemon`]: a `rossipd` process with its own temp dir, log and cleanup;
 //! - [`delivery`]: recording message arrivals at a daemon with receive times;
 //! - [`delivery_bench`], [`delivery_send`], [`delivery_table`]: the delivery
@@ -16,12 +18,16 @@
 //! - [`background`]: a long-running child process with collected output;
 //! - [`cluster`]: helpers over several daemons (start, wait for membership);
 //! - [`events`]: recording a daemon's peer events with receive times;
+//! - [`memory_bench`]: the memory benchmark behind `memory-bench` (the
+//!   daemon's RSS under stalled subscribers, a full `history`, an mDNS flood);
 //! - [`history`]: a daemon's message history as a user sees it, and sends
 //!   through the real `rossipctl`, for the durable-history tests;
 //! - [`netns`]: a LAN of network namespaces with nftables faults (loss,
 //!   partitions, hosts cut off at the switch, extra interfaces);
 //! - [`nscluster`]: a namespaced LAN with a daemon and a recorder per host;
 //! - [`wait`]: polling with a deadline instead of sleeping;
+//! - [`stream`]: a subscription read with its delivery cursors, and the
+//!   node's delivery order read back with `history {after}`, to compare;
 //! - [`sys`]: process and command helpers.
 //!
 //! Failures print what is needed to reproduce: the daemons' command lines and
@@ -30,6 +36,7 @@
 pub mod background;
 pub mod bench;
 pub mod bins;
+pub mod chaos;
 pub mod cluster;
 pub mod cpu;
 pub mod ctl;
@@ -40,10 +47,12 @@ pub mod delivery_send;
 pub mod delivery_table;
 pub mod events;
 pub mod history;
+pub mod memory_bench;
 pub mod netns;
 pub mod nscluster;
 pub mod rng;
 pub mod rpc;
+pub mod stream;
 pub mod sys;
 pub mod wait;
 

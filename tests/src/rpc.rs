@@ -204,6 +204,45 @@ impl RpcClient {
         self.call_ok("send", json!({"text": text}))
     }
 
+    /// Sends every text of `texts` with `send` on the default channel,
+    /// writing up to `window` requests ahead of their answers (the daemon
+    /// answers one connection in request order), each answer waited for at
+    /// most `timeout`. Returns how many were accepted; `Err` describes the
+    /// first refusal or I/O failure. Loads a daemon far faster than one
+    /// call at a time.
+    pub fn send_pipelined(
+        &mut self,
+        texts: impl IntoIterator<Item = String>,
+        window: usize,
+        timeout: Duration,
+    ) -> Result<usize, String> {
+        let mut texts = texts.into_iter().peekable();
+        let mut accepted = 0;
+        while texts.peek().is_some() {
+            let first = self.next_id;
+            for text in texts.by_ref().take(window.max(1)) {
+                let request = json!({"jsonrpc": "2.0", "id": self.next_id, "method": "send",
+                                     "params": {"text": text}});
+                self.next_id += 1;
+                self.send_line(&request.to_string())
+                    .map_err(|e| format!("writing send {}: {e}", self.next_id - 1))?;
+            }
+            for id in first..self.next_id {
+                let line = self
+                    .recv_line(timeout)
+                    .map_err(|e| format!("waiting for the answer to send {id}: {e}"))?
+                    .ok_or_else(|| format!("no answer to send {id} within {timeout:?}"))?;
+                let answer: Value = serde_json::from_str(&line)
+                    .map_err(|e| format!("an answer that is not JSON ({e}): {line}"))?;
+                if answer["id"] != id || !answer["result"]["id"].is_string() {
+                    return Err(format!("send {id} (after {accepted} accepted): {line}"));
+                }
+                accepted += 1;
+            }
+        }
+        Ok(accepted)
+    }
+
     /// The whole `history`, oldest first.
     pub fn history(&mut self) -> Vec<MessageView> {
         #[derive(serde::Deserialize)]

@@ -1,0 +1,148 @@
+//! `memory-bench`: the daemon's resident memory under the loads that must
+//! stay bounded: subscribers that never read, one `history` call for a
+//! full window, an mDNS flood (see [`rossip_tests::memory_bench`]). Each
+//! load runs on a `rossipd` of its own on loopback; it prints VmRSS before,
+//! at the peak, after the clients closed and after a settling period, and
+//! whether each bound held. Needs no root (the mDNS load, when wired in,
+//! builds network namespaces).
+//!
+//! ```text
+//! cargo build --release -p rossipd -p rossip-tests
+//! target/release/memory-bench [--loads stalled-small,stalled-large,history,mdns] [--settle-secs 10]
+//! ```
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use rossip_tests::memory_bench::{self, Load, Options};
+use rossip_tests::{bench, bins, sys};
+
+const USAGE: &str = "\
+usage: memory-bench [--loads stalled-small,stalled-large,history,mdns] [--settle-secs 10]
+                    [--log-level info]
+
+  --loads L,L,…     what to measure, in order                        [default: all four]
+                      stalled-small  100 subscribers that never read, 5,000 messages of 1 KiB
+                      stalled-large  30 subscribers that never read, 700 messages of 60 KiB
+                      history        one `history` call for a full 96,000-message window
+                      mdns           a flood of 90,000 forged mDNS records
+  --settle-secs S   how long a daemon settles before the last figure  [default: 10]
+  --log-level L     the daemons' --log-level                          [default: info]
+
+Exit status: 0 when every bound held, 1 when one did not (or a load failed),
+2 on a usage error. Needs a rossipd binary of the same profile:
+cargo build --release -p rossipd";
+
+fn main() -> ExitCode {
+    let options = match bench::start(
+        "memory-bench",
+        USAGE,
+        parse(std::env::args().skip(1)),
+        preflight,
+    ) {
+        Ok(options) => options,
+        Err(code) => return code,
+    };
+    println!("{}", header(&options));
+    let sections = memory_bench::measure(&options);
+    print!("{}", memory_bench::report(&sections));
+    let all_held = sections
+        .iter()
+        .flat_map(|s| &s.bounds)
+        .all(|b| b.held() == Some(true));
+    let failed = sections
+        .iter()
+        .any(|s| s.error.is_some() && !s.bounds.is_empty());
+    if bench::interrupted() {
+        eprintln!("memory-bench: interrupted; the daemons were stopped");
+        ExitCode::from(130)
+    } else if all_held && !failed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `Ok(None)` for `--help`.
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+    let mut options = Options {
+        loads: Load::ALL.to_vec(),
+        settle: Duration::from_secs(10),
+        log_level: "info".to_owned(),
+    };
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
+            None => (arg.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--loads" => {
+                options.loads = value()?
+                    .split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| {
+                        Load::parse(s.trim()).ok_or_else(|| format!("--loads: unknown load {s:?}"))
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "--settle-secs" => {
+                let secs: u64 = value()?
+                    .parse()
+                    .map_err(|e| format!("--settle-secs: {e}"))?;
+                options.settle = Duration::from_secs(secs);
+            }
+            "--log-level" => options.log_level = value()?,
+            _ => return Err(format!("unknown argument {arg:?}")),
+        }
+    }
+    Ok(Some(options))
+}
+
+/// A rossipd binary of this profile.
+fn preflight() -> Result<(), String> {
+    let rossipd = bins::target_profile_dir().join("rossipd");
+    if std::env::var_os(bins::ROSSIPD_ENV).is_none() && !rossipd.is_file() {
+        let release = if cfg!(debug_assertions) {
+            ""
+        } else {
+            " --release"
+        };
+        return Err(format!(
+            "no rossipd at {}: build it first with `cargo build{release} -p rossipd` \
+             (or set {} to a rossipd binary)",
+            rossipd.display(),
+            bins::ROSSIPD_ENV
+        ));
+    }
+    Ok(())
+}
+
+fn header(options: &Options) -> String {
+    let rossipd = bins::rossipd();
+    let version = sys::run(&rossipd, &["--version"])
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_else(|e| format!("(version unknown: {e})"));
+    let loads: Vec<&str> = options.loads.iter().map(|l| l.name()).collect();
+    format!(
+        "rossip memory benchmark\n\
+         rossipd: {} ({version}, {} build); one daemon per load on loopback, --log-level {}; \
+         loads {}; settle {} s; {} CPUs\n",
+        rossipd.display(),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        options.log_level,
+        loads.join(","),
+        options.settle.as_secs(),
+        std::thread::available_parallelism().map_or(0, usize::from)
+    )
+}
