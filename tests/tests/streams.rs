@@ -37,10 +37,7 @@ use rossip_tests::wait::wait_until;
 use rossip_tests::{sys, wait};
 use serde_json::{Value, json};
 
-/// The JSON-RPC error code of a cursor from another store (another node's,
-/// or one from before the state directory was wiped): the daemon's
-/// `rpc::code::FOREIGN_CURSOR`.
-const FOREIGN_CURSOR: i64 = -32012;
+use rossip_proto::rpc::code::FOREIGN_CURSOR;
 
 /// mDNS discovery and the first probes on a loaded 2-core machine.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -428,7 +425,7 @@ fn subscribers_get_a_10000_message_catch_up_burst_once_without_lagged() {
                     twice.push(key);
                 }
             }
-            EventBody::Lagged { dropped } => panic!(
+            EventBody::Lagged { dropped, .. } => panic!(
                 "the subscriber that read after the burst was told it lagged (dropped {dropped}) \
                  after {} messages, although burst-late holds all {BURST}",
                 keys.len()
