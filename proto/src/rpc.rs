@@ -460,9 +460,18 @@ pub struct HistoryResult {
     /// Messages in history order (with `after`: in delivery order).
     pub messages: Vec<MessageView>,
     /// The cursor to pass as `after` to continue: the last delivery this
-    /// answer covers. Absent only while nothing was ever delivered here.
+    /// answer covers (`STORE-0` while nothing was delivered here). Absent
+    /// only from an older daemon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
+    /// With `after`: deliveries this answer passed over because they had
+    /// left the history window (they cannot be read any more).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// `subscribe` params. With `n` or `since`, matching history is replayed as
@@ -493,8 +502,10 @@ pub struct SubscribeParams {
 pub struct SubscribeResult {
     /// Names the subscription in notifications and `unsubscribe`.
     pub subscription: u64,
-    /// Where the live stream starts: the last delivery before it (the
-    /// replay, if any, ends here). Absent while nothing was delivered here.
+    /// Where the replay (by `after`, `n` or `since`) ends and live events
+    /// begin: the newest delivery when the subscription started. A follower
+    /// resumes after the last message it got (or the `after` it gave), not
+    /// here. Absent only from an older daemon.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
 }

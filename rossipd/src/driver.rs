@@ -627,15 +627,30 @@ impl Driver {
         let committed = self.persist(&numbered, &events);
         let numbers: Vec<u64> = numbered.iter().map(|&(number, _)| number).collect();
         drop(numbered);
-        let mut numbers = numbers.into_iter();
+        // Numbers of messages the store gave up on are never shown: reads
+        // go past them once later ones are shown.
+        let given_up = self.unstored.take_given_up_numbers();
+        self.journal.forget(&given_up);
         let mut delivered: std::collections::HashMap<MessageId, Arc<Delivered>> =
             std::collections::HashMap::new();
+        // Shown once committed, in number order: what earlier failures held
+        // back first, then this flush's. Uncommitted ones wait in `unstored`.
+        if let Ok(released) = &committed {
+            for (number, message) in released.clone() {
+                let delivery = Arc::new(self.delivered(number, message));
+                self.on_message(delivery);
+            }
+        }
+        let mut numbers = numbers.into_iter();
         for event in events {
             match event {
                 Event::Message(message) => {
                     let Some(number) = numbers.next() else {
                         continue;
                     };
+                    if committed.is_err() {
+                        continue;
+                    }
                     let delivery = Arc::new(self.delivered(number, message));
                     if !self.pending_sends.is_empty() {
                         delivered.insert(delivery.message.id, delivery.clone());
@@ -647,13 +662,13 @@ impl Driver {
         }
         for (reply, id) in std::mem::take(&mut self.pending_sends) {
             let answer = match (&committed, delivered.get(&id)) {
-                (Ok(()), Some(delivery)) => Ok(delivery.clone()),
+                (Ok(_), Some(delivery)) => Ok(delivery.clone()),
                 (Err(e), _) => Err(CoreError::NotDurable {
                     id,
                     error: e.to_string(),
                 }),
                 // Published, so delivered by this very flush.
-                (Ok(()), None) => Err(CoreError::State(format!(
+                (Ok(_), None) => Err(CoreError::State(format!(
                     "the message {id} was published but not delivered here"
                 ))),
             };

@@ -80,10 +80,17 @@ pub struct ReadPage {
 }
 
 /// See the module docs. Owned by the driver.
+///
+/// A number is given when a flush delivers a message, and shown (made
+/// readable) only once the store committed it: a number a follower saw is
+/// durable, so a restart never gives it again. While the store fails,
+/// numbered messages wait (in `unstored`) and followers wait with them.
 #[derive(Debug)]
 pub struct Journal {
     store: StoreId,
-    /// The number of the newest delivery (0: none yet).
+    /// The number given last (0: none yet).
+    numbered: u64,
+    /// The newest number shown to followers: reads end here.
     newest: u64,
     /// Deliveries whose message may still be in history: number → id.
     /// Entries of messages that left history are swept now and then.
@@ -104,6 +111,7 @@ impl Journal {
         let newest = next.saturating_sub(1);
         Journal {
             store,
+            numbered: newest,
             newest,
             by_number: BTreeMap::new(),
             number_of: HashMap::new(),
@@ -134,7 +142,7 @@ impl Journal {
         }
     }
 
-    /// The newest delivery's number (0: none yet).
+    /// The newest number shown to followers (0: none yet).
     pub fn newest(&self) -> u64 {
         self.newest
     }
@@ -144,21 +152,37 @@ impl Journal {
         self.newest_tx.subscribe()
     }
 
-    /// The cursor of `id`, if it was delivered here and is in history.
+    /// The number of `id`, if it was shown here and is in history.
     pub fn number_of(&self, id: &MessageId) -> Option<u64> {
-        self.number_of.get(id).copied()
+        self.number_of
+            .get(id)
+            .copied()
+            .filter(|&number| number <= self.newest)
     }
 
     /// Gives `message` the next number (before it is committed, with it).
     pub fn number(&mut self, message: &Message) -> u64 {
-        self.newest += 1;
-        self.by_number.insert(self.newest, message.id);
-        self.number_of.insert(message.id, self.newest);
-        self.newest
+        self.numbered += 1;
+        self.by_number.insert(self.numbered, message.id);
+        self.number_of.insert(message.id, self.numbered);
+        self.numbered
+    }
+
+    /// Forgets numbers whose messages will never be committed (the store
+    /// failed for too long): followers never see them, and count them as
+    /// dropped when they read past them.
+    pub fn forget(&mut self, numbers: &[u64]) {
+        for number in numbers {
+            if let Some(id) = self.by_number.remove(number) {
+                self.number_of.remove(&id);
+            }
+        }
     }
 
     /// Makes a committed delivery readable, and wakes the followers.
+    /// Deliveries come in number order.
     pub fn publish(&mut self, delivered: Arc<Delivered>) {
+        self.newest = self.newest.max(delivered.cursor.seq);
         self.recent_bytes += delivered.size();
         self.recent.push_back(delivered);
         while self.recent.len() > 1
@@ -197,6 +221,7 @@ impl Journal {
         let mut position = after;
         let first_recent = self.recent.front().map_or(u64::MAX, |d| d.cursor.seq);
         // Behind what `recent` holds: from history, by the index.
+        let first_recent = first_recent.min(self.newest.saturating_add(1));
         if position.saturating_add(1) < first_recent {
             for (&number, id) in self.by_number.range(position + 1..first_recent) {
                 if page.deliveries.len() >= limit || bytes >= max_bytes {
@@ -221,7 +246,10 @@ impl Journal {
         }
         let skip = self.recent.partition_point(|d| d.cursor.seq <= position);
         for delivered in self.recent.iter().skip(skip) {
-            if page.deliveries.len() >= limit || bytes >= max_bytes {
+            if page.deliveries.len() >= limit
+                || bytes >= max_bytes
+                || delivered.cursor.seq > self.newest
+            {
                 break;
             }
             position = delivered.cursor.seq;

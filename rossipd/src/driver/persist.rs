@@ -32,12 +32,13 @@ impl Driver {
     /// failed commits), and the seen ranges of every origin they (or a
     /// `Lost` range) touched, in one transaction. A failure is logged and
     /// counted here, and what it left out is held for the next attempt
-    /// (see `unstored`).
+    /// (see `unstored`). On success, returns the messages held back by
+    /// earlier failures, now stored, to be shown to followers.
     pub(super) fn persist(
         &mut self,
         numbered: &[(u64, &rossip_proto::Message)],
         events: &[Event],
-    ) -> Result<(), PersistError> {
+    ) -> Result<Vec<(u64, rossip_proto::Message)>, PersistError> {
         let now = Instant::now();
         if let Some(error) = self.unstored.deferred(now) {
             let error = error.to_owned();
@@ -90,15 +91,17 @@ impl Driver {
         let committed = self.store.commit(&batch, views::unix_ms_now());
         let attempted = batch.messages.len();
         drop(batch);
+        let mut released = Vec::new();
         match &committed {
             Ok(()) => {
                 if !self.unstored.is_empty() {
                     tracing::info!(
                         path = %self.store.path().display(),
                         held_back = retried,
-                        "the history store works again: what a failed commit left out is stored"
+                        "the history store works again: what a failed commit left out is stored \
+                         and shown to subscribers"
                     );
-                    self.unstored.stored();
+                    released = self.unstored.stored();
                 }
             }
             Err(e) => {
@@ -120,7 +123,7 @@ impl Driver {
         if self.store.prune_due() {
             self.prune_store();
         }
-        committed.map_err(PersistError::Store)
+        committed.map(|()| released).map_err(PersistError::Store)
     }
 
     fn log_dropped(&self, dropped: u64) {

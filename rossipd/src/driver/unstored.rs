@@ -45,6 +45,9 @@ pub(super) struct Unstored {
     bytes: usize,
     /// Messages given up on since start (a bound was reached).
     dropped: u64,
+    /// The delivery numbers of messages given up since the driver last
+    /// took them: never shown to followers, so to be skipped.
+    given_up_numbers: Vec<u64>,
     /// Their sequence numbers by origin (inclusive ranges, merged), left
     /// out of every seen range written in this run.
     given_up: BTreeMap<NodeId, Vec<(u64, u64)>>,
@@ -110,9 +113,10 @@ impl Unstored {
         self.messages.push_back((number, message.clone()));
         let mut dropped = 0;
         while self.bytes > MAX_BYTES || self.messages.len() > MAX_MESSAGES {
-            let Some((_, oldest)) = self.messages.pop_front() else {
+            let Some((number, oldest)) = self.messages.pop_front() else {
                 break;
             };
+            self.given_up_numbers.push(number);
             self.bytes -= oldest.payload_len();
             add_seq(
                 self.given_up.entry(oldest.id.origin).or_default(),
@@ -152,14 +156,25 @@ impl Unstored {
     }
 
     /// Everything held was stored (what was given up stays given up).
-    pub(super) fn stored(&mut self) {
+    /// Everything held was committed: hands the held messages back, in
+    /// delivery order, to be shown to followers now.
+    pub(super) fn stored(&mut self) -> Vec<(u64, Message)> {
         let dropped = self.dropped;
         let given_up = std::mem::take(&mut self.given_up);
+        let given_up_numbers = std::mem::take(&mut self.given_up_numbers);
+        let messages = std::mem::take(&mut self.messages);
         *self = Unstored {
             dropped,
             given_up,
+            given_up_numbers,
             ..Unstored::default()
         };
+        messages.into()
+    }
+
+    /// The numbers of messages given up since the last call.
+    pub(super) fn take_given_up_numbers(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.given_up_numbers)
     }
 
     /// `origin`'s seen ranges without the messages given up: what the store

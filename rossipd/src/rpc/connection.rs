@@ -47,8 +47,10 @@ pub const OUT_HIGH_WATER: usize = 64 * 1024;
 /// Messages per subscription read.
 const EVENT_PAGE: usize = 256;
 
-/// How long what is owed to a client may take to be written after the
-/// client stopped sending (it half-closed).
+/// How long a client that stopped sending (it half-closed) may go without
+/// reading anything of what it is owed before the connection is closed.
+/// Answers still to come are waited for (a held `send` is answered within
+/// the driver's own bound).
 const WRITER_DRAIN: Duration = Duration::from_secs(10);
 
 /// How long it may take when the daemon stops (less than the daemon's own
@@ -57,12 +59,11 @@ const SHUTDOWN_DRAIN: Duration = Duration::from_secs(1);
 
 /// An answer, in its request's turn.
 enum Answer {
-    /// Nothing (a notification).
-    None,
     /// A line ready to write.
     Line(String),
-    /// A single request's outcome, carried out in its turn.
-    Single(RawId, Result<Output, ErrorObject>),
+    /// A single request's outcome, carried out in its turn (`None` id: a
+    /// notification, carried out and not answered).
+    Single(Option<RawId>, Result<Output, ErrorObject>),
     /// A batch's outcomes (`None` id: a notification, left out).
     Batch(Vec<(Option<RawId>, Result<Output, ErrorObject>)>),
 }
@@ -106,9 +107,9 @@ struct Connection {
     /// A request other than `send` is in flight: nothing more is read
     /// until it is answered (it may change what later requests see).
     in_flight_other: bool,
-    /// A request read while sends were in flight, waiting for their
-    /// answers (only sends are pipelined).
-    held: Option<Element>,
+    /// A request (or batch) read while sends were in flight, waiting for
+    /// their answers (only sends are pipelined).
+    held: Option<Parsed>,
     /// A `history` answer being written.
     history: Option<(RawId, HistoryStream)>,
     subscriptions: Subscriptions,
@@ -133,30 +134,39 @@ impl Connection {
         let driver = self.ctx.driver.clone();
         let mut newest = driver.deliveries();
         let mut fetch: Option<BoxFuture<'static, Fetch>> = None;
-        // Set when the connection winds down: what is owed is written until
-        // then, no longer.
-        let mut deadline: Option<tokio::time::Instant> = None;
-        let mut stopping = false;
+        // When the daemon stops: what is owed is written until then.
+        let mut stop_at: Option<tokio::time::Instant> = None;
+        // When the client last read something of what it is owed.
+        let mut progress_at = tokio::time::Instant::now();
+        let mut following = true;
         loop {
             if self.pending.is_empty()
-                && let Some(element) = self.held.take()
+                && let Some(parsed) = self.held.take()
             {
-                self.dispatch(element, &driver).await;
+                self.start(parsed, &driver).await;
             }
             let owed = !self.pending.is_empty()
                 || self.held.is_some()
                 || self.history.is_some()
                 || self.written < self.out.len()
                 || fetch.is_some();
-            if (self.eof || deadline.is_some()) && !owed {
+            if (self.eof || stop_at.is_some()) && !owed {
                 break;
             }
             if fetch.is_none() && self.has_room() {
                 fetch = self.next_fetch(&driver, *newest.borrow());
             }
+            // A client that closed its side and stopped reading is given
+            // up on after WRITER_DRAIN without progress.
+            let stalled_at =
+                (self.eof && self.written < self.out.len()).then(|| progress_at + WRITER_DRAIN);
+            let deadline = match (stop_at, stalled_at) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let room = self.has_room();
             let can_read = !self.eof
-                && deadline.is_none()
+                && stop_at.is_none()
                 && room
                 && self.held.is_none()
                 && !self.in_flight_other
@@ -174,7 +184,10 @@ impl Connection {
                 written = writer.write(&self.out.as_bytes()[self.written..]), if self.written < self.out.len() => {
                     match written {
                         Ok(0) | Err(_) => break,
-                        Ok(n) => self.wrote(n),
+                        Ok(n) => {
+                            self.wrote(n);
+                            progress_at = tokio::time::Instant::now();
+                        }
                     }
                 }
                 Some(answer) = self.pending.next(), if !self.pending.is_empty() && room && self.history.is_none() => {
@@ -192,7 +205,7 @@ impl Connection {
                     }
                 }
                 line = reader.next_line(), if can_read => match line {
-                    Ok(None) => self.closed_by_client(&mut deadline),
+                    Ok(None) => self.closed_by_client(),
                     Err(e) => {
                         tracing::debug!("RPC client read error: {e}");
                         break;
@@ -207,11 +220,7 @@ impl Connection {
                         );
                         self.owe_line(dispatch::response(&RawId::null(), &Err(error)));
                     }
-                    Ok(Some(Line::Complete(bytes))) => match dispatch::parse(&bytes) {
-                        Parsed::Blank => {}
-                        Parsed::Single(element) => self.dispatch(element, &driver).await,
-                        Parsed::Batch(elements) => self.dispatch_batch(elements, &driver),
-                    },
+                    Ok(Some(Line::Complete(bytes))) => self.start(dispatch::parse(&bytes), &driver).await,
                 },
                 Some(change) = async {
                     match self.peer_changes.as_mut() {
@@ -230,15 +239,19 @@ impl Connection {
                     }
                     self.out.push_str(&text);
                 }
-                _ = newest.changed(), if fetch.is_none() && room && self.subscriptions.len() > 0 => {}
-                () = daemon_cancel.cancelled(), if !stopping => {
+                changed = newest.changed(), if following && fetch.is_none() && room && self.subscriptions.len() > 0 => {
+                    if changed.is_err() {
+                        // The driver is gone: nothing more will come.
+                        following = false;
+                        self.subscriptions.clear();
+                    }
+                }
+                () = daemon_cancel.cancelled(), if stop_at.is_none() => {
                     // Answers already owed (the answer to `leave` among
                     // them) still go out, briefly.
-                    stopping = true;
                     self.subscriptions.clear();
                     self.peer_changes = None;
-                    let cut = tokio::time::Instant::now() + SHUTDOWN_DRAIN;
-                    deadline = Some(deadline.map_or(cut, |at| at.min(cut)));
+                    stop_at = Some(tokio::time::Instant::now() + SHUTDOWN_DRAIN);
                 }
                 () = until_deadline => break,
             }
@@ -262,13 +275,25 @@ impl Connection {
         }
     }
 
-    /// The client half-closed: what it asked is still answered (up to
-    /// [`WRITER_DRAIN`]), its subscriptions end.
-    fn closed_by_client(&mut self, deadline: &mut Option<tokio::time::Instant>) {
+    /// The client half-closed: what it asked is still answered (as long as
+    /// it reads, see [`WRITER_DRAIN`]), its subscriptions end.
+    fn closed_by_client(&mut self) {
         self.eof = true;
         self.subscriptions.clear();
         self.peer_changes = None;
-        *deadline = Some(tokio::time::Instant::now() + WRITER_DRAIN);
+    }
+
+    /// Starts what a line holds: nothing, a request or a batch. Anything
+    /// but a `send` waits until the sends before it are answered.
+    async fn start(&mut self, parsed: Parsed, driver: &crate::driver::Handle) {
+        match parsed {
+            Parsed::Blank => {}
+            Parsed::Single(element) => self.dispatch(element, driver).await,
+            Parsed::Batch(elements) if !self.pending.is_empty() => {
+                self.held = Some(Parsed::Batch(elements));
+            }
+            Parsed::Batch(elements) => self.dispatch_batch(elements, driver),
+        }
     }
 
     fn owe_line(&mut self, line: String) {
@@ -308,7 +333,7 @@ impl Connection {
             return;
         }
         if !self.pending.is_empty() {
-            self.held = Some(Element::Call(call));
+            self.held = Some(Parsed::Single(Element::Call(call)));
             return;
         }
         self.in_flight_other = true;
@@ -316,10 +341,7 @@ impl Connection {
         let Call { id, method, params } = call;
         self.pending.push_back(Box::pin(async move {
             let outcome = methods::call(&method, params, &driver, Framing::Single).await;
-            match id {
-                Some(id) => Answer::Single(id, outcome),
-                None => Answer::None,
-            }
+            Answer::Single(id, outcome)
         }));
     }
 
@@ -353,12 +375,18 @@ impl Connection {
     /// Carries out an answer in its turn.
     fn take_answer(&mut self, answer: Answer) {
         match answer {
-            Answer::None => self.in_flight_other = false,
             Answer::Line(line) => {
                 self.out.push_str(&line);
                 self.out.push('\n');
             }
-            Answer::Single(id, outcome) => {
+            Answer::Single(None, outcome) => {
+                // A notification: carried out, not answered.
+                self.in_flight_other = false;
+                if !matches!(outcome, Ok(Output::History(_))) {
+                    let _ = self.carry_out(outcome);
+                }
+            }
+            Answer::Single(Some(id), outcome) => {
                 self.in_flight_other = false;
                 if let Ok(Output::History(stream)) = outcome {
                     self.out.push_str(dispatch::response_start());

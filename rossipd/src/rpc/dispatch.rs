@@ -10,6 +10,10 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+/// Requests one batch may hold: its answers are written as one array, so
+/// the batch bounds what the daemon holds for it.
+pub const MAX_BATCH: usize = 256;
+
 /// A request id: the JSON text of a string, a number or null, as sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawId(String);
@@ -93,6 +97,12 @@ pub fn parse(line: &[u8]) -> Parsed {
         };
         if items.is_empty() {
             return Parsed::Single(invalid(RawId::null(), "empty batch"));
+        }
+        if items.len() > MAX_BATCH {
+            return Parsed::Single(invalid(
+                RawId::null(),
+                &format!("a batch may hold at most {MAX_BATCH} requests"),
+            ));
         }
         return Parsed::Batch(items.into_iter().map(element).collect());
     }

@@ -5,12 +5,9 @@
 
 use std::fmt::Write as _;
 
-use rossip_proto::rpc::ErrorObject;
-use serde_json::Value;
-
 use crate::delivery::Cursor;
+use crate::driver::ReadStart;
 use crate::driver::journal::{ReadFilter, ReadFrom, ReadPage};
-use crate::driver::{Handle, ReadStart};
 use crate::views;
 
 /// Messages per page asked of the driver.
@@ -33,18 +30,30 @@ pub struct HistoryStream {
     remaining: Option<usize>,
     /// Messages written so far.
     written: usize,
+    /// Deliveries passed that had left history (reads by number).
+    dropped: u64,
 }
 
 impl HistoryStream {
     /// A read from `start`; `first_n`: with `after`, how many at most.
     pub fn new(start: ReadStart, filter: ReadFilter, first_n: Option<usize>) -> HistoryStream {
+        // A read by number covers what it passed; an ordered one, what was
+        // delivered when it began.
+        let end = match start.from {
+            Some(ReadFrom::After(after)) => Cursor {
+                store: start.cursor.store,
+                seq: after,
+            },
+            _ => start.cursor,
+        };
         HistoryStream {
             from: start.from,
             filter,
             snapshot: start.snapshot,
-            end: start.cursor,
+            end,
             remaining: first_n,
             written: 0,
+            dropped: 0,
         }
     }
 
@@ -71,15 +80,18 @@ impl HistoryStream {
 
     /// Appends `page`'s messages to `out` and moves on.
     pub fn take_page(&mut self, page: ReadPage, out: &mut String) {
-        let by_number = matches!(self.from, Some(ReadFrom::After(_)));
+        let Some(from) = self.from.take() else {
+            return;
+        };
+        let by_number = matches!(from, ReadFrom::After(_));
+        if by_number {
+            self.dropped += page.dropped;
+        }
         for delivered in &page.deliveries {
             if by_number && delivered.cursor.seq > self.snapshot {
                 // Delivered after the read began: past its end.
-                self.from = None;
-                break;
-            }
-            if self.remaining == Some(0) {
-                break;
+                self.end.seq = self.snapshot;
+                return;
             }
             if self.written > 0 {
                 out.push(',');
@@ -95,21 +107,15 @@ impl HistoryStream {
                 if *remaining == 0 {
                     // A page: it ends at its last message.
                     self.end = delivered.cursor;
+                    return;
                 }
             }
         }
-        if self.from.is_none() {
-            return;
-        }
         self.from = match page.next {
             Some(ReadFrom::After(position)) if by_number => {
-                let at_end = position >= self.snapshot;
-                let unchanged = matches!(self.from, Some(ReadFrom::After(p)) if p == position);
-                if at_end || unchanged {
-                    None
-                } else {
-                    Some(ReadFrom::After(position))
-                }
+                self.end.seq = position.min(self.snapshot);
+                let unchanged = from == ReadFrom::After(position);
+                (position < self.snapshot && !unchanged).then_some(ReadFrom::After(position))
             }
             next => next,
         };
@@ -117,23 +123,13 @@ impl HistoryStream {
 
     /// The text that closes the result.
     pub fn closing(&self) -> String {
-        format!("],\"cursor\":\"{}\"}}", self.end)
-    }
-
-    /// The whole result as one value (inside a batch, which is written
-    /// whole).
-    pub async fn collect(mut self, driver: &Handle) -> Result<Value, ErrorObject> {
-        let mut text = Self::opening().to_owned();
-        while let Some((from, filter, limit)) = self.next_request() {
-            let page = driver.read(from, filter, limit, PAGE_BYTES).await?;
-            self.take_page(page, &mut text);
-        }
-        text.push_str(&self.closing());
-        serde_json::from_str(&text).map_err(|e| {
-            ErrorObject::new(
-                rossip_proto::rpc::code::INTERNAL_ERROR,
-                format!("cannot encode: {e}"),
+        if self.dropped > 0 {
+            format!(
+                "],\"cursor\":\"{}\",\"dropped\":{}}}",
+                self.end, self.dropped
             )
-        })
+        } else {
+            format!("],\"cursor\":\"{}\"}}", self.end)
+        }
     }
 }

@@ -68,11 +68,16 @@ pub async fn call(
             send_result(ticket.outcome().await)?
         }
         rpc::method::HISTORY => {
-            let stream = history(parse(params)?, driver).await?;
-            return match framing {
-                Framing::Single => Ok(Output::History(stream)),
-                Framing::InBatch => Ok(Output::Value(stream.collect(driver).await?)),
-            };
+            if framing == Framing::InBatch {
+                // A batch's answer is one array, written whole: a history
+                // window in it would sit in memory whole.
+                return Err(ErrorObject::new(
+                    rpc::code::INVALID_REQUEST,
+                    "`history` cannot be part of a batch (its answer is written a page at a \
+                     time); send it as a request of its own",
+                ));
+            }
+            return Ok(Output::History(history(parse(params)?, driver).await?));
         }
         rpc::method::SUBSCRIBE => return subscribe(parse(params)?, driver).await,
         rpc::method::UNSUBSCRIBE => {
@@ -194,6 +199,13 @@ async fn subscribe(p: SubscribeParams, driver: &Handle) -> Result<Output, ErrorO
         ));
     }
     let read = read_filter(p.channel.clone())?;
+    if p.after.is_some() && p.n.is_some() {
+        return Err(ErrorObject::new(
+            rpc::code::INVALID_PARAMS,
+            "`after` replays everything delivered after the cursor; `n` cannot be combined \
+             with it in `subscribe` (page with `history {after, n}`)",
+        ));
+    }
     let wants_replay = p.n.is_some() || p.since.is_some() || p.after.is_some();
     let query = if wants_replay {
         start_query(p.n, p.since, p.after)?
@@ -217,6 +229,8 @@ async fn subscribe(p: SubscribeParams, driver: &Handle) -> Result<Output, ErrorO
         filter: Filter { kinds, read },
         replay,
         position,
+        // Where the replay ends and live events begin (the snapshot), also
+        // for `after`: a follower resumes after its last message, not here.
         cursor: start.cursor,
     }))
 }

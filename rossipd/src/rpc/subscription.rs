@@ -139,10 +139,13 @@ impl Subscriptions {
             return 0;
         }
         if page.dropped > 0 {
-            let resume = page
-                .deliveries
-                .first()
-                .map_or(sub.position, |d| d.cursor.seq.saturating_sub(1));
+            // Where the stream goes on: before the page's first delivery,
+            // or where the page ends if it has none.
+            let resume = match (page.deliveries.first(), &page.next) {
+                (Some(first), _) => first.cursor.seq.saturating_sub(1),
+                (None, Some(ReadFrom::After(next))) => *next,
+                (None, _) => sub.position,
+            };
             push_line(
                 out,
                 id,
@@ -188,22 +191,19 @@ impl Subscriptions {
     }
 
     /// Tells every subscription that wants member changes that `dropped`
-    /// of them were missed.
+    /// of them were missed. The cursor says where its messages go on,
+    /// unless it still replays history (then there is no such point yet).
     pub fn peers_lagged(&self, dropped: u64, out: &mut String) {
         for (&id, sub) in &self.live {
             if sub.wants_peers() {
-                let cursor = Cursor {
-                    store: sub.store,
-                    seq: sub.position,
-                };
-                push_line(
-                    out,
-                    id,
-                    EventBody::Lagged {
-                        dropped,
-                        cursor: Some(cursor.to_string()),
-                    },
-                );
+                let cursor = sub.replay.is_none().then(|| {
+                    Cursor {
+                        store: sub.store,
+                        seq: sub.position,
+                    }
+                    .to_string()
+                });
+                push_line(out, id, EventBody::Lagged { dropped, cursor });
             }
         }
     }
