@@ -125,7 +125,13 @@ impl Node {
             return false;
         };
         let bytes = crate::wire::leave_bytes(&id, generation);
-        if crate::sign::verify(&key, crate::sign::Domain::Leave, &bytes, sig) {
+        let signed = super::lock_verifier(&self.verifier).verify(
+            &key,
+            crate::sign::Domain::Leave,
+            &bytes,
+            sig,
+        );
+        if signed {
             true
         } else {
             self.count_drop("bad_signature");

@@ -154,7 +154,10 @@ impl Node {
             return;
         }
         let forward = relay.then(|| fragment.clone());
-        match self.reassembly.add(fragment, now) {
+        let added = self
+            .reassembly
+            .add(fragment, now, &mut super::lock_verifier(&self.verifier));
+        match added {
             Ok(added) => {
                 if let Some(piece) = forward {
                     self.outbox

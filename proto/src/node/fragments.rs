@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use super::ProtocolConfig;
 use crate::id::MessageId;
 use crate::message::Message;
+use crate::sign::Verifier;
 use crate::wire::{FRAGMENT_DATA_BYTES, Fragment, MAX_ENCODED_MESSAGE_BYTES, PartialDigest};
 
 /// The message's encoding, if it needs fragments (else `None`: it travels
@@ -66,7 +67,8 @@ pub(super) enum Reject {
     Mismatch,
     /// Already held.
     Duplicate,
-    /// The pieces do not decode into the message their id names.
+    /// The pieces do not decode into the message their id names, signed
+    /// by its origin.
     Corrupt,
 }
 
@@ -127,8 +129,14 @@ impl Reassembly {
         }
     }
 
-    /// Adds a piece. `Err` leaves everything as it was.
-    pub(super) fn add(&mut self, fragment: Fragment, now: Instant) -> Result<Added, Reject> {
+    /// Adds a piece; a completed message is checked with `verifier` (the
+    /// node's memo). `Err` leaves everything as it was.
+    pub(super) fn add(
+        &mut self,
+        fragment: Fragment,
+        now: Instant,
+        verifier: &mut Verifier,
+    ) -> Result<Added, Reject> {
         let total = usize::try_from(fragment.total).map_err(|_| Reject::Invalid)?;
         let index = usize::from(fragment.index);
         let count = Fragment::count_for(total);
@@ -189,7 +197,9 @@ impl Reassembly {
             encoded.extend_from_slice(&piece);
         }
         match postcard::from_bytes::<Message>(&encoded) {
-            Ok(message) if message.id == id => Ok(Added::Complete(Box::new(message))),
+            Ok(message) if message.id == id && message.verify(verifier).is_ok() => {
+                Ok(Added::Complete(Box::new(message)))
+            }
             _ => Err(Reject::Corrupt),
         }
     }
@@ -313,18 +323,18 @@ mod tests {
         let last = parts.pop().expect("pieces");
         for part in &parts {
             assert!(matches!(
-                reassembly.add(part.clone(), now),
+                reassembly.add(part.clone(), now, &mut Verifier::default()),
                 Ok(Added::Stored)
             ));
         }
         assert!(matches!(
-            reassembly.add(parts[0].clone(), now),
+            reassembly.add(parts[0].clone(), now, &mut Verifier::default()),
             Err(Reject::Duplicate)
         ));
         let digest = reassembly.digests(8, |_| true);
         assert_eq!(digest.len(), 1);
         assert!(!has_piece(&digest[0].have, 0) && has_piece(&digest[0].have, parts.len()));
-        match reassembly.add(last, now) {
+        match reassembly.add(last, now, &mut Verifier::default()) {
             Ok(Added::Complete(done)) => assert_eq!(*done, message),
             other => panic!("expected the message, got {other:?}"),
         }
@@ -339,20 +349,32 @@ mod tests {
         let mut reassembly = Reassembly::new(&ProtocolConfig::default());
         let mut short = parts[0].clone();
         short.data.pop();
-        assert_eq!(reassembly.add(short, now).err(), Some(Reject::Invalid));
+        assert_eq!(
+            reassembly.add(short, now, &mut Verifier::default()).err(),
+            Some(Reject::Invalid)
+        );
         let mut beyond = parts[0].clone();
         beyond.index = 200;
-        assert_eq!(reassembly.add(beyond, now).err(), Some(Reject::Invalid));
-        reassembly.add(parts[0].clone(), now).expect("first piece");
+        assert_eq!(
+            reassembly.add(beyond, now, &mut Verifier::default()).err(),
+            Some(Reject::Invalid)
+        );
+        reassembly
+            .add(parts[0].clone(), now, &mut Verifier::default())
+            .expect("first piece");
         let mut other_total = parts[1].clone();
         other_total.total += 1;
-        assert!(reassembly.add(other_total, now).is_err());
+        assert!(
+            reassembly
+                .add(other_total, now, &mut Verifier::default())
+                .is_err()
+        );
         // Pieces of another message under this id do not decode as it.
         let mut fresh = Reassembly::new(&ProtocolConfig::default());
         let mut result = None;
         for mut part in pieces(&big(2, 4000)) {
             part.id = message.id;
-            result = Some(fresh.add(part, now));
+            result = Some(fresh.add(part, now, &mut Verifier::default()));
         }
         assert_eq!(
             result.and_then(Result::err),
@@ -369,7 +391,11 @@ mod tests {
         for seq in 1..=(protocol.max_partials as u64 + 10) {
             let first = pieces(&big(seq, 3000)).remove(0);
             reassembly
-                .add(first, now + Duration::from_millis(seq))
+                .add(
+                    first,
+                    now + Duration::from_millis(seq),
+                    &mut Verifier::default(),
+                )
                 .expect("piece");
         }
         assert_eq!(reassembly.len(), protocol.max_partials);

@@ -30,6 +30,7 @@ use super::{Event, Node, swim::Swim};
 use crate::id::NodeId;
 use crate::sign::NodeKey;
 use crate::wire::{self, Identity};
+use std::sync::Arc;
 
 /// Addresses told at once at most (the oldest is forgotten first).
 const MAX_TOLD: usize = 64;
@@ -259,8 +260,7 @@ impl Node {
         self.config.id = self.config.key.node_id();
         self.config.generation = generation;
         self.config.first_seq = self.next_seq;
-        crate::sign::register_own(&self.config.key);
-        let identity = Identity::signed(
+        let identity = Identity::own(
             &self.config.key,
             self.config.advertise_addr,
             self.config.name.clone(),
@@ -274,6 +274,7 @@ impl Node {
             rand::SeedableRng::seed_from_u64(self.config.rng_seed ^ generation),
             &self.config.protocol,
             self.config.reap_after,
+            Arc::clone(&self.verifier),
         );
         self.members = super::Membership::default();
         self.timers.retain_non_swim();

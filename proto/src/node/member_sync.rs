@@ -423,6 +423,7 @@ mod tests {
             generation: u64::MAX,
             key: crate::sign::PublicKey([0xff; 32]),
             sig: crate::sign::Signature::from_bytes(&[0xff; 64]),
+            own_key: crate::sign::OwnKey::default(),
         };
         let size = encoded_size(&identity);
         let identities = vec![identity; ANSWER_IDENTITIES_BUDGET / size];

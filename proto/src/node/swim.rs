@@ -19,6 +19,7 @@ use rand::rngs::StdRng;
 use super::timers::TimerKind;
 use super::{Node, ProtocolConfig};
 use crate::id::NodeId;
+use crate::sign::Verifier;
 use crate::wire::{self, Identity};
 
 /// foca's own packet limit: what remains of a datagram after our header and
@@ -130,8 +131,35 @@ type Shared = Arc<Mutex<CodecShared>>;
 /// foca owns its codec and has no accessor for it, hence the shared state
 /// (a `Mutex` and not a `RefCell`, so that `Node` stays `Send`; it is never
 /// contended).
+///
+/// It also checks the signature of every identity it decodes, with the
+/// node's [`Verifier`] (foca's packets carry identities in the header, in
+/// probe requests and in member updates).
 struct RecordingCodec {
     shared: Shared,
+    verifier: SharedVerifier,
+}
+
+/// The node's memo of verified signatures, lent to the codec foca owns:
+/// see [`Node`]'s `verifier`.
+pub(super) type SharedVerifier = Arc<Mutex<Verifier>>;
+
+/// Locks the node's verifier (never contended: one node, one thread; a
+/// `Mutex` only so that `Node` stays `Send`).
+pub(super) fn lock_verifier(verifier: &SharedVerifier) -> std::sync::MutexGuard<'_, Verifier> {
+    verifier.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Checks `identity`'s signature; refused as foca's codec error, which
+/// foca reports and the node counts as `swim_rejected` (as any packet
+/// foca refuses).
+fn check_identity(
+    identity: &Identity,
+    verifier: &mut Verifier,
+) -> Result<(), <PostcardCodec as Codec<Identity>>::Error> {
+    identity
+        .verify(verifier)
+        .map_err(|_| postcard::Error::SerdeDeCustom)
 }
 
 fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, CodecShared> {
@@ -153,7 +181,28 @@ impl Codec<Identity> for RecordingCodec {
         &mut self,
         buf: impl bytes::Buf,
     ) -> Result<foca::Header<Identity>, Self::Error> {
-        PostcardCodec.decode_header(buf)
+        let header = PostcardCodec.decode_header(buf)?;
+        let mut verifier = lock_verifier(&self.verifier);
+        check_identity(&header.src, &mut verifier)?;
+        check_identity(&header.dst, &mut verifier)?;
+        match &header.message {
+            foca::Message::PingReq { target, .. } | foca::Message::IndirectAck { target, .. } => {
+                check_identity(target, &mut verifier)?;
+            }
+            foca::Message::IndirectPing { origin, .. }
+            | foca::Message::ForwardedAck { origin, .. } => {
+                check_identity(origin, &mut verifier)?;
+            }
+            foca::Message::Ping(_)
+            | foca::Message::Ack(_)
+            | foca::Message::Announce
+            | foca::Message::Feed
+            | foca::Message::Gossip
+            | foca::Message::Broadcast
+            | foca::Message::TurnUndead => {}
+        }
+        drop(verifier);
+        Ok(header)
     }
 
     fn encode_member(
@@ -170,6 +219,7 @@ impl Codec<Identity> for RecordingCodec {
         buf: impl bytes::Buf,
     ) -> Result<foca::Member<Identity>, Self::Error> {
         let member: foca::Member<Identity> = PostcardCodec.decode_member(buf)?;
+        check_identity(member.id(), &mut lock_verifier(&self.verifier))?;
         let mut shared = lock(&self.shared);
         let identity = member.id();
         if identity.id != shared.own.id || identity.addr == shared.own.addr {
@@ -196,6 +246,7 @@ impl Swim {
         rng: StdRng,
         protocol: &ProtocolConfig,
         reap_after: Duration,
+        verifier: SharedVerifier,
     ) -> Self {
         let shared = Arc::new(Mutex::new(CodecShared {
             encoded: Vec::new(),
@@ -204,6 +255,7 @@ impl Swim {
         }));
         let codec = RecordingCodec {
             shared: Arc::clone(&shared),
+            verifier,
         };
         Swim {
             foca: Foca::new(identity, foca_config(protocol, reap_after), rng, codec),
@@ -559,14 +611,31 @@ mod tests {
             stranger.renew().is_none(),
             "only this process's nodes renew"
         );
-        crate::sign::register_own(&crate::sign::NodeKey::for_testing(1));
+        assert!(old.renew().is_none(), "only a node's own identity renews");
+        let old = Identity::own(
+            &crate::sign::NodeKey::for_testing(1),
+            old.addr,
+            old.name.clone(),
+            old.generation,
+        );
         let new = old.renew().expect("renewable");
         assert_eq!(new.generation, 6);
-        assert_eq!(new.verify(), Ok(()), "a renewal is signed anew");
+        assert_eq!(
+            new.verify(&mut Verifier::default()),
+            Ok(()),
+            "a renewal is signed anew"
+        );
+        assert!(new.renew().is_some(), "and renews again");
         assert_eq!(new.addr(), old.addr());
         assert!(new.win_addr_conflict(&old));
         assert!(!old.win_addr_conflict(&new));
-        assert!(identity(u64::MAX).renew().is_none());
+        let last = Identity::own(
+            &crate::sign::NodeKey::for_testing(1),
+            old.addr,
+            old.name.clone(),
+            u64::MAX,
+        );
+        assert!(last.renew().is_none());
     }
 
     #[test]
