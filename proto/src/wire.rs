@@ -168,9 +168,9 @@ impl Identity {
         }
     }
 
-    /// The next generation of this identity, signed: only for a node's own
-    /// identity ([`Identity::own`]; `None` for others', and at the last
-    /// generation).
+    /// The next generation of this identity, signed: only for the identity
+    /// a node made of itself, which holds its key (`None` for identities
+    /// decoded from the network, and at the last generation).
     pub fn renewed(&self) -> Option<Identity> {
         let generation = self.generation.checked_add(1)?;
         let key = self.own_key.get()?;
