@@ -27,7 +27,7 @@
 //! owned by the node, like everything else in this crate: two nodes in one
 //! process (a simulation runs hundreds) share nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -224,19 +224,18 @@ pub struct Verifier {
     /// Keys kept decompressed: decompressing a point costs about as much as
     /// the rest of a verification, and a cluster has few keys.
     keys: BTreeMap<[u8; PUBLIC_KEY_BYTES], ed25519_dalek::VerifyingKey>,
-    /// Signature → (key, SHA-256 of the signed bytes) of verified
-    /// statements.
-    verified: VerifiedCache,
+    /// SHA-256 of (signature ‖ key ‖ signed bytes) of each statement
+    /// verified: a hit is that exact statement, and an entry is 32 bytes
+    /// (a simulation holds one memo per node).
+    verified: BTreeSet<[u8; 32]>,
 }
 
 /// Keys kept decompressed (each ~200 bytes: ~800 KiB at most).
 const KEY_CACHE_ENTRIES: usize = 4096;
 
-/// Entries of the verification memo (each ~130 bytes: ~2 MiB at most).
+/// Entries of the verification memo (each 32 bytes and the tree's share:
+/// under 1 MiB).
 const VERIFIED_CACHE_ENTRIES: usize = 16_384;
-
-/// Signature → (key, SHA-256 of the signed bytes) of verified statements.
-type VerifiedCache = BTreeMap<[u8; SIGNATURE_BYTES], ([u8; PUBLIC_KEY_BYTES], [u8; 32])>;
 
 impl Verifier {
     /// Whether `sig` is `key`'s signature of `bytes` as a statement of
@@ -251,15 +250,20 @@ impl Verifier {
         sig: &Signature,
     ) -> bool {
         let signed = signed_bytes(domain, bytes);
-        let digest: [u8; 32] = Sha256::digest(&signed).into();
-        let memo_key = sig.to_bytes();
-        if self.verified.get(&memo_key) == Some(&(key.0, digest)) {
+        let sig_bytes = sig.to_bytes();
+        let memo_key: [u8; 32] = Sha256::new()
+            .chain_update(sig_bytes)
+            .chain_update(key.0)
+            .chain_update(&signed)
+            .finalize()
+            .into();
+        if self.verified.contains(&memo_key) {
             return true;
         }
         let Some(verifying) = self.verifying_key(key) else {
             return false;
         };
-        let signature = ed25519_dalek::Signature::from_bytes(&memo_key);
+        let signature = ed25519_dalek::Signature::from_bytes(&sig_bytes);
         // Not `verify_strict`: its only extra is refusing a small-order
         // `R`, which costs a point decompression per signature (a third of
         // the time) and guards against nothing here: weak keys are refused
@@ -270,7 +274,7 @@ impl Verifier {
             if self.verified.len() >= VERIFIED_CACHE_ENTRIES {
                 self.verified.clear();
             }
-            self.verified.insert(memo_key, (key.0, digest));
+            self.verified.insert(memo_key);
         }
         ok
     }
@@ -364,7 +368,8 @@ impl fmt::Debug for OwnKey {
 mod tests {
     use super::*;
 
-    fn verify(key: &PublicKey, domain: Domain, bytes: &[u8], sig: &Signature) -> bool {
+    /// A check by a node that never verified anything before.
+    fn verify_once(key: &PublicKey, domain: Domain, bytes: &[u8], sig: &Signature) -> bool {
         Verifier::default().verify(key, domain, bytes, sig)
     }
 
@@ -410,6 +415,6 @@ mod tests {
         let mut weak = [0u8; 32];
         weak[0] = 1;
         let sig = Signature::from_bytes(&[0u8; 64]);
-        assert!(!verify(&PublicKey(weak), Domain::Message, b"x", &sig));
+        assert!(!verify_once(&PublicKey(weak), Domain::Message, b"x", &sig));
     }
 }
