@@ -24,6 +24,6 @@ pub mod wire;
 pub use id::{MessageId, NodeId};
 pub use message::{Hlc, Message};
 pub use node::{
-    Event, Lost, Member, Mismatch, Node, NodeConfig, PeerChange, PeerState, PublishError, Stats,
-    Transmit,
+    Event, Lost, Member, Mismatch, Node, NodeConfig, PeerChange, PeerState, ProtocolConfig,
+    PublishError, Stats, Transmit,
 };

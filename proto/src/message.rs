@@ -51,11 +51,11 @@ impl Hlc {
 
 /// One chat message, as gossiped and stored.
 ///
-/// A message decodes only if its signature verifies and its key derives
-/// its origin's id (see [`crate::sign`]): whatever a node holds was sent
-/// by the node its id names, unaltered.
+/// A message is taken from the network only if its signature verifies and
+/// its key derives its origin's id ([`Message::verify`], run by every
+/// decoder of network input, see [`crate::sign`]): whatever a node holds
+/// was sent by the node its id names, unaltered.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(try_from = "UncheckedMessage")]
 pub struct Message {
     /// Unique id: origin + sequence.
     pub id: MessageId,
@@ -104,34 +104,6 @@ pub enum AuthError {
     BadSignature,
 }
 
-/// The fields of a [`Message`] before its signature is checked.
-#[derive(Deserialize)]
-struct UncheckedMessage {
-    id: MessageId,
-    origin_name: String,
-    ts: Hlc,
-    channel: String,
-    text: String,
-    auth: Auth,
-}
-
-impl TryFrom<UncheckedMessage> for Message {
-    type Error = AuthError;
-
-    fn try_from(m: UncheckedMessage) -> Result<Message, AuthError> {
-        let message = Message {
-            id: m.id,
-            origin_name: m.origin_name,
-            ts: m.ts,
-            channel: m.channel,
-            text: m.text,
-            auth: m.auth,
-        };
-        message.verify()?;
-        Ok(message)
-    }
-}
-
 impl Message {
     /// A message from the node of `key`, signed by it.
     pub fn signed(
@@ -161,8 +133,9 @@ impl Message {
         }
     }
 
-    /// Checks that the key is the origin's and the signature verifies.
-    pub fn verify(&self) -> Result<(), AuthError> {
+    /// Checks that the key is the origin's and the signature verifies
+    /// (remembered in `verifier`, the checking node's memo).
+    pub fn verify(&self, verifier: &mut sign::Verifier) -> Result<(), AuthError> {
         if self.auth.key.node_id() != self.id.origin {
             return Err(AuthError::WrongKey);
         }
@@ -174,7 +147,7 @@ impl Message {
             &self.text,
             &self.auth.key,
         );
-        if sign::verify(&self.auth.key, Domain::Message, &content, &self.auth.sig) {
+        if verifier.verify(&self.auth.key, Domain::Message, &content, &self.auth.sig) {
             Ok(())
         } else {
             Err(AuthError::BadSignature)

@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -30,6 +31,7 @@ use crate::message::{Hlc, MAX_NAME_BYTES, Message};
 use crate::wire::{self, ClusterId, Header};
 
 mod anti_entropy;
+mod config;
 mod contact;
 mod dissemination;
 mod fragments;
@@ -43,26 +45,11 @@ mod suspicion;
 mod swim;
 mod timers;
 
-pub use anti_entropy::{
-    ANTI_ENTROPY_ACTIVE_INTERVAL, ANTI_ENTROPY_CATCH_UP_INTERVAL, ANTI_ENTROPY_INTERVAL,
-    CATCH_UP_THRESHOLD, MAX_REPAIR_BYTES_PER_DIGEST,
-};
-pub use contact::{HELLO_MIN_INTERVAL, LEFT_FORWARD_FANOUT};
-pub use dissemination::{GAP_PULL_DELAY, MAX_CLOCK_AHEAD, MIN_RETENTION};
-pub use fragments::{MAX_PARTIALS, PARTIAL_TIMEOUT, REASSEMBLY_MAX_BYTES};
-pub use identity_conflict::{IDENTITY_NOTICE_INTERVAL, IdentityInUse, RENEWAL_LOG_INTERVAL};
-pub use keyring_ops::{
-    KeyChange, KeyOpError, KeyringEvent, KeyringRequest, MAX_ACK_ERROR_BYTES, MAX_OUTSTANDING,
-    OUTSTANDING_FOR,
-};
+pub use config::ProtocolConfig;
+pub use identity_conflict::IdentityInUse;
+pub use keyring_ops::{KeyChange, KeyOpError, KeyringEvent, KeyringRequest, MAX_ACK_ERROR_BYTES};
 pub use member_sync::{
-    FINGERPRINT_BYTES, MAX_FINGERPRINTS_PER_DIGEST, MEMBER_SYNC_GROWING_INTERVAL,
-    MEMBER_SYNC_INTERVAL, member_fingerprint, member_hash,
-};
-pub use suspicion::{MAX_POSTPONES, NUDGE_INTERVAL, POSTPONE_STEP};
-pub use swim::{
-    IMMEDIATE_GOSSIP_MIN_INTERVAL, PERIODIC_ANNOUNCE_DOWN_INTERVAL, PERIODIC_ANNOUNCE_INTERVAL,
-    PERIODIC_GOSSIP_INTERVAL, PROBE_PERIOD, PROBE_RTT, REMOVE_DOWN_AFTER, SUSPECT_TO_DOWN_AFTER,
+    FINGERPRINT_BYTES, MAX_FINGERPRINTS_PER_DIGEST, member_fingerprint, member_hash,
 };
 
 use fragments::Reassembly;
@@ -70,12 +57,16 @@ use history::History;
 use membership::Membership;
 use outbox::Outbox;
 use suspicion::Suspicions;
-use swim::{GossipPacing, Swim};
+use swim::{GossipPacing, SharedVerifier, Swim, lock_verifier};
 use timers::{TimerKind, TimerQueue};
 
-/// Default number of messages kept in history: at the 3 s
-/// [`MIN_RETENTION`] a window this size admits a sustained 33,000
-/// messages/s before back-pressure starts.
+// The defaults of the `NodeConfig` fields an operator sets (the daemon's
+// settings). The protocol's own timings and tunables are in
+// `ProtocolConfig`.
+
+/// Default number of messages kept in history: at the default 3 s
+/// [`ProtocolConfig::min_retention`] a window this size admits a sustained
+/// 33,000 messages/s before back-pressure starts.
 pub const DEFAULT_HISTORY_LIMIT: usize = 100_000;
 
 /// Default bound of the history's payload bytes (text, channel and name of
@@ -86,11 +77,6 @@ pub const DEFAULT_HISTORY_MAX_BYTES: usize = 64 * 1024 * 1024;
 /// neither kept nor served to nodes catching up.
 pub const DEFAULT_HISTORY_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// Default number of members an eager push goes to. With forwarding on first
-/// receipt, 3 reaches every node of a LAN cluster with high probability;
-/// anti-entropy repairs the rest.
-pub const DEFAULT_PUSH_FANOUT: usize = 3;
-
 /// Largest `text` any node accepts; [`NodeConfig::max_text_bytes`] is
 /// clamped to it. Messages that do not fit one datagram travel as
 /// fragments.
@@ -99,17 +85,13 @@ pub const MAX_TEXT_BYTES: usize = wire::MAX_TEXT_BYTES;
 /// Default largest `text` [`Node::publish`] accepts: 64 KiB.
 pub const DEFAULT_MAX_TEXT_BYTES: usize = 64 * 1024;
 
-/// Default of [`NodeConfig::direct_push_limit`]: up to this many active
-/// members, an origin pushes to each of them itself.
-pub const DEFAULT_DIRECT_PUSH_LIMIT: usize = 16;
-
 /// Longest [`NodeConfig::reap_after`]: ten years (a deadline that far out
 /// still fits any clock).
 pub const MAX_REAP_AFTER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
-/// Longest round trip recorded as [`Member::rtt`]; longer echoes are stale
-/// or forged.
-pub const MAX_PLAUSIBLE_RTT: Duration = Duration::from_secs(10);
+/// Default of [`NodeConfig::reap_after`]: how long a failed or left member
+/// is remembered (and listed by `peers --all`) before it is forgotten.
+pub const DEFAULT_REAP_AFTER: Duration = Duration::from_secs(60 * 60);
 
 /// Static configuration of a [`Node`].
 #[derive(Debug, Clone)]
@@ -153,14 +135,6 @@ pub struct NodeConfig {
     /// Largest `text` accepted by [`Node::publish`], in bytes; clamped to
     /// [`MAX_TEXT_BYTES`].
     pub max_text_bytes: usize,
-    /// How many members an eager push goes to when it is relayed (0:
-    /// anti-entropy only).
-    pub push_fanout: usize,
-    /// Up to this many active members, this node pushes its own messages
-    /// to every one of them directly, and they do not relay (one hop, one
-    /// copy each); above it, to `push_fanout` members who relay. Gaps are
-    /// pulled either way.
-    pub direct_push_limit: usize,
     /// Seed of the node's RNG (probe order, fanout choice). The daemon passes
     /// a random value; tests pass a fixed one to replay a run.
     pub rng_seed: u64,
@@ -171,6 +145,10 @@ pub struct NodeConfig {
     /// datagram is sealed, and only datagrams sealed under one of its keys
     /// are accepted.
     pub keyring: Option<crate::seal::Keyring>,
+    /// The protocol's timings and tunables (intervals, timeouts, fan-outs,
+    /// budgets): [`ProtocolConfig::default`] everywhere but in tests that
+    /// explore other values.
+    pub protocol: ProtocolConfig,
 }
 
 impl NodeConfig {
@@ -178,9 +156,9 @@ impl NodeConfig {
     /// generation 0, first sequence 1, [`DEFAULT_HISTORY_LIMIT`],
     /// [`DEFAULT_HISTORY_MAX_BYTES`], [`DEFAULT_HISTORY_MAX_AGE`], wall clock
     /// 0 at start (tests; the daemon passes the real one), no clock floor,
-    /// [`DEFAULT_MAX_TEXT_BYTES`], [`DEFAULT_PUSH_FANOUT`],
-    /// [`DEFAULT_DIRECT_PUSH_LIMIT`], RNG seed 0, members
-    /// reaped after [`REMOVE_DOWN_AFTER`].
+    /// [`DEFAULT_MAX_TEXT_BYTES`], RNG seed 0, members reaped after
+    /// [`DEFAULT_REAP_AFTER`], no keyring, and the default
+    /// [`ProtocolConfig`].
     pub fn new(
         key: crate::sign::NodeKey,
         name: impl Into<String>,
@@ -201,11 +179,10 @@ impl NodeConfig {
             wall_ms_at_start: 0,
             clock_floor: Hlc::default(),
             max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
-            push_fanout: DEFAULT_PUSH_FANOUT,
-            direct_push_limit: DEFAULT_DIRECT_PUSH_LIMIT,
             rng_seed: 0,
-            reap_after: REMOVE_DOWN_AFTER,
+            reap_after: DEFAULT_REAP_AFTER,
             keyring: None,
+            protocol: ProtocolConfig::default(),
         }
     }
 }
@@ -352,11 +329,14 @@ pub enum PublishError {
     /// The node has left.
     #[error("this node has left the cluster")]
     Left,
-    /// History is full of messages younger than [`MIN_RETENTION`]: taking
+    /// History is full of messages younger than
+    /// [`ProtocolConfig::min_retention`]: taking
     /// another would evict one that members may still be pulling. Retry
     /// after `retry_after` (back-pressure on a sender faster than the
     /// history window allows).
-    #[error("the history window is full of messages younger than {min:?}; retry in {retry_after:?}", min = MIN_RETENTION)]
+    #[error(
+        "the history window is full of messages too young to evict (members may still pull them); retry in {retry_after:?}"
+    )]
     Busy {
         /// When the oldest message will be old enough to evict.
         retry_after: Duration,
@@ -439,7 +419,7 @@ pub enum Mismatch {
     SealedWithoutKey,
     /// Sealed under a key this node holds, by a sender run it has no
     /// record of, and stamped further from this node's clock than
-    /// [`crate::seal::replay::FRESHNESS`]: one of the two clocks is off (or
+    /// [`ProtocolConfig::replay_freshness`]: one of the two clocks is off (or
     /// an old capture was replayed); counted as `stale`.
     ClockSkew,
 }
@@ -492,6 +472,11 @@ pub struct Node {
     /// Origin of the microsecond stamps used for round trips.
     epoch: Instant,
     swim: Swim,
+    /// This node's memo of verified signatures: every decoder of network
+    /// input the node calls checks signatures with it (see
+    /// [`crate::sign::Verifier`]). Shared only with the SWIM codec, which
+    /// foca owns; no other node sees it.
+    verifier: SharedVerifier,
     timers: TimerQueue,
     members: Membership,
     history: History,
@@ -565,23 +550,25 @@ impl Node {
     pub fn new(mut config: NodeConfig, now: Instant) -> Self {
         truncate_at_char_boundary(&mut config.name, MAX_NAME_BYTES);
         config.id = config.key.node_id();
-        crate::sign::register_own(&config.key);
         config.first_seq = config.first_seq.max(1);
         config.history_limit = config.history_limit.max(1);
         config.max_text_bytes = config.max_text_bytes.clamp(1, MAX_TEXT_BYTES);
         config.reap_after = config
             .reap_after
             .clamp(Duration::from_secs(1), MAX_REAP_AFTER);
-        let identity = wire::Identity::signed(
+        let identity = wire::Identity::own(
             &config.key,
             config.advertise_addr,
             config.name.clone(),
             config.generation,
         );
+        let verifier = SharedVerifier::default();
         let swim = Swim::new(
             identity,
             StdRng::seed_from_u64(config.rng_seed),
+            &config.protocol,
             config.reap_after,
+            Arc::clone(&verifier),
         );
         // A different stream than foca's, so that our choices do not shift
         // foca's probe order (and vice versa).
@@ -591,9 +578,13 @@ impl Node {
         let sealer = config.keyring.clone().map(|keyring| {
             let mut run_rng = StdRng::seed_from_u64(config.rng_seed ^ 0x5ea1_5ea1_5ea1_5ea1);
             crate::seal::Sealer::new(keyring, rand::Rng::next_u64(&mut run_rng))
+                .with_replay_freshness(config.protocol.replay_freshness)
         });
         let mut timers = TimerQueue::default();
-        timers.schedule(now + ANTI_ENTROPY_INTERVAL, TimerKind::AntiEntropy);
+        timers.schedule(
+            now + config.protocol.anti_entropy_interval,
+            TimerKind::AntiEntropy,
+        );
         Node {
             cluster: ClusterId::from_label(&config.cluster),
             epoch: now,
@@ -609,6 +600,7 @@ impl Node {
                 config.id,
             ),
             swim,
+            verifier,
             timers,
             members: Membership::default(),
             clock: config.clock_floor,
@@ -624,7 +616,7 @@ impl Node {
             suspicions: Suspicions::default(),
             gossip_pacing: GossipPacing::default(),
             outbox: Outbox::default(),
-            reassembly: Reassembly::default(),
+            reassembly: Reassembly::new(&config.protocol),
             gap_pulls: BTreeMap::new(),
             heads: BTreeMap::new(),
             last_message_at: None,
@@ -632,7 +624,7 @@ impl Node {
             sealer,
             last_wall_ms: config.wall_ms_at_start,
             member_sync: member_sync::MemberSyncState::new(config.rng_seed),
-            keyring_requests: keyring_ops::KeyringRequests::default(),
+            keyring_requests: keyring_ops::KeyringRequests::new(&config.protocol),
             identity_conflict: identity_conflict::ConflictWatch::default(),
             config,
         }
@@ -641,6 +633,11 @@ impl Node {
     /// This node's public key (its id derives from it).
     pub fn public_key(&self) -> crate::sign::PublicKey {
         self.config.key.public()
+    }
+
+    /// The timings and tunables this node runs with.
+    pub fn protocol(&self) -> &ProtocolConfig {
+        &self.config.protocol
     }
 
     /// This node's id.
@@ -688,7 +685,10 @@ impl Node {
                 }
             },
         };
-        let (header, body) = match wire::decode(bytes, self.cluster) {
+        // The verifier's guard ends with this statement, before the node
+        // is changed.
+        let decoded = wire::decode(bytes, self.cluster, &mut lock_verifier(&self.verifier));
+        let (header, body) = match decoded {
             Ok(decoded) => decoded,
             // Not decoded, so no sender to name: only the address.
             Err(err) => {
@@ -778,14 +778,14 @@ impl Node {
     /// An address to contact (mDNS, seed, join): sends it a hello; it becomes
     /// a member when it answers. Skipped for our own address, for addresses
     /// of alive or suspect members, and for an address contacted less than
-    /// [`HELLO_MIN_INTERVAL`] ago, so the driver may call this repeatedly.
+    /// [`ProtocolConfig::hello_min_interval`] ago, so the driver may call this repeatedly.
     pub fn handle_contact(&mut self, addr: SocketAddr, now: Instant) {
         self.contact(addr, now);
     }
 
     /// Publishes a message from this node: validates it, stamps it, stores
     /// it, delivers it locally ([`Event::Message`]) and pushes it to
-    /// `push_fanout` random members.
+    /// [`ProtocolConfig::push_fanout`] random members.
     pub fn publish(
         &mut self,
         channel: &str,
@@ -1056,13 +1056,13 @@ impl Node {
 
     /// The round trip since `stamp_us` (a stamp of ours a peer echoed), if
     /// plausible: a peer could echo anything, and a stamp from the future or
-    /// over [`MAX_PLAUSIBLE_RTT`] ago is not a measurement.
+    /// over [`ProtocolConfig::max_plausible_rtt`] ago is not a measurement.
     fn rtt_since(&self, stamp_us: u64, now: Instant) -> Option<Duration> {
         let now_us = self.stamp_us(now);
         now_us
             .checked_sub(stamp_us)
             .map(Duration::from_micros)
-            .filter(|rtt| *rtt <= MAX_PLAUSIBLE_RTT)
+            .filter(|rtt| *rtt <= self.config.protocol.max_plausible_rtt)
     }
 }
 
@@ -1074,5 +1074,61 @@ pub(crate) fn truncate_at_char_boundary(s: &mut String, max: usize) {
             cut -= 1;
         }
         s.truncate(cut);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Sim;
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // one real Instant as the origin of virtual time
+    fn each_node_verifies_with_a_memo_of_its_own() {
+        let mut sim = Sim::new(Instant::now(), 0x5eed);
+        for name in ["a", "b", "c"] {
+            sim.add_node(name);
+        }
+        sim.contact(1, 0);
+        let all_alive = |sim: &Sim| {
+            [(0, 1), (1, 0)]
+                .iter()
+                .all(|&(a, b)| sim.state(a, b) == Some(PeerState::Alive))
+        };
+        assert!(sim.run_until(Duration::from_secs(10), all_alive));
+        let memo = |sim: &Sim, index: usize| lock_verifier(&sim.node(index).verifier).memo_len();
+        assert!(
+            memo(&sim, 0) > 0 && memo(&sim, 1) > 0,
+            "a and b verified each other"
+        );
+        assert_eq!(memo(&sim, 2), 0, "c heard nothing, so it remembers nothing");
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // one real Instant as the origin of virtual time
+    fn a_node_renews_its_own_identity_and_no_other() {
+        let mut sim = Sim::new(Instant::now(), 0x5eed);
+        sim.add_node("a");
+        sim.add_node("b");
+        sim.contact(1, 0);
+        assert!(sim.run_until(Duration::from_secs(10), |sim| {
+            sim.state(0, 1) == Some(PeerState::Alive)
+        }));
+        // b's identity as a holds it (decoded from the network): no key,
+        // so a cannot make b's next run, although both run in this process.
+        let b_as_seen_by_a = sim
+            .node(0)
+            .members
+            .active_identity(Sim::id(1))
+            .expect("b is a member of a")
+            .clone();
+        assert!(b_as_seen_by_a.renewed().is_none());
+        let own = sim
+            .node(1)
+            .swim
+            .identity()
+            .renewed()
+            .expect("b renews itself");
+        assert_eq!(own.generation, sim.node(1).generation() + 1);
     }
 }

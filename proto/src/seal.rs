@@ -338,14 +338,27 @@ pub struct Sealer {
 }
 
 impl Sealer {
-    /// A sealer whose nonces start with `run` (random, once per run).
+    /// A sealer whose nonces start with `run` (random, once per run),
+    /// refusing datagrams of unknown runs outside the default
+    /// [`crate::node::ProtocolConfig::replay_freshness`].
     pub fn new(keyring: Keyring, run: u64) -> Sealer {
         Sealer {
             keyring,
             run,
             counter: 0,
-            replay: replay::ReplayGuard::default(),
+            replay: replay::ReplayGuard::new(
+                crate::node::ProtocolConfig::default().replay_freshness,
+            ),
         }
+    }
+
+    /// The same sealer, with another freshness span for datagrams of runs
+    /// it has no record of (a node's own
+    /// [`crate::node::ProtocolConfig::replay_freshness`]). Call before the
+    /// first datagram: it forgets the runs remembered.
+    pub fn with_replay_freshness(mut self, freshness: std::time::Duration) -> Sealer {
+        self.replay = replay::ReplayGuard::new(freshness);
+        self
     }
 
     /// Runs of other nodes whose counters this sealer remembers.
@@ -524,7 +537,8 @@ mod tests {
         let mut sealer = Sealer::new(keyring(1), 9);
         let captured = sealer.seal(&plain(&leave()), NOW).expect("seal");
         let mut restarted = Sealer::new(keyring(1), 11);
-        let later = NOW + replay::FRESHNESS + 1;
+        let freshness = crate::node::ProtocolConfig::default().replay_freshness;
+        let later = NOW + u64::try_from(freshness.as_millis()).expect("minutes") + 1;
         assert_eq!(
             restarted.open(&captured, cluster, later),
             Err(OpenError::Stale)

@@ -12,21 +12,24 @@
 //!   own address, or under another name.
 //! - A leave notice is signed, so no one can make a running node look gone.
 //!
-//! Both checks run where the values are decoded (a value that fails them
-//! does not decode), so no path that takes one from the network can skip
-//! them. Signed bytes start with a domain string per kind of statement, so
-//! a signature over one kind never verifies as another.
+//! The checks run in the decoders that take these values from the network
+//! ([`crate::wire::decode`], the reassembly of large messages, the SWIM
+//! codec): a value that fails them is refused with the datagram, so no path
+//! from the network can skip them. (Deserializing a value alone does not
+//! check its signature: the check needs the node's [`Verifier`].) Signed
+//! bytes start with a domain string per kind of statement, so a signature
+//! over one kind never verifies as another.
 //!
 //! Verifying costs tens of microseconds; the same signed statement reaches
-//! a node many times (every SWIM packet repeats identities), so verified
-//! statements are remembered in a small cache keyed by the signature. The
-//! cache is a pure memo of a pure function, shared by the whole process:
-//! it changes no result, only the time taken (which matters most in a
-//! 1,000-node simulation, where every node checks the same statements).
+//! a node many times (every SWIM packet repeats identities), so each node
+//! remembers what it verified in a small memo keyed by the signature, its
+//! [`Verifier`]. The memo changes no result, only the time taken. It is
+//! owned by the node, like everything else in this crate: two nodes in one
+//! process (a simulation runs hundreds) share nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Arc;
 
 use ed25519_dalek::Signer;
 use serde::{Deserialize, Serialize};
@@ -211,106 +214,171 @@ fn signed_bytes(domain: Domain, bytes: &[u8]) -> Vec<u8> {
     signed
 }
 
-/// Whether `sig` is `key`'s signature of `bytes` as a statement of kind
-/// `domain`. Keys of small order (which would "verify" forgeries) are
-/// refused, and signatures with a non-canonical `s` too (RFC 8032's check).
-pub(crate) fn verify(key: &PublicKey, domain: Domain, bytes: &[u8], sig: &Signature) -> bool {
-    let signed = signed_bytes(domain, bytes);
-    let digest: [u8; 32] = Sha256::digest(&signed).into();
-    let memo_key = sig.to_bytes();
-    {
-        let cache = VERIFIED.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.get(&memo_key) == Some(&(key.0, digest)) {
-            return true;
-        }
-    }
-    let Some(verifying) = verifying_key(key) else {
-        return false;
-    };
-    let signature = ed25519_dalek::Signature::from_bytes(&memo_key);
-    // Not `verify_strict`: its only extra is refusing a small-order `R`,
-    // which costs a point decompression per signature (a third of the
-    // time) and guards against nothing here: weak keys are refused once,
-    // below, and nothing in rossip depends on signatures being unique.
-    let ok = ed25519_dalek::Verifier::verify(&verifying, &signed, &signature).is_ok();
-    if ok {
-        let mut cache = VERIFIED.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.len() >= VERIFIED_CACHE_ENTRIES {
-            // Dropping everything at once keeps this trivially bounded;
-            // a miss costs one verification.
-            cache.clear();
-        }
-        cache.insert(memo_key, (key.0, digest));
-    }
-    ok
+/// A node's memo of verified statements and decompressed keys: what makes
+/// the thousandth copy of an identity in SWIM gossip cost a lookup instead
+/// of a signature check. Owned by one node (and lent to the decoders it
+/// calls); bounded, and cleared at once when full, which keeps it trivially
+/// bounded at the cost of one verification per miss.
+#[derive(Default)]
+pub struct Verifier {
+    /// Keys kept decompressed: decompressing a point costs about as much as
+    /// the rest of a verification, and a cluster has few keys.
+    keys: BTreeMap<[u8; PUBLIC_KEY_BYTES], ed25519_dalek::VerifyingKey>,
+    /// SHA-256 of (signature ‖ key ‖ signed bytes) of each statement
+    /// verified: a hit is that exact statement, and an entry is 32 bytes
+    /// (a simulation holds one memo per node).
+    verified: BTreeSet<[u8; 32]>,
 }
 
-/// The decompressed form of `key`, from a memo: decompressing a point costs
-/// about as much as the rest of a verification, and a cluster has few keys.
-/// `None` for bytes that are not a point, or a point of small order.
-fn verifying_key(key: &PublicKey) -> Option<ed25519_dalek::VerifyingKey> {
-    {
-        let keys = KEYS.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(verifying) = keys.get(&key.0) {
-            return Some(*verifying);
-        }
-    }
-    let verifying = ed25519_dalek::VerifyingKey::from_bytes(&key.0).ok()?;
-    if verifying.is_weak() {
-        return None;
-    }
-    let mut keys = KEYS.lock().unwrap_or_else(PoisonError::into_inner);
-    if keys.len() >= KEY_CACHE_ENTRIES {
-        keys.clear();
-    }
-    keys.insert(key.0, verifying);
-    Some(verifying)
-}
-
-/// Registers the key of a node running in this process, so that its
-/// identity can be re-signed when SWIM renews it (a node declared failed
-/// while alive comes back as the next generation; foca makes that identity
-/// without access to the node).
-pub(crate) fn register_own(key: &NodeKey) {
-    OWN_KEYS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(key.node_id(), key.clone());
-}
-
-/// The key of a node running in this process (see [`register_own`]).
-pub(crate) fn own_key(id: &NodeId) -> Option<NodeKey> {
-    OWN_KEYS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .get(id)
-        .cloned()
-}
-
-/// One entry per node created in this process: one in the daemon, N in a
-/// simulation.
-static OWN_KEYS: Mutex<BTreeMap<NodeId, NodeKey>> = Mutex::new(BTreeMap::new());
-
-/// Keys kept decompressed (each ~200 bytes).
+/// Keys kept decompressed (each ~200 bytes: ~800 KiB at most).
 const KEY_CACHE_ENTRIES: usize = 4096;
 
-static KEYS: Mutex<BTreeMap<[u8; PUBLIC_KEY_BYTES], ed25519_dalek::VerifyingKey>> =
-    Mutex::new(BTreeMap::new());
-
-/// Entries of the verification memo (each ~130 bytes: ~2 MiB at most).
+/// Entries of the verification memo (each 32 bytes and the tree's share:
+/// under 1 MiB).
 const VERIFIED_CACHE_ENTRIES: usize = 16_384;
 
-/// Signature → (key, SHA-256 of the signed bytes) of verified statements.
-type VerifiedCache = BTreeMap<[u8; SIGNATURE_BYTES], ([u8; PUBLIC_KEY_BYTES], [u8; 32])>;
+impl Verifier {
+    /// Whether `sig` is `key`'s signature of `bytes` as a statement of
+    /// kind `domain`. Keys of small order (which would "verify" forgeries)
+    /// are refused, and signatures with a non-canonical `s` too (RFC 8032's
+    /// check).
+    pub(crate) fn verify(
+        &mut self,
+        key: &PublicKey,
+        domain: Domain,
+        bytes: &[u8],
+        sig: &Signature,
+    ) -> bool {
+        let signed = signed_bytes(domain, bytes);
+        let sig_bytes = sig.to_bytes();
+        let memo_key: [u8; 32] = Sha256::new()
+            .chain_update(sig_bytes)
+            .chain_update(key.0)
+            .chain_update(&signed)
+            .finalize()
+            .into();
+        if self.verified.contains(&memo_key) {
+            return true;
+        }
+        let Some(verifying) = self.verifying_key(key) else {
+            return false;
+        };
+        let signature = ed25519_dalek::Signature::from_bytes(&sig_bytes);
+        // Not `verify_strict`: its only extra is refusing a small-order
+        // `R`, which costs a point decompression per signature (a third of
+        // the time) and guards against nothing here: weak keys are refused
+        // once, below, and nothing in rossip depends on signatures being
+        // unique.
+        let ok = ed25519_dalek::Verifier::verify(&verifying, &signed, &signature).is_ok();
+        if ok {
+            if self.verified.len() >= VERIFIED_CACHE_ENTRIES {
+                self.verified.clear();
+            }
+            self.verified.insert(memo_key);
+        }
+        ok
+    }
 
-static VERIFIED: Mutex<VerifiedCache> = Mutex::new(BTreeMap::new());
+    /// Statements remembered as verified.
+    #[cfg(test)]
+    pub(crate) fn memo_len(&self) -> usize {
+        self.verified.len()
+    }
+
+    /// The decompressed form of `key`, from the memo if there. `None` for
+    /// bytes that are not a point, or a point of small order.
+    fn verifying_key(&mut self, key: &PublicKey) -> Option<ed25519_dalek::VerifyingKey> {
+        if let Some(verifying) = self.keys.get(&key.0) {
+            return Some(*verifying);
+        }
+        let verifying = ed25519_dalek::VerifyingKey::from_bytes(&key.0).ok()?;
+        if verifying.is_weak() {
+            return None;
+        }
+        if self.keys.len() >= KEY_CACHE_ENTRIES {
+            self.keys.clear();
+        }
+        self.keys.insert(key.0, verifying);
+        Some(verifying)
+    }
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("keys", &self.keys.len())
+            .field("verified", &self.verified.len())
+            .finish()
+    }
+}
+
+/// The key pair of the node an identity belongs to, carried by that node's
+/// own identity (see [`crate::wire::Identity::own`]) so that foca, which
+/// renews the identity of a node declared failed while running without
+/// access to the node, can sign the next generation. Never sent, and
+/// ignored by comparisons and hashing: two copies of an identity are equal
+/// whoever holds the key.
+#[derive(Clone, Default)]
+pub(crate) struct OwnKey(Option<Arc<NodeKey>>);
+
+impl OwnKey {
+    /// Carries `key`.
+    pub(crate) fn new(key: &NodeKey) -> OwnKey {
+        OwnKey(Some(Arc::new(key.clone())))
+    }
+
+    /// The key, for this node's own identity; `None` for others'.
+    pub(crate) fn get(&self) -> Option<&NodeKey> {
+        self.0.as_deref()
+    }
+}
+
+impl PartialEq for OwnKey {
+    fn eq(&self, _: &OwnKey) -> bool {
+        true
+    }
+}
+
+impl Eq for OwnKey {}
+
+impl PartialOrd for OwnKey {
+    fn partial_cmp(&self, other: &OwnKey) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OwnKey {
+    fn cmp(&self, _: &OwnKey) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+impl std::hash::Hash for OwnKey {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
+impl fmt::Debug for OwnKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the secret; whether it is there is what matters.
+        f.write_str(if self.0.is_some() { "own" } else { "-" })
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A check by a node that never verified anything before.
+    fn verify_once(key: &PublicKey, domain: Domain, bytes: &[u8], sig: &Signature) -> bool {
+        Verifier::default().verify(key, domain, bytes, sig)
+    }
+
     #[test]
     fn signatures_verify_only_for_their_key_domain_and_bytes() {
+        let mut verifier = Verifier::default();
+        let mut verify = |key: &PublicKey, domain, bytes: &[u8], sig: &Signature| {
+            verifier.verify(key, domain, bytes, sig)
+        };
         let a = NodeKey::for_testing(1);
         let b = NodeKey::for_testing(2);
         let sig = a.sign(Domain::Message, b"hello");
@@ -347,6 +415,6 @@ mod tests {
         let mut weak = [0u8; 32];
         weak[0] = 1;
         let sig = Signature::from_bytes(&[0u8; 64]);
-        assert!(!verify(&PublicKey(weak), Domain::Message, b"x", &sig));
+        assert!(!verify_once(&PublicKey(weak), Domain::Message, b"x", &sig));
     }
 }

@@ -112,12 +112,12 @@ pub struct Header {
 ///
 /// The node signs its id, address, name, generation and key (see
 /// [`crate::sign`]); an identity whose key does not derive its id, or whose
-/// signature does not verify, does not decode. The generation is signed
+/// signature does not verify, is refused by every decoder of network input
+/// ([`Identity::verify`]). The generation is signed
 /// because it decides which of two identities of a node wins: otherwise
 /// anyone could gossip a node's identity with a higher generation, marked
 /// down, and keep it out. (A renewal, [`Identity::renewed`], re-signs.)
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
-#[serde(try_from = "UncheckedIdentity")]
 pub struct Identity {
     /// The node's id (the membership key).
     pub id: NodeId,
@@ -131,34 +131,10 @@ pub struct Identity {
     pub key: PublicKey,
     /// The node's signature of `id`, `addr`, `name` and `key`.
     pub sig: Signature,
-}
-
-/// The fields of an [`Identity`] before its signature is checked.
-#[derive(Deserialize)]
-struct UncheckedIdentity {
-    id: NodeId,
-    addr: SocketAddr,
-    name: String,
-    generation: u64,
-    key: PublicKey,
-    sig: Signature,
-}
-
-impl TryFrom<UncheckedIdentity> for Identity {
-    type Error = crate::message::AuthError;
-
-    fn try_from(u: UncheckedIdentity) -> Result<Identity, Self::Error> {
-        let identity = Identity {
-            id: u.id,
-            addr: u.addr,
-            name: u.name,
-            generation: u.generation,
-            key: u.key,
-            sig: u.sig,
-        };
-        identity.verify()?;
-        Ok(identity)
-    }
+    /// The node's key pair, in this process's own node's identity only (see
+    /// [`Identity::own`]): what renews it. Not sent; not compared.
+    #[serde(skip)]
+    pub(crate) own_key: crate::sign::OwnKey,
 }
 
 impl Identity {
@@ -177,29 +153,41 @@ impl Identity {
             generation,
             key: public,
             sig,
+            own_key: crate::sign::OwnKey::default(),
         }
     }
 
-    /// The next generation of this identity, signed: only for a node that
-    /// runs in this process (`None` for others, and at the last generation).
-    pub fn renewed(&self) -> Option<Identity> {
-        let generation = self.generation.checked_add(1)?;
-        let key = crate::sign::own_key(&self.id)?;
-        Some(Identity::signed(
-            &key,
-            self.addr,
-            self.name.clone(),
-            generation,
-        ))
+    /// A node's own identity: signed by `key`, which it also carries so the
+    /// node can renew it ([`Identity::renewed`]). Only a node's identity of
+    /// itself is made this way; copies decoded from the network never
+    /// carry a key.
+    pub(crate) fn own(key: &NodeKey, addr: SocketAddr, name: String, generation: u64) -> Identity {
+        Identity {
+            own_key: crate::sign::OwnKey::new(key),
+            ..Identity::signed(key, addr, name, generation)
+        }
     }
 
-    /// Checks that the key derives the id and the signature verifies.
-    pub fn verify(&self) -> Result<(), crate::message::AuthError> {
+    /// The next generation of this identity, signed: only for the identity
+    /// a node made of itself, which holds its key (`None` for identities
+    /// decoded from the network, and at the last generation).
+    pub fn renewed(&self) -> Option<Identity> {
+        let generation = self.generation.checked_add(1)?;
+        let key = self.own_key.get()?;
+        Some(Identity::own(key, self.addr, self.name.clone(), generation))
+    }
+
+    /// Checks that the key derives the id and the signature verifies
+    /// (remembered in `verifier`, the checking node's memo).
+    pub fn verify(
+        &self,
+        verifier: &mut crate::sign::Verifier,
+    ) -> Result<(), crate::message::AuthError> {
         if self.key.node_id() != self.id {
             return Err(crate::message::AuthError::WrongKey);
         }
         let bytes = identity_bytes(&self.id, &self.addr, &self.name, self.generation, &self.key);
-        if crate::sign::verify(&self.key, Domain::Identity, &bytes, &self.sig) {
+        if verifier.verify(&self.key, Domain::Identity, &bytes, &self.sig) {
             Ok(())
         } else {
             Err(crate::message::AuthError::BadSignature)
@@ -675,19 +663,56 @@ pub fn decode_header(bytes: &[u8], expected: ClusterId) -> Result<(Header, &[u8]
     Ok((header, body))
 }
 
-/// Decodes a whole datagram of cluster `expected`.
-pub fn decode(bytes: &[u8], expected: ClusterId) -> Result<(Header, Body), DecodeError> {
+/// Decodes a whole datagram of cluster `expected`, and checks every signed
+/// value in it (messages, identities) with `verifier`, the receiving node's
+/// memo: a datagram with one that fails is refused whole.
+pub fn decode(
+    bytes: &[u8],
+    expected: ClusterId,
+    verifier: &mut crate::sign::Verifier,
+) -> Result<(Header, Body), DecodeError> {
     let (header, body) = decode_header(bytes, expected)?;
-    let (body, rest) = postcard::take_from_bytes::<Body>(body).map_err(|err| match err {
-        // The only custom errors in a body are refused signatures (the
-        // `try_from` checks of `Message` and `Identity`).
-        postcard::Error::SerdeDeCustom => DecodeError::BadSignature,
-        _ => DecodeError::Malformed,
-    })?;
+    let (body, rest) =
+        postcard::take_from_bytes::<Body>(body).map_err(|_| DecodeError::Malformed)?;
     if !rest.is_empty() {
         return Err(DecodeError::Malformed);
     }
+    verify_signed(&body, verifier).map_err(|_| DecodeError::BadSignature)?;
     Ok((header, body))
+}
+
+/// Checks the signatures of the messages and identities `body` carries.
+/// (SWIM payloads are checked by the SWIM codec as it decodes them; leave
+/// notices by the node, against the key of the member that leaves.)
+fn verify_signed(
+    body: &Body,
+    verifier: &mut crate::sign::Verifier,
+) -> Result<(), crate::message::AuthError> {
+    match body {
+        Body::Hello(hello) => hello.identity.verify(verifier),
+        Body::Push(Push { items, .. }) | Body::Repair(items) => {
+            items.iter().try_for_each(|item| match item {
+                Payload::Whole(message) => message.verify(verifier),
+                // A piece is checked as part of its message, once complete.
+                Payload::Piece(_) => Ok(()),
+            })
+        }
+        Body::MemberSync { identities, .. } => identities
+            .iter()
+            .try_for_each(|identity| identity.verify(verifier)),
+        Body::Swim(_)
+        | Body::Leave { .. }
+        | Body::Left { .. }
+        | Body::Digest(_)
+        | Body::Suspected { .. }
+        | Body::Gone(_)
+        | Body::MemberDigest { .. }
+        | Body::MemberSummary { .. }
+        | Body::KeyringQuery { .. }
+        | Body::KeyringReport { .. }
+        | Body::KeyringCommand { .. }
+        | Body::KeyringAck { .. } => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -826,7 +851,12 @@ mod tests {
         ];
         for body in bodies {
             let bytes = encode(&header(), &body).expect("encode");
-            let (h, b) = decode(&bytes, header().cluster).expect("decode");
+            let (h, b) = decode(
+                &bytes,
+                header().cluster,
+                &mut crate::sign::Verifier::default(),
+            )
+            .expect("decode");
             assert_eq!(h, header());
             assert_eq!(b, body);
         }
@@ -842,36 +872,56 @@ mod tests {
         let cluster = header().cluster;
 
         assert_eq!(
-            decode(&bytes[..10], cluster),
+            decode(&bytes[..10], cluster, &mut crate::sign::Verifier::default()),
             Err(DecodeError::TooShort(10))
         );
         assert_eq!(
-            decode(b"GET / HTTP/1.1", cluster),
+            decode(
+                b"GET / HTTP/1.1",
+                cluster,
+                &mut crate::sign::Verifier::default()
+            ),
             Err(DecodeError::BadMagic)
         );
 
         let mut v = bytes.clone();
         v[2] = 9;
-        assert_eq!(decode(&v, cluster), Err(DecodeError::UnsupportedVersion(9)));
+        assert_eq!(
+            decode(&v, cluster, &mut crate::sign::Verifier::default()),
+            Err(DecodeError::UnsupportedVersion(9))
+        );
 
         let mut f = bytes.clone();
         f[3] = 1;
-        assert_eq!(decode(&f, cluster), Err(DecodeError::Sealed));
+        assert_eq!(
+            decode(&f, cluster, &mut crate::sign::Verifier::default()),
+            Err(DecodeError::Sealed)
+        );
         f[3] = 2;
-        assert_eq!(decode(&f, cluster), Err(DecodeError::UnsupportedFlags(2)));
+        assert_eq!(
+            decode(&f, cluster, &mut crate::sign::Verifier::default()),
+            Err(DecodeError::UnsupportedFlags(2))
+        );
 
         assert_eq!(
-            decode(&bytes, ClusterId::from_label("other")),
+            decode(
+                &bytes,
+                ClusterId::from_label("other"),
+                &mut crate::sign::Verifier::default()
+            ),
             Err(DecodeError::WrongCluster)
         );
 
         let mut trailing = bytes.clone();
         trailing.push(0);
-        assert_eq!(decode(&trailing, cluster), Err(DecodeError::Malformed));
+        assert_eq!(
+            decode(&trailing, cluster, &mut crate::sign::Verifier::default()),
+            Err(DecodeError::Malformed)
+        );
 
         let big = vec![0u8; MAX_DATAGRAM_BYTES + 1];
         assert_eq!(
-            decode(&big, cluster),
+            decode(&big, cluster, &mut crate::sign::Verifier::default()),
             Err(DecodeError::Oversized(MAX_DATAGRAM_BYTES + 1))
         );
         assert_eq!(DecodeError::WrongCluster.reason(), "wrong_cluster");

@@ -11,9 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rossip_proto::message::Message;
-use rossip_proto::node::{
-    DEFAULT_MAX_TEXT_BYTES, Event, MAX_CLOCK_AHEAD, MIN_RETENTION, NodeConfig, PublishError,
-};
+use rossip_proto::node::{DEFAULT_MAX_TEXT_BYTES, Event, NodeConfig, ProtocolConfig, PublishError};
 use rossip_proto::testing::Sim;
 use rossip_proto::{MessageId, NodeId};
 
@@ -331,7 +329,7 @@ fn clocks_far_ahead_or_behind_keep_each_origins_order_and_one_order_everywhere()
     }
     // Node 2 saw node 0's future stamps but did not adopt them.
     let own = sim.publish(2, "after").expect("publish");
-    let ahead = MAX_CLOCK_AHEAD.as_millis() as u64;
+    let ahead = ProtocolConfig::default().max_clock_ahead.as_millis() as u64;
     assert!(own.ts.ms <= sim.wall_ms() + ahead, "{:?}", own.ts);
 }
 
@@ -345,7 +343,10 @@ fn a_sender_faster_than_the_window_allows_is_told_and_nothing_accepted_is_lost()
         match sim.publish(0, &format!("fast {i}")) {
             Ok(message) => accepted.push(message.id),
             Err(PublishError::Busy { retry_after }) => {
-                assert!(retry_after <= MIN_RETENTION && retry_after > Duration::ZERO);
+                assert!(
+                    retry_after <= ProtocolConfig::default().min_retention
+                        && retry_after > Duration::ZERO
+                );
                 refused += 1;
                 sim.run_for(retry_after);
             }

@@ -13,17 +13,20 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use rossip_proto::message::Message;
+use rossip_proto::node::ProtocolConfig;
 use rossip_proto::testing::Sim;
 use rossip_proto::wire::{self, Body, FRAGMENT_DATA_BYTES, Fragment, Payload};
 
 use fuzz::seeds::large_message;
 use fuzz::{DEFAULT_CASES, cases, header, repro, seed};
 
-/// Reassembly's bounds (`node::fragments::MAX_PARTIALS` and
-/// `REASSEMBLY_MAX_BYTES`, crate-private): what `Node::reassembly_usage`
-/// must never exceed, whatever arrives.
-const MAX_PARTIALS: usize = 256;
-const REASSEMBLY_MAX_BYTES: usize = 32 * 1024 * 1024;
+/// Reassembly's bounds (most partials, most bytes held), from the
+/// configuration the nodes run with: what `Node::reassembly_usage` must
+/// never exceed, whatever arrives.
+fn reassembly_bounds() -> (usize, usize) {
+    let protocol = ProtocolConfig::default();
+    (protocol.max_partials, protocol.reassembly_max_bytes)
+}
 
 /// Hostile pieces for a node's reassembly: pieces of real large messages
 /// (shuffled, duplicated), and forged ones.
@@ -69,6 +72,7 @@ fn hostile_piece(rng: &mut StdRng, real: &[(Message, Vec<Fragment>)]) -> Fragmen
 
 #[test]
 fn reassembly_survives_hostile_fragments_in_bounded_memory() {
+    let (max_partials, reassembly_max_bytes) = reassembly_bounds();
     let seed = seed() ^ 0xf4a9;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut sim = Sim::new(Instant::now(), seed);
@@ -104,7 +108,7 @@ fn reassembly_survives_hostile_fragments_in_bounded_memory() {
         );
         let (partials, bytes_held) = sim.node(0).reassembly_usage();
         assert!(
-            partials <= MAX_PARTIALS && bytes_held <= REASSEMBLY_MAX_BYTES,
+            partials <= max_partials && bytes_held <= reassembly_max_bytes,
             "case {case}: reassembly holds {partials} partials, {bytes_held} bytes\n{}",
             repro("fuzz_reassembly", "reassembly_survives", seed)
         );
@@ -144,17 +148,18 @@ fn reassembly_survives_hostile_fragments_in_bounded_memory() {
 /// The byte bound, which random pieces rarely reach (256 partials of one
 /// piece each hold only 300 KB): an attacker fills partials of the largest
 /// message with every piece but the last, for more ids than fit in
-/// `REASSEMBLY_MAX_BYTES`. Memory stays bounded, the excess is evicted and
+/// `reassembly_max_bytes`. Memory stays bounded, the excess is evicted and
 /// counted, and a genuine large message still completes afterwards.
 #[test]
 fn reassembly_memory_stays_bounded_when_partials_are_nearly_complete() {
+    let (max_partials, reassembly_max_bytes) = reassembly_bounds();
     let seed = seed() ^ 0xb16;
     let mut rng = StdRng::seed_from_u64(seed);
     let sim = Sim::new(Instant::now(), seed);
     let total = u32::try_from(wire::MAX_ENCODED_MESSAGE_BYTES).expect("fits");
     let count = Fragment::count_for(wire::MAX_ENCODED_MESSAGE_BYTES);
     // Enough ids to hold 1.5 times the bound.
-    let ids = (REASSEMBLY_MAX_BYTES * 3 / 2).div_ceil(wire::MAX_ENCODED_MESSAGE_BYTES);
+    let ids = (reassembly_max_bytes * 3 / 2).div_ceil(wire::MAX_ENCODED_MESSAGE_BYTES);
     // A bare node (no simulated network to flush after every datagram:
     // this is tens of thousands of datagrams).
     let now = sim.now();
@@ -180,14 +185,14 @@ fn reassembly_memory_stays_bounded_when_partials_are_nearly_complete() {
             let (partials, held) = node.reassembly_usage();
             peak = peak.max(held);
             assert!(
-                partials <= MAX_PARTIALS && held <= REASSEMBLY_MAX_BYTES,
+                partials <= max_partials && held <= reassembly_max_bytes,
                 "id {n} piece {index}: {partials} partials, {held} bytes\n{}",
                 repro("fuzz_reassembly", "nearly_complete", seed)
             );
         }
     }
     assert!(
-        peak > REASSEMBLY_MAX_BYTES * 9 / 10,
+        peak > reassembly_max_bytes * 9 / 10,
         "the bound was not approached (peak {peak} bytes)"
     );
     assert!(

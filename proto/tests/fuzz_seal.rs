@@ -48,9 +48,15 @@ fn open_never_panics_and_only_opens_what_was_sealed_once() {
                 );
                 opened.push(input.clone());
                 assert!(plain.len() <= wire::MAX_DATAGRAM_BYTES);
-                catch_unwind(|| wire::decode(&plain, cluster()))
-                    .unwrap_or_else(|_| panic!("case {case}: decode of opened bytes panicked"))
-                    .unwrap_or_else(|e| panic!("case {case}: a sealed seed opens to garbage: {e}"));
+                catch_unwind(|| {
+                    wire::decode(
+                        &plain,
+                        cluster(),
+                        &mut rossip_proto::sign::Verifier::default(),
+                    )
+                })
+                .unwrap_or_else(|_| panic!("case {case}: decode of opened bytes panicked"))
+                .unwrap_or_else(|e| panic!("case {case}: a sealed seed opens to garbage: {e}"));
             }
             Err(OpenError::Replayed) => replayed += 1,
             Err(err) => assert!(OPEN_REASONS.contains(&err.reason()), "{err:?}"),
@@ -111,7 +117,12 @@ fn oversized_sealed_datagrams_are_refused_unopened() {
     padded.extend(vec![0u8; 60_000]);
     assert_eq!(open(&mut sealer(), &padded), Err(OpenError::NotSealed));
     assert_eq!(
-        wire::decode(&padded, cluster()).map(|_| ()),
+        wire::decode(
+            &padded,
+            cluster(),
+            &mut rossip_proto::sign::Verifier::default()
+        )
+        .map(|_| ()),
         Err(wire::DecodeError::Oversized(padded.len()))
     );
 }

@@ -74,8 +74,12 @@ fn the_corpus_is_current_and_round_trips() {
         if name.starts_with("crash-") {
             continue;
         }
-        let (header, body) = wire::decode(&bytes, cluster())
-            .unwrap_or_else(|e| panic!("corpus wire/{name} no longer decodes ({e}): {REGEN}"));
+        let (header, body) = wire::decode(
+            &bytes,
+            cluster(),
+            &mut rossip_proto::sign::Verifier::default(),
+        )
+        .unwrap_or_else(|e| panic!("corpus wire/{name} no longer decodes ({e}): {REGEN}"));
         let again = wire::encode(&header, &body).expect("a decoded body encodes");
         assert_eq!(again, bytes, "wire/{name} does not round-trip: {REGEN}");
     }
@@ -85,8 +89,12 @@ fn the_corpus_is_current_and_round_trips() {
         }
         let plain = open(&mut sealer(), &bytes)
             .unwrap_or_else(|e| panic!("corpus sealed/{name} does not open ({e}): {REGEN}"));
-        wire::decode(&plain, cluster())
-            .unwrap_or_else(|e| panic!("corpus sealed/{name} opens to garbage ({e}): {REGEN}"));
+        wire::decode(
+            &plain,
+            cluster(),
+            &mut rossip_proto::sign::Verifier::default(),
+        )
+        .unwrap_or_else(|e| panic!("corpus sealed/{name} opens to garbage ({e}): {REGEN}"));
     }
 }
 
@@ -102,7 +110,11 @@ fn wire_decoders_never_panic_and_round_trip() {
         let outcome = catch_unwind(|| {
             (
                 wire::decode_header(&input, cluster()).map(|(h, body)| (h, body.len())),
-                wire::decode(&input, cluster()),
+                wire::decode(
+                    &input,
+                    cluster(),
+                    &mut rossip_proto::sign::Verifier::default(),
+                ),
             )
         });
         let Ok((head, whole)) = outcome else {
@@ -122,7 +134,12 @@ fn wire_decoders_never_panic_and_round_trip() {
                     panic!("case {case}: decoded body does not encode ({e}): {input:02x?}")
                 });
                 assert!(again.len() <= wire::MAX_DATAGRAM_BYTES);
-                let twice = wire::decode(&again, cluster()).expect("re-encoded decodes");
+                let twice = wire::decode(
+                    &again,
+                    cluster(),
+                    &mut rossip_proto::sign::Verifier::default(),
+                )
+                .expect("re-encoded decodes");
                 assert_eq!(&twice, whole.as_ref().expect("matched Ok"), "case {case}");
             }
             (Err(e1), Err(e2)) => {

@@ -12,6 +12,12 @@ use rossip_proto::testing::Sim;
 
 use common::{all_alive, count_delivered, seed};
 
+/// The node's replay freshness span in milliseconds, the unit of its wall
+/// clock.
+fn freshness_ms(config: &rossip_proto::NodeConfig) -> u64 {
+    u64::try_from(config.protocol.replay_freshness.as_millis()).expect("minutes")
+}
+
 fn keyring(byte: u8) -> Option<Keyring> {
     Some(Keyring::new(
         ClusterKey::new(&[byte; KEY_BYTES]),
@@ -190,7 +196,7 @@ fn a_replayed_datagram_changes_nothing() {
     let mut fresh = {
         let mut config = sim.config(2, "n2");
         config.keyring = keyring(1);
-        config.wall_ms_at_start = wall + rossip_proto::seal::replay::FRESHNESS + 1_000;
+        config.wall_ms_at_start = wall + freshness_ms(&config) + 1_000;
         rossip_proto::Node::new(config, later)
     };
     for (_, src, bytes) in &to_node_1 {
@@ -255,7 +261,7 @@ fn configuration_mismatches_are_named() {
         let mut config = sim.config(0, "n0");
         config.cluster = "a".to_owned();
         config.keyring = keyring(1);
-        config.wall_ms_at_start += 2 * rossip_proto::seal::replay::FRESHNESS;
+        config.wall_ms_at_start += 2 * freshness_ms(&config);
         rossip_proto::Node::new(config, start)
     };
     let mut to = node(1, "a", Some(1));

@@ -70,7 +70,13 @@ fn decoding_never_panics() {
     let mut accepted = 0;
     for case in 0..CASES {
         let input = mutate(&mut rng, &valid);
-        let result = std::panic::catch_unwind(|| wire::decode(&input, cluster()));
+        let result = std::panic::catch_unwind(|| {
+            wire::decode(
+                &input,
+                cluster(),
+                &mut rossip_proto::sign::Verifier::default(),
+            )
+        });
         match result {
             Ok(Ok(_)) => accepted += 1,
             Ok(Err(err)) => assert!(!err.reason().is_empty()),

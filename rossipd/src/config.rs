@@ -179,7 +179,7 @@ impl Config {
             history_limit: DEFAULT_HISTORY,
             history_max_bytes: rossip_proto::node::DEFAULT_HISTORY_MAX_BYTES,
             history_max_age: Some(rossip_proto::node::DEFAULT_HISTORY_MAX_AGE),
-            reap_after: rossip_proto::node::REMOVE_DOWN_AFTER,
+            reap_after: rossip_proto::node::DEFAULT_REAP_AFTER,
             max_message_bytes: rossip_proto::node::DEFAULT_MAX_TEXT_BYTES,
             key_file: None,
         }

@@ -122,7 +122,7 @@ fn a_key_holder_cannot_send_as_another_node_and_a_borrowed_name_is_flagged() {
         .find(|m| m.id.to_string() == real.id)
         .expect("alice's message, with her signature");
     assert_eq!(
-        altered.verify(),
+        altered.verify(&mut rossip_proto::sign::Verifier::default()),
         Ok(()),
         "the stored copy is alice's, signed"
     );

@@ -12,8 +12,8 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rossip_proto::NodeId;
+use rossip_proto::node::ProtocolConfig;
 use rossip_proto::rpc::{PeerStateName, ProblemKind, ProblemView};
-use rossip_proto::seal::replay::FRESHNESS;
 use rossip_proto::seal::{ClusterKey, Keyring, Sealer};
 use rossip_proto::wire::{self, Body, ClusterId, Header};
 use rossip_tests::cluster::{MEMBERSHIP_TIMEOUT, wait_peer_state};
@@ -345,7 +345,7 @@ fn a_sender_with_a_clock_far_off_is_reported() {
         .duration_since(UNIX_EPOCH)
         .expect("a clock after 1970")
         .as_millis() as u64
-        + 2 * FRESHNESS;
+        + 2 * ProtocolConfig::default().replay_freshness.as_millis() as u64;
     let sealed = sealer.seal(&plain, ahead_ms).expect("seal");
     let skewed = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let skewed_addr = skewed.local_addr().expect("address").to_string();

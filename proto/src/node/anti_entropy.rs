@@ -1,12 +1,12 @@
 //! Anti-entropy: periodic digest exchange so that a node that missed a push,
 //! a late joiner, or one side of a healed partition converges.
 //!
-//! Every [`ANTI_ENTROPY_INTERVAL`] a node sends one member a [`Digest`]
+//! Every [`super::ProtocolConfig::anti_entropy_interval`] a node sends one member a [`Digest`]
 //! (members that just came up first; a node that just joined its first
 //! member does so at once): for a slice of the origin-id space, which
 //! sequence numbers of each origin it has seen, and which pieces it holds
 //! of messages it is reassembling. The receiver answers with repairs (up to
-//! [`MAX_REPAIR_BYTES_PER_DIGEST`], batched, oldest first per origin; only
+//! [`super::ProtocolConfig::max_repair_bytes_per_digest`], batched, oldest first per origin; only
 //! the missing pieces of a partly received large message), with a `Gone`
 //! list of what the asker lacks that the receiver saw but no longer holds,
 //! and — unless the digest was itself an answer — with its own digest of
@@ -27,7 +27,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rand::seq::IndexedRandom;
 
@@ -39,38 +39,13 @@ use super::{Event, Lost, Node};
 use crate::id::NodeId;
 use crate::wire::{self, Body, Digest, GoneRange, OriginDigest, Payload, SeqRange};
 
-/// How often a node starts a digest exchange with one random member.
-pub const ANTI_ENTROPY_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Most bytes of repairs sent in answer to one digest (about 70 datagrams):
-/// a large backlog takes several exchanges, which come every
-/// [`ANTI_ENTROPY_CATCH_UP_INTERVAL`] while repairs keep coming.
-pub const MAX_REPAIR_BYTES_PER_DIGEST: usize = 96 * 1024;
-
-/// The round interval while catching up: when the last round brought at
-/// least [`CATCH_UP_THRESHOLD`] repaired messages, there is likely more, so
-/// the next round comes sooner (a backlog of thousands then takes seconds,
-/// not minutes).
-pub const ANTI_ENTROPY_CATCH_UP_INTERVAL: Duration = Duration::from_millis(100);
-
-/// Repaired messages since the last round that mean "catching up".
-pub const CATCH_UP_THRESHOLD: usize = 32;
-
-/// The round interval while messages are flowing (a message arrived within
-/// the last [`ANTI_ENTROPY_INTERVAL`]): a node an epidemic push missed
-/// learns of it from the next digest's heads, so this bounds the delivery
-/// tail. Idle clusters stay at [`ANTI_ENTROPY_INTERVAL`].
-pub const ANTI_ENTROPY_ACTIVE_INTERVAL: Duration = Duration::from_millis(200);
-
-/// Origins whose last message is older than this are not listed as heads.
-const RECENT_HEADS_WINDOW: Duration = Duration::from_secs(5);
+// The packing bounds below are not tunables: they size a digest so it
+// fits one datagram (the `const` budgets are checked by the tests against
+// `wire::MAX_BODY_BYTES`). The exchange's timings and budgets are in
+// `ProtocolConfig`.
 
 /// Most heads in one digest.
 const MAX_HEADS: usize = 16;
-
-/// A `Gone` is taken only from a member this node sent a digest to within
-/// this long (it answers a question; an unsolicited one is dropped).
-const GONE_ANSWER_WINDOW: Duration = Duration::from_secs(5);
 
 /// Most seen-ranges listed per origin in a digest; seqs beyond them count as
 /// missing, which costs duplicates, never losses.
@@ -172,26 +147,27 @@ impl Node {
     /// without an exchange yet, else to one random alive or suspect member.
     /// Also applies the history's age bound and expires stale partials.
     pub(super) fn anti_entropy_round(&mut self, now: Instant) {
-        let catching_up = self.repaired_since_round >= CATCH_UP_THRESHOLD;
+        let protocol = self.config.protocol;
+        let catching_up = self.repaired_since_round >= protocol.catch_up_threshold;
         self.repaired_since_round = 0;
         let active = self
             .last_message_at
-            .is_some_and(|at| now.saturating_duration_since(at) < ANTI_ENTROPY_INTERVAL);
+            .is_some_and(|at| now.saturating_duration_since(at) < protocol.anti_entropy_interval);
         let interval = if catching_up {
-            ANTI_ENTROPY_CATCH_UP_INTERVAL
+            protocol.anti_entropy_catch_up_interval
         } else if active {
-            ANTI_ENTROPY_ACTIVE_INTERVAL
+            protocol.anti_entropy_active_interval
         } else {
-            ANTI_ENTROPY_INTERVAL
+            protocol.anti_entropy_interval
         };
         self.timers.schedule(now + interval, TimerKind::AntiEntropy);
         let wall = self.wall_ms(now);
         self.history.evict_expired(wall);
         self.reassembly.expire(now);
         self.heads
-            .retain(|_, at| now.saturating_duration_since(*at) < RECENT_HEADS_WINDOW);
+            .retain(|_, at| now.saturating_duration_since(*at) < protocol.recent_heads_window);
         self.asked
-            .retain(|_, at| now.saturating_duration_since(*at) < GONE_ANSWER_WINDOW);
+            .retain(|_, at| now.saturating_duration_since(*at) < protocol.gone_answer_window);
         self.stats.reassembly_evicted = self.reassembly.evicted;
         let targets = self.members.active_targets(&[]);
         while let Some(id) = self.fresh_members.pop_front() {
@@ -374,7 +350,8 @@ impl Node {
     }
 
     /// What a peer that has seen `seen` (per origin of the slice) lacks of
-    /// our history: items within [`MAX_REPAIR_BYTES_PER_DIGEST`] and the
+    /// our history: items within
+    /// [`super::ProtocolConfig::max_repair_bytes_per_digest`] and the
     /// number of messages they carry.
     fn repairs_for(
         &self,
@@ -385,6 +362,7 @@ impl Node {
         now: Instant,
     ) -> (Vec<Payload>, u64) {
         let wall = self.wall_ms(now);
+        let budget = self.config.protocol.max_repair_bytes_per_digest;
         let mut items = Vec::new();
         let mut used = 0;
         let mut messages = 0;
@@ -413,7 +391,7 @@ impl Node {
                         })
                         .collect();
                     let len: usize = pieces.iter().map(super::outbox::item_len).sum();
-                    if used + len > MAX_REPAIR_BYTES_PER_DIGEST && !items.is_empty() {
+                    if used + len > budget && !items.is_empty() {
                         break 'origins;
                     }
                     used += len;
@@ -474,10 +452,11 @@ impl Node {
             self.count_drop("gone_from_non_member");
             return;
         };
+        let window = self.config.protocol.gone_answer_window;
         let asked = self
             .asked
             .get(&addr)
-            .is_some_and(|at| now.saturating_duration_since(*at) < GONE_ANSWER_WINDOW);
+            .is_some_and(|at| now.saturating_duration_since(*at) < window);
         if !asked {
             self.count_drop("gone_unsolicited");
             return;

@@ -8,7 +8,7 @@
 //! cannot say "left".
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rand::seq::SliceRandom;
 
@@ -17,17 +17,6 @@ use crate::id::NodeId;
 use crate::message::MAX_NAME_BYTES;
 use crate::sign::Signature;
 use crate::wire::{Body, Hello};
-
-/// The shortest time between two hellos to one address: discovery may report
-/// an address many times (mDNS, seeds retried), and one hello per second is
-/// plenty to get an answer from a live node.
-pub const HELLO_MIN_INTERVAL: Duration = Duration::from_secs(1);
-
-/// How many copies of a leave notice each member gets.
-const LEAVE_COPIES: usize = 2;
-
-/// How many members a node that learned of a leave forwards it to.
-pub const LEFT_FORWARD_FANOUT: usize = 3;
 
 /// Past this many remembered hello targets, old entries are pruned.
 const HELLO_MEMORY: usize = 256;
@@ -39,14 +28,15 @@ impl Node {
         if self.left || addr == self.config.advertise_addr || self.members.is_active_addr(addr) {
             return;
         }
+        let min_interval = self.config.protocol.hello_min_interval;
         if let Some(sent) = self.hello_sent.get(&addr)
-            && now.saturating_duration_since(*sent) < HELLO_MIN_INTERVAL
+            && now.saturating_duration_since(*sent) < min_interval
         {
             return;
         }
         if self.hello_sent.len() >= HELLO_MEMORY {
             self.hello_sent
-                .retain(|_, sent| now.saturating_duration_since(*sent) < HELLO_MIN_INTERVAL);
+                .retain(|_, sent| now.saturating_duration_since(*sent) < min_interval);
         }
         self.hello_sent.insert(addr, now);
         let hello = Hello {
@@ -135,7 +125,13 @@ impl Node {
             return false;
         };
         let bytes = crate::wire::leave_bytes(&id, generation);
-        if crate::sign::verify(&key, crate::sign::Domain::Leave, &bytes, sig) {
+        let signed = super::lock_verifier(&self.verifier).verify(
+            &key,
+            crate::sign::Domain::Leave,
+            &bytes,
+            sig,
+        );
+        if signed {
             true
         } else {
             self.count_drop("bad_signature");
@@ -169,7 +165,7 @@ impl Node {
     }
 
     /// Records that `id`'s run `generation` left. The first time, the news
-    /// is forwarded to [`LEFT_FORWARD_FANOUT`] random members (before foca's
+    /// is forwarded to [`super::ProtocolConfig::left_forward_fanout`] random members (before foca's
     /// "down", which would make them show `failed`): every node forwards it
     /// at most once, so it reaches those that lost the leaver's own notices.
     fn mark_left(&mut self, id: NodeId, generation: u64, sig: Signature, now: Instant) {
@@ -177,7 +173,7 @@ impl Node {
         if let Some(change) = change {
             self.events.push_back(Event::Peer(change));
             let mut targets = self.members.active_targets(&[id]);
-            let fanout = LEFT_FORWARD_FANOUT.min(targets.len());
+            let fanout = self.config.protocol.left_forward_fanout.min(targets.len());
             let (chosen, _) = targets.partial_shuffle(&mut self.rng, fanout);
             let chosen: Vec<SocketAddr> = chosen.iter().map(|(_, addr)| *addr).collect();
             let notice = Body::Left {
@@ -217,7 +213,7 @@ impl Node {
                 &crate::wire::leave_bytes(&self.config.id, generation),
             ),
         };
-        for _ in 0..LEAVE_COPIES {
+        for _ in 0..self.config.protocol.leave_copies {
             for (_, addr) in &targets {
                 self.send(*addr, &notice);
             }

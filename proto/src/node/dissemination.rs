@@ -1,8 +1,9 @@
 //! Publishing and eager push.
 //!
 //! A new message goes at once to every member when the cluster is small
-//! (at most [`super::NodeConfig::direct_push_limit`] active members: one hop,
-//! one copy each, `relay: false`), else to `push_fanout` random members,
+//! (at most [`super::ProtocolConfig::direct_push_limit`] active members: one hop,
+//! one copy each, `relay: false`), else to
+//! [`super::ProtocolConfig::push_fanout`] random members,
 //! each of which forwards what it did not have the same way (an epidemic).
 //! Items queued during one input are batched (`outbox`); a message too
 //! large for a datagram travels as fragments (`fragments`), each pushed and
@@ -10,7 +11,7 @@
 //!
 //! Whatever a push misses is pulled: a message whose sequence number jumps
 //! past the next expected one of its origin reveals a gap, and after
-//! [`GAP_PULL_DELAY`] (time for a reordered copy to arrive) the node sends
+//! [`super::ProtocolConfig::gap_pull_delay`] (time for a reordered copy to arrive) the node sends
 //! the member it heard from a digest of that one origin, which repairs the
 //! gap at once. The periodic anti-entropy (`anti_entropy`) catches the rest
 //! (a lost last message, a partition, a late joiner).
@@ -24,23 +25,6 @@ use super::{Event, Node, PublishError};
 use crate::id::NodeId;
 use crate::message::{Hlc, MAX_NAME_BYTES, Message, validate_channel};
 use crate::wire::{self, Fragment, Payload};
-
-/// How long a gap may stay open before it is pulled: a copy on another
-/// path may just be late.
-pub const GAP_PULL_DELAY: Duration = Duration::from_millis(10);
-
-/// The youngest a message may be and still be evicted from history to make
-/// room: a publish that would evict a younger one is refused
-/// ([`PublishError::Busy`]), because members that lost a datagram may still
-/// be pulling it. This bounds a sustained publish rate at the history
-/// limit divided by this span, and makes the bound visible to the sender.
-pub const MIN_RETENTION: Duration = Duration::from_secs(3);
-
-/// Timestamps further ahead of this node's wall clock are not merged into
-/// its clock: one node with a wild clock must not drag every later message
-/// of the cluster into the future. (Its messages are still delivered, and
-/// sort by their own stamps.)
-pub const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(60);
 
 /// Whether a message from the network is one rossip could have produced.
 fn is_valid(message: &Message) -> bool {
@@ -112,7 +96,8 @@ impl Node {
     }
 
     /// If storing `payload_len` more bytes would evict a message younger
-    /// than [`MIN_RETENTION`], how long until the oldest is old enough.
+    /// than [`super::ProtocolConfig::min_retention`], how long until the oldest is
+    /// old enough.
     fn history_full_until(&self, payload_len: usize, wall_ms: u64) -> Option<Duration> {
         let window = self.history.window();
         let full = self.history.len() >= window.limit
@@ -125,7 +110,7 @@ impl Node {
         // look young (and throttle this node), nor one running behind make
         // a just-arrived message look old.
         let age = wall_ms.saturating_sub(self.history.oldest_arrival()?);
-        let min = u64::try_from(MIN_RETENTION.as_millis()).unwrap_or(u64::MAX);
+        let min = u64::try_from(self.config.protocol.min_retention.as_millis()).unwrap_or(u64::MAX);
         (age < min).then(|| Duration::from_millis(min - age))
     }
 
@@ -169,7 +154,10 @@ impl Node {
             return;
         }
         let forward = relay.then(|| fragment.clone());
-        match self.reassembly.add(fragment, now) {
+        let added = self
+            .reassembly
+            .add(fragment, now, &mut super::lock_verifier(&self.verifier));
+        match added {
             Ok(added) => {
                 if let Some(piece) = forward {
                     self.outbox
@@ -221,7 +209,8 @@ impl Node {
     /// Merges a remote timestamp into the clock unless it is implausibly far
     /// ahead of this node's wall clock.
     fn observe_clock(&mut self, ts: Hlc, now: Instant) {
-        let ahead = u64::try_from(MAX_CLOCK_AHEAD.as_millis()).unwrap_or(u64::MAX);
+        let ahead =
+            u64::try_from(self.config.protocol.max_clock_ahead.as_millis()).unwrap_or(u64::MAX);
         if ts.ms <= self.wall_ms(now).saturating_add(ahead) {
             self.clock.observe(ts);
         }
@@ -235,8 +224,10 @@ impl Node {
             return;
         }
         self.gap_pulls.insert(origin, (from, through));
-        self.timers
-            .schedule(now + GAP_PULL_DELAY, TimerKind::GapPull(origin));
+        self.timers.schedule(
+            now + self.config.protocol.gap_pull_delay,
+            TimerKind::GapPull(origin),
+        );
     }
 
     /// A pull is due: if `origin` still has gaps or is behind the head we

@@ -7,28 +7,21 @@
 //! can produce any piece again: that is how anti-entropy repairs a single
 //! lost piece without resending the rest.
 //!
-//! Incomplete messages are bounded: at most [`MAX_PARTIALS`] at once and
-//! [`REASSEMBLY_MAX_BYTES`] of pieces in all, and each expires after
-//! [`PARTIAL_TIMEOUT`] without a new piece. Past a bound the partial that
+//! Incomplete messages are bounded: at most
+//! [`ProtocolConfig::max_partials`] at once and
+//! [`ProtocolConfig::reassembly_max_bytes`] of pieces in all, and each
+//! expires after [`ProtocolConfig::partial_timeout`] without a new piece. Past a bound the partial that
 //! progressed least recently is dropped and counted; anti-entropy brings it
 //! again later, whole.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use super::ProtocolConfig;
 use crate::id::MessageId;
 use crate::message::Message;
+use crate::sign::Verifier;
 use crate::wire::{FRAGMENT_DATA_BYTES, Fragment, MAX_ENCODED_MESSAGE_BYTES, PartialDigest};
-
-/// Most messages being reassembled at once.
-pub const MAX_PARTIALS: usize = 256;
-
-/// Most bytes of pieces held for incomplete messages.
-pub const REASSEMBLY_MAX_BYTES: usize = 32 * 1024 * 1024;
-
-/// An incomplete message that received no new piece for this long is
-/// dropped (its pieces come again through anti-entropy, if it still exists).
-pub const PARTIAL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The message's encoding, if it needs fragments (else `None`: it travels
 /// whole). `whole_limit` is the largest encoding sent whole.
@@ -74,7 +67,8 @@ pub(super) enum Reject {
     Mismatch,
     /// Already held.
     Duplicate,
-    /// The pieces do not decode into the message their id names.
+    /// The pieces do not decode into the message their id names, signed
+    /// by its origin.
     Corrupt,
 }
 
@@ -108,17 +102,41 @@ struct Partial {
 }
 
 /// Messages being reassembled.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Reassembly {
     partials: BTreeMap<MessageId, Partial>,
     bytes: usize,
     /// Incomplete messages dropped for a bound or a timeout.
     pub(super) evicted: u64,
+    /// [`ProtocolConfig::max_partials`].
+    max_partials: usize,
+    /// [`ProtocolConfig::reassembly_max_bytes`].
+    max_bytes: usize,
+    /// [`ProtocolConfig::partial_timeout`].
+    partial_timeout: Duration,
 }
 
 impl Reassembly {
-    /// Adds a piece. `Err` leaves everything as it was.
-    pub(super) fn add(&mut self, fragment: Fragment, now: Instant) -> Result<Added, Reject> {
+    /// Nothing held, within the bounds of `protocol`.
+    pub(super) fn new(protocol: &ProtocolConfig) -> Self {
+        Reassembly {
+            partials: BTreeMap::new(),
+            bytes: 0,
+            evicted: 0,
+            max_partials: protocol.max_partials,
+            max_bytes: protocol.reassembly_max_bytes,
+            partial_timeout: protocol.partial_timeout,
+        }
+    }
+
+    /// Adds a piece; a completed message is checked with `verifier` (the
+    /// node's memo). `Err` leaves everything as it was.
+    pub(super) fn add(
+        &mut self,
+        fragment: Fragment,
+        now: Instant,
+        verifier: &mut Verifier,
+    ) -> Result<Added, Reject> {
         let total = usize::try_from(fragment.total).map_err(|_| Reject::Invalid)?;
         let index = usize::from(fragment.index);
         let count = Fragment::count_for(total);
@@ -179,7 +197,9 @@ impl Reassembly {
             encoded.extend_from_slice(&piece);
         }
         match postcard::from_bytes::<Message>(&encoded) {
-            Ok(message) if message.id == id => Ok(Added::Complete(Box::new(message))),
+            Ok(message) if message.id == id && message.verify(verifier).is_ok() => {
+                Ok(Added::Complete(Box::new(message)))
+            }
             _ => Err(Reject::Corrupt),
         }
     }
@@ -191,12 +211,13 @@ impl Reassembly {
         }
     }
 
-    /// Drops partials that made no progress for [`PARTIAL_TIMEOUT`].
+    /// Drops partials that made no progress for
+    /// [`ProtocolConfig::partial_timeout`].
     pub(super) fn expire(&mut self, now: Instant) {
         let stale: Vec<MessageId> = self
             .partials
             .iter()
-            .filter(|(_, p)| now.saturating_duration_since(p.last_progress) >= PARTIAL_TIMEOUT)
+            .filter(|(_, p)| now.saturating_duration_since(p.last_progress) >= self.partial_timeout)
             .map(|(id, _)| *id)
             .collect();
         for id in stale {
@@ -244,8 +265,8 @@ impl Reassembly {
     /// until `incoming` more bytes, and a new partial if `new`, fit the
     /// bounds.
     fn make_room(&mut self, keep: MessageId, incoming: usize, new: bool) {
-        while (new && self.partials.len() >= MAX_PARTIALS)
-            || self.bytes + incoming > REASSEMBLY_MAX_BYTES
+        while (new && self.partials.len() >= self.max_partials)
+            || self.bytes + incoming > self.max_bytes
         {
             let victim = self
                 .partials
@@ -298,22 +319,22 @@ mod tests {
         let mut parts = pieces(&message);
         assert_eq!(parts.len(), 64 * 1024 / FRAGMENT_DATA_BYTES + 1);
         parts.reverse();
-        let mut reassembly = Reassembly::default();
+        let mut reassembly = Reassembly::new(&ProtocolConfig::default());
         let last = parts.pop().expect("pieces");
         for part in &parts {
             assert!(matches!(
-                reassembly.add(part.clone(), now),
+                reassembly.add(part.clone(), now, &mut Verifier::default()),
                 Ok(Added::Stored)
             ));
         }
         assert!(matches!(
-            reassembly.add(parts[0].clone(), now),
+            reassembly.add(parts[0].clone(), now, &mut Verifier::default()),
             Err(Reject::Duplicate)
         ));
         let digest = reassembly.digests(8, |_| true);
         assert_eq!(digest.len(), 1);
         assert!(!has_piece(&digest[0].have, 0) && has_piece(&digest[0].have, parts.len()));
-        match reassembly.add(last, now) {
+        match reassembly.add(last, now, &mut Verifier::default()) {
             Ok(Added::Complete(done)) => assert_eq!(*done, message),
             other => panic!("expected the message, got {other:?}"),
         }
@@ -325,23 +346,35 @@ mod tests {
         let now = Instant::now();
         let message = big(1, 4000);
         let parts = pieces(&message);
-        let mut reassembly = Reassembly::default();
+        let mut reassembly = Reassembly::new(&ProtocolConfig::default());
         let mut short = parts[0].clone();
         short.data.pop();
-        assert_eq!(reassembly.add(short, now).err(), Some(Reject::Invalid));
+        assert_eq!(
+            reassembly.add(short, now, &mut Verifier::default()).err(),
+            Some(Reject::Invalid)
+        );
         let mut beyond = parts[0].clone();
         beyond.index = 200;
-        assert_eq!(reassembly.add(beyond, now).err(), Some(Reject::Invalid));
-        reassembly.add(parts[0].clone(), now).expect("first piece");
+        assert_eq!(
+            reassembly.add(beyond, now, &mut Verifier::default()).err(),
+            Some(Reject::Invalid)
+        );
+        reassembly
+            .add(parts[0].clone(), now, &mut Verifier::default())
+            .expect("first piece");
         let mut other_total = parts[1].clone();
         other_total.total += 1;
-        assert!(reassembly.add(other_total, now).is_err());
+        assert!(
+            reassembly
+                .add(other_total, now, &mut Verifier::default())
+                .is_err()
+        );
         // Pieces of another message under this id do not decode as it.
-        let mut fresh = Reassembly::default();
+        let mut fresh = Reassembly::new(&ProtocolConfig::default());
         let mut result = None;
         for mut part in pieces(&big(2, 4000)) {
             part.id = message.id;
-            result = Some(fresh.add(part, now));
+            result = Some(fresh.add(part, now, &mut Verifier::default()));
         }
         assert_eq!(
             result.and_then(Result::err),
@@ -353,16 +386,21 @@ mod tests {
     #[test]
     fn memory_is_bounded_and_stale_partials_expire() {
         let now = Instant::now();
-        let mut reassembly = Reassembly::default();
-        for seq in 1..=(MAX_PARTIALS as u64 + 10) {
+        let protocol = ProtocolConfig::default();
+        let mut reassembly = Reassembly::new(&protocol);
+        for seq in 1..=(protocol.max_partials as u64 + 10) {
             let first = pieces(&big(seq, 3000)).remove(0);
             reassembly
-                .add(first, now + Duration::from_millis(seq))
+                .add(
+                    first,
+                    now + Duration::from_millis(seq),
+                    &mut Verifier::default(),
+                )
                 .expect("piece");
         }
-        assert_eq!(reassembly.len(), MAX_PARTIALS);
+        assert_eq!(reassembly.len(), protocol.max_partials);
         assert_eq!(reassembly.evicted, 10);
-        reassembly.expire(now + PARTIAL_TIMEOUT + Duration::from_secs(1));
+        reassembly.expire(now + protocol.partial_timeout + Duration::from_secs(1));
         assert_eq!(reassembly.len(), 0);
     }
 }

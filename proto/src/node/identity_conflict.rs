@@ -30,14 +30,7 @@ use super::{Event, Node, swim::Swim};
 use crate::id::NodeId;
 use crate::sign::NodeKey;
 use crate::wire::{self, Identity};
-
-/// How often a renewal ("declared failed while running") is logged at info
-/// level at most; the others go to debug, all are counted.
-pub const RENEWAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// How often at most a node tells an address which run of a member's id it
-/// holds (see [`Node::tell_if_identity_elsewhere`]).
-pub const IDENTITY_NOTICE_INTERVAL: Duration = Duration::from_secs(5);
+use std::sync::Arc;
 
 /// Addresses told at once at most (the oldest is forgotten first).
 const MAX_TOLD: usize = 64;
@@ -92,11 +85,12 @@ impl ConflictWatch {
     }
 
     /// Whether a renewal at `now` may be logged at info level (and records
-    /// it): at most once per [`RENEWAL_LOG_INTERVAL`].
-    pub(super) fn may_log_renewal(&mut self, now: Instant) -> bool {
+    /// it): at most once per `interval`
+    /// ([`super::ProtocolConfig::renewal_log_interval`]).
+    pub(super) fn may_log_renewal(&mut self, now: Instant, interval: Duration) -> bool {
         if self
             .renewal_logged
-            .is_some_and(|at| now.saturating_duration_since(at) < RENEWAL_LOG_INTERVAL)
+            .is_some_and(|at| now.saturating_duration_since(at) < interval)
         {
             return false;
         }
@@ -210,7 +204,7 @@ impl Node {
     /// down" (each answer makes it renew). Tell it which run we hold, so
     /// that it sees another node has its id (see the module
     /// documentation): an unsolicited member-sync answer with that one
-    /// identity, at most every [`IDENTITY_NOTICE_INTERVAL`] per address. A
+    /// identity, at most every [`super::ProtocolConfig::identity_notice_interval`] per address. A
     /// multi-homed member that sends from another address than it
     /// advertises gets its own identity back, which it ignores.
     pub(super) fn tell_if_identity_elsewhere(
@@ -225,10 +219,11 @@ impl Node {
         if identity.addr == from {
             return;
         }
+        let interval = self.config.protocol.identity_notice_interval;
         let told = &mut self.identity_conflict.told;
         if told
             .get(&from)
-            .is_some_and(|at| now.saturating_duration_since(*at) < IDENTITY_NOTICE_INTERVAL)
+            .is_some_and(|at| now.saturating_duration_since(*at) < interval)
         {
             return;
         }
@@ -265,8 +260,7 @@ impl Node {
         self.config.id = self.config.key.node_id();
         self.config.generation = generation;
         self.config.first_seq = self.next_seq;
-        crate::sign::register_own(&self.config.key);
-        let identity = Identity::signed(
+        let identity = Identity::own(
             &self.config.key,
             self.config.advertise_addr,
             self.config.name.clone(),
@@ -278,7 +272,9 @@ impl Node {
         self.swim = Swim::new(
             identity,
             rand::SeedableRng::seed_from_u64(self.config.rng_seed ^ generation),
+            &self.config.protocol,
             self.config.reap_after,
+            Arc::clone(&self.verifier),
         );
         self.members = super::Membership::default();
         self.timers.retain_non_swim();

@@ -29,15 +29,10 @@ use crate::id::NodeId;
 use crate::seal::{ClusterKey, KeyId, KeyringError};
 use crate::wire::{Body, KeyOp};
 
-use super::{Event, Node, PeerState, truncate_at_char_boundary};
+use super::{Event, Node, PeerState, ProtocolConfig, truncate_at_char_boundary};
 
-/// Requests answered at once; the oldest is forgotten past this.
-pub const MAX_OUTSTANDING: usize = 16;
-
-/// How long answers to a request are taken.
-pub const OUTSTANDING_FOR: Duration = Duration::from_secs(5);
-
-/// Longest error text an ack carries (bytes).
+/// Longest error text an ack carries (bytes): a bound of the wire format,
+/// what a receiver accepts.
 pub const MAX_ACK_ERROR_BYTES: usize = 200;
 
 /// Why a keyring change was refused on this node.
@@ -174,17 +169,32 @@ struct Outstanding {
 }
 
 /// The requests this node waits for answers to.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct KeyringRequests {
     outstanding: BTreeMap<u64, Outstanding>,
     last_stamp: u64,
+    /// [`ProtocolConfig::keyring_max_outstanding`].
+    max_outstanding: usize,
+    /// [`ProtocolConfig::keyring_outstanding_for`].
+    outstanding_for: Duration,
 }
 
 impl KeyringRequests {
+    /// None outstanding, within the bounds of `protocol`.
+    pub(super) fn new(protocol: &ProtocolConfig) -> Self {
+        KeyringRequests {
+            outstanding: BTreeMap::new(),
+            last_stamp: 0,
+            max_outstanding: protocol.keyring_max_outstanding,
+            outstanding_for: protocol.keyring_outstanding_for,
+        }
+    }
+
     fn expire(&mut self, now: Instant) {
+        let outstanding_for = self.outstanding_for;
         self.outstanding
-            .retain(|_, o| now.saturating_duration_since(o.sent_at) < OUTSTANDING_FOR);
-        while self.outstanding.len() >= MAX_OUTSTANDING {
+            .retain(|_, o| now.saturating_duration_since(o.sent_at) < outstanding_for);
+        while self.outstanding.len() >= self.max_outstanding.max(1) {
             // Stamps grow, so the first is the oldest.
             self.outstanding.pop_first();
         }
@@ -192,8 +202,9 @@ impl KeyringRequests {
 
     /// Takes an answer of `kind` from `from` to `stamp` if it was expected.
     fn take(&mut self, kind: RequestKind, stamp: u64, from: NodeId, now: Instant) -> bool {
+        let outstanding_for = self.outstanding_for;
         self.outstanding
-            .retain(|_, o| now.saturating_duration_since(o.sent_at) < OUTSTANDING_FOR);
+            .retain(|_, o| now.saturating_duration_since(o.sent_at) < outstanding_for);
         self.outstanding
             .get_mut(&stamp)
             .is_some_and(|o| o.kind == kind && o.waiting.remove(&from))
@@ -565,7 +576,8 @@ mod tests {
     #[test]
     fn requests_are_bounded_and_expire() {
         let now = Instant::now();
-        let mut requests = KeyringRequests::default();
+        let protocol = ProtocolConfig::default();
+        let mut requests = KeyringRequests::new(&protocol);
         for stamp in 0..40u64 {
             requests.expire(now);
             requests.outstanding.insert(
@@ -577,7 +589,7 @@ mod tests {
                 },
             );
         }
-        assert!(requests.outstanding.len() <= MAX_OUTSTANDING);
+        assert!(requests.outstanding.len() <= protocol.keyring_max_outstanding);
         assert!(
             !requests.take(RequestKind::Query, 0, Sim::id(1), now),
             "evicted"
@@ -595,7 +607,7 @@ mod tests {
             !requests.take(RequestKind::Query, 39, Sim::id(1), now),
             "only once"
         );
-        let later = now + OUTSTANDING_FOR;
+        let later = now + protocol.keyring_outstanding_for;
         assert!(
             !requests.take(RequestKind::Query, 38, Sim::id(1), later),
             "expired"

@@ -3,7 +3,7 @@
 //! start of a thousand nodes, a few pairs never hear of each other for a
 //! minute or more).
 //!
-//! Every [`MEMBER_SYNC_INTERVAL`] — every [`MEMBER_SYNC_GROWING_INTERVAL`]
+//! Every [`super::ProtocolConfig::member_sync_interval`] — every [`super::ProtocolConfig::member_sync_growing_interval`]
 //! while the view is still growing — a node asks one random alive or
 //! suspect member, in one of two ways:
 //!
@@ -12,7 +12,7 @@
 //!   knows (itself included). The member answers whether its own summary is
 //!   the same. If not, the asker pulls one full cycle of digests.
 //! - **Digest** (while a cycle runs, one every
-//!   [`MEMBER_SYNC_GROWING_INTERVAL`]): a [`Body::MemberDigest`], a 4-byte
+//!   [`super::ProtocolConfig::member_sync_growing_interval`]): a [`Body::MemberDigest`], a 4-byte
 //!   fingerprint of (id, generation) of every run it knows whose id lies in
 //!   a slice `(after, through]` of the id space, as many as fit in one
 //!   datagram. The member answers with a [`Body::MemberSync`] carrying the
@@ -33,7 +33,7 @@
 //! unasked). A fingerprint collision (2^-32 per pair) only hides one member
 //! from this mechanism; SWIM gossip still carries it.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -44,16 +44,6 @@ use super::timers::TimerKind;
 use crate::id::NodeId;
 use crate::message::MAX_NAME_BYTES;
 use crate::wire::{self, Body, Identity};
-
-/// How often a node with a stable view compares member summaries with one
-/// random member: a node that misses a member starts pulling within about
-/// a second of meeting one that knows it.
-pub const MEMBER_SYNC_INTERVAL: Duration = Duration::from_secs(1);
-
-/// The round interval during a digest cycle, and while the view grows (a
-/// member came up since the last round): a node that just joined fetches a
-/// thousand identities in a few seconds.
-pub const MEMBER_SYNC_GROWING_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Bytes of a fingerprint.
 pub const FINGERPRINT_BYTES: usize = 4;
@@ -152,8 +142,10 @@ impl Node {
         self.member_sync.growing = true;
         if !self.member_sync.scheduled && !self.left {
             self.member_sync.scheduled = true;
-            self.timers
-                .schedule(now + MEMBER_SYNC_GROWING_INTERVAL, TimerKind::MemberSync);
+            self.timers.schedule(
+                now + self.config.protocol.member_sync_growing_interval,
+                TimerKind::MemberSync,
+            );
         }
     }
 
@@ -169,9 +161,9 @@ impl Node {
         };
         let growing = std::mem::take(&mut self.member_sync.growing);
         let interval = if growing || self.member_sync.cycling {
-            MEMBER_SYNC_GROWING_INTERVAL
+            self.config.protocol.member_sync_growing_interval
         } else {
-            MEMBER_SYNC_INTERVAL
+            self.config.protocol.member_sync_interval
         };
         self.timers.schedule(now + interval, TimerKind::MemberSync);
         let stamp_us = self.stamp_us(now);
@@ -431,6 +423,7 @@ mod tests {
             generation: u64::MAX,
             key: crate::sign::PublicKey([0xff; 32]),
             sig: crate::sign::Signature::from_bytes(&[0xff; 64]),
+            own_key: crate::sign::OwnKey::default(),
         };
         let size = encoded_size(&identity);
         let identities = vec![identity; ANSWER_IDENTITIES_BUDGET / size];

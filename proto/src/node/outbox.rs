@@ -98,10 +98,10 @@ impl Node {
         let groups = std::mem::take(&mut self.outbox.groups);
         for group in groups {
             let mut targets = self.members.active_targets(&group.exclude);
-            let relay =
-                group.route == Route::Relay || targets.len() > self.config.direct_push_limit;
+            let relay = group.route == Route::Relay
+                || targets.len() > self.config.protocol.direct_push_limit;
             let chosen: Vec<SocketAddr> = if relay {
-                let fanout = self.config.push_fanout.min(targets.len());
+                let fanout = self.config.protocol.push_fanout.min(targets.len());
                 let (chosen, _) = targets.partial_shuffle(&mut self.rng, fanout);
                 chosen.iter().map(|(_, addr)| *addr).collect()
             } else {

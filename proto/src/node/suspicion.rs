@@ -3,44 +3,31 @@
 //!
 //! foca's SWIM suspects a member whose direct and indirect probes all failed
 //! and, on the member that probed, declares it down when
-//! [`super::SUSPECT_TO_DOWN_AFTER`] passes without a refutation. A live
+//! [`super::ProtocolConfig::suspect_to_down_after`] passes without a refutation. A live
 //! member refutes only once the suspicion reaches it by gossip, which with
 //! a short timeout and lost packets is a gamble. Two additions make it safe
 //! (in the spirit of Lifeguard's suspicion confirmation, measured by the
 //! scenario tests at 10% loss):
 //!
 //! - **Nudges.** The member that suspects sends the suspect a
-//!   [`Body::Suspected`] at once and every [`NUDGE_INTERVAL`] while the
+//!   [`Body::Suspected`] at once and every [`super::ProtocolConfig::nudge_interval`] while the
 //!   suspicion lasts. A live suspect refutes (foca raises its incarnation)
 //!   and answers the nudger directly with a foca announce, whose header
 //!   carries the new incarnation and clears the suspicion there.
 //! - **Evidence.** When the timeout comes, a suspect that sent this node any
 //!   datagram since the suspicion began is demonstrably running: the "down"
-//!   is postponed by [`POSTPONE_STEP`] (at most [`MAX_POSTPONES`] times)
+//!   is postponed by [`super::ProtocolConfig::postpone_step`] (at most
+//!   [`super::ProtocolConfig::max_postpones`] times)
 //!   and the nudges go on. A member that crashed or vanished sends nothing,
 //!   so it is failed on time.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::Node;
 use super::timers::TimerKind;
 use crate::id::NodeId;
 use crate::wire::{Body, Identity};
-
-/// How often the member that suspects another tells it so.
-pub const NUDGE_INTERVAL: Duration = Duration::from_millis(200);
-
-/// How much longer a suspect that is still heard from gets, each time.
-pub const POSTPONE_STEP: Duration = Duration::from_millis(400);
-
-/// How many times a "down" may be postponed: a member heard from but
-/// unable to refute for this long (e.g. traffic gets through one way only)
-/// is failed after all.
-pub const MAX_POSTPONES: u32 = 3;
-
-/// The shortest time between two answers to the nudges of one member.
-const NUDGE_ANSWER_MIN_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Past this many remembered nudgers, old entries are pruned.
 const NUDGE_ANSWER_MEMORY: usize = 256;
@@ -70,7 +57,7 @@ pub(super) struct Suspicions {
 
 impl Node {
     /// foca suspects `identity` at `incarnation` after our probe: tell it,
-    /// and keep telling it every [`NUDGE_INTERVAL`].
+    /// and keep telling it every [`super::ProtocolConfig::nudge_interval`].
     pub(super) fn watch_suspect(
         &mut self,
         identity: Identity,
@@ -129,8 +116,10 @@ impl Node {
         };
         let addr = watch.identity.addr;
         self.send(addr, &body);
-        self.timers
-            .schedule(now + NUDGE_INTERVAL, TimerKind::Nudge(id, chain));
+        self.timers.schedule(
+            now + self.config.protocol.nudge_interval,
+            TimerKind::Nudge(id, chain),
+        );
     }
 
     /// foca's timer to declare a suspect down is due. Returns it to hand to
@@ -167,7 +156,7 @@ impl Node {
             .members
             .last_seen(id)
             .is_some_and(|seen| seen > watch.since);
-        if heard_since && watch.postponed < MAX_POSTPONES {
+        if heard_since && watch.postponed < self.config.protocol.max_postpones {
             watch.postponed += 1;
             tracing::debug!(
                 peer = self.members.get(&id).map(|m| tracing::field::display(crate::log_text::LogText(&m.name))),
@@ -176,8 +165,10 @@ impl Node {
                 "suspect is still sending; postponing its failure"
             );
             self.stats.failures_postponed += 1;
-            self.timers
-                .schedule(now + POSTPONE_STEP, TimerKind::Swim(timer));
+            self.timers.schedule(
+                now + self.config.protocol.postpone_step,
+                TimerKind::Swim(timer),
+            );
             return None;
         }
         self.suspicions.watches.remove(&id);
@@ -213,16 +204,17 @@ impl Node {
         if let Err(err) = self.swim.refute(incarnation) {
             tracing::debug!(%err, "foca could not refute a suspicion");
         }
+        let min_interval = self.config.protocol.nudge_answer_min_interval;
         let answered_lately = self
             .suspicions
             .answered
             .get(&sender)
-            .is_some_and(|at| now.saturating_duration_since(*at) < NUDGE_ANSWER_MIN_INTERVAL);
+            .is_some_and(|at| now.saturating_duration_since(*at) < min_interval);
         if !answered_lately {
             if self.suspicions.answered.len() >= NUDGE_ANSWER_MEMORY {
                 self.suspicions
                     .answered
-                    .retain(|_, at| now.saturating_duration_since(*at) < NUDGE_ANSWER_MIN_INTERVAL);
+                    .retain(|_, at| now.saturating_duration_since(*at) < min_interval);
             }
             self.suspicions.answered.insert(sender, now);
             if let Err(err) = self.swim.announce(nudger) {

@@ -16,87 +16,41 @@ use std::time::{Duration, Instant};
 use foca::{AccumulatingRuntime, Codec, Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec};
 use rand::rngs::StdRng;
 
-use super::Node;
 use super::timers::TimerKind;
+use super::{Node, ProtocolConfig};
 use crate::id::NodeId;
+use crate::sign::Verifier;
 use crate::wire::{self, Identity};
-
-/// How often each node probes one member (round robin over a shuffled
-/// list). A LAN answers in well under a millisecond; a probe costs two small
-/// datagrams, so even 3 probes a second per node is cheap, and it is what
-/// bounds failure detection: a dead member is probed within about one period
-/// by someone, suspected a period later, and failed [`SUSPECT_TO_DOWN_AFTER`]
-/// after that (≤ 2 s in all, see the `membership` scenario tests).
-pub const PROBE_PERIOD: Duration = Duration::from_millis(200);
-
-/// How long a direct probe may take before indirect probes are sent: a LAN
-/// round trip is well under a millisecond, so 80 ms only passes for a lost
-/// packet (or a stalled process) and leaves 120 ms for the indirect ones.
-pub const PROBE_RTT: Duration = Duration::from_millis(80);
-
-/// How long a suspect member has to refute before it is declared failed.
-///
-/// Short, because the member that suspects also tells the suspect directly,
-/// every [`super::NUDGE_INTERVAL`], so a live one refutes within a round
-/// trip; and because the failure is postponed while the suspect is still
-/// heard from (see `suspicion`). A dead member gets no such help.
-pub const SUSPECT_TO_DOWN_AFTER: Duration = Duration::from_millis(800);
-
-/// How often membership updates are gossiped besides probes (to 3 members,
-/// only when there is news). Changes of state are also gossiped at once
-/// (see [`super::IMMEDIATE_GOSSIP_MIN_INTERVAL`]).
-pub const PERIODIC_GOSSIP_INTERVAL: Duration = Duration::from_millis(200);
-
-/// How often a node asks a random member for its member list, so members
-/// learned by different peers converge and partitions heal.
-pub const PERIODIC_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(10);
-
-/// How often a node announces itself to two members it believes down, so a
-/// healed partition rejoins within a few seconds without outside help (the
-/// member answers "you are down to me", the announcer renews its identity,
-/// and the two sides merge). Two small datagrams a second to addresses of
-/// dead members is the price until they are reaped.
-pub const PERIODIC_ANNOUNCE_DOWN_INTERVAL: Duration = Duration::from_secs(1);
-
-/// How long a failed or left member is remembered (and listed by
-/// `peers --all`) before it is forgotten, by default
-/// ([`super::NodeConfig::reap_after`]).
-pub const REMOVE_DOWN_AFTER: Duration = Duration::from_secs(60 * 60);
 
 /// foca's own packet limit: what remains of a datagram after our header and
 /// the `Swim` body's tag and length prefix (with a few bytes of slack).
 const SWIM_MAX_PACKET_BYTES: usize = wire::MAX_BODY_BYTES - 8;
 
-/// The SWIM parameters rossip uses on a LAN; failed and left members are
-/// forgotten after `reap_after`.
-fn lan_config(reap_after: Duration) -> foca::Config {
+/// foca's configuration from the node's [`ProtocolConfig`]; failed and
+/// left members are forgotten after `reap_after`. Counts of zero (which
+/// foca cannot take) are read as one.
+fn foca_config(protocol: &ProtocolConfig, reap_after: Duration) -> foca::Config {
+    let at_least_one = |n: usize| NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN);
     foca::Config {
-        probe_period: PROBE_PERIOD,
-        probe_rtt: PROBE_RTT,
-        num_indirect_probes: NonZeroUsize::MIN.saturating_add(2),
-        // Each membership update rides on 15 outgoing packets. foca's
-        // `new_lan` would derive ~6 for a few dozen nodes; then, after a
-        // burst of joins through one seed, a few pairs of nodes typically
-        // never hear of each other until a periodic announce or a probe
-        // happens to connect them (tens of seconds). With 15, 50 such joins
-        // converge in about a second and 200 in a few (see the scenario
-        // tests); the cost is only during churn, as quiet gossip is skipped.
-        max_transmissions: NonZeroU8::MIN.saturating_add(14),
-        suspect_to_down_after: SUSPECT_TO_DOWN_AFTER,
+        probe_period: protocol.probe_period,
+        probe_rtt: protocol.probe_rtt,
+        num_indirect_probes: at_least_one(protocol.indirect_probes),
+        max_transmissions: NonZeroU8::new(protocol.gossip_transmissions).unwrap_or(NonZeroU8::MIN),
+        suspect_to_down_after: protocol.suspect_to_down_after,
         remove_down_after: Some(reap_after),
         max_packet_size: NonZeroUsize::MIN.saturating_add(SWIM_MAX_PACKET_BYTES - 1),
         notify_down_members: true,
         periodic_announce: Some(foca::PeriodicParams {
-            frequency: PERIODIC_ANNOUNCE_INTERVAL,
-            num_members: NonZeroUsize::MIN,
+            frequency: protocol.periodic_announce_interval,
+            num_members: at_least_one(protocol.periodic_announce_fanout),
         }),
         periodic_announce_to_down_members: Some(foca::PeriodicParams {
-            frequency: PERIODIC_ANNOUNCE_DOWN_INTERVAL,
-            num_members: NonZeroUsize::MIN.saturating_add(1),
+            frequency: protocol.periodic_announce_down_interval,
+            num_members: at_least_one(protocol.periodic_announce_down_fanout),
         }),
         periodic_gossip: Some(foca::PeriodicParams {
-            frequency: PERIODIC_GOSSIP_INTERVAL,
-            num_members: NonZeroUsize::MIN.saturating_add(2),
+            frequency: protocol.periodic_gossip_interval,
+            num_members: at_least_one(protocol.periodic_gossip_fanout),
         }),
     }
 }
@@ -126,12 +80,8 @@ impl foca::Identity for Identity {
     }
 }
 
-/// Changes of liveness are gossiped at once, but not more often than this
-/// (a burst of joins gossips once, not once per member).
-pub const IMMEDIATE_GOSSIP_MIN_INTERVAL: Duration = Duration::from_millis(50);
-
 /// When the last immediate gossip went out, and whether one waits for the
-/// end of [`IMMEDIATE_GOSSIP_MIN_INTERVAL`].
+/// end of [`ProtocolConfig::immediate_gossip_min_interval`].
 #[derive(Debug, Default)]
 pub(super) struct GossipPacing {
     last: Option<Instant>,
@@ -181,8 +131,35 @@ type Shared = Arc<Mutex<CodecShared>>;
 /// foca owns its codec and has no accessor for it, hence the shared state
 /// (a `Mutex` and not a `RefCell`, so that `Node` stays `Send`; it is never
 /// contended).
+///
+/// It also checks the signature of every identity it decodes, with the
+/// node's [`Verifier`] (foca's packets carry identities in the header, in
+/// probe requests and in member updates).
 struct RecordingCodec {
     shared: Shared,
+    verifier: SharedVerifier,
+}
+
+/// The node's memo of verified signatures, lent to the codec foca owns:
+/// see [`Node`]'s `verifier`.
+pub(super) type SharedVerifier = Arc<Mutex<Verifier>>;
+
+/// Locks the node's verifier (never contended: one node, one thread; a
+/// `Mutex` only so that `Node` stays `Send`).
+pub(super) fn lock_verifier(verifier: &SharedVerifier) -> std::sync::MutexGuard<'_, Verifier> {
+    verifier.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Checks `identity`'s signature; refused as foca's codec error, which
+/// foca reports and the node counts as `swim_rejected` (as any packet
+/// foca refuses).
+fn check_identity(
+    identity: &Identity,
+    verifier: &mut Verifier,
+) -> Result<(), <PostcardCodec as Codec<Identity>>::Error> {
+    identity
+        .verify(verifier)
+        .map_err(|_| postcard::Error::SerdeDeCustom)
 }
 
 fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, CodecShared> {
@@ -204,7 +181,28 @@ impl Codec<Identity> for RecordingCodec {
         &mut self,
         buf: impl bytes::Buf,
     ) -> Result<foca::Header<Identity>, Self::Error> {
-        PostcardCodec.decode_header(buf)
+        let header = PostcardCodec.decode_header(buf)?;
+        let mut verifier = lock_verifier(&self.verifier);
+        check_identity(&header.src, &mut verifier)?;
+        check_identity(&header.dst, &mut verifier)?;
+        match &header.message {
+            foca::Message::PingReq { target, .. } | foca::Message::IndirectAck { target, .. } => {
+                check_identity(target, &mut verifier)?;
+            }
+            foca::Message::IndirectPing { origin, .. }
+            | foca::Message::ForwardedAck { origin, .. } => {
+                check_identity(origin, &mut verifier)?;
+            }
+            foca::Message::Ping(_)
+            | foca::Message::Ack(_)
+            | foca::Message::Announce
+            | foca::Message::Feed
+            | foca::Message::Gossip
+            | foca::Message::Broadcast
+            | foca::Message::TurnUndead => {}
+        }
+        drop(verifier);
+        Ok(header)
     }
 
     fn encode_member(
@@ -221,6 +219,7 @@ impl Codec<Identity> for RecordingCodec {
         buf: impl bytes::Buf,
     ) -> Result<foca::Member<Identity>, Self::Error> {
         let member: foca::Member<Identity> = PostcardCodec.decode_member(buf)?;
+        check_identity(member.id(), &mut lock_verifier(&self.verifier))?;
         let mut shared = lock(&self.shared);
         let identity = member.id();
         if identity.id != shared.own.id || identity.addr == shared.own.addr {
@@ -242,7 +241,13 @@ pub(super) struct Swim {
 }
 
 impl Swim {
-    pub(super) fn new(identity: Identity, rng: StdRng, reap_after: Duration) -> Self {
+    pub(super) fn new(
+        identity: Identity,
+        rng: StdRng,
+        protocol: &ProtocolConfig,
+        reap_after: Duration,
+        verifier: SharedVerifier,
+    ) -> Self {
         let shared = Arc::new(Mutex::new(CodecShared {
             encoded: Vec::new(),
             own: identity.clone(),
@@ -250,9 +255,10 @@ impl Swim {
         }));
         let codec = RecordingCodec {
             shared: Arc::clone(&shared),
+            verifier,
         };
         Swim {
-            foca: Foca::new(identity, lan_config(reap_after), rng, codec),
+            foca: Foca::new(identity, foca_config(protocol, reap_after), rng, codec),
             runtime: AccumulatingRuntime::new(),
             shared,
         }
@@ -473,15 +479,14 @@ impl Node {
     /// one is scheduled for when the interval is up, so a change is never
     /// left to the slower periodic gossip.
     fn may_gossip_now(&mut self, now: Instant) -> bool {
+        let min_interval = self.config.protocol.immediate_gossip_min_interval;
         if let Some(at) = self.gossip_pacing.last
-            && now.saturating_duration_since(at) < IMMEDIATE_GOSSIP_MIN_INTERVAL
+            && now.saturating_duration_since(at) < min_interval
         {
             if !self.gossip_pacing.deferred {
                 self.gossip_pacing.deferred = true;
-                self.timers.schedule(
-                    at + IMMEDIATE_GOSSIP_MIN_INTERVAL,
-                    TimerKind::DeferredGossip,
-                );
+                self.timers
+                    .schedule(at + min_interval, TimerKind::DeferredGossip);
             }
             return false;
         }
@@ -521,7 +526,10 @@ impl Node {
                 self.stats.renewals += 1;
                 // Rare unless something is wrong (a stalled process, or
                 // worse): logged at most once per interval, with the count.
-                if self.identity_conflict.may_log_renewal(now) {
+                if self
+                    .identity_conflict
+                    .may_log_renewal(now, self.config.protocol.renewal_log_interval)
+                {
                     tracing::info!(
                         generation = identity.generation,
                         renewals = self.stats.renewals,
@@ -603,22 +611,40 @@ mod tests {
             stranger.renew().is_none(),
             "only this process's nodes renew"
         );
-        crate::sign::register_own(&crate::sign::NodeKey::for_testing(1));
+        assert!(old.renew().is_none(), "only a node's own identity renews");
+        let old = Identity::own(
+            &crate::sign::NodeKey::for_testing(1),
+            old.addr,
+            old.name.clone(),
+            old.generation,
+        );
         let new = old.renew().expect("renewable");
         assert_eq!(new.generation, 6);
-        assert_eq!(new.verify(), Ok(()), "a renewal is signed anew");
+        assert_eq!(
+            new.verify(&mut Verifier::default()),
+            Ok(()),
+            "a renewal is signed anew"
+        );
+        assert!(new.renew().is_some(), "and renews again");
         assert_eq!(new.addr(), old.addr());
         assert!(new.win_addr_conflict(&old));
         assert!(!old.win_addr_conflict(&new));
-        assert!(identity(u64::MAX).renew().is_none());
+        let last = Identity::own(
+            &crate::sign::NodeKey::for_testing(1),
+            old.addr,
+            old.name.clone(),
+            u64::MAX,
+        );
+        assert!(last.renew().is_none());
     }
 
     #[test]
     fn config_fits_datagrams() {
-        let config = lan_config(REMOVE_DOWN_AFTER);
+        let protocol = ProtocolConfig::default();
+        let config = foca_config(&protocol, super::super::DEFAULT_REAP_AFTER);
         assert_eq!(config.max_packet_size.get(), SWIM_MAX_PACKET_BYTES);
         assert!(config.probe_rtt < config.probe_period);
-        assert_eq!(config.num_indirect_probes.get(), 3);
+        assert_eq!(config.num_indirect_probes.get(), protocol.indirect_probes);
         let header = wire::Header {
             flags: 0,
             cluster: wire::ClusterId(0),

@@ -9,25 +9,22 @@
 //! bitmap of the [`WINDOW`] counters below it (the anti-replay window of
 //! IPsec, RFC 4303 §3.4.3, and WireGuard): a counter seen before, or older
 //! than the window, is a replay. A run it has no record of is accepted only
-//! if `sent_ms` is within [`FRESHNESS`] of its own clock, so a datagram
+//! if `sent_ms` is within the freshness span
+//! ([`crate::node::ProtocolConfig::replay_freshness`]) of its own clock, so a datagram
 //! captured long ago is refused even by a node that restarted since, or
 //! never heard of that run. A run's record is dropped once this node's
-//! clock is [`FRESHNESS`] past the run's newest reading (all its datagrams
+//! clock is that span past the run's newest reading (all its datagrams
 //! are stale by then), and at most [`MAX_RUNS`] are kept.
 //!
 //! The window is only updated for datagrams that authenticated: a forger
 //! without the key cannot move it.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Counters below the highest seen that are still accepted once: room for
 /// datagrams reordered on the way.
 pub const WINDOW: u64 = 1024;
-
-/// How far a datagram of a run this node has no record of may be from this
-/// node's clock, in milliseconds: 5 minutes, as Kerberos allows. Sealed
-/// clusters need clocks that agree to within this (NTP).
-pub const FRESHNESS: u64 = 5 * 60 * 1000;
 
 /// Most runs (senders' processes) remembered at once.
 pub const MAX_RUNS: usize = 4096;
@@ -58,7 +55,7 @@ struct Window {
     /// Bit `i` set: counter `highest - i` was accepted.
     seen: [u64; WORDS],
     /// The newest sender clock reading of the run: once this node's clock
-    /// is [`FRESHNESS`] past it, every datagram of the run is stale, so the
+    /// is the freshness span past it, every datagram of the run is stale, so the
     /// record can go.
     newest_sent_ms: u64,
 }
@@ -114,12 +111,25 @@ fn shift_up(seen: &mut [u64; WORDS], shift: u64) {
 }
 
 /// What this node remembers of the runs it heard from.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct ReplayGuard {
     runs: BTreeMap<u64, Window>,
+    /// How far a datagram of a run this node has no record of may be from
+    /// this node's clock, in milliseconds
+    /// ([`crate::node::ProtocolConfig::replay_freshness`]).
+    freshness_ms: u64,
 }
 
 impl ReplayGuard {
+    /// Remembers no run yet; takes datagrams of unknown runs stamped within
+    /// `freshness` of this node's clock.
+    pub(crate) fn new(freshness: Duration) -> Self {
+        ReplayGuard {
+            runs: BTreeMap::new(),
+            freshness_ms: u64::try_from(freshness.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
     /// Whether a datagram with `stamp` may be opened at `now_ms`. Changes
     /// nothing: [`ReplayGuard::record`] does, once it authenticated.
     pub(crate) fn check(&self, stamp: Stamp, now_ms: u64) -> Result<(), Refusal> {
@@ -128,7 +138,7 @@ impl ReplayGuard {
                 Some(true) => Err(Refusal::Replayed),
                 _ => Ok(()),
             },
-            None if stamp.sent_ms.abs_diff(now_ms) > FRESHNESS => Err(Refusal::Stale),
+            None if stamp.sent_ms.abs_diff(now_ms) > self.freshness_ms => Err(Refusal::Stale),
             None => Ok(()),
         }
     }
@@ -161,8 +171,9 @@ impl ReplayGuard {
         if self.runs.len() < MAX_RUNS {
             return;
         }
+        let freshness_ms = self.freshness_ms;
         self.runs
-            .retain(|_, w| now_ms <= w.newest_sent_ms.saturating_add(FRESHNESS));
+            .retain(|_, w| now_ms <= w.newest_sent_ms.saturating_add(freshness_ms));
         while self.runs.len() >= MAX_RUNS {
             let oldest = self
                 .runs
@@ -181,6 +192,15 @@ impl ReplayGuard {
 mod tests {
     use super::*;
 
+    fn freshness_ms() -> u64 {
+        let freshness = crate::node::ProtocolConfig::default().replay_freshness;
+        u64::try_from(freshness.as_millis()).expect("minutes")
+    }
+
+    fn guard_with_defaults() -> ReplayGuard {
+        ReplayGuard::new(crate::node::ProtocolConfig::default().replay_freshness)
+    }
+
     fn stamp(run: u64, counter: u64) -> Stamp {
         Stamp {
             run,
@@ -191,7 +211,7 @@ mod tests {
 
     #[test]
     fn each_counter_is_accepted_once_within_the_window() {
-        let mut guard = ReplayGuard::default();
+        let mut guard = guard_with_defaults();
         let now = 1_000_000;
         for counter in [5, 3, 4, 100, 7] {
             assert_eq!(guard.check(stamp(1, counter), now), Ok(()), "{counter}");
@@ -215,7 +235,7 @@ mod tests {
 
     #[test]
     fn the_window_shifts_bit_exactly() {
-        let mut guard = ReplayGuard::default();
+        let mut guard = guard_with_defaults();
         let now = 1_000_000;
         // Every counter 0..3000 in a scrambled but windowed order.
         let mut order: Vec<u64> = (0..3000).collect();
@@ -235,28 +255,28 @@ mod tests {
 
     #[test]
     fn unknown_runs_must_be_fresh() {
-        let guard = ReplayGuard::default();
-        let now = 10 * FRESHNESS;
+        let guard = guard_with_defaults();
+        let now = 10 * freshness_ms();
         let at = |sent_ms| Stamp {
             run: 1,
             sent_ms,
             counter: 0,
         };
-        assert_eq!(guard.check(at(now - FRESHNESS), now), Ok(()));
-        assert_eq!(guard.check(at(now + FRESHNESS), now), Ok(()));
+        assert_eq!(guard.check(at(now - freshness_ms()), now), Ok(()));
+        assert_eq!(guard.check(at(now + freshness_ms()), now), Ok(()));
         assert_eq!(
-            guard.check(at(now - FRESHNESS - 1), now),
+            guard.check(at(now - freshness_ms() - 1), now),
             Err(Refusal::Stale)
         );
         assert_eq!(
-            guard.check(at(now + FRESHNESS + 1), now),
+            guard.check(at(now + freshness_ms() + 1), now),
             Err(Refusal::Stale)
         );
     }
 
     #[test]
     fn memory_is_bounded() {
-        let mut guard = ReplayGuard::default();
+        let mut guard = guard_with_defaults();
         let now = 1_000_000;
         for run in 0..(MAX_RUNS as u64 + 100) {
             let stamp = Stamp {
@@ -279,8 +299,8 @@ mod tests {
 
     #[test]
     fn a_run_is_forgotten_only_once_its_datagrams_are_stale() {
-        let mut guard = ReplayGuard::default();
-        let now = 10 * FRESHNESS;
+        let mut guard = guard_with_defaults();
+        let now = 10 * freshness_ms();
         // A sender whose clock runs 4 minutes behind, last heard now.
         let behind = Stamp {
             run: 1,

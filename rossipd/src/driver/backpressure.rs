@@ -1,7 +1,8 @@
 //! Back-pressure on senders faster than the history window allows.
 //!
-//! The node refuses a publish that would evict a message younger than
-//! [`rossip_proto::node::MIN_RETENTION`] ([`PublishError::Busy`]): members
+//! The node refuses a publish that would evict a message younger than its
+//! [`rossip_proto::node::ProtocolConfig::min_retention`]
+//! ([`PublishError::Busy`]): members
 //! that lost a datagram may still be pulling it. Rather than fail such a
 //! `send`, the driver holds it (and every send after it, to keep their
 //! order) and retries when the oldest message is old enough. The client's
@@ -98,7 +99,7 @@ impl Driver {
                     "{MAX_DEFERRED_SENDS} sends are already waiting for room in the history \
                      window; retry later"
                 ),
-                rossip_proto::node::MIN_RETENTION,
+                self.node.protocol().min_retention,
             )));
             return;
         }
@@ -139,9 +140,9 @@ impl Driver {
                         format!(
                             "the history window stayed full of messages younger than {:?} for \
                              {waited:?}; retry later",
-                            rossip_proto::node::MIN_RETENTION
+                            self.node.protocol().min_retention
                         ),
-                        rossip_proto::node::MIN_RETENTION,
+                        self.node.protocol().min_retention,
                     )));
                 }
                 Err(Ok(retry_after)) => {

@@ -433,7 +433,11 @@ pub fn describe(subject: &Subject, own: OwnSettings<'_>) -> String {
                 "datagrams from {addr} are stamped more than {} minutes from this node's clock: \
                  check both clocks (run NTP; `timedatectl` says whether a clock is \
                  synchronized); an old capture replayed looks the same",
-                rossip_proto::seal::replay::FRESHNESS / 60_000
+                // The daemon's nodes run with the default protocol config.
+                rossip_proto::node::ProtocolConfig::default()
+                    .replay_freshness
+                    .as_secs()
+                    / 60
             ),
         },
         Subject::ManySenders => format!(

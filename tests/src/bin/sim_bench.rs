@@ -13,7 +13,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use rossip_proto::node::PROBE_PERIOD;
+use rossip_proto::node::ProtocolConfig;
 use rossip_proto::testing::scenario::{ScaleConfig, ScaleReport, run_scale};
 
 const USAGE: &str = "\
@@ -147,7 +147,7 @@ fn table(report: &ScaleReport, wall: Duration) -> String {
     let c = &report.config;
     let d = &report.delivery;
     let cold = &report.cold_start;
-    let few_rounds = PROBE_PERIOD * 5;
+    let few_rounds = ProtocolConfig::default().probe_period * 5;
     let rows: Vec<(String, String, String)> = vec![
         (
             "cold start: nodes with the full member view".into(),

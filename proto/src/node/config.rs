@@ -1,0 +1,290 @@
+//! Every timing and tunable of the protocol, in one place.
+//!
+//! As `foca::Config` or quinn's `TransportConfig`: the intervals, timeouts,
+//! fan-outs, retry limits and per-interval budgets a [`super::Node`] runs
+//! with are fields of [`ProtocolConfig`], carried by
+//! [`super::NodeConfig::protocol`] and owned by the node. The defaults are
+//! tuned for one LAN (sub-millisecond round trips, tens to a thousand
+//! nodes); tests derive their bounds from `ProtocolConfig::default()`
+//! rather than from numbers of their own, so a changed default cannot leave
+//! a test checking the old one.
+//!
+//! What stays a `const` elsewhere is not tunable: facts of the wire format
+//! both ends must agree on (datagram and field sizes, in [`crate::wire`]),
+//! packing bounds derived from those sizes, and caps on what a hostile
+//! peer can make a node remember.
+
+use std::time::Duration;
+
+/// The protocol's timings and tunables. Nodes of one cluster may run with
+/// different values (nothing here is on the wire), but the defaults are
+/// what the daemon uses and what the tests and simulations check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProtocolConfig {
+    // --- Failure detection (SWIM, run by foca) ---
+    /// How often each node probes one member (round robin over a shuffled
+    /// list). A LAN answers in well under a millisecond; a probe costs two
+    /// small datagrams, so even 5 probes a second per node is cheap, and it
+    /// is what bounds failure detection: a dead member is probed within
+    /// about one period by someone, suspected a period later, and failed
+    /// [`ProtocolConfig::suspect_to_down_after`] after that (≤ 2 s in all,
+    /// see the `membership` scenario tests). Default 200 ms.
+    pub probe_period: Duration,
+    /// How long a direct probe may take before indirect probes are sent: a
+    /// LAN round trip is well under a millisecond, so 80 ms only passes for
+    /// a lost packet (or a stalled process) and leaves 120 ms of the probe
+    /// period for the indirect ones. Must be shorter than
+    /// [`ProtocolConfig::probe_period`]. Default 80 ms.
+    pub probe_rtt: Duration,
+    /// How many members are asked to probe a member that did not answer
+    /// directly: one lost datagram or one bad path does not make a suspect.
+    /// Default 3.
+    pub indirect_probes: usize,
+    /// How long a suspect member has to refute before it is declared
+    /// failed. Short, because the member that suspects also tells the
+    /// suspect directly, every [`ProtocolConfig::nudge_interval`], so a live
+    /// one refutes within a round trip; and because the failure is
+    /// postponed while the suspect is still heard from (see `suspicion`). A
+    /// dead member gets no such help. Default 800 ms.
+    pub suspect_to_down_after: Duration,
+    /// How many outgoing packets each membership update rides on. foca's
+    /// `new_lan` would derive ~6 for a few dozen nodes; then, after a burst
+    /// of joins through one seed, a few pairs of nodes typically never hear
+    /// of each other until a periodic announce or a probe happens to
+    /// connect them (tens of seconds). With 15, 50 such joins converge in
+    /// about a second and 200 in a few (see the scenario tests); the cost
+    /// is only during churn, as quiet gossip is skipped. Default 15.
+    pub gossip_transmissions: u8,
+    /// How often membership updates are gossiped besides probes (only when
+    /// there is news). Changes of state are also gossiped at once (see
+    /// [`ProtocolConfig::immediate_gossip_min_interval`]). Default 200 ms.
+    pub periodic_gossip_interval: Duration,
+    /// How many members each periodic gossip goes to. Default 3.
+    pub periodic_gossip_fanout: usize,
+    /// Changes of liveness are gossiped at once, but not more often than
+    /// this (a burst of joins gossips once, not once per member). Default
+    /// 50 ms.
+    pub immediate_gossip_min_interval: Duration,
+    /// How often a node asks a random member for its member list, so
+    /// members learned by different peers converge and partitions heal.
+    /// Default 10 s.
+    pub periodic_announce_interval: Duration,
+    /// How many members each periodic announce asks. Default 1.
+    pub periodic_announce_fanout: usize,
+    /// How often a node announces itself to members it believes down, so a
+    /// healed partition rejoins within a few seconds without outside help
+    /// (the member answers "you are down to me", the announcer renews its
+    /// identity, and the two sides merge). Small datagrams to addresses of
+    /// dead members are the price until they are reaped. Default 1 s.
+    pub periodic_announce_down_interval: Duration,
+    /// How many members believed down each such announce goes to. Default 2.
+    pub periodic_announce_down_fanout: usize,
+
+    // --- Suspicion (see `suspicion`) ---
+    /// How often the member that suspects another tells it so (a
+    /// [`crate::wire::Body::Suspected`]), so a live suspect refutes at once
+    /// instead of waiting for gossip to reach it. Default 200 ms.
+    pub nudge_interval: Duration,
+    /// How much longer a suspect that is still heard from gets before it is
+    /// declared failed, each time. Default 400 ms.
+    pub postpone_step: Duration,
+    /// How many times a "down" may be postponed: a member heard from but
+    /// unable to refute for this long (e.g. traffic gets through one way
+    /// only) is failed after all. Default 3.
+    pub max_postpones: u32,
+    /// The shortest time between two answers to the nudges of one member:
+    /// a refutation is gossiped anyway, so answering every nudge of a burst
+    /// only adds traffic. Default 50 ms.
+    pub nudge_answer_min_interval: Duration,
+
+    // --- Contact and leave (see `contact`) ---
+    /// The shortest time between two hellos to one address: discovery may
+    /// report an address many times (mDNS, seeds retried), and one hello per
+    /// second is plenty to get an answer from a live node. Default 1 s.
+    pub hello_min_interval: Duration,
+    /// How many copies of a leave notice each member gets: a little loss
+    /// tolerance, as a leaving node does not wait for answers. Default 2.
+    pub leave_copies: usize,
+    /// How many members a node that learned of a leave forwards it to, so
+    /// nodes that lost both direct copies still show `left` rather than
+    /// `failed`. Default 3.
+    pub left_forward_fanout: usize,
+
+    // --- Dissemination (see `dissemination`) ---
+    /// How many members an eager push goes to when it is relayed (0:
+    /// anti-entropy only). With forwarding on first receipt, 3 reaches
+    /// every node of a LAN cluster with high probability; anti-entropy
+    /// repairs the rest. Default 3.
+    pub push_fanout: usize,
+    /// Up to this many active members, a node pushes its own messages to
+    /// every one of them directly, and they do not relay (one hop, one copy
+    /// each); above it, to [`ProtocolConfig::push_fanout`] members who
+    /// relay. Gaps are pulled either way. Default 16.
+    pub direct_push_limit: usize,
+    /// How long a gap in an origin's sequence numbers may stay open before
+    /// it is pulled: a copy on another path may just be late. Default 10 ms.
+    pub gap_pull_delay: Duration,
+    /// The youngest a message may be and still be evicted from history to
+    /// make room: a publish that would evict a younger one is refused
+    /// ([`super::PublishError::Busy`]), because members that lost a
+    /// datagram may still be pulling it. This bounds a sustained publish
+    /// rate at the history limit divided by this span, and makes the bound
+    /// visible to the sender. Default 3 s.
+    pub min_retention: Duration,
+    /// Timestamps further ahead of this node's wall clock are not merged
+    /// into its clock: one node with a wild clock must not drag every later
+    /// message of the cluster into the future. (Its messages are still
+    /// delivered, and sort by their own stamps.) Default 60 s.
+    pub max_clock_ahead: Duration,
+
+    // --- Anti-entropy (see `anti_entropy`) ---
+    /// How often an idle node starts a digest exchange with one random
+    /// member. Default 1 s.
+    pub anti_entropy_interval: Duration,
+    /// The round interval while messages are flowing (a message arrived
+    /// within the last [`ProtocolConfig::anti_entropy_interval`]): a node
+    /// an epidemic push missed learns of it from the next digest's heads,
+    /// so this bounds the delivery tail. Default 200 ms.
+    pub anti_entropy_active_interval: Duration,
+    /// The round interval while catching up: when the last round brought at
+    /// least [`ProtocolConfig::catch_up_threshold`] repaired messages,
+    /// there is likely more, so the next round comes sooner (a backlog of
+    /// thousands then takes seconds, not minutes). Default 100 ms.
+    pub anti_entropy_catch_up_interval: Duration,
+    /// Repaired messages since the last round that mean "catching up".
+    /// Default 32.
+    pub catch_up_threshold: usize,
+    /// Most bytes of repairs sent in answer to one digest (about 70
+    /// datagrams by default): a large backlog takes several exchanges,
+    /// which come every [`ProtocolConfig::anti_entropy_catch_up_interval`]
+    /// while repairs keep coming. Default 96 KiB.
+    pub max_repair_bytes_per_digest: usize,
+    /// Origins whose last message is older than this are not listed as
+    /// heads of a digest (heads are for what is flowing now). Default 5 s.
+    pub recent_heads_window: Duration,
+    /// A `Gone` answer is taken only from a member this node sent a digest
+    /// to within this long (it answers a question; an unsolicited one is
+    /// dropped). Default 5 s.
+    pub gone_answer_window: Duration,
+
+    // --- Membership anti-entropy (see `member_sync`) ---
+    /// How often a node with a stable view compares member summaries with
+    /// one random member: a node that misses a member starts pulling within
+    /// about a second of meeting one that knows it. Default 1 s.
+    pub member_sync_interval: Duration,
+    /// The round interval during a digest cycle, and while the view grows
+    /// (a member came up since the last round): a node that just joined
+    /// fetches a thousand identities in a few seconds. Default 200 ms.
+    pub member_sync_growing_interval: Duration,
+
+    // --- Reassembly of large messages (see `fragments`) ---
+    /// Most messages being reassembled at once. Default 256.
+    pub max_partials: usize,
+    /// Most bytes of pieces held for incomplete messages. Default 32 MiB.
+    pub reassembly_max_bytes: usize,
+    /// An incomplete message that received no new piece for this long is
+    /// dropped (its pieces come again through anti-entropy, if it still
+    /// exists). Default 60 s.
+    pub partial_timeout: Duration,
+
+    // --- Identity conflicts (see `identity_conflict`) ---
+    /// How often a renewal ("declared failed while running") is logged at
+    /// info level at most; the others go to debug, all are counted.
+    /// Default 10 s.
+    pub renewal_log_interval: Duration,
+    /// How often at most a node tells an address which run of a member's id
+    /// it holds (a copy of a node must learn it lost, but a flood of its
+    /// datagrams must not become a flood of answers). Default 5 s.
+    pub identity_notice_interval: Duration,
+
+    // --- Keyring requests (see `keyring_ops`) ---
+    /// Keyring requests answered at once; the oldest is forgotten past
+    /// this. Default 16.
+    pub keyring_max_outstanding: usize,
+    /// How long answers to a keyring request are taken. Default 5 s.
+    pub keyring_outstanding_for: Duration,
+
+    // --- Round trips and sealing ---
+    /// Longest round trip recorded as [`super::Member::rtt`]; longer echoes
+    /// are stale or forged. Default 10 s.
+    pub max_plausible_rtt: Duration,
+    /// How far the send time stamped into a sealed datagram may be from
+    /// this node's clock, for a sender run this node has no record of;
+    /// older (or further ahead) is refused as stale, so a captured datagram
+    /// cannot be replayed later. Also how long a sender run's replay window
+    /// is remembered after its last datagram. Default 5 min.
+    pub replay_freshness: Duration,
+}
+
+impl Default for ProtocolConfig {
+    fn default() -> Self {
+        ProtocolConfig {
+            probe_period: Duration::from_millis(200),
+            probe_rtt: Duration::from_millis(80),
+            indirect_probes: 3,
+            suspect_to_down_after: Duration::from_millis(800),
+            gossip_transmissions: 15,
+            periodic_gossip_interval: Duration::from_millis(200),
+            periodic_gossip_fanout: 3,
+            immediate_gossip_min_interval: Duration::from_millis(50),
+            periodic_announce_interval: Duration::from_secs(10),
+            periodic_announce_fanout: 1,
+            periodic_announce_down_interval: Duration::from_secs(1),
+            periodic_announce_down_fanout: 2,
+
+            nudge_interval: Duration::from_millis(200),
+            postpone_step: Duration::from_millis(400),
+            max_postpones: 3,
+            nudge_answer_min_interval: Duration::from_millis(50),
+
+            hello_min_interval: Duration::from_secs(1),
+            leave_copies: 2,
+            left_forward_fanout: 3,
+
+            push_fanout: 3,
+            direct_push_limit: 16,
+            gap_pull_delay: Duration::from_millis(10),
+            min_retention: Duration::from_secs(3),
+            max_clock_ahead: Duration::from_secs(60),
+
+            anti_entropy_interval: Duration::from_secs(1),
+            anti_entropy_active_interval: Duration::from_millis(200),
+            anti_entropy_catch_up_interval: Duration::from_millis(100),
+            catch_up_threshold: 32,
+            max_repair_bytes_per_digest: 96 * 1024,
+            recent_heads_window: Duration::from_secs(5),
+            gone_answer_window: Duration::from_secs(5),
+
+            member_sync_interval: Duration::from_secs(1),
+            member_sync_growing_interval: Duration::from_millis(200),
+
+            max_partials: 256,
+            reassembly_max_bytes: 32 * 1024 * 1024,
+            partial_timeout: Duration::from_secs(60),
+
+            renewal_log_interval: Duration::from_secs(10),
+            identity_notice_interval: Duration::from_secs(5),
+
+            keyring_max_outstanding: 16,
+            keyring_outstanding_for: Duration::from_secs(5),
+
+            max_plausible_rtt: Duration::from_secs(10),
+            replay_freshness: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_consistent() {
+        let config = ProtocolConfig::default();
+        assert!(config.probe_rtt < config.probe_period);
+        assert!(config.anti_entropy_catch_up_interval <= config.anti_entropy_active_interval);
+        assert!(config.anti_entropy_active_interval <= config.anti_entropy_interval);
+        assert!(config.member_sync_growing_interval <= config.member_sync_interval);
+        assert!(config.nudge_interval < config.suspect_to_down_after);
+    }
+}
