@@ -18,6 +18,8 @@
 //! - [`events`]: recording a daemon's peer events with receive times;
 //! - [`history`]: a daemon's message history as a user sees it, and sends
 //!   through the real `rossipctl`, for the durable-history tests;
+//! - [`mdns_flood`]: a flood of forged mDNS records, and the memory
+//!   figures of a daemon receiving it (`mdns-flood-bench`, `memory-bench`);
 //! - [`netns`]: a LAN of network namespaces with nftables faults (loss,
 //!   partitions, hosts cut off at the switch, extra interfaces);
 //! - [`nscluster`]: a namespaced LAN with a daemon and a recorder per host;
@@ -40,6 +42,7 @@ pub mod delivery_send;
 pub mod delivery_table;
 pub mod events;
 pub mod history;
+pub mod mdns_flood;
 pub mod netns;
 pub mod nscluster;
 pub mod rng;

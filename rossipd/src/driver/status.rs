@@ -119,6 +119,7 @@ impl Driver {
                     .map(|problem| self.problem_view(problem))
                     .collect()
             },
+            discovery: Default::default(),
         }
     }
 
