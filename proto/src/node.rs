@@ -14,6 +14,7 @@
 //! - `timers`: the deterministic timer queue;
 //! - `membership`: the member table and its transitions;
 //! - `contact`: the hello handshake and graceful leave;
+//! - `hints`: the bounded set of unverified discovery hints and the hello rate;
 //! - `history`: bounded history and bounded-memory de-duplication;
 //! - `dissemination`: publish, eager push and forwarding;
 //! - `anti_entropy`: digest exchange and repair.
@@ -33,6 +34,7 @@ mod anti_entropy;
 mod contact;
 mod dissemination;
 mod fragments;
+mod hints;
 mod history;
 mod identity_conflict;
 mod keyring_ops;
@@ -50,6 +52,7 @@ pub use anti_entropy::{
 pub use contact::{HELLO_MIN_INTERVAL, LEFT_FORWARD_FANOUT};
 pub use dissemination::{GAP_PULL_DELAY, MAX_CLOCK_AHEAD, MIN_RETENTION};
 pub use fragments::{MAX_PARTIALS, PARTIAL_TIMEOUT, REASSEMBLY_MAX_BYTES};
+pub use hints::{HintConfig, HintDrop, HintStats};
 pub use identity_conflict::{IDENTITY_NOTICE_INTERVAL, IdentityInUse, RENEWAL_LOG_INTERVAL};
 pub use keyring_ops::{
     KeyChange, KeyOpError, KeyringEvent, KeyringRequest, MAX_ACK_ERROR_BYTES, MAX_OUTSTANDING,
@@ -171,6 +174,9 @@ pub struct NodeConfig {
     /// datagram is sealed, and only datagrams sealed under one of its keys
     /// are accepted.
     pub keyring: Option<crate::seal::Keyring>,
+    /// Bounds on what discovery hints ([`Node::handle_hint`]) make the
+    /// node do.
+    pub hints: HintConfig,
 }
 
 impl NodeConfig {
@@ -206,6 +212,7 @@ impl NodeConfig {
             rng_seed: 0,
             reap_after: REMOVE_DOWN_AFTER,
             keyring: None,
+            hints: HintConfig::default(),
         }
     }
 }
@@ -504,8 +511,10 @@ pub struct Node {
     stats: Stats,
     left: bool,
     /// When a hello last went to an address, to avoid re-sending it when the
-    /// driver reports the same address repeatedly (mDNS, seeds).
+    /// driver reports the same address repeatedly (seeds, join).
     hello_sent: BTreeMap<SocketAddr, Instant>,
+    /// Unverified discovery hints and their hello rate; see `hints`.
+    hints: hints::Hints,
     /// Where the next digest's slice of origins starts (exclusive).
     digest_cursor: Option<NodeId>,
     /// Members that came up and get the next anti-entropy rounds.
@@ -618,6 +627,7 @@ impl Node {
             stats: Stats::default(),
             left: false,
             hello_sent: BTreeMap::new(),
+            hints: hints::Hints::new(config.hints.clone()),
             digest_cursor: None,
             fresh_members: VecDeque::new(),
             repaired_since_round: 0,
@@ -771,16 +781,28 @@ impl Node {
                 TimerKind::DeferredGossip => self.on_deferred_gossip(now),
                 TimerKind::GapPull(origin) => self.on_gap_pull(origin, now),
                 TimerKind::MemberSync => self.member_sync_round(now),
+                TimerKind::Hints(deadline) => self.on_hints_timer(deadline, now),
             }
         }
     }
 
-    /// An address to contact (mDNS, seed, join): sends it a hello; it becomes
+    /// An address to contact that a user or the configuration named (seed,
+    /// join, a peer cached by an earlier run): sends it a hello; it becomes
     /// a member when it answers. Skipped for our own address, for addresses
     /// of alive or suspect members, and for an address contacted less than
     /// [`HELLO_MIN_INTERVAL`] ago, so the driver may call this repeatedly.
     pub fn handle_contact(&mut self, addr: SocketAddr, now: Instant) {
         self.contact(addr, now);
+    }
+
+    /// An address a discovery record (mDNS) names: unverified, as anyone
+    /// can forge one. It gets hellos within the bounds of
+    /// [`NodeConfig::hints`] (a capped set, a backoff per address, a rate
+    /// for all), until a node answers there. Skipped for our own address
+    /// and for addresses of alive or suspect members; the driver may call
+    /// this as often as records come.
+    pub fn handle_hint(&mut self, addr: SocketAddr, now: Instant) {
+        self.hint(addr, now);
     }
 
     /// Publishes a message from this node: validates it, stamps it, stores
@@ -900,6 +922,16 @@ impl Node {
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Counters of discovery hints ([`Node::handle_hint`]).
+    pub fn hint_stats(&self) -> &HintStats {
+        self.hints.stats()
+    }
+
+    /// Hinted addresses held now that no node has answered at yet.
+    pub fn unverified_hints(&self) -> usize {
+        self.hints.len()
     }
 
     /// Whether leave() was called.
