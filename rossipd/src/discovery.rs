@@ -51,6 +51,10 @@ pub const MAX_CACHED_RECORDS: i64 = 4 * MAX_BROWSED_INSTANCES as i64 + 256;
 /// How often the browser's cache size is checked (mdns-sd's metrics).
 const CACHE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
+/// How long the browser waits for mdns-sd's metrics: a thread busy with a
+/// flood answers late, and meanwhile events are not read.
+const METRICS_WAIT: Duration = Duration::from_millis(500);
+
 /// The pause before browsing again after the browser was replaced or its
 /// event channel closed: a flood cannot make it a busy loop.
 const REBROWSE_PAUSE: Duration = Duration::from_millis(200);
@@ -549,12 +553,13 @@ impl Browser {
 }
 
 /// DNS records of every kind in `daemon`'s cache (mdns-sd's metrics); 0 if
-/// it does not answer in time.
+/// it does not answer within [`METRICS_WAIT`] (the count of instances from
+/// the events still bounds the cache then).
 async fn cached_records(daemon: &ServiceDaemon) -> i64 {
     let Ok(rx) = daemon.get_metrics() else {
         return 0;
     };
-    match tokio::time::timeout(SHUTDOWN_WAIT, rx.recv_async()).await {
+    match tokio::time::timeout(METRICS_WAIT, rx.recv_async()).await {
         Ok(Ok(metrics)) => metrics
             .iter()
             .filter(|(name, _)| name.starts_with("cached-"))
