@@ -6,13 +6,16 @@
 //!
 //! Anyone on the LAN can multicast records, and mdns-sd caches every record
 //! of a service type it browses for as long as the record's TTL says, with
-//! no bound. So browsing runs in a ServiceDaemon of its own, apart from the
+//! no bound (and records that come without a PTR record even where nothing
+//! browses). So browsing runs in a ServiceDaemon of its own, apart from the
 //! one that announces this node, and that browser is replaced by a fresh
 //! one (its cache dropped) whenever it holds more than
-//! [`MAX_BROWSED_INSTANCES`] instances or [`MAX_CACHED_RECORDS`] records:
-//! a flood of forged records costs a bounded amount of memory, and real
-//! nodes answer the new browser's first query. What the records lead to
-//! (hellos) is bounded by the protocol node (`Node::handle_hint`).
+//! [`MAX_BROWSED_INSTANCES`] instances or [`MAX_CACHED_RECORDS`] records;
+//! the responder is replaced (goodbye, then a new announcement) past
+//! [`MAX_CACHED_RECORDS`]. A flood of forged records costs a bounded amount
+//! of memory, and real nodes answer the new browser's first query. What the
+//! records lead to (hellos) is bounded by the protocol node
+//! (`Node::handle_hint`).
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -156,9 +159,10 @@ pub struct Advertisement {
 
 /// A running mDNS responder and browser.
 pub struct Discovery {
-    /// The responder: announces this node; never browses, so the records
-    /// of others are not cached in it.
-    daemon: ServiceDaemon,
+    /// The responder in use now: announces this node; never browses, so
+    /// the records of others are cached in it only when they come without
+    /// a PTR record, and it is replaced when those are too many.
+    responder: watch::Receiver<ServiceDaemon>,
     /// The record as last announced, for the goodbye at shutdown.
     announced: watch::Receiver<Announced>,
 }
@@ -191,16 +195,19 @@ impl Discovery {
         daemon
             .register(service_info(&ad, &announced)?)
             .context("mDNS: cannot register the service")?;
-        // What the reannouncing task has registered: the goodbye at
-        // shutdown names the record that is really out there.
+        // What the responder task has registered, and with which daemon:
+        // the goodbye at shutdown names the record that is really out there.
         let (registered_tx, registered) = watch::channel(announced.clone());
-        tasks.spawn(reannounce_on_change(
-            daemon.clone(),
-            ad.clone(),
-            announced,
+        let (responder_tx, responder) = watch::channel(daemon.clone());
+        let task = Responder {
+            daemon,
+            ad: ad.clone(),
+            registered: announced,
             registered_tx,
-            cancel.clone(),
-        ));
+            responder_tx,
+            counters: counters.clone(),
+        };
+        tasks.spawn(task.run(cancel.clone()));
 
         let browser = Browser {
             ifaces: ad.ifaces,
@@ -212,7 +219,7 @@ impl Discovery {
         };
         tasks.spawn(browser.run(browsing, cancel));
         Ok(Discovery {
-            daemon,
+            responder,
             announced: registered,
         })
     }
@@ -221,10 +228,11 @@ impl Discovery {
     /// bounded time for both.
     pub async fn shutdown(self) {
         let fullname = fullname(&self.announced.borrow().id);
-        if let Ok(rx) = self.daemon.unregister(&fullname) {
+        let daemon = self.responder.borrow().clone();
+        if let Ok(rx) = daemon.unregister(&fullname) {
             let _ = tokio::time::timeout(SHUTDOWN_WAIT, rx.recv_async()).await;
         }
-        stop_daemon(&self.daemon).await;
+        stop_daemon(&daemon).await;
     }
 }
 
@@ -292,33 +300,64 @@ fn service_info(ad: &Advertisement, announced: &Announced) -> anyhow::Result<Ser
     Ok(info)
 }
 
-/// Registers the record again (mdns-sd replaces and re-announces it) each
-/// time the sealing key changes, so that nodes started with the new key
-/// find this one; and, when this node took a new id, withdraws the record of
-/// the old one (goodbye packets) and announces the new, so that nobody is
-/// sent to this address under an id that now belongs to another node.
-async fn reannounce_on_change(
+/// Keeps this node's record announced: registers it again (mdns-sd
+/// replaces and re-announces it) each time the sealing key changes, so that
+/// nodes started with the new key find this one; when this node took a new
+/// id, withdraws the record of the old one (goodbye packets) and announces
+/// the new, so that nobody is sent to this address under an id that now
+/// belongs to another node; and replaces the responder daemon when its
+/// cache holds more than [`MAX_CACHED_RECORDS`] records (forged ones sent
+/// without a PTR record are cached even though nothing browses there).
+struct Responder {
     daemon: ServiceDaemon,
-    mut ad: Advertisement,
-    mut registered: Announced,
+    ad: Advertisement,
+    /// The record as registered now.
+    registered: Announced,
     registered_tx: watch::Sender<Announced>,
-    cancel: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            changed = ad.announced.changed() => if changed.is_err() { return },
+    /// The daemon in use, for the goodbye at shutdown.
+    responder_tx: watch::Sender<ServiceDaemon>,
+    counters: Arc<Counters>,
+}
+
+impl Responder {
+    async fn run(mut self, cancel: CancellationToken) {
+        let mut check = tokio::time::interval(CACHE_CHECK_INTERVAL);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_reset_warning = None;
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                changed = self.ad.announced.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    self.announce_change();
+                }
+                _ = check.tick() => {
+                    if cached_records(&self.daemon).await > MAX_CACHED_RECORDS {
+                        if !self.replace(&cancel).await {
+                            return;
+                        }
+                        note_reset(&self.counters, &mut last_reset_warning, "responder");
+                    }
+                }
+            }
         }
-        let wanted = ad.announced.borrow_and_update().clone();
+    }
+
+    /// Registers the record anew after a change of id or sealing key.
+    fn announce_change(&mut self) {
+        let wanted = self.ad.announced.borrow_and_update().clone();
+        let registered = &self.registered;
         let new_id = wanted.id != registered.id;
         if !new_id && wanted.keys.first() == registered.keys.first() {
-            continue;
+            return;
         }
-        if new_id && let Err(e) = daemon.unregister(&fullname(&registered.id)) {
+        if new_id && let Err(e) = self.daemon.unregister(&fullname(&registered.id)) {
             tracing::warn!(old = %registered.id, "mDNS: cannot withdraw the old record: {e}");
         }
-        match service_info(&ad, &wanted).and_then(|info| {
-            daemon
+        match service_info(&self.ad, &wanted).and_then(|info| {
+            self.daemon
                 .register(info)
                 .context("mDNS: cannot register the service")
         }) {
@@ -335,10 +374,39 @@ async fn reannounce_on_change(
                         "mDNS: announcing the new sealing key id"
                     );
                 }
-                registered = wanted;
-                let _ = registered_tx.send(registered.clone());
+                self.registered = wanted;
+                let _ = self.registered_tx.send(self.registered.clone());
             }
             Err(e) => tracing::warn!("{e:#}"),
+        }
+    }
+
+    /// Stops the responder (goodbye packets; under a flood only once the
+    /// flood pauses, see [`Browser::run`]) and announces the record from a
+    /// fresh one. `false`: cancelled, or mDNS could not start again.
+    async fn replace(&mut self, cancel: &CancellationToken) -> bool {
+        if let Ok(stopped) = self.daemon.shutdown() {
+            tokio::select! {
+                () = cancel.cancelled() => return false,
+                _ = stopped.recv_async() => {}
+            }
+        }
+        let fresh = start_daemon(&self.ad.ifaces).and_then(|daemon| {
+            daemon
+                .register(service_info(&self.ad, &self.registered)?)
+                .context("mDNS: cannot register the service")?;
+            Ok(daemon)
+        });
+        match fresh {
+            Ok(daemon) => {
+                self.daemon = daemon.clone();
+                let _ = self.responder_tx.send(daemon);
+                true
+            }
+            Err(e) => {
+                tracing::warn!("{e:#}; this node is no longer announced by mDNS");
+                false
+            }
         }
     }
 }
@@ -383,7 +451,9 @@ impl Browser {
                     stop_daemon(&daemon).await;
                     return;
                 }
-                BrowseEnd::CacheFull => self.note_reset(),
+                BrowseEnd::CacheFull => {
+                    note_reset(&self.counters, &mut self.last_reset_warning, "browser");
+                }
                 BrowseEnd::Closed => tracing::debug!("mDNS browse channel closed; browsing again"),
             }
             // The next browser starts only when this one's thread is gone:
@@ -454,27 +524,6 @@ impl Browser {
                 Err(_) => return BrowseEnd::Closed,
             }
         }
-    }
-
-    /// Counts a cache reset, and says so (at most every
-    /// [`RESET_WARNING_INTERVAL`]: a flood resets it often).
-    fn note_reset(&mut self) {
-        let resets = self.counters.cache_resets.fetch_add(1, Ordering::Relaxed) + 1;
-        let now = Instant::now();
-        if self
-            .last_reset_warning
-            .is_some_and(|at| now.duration_since(at) < RESET_WARNING_INTERVAL)
-        {
-            tracing::debug!(resets, "mDNS: browser cache reset");
-            return;
-        }
-        self.last_reset_warning = Some(now);
-        tracing::warn!(
-            resets,
-            max_instances = MAX_BROWSED_INSTANCES,
-            "mDNS: more {SERVICE_TYPE} records than any real cluster has (forged ones?); \
-             dropped them all and browsing again (status: discovery.cache_resets)"
-        );
     }
 
     fn resolved(&self, service: &mdns_sd::ResolvedService) {
@@ -567,4 +616,24 @@ async fn cached_records(daemon: &ServiceDaemon) -> i64 {
             .sum(),
         _ => 0,
     }
+}
+
+/// Counts a cache reset of the `which` daemon, and says so (a warning at
+/// most every [`RESET_WARNING_INTERVAL`]: a flood resets it often).
+fn note_reset(counters: &Counters, last_warning: &mut Option<Instant>, which: &str) {
+    let resets = counters.cache_resets.fetch_add(1, Ordering::Relaxed) + 1;
+    let now = Instant::now();
+    if last_warning.is_some_and(|at| now.duration_since(at) < RESET_WARNING_INTERVAL) {
+        tracing::debug!(resets, which, "mDNS: cache reset");
+        return;
+    }
+    *last_warning = Some(now);
+    tracing::warn!(
+        resets,
+        which,
+        max_instances = MAX_BROWSED_INSTANCES,
+        max_records = MAX_CACHED_RECORDS,
+        "mDNS: more {SERVICE_TYPE} records than any real cluster has (forged ones?); \
+         dropped them all and started mDNS again (status: discovery.cache_resets)"
+    );
 }

@@ -51,6 +51,27 @@ const CLASS_IN: u16 = 1;
 /// Class IN with the mDNS cache-flush bit (unique records: SRV, TXT, A).
 const CLASS_IN_FLUSH: u16 = 0x8001;
 
+/// Which records make up each forged node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordSet {
+    /// PTR, SRV, TXT and A: what a real node announces.
+    Service,
+    /// SRV, TXT and A without the PTR that lists the instance: mdns-sd
+    /// takes a response without any PTR as meant for it, and caches it
+    /// even where nothing browses.
+    WithoutPtr,
+}
+
+impl RecordSet {
+    /// Records a forged node takes.
+    fn records(self) -> u16 {
+        match self {
+            RecordSet::Service => 4,
+            RecordSet::WithoutPtr => 3,
+        }
+    }
+}
+
 /// What the forged records claim.
 #[derive(Debug, Clone)]
 pub struct Forgery {
@@ -68,6 +89,8 @@ pub struct Forgery {
     /// Makes the forged node ids differ between floods (record `i` of seed
     /// `s` has id `{s:016x}{i:016x}`).
     pub seed: u64,
+    /// The records of each forged node.
+    pub records_each: RecordSet,
 }
 
 impl Forgery {
@@ -90,13 +113,14 @@ pub fn packets(forgery: &Forgery) -> Vec<Vec<u8>> {
     let mut next = 0;
     while next < forgery.records {
         let mut packet = AnswerPacket::new();
+        let each = forgery.records_each.records();
         while next < forgery.records {
             let mark = packet.bytes.len();
             packet.add_node(forgery, next);
-            if packet.bytes.len() > MAX_PACKET_BYTES && packet.answers > 4 {
+            if packet.bytes.len() > MAX_PACKET_BYTES && packet.answers > each {
                 // Did not fit: undo, and start the next packet with it.
                 packet.bytes.truncate(mark);
-                packet.answers -= 4;
+                packet.answers -= each;
                 break;
             }
             next += 1;
@@ -106,51 +130,77 @@ pub fn packets(forgery: &Forgery) -> Vec<Vec<u8>> {
     out
 }
 
-/// One mDNS answer being written. The first record's owner name is the
-/// service type, written in full right after the header; every later
-/// mention of it, or of `local.`, is a compression pointer to it.
+/// One mDNS answer being written. The service type is written in full
+/// once; every later mention of it, or of `local.`, is a compression
+/// pointer to it.
 struct AnswerPacket {
     bytes: Vec<u8>,
     answers: u16,
+    /// Where `_rossip._udp.local.` was written, once it was.
+    service: Option<u16>,
 }
 
-/// Where `_rossip._udp.local.` starts (right after the 12-byte header).
-const SERVICE_OFFSET: u16 = 12;
-/// Where its `local.` starts: after `\x07_rossip` and `\x04_udp`.
-const LOCAL_OFFSET: u16 = SERVICE_OFFSET + 8 + 5;
+/// The service type's labels.
+const SERVICE_NAME: &[u8] = b"\x07_rossip\x04_udp\x05local\x00";
+/// Where `local.` starts in it.
+const LOCAL_IN_SERVICE: u16 = 8 + 5;
 
 impl AnswerPacket {
     fn new() -> AnswerPacket {
         let mut bytes = Vec::with_capacity(MAX_PACKET_BYTES + 256);
         // id 0, flags: response + authoritative; counts patched in finish().
         bytes.extend_from_slice(&[0, 0, 0x84, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        bytes.extend_from_slice(b"\x07_rossip\x04_udp\x05local\x00");
-        AnswerPacket { bytes, answers: 0 }
+        AnswerPacket {
+            bytes,
+            answers: 0,
+            service: None,
+        }
+    }
+
+    /// The service type: in full the first time, a pointer after that.
+    fn service_name(&mut self) -> u16 {
+        if let Some(at) = self.service {
+            self.pointer(at);
+            return at;
+        }
+        let at = self.offset();
+        self.bytes.extend_from_slice(SERVICE_NAME);
+        self.service = Some(at);
+        at
     }
 
     fn add_node(&mut self, forgery: &Forgery, i: usize) {
         let id = forgery.id(i);
         let target = forgery.target_of(i);
-        // PTR _rossip._udp.local. -> <id>._rossip._udp.local. (the first
-        // one's owner name is the full name the header is followed by).
-        if self.answers > 0 {
-            self.pointer(SERVICE_OFFSET);
-        }
-        self.record_header(TYPE_PTR, CLASS_IN, forgery.ttl_s);
-        let rdata = self.begin_rdata();
-        let instance = self.offset();
-        self.label(&id);
-        self.pointer(SERVICE_OFFSET);
-        self.end_rdata(rdata);
-        // SRV <instance> -> <id>.local.:port
-        self.pointer(instance);
+        let instance = match forgery.records_each {
+            RecordSet::Service => {
+                // PTR _rossip._udp.local. -> <id>._rossip._udp.local.
+                self.service_name();
+                self.record_header(TYPE_PTR, CLASS_IN, forgery.ttl_s);
+                let rdata = self.begin_rdata();
+                let instance = self.offset();
+                self.label(&id);
+                self.service_name();
+                self.end_rdata(rdata);
+                self.pointer(instance);
+                instance
+            }
+            RecordSet::WithoutPtr => {
+                let instance = self.offset();
+                self.label(&id);
+                self.service_name();
+                instance
+            }
+        };
+        let local = self.service.unwrap_or(0) + LOCAL_IN_SERVICE;
+        // SRV <instance> -> <id>.local.:port (its owner name written above)
         self.record_header(TYPE_SRV, CLASS_IN_FLUSH, forgery.ttl_s);
         let rdata = self.begin_rdata();
         self.bytes.extend_from_slice(&[0, 0, 0, 0]); // priority, weight
         self.bytes.extend_from_slice(&target.port().to_be_bytes());
         let host = self.offset();
         self.label(&id);
-        self.pointer(LOCAL_OFFSET);
+        self.pointer(local);
         self.end_rdata(rdata);
         // TXT <instance>: what a rossip node puts there.
         self.pointer(instance);
@@ -175,7 +225,7 @@ impl AnswerPacket {
         let rdata = self.begin_rdata();
         self.bytes.extend_from_slice(&target.ip().octets());
         self.end_rdata(rdata);
-        self.answers += 4;
+        self.answers += forgery.records_each.records();
     }
 
     fn offset(&self) -> u16 {
@@ -283,6 +333,8 @@ pub struct FloodOptions {
     pub settle: Duration,
     /// The daemon's `--log-level`.
     pub log_level: String,
+    /// The records of each forged node.
+    pub records_each: RecordSet,
 }
 
 impl Default for FloodOptions {
@@ -295,6 +347,7 @@ impl Default for FloodOptions {
             packets_per_s: 2_000,
             settle: Duration::from_secs(10),
             log_level: "info".to_owned(),
+            records_each: RecordSet::Service,
         }
     }
 }
@@ -349,6 +402,7 @@ pub fn measure(options: &FloodOptions) -> Result<FloodFigures, String> {
         key_id: String::new(),
         target: lan.host(1).addr,
         seed: u64::from(std::process::id()),
+        records_each: options.records_each,
     };
     let flood = packets(&forgery);
     let socket = udp_socket_in(&lan.host(1).ns, SocketAddrV4::new(lan.host(1).addr, 5353))?;
@@ -380,7 +434,10 @@ pub fn measure(options: &FloodOptions) -> Result<FloodFigures, String> {
     let records_sent = flood
         .iter()
         .take(packets_sent)
-        .map(|p| usize::from(u16::from_be_bytes([p[6], p[7]])) / 4)
+        .map(|p| {
+            usize::from(u16::from_be_bytes([p[6], p[7]]))
+                / usize::from(options.records_each.records())
+        })
         .sum();
     Ok(FloodFigures {
         baseline_kib,
@@ -406,6 +463,7 @@ mod tests {
             key_id: String::new(),
             target: Ipv4Addr::new(10, 77, 0, 12),
             seed: 7,
+            records_each: RecordSet::Service,
         }
     }
 
@@ -433,22 +491,25 @@ mod tests {
 
     #[test]
     fn packets_hold_whole_nodes_and_fit() {
-        let flood = packets(&forgery(1_000));
-        let mut nodes = 0;
-        for packet in &flood {
-            assert!(packet.len() <= MAX_PACKET_BYTES, "{} bytes", packet.len());
-            let answers = u16::from_be_bytes([packet[6], packet[7]]) as usize;
-            assert_eq!(answers % 4, 0);
-            nodes += answers / 4;
+        for records_each in [RecordSet::Service, RecordSet::WithoutPtr] {
+            let flood = packets(&Forgery {
+                records_each,
+                ..forgery(1_000)
+            });
+            let each = usize::from(records_each.records());
+            let mut nodes = 0;
+            for packet in &flood {
+                assert!(packet.len() <= MAX_PACKET_BYTES, "{} bytes", packet.len());
+                let answers = u16::from_be_bytes([packet[6], packet[7]]) as usize;
+                assert_eq!(answers % each, 0);
+                nodes += answers / each;
+            }
+            assert_eq!(nodes, 1_000);
         }
-        assert_eq!(nodes, 1_000);
     }
 
-    #[test]
-    fn records_decode_as_a_rossip_service() {
-        let f = forgery(3);
-        let flood = packets(&f);
-        let packet = &flood[0];
+    /// (type, owner name, value) of every answer of `packet`.
+    fn answers(packet: &[u8]) -> Vec<(u16, String, String)> {
         let mut at = 12;
         let mut seen = Vec::new();
         for _ in 0..u16::from_be_bytes([packet[6], packet[7]]) {
@@ -475,6 +536,13 @@ mod tests {
             at = rdata + len;
         }
         assert_eq!(at, packet.len());
+        seen
+    }
+
+    #[test]
+    fn records_decode_as_a_rossip_service() {
+        let f = forgery(3);
+        let seen = answers(&packets(&f)[0]);
         let id = f.id(1);
         assert_eq!(
             seen[4],
@@ -497,5 +565,29 @@ mod tests {
             seen[7],
             (TYPE_A, format!("{id}.local."), "10.77.0.12".to_owned())
         );
+    }
+
+    #[test]
+    fn records_without_ptr_decode_too() {
+        let f = Forgery {
+            records_each: RecordSet::WithoutPtr,
+            ..forgery(3)
+        };
+        let seen = answers(&packets(&f)[0]);
+        let types: Vec<u16> = seen.iter().map(|(t, ..)| *t).collect();
+        assert_eq!(
+            types[..6],
+            [TYPE_SRV, TYPE_TXT, TYPE_A, TYPE_SRV, TYPE_TXT, TYPE_A]
+        );
+        let id = f.id(1);
+        assert_eq!(
+            seen[3],
+            (
+                TYPE_SRV,
+                format!("{id}._rossip._udp.local."),
+                format!("{id}.local.:{}", FIRST_VICTIM_PORT + 1)
+            )
+        );
+        assert_eq!(seen[5].1, format!("{id}.local."));
     }
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use rossip_proto::node::HintConfig;
 use rossip_proto::rpc::StatusResult;
 use rossip_tests::daemon::Daemon;
-use rossip_tests::mdns_flood::{self, Forgery};
+use rossip_tests::mdns_flood::{self, Forgery, RecordSet};
 use rossip_tests::netns::Lan;
 use rossip_tests::{cluster, sys};
 
@@ -106,6 +106,7 @@ fn an_mdns_flood_is_bounded_and_real_nodes_still_join() {
         key_id: String::new(),
         target: lan.host(2).addr,
         seed: u64::from(std::process::id()),
+        records_each: RecordSet::Service,
     };
     let packets = mdns_flood::packets(&forgery);
     let socket =

@@ -6,27 +6,23 @@
 //!
 //! ```text
 //! cargo build --release -p rossipd -p rossip-tests
-//! sudo target/release/mdns-flood-bench [RECORDS [PACKETS_PER_S]]
+//! sudo target/release/mdns-flood-bench [RECORDS [PACKETS_PER_S [service|without-ptr]]]
 //! ```
 
 use std::process::ExitCode;
 
-use rossip_tests::mdns_flood::{self, FloodOptions};
+use rossip_tests::mdns_flood::{self, FloodOptions, RecordSet};
+
+const USAGE: &str = "usage: mdns-flood-bench [RECORDS [PACKETS_PER_S [service|without-ptr]]]
+  RECORDS        forged nodes                                   [default: 90000]
+  PACKETS_PER_S  flood packets a second                         [default: 2000]
+  service        each forged node as PTR, SRV, TXT and A        [the default]
+  without-ptr    SRV, TXT and A only (cached by mdns-sd even where nothing browses)";
 
 fn main() -> ExitCode {
     let mut options = FloodOptions::default();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let parsed = match args.as_slice() {
-        [] => Ok(()),
-        [records] => records.parse().map(|r| options.records = r),
-        [records, rate] => records
-            .parse()
-            .map(|r| options.records = r)
-            .and_then(|()| rate.parse().map(|p| options.packets_per_s = p)),
-        _ => "-".parse::<usize>().map(drop),
-    };
-    if parsed.is_err() {
-        eprintln!("usage: mdns-flood-bench [RECORDS [PACKETS_PER_S]]");
+    if let Err(why) = parse(&mut options, std::env::args().skip(1)) {
+        eprintln!("mdns-flood-bench: {why}\n{USAGE}");
         return ExitCode::from(2);
     }
     match mdns_flood::measure(&options) {
@@ -53,4 +49,27 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Positional arguments, each optional from the right.
+fn parse(options: &mut FloodOptions, args: impl Iterator<Item = String>) -> Result<(), String> {
+    for (position, arg) in args.enumerate() {
+        match position {
+            0 => options.records = arg.parse().map_err(|e| format!("RECORDS {arg:?}: {e}"))?,
+            1 => {
+                options.packets_per_s = arg
+                    .parse()
+                    .map_err(|e| format!("PACKETS_PER_S {arg:?}: {e}"))?;
+            }
+            2 => {
+                options.records_each = match arg.as_str() {
+                    "service" => RecordSet::Service,
+                    "without-ptr" => RecordSet::WithoutPtr,
+                    other => return Err(format!("unknown record set {other:?}")),
+                };
+            }
+            _ => return Err(format!("unexpected argument {arg:?}")),
+        }
+    }
+    Ok(())
 }
