@@ -3,7 +3,8 @@
 //!
 //! A [`Node`] owns no socket, clock or OS randomness. The driver feeds it
 //! inputs carrying `now` — [`Node::handle_datagram`], [`Node::handle_timeout`],
-//! [`Node::handle_contact`], [`Node::publish`], [`Node::leave`] — and after
+//! [`Node::handle_contact`], [`Node::handle_hint`], [`Node::publish`],
+//! [`Node::leave`] — and after
 //! each input drains every output: [`Node::poll_transmit`] until `None`,
 //! [`Node::poll_event`] until `None`, then sleeps until
 //! [`Node::poll_timeout`] (or the next input). The same seed and the same

@@ -52,7 +52,7 @@ pub const MAX_BROWSED_INSTANCES: usize = 512;
 pub const MAX_CACHED_RECORDS: i64 = 4 * MAX_BROWSED_INSTANCES as i64 + 256;
 
 /// How often the browser's cache size is checked (mdns-sd's metrics).
-const CACHE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+const CACHE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How long the browser waits for mdns-sd's metrics: a thread busy with a
 /// flood answers late, and meanwhile events are not read.

@@ -1,5 +1,5 @@
-//! The hello handshake that turns a discovered address into a member, and
-//! the graceful leave.
+//! The hello handshake that turns a discovered address into a member (for
+//! hints within the bounds of `hints`), and the graceful leave.
 //!
 //! A leave notice goes directly (twice) to every member the leaver knows,
 //! and each member that learns of it forwards it once to a few others, so a
@@ -19,9 +19,10 @@ use crate::message::MAX_NAME_BYTES;
 use crate::sign::Signature;
 use crate::wire::{Body, Hello};
 
-/// The shortest time between two hellos to one address: discovery may report
-/// an address many times (mDNS, seeds retried), and one hello per second is
-/// plenty to get an answer from a live node.
+/// The shortest time between two hellos to one address contacted
+/// explicitly: seeds are retried and `join` may be repeated, and one hello
+/// per second is plenty to get an answer from a live node. (Discovery hints
+/// have bounds of their own: [`super::HintConfig`].)
 pub const HELLO_MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How many copies of a leave notice each member gets.
