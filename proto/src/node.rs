@@ -3,7 +3,8 @@
 //!
 //! A [`Node`] owns no socket, clock or OS randomness. The driver feeds it
 //! inputs carrying `now` — [`Node::handle_datagram`], [`Node::handle_timeout`],
-//! [`Node::handle_contact`], [`Node::publish`], [`Node::leave`] — and after
+//! [`Node::handle_contact`], [`Node::handle_hint`], [`Node::publish`],
+//! [`Node::leave`] — and after
 //! each input drains every output: [`Node::poll_transmit`] until `None`,
 //! [`Node::poll_event`] until `None`, then sleeps until
 //! [`Node::poll_timeout`] (or the next input). The same seed and the same
@@ -14,6 +15,7 @@
 //! - `timers`: the deterministic timer queue;
 //! - `membership`: the member table and its transitions;
 //! - `contact`: the hello handshake and graceful leave;
+//! - `hints`: the bounded set of unverified discovery hints and the hello rate;
 //! - `history`: bounded history and bounded-memory de-duplication;
 //! - `dissemination`: publish, eager push and forwarding;
 //! - `anti_entropy`: digest exchange and repair.
@@ -35,6 +37,7 @@ mod config;
 mod contact;
 mod dissemination;
 mod fragments;
+mod hints;
 mod history;
 mod identity_conflict;
 mod keyring_ops;
@@ -46,6 +49,7 @@ mod swim;
 mod timers;
 
 pub use config::ProtocolConfig;
+pub use hints::{HintConfig, HintDrop, HintStats};
 pub use identity_conflict::IdentityInUse;
 pub use keyring_ops::{KeyChange, KeyOpError, KeyringEvent, KeyringRequest, MAX_ACK_ERROR_BYTES};
 pub use member_sync::{
@@ -146,8 +150,8 @@ pub struct NodeConfig {
     /// are accepted.
     pub keyring: Option<crate::seal::Keyring>,
     /// The protocol's timings and tunables (intervals, timeouts, fan-outs,
-    /// budgets): [`ProtocolConfig::default`] everywhere but in tests that
-    /// explore other values.
+    /// budgets, the bounds on discovery hints): [`ProtocolConfig::default`]
+    /// everywhere but in tests that explore other values.
     pub protocol: ProtocolConfig,
 }
 
@@ -489,8 +493,10 @@ pub struct Node {
     stats: Stats,
     left: bool,
     /// When a hello last went to an address, to avoid re-sending it when the
-    /// driver reports the same address repeatedly (mDNS, seeds).
+    /// driver reports the same address repeatedly (seeds, join).
     hello_sent: BTreeMap<SocketAddr, Instant>,
+    /// Unverified discovery hints and their hello rate; see `hints`.
+    hints: hints::Hints,
     /// Where the next digest's slice of origins starts (exclusive).
     digest_cursor: Option<NodeId>,
     /// Members that came up and get the next anti-entropy rounds.
@@ -610,6 +616,7 @@ impl Node {
             stats: Stats::default(),
             left: false,
             hello_sent: BTreeMap::new(),
+            hints: hints::Hints::new(config.protocol.hints),
             digest_cursor: None,
             fresh_members: VecDeque::new(),
             repaired_since_round: 0,
@@ -771,16 +778,28 @@ impl Node {
                 TimerKind::DeferredGossip => self.on_deferred_gossip(now),
                 TimerKind::GapPull(origin) => self.on_gap_pull(origin, now),
                 TimerKind::MemberSync => self.member_sync_round(now),
+                TimerKind::Hints(deadline) => self.on_hints_timer(deadline, now),
             }
         }
     }
 
-    /// An address to contact (mDNS, seed, join): sends it a hello; it becomes
+    /// An address to contact that a user or the configuration named (seed,
+    /// join, a peer cached by an earlier run): sends it a hello; it becomes
     /// a member when it answers. Skipped for our own address, for addresses
     /// of alive or suspect members, and for an address contacted less than
     /// [`ProtocolConfig::hello_min_interval`] ago, so the driver may call this repeatedly.
     pub fn handle_contact(&mut self, addr: SocketAddr, now: Instant) {
         self.contact(addr, now);
+    }
+
+    /// An address a discovery record (mDNS) names: unverified, as anyone
+    /// can forge one. It gets hellos within the bounds of
+    /// [`ProtocolConfig::hints`] (a capped set, a backoff per address, a rate
+    /// for all), until a node answers there. Skipped for our own address
+    /// and for addresses of alive or suspect members; the driver may call
+    /// this as often as records come.
+    pub fn handle_hint(&mut self, addr: SocketAddr, now: Instant) {
+        self.hint(addr, now);
     }
 
     /// Publishes a message from this node: validates it, stamps it, stores
@@ -917,6 +936,16 @@ impl Node {
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Counters of discovery hints ([`Node::handle_hint`]).
+    pub fn hint_stats(&self) -> &HintStats {
+        self.hints.stats()
+    }
+
+    /// Hinted addresses held now that no node has answered at yet.
+    pub fn unverified_hints(&self) -> usize {
+        self.hints.len()
     }
 
     /// Whether leave() was called.

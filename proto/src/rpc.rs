@@ -685,6 +685,34 @@ pub struct StatusResult {
     /// when there are none.
     #[serde(default)]
     pub problems: Vec<ProblemView>,
+    /// mDNS discovery and the hellos its hints led to (absent from daemons
+    /// before it existed: all zero then).
+    #[serde(default)]
+    pub discovery: DiscoveryStatus,
+}
+
+/// mDNS discovery in `status`. A record is only a hint: anyone on the LAN
+/// can forge one, so what it leads to is bounded (a capped set of addresses
+/// no node answered at yet, a backoff per address, a rate of hellos), and
+/// what was dropped on the way is counted here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoveryStatus {
+    /// mDNS records of this cluster's service type resolved since start.
+    pub records: u64,
+    /// Addresses from those records handed to the protocol as hints.
+    pub hints: u64,
+    /// Hinted addresses held now that no node has answered at yet.
+    pub unverified: u64,
+    /// Hellos sent to hinted addresses.
+    pub hellos_sent: u64,
+    /// Times a hello that was due waited because of the hello rate.
+    pub hellos_deferred: u64,
+    /// Times the mDNS browser was restarted to empty its record cache,
+    /// because it held more records than the limit.
+    pub cache_resets: u64,
+    /// Records and hints dropped, by reason (`other_cluster`, `other_key`,
+    /// `link_local`, `queue_full`, `evicted`, `set_full`; see the README).
+    pub hints_dropped: std::collections::BTreeMap<String, u64>,
 }
 
 /// A configuration problem in `status`: something that keeps this node

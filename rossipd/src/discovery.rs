@@ -3,9 +3,25 @@
 //! protocol node, which makes it a member only once it answers over the
 //! gossip port. Liveness is never decided here (a killed peer's record
 //! lingers for minutes); the SWIM layer does that.
+//!
+//! Anyone on the LAN can multicast records, and mdns-sd caches every record
+//! of a service type it browses for as long as the record's TTL says, with
+//! no bound (and records that come without a PTR record even where nothing
+//! browses). So browsing runs in a ServiceDaemon of its own, apart from the
+//! one that announces this node, and that browser is replaced by a fresh
+//! one (its cache dropped) whenever it holds more than
+//! [`MAX_BROWSED_INSTANCES`] instances or [`MAX_CACHED_RECORDS`] records;
+//! the responder is replaced (goodbye, then a new announcement) past
+//! [`MAX_CACHED_RECORDS`]. A flood of forged records costs a bounded amount
+//! of memory, and real nodes answer the new browser's first query. What the
+//! records lead to (hellos) is bounded by the protocol node
+//! (`Node::handle_hint`).
 
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use mdns_sd::{IfKind, IfPredicate, ServiceDaemon, ServiceEvent, ServiceInfo};
@@ -24,6 +40,92 @@ const TXT_PROTOCOL_VERSION: &str = "1";
 
 /// How long to wait for mdns-sd to send goodbyes and stop on shutdown.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
+
+/// Most instances of our service type the browser holds before it is
+/// replaced by a fresh one: well above the nodes of any one LAN cluster,
+/// and a few hundred KB of mdns-sd's cache.
+pub const MAX_BROWSED_INSTANCES: usize = 512;
+
+/// Most DNS records of any kind the browser's cache may hold (mdns-sd also
+/// caches records that come without a PTR) before it is replaced: four a
+/// node (PTR, SRV, TXT, A) for [`MAX_BROWSED_INSTANCES`], and a margin.
+pub const MAX_CACHED_RECORDS: i64 = 4 * MAX_BROWSED_INSTANCES as i64 + 256;
+
+/// How often the browser's cache size is checked (mdns-sd's metrics).
+const CACHE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How long the browser waits for mdns-sd's metrics: a thread busy with a
+/// flood answers late, and meanwhile events are not read.
+const METRICS_WAIT: Duration = Duration::from_millis(500);
+
+/// The pause before browsing again after the browser was replaced or its
+/// event channel closed: a flood cannot make it a busy loop.
+const REBROWSE_PAUSE: Duration = Duration::from_millis(200);
+
+/// A cache reset is logged as a warning at most this often.
+const RESET_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Why a resolved mDNS record led to no hint (counted in `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordDrop {
+    /// Another cluster label in TXT.
+    OtherCluster,
+    /// Another cluster key id in TXT (or none, when this node has one).
+    OtherKey,
+    /// An IPv6 link-local address, unusable without a scope id.
+    LinkLocal,
+    /// The driver's queue of hints was full (the record comes again).
+    QueueFull,
+}
+
+impl RecordDrop {
+    const ALL: [RecordDrop; 4] = [
+        RecordDrop::OtherCluster,
+        RecordDrop::OtherKey,
+        RecordDrop::LinkLocal,
+        RecordDrop::QueueFull,
+    ];
+
+    /// The snake_case name, as counted in `status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordDrop::OtherCluster => "other_cluster",
+            RecordDrop::OtherKey => "other_key",
+            RecordDrop::LinkLocal => "link_local",
+            RecordDrop::QueueFull => "queue_full",
+        }
+    }
+}
+
+/// Discovery's counters, shared with the driver's `status`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Records of our service type resolved (each may name several
+    /// addresses).
+    pub records: AtomicU64,
+    /// Times the browser was replaced to drop its cache.
+    pub cache_resets: AtomicU64,
+    dropped: [AtomicU64; RecordDrop::ALL.len()],
+}
+
+impl Counters {
+    fn count_drop(&self, reason: RecordDrop) {
+        self.dropped[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops so far, by reason (reasons never counted left out).
+    pub fn dropped(&self) -> impl Iterator<Item = (RecordDrop, u64)> + '_ {
+        RecordDrop::ALL
+            .into_iter()
+            .map(|reason| {
+                (
+                    reason,
+                    self.dropped[reason as usize].load(Ordering::Relaxed),
+                )
+            })
+            .filter(|(_, count)| *count > 0)
+    }
+}
 
 /// The parts of this node's record that change while it runs, published by
 /// the driver: the record is announced again when either changes.
@@ -57,7 +159,10 @@ pub struct Advertisement {
 
 /// A running mDNS responder and browser.
 pub struct Discovery {
-    daemon: ServiceDaemon,
+    /// The responder in use now: announces this node; never browses, so
+    /// the records of others are cached in it only when they come without
+    /// a PTR record, and it is replaced when those are too many.
+    responder: watch::Receiver<ServiceDaemon>,
     /// The record as last announced, for the goodbye at shutdown.
     announced: watch::Receiver<Announced>,
 }
@@ -71,54 +176,50 @@ impl std::fmt::Debug for Discovery {
 }
 
 impl Discovery {
-    /// Starts mdns-sd (its own thread), registers us and browses. Discovered
-    /// gossip addresses of same-cluster peers are sent on `found`.
+    /// Starts mdns-sd (threads of its own), registers us and browses.
+    /// Discovered gossip addresses of same-cluster peers are sent on
+    /// `found`; what happened to records is counted in `counters`.
     pub fn start(
         ad: Advertisement,
         found: mpsc::Sender<SocketAddr>,
+        counters: Arc<Counters>,
         cancel: CancellationToken,
         tasks: &tokio_util::task::TaskTracker,
     ) -> anyhow::Result<Discovery> {
-        let daemon =
-            ServiceDaemon::new().context("cannot start mDNS (is UDP port 5353 usable?)")?;
-        // The same interface filter for mDNS as for the advertised address.
-        let wanted = ad.ifaces.clone();
-        daemon
-            .disable_interface(IfKind::All)
-            .context("mDNS: cannot set interfaces")?;
-        daemon
-            .enable_interface(IfKind::Predicate(IfPredicate::new(move |intf| {
-                if !wanted.is_empty() {
-                    return wanted.iter().any(|w| w == &intf.name);
-                }
-                !intf.is_loopback() && !interfaces::is_virtual_bridge(&intf.name)
-            })))
-            .context("mDNS: cannot set interfaces")?;
+        let daemon = start_daemon(&ad.ifaces)?;
+        // The browser's first daemon starts here too, so that a failure to
+        // start mDNS is reported before the daemon says it runs.
+        let browsing = start_daemon(&ad.ifaces)?;
 
         let announced = ad.announced.borrow().clone();
         daemon
             .register(service_info(&ad, &announced)?)
             .context("mDNS: cannot register the service")?;
-        // What the reannouncing task has registered: the goodbye at
-        // shutdown names the record that is really out there.
+        // What the responder task has registered, and with which daemon:
+        // the goodbye at shutdown names the record that is really out there.
         let (registered_tx, registered) = watch::channel(announced.clone());
-        tasks.spawn(reannounce_on_change(
-            daemon.clone(),
-            ad.clone(),
-            announced,
+        let (responder_tx, responder) = watch::channel(daemon.clone());
+        let task = Responder {
+            daemon,
+            ad: ad.clone(),
+            registered: announced,
             registered_tx,
-            cancel.clone(),
-        ));
+            responder_tx,
+            counters: counters.clone(),
+        };
+        tasks.spawn(task.run(cancel.clone()));
 
         let browser = Browser {
-            daemon: daemon.clone(),
+            ifaces: ad.ifaces,
             cluster: ad.cluster,
             announced: ad.announced,
             found,
+            counters,
+            last_reset_warning: None,
         };
-        tasks.spawn(browser.run(cancel));
+        tasks.spawn(browser.run(browsing, cancel));
         Ok(Discovery {
-            daemon,
+            responder,
             announced: registered,
         })
     }
@@ -127,15 +228,40 @@ impl Discovery {
     /// bounded time for both.
     pub async fn shutdown(self) {
         let fullname = fullname(&self.announced.borrow().id);
-        if let Ok(rx) = self.daemon.unregister(&fullname) {
+        let daemon = self.responder.borrow().clone();
+        if let Ok(rx) = daemon.unregister(&fullname) {
             let _ = tokio::time::timeout(SHUTDOWN_WAIT, rx.recv_async()).await;
         }
-        match self.daemon.shutdown() {
-            Ok(rx) => {
-                let _ = tokio::time::timeout(SHUTDOWN_WAIT, rx.recv_async()).await;
+        stop_daemon(&daemon).await;
+    }
+}
+
+/// A new mdns-sd daemon (its own thread) on the interfaces chosen with
+/// `--iface`, or the default filter: the same as for the advertised address.
+fn start_daemon(ifaces: &[String]) -> anyhow::Result<ServiceDaemon> {
+    let daemon = ServiceDaemon::new().context("cannot start mDNS (is UDP port 5353 usable?)")?;
+    let wanted = ifaces.to_vec();
+    daemon
+        .disable_interface(IfKind::All)
+        .context("mDNS: cannot set interfaces")?;
+    daemon
+        .enable_interface(IfKind::Predicate(IfPredicate::new(move |intf| {
+            if !wanted.is_empty() {
+                return wanted.iter().any(|w| w == &intf.name);
             }
-            Err(e) => tracing::debug!("mDNS shutdown: {e}"),
+            !intf.is_loopback() && !interfaces::is_virtual_bridge(&intf.name)
+        })))
+        .context("mDNS: cannot set interfaces")?;
+    Ok(daemon)
+}
+
+/// Stops an mdns-sd daemon, waiting a bounded time for its thread.
+async fn stop_daemon(daemon: &ServiceDaemon) {
+    match daemon.shutdown() {
+        Ok(rx) => {
+            let _ = tokio::time::timeout(SHUTDOWN_WAIT, rx.recv_async()).await;
         }
+        Err(e) => tracing::debug!("mDNS shutdown: {e}"),
     }
 }
 
@@ -174,33 +300,64 @@ fn service_info(ad: &Advertisement, announced: &Announced) -> anyhow::Result<Ser
     Ok(info)
 }
 
-/// Registers the record again (mdns-sd replaces and re-announces it) each
-/// time the sealing key changes, so that nodes started with the new key
-/// find this one; and, when this node took a new id, withdraws the record of
-/// the old one (goodbye packets) and announces the new, so that nobody is
-/// sent to this address under an id that now belongs to another node.
-async fn reannounce_on_change(
+/// Keeps this node's record announced: registers it again (mdns-sd
+/// replaces and re-announces it) each time the sealing key changes, so that
+/// nodes started with the new key find this one; when this node took a new
+/// id, withdraws the record of the old one (goodbye packets) and announces
+/// the new, so that nobody is sent to this address under an id that now
+/// belongs to another node; and replaces the responder daemon when its
+/// cache holds more than [`MAX_CACHED_RECORDS`] records (forged ones sent
+/// without a PTR record are cached even though nothing browses there).
+struct Responder {
     daemon: ServiceDaemon,
-    mut ad: Advertisement,
-    mut registered: Announced,
+    ad: Advertisement,
+    /// The record as registered now.
+    registered: Announced,
     registered_tx: watch::Sender<Announced>,
-    cancel: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            changed = ad.announced.changed() => if changed.is_err() { return },
+    /// The daemon in use, for the goodbye at shutdown.
+    responder_tx: watch::Sender<ServiceDaemon>,
+    counters: Arc<Counters>,
+}
+
+impl Responder {
+    async fn run(mut self, cancel: CancellationToken) {
+        let mut check = tokio::time::interval(CACHE_CHECK_INTERVAL);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_reset_warning = None;
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                changed = self.ad.announced.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    self.announce_change();
+                }
+                _ = check.tick() => {
+                    if cached_records(&self.daemon).await > MAX_CACHED_RECORDS {
+                        if !self.replace(&cancel).await {
+                            return;
+                        }
+                        note_reset(&self.counters, &mut last_reset_warning, "responder");
+                    }
+                }
+            }
         }
-        let wanted = ad.announced.borrow_and_update().clone();
+    }
+
+    /// Registers the record anew after a change of id or sealing key.
+    fn announce_change(&mut self) {
+        let wanted = self.ad.announced.borrow_and_update().clone();
+        let registered = &self.registered;
         let new_id = wanted.id != registered.id;
         if !new_id && wanted.keys.first() == registered.keys.first() {
-            continue;
+            return;
         }
-        if new_id && let Err(e) = daemon.unregister(&fullname(&registered.id)) {
+        if new_id && let Err(e) = self.daemon.unregister(&fullname(&registered.id)) {
             tracing::warn!(old = %registered.id, "mDNS: cannot withdraw the old record: {e}");
         }
-        match service_info(&ad, &wanted).and_then(|info| {
-            daemon
+        match service_info(&self.ad, &wanted).and_then(|info| {
+            self.daemon
                 .register(info)
                 .context("mDNS: cannot register the service")
         }) {
@@ -217,51 +374,155 @@ async fn reannounce_on_change(
                         "mDNS: announcing the new sealing key id"
                     );
                 }
-                registered = wanted;
-                let _ = registered_tx.send(registered.clone());
+                self.registered = wanted;
+                let _ = self.registered_tx.send(self.registered.clone());
             }
             Err(e) => tracing::warn!("{e:#}"),
         }
     }
+
+    /// Stops the responder (goodbye packets; under a flood only once the
+    /// flood pauses, see [`Browser::run`]) and announces the record from a
+    /// fresh one. `false`: cancelled, or mDNS could not start again.
+    async fn replace(&mut self, cancel: &CancellationToken) -> bool {
+        if let Ok(stopped) = self.daemon.shutdown() {
+            tokio::select! {
+                () = cancel.cancelled() => return false,
+                _ = stopped.recv_async() => {}
+            }
+        }
+        let fresh = start_daemon(&self.ad.ifaces).and_then(|daemon| {
+            daemon
+                .register(service_info(&self.ad, &self.registered)?)
+                .context("mDNS: cannot register the service")?;
+            Ok(daemon)
+        });
+        match fresh {
+            Ok(daemon) => {
+                self.daemon = daemon.clone();
+                let _ = self.responder_tx.send(daemon);
+                true
+            }
+            Err(e) => {
+                tracing::warn!("{e:#}; this node is no longer announced by mDNS");
+                false
+            }
+        }
+    }
 }
 
+/// Browses for other nodes; see the module docs.
 struct Browser {
-    daemon: ServiceDaemon,
+    /// Interfaces for each new browsing daemon.
+    ifaces: Vec<String>,
     cluster: String,
     /// Our id and key ids, as they change: a node advertising another key
     /// (or none, when we have one) could not talk to us; it is not
     /// contacted.
     announced: watch::Receiver<Announced>,
     found: mpsc::Sender<SocketAddr>,
+    counters: Arc<Counters>,
+    /// When a cache reset was last logged as a warning.
+    last_reset_warning: Option<Instant>,
+}
+
+/// Why one browsing daemon's run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BrowseEnd {
+    /// The daemon shuts down.
+    Cancelled,
+    /// mdns-sd refused to browse: discovery is off.
+    Failed,
+    /// Its cache holds more than the bounds allow.
+    CacheFull,
+    /// mdns-sd closed the event channel (it does when the receiver lags);
+    /// events were lost, so the count of cached instances is unknown.
+    Closed,
 }
 
 impl Browser {
-    async fn run(self, cancel: CancellationToken) {
+    /// Browses with `daemon`, then with fresh daemons each time one ends
+    /// (see the module docs), until cancelled.
+    async fn run(mut self, mut daemon: ServiceDaemon, cancel: CancellationToken) {
         loop {
-            let events = match self.daemon.browse(SERVICE_TYPE) {
-                Ok(rx) => rx,
+            let end = self.browse(&daemon, &cancel).await;
+            match end {
+                BrowseEnd::Cancelled | BrowseEnd::Failed => {
+                    stop_daemon(&daemon).await;
+                    return;
+                }
+                BrowseEnd::CacheFull => {
+                    note_reset(&self.counters, &mut self.last_reset_warning, "browser");
+                }
+                BrowseEnd::Closed => tracing::debug!("mDNS browse channel closed; browsing again"),
+            }
+            // The next browser starts only when this one's thread is gone:
+            // mdns-sd reads packets as long as they come, so under a flood
+            // it takes commands (the shutdown) only when the flood pauses,
+            // and browsers started meanwhile would each hold a cache.
+            // (An error means its thread is gone already.)
+            if let Ok(stopped) = daemon.shutdown() {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    _ = stopped.recv_async() => {}
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(REBROWSE_PAUSE) => {}
+            }
+            daemon = match start_daemon(&self.ifaces) {
+                Ok(daemon) => daemon,
                 Err(e) => {
-                    tracing::warn!("mDNS browse failed: {e}; discovery is off (use --join)");
+                    tracing::warn!("{e:#}; mDNS discovery is off (use --join)");
                     return;
                 }
             };
-            loop {
-                let event = tokio::select! {
-                    () = cancel.cancelled() => return,
-                    event = events.recv_async() => event,
-                };
-                match event {
-                    Ok(ServiceEvent::ServiceResolved(service)) => self.resolved(&service),
-                    Ok(other) => tracing::trace!(?other, "mDNS event"),
-                    // mdns-sd closes a subscription that lags; browse again.
-                    Err(_) => break,
+        }
+    }
+
+    /// One browsing daemon's run.
+    async fn browse(&self, daemon: &ServiceDaemon, cancel: &CancellationToken) -> BrowseEnd {
+        let events = match daemon.browse(SERVICE_TYPE) {
+            Ok(rx) => rx,
+            Err(e) => {
+                tracing::warn!("mDNS browse failed: {e}; discovery is off (use --join)");
+                return BrowseEnd::Failed;
+            }
+        };
+        // Instance names cached now, counted from the events (bounded:
+        // the browser is replaced past the limit).
+        let mut instances: HashSet<String> = HashSet::new();
+        let mut check = tokio::time::interval(CACHE_CHECK_INTERVAL);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let event = tokio::select! {
+                () = cancel.cancelled() => return BrowseEnd::Cancelled,
+                _ = check.tick() => {
+                    if cached_records(daemon).await > MAX_CACHED_RECORDS {
+                        return BrowseEnd::CacheFull;
+                    }
+                    continue;
                 }
+                event = events.recv_async() => event,
+            };
+            match event {
+                Ok(ServiceEvent::ServiceFound(_, fullname)) => {
+                    instances.insert(fullname);
+                    if instances.len() > MAX_BROWSED_INSTANCES {
+                        return BrowseEnd::CacheFull;
+                    }
+                }
+                Ok(ServiceEvent::ServiceRemoved(_, fullname)) => {
+                    instances.remove(&fullname);
+                }
+                Ok(ServiceEvent::ServiceResolved(service)) => {
+                    self.counters.records.fetch_add(1, Ordering::Relaxed);
+                    self.resolved(&service);
+                }
+                Ok(other) => tracing::trace!(?other, "mDNS event"),
+                Err(_) => return BrowseEnd::Closed,
             }
-            if cancel.is_cancelled() {
-                return;
-            }
-            tracing::debug!("mDNS browse channel closed; browsing again");
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
@@ -285,6 +546,7 @@ impl Browser {
             .map_or(id, |(end, _)| &id[..end]);
         let peer_id = tracing::field::display(rossip_proto::log_text::LogText(short));
         if cluster != self.cluster {
+            self.counters.count_drop(RecordDrop::OtherCluster);
             tracing::debug!(
                 peer = name,
                 peer_id,
@@ -304,6 +566,7 @@ impl Browser {
             }
         };
         if !compatible {
+            self.counters.count_drop(RecordDrop::OtherKey);
             tracing::debug!(
                 peer = name,
                 peer_id,
@@ -319,11 +582,13 @@ impl Browser {
             if let IpAddr::V6(v6) = ip
                 && (v6.segments()[0] & 0xffc0) == 0xfe80
             {
+                self.counters.count_drop(RecordDrop::LinkLocal);
                 continue;
             }
             let addr = SocketAddr::new(ip, service.get_port());
             tracing::debug!(peer = name, peer_id, %addr, own, "mDNS: discovered");
             if self.found.try_send(addr).is_err() {
+                self.counters.count_drop(RecordDrop::QueueFull);
                 // The driver is busy; mDNS re-announces, so a hint lost now comes again.
                 tracing::debug!(
                     peer = name,
@@ -334,4 +599,41 @@ impl Browser {
             }
         }
     }
+}
+
+/// DNS records of every kind in `daemon`'s cache (mdns-sd's metrics); 0 if
+/// it does not answer within [`METRICS_WAIT`] (the count of instances from
+/// the events still bounds the cache then).
+async fn cached_records(daemon: &ServiceDaemon) -> i64 {
+    let Ok(rx) = daemon.get_metrics() else {
+        return 0;
+    };
+    match tokio::time::timeout(METRICS_WAIT, rx.recv_async()).await {
+        Ok(Ok(metrics)) => metrics
+            .iter()
+            .filter(|(name, _)| name.starts_with("cached-"))
+            .map(|(_, count)| *count)
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// Counts a cache reset of the `which` daemon, and says so (a warning at
+/// most every [`RESET_WARNING_INTERVAL`]: a flood resets it often).
+fn note_reset(counters: &Counters, last_warning: &mut Option<Instant>, which: &str) {
+    let resets = counters.cache_resets.fetch_add(1, Ordering::Relaxed) + 1;
+    let now = Instant::now();
+    if last_warning.is_some_and(|at| now.duration_since(at) < RESET_WARNING_INTERVAL) {
+        tracing::debug!(resets, which, "mDNS: cache reset");
+        return;
+    }
+    *last_warning = Some(now);
+    tracing::warn!(
+        resets,
+        which,
+        max_instances = MAX_BROWSED_INSTANCES,
+        max_records = MAX_CACHED_RECORDS,
+        "mDNS: more {SERVICE_TYPE} records than any real cluster has (forged ones?); \
+         dropped them all and started mDNS again (status: discovery.cache_resets)"
+    );
 }

@@ -98,6 +98,8 @@ pub struct SharedCounters {
     pub rpc_max_connections: AtomicU64,
     /// Local socket connections refused for want of room.
     pub rpc_refused: AtomicU64,
+    /// What mDNS discovery saw and dropped (it counts; `status` reads).
+    pub discovery: Arc<crate::discovery::Counters>,
 }
 
 /// How the driver loop ended.
@@ -323,7 +325,7 @@ impl Driver {
                     None => break Exit::Orphaned,
                 },
                 addr = discovered.recv(), if discovery_open => match addr {
-                    Some(addr) => self.node.handle_contact(addr, Instant::now()),
+                    Some(addr) => self.node.handle_hint(addr, Instant::now()),
                     None => discovery_open = false,
                 },
                 () = sleep => self.node.handle_timeout(Instant::now()),

@@ -183,6 +183,7 @@ pub async fn run_with(
         Some(discovery::Discovery::start(
             ad,
             found_tx,
+            counters.discovery.clone(),
             cancel.clone(),
             &tasks,
         )?)

@@ -22,6 +22,8 @@
 //!   daemon's RSS under stalled subscribers, a full `history`, an mDNS flood);
 //! - [`history`]: a daemon's message history as a user sees it, and sends
 //!   through the real `rossipctl`, for the durable-history tests;
+//! - [`mdns_flood`]: a flood of forged mDNS records, and the memory
+//!   figures of a daemon receiving it (`mdns-flood-bench`, `memory-bench`);
 //! - [`netns`]: a LAN of network namespaces with nftables faults (loss,
 //!   partitions, hosts cut off at the switch, extra interfaces);
 //! - [`nscluster`]: a namespaced LAN with a daemon and a recorder per host;
@@ -47,6 +49,7 @@ pub mod delivery_send;
 pub mod delivery_table;
 pub mod events;
 pub mod history;
+pub mod mdns_flood;
 pub mod memory_bench;
 pub mod netns;
 pub mod nscluster;

@@ -102,6 +102,10 @@ pub struct ProtocolConfig {
     /// report an address many times (mDNS, seeds retried), and one hello per
     /// second is plenty to get an answer from a live node. Default 1 s.
     pub hello_min_interval: Duration,
+    /// Bounds on what discovery hints (mDNS records, which anyone on the
+    /// LAN can forge) make the node do: a capped set of unverified
+    /// addresses, a backoff per address and one hello rate.
+    pub hints: super::HintConfig,
     /// How many copies of a leave notice each member gets: a little loss
     /// tolerance, as a leaving node does not wait for answers. Default 2.
     pub leave_copies: usize,
@@ -238,6 +242,7 @@ impl Default for ProtocolConfig {
             nudge_answer_min_interval: Duration::from_millis(50),
 
             hello_min_interval: Duration::from_secs(1),
+            hints: super::HintConfig::default(),
             leave_copies: 2,
             left_forward_fanout: 3,
 

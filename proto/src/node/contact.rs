@@ -1,5 +1,5 @@
-//! The hello handshake that turns a discovered address into a member, and
-//! the graceful leave.
+//! The hello handshake that turns a discovered address into a member (for
+//! hints within the bounds of `hints`), and the graceful leave.
 //!
 //! A leave notice goes directly (twice) to every member the leaver knows,
 //! and each member that learns of it forwards it once to a few others, so a
@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use rand::seq::SliceRandom;
 
+use super::timers::TimerKind;
 use super::{Event, Node};
 use crate::id::NodeId;
 use crate::message::MAX_NAME_BYTES;
@@ -34,7 +35,46 @@ impl Node {
         {
             return;
         }
+        self.send_hello(addr, now);
+    }
+
+    /// See [`Node::handle_hint`].
+    pub(super) fn hint(&mut self, addr: SocketAddr, now: Instant) {
+        if self.left || addr == self.config.advertise_addr || self.members.is_active_addr(addr) {
+            return;
+        }
+        self.hints.add(addr, now);
+        self.greet_due_hints(now);
+    }
+
+    /// Sends the hellos to hints that are due and within the hello rate,
+    /// and sets the timer for the next ones.
+    fn greet_due_hints(&mut self, now: Instant) {
+        let members = &self.members;
+        let due = self
+            .hints
+            .take_due(now, |addr| members.is_active_addr(addr));
+        for addr in due {
+            self.send_hello(addr, now);
+        }
+        if let Some(deadline) = self.hints.next_deadline(now)
+            && self.hints.claim_timer(deadline)
+        {
+            self.timers.schedule(deadline, TimerKind::Hints(deadline));
+        }
+    }
+
+    /// The hint timer set for `deadline` fired.
+    pub(super) fn on_hints_timer(&mut self, deadline: Instant, now: Instant) {
+        if self.hints.timer_fired(deadline) {
+            self.greet_due_hints(now);
+        }
+    }
+
+    /// Sends a hello request to `addr`.
+    fn send_hello(&mut self, addr: SocketAddr, now: Instant) {
         if self.hello_sent.len() >= HELLO_MEMORY {
+            let min_interval = self.config.protocol.hello_min_interval;
             self.hello_sent
                 .retain(|_, sent| now.saturating_duration_since(*sent) < min_interval);
         }
@@ -66,6 +106,10 @@ impl Node {
             self.count_drop("invalid_hello");
             return;
         }
+        // A node answers there: no longer a hint (if foca refuses it below,
+        // mDNS brings it again).
+        self.hints.verified(from);
+        self.hints.verified(identity.addr);
         if !ack {
             let answer = Hello {
                 identity: self.swim.identity().clone(),

@@ -23,6 +23,9 @@ pub(super) enum TimerKind {
     /// The periodic membership anti-entropy round (see `member_sync`;
     /// reschedules itself).
     MemberSync,
+    /// Hellos to discovery hints that wait for their backoff or the hello
+    /// rate (see `hints`); the deadline tells a stale one.
+    Hints(Instant),
 }
 
 /// Timers keyed by (deadline, insertion number): timers due at the same

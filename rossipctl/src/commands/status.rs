@@ -59,15 +59,7 @@ fn lines(s: &StatusResult) -> Vec<String> {
     let p = &s.peers;
     let m = &s.messages;
     let d = &s.datagrams;
-    let dropped = if d.dropped.is_empty() {
-        "none".to_owned()
-    } else {
-        d.dropped
-            .iter()
-            .map(|(reason, n)| format!("{n} {}", sanitize(reason)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let v = &s.discovery;
     vec![
         format!("id: {}", sanitize(&s.id)),
         format!("name: {}", sanitize(&s.name)),
@@ -109,7 +101,12 @@ fn lines(s: &StatusResult) -> Vec<String> {
             "datagrams: {} received ({} bytes), {} sent ({} bytes)",
             d.received, d.bytes_received, d.sent, d.bytes_sent
         ),
-        format!("datagrams dropped: {dropped}"),
+        format!("datagrams dropped: {}", counts_by_reason(&d.dropped)),
+        format!(
+            "discovery: {} mDNS records, {} hints, {} unverified addresses, {} hellos sent ({} waited for the rate), {} cache resets",
+            v.records, v.hints, v.unverified, v.hellos_sent, v.hellos_deferred, v.cache_resets
+        ),
+        format!("discovery dropped: {}", counts_by_reason(&v.hints_dropped)),
         format!("subscriber drops: {}", s.subscriber_drops),
         format!(
             "local socket: {} connections (at most {}), {} refused",
@@ -151,6 +148,18 @@ fn lines(s: &StatusResult) -> Vec<String> {
             ),
         },
     ]
+}
+
+/// `2 malformed, 1 wrong_cluster`, or `none`.
+fn counts_by_reason(counts: &std::collections::BTreeMap<String, u64>) -> String {
+    if counts.is_empty() {
+        return "none".to_owned();
+    }
+    counts
+        .iter()
+        .map(|(reason, n)| format!("{n} {}", sanitize(reason)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -228,6 +237,17 @@ mod tests {
                 refused: 2,
             },
             problems: Vec::new(),
+            discovery: rossip_proto::rpc::DiscoveryStatus {
+                records: 900,
+                hints: 890,
+                unverified: 256,
+                hellos_sent: 300,
+                hellos_deferred: 40,
+                cache_resets: 1,
+                hints_dropped: [("set_full".to_owned(), 600), ("evicted".to_owned(), 34)]
+                    .into_iter()
+                    .collect(),
+            },
         };
         let text = lines(&status).join("\n");
         for expected in [
@@ -242,6 +262,8 @@ mod tests {
             "datagrams: 10 received (1200 bytes), 11 sent (1300 bytes)",
             "datagrams dropped: 2 malformed, 1 wrong_cluster",
             "subscriber drops: 7",
+            "discovery: 900 mDNS records, 890 hints, 256 unverified addresses, 300 hellos sent (40 waited for the rate), 1 cache resets",
+            "discovery dropped: 34 evicted, 600 set_full",
             "local socket: 3 connections (at most 4096), 2 refused",
             "store: 9 messages, 40960 bytes, 1 errors, 2 waiting to be stored (/var/lib/rossip/history.db)",
             "encryption: on, key 1a2b3c4d (also accepting 5e6f7081)",

@@ -6,8 +6,8 @@ use std::time::Instant;
 use rossip_proto::Mismatch;
 use rossip_proto::PeerState;
 use rossip_proto::rpc::{
-    DatagramCounts, IdentityStatus, MembershipCounts, MessageCounts, PeerCounts, ProblemKind,
-    ProblemView, RpcStatus, StatusResult, StoreStatus,
+    DatagramCounts, DiscoveryStatus, IdentityStatus, MembershipCounts, MessageCounts, PeerCounts,
+    ProblemKind, ProblemView, RpcStatus, StatusResult, StoreStatus,
 };
 
 use super::problems::{Problem, Subject};
@@ -119,6 +119,30 @@ impl Driver {
                     .map(|problem| self.problem_view(problem))
                     .collect()
             },
+            discovery: self.discovery_status(),
+        }
+    }
+
+    /// mDNS records (counted by discovery) and the hints they became
+    /// (counted by the node), in one section.
+    fn discovery_status(&self) -> DiscoveryStatus {
+        let seen = &self.counters.discovery;
+        let hints = self.node.hint_stats();
+        let mut hints_dropped: std::collections::BTreeMap<String, u64> = seen
+            .dropped()
+            .map(|(reason, count)| (reason.as_str().to_owned(), count))
+            .collect();
+        for (reason, count) in &hints.dropped {
+            hints_dropped.insert(reason.as_str().to_owned(), *count);
+        }
+        DiscoveryStatus {
+            records: seen.records.load(Ordering::Relaxed),
+            hints: hints.hints,
+            unverified: u64::try_from(self.node.unverified_hints()).unwrap_or(u64::MAX),
+            hellos_sent: hints.hellos_sent,
+            hellos_deferred: hints.hellos_deferred,
+            cache_resets: seen.cache_resets.load(Ordering::Relaxed),
+            hints_dropped,
         }
     }
 
