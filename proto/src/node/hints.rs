@@ -349,7 +349,7 @@ mod tests {
     fn a_hint_gets_one_hello_then_backs_off_exponentially() {
         let t0 = Instant::now();
         let config = HintConfig::default();
-        let mut hints = Hints::new(config.clone());
+        let mut hints = Hints::new(config);
         hints.add(addr(1, 7000), t0);
         assert_eq!(hints.take_due(t0, no_members), vec![addr(1, 7000)]);
         // Heard again: no new hello, and the backoff is not reset.
@@ -377,7 +377,7 @@ mod tests {
     fn a_flood_of_hints_never_beats_the_hello_rate() {
         let t0 = Instant::now();
         let config = HintConfig::default();
-        let mut hints = Hints::new(config.clone());
+        let mut hints = Hints::new(config);
         let mut sent = 0u64;
         let mut at = t0;
         // 1,000 new forged addresses a second for 60 s, polled every 10 ms.
