@@ -292,10 +292,10 @@ impl Driver {
         problems_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let exit = loop {
             self.flush().await;
-            // Let subscription forwarders and connections run before the
-            // next batch: on the single-threaded runtime the driver would
-            // otherwise keep the thread while datagrams keep coming, and the
-            // event buffer would overflow before anyone read it.
+            // Let the connections run before the next batch: on the
+            // single-threaded runtime the driver would otherwise keep the
+            // thread while datagrams keep coming, and followers would read
+            // nothing until the burst is over.
             tokio::task::yield_now().await;
             let deadline = self.node.poll_timeout();
             let retry_at = self.deferred.retry_at();

@@ -160,8 +160,8 @@ fn run(parts: Parts) -> anyhow::Result<()> {
         detached,
     } = parts;
     // One thread: the driver owns all protocol state, so more workers would
-    // only add cross-thread wake-ups between it, the connections and the
-    // subscription forwarders (measured: lower latency, and 20,000 msg/s
+    // only add cross-thread wake-ups between it and the connections
+    // (measured: lower latency, and 20,000 msg/s
     // from one sender instead of ~17,000 with five daemons on two cores).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
