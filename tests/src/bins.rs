@@ -60,3 +60,30 @@ fn locate(name: &str, env: &str) -> PathBuf {
     );
     path
 }
+
+/// Whether a `rossipd` of this profile is there (or named by
+/// [`ROSSIPD_ENV`]); else the error a benchmark prints: how to build it.
+/// Benchmarks check first, rather than panic in [`rossipd`] midway.
+pub fn rossipd_built() -> Result<(), String> {
+    let rossipd = target_profile_dir().join("rossipd");
+    if std::env::var_os(ROSSIPD_ENV).is_some() || rossipd.is_file() {
+        return Ok(());
+    }
+    let release = if cfg!(debug_assertions) {
+        ""
+    } else {
+        " --release"
+    };
+    Err(format!(
+        "no rossipd at {}: build it first with `cargo build{release} -p rossipd` (or set \
+         {ROSSIPD_ENV} to a rossipd binary)",
+        rossipd.display()
+    ))
+}
+
+/// What `rossipd --version` prints, for a benchmark's header.
+pub fn rossipd_version() -> String {
+    crate::sys::run(rossipd(), &["--version"])
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_else(|e| format!("(version unknown: {e})"))
+}

@@ -153,17 +153,14 @@ fn preflight() -> Result<(), String> {
 }
 
 fn header(options: &Options) -> String {
-    let rossipd = bins::rossipd();
-    let version = sys::run(&rossipd, &["--version"])
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .unwrap_or_else(|e| format!("(version unknown: {e})"));
+    let version = bins::rossipd_version();
     format!(
         "rossip delivery benchmark\n\
          rossipd: {} ({version}, {} build); rossipctl: {}\n\
          N={} network namespaces on one bridge (10.77.0.0/24), one rossipd per host, mDNS \
          discovery only, --log-level {}; {} latency samples per way; rates {:?} msg/s for {} s \
          each, send window {}; {} CPUs\n",
-        rossipd.display(),
+        bins::rossipd().display(),
         if cfg!(debug_assertions) {
             "debug"
         } else {

@@ -124,34 +124,17 @@ fn preflight() -> Result<(), String> {
             ));
         }
     }
-    let rossipd = bins::target_profile_dir().join("rossipd");
-    if std::env::var_os(bins::ROSSIPD_ENV).is_none() && !rossipd.is_file() {
-        let release = if cfg!(debug_assertions) {
-            ""
-        } else {
-            " --release"
-        };
-        return Err(format!(
-            "no rossipd at {}: build it first with `cargo build{release} -p rossipd` \
-             (or set {} to a rossipd binary)",
-            rossipd.display(),
-            bins::ROSSIPD_ENV
-        ));
-    }
-    Ok(())
+    bins::rossipd_built()
 }
 
 fn header(options: &Options) -> String {
-    let rossipd = bins::rossipd();
-    let version = sys::run(&rossipd, &["--version"])
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .unwrap_or_else(|e| format!("(version unknown: {e})"));
+    let version = bins::rossipd_version();
     format!(
         "rossip membership benchmark\n\
          rossipd: {} ({version}, {} build)\n\
          each N: N network namespaces on one bridge (10.77.0.0/24), one rossipd per host, \
          mDNS discovery only, --log-level {}; {} runs per figure, {}% loss for {} s\n",
-        rossipd.display(),
+        bins::rossipd().display(),
         if cfg!(debug_assertions) {
             "debug"
         } else {

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use rossip_tests::memory_bench::{self, Load, Options};
-use rossip_tests::{bench, bins, sys};
+use rossip_tests::{bench, bins};
 
 const USAGE: &str = "\
 usage: memory-bench [--loads stalled-small,stalled-large,history,mdns] [--settle-secs 10]
@@ -38,7 +38,7 @@ fn main() -> ExitCode {
         "memory-bench",
         USAGE,
         parse(std::env::args().skip(1)),
-        preflight,
+        bins::rossipd_built,
     ) {
         Ok(options) => options,
         Err(code) => return code,
@@ -105,36 +105,14 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
     Ok(Some(options))
 }
 
-/// A rossipd binary of this profile.
-fn preflight() -> Result<(), String> {
-    let rossipd = bins::target_profile_dir().join("rossipd");
-    if std::env::var_os(bins::ROSSIPD_ENV).is_none() && !rossipd.is_file() {
-        let release = if cfg!(debug_assertions) {
-            ""
-        } else {
-            " --release"
-        };
-        return Err(format!(
-            "no rossipd at {}: build it first with `cargo build{release} -p rossipd` \
-             (or set {} to a rossipd binary)",
-            rossipd.display(),
-            bins::ROSSIPD_ENV
-        ));
-    }
-    Ok(())
-}
-
 fn header(options: &Options) -> String {
-    let rossipd = bins::rossipd();
-    let version = sys::run(&rossipd, &["--version"])
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .unwrap_or_else(|e| format!("(version unknown: {e})"));
+    let version = bins::rossipd_version();
     let loads: Vec<&str> = options.loads.iter().map(|l| l.name()).collect();
     format!(
         "rossip memory benchmark\n\
          rossipd: {} ({version}, {} build); one daemon per load on loopback, --log-level {}; \
          loads {}; settle {} s; {} CPUs\n",
-        rossipd.display(),
+        bins::rossipd().display(),
         if cfg!(debug_assertions) {
             "debug"
         } else {
