@@ -15,6 +15,13 @@ pub const MAX_CHANNEL_BYTES: usize = 64;
 /// they are kept short.
 pub const MAX_NAME_BYTES: usize = 64;
 
+/// Longest user name a message may carry, in bytes (POSIX login names are
+/// at most 32 bytes on Linux; other systems allow a little more).
+pub const MAX_USER_BYTES: usize = 64;
+
+/// Longest display name (`/nick`), in bytes.
+pub const MAX_NICK_BYTES: usize = 64;
+
 /// A hybrid logical clock reading: wall-clock milliseconds, plus a counter
 /// that orders events within one millisecond and keeps one origin's messages
 /// in order even if its wall clock steps backwards.
@@ -67,8 +74,73 @@ pub struct Message {
     pub channel: String,
     /// The text, UTF-8. Untrusted: sanitize before printing to a terminal.
     pub text: String,
+    /// Who at the origin sent it (covered by the signature).
+    pub author: Author,
+    /// The one recipient of a direct message; `None` for a channel message,
+    /// which every node gets. A direct message never enters gossip: it
+    /// travels sealed to its recipient and exists only there and at its
+    /// origin.
+    pub to: Option<Recipient>,
     /// The origin's public key and signature.
     pub auth: Auth,
+}
+
+/// The person behind a message, as the origin node vouches for it.
+///
+/// `user` comes from the origin's operating system (the peer credentials of
+/// the local socket the message was sent on), never from the sender's
+/// parameters, so a local script cannot speak as another local user. It is
+/// empty when the origin could not tell (the daemon's own messages, an OS
+/// without peer credentials). Shown as `user@node`.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct Author {
+    /// The local user name at the origin; empty if unknown.
+    pub user: String,
+    /// A display name the user chose, shown beside `user@node`, never
+    /// instead of it (anyone can choose any display name).
+    pub nick: Option<String>,
+}
+
+impl Author {
+    /// No user known and no display name: a message signed in the form
+    /// that predates authors.
+    pub fn is_anonymous(&self) -> bool {
+        self.user.is_empty() && self.nick.is_none()
+    }
+}
+
+/// The addressee of a direct message: a node, and optionally one user there.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Recipient {
+    /// The recipient node; only it can open the message.
+    pub node: NodeId,
+    /// The user there it is for; `None`: whoever reads that node's messages.
+    pub user: Option<String>,
+}
+
+/// What a sender chooses for a message; the node adds id, time, name and
+/// signature ([`Message::signed`]).
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct Draft {
+    /// The channel ([`DEFAULT_CHANNEL`] if the caller named none).
+    pub channel: String,
+    /// The text.
+    pub text: String,
+    /// Who sends it.
+    pub author: Author,
+    /// The recipient of a direct message; `None` for a channel message.
+    pub to: Option<Recipient>,
+}
+
+impl Draft {
+    /// A channel message with no author: what scripts and tests send.
+    pub fn channel(channel: impl Into<String>, text: impl Into<String>) -> Draft {
+        Draft {
+            channel: channel.into(),
+            text: text.into(),
+            ..Draft::default()
+        }
+    }
 }
 
 /// Who vouches for a message: its origin's public key (which derives the
@@ -106,30 +178,50 @@ pub enum AuthError {
 
 impl Message {
     /// A message from the node of `key`, signed by it.
-    pub fn signed(
-        key: &NodeKey,
-        seq: u64,
-        origin_name: String,
-        ts: Hlc,
-        channel: String,
-        text: String,
-    ) -> Message {
+    pub fn signed(key: &NodeKey, seq: u64, origin_name: String, ts: Hlc, draft: Draft) -> Message {
         let id = MessageId {
             origin: key.node_id(),
             seq,
         };
-        let public = key.public();
-        let content = content_bytes(&id, &origin_name, ts, &channel, &text, &public);
-        Message {
+        let mut message = Message {
             id,
             origin_name,
             ts,
-            channel,
-            text,
+            channel: draft.channel,
+            text: draft.text,
+            author: draft.author,
+            to: draft.to,
             auth: Auth {
-                key: public,
-                sig: key.sign(Domain::Message, &content),
+                key: key.public(),
+                sig: Signature::from_bytes(&[0; 64]),
             },
+        };
+        let (domain, content) = message.signed_content();
+        message.auth.sig = key.sign(domain, &content);
+        message
+    }
+
+    /// The bytes the signature covers, under the tag of their form: a
+    /// message with neither author nor recipient keeps the form that
+    /// predates them, so messages stored before then still verify.
+    fn signed_content(&self) -> (Domain, Vec<u8>) {
+        let common = (
+            &self.id,
+            &self.origin_name,
+            self.ts,
+            &self.channel,
+            &self.text,
+            &self.auth.key,
+        );
+        // Serializing plain strings, integers and byte arrays cannot fail;
+        // an empty result would only make every signature fail to verify.
+        if self.author.is_anonymous() && self.to.is_none() {
+            let bytes = postcard::to_allocvec(&common).unwrap_or_default();
+            (Domain::Message, bytes)
+        } else {
+            let bytes =
+                postcard::to_allocvec(&(common, &self.author, &self.to)).unwrap_or_default();
+            (Domain::AttributedMessage, bytes)
         }
     }
 
@@ -139,15 +231,8 @@ impl Message {
         if self.auth.key.node_id() != self.id.origin {
             return Err(AuthError::WrongKey);
         }
-        let content = content_bytes(
-            &self.id,
-            &self.origin_name,
-            self.ts,
-            &self.channel,
-            &self.text,
-            &self.auth.key,
-        );
-        if verifier.verify(&self.auth.key, Domain::Message, &content, &self.auth.sig) {
+        let (domain, content) = self.signed_content();
+        if verifier.verify(&self.auth.key, domain, &content, &self.auth.sig) {
             Ok(())
         } else {
             Err(AuthError::BadSignature)
@@ -163,26 +248,30 @@ impl Message {
         }
     }
 
-    /// Bytes of payload this message carries (text + channel + name), the
+    /// Bytes of payload this message carries (text, channel, names), the
     /// figure limits are checked against.
     pub fn payload_len(&self) -> usize {
-        self.text.len() + self.channel.len() + self.origin_name.len()
+        self.text.len()
+            + self.channel.len()
+            + self.origin_name.len()
+            + self.author.user.len()
+            + self.author.nick.as_ref().map_or(0, String::len)
+            + self
+                .to
+                .as_ref()
+                .map_or(0, |to| 16 + to.user.as_ref().map_or(0, String::len))
     }
-}
 
-/// The signed bytes of a message: every field but the signature, in
-/// postcard (the key too, so the signature names its signer).
-fn content_bytes(
-    id: &MessageId,
-    origin_name: &str,
-    ts: Hlc,
-    channel: &str,
-    text: &str,
-    key: &PublicKey,
-) -> Vec<u8> {
-    // Serializing plain strings, integers and byte arrays cannot fail;
-    // an empty result would only make every signature fail to verify.
-    postcard::to_allocvec(&(id, origin_name, ts, channel, text, key)).unwrap_or_default()
+    /// Whether the author fields are within their limits (a check on input
+    /// from the network and from local callers alike).
+    pub fn author_is_valid(&self) -> bool {
+        self.author.user.len() <= MAX_USER_BYTES
+            && self
+                .author
+                .nick
+                .as_ref()
+                .is_none_or(|n| n.len() <= MAX_NICK_BYTES)
+    }
 }
 
 /// Total order of messages: (timestamp, origin, sequence).
@@ -255,6 +344,49 @@ mod tests {
                 logical: 3
             }
         );
+    }
+
+    fn signed(draft: Draft) -> Message {
+        Message::signed(
+            &NodeKey::for_testing(1),
+            1,
+            "alpha".into(),
+            Hlc::default(),
+            draft,
+        )
+    }
+
+    #[test]
+    fn the_signature_covers_author_and_recipient() {
+        let mut verifier = sign::Verifier::default();
+        let plain = signed(Draft::channel("general", "hi"));
+        assert_eq!(plain.verify(&mut verifier), Ok(()));
+        let mut draft = Draft::channel("general", "hi");
+        draft.author.user = "alice".into();
+        draft.author.nick = Some("Al".into());
+        let attributed = signed(draft);
+        assert_eq!(attributed.verify(&mut verifier), Ok(()));
+
+        // Another user, another display name, a recipient added, or the
+        // author stripped (falling back to the older form): all refused.
+        let mut forged = attributed.clone();
+        forged.author.user = "root".into();
+        assert_eq!(forged.verify(&mut verifier), Err(AuthError::BadSignature));
+        let mut forged = attributed.clone();
+        forged.author.nick = None;
+        assert_eq!(forged.verify(&mut verifier), Err(AuthError::BadSignature));
+        let mut forged = attributed.clone();
+        forged.author = Author::default();
+        assert_eq!(forged.verify(&mut verifier), Err(AuthError::BadSignature));
+        let mut forged = plain.clone();
+        forged.to = Some(Recipient {
+            node: NodeId([7; 16]),
+            user: None,
+        });
+        assert_eq!(forged.verify(&mut verifier), Err(AuthError::BadSignature));
+        let mut forged = plain;
+        forged.author.user = "mallory".into();
+        assert_eq!(forged.verify(&mut verifier), Err(AuthError::BadSignature));
     }
 
     #[test]

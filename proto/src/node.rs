@@ -29,7 +29,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use crate::id::{MessageId, NodeId};
-use crate::message::{Hlc, MAX_NAME_BYTES, Message};
+use crate::message::{Draft, Hlc, MAX_NAME_BYTES, Message};
 use crate::wire::{self, ClusterId, Header};
 
 mod anti_entropy;
@@ -333,6 +333,13 @@ pub enum PublishError {
     /// The node has left.
     #[error("this node has left the cluster")]
     Left,
+    /// A user or display name over its limit
+    /// ([`crate::message::MAX_USER_BYTES`], [`crate::message::MAX_NICK_BYTES`]).
+    #[error("the sender's user or display name is too long")]
+    Author,
+    /// A draft with a recipient: direct messages are never gossiped.
+    #[error("a direct message cannot be published to a channel")]
+    Direct,
     /// History is full of messages younger than
     /// [`ProtocolConfig::min_retention`]: taking
     /// another would evict one that members may still be pulling. Retry
@@ -807,15 +814,14 @@ impl Node {
     /// [`ProtocolConfig::push_fanout`] random members.
     pub fn publish(
         &mut self,
-        channel: &str,
-        text: &str,
+        draft: &Draft,
         wall_ms: u64,
         now: Instant,
     ) -> Result<Message, PublishError> {
         // The message's time is the HLC reading derived from `wall_ms`;
         // `now` dates the activity that speeds up anti-entropy.
         self.last_wall_ms = self.wall_ms(now);
-        self.publish_message(channel, text, wall_ms, now)
+        self.publish_message(draft, wall_ms, now)
     }
 
     /// Leaves the cluster gracefully: tells every alive or suspect member

@@ -290,6 +290,22 @@ pub struct MessageView {
     pub channel: String,
     /// The text. Untrusted: sanitize before printing to a terminal.
     pub text: String,
+    /// The local user at the origin who sent it, as the origin's kernel
+    /// vouched (socket peer credentials) and its signature covers; empty
+    /// when the origin could not tell.
+    #[serde(default)]
+    pub user: String,
+    /// Who sent it, as people read it: `user@origin_name`, or just
+    /// `origin_name` without a user.
+    #[serde(default)]
+    pub from: String,
+    /// The display name the sender chose, if any: shown beside `from`,
+    /// never instead of it (anyone can choose any display name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nick: Option<String>,
+    /// The recipient, for a direct message (absent for a channel message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<RecipientView>,
     /// Fingerprint of the origin's public key (`3fa2:91c0:…`).
     #[serde(default)]
     pub key: String,
@@ -306,6 +322,25 @@ pub struct MessageView {
     /// this node delivered since. Empty only from an older daemon.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub cursor: String,
+}
+
+/// The addressee of a direct message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientView {
+    /// The recipient node's id (hex).
+    pub node: String,
+    /// The user there it is for; absent: whoever reads that node's messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+/// `user@node` as people read it (`node` alone without a user).
+pub fn user_at_node(user: &str, node: &str) -> String {
+    if user.is_empty() {
+        node.to_owned()
+    } else {
+        format!("{user}@{node}")
+    }
 }
 
 /// Whether a sender's name goes with its key: rossip pins each name to the
@@ -334,6 +369,13 @@ impl From<&Message> for MessageView {
             ts_logical: m.ts.logical,
             channel: m.channel.clone(),
             text: m.text.clone(),
+            user: m.author.user.clone(),
+            from: user_at_node(&m.author.user, &m.origin_name),
+            nick: m.author.nick.clone(),
+            to: m.to.as_ref().map(|to| RecipientView {
+                node: to.node.to_string(),
+                user: to.user.clone(),
+            }),
             key: m.auth.key.fingerprint(),
             // Every message this node holds was verified as it arrived
             // (a `Message` does not decode otherwise).

@@ -52,6 +52,10 @@ pub const SEED_BYTES: usize = 32;
 pub(crate) enum Domain {
     /// A chat message's content.
     Message,
+    /// A chat message that names its author or recipient (see
+    /// [`crate::message::Message::verify`]): a tag of its own, so that no
+    /// signature over the shorter form can pass for one over this form.
+    AttributedMessage,
     /// A node's identity: id, address, name and key.
     Identity,
     /// "This run of mine leaves."
@@ -62,6 +66,7 @@ impl Domain {
     fn tag(self) -> &'static [u8] {
         match self {
             Domain::Message => b"rossip message v1\0",
+            Domain::AttributedMessage => b"rossip message v2\0",
             Domain::Identity => b"rossip identity v1\0",
             Domain::Leave => b"rossip leave v1\0",
         }

@@ -42,8 +42,9 @@ pub const MAX_DATAGRAM_BYTES: usize = 1400;
 pub const MAGIC: [u8; 2] = *b"RS";
 
 /// The wire format version this code speaks. Version 2 batches messages
-/// in pushes and repairs and splits large messages into fragments.
-pub const VERSION: u8 = 2;
+/// in pushes and repairs and splits large messages into fragments; version
+/// 3 adds a message's author and the direct-message recipient.
+pub const VERSION: u8 = 3;
 
 /// Length of the fixed header: magic, version, flags, cluster id, sender id.
 pub const HEADER_LEN: usize = 2 + 1 + 1 + 8 + 16;
@@ -322,6 +323,9 @@ impl Fragment {
 
 /// One item of a push or repair: a message that fits in a datagram with
 /// others, or one fragment of a large one.
+// Most items are whole messages, and boxing them would add an allocation
+// to each for the sake of the rarer fragments.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub enum Payload {
     /// A whole message.
@@ -754,8 +758,7 @@ mod tests {
                 ms: 1_700_000_000_000,
                 logical: 2,
             },
-            "general".into(),
-            "hello".into(),
+            crate::message::Draft::channel("general", "hello"),
         );
         let bodies = [
             Body::Hello(Hello {

@@ -344,8 +344,7 @@ fn garbage_is_counted_by_reason_and_changes_nothing() {
             99,
             "beta".into(),
             Hlc::default(),
-            "general".into(),
-            text.into(),
+            rossip_proto::message::Draft::channel("general", text),
         )
     };
     let sneaky = signed_by_beta("sneaky");
@@ -381,8 +380,7 @@ fn garbage_is_counted_by_reason_and_changes_nothing() {
         99,
         "beta".into(),
         Hlc::default(),
-        "general".into(),
-        "sneaky".into(),
+        rossip_proto::message::Draft::channel("general", "sneaky"),
     );
     impersonation.id.origin = Sim::id(1);
     let forged =

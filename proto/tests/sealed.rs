@@ -151,7 +151,11 @@ fn a_replayed_datagram_changes_nothing() {
     assert_eq!(nodes[1].members().count(), 1, "the pair joined");
     let wall = sim.wall_ms();
     nodes[0]
-        .publish("general", "once", wall, start)
+        .publish(
+            &rossip_proto::message::Draft::channel("general", "once"),
+            wall,
+            start,
+        )
         .expect("publish");
     exchange(&mut nodes, start, &mut captured);
     assert_eq!(messages(&mut nodes[1]), 1);

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
+use rossip_proto::message::Draft;
 use rossip_proto::{Event, Message, MessageId, Node, PeerState};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -430,11 +431,7 @@ impl Driver {
     fn on_command(&mut self, command: Command) -> Option<oneshot::Sender<u64>> {
         let now = Instant::now();
         match command {
-            Command::Send {
-                channel,
-                text,
-                reply,
-            } => self.on_send(channel, text, reply, now),
+            Command::Send { draft, reply } => self.on_send(draft, reply, now),
             Command::Start {
                 query,
                 filter,
@@ -567,8 +564,7 @@ impl Driver {
     /// room yet (see `backpressure`), `Err(Err(e))` for a refusal.
     fn publish(
         &mut self,
-        channel: &str,
-        text: &str,
+        draft: &Draft,
         now: Instant,
     ) -> Result<MessageId, Result<Duration, CoreError>> {
         // The sequence number must be reserved on disk before it is used, so
@@ -577,7 +573,7 @@ impl Driver {
             tracing::error!("cannot reserve message sequence numbers: {e:#}");
             return Err(Err(CoreError::State(format!("{e:#}"))));
         }
-        match self.node.publish(channel, text, views::unix_ms_now(), now) {
+        match self.node.publish(draft, views::unix_ms_now(), now) {
             Ok(message) => Ok(message.id),
             Err(e) => Err(backpressure::classify(e)),
         }

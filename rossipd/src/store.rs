@@ -50,9 +50,13 @@ pub const FILE_NAME: &str = "history.db";
 
 /// The schema this build writes; a file with a higher version was written
 /// by a newer rossipd and is refused rather than guessed at.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
-/// Version 2 had no delivery cursors; it is migrated in place.
+/// Version 3 had no authors and no direct messages; it is migrated in
+/// place (its messages have no author).
+const UNATTRIBUTED_SCHEMA_VERSION: i64 = 3;
+
+/// Version 2 had no delivery cursors either; it is migrated in place.
 const UNNUMBERED_SCHEMA_VERSION: i64 = 2;
 
 /// Version 1 stored messages without their origin's signature; they cannot
@@ -96,6 +100,10 @@ CREATE TABLE IF NOT EXISTS messages (
     key BLOB NOT NULL,
     sig BLOB NOT NULL,
     cursor INTEGER,
+    user TEXT NOT NULL DEFAULT '',
+    nick TEXT,
+    to_node BLOB,
+    to_user TEXT,
     PRIMARY KEY (origin, seq)
 );
 CREATE INDEX IF NOT EXISTS messages_in_order ON messages (ms, logical, origin, seq);
@@ -124,6 +132,14 @@ UPDATE messages SET cursor = (
 );
 INSERT OR REPLACE INTO meta (key, value)
     SELECT 'next_cursor', (SELECT COUNT(*) FROM messages) + 1;
+";
+
+/// Adds the author and direct-message columns to a version 3 file.
+const ADD_AUTHORS: &str = "
+ALTER TABLE messages ADD COLUMN user TEXT NOT NULL DEFAULT '';
+ALTER TABLE messages ADD COLUMN nick TEXT;
+ALTER TABLE messages ADD COLUMN to_node BLOB;
+ALTER TABLE messages ADD COLUMN to_user TEXT;
 ";
 
 /// The index of deliveries; made after the migration filled the column.
@@ -367,7 +383,8 @@ impl Store {
     /// [`Store::load_window`], each message with its delivery number.
     pub fn load_numbered_window(&self, now_ms: u64) -> rusqlite::Result<Vec<(u64, Message)>> {
         let mut stmt = self.conn.prepare(
-            "SELECT origin, seq, ms, logical, origin_name, channel, text, key, sig, cursor FROM messages
+            "SELECT origin, seq, ms, logical, origin_name, channel, text, key, sig, cursor,
+                    user, nick, to_node, to_user FROM messages
              WHERE ms >= ?1
              ORDER BY ms DESC, logical DESC, origin DESC, seq DESC LIMIT ?2",
         )?;
@@ -425,8 +442,9 @@ impl Store {
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO messages
-                 (origin, seq, ms, logical, origin_name, channel, text, bytes, key, sig, cursor)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 (origin, seq, ms, logical, origin_name, channel, text, bytes, key, sig, cursor,
+                  user, nick, to_node, to_user)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?;
             for &(cursor, message) in &batch.messages {
                 next_cursor = next_cursor.max(cursor.saturating_add(1));
@@ -443,6 +461,10 @@ impl Store {
                     &message.auth.key.0[..],
                     &message.auth.sig.to_bytes()[..],
                     i64::try_from(cursor).unwrap_or(i64::MAX),
+                    message.author.user,
+                    message.author.nick,
+                    message.to.as_ref().map(|to| to.node.0.to_vec()),
+                    message.to.as_ref().and_then(|to| to.user.clone()),
                 ])?;
                 if changed > 0 {
                     inserted += 1;
@@ -576,7 +598,11 @@ fn open_checked(path: &Path) -> Result<Connection, OpenError> {
     }
     if version == UNNUMBERED_SCHEMA_VERSION {
         conn.execute_batch(&format!(
-            "BEGIN; {NUMBER_DELIVERIES} {CREATE_CURSOR_INDEX} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN; {NUMBER_DELIVERIES} {CREATE_CURSOR_INDEX} {ADD_AUTHORS} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        ))?;
+    } else if version == UNATTRIBUTED_SCHEMA_VERSION {
+        conn.execute_batch(&format!(
+            "BEGIN; {ADD_AUTHORS} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))?;
     } else if version < SCHEMA_VERSION {
         conn.execute_batch(&format!(

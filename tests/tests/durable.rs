@@ -241,8 +241,7 @@ fn a_restarted_node_stamps_new_messages_after_its_old_ones() {
         1_000_000,
         "clock".to_owned(),
         ahead,
-        "general".to_owned(),
-        "stamped an hour ahead".to_owned(),
+        rossip_proto::message::Draft::channel("general", "stamped an hour ahead".to_owned()),
     );
     {
         let retention = Retention {

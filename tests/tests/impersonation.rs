@@ -73,8 +73,7 @@ impl Rogue {
                 ms: now_ms(),
                 logical: 0,
             },
-            "general".to_owned(),
-            text.to_owned(),
+            rossip_proto::message::Draft::channel("general", text),
         )
     }
 }

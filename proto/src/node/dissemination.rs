@@ -23,7 +23,9 @@ use super::outbox::{Route, WHOLE_LIMIT};
 use super::timers::TimerKind;
 use super::{Event, Node, PublishError};
 use crate::id::NodeId;
-use crate::message::{Hlc, MAX_NAME_BYTES, Message, validate_channel};
+use crate::message::{
+    Draft, Hlc, MAX_NAME_BYTES, MAX_NICK_BYTES, MAX_USER_BYTES, Message, validate_channel,
+};
 use crate::wire::{self, Fragment, Payload};
 
 /// Whether a message from the network is one rossip could have produced.
@@ -33,6 +35,11 @@ fn is_valid(message: &Message) -> bool {
         && message.text.len() <= wire::MAX_TEXT_BYTES
         && message.origin_name.len() <= MAX_NAME_BYTES
         && validate_channel(&message.channel).is_ok()
+        && message.author_is_valid()
+        // Direct messages travel sealed, point to point; one offered in
+        // gossip is refused, so none is ever relayed or stored by a node it
+        // was not for.
+        && message.to.is_none()
 }
 
 /// The items that carry `message`: itself, or all its fragments.
@@ -50,25 +57,40 @@ impl Node {
     /// See [`Node::publish`].
     pub(super) fn publish_message(
         &mut self,
-        channel: &str,
-        text: &str,
+        draft: &Draft,
         wall_ms: u64,
         now: Instant,
     ) -> Result<Message, PublishError> {
         if self.left {
             return Err(PublishError::Left);
         }
-        if text.is_empty() {
+        if draft.to.is_some() {
+            return Err(PublishError::Direct);
+        }
+        if draft.text.is_empty() {
             return Err(PublishError::Empty);
         }
-        validate_channel(channel)?;
-        if text.len() > self.config.max_text_bytes {
+        validate_channel(&draft.channel)?;
+        if draft.text.len() > self.config.max_text_bytes {
             return Err(PublishError::TooLarge {
-                size: text.len(),
+                size: draft.text.len(),
                 max: self.config.max_text_bytes,
             });
         }
-        let payload_len = text.len() + channel.len() + self.config.name.len();
+        let author = &draft.author;
+        if author.user.len() > MAX_USER_BYTES
+            || author
+                .nick
+                .as_ref()
+                .is_some_and(|n| n.len() > MAX_NICK_BYTES)
+        {
+            return Err(PublishError::Author);
+        }
+        let payload_len = draft.text.len()
+            + draft.channel.len()
+            + self.config.name.len()
+            + author.user.len()
+            + author.nick.as_ref().map_or(0, String::len);
         if let Some(retry_after) = self.history_full_until(payload_len, wall_ms) {
             self.stats.publishes_refused += 1;
             return Err(PublishError::Busy { retry_after });
@@ -80,8 +102,7 @@ impl Node {
             seq,
             self.config.name.clone(),
             self.clock.tick(wall_ms),
-            channel.to_owned(),
-            text.to_owned(),
+            draft.clone(),
         );
         self.history.insert(message.clone(), wall_ms);
         self.heads.insert(self.config.id, now);

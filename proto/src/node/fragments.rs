@@ -299,8 +299,7 @@ mod tests {
             seq,
             "big".into(),
             Hlc { ms: 5, logical: 0 },
-            "general".into(),
-            "y".repeat(len),
+            crate::message::Draft::channel("general", "y".repeat(len)),
         )
     }
 

@@ -473,6 +473,8 @@ mod tests {
             ts: Hlc { ms, logical: 0 },
             channel: "general".into(),
             text: format!("m{seq}"),
+            author: Default::default(),
+            to: None,
             auth: crate::message::Auth::for_tests(),
         }
     }

@@ -137,6 +137,8 @@ mod tests {
             },
             channel: "c".repeat(MAX_CHANNEL_BYTES),
             text: "x".repeat(text_len),
+            author: Default::default(),
+            to: None,
             auth: crate::message::Auth::for_tests(),
         }
     }

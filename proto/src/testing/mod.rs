@@ -321,7 +321,8 @@ impl Sim {
         wall_ms: u64,
     ) -> Result<Message, PublishError> {
         let now = self.now;
-        let result = self.nodes[index].node.publish(channel, text, wall_ms, now);
+        let draft = crate::message::Draft::channel(channel, text);
+        let result = self.nodes[index].node.publish(&draft, wall_ms, now);
         if let Ok(message) = &result {
             self.published.push(Published {
                 id: message.id,

@@ -434,8 +434,7 @@ mod tests {
             1,
             "a".into(),
             Hlc::default(),
-            "general".into(),
-            "hi".into(),
+            crate::message::Draft::channel("general", "hi"),
         );
         let push = encoded(&Body::Push(wire::Push {
             relay: true,

@@ -26,8 +26,7 @@ pub fn message(key: &NodeKey, seq: u64, text: String) -> Message {
             ms: 1_700_000_000_000,
             logical: 1,
         },
-        "general".into(),
-        text,
+        rossip_proto::message::Draft::channel("general", text),
     )
 }
 

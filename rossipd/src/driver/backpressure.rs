@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rossip_proto::PublishError;
+use rossip_proto::message::Draft;
 
 use super::{CoreError, Driver, SendReply};
 
@@ -27,8 +28,7 @@ pub const MAX_SEND_WAIT: Duration = Duration::from_secs(10);
 /// A `send` waiting for room in the history window.
 #[derive(Debug)]
 pub(super) struct DeferredSend {
-    channel: String,
-    text: String,
+    draft: Draft,
     reply: SendReply,
     since: Instant,
 }
@@ -63,35 +63,22 @@ fn busy(why: String, retry_after: Duration) -> CoreError {
 
 impl Driver {
     /// A `send` command: published now, or held behind earlier held ones.
-    pub(super) fn on_send(
-        &mut self,
-        channel: String,
-        text: String,
-        reply: SendReply,
-        now: Instant,
-    ) {
+    pub(super) fn on_send(&mut self, draft: Draft, reply: SendReply, now: Instant) {
         if self.deferred.queue.is_empty() {
-            match self.publish(&channel, &text, now) {
+            match self.publish(&draft, now) {
                 // Answered by the flush that commits it.
                 Ok(id) => self.pending_sends.push((reply, id)),
                 Err(Err(e)) => {
                     let _ = reply.send(Err(e));
                 }
-                Err(Ok(retry_after)) => self.hold(channel, text, reply, now, retry_after),
+                Err(Ok(retry_after)) => self.hold(draft, reply, now, retry_after),
             }
             return;
         }
-        self.hold(channel, text, reply, now, Duration::ZERO);
+        self.hold(draft, reply, now, Duration::ZERO);
     }
 
-    fn hold(
-        &mut self,
-        channel: String,
-        text: String,
-        reply: SendReply,
-        now: Instant,
-        retry_after: Duration,
-    ) {
+    fn hold(&mut self, draft: Draft, reply: SendReply, now: Instant, retry_after: Duration) {
         if self.deferred.queue.len() >= MAX_DEFERRED_SENDS {
             self.deferred.refused += 1;
             let _ = reply.send(Err(busy(
@@ -112,8 +99,7 @@ impl Driver {
         }
         self.deferred.held += 1;
         self.deferred.queue.push_back(DeferredSend {
-            channel,
-            text,
+            draft,
             reply,
             since: now,
         });
@@ -129,7 +115,7 @@ impl Driver {
                 continue;
             }
             let waited = now.saturating_duration_since(send.since);
-            match self.publish(&send.channel, &send.text, now) {
+            match self.publish(&send.draft, now) {
                 Ok(id) => self.pending_sends.push((send.reply, id)),
                 Err(Err(e)) => {
                     let _ = send.reply.send(Err(e));

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rossip_proto::message::ChannelError;
+use rossip_proto::message::{ChannelError, Draft};
 use rossip_proto::rpc::{NameTrust, StatusResult};
 use rossip_proto::{Member, MessageId, NodeId, PublishError};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -162,10 +162,8 @@ pub struct Joined {
 pub enum Command {
     /// Publish a message; answered once it is committed.
     Send {
-        /// Channel name.
-        channel: String,
-        /// Text.
-        text: String,
+        /// What to publish.
+        draft: Draft,
         /// The delivery, or why not.
         reply: oneshot::Sender<Result<Arc<Delivered>, CoreError>>,
     },
@@ -322,14 +320,10 @@ impl Handle {
 
     /// Publishes; the ticket gives the delivery once committed, so that a
     /// connection can read its next request meanwhile.
-    pub async fn send(&self, channel: String, text: String) -> Result<SendTicket, CoreError> {
-        self.submit(|reply| Command::Send {
-            channel,
-            text,
-            reply,
-        })
-        .await
-        .map(SendTicket)
+    pub async fn send(&self, draft: Draft) -> Result<SendTicket, CoreError> {
+        self.submit(|reply| Command::Send { draft, reply })
+            .await
+            .map(SendTicket)
     }
 
     /// Where a read starts.

@@ -282,6 +282,8 @@ mod tests {
             },
             channel: channel.into(),
             text: format!("m{seq}"),
+            author: Default::default(),
+            to: None,
             auth: rossip_proto::message::Auth {
                 key: rossip_proto::sign::PublicKey([0; 32]),
                 sig: rossip_proto::sign::Signature::from_bytes(&[0; 64]),

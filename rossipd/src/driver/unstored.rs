@@ -254,8 +254,7 @@ mod tests {
                 ms: seq,
                 logical: 0,
             },
-            "general".into(),
-            "x".repeat(text_bytes),
+            rossip_proto::message::Draft::channel("general", "x".repeat(text_bytes)),
         ))
     }
 

@@ -23,7 +23,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::RpcContext;
-use super::caller::Caller;
+use super::caller::{Caller, Speaker};
 use super::dispatch::{self, Call, Element, Parsed, RawId};
 use super::framing::{Line, LineReader};
 use super::history::{HistoryStream, PAGE_BYTES};
@@ -73,10 +73,12 @@ type Pending = FuturesOrdered<BoxFuture<'static, Answer>>;
 /// Serves one connection until the client closes it or the daemon stops.
 pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: CancellationToken) {
     let caller = Caller::of_stream(&stream);
+    let speaker = Speaker::of_uid(caller.uid).await;
     let (recv, send) = tokio::io::split(stream);
     let mut connection = Connection {
         ctx,
         caller,
+        speaker,
         out: String::new(),
         written: 0,
         pending: FuturesOrdered::new(),
@@ -99,6 +101,7 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
 struct Connection {
     ctx: Arc<RpcContext>,
     caller: Caller,
+    speaker: Speaker,
     /// Output not written yet, from `written` on.
     out: String,
     written: usize,
@@ -319,7 +322,7 @@ impl Connection {
         {
             match methods::parse::<rpc::SendParams>(call.params.clone()) {
                 Ok(params) => {
-                    let ticket = methods::submit_send(params, driver).await;
+                    let ticket = methods::submit_send(params, driver, &self.speaker).await;
                     self.pending.push_back(Box::pin(async move {
                         let outcome = match ticket {
                             Ok(ticket) => methods::send_result(ticket.outcome().await),
@@ -338,9 +341,10 @@ impl Connection {
         }
         self.in_flight_other = true;
         let driver = driver.clone();
+        let speaker = self.speaker.clone();
         let Call { id, method, params } = call;
         self.pending.push_back(Box::pin(async move {
-            let outcome = methods::call(&method, params, &driver, Framing::Single).await;
+            let outcome = methods::call(&method, params, &driver, &speaker, Framing::Single).await;
             Answer::Single(id, outcome)
         }));
     }
@@ -355,6 +359,7 @@ impl Connection {
         }
         self.in_flight_other = true;
         let driver = driver.clone();
+        let speaker = self.speaker.clone();
         self.pending.push_back(Box::pin(async move {
             let mut outcomes = Vec::new();
             for element in elements {
@@ -363,7 +368,8 @@ impl Connection {
                     Element::Ignored => {}
                     Element::Call(Call { id, method, params }) => {
                         let outcome =
-                            methods::call(&method, params, &driver, Framing::InBatch).await;
+                            methods::call(&method, params, &driver, &speaker, Framing::InBatch)
+                                .await;
                         outcomes.push((id, outcome));
                     }
                 }

@@ -22,6 +22,9 @@ pub fn error_object(e: &CoreError) -> ErrorObject {
             PublishError::Channel(_) => ErrorObject::new(code::INVALID_CHANNEL, message),
             PublishError::Left => ErrorObject::new(code::NOT_IN_CLUSTER, message),
             PublishError::Busy { retry_after } => busy(message, *retry_after),
+            PublishError::Author => ErrorObject::new(code::INVALID_PARAMS, message),
+            // The RPC edge never makes a channel draft with a recipient.
+            PublishError::Direct => ErrorObject::new(code::INTERNAL_ERROR, message),
         },
         CoreError::Busy { retry_after, .. } => busy(message, *retry_after),
         CoreError::Channel(_) => ErrorObject::new(code::INVALID_CHANNEL, message),

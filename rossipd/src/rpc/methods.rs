@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use rossip_proto::message::DEFAULT_CHANNEL;
+use rossip_proto::message::{Author, DEFAULT_CHANNEL, Draft};
 use rossip_proto::rpc::{
     self, ErrorObject, EventKind, HistoryParams, JoinParams, JoinResult, LeaveResult, PeersParams,
     PeersResult, SendParams, SendResult, Since, SubscribeParams, UnsubscribeParams,
@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::caller::Speaker;
 use super::history::HistoryStream;
 use super::subscription::{Filter, SubscriptionStart};
 use crate::delivery::{Cursor, Delivered};
@@ -60,11 +61,12 @@ pub async fn call(
     method: &str,
     params: Value,
     driver: &Handle,
+    speaker: &Speaker,
     framing: Framing,
 ) -> Result<Output, ErrorObject> {
     let value = match method {
         rpc::method::SEND => {
-            let ticket = submit_send(parse(params)?, driver).await?;
+            let ticket = submit_send(parse(params)?, driver, speaker).await?;
             send_result(ticket.outcome().await)?
         }
         rpc::method::HISTORY => {
@@ -119,9 +121,23 @@ pub async fn call(
 /// Hands a `send` to the driver (waiting for room in its queue: the
 /// back-pressure of a busy daemon) and returns the pending answer, so that
 /// a connection can read its next request meanwhile.
-pub async fn submit_send(p: SendParams, driver: &Handle) -> Result<SendTicket, ErrorObject> {
-    let channel = p.channel.unwrap_or_else(|| DEFAULT_CHANNEL.to_owned());
-    Ok(driver.send(channel, p.text).await?)
+pub async fn submit_send(
+    p: SendParams,
+    driver: &Handle,
+    speaker: &Speaker,
+) -> Result<SendTicket, ErrorObject> {
+    let draft = Draft {
+        channel: p.channel.unwrap_or_else(|| DEFAULT_CHANNEL.to_owned()),
+        text: p.text,
+        // The author is whoever the kernel says is on the other end; the
+        // driver adds the display name that user chose.
+        author: Author {
+            user: speaker.user.clone(),
+            nick: None,
+        },
+        to: None,
+    };
+    Ok(driver.send(draft).await?)
 }
 
 /// The `send` result for the driver's answer.

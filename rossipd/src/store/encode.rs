@@ -7,7 +7,7 @@
 //! does. (Reading the file with the `sqlite3` shell: the stored value is the
 //! number minus 2^63.)
 
-use rossip_proto::message::{Auth, Hlc};
+use rossip_proto::message::{Auth, Author, Hlc, Recipient};
 use rossip_proto::sign::{PUBLIC_KEY_BYTES, PublicKey, SIGNATURE_BYTES, Signature};
 use rossip_proto::{Message, MessageId, NodeId};
 
@@ -71,7 +71,9 @@ pub(super) fn ranges_from_blob(blob: &[u8]) -> Option<Vec<(u64, u64)>> {
         .collect()
 }
 
-/// One `messages` row as read by the loading query.
+/// One `messages` row as read by the loading query: columns `origin, seq,
+/// ms, logical, origin_name, channel, text, key, sig`, then (after one
+/// column the caller reads itself) `user, nick, to_node, to_user`.
 pub(super) fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Message>> {
     let origin: Vec<u8> = row.get(0)?;
     let Some(origin) = node_id(&origin) else {
@@ -101,6 +103,22 @@ pub(super) fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Opti
         origin_name: row.get(4)?,
         channel: row.get(5)?,
         text: row.get(6)?,
+        author: Author {
+            user: row.get(10)?,
+            nick: row.get(11)?,
+        },
+        to: match row.get::<_, Option<Vec<u8>>>(12)? {
+            None => None,
+            Some(node) => {
+                let Some(node) = node_id(&node) else {
+                    return Ok(None);
+                };
+                Some(Recipient {
+                    node,
+                    user: row.get(13)?,
+                })
+            }
+        },
         auth: Auth {
             key: PublicKey(key_bytes),
             sig: Signature::from_bytes(&sig_bytes),

@@ -28,6 +28,8 @@ fn message(origin: NodeId, seq: u64, ms: u64, text: &str) -> Message {
         channel: "general".to_owned(),
         text: text.to_owned(),
         // The store keeps signatures as they came; it does not check them.
+        author: Default::default(),
+        to: None,
         auth: rossip_proto::message::Auth {
             key: rossip_proto::sign::PublicKey([seq as u8; 32]),
             sig: rossip_proto::sign::Signature::from_bytes(&[ms as u8; 64]),

@@ -42,8 +42,7 @@ fn main() {
                 ms: 1_800_000_000_000 + seq,
                 logical: 0,
             },
-            "general".to_owned(),
-            text.clone(),
+            rossip_proto::message::Draft::channel("general", text.clone()),
         )
     };
 
