@@ -13,6 +13,7 @@
 pub mod id;
 pub mod log_text;
 pub mod message;
+pub mod nick;
 pub mod node;
 pub mod paths;
 pub mod rpc;

@@ -8,6 +8,12 @@ use serde_json::Value;
 
 use crate::message::Message;
 
+mod channels;
+mod nick;
+
+pub use channels::{ChannelView, ChannelsResult};
+pub use nick::{NickParams, NickResult};
+
 /// The `jsonrpc` member every request and response carries.
 pub const JSONRPC_VERSION: &str = "2.0";
 
@@ -46,6 +52,12 @@ pub mod method {
     pub const KEYS_REMOVE: &str = "keys.remove";
     /// Name of the notification method the daemon sends to subscribers.
     pub const EVENT: &str = "event";
+    /// The channels this node holds messages of: no params →
+    /// [`super::ChannelsResult`].
+    pub const CHANNELS: &str = "channels";
+    /// Set, clear or show the caller's display name:
+    /// [`super::NickParams`] → [`super::NickResult`].
+    pub const NICK: &str = "nick";
 }
 
 /// Error codes: the standard JSON-RPC ones and rossip's own (from -32000
@@ -94,6 +106,9 @@ pub mod code {
     /// (another node's, or this node's before its state directory was
     /// wiped): it names no position here. Start again without `after`.
     pub const FOREIGN_CURSOR: i64 = -32012;
+    /// `nick`: the display name is not valid (empty, over 32 characters,
+    /// an `@`, a control character).
+    pub const INVALID_NICK: i64 = -32013;
 }
 
 /// A request (or, without `id`, a notification) as received. Deserialized

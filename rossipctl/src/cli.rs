@@ -64,6 +64,23 @@ pub enum Command {
     /// List or rotate the cluster keys of every member (install, use, remove)
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// List the channels this node holds messages of, the most recently active first
+    Channels,
+    /// Show, set or clear your display name, shown beside your user@node
+    Nick(NickArgs),
+}
+
+/// `nick` arguments.
+#[derive(Debug, Args)]
+pub struct NickArgs {
+    /// The new display name (1-32 characters, no '@', no control characters); without
+    /// it (and without --clear), show the current one
+    #[arg(value_name = "NAME", conflicts_with = "clear")]
+    pub nick: Option<String>,
+
+    /// Remove your display name
+    #[arg(long)]
+    pub clear: bool,
 }
 
 /// `keygen` arguments.
@@ -369,6 +386,26 @@ mod tests {
             Ok(Command::Keys(KeysCommand::Use(KeyIdArg { id, force: false }))) if id == "0a1b2c3d"
         ));
         assert!(parse(&["rossipctl", "keys", "remove"]).is_err());
+    }
+
+    #[test]
+    fn nick_parses() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).map(|cli| cli.command) {
+            Ok(Command::Nick(NickArgs { nick, clear })) => Ok((nick, clear)),
+            Ok(other) => panic!("parsed as {other:?}"),
+            Err(e) => Err(e.kind()),
+        };
+        assert_eq!(parse(&["rossipctl", "nick"]), Ok((None, false)));
+        assert_eq!(
+            parse(&["rossipctl", "nick", "Ann S."]),
+            Ok((Some("Ann S.".to_owned()), false))
+        );
+        assert_eq!(parse(&["rossipctl", "nick", "--clear"]), Ok((None, true)));
+        assert!(parse(&["rossipctl", "nick", "Ann", "--clear"]).is_err());
+        assert!(matches!(
+            Cli::try_parse_from(["rossipctl", "channels", "--json"]).map(|c| c.command),
+            Ok(Command::Channels)
+        ));
     }
 
     #[test]

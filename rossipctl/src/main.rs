@@ -72,6 +72,8 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Man(args) => commands::man::run(&mut out, args)?,
         Command::Keygen(args) => commands::keygen::run(&ctx, &mut out, args)?,
         Command::Keys(command) => commands::keys::run(&ctx, &mut out, command)?,
+        Command::Channels => commands::channels::run(&ctx, &mut out)?,
+        Command::Nick(args) => commands::nick::run(&ctx, &mut out, args)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -637,7 +637,14 @@ fn tail_prints_sanitized_lines() {
     let daemon = fake_daemon(&socket, |conn| {
         let (id, method, params) = conn.request();
         assert_eq!((method.as_str(), params), ("history", json!({"n": 10})));
-        let messages = [message(1, "hello"), message(2, "\x1b[2Jgotcha\nroot: fake")];
+        let mut hello = message(1, "hello");
+        hello["user"] = json!("ann");
+        // Another node may send any display name: it is sanitized, and shown beside the
+        // real user@node.
+        let mut fake = message(2, "\x1b[2Jgotcha\nroot: fake");
+        fake["user"] = json!("eve");
+        fake["nick"] = json!("root\x1b[A");
+        let messages = [hello, fake];
         conn.send(json!({"jsonrpc": "2.0", "id": id, "result": {"messages": messages}}));
     });
     let out = run(rossipctl()
@@ -649,8 +656,8 @@ fn tail_prints_sanitized_lines() {
     assert_exit(&out, 0, "tail");
     assert_eq!(
         text(&out.stdout),
-        "2026-11-24 05:20:01 alice@abababab: hello\n\
-         2026-11-24 05:20:01 alice@abababab: \\x1b[2Jgotcha\\nroot: fake\n"
+        "2026-11-24 05:20:01 ann@alice [abababab]: hello\n\
+         2026-11-24 05:20:01 root\\x1b[A (eve@alice) [abababab]: \\x1b[2Jgotcha\\nroot: fake\n"
     );
 }
 
@@ -739,7 +746,8 @@ fn tail_follow_into_a_closed_pipe_exits_0() {
         json!({"events": ["message"], "after": cursor}),
         event(1, 1, "first"),
     );
-    assert!(first.ends_with("alice@abababab: first\n"), "{first:?}");
+    // From a node that names no user: the node's name and id.
+    assert!(first.ends_with(" alice [abababab]: first\n"), "{first:?}");
 }
 
 #[test]

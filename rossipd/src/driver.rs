@@ -28,11 +28,13 @@ use crate::store::Store;
 use crate::views::{self, WallClock};
 
 mod backpressure;
+mod channels;
 mod events;
 mod handle;
 mod identity;
 pub mod journal;
 mod keyring;
+mod nick;
 mod persist;
 pub(crate) mod problems;
 mod reads;
@@ -64,11 +66,13 @@ type SendReply = oneshot::Sender<Result<Arc<Delivered>, CoreError>>;
 /// A `send` whose message is published but not yet committed.
 type PendingSend = (SendReply, MessageId);
 
+pub use channels::ChannelSummary;
 pub use handle::{
     Command, CoreError, Handle, Joined, PeerChange, PeerSnapshot, ReadStart, SendTicket,
     SincePoint, StartQuery, WeakHandle,
 };
 pub use keyring::{KeysReply, KeysStarted};
+pub use nick::NickChange;
 
 /// Facts about this daemon that only `status` needs.
 #[derive(Debug, Clone)]
@@ -157,6 +161,8 @@ pub struct Driver {
     /// Other cluster labels and keys, silent seeds: warned about and listed
     /// in `status`.
     problems: problems::Problems,
+    /// The display names of this node's users; see `nick`.
+    nicks: crate::nicks::Nicks,
 }
 
 impl std::fmt::Debug for Driver {
@@ -187,6 +193,7 @@ impl Driver {
         let node_id = node.id();
         let (peer_cache, greet) = PeerCache::open(state.path());
         let mut pins = crate::pins::Pins::load_or_empty(state.path());
+        let nicks = crate::nicks::Nicks::load_or_empty(state.path());
         // This node's own name first: another node using it is flagged too.
         pins.observe(&info.name, &node.public_key(), &node.id());
         let mut driver = Driver {
@@ -213,6 +220,7 @@ impl Driver {
                 keys: Vec::new(),
             }),
             problems: problems::Problems::default(),
+            nicks,
         };
         driver.greet_cached_peers(&greet);
         driver
@@ -502,6 +510,16 @@ impl Driver {
                 let _ = reply.send(self.on_reload_keys(file));
             }
             Command::Leave { reply } => return Some(reply),
+            Command::Channels { reply } => {
+                let _ = reply.send(self.channels());
+            }
+            Command::Nick {
+                user,
+                change,
+                reply,
+            } => {
+                let _ = reply.send(self.on_nick(&user, change));
+            }
         }
         None
     }

@@ -14,6 +14,7 @@ pub mod interfaces;
 pub mod keyfile;
 mod local_socket;
 pub mod locked_file;
+mod nicks;
 mod notify;
 mod nss;
 mod peer_cache;

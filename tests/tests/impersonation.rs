@@ -185,13 +185,19 @@ fn a_key_holder_cannot_send_as_another_node_and_a_borrowed_name_is_flagged() {
     let text = &out.stdout;
     let alice_short: String = alice_id.to_string().chars().take(8).collect();
     let rogue_short: String = rogue.key.node_id().to_string().chars().take(8).collect();
+    // alice's message names the local user who sent it (the test's own),
+    // the rogue's (made by hand) names none.
+    let alice_user = &by_alice[0].user;
+    assert!(!alice_user.is_empty(), "{:?}", by_alice[0]);
     assert!(
-        text.contains(&format!("alice@{alice_short}: the real alice")),
+        text.contains(&format!(
+            "{alice_user}@alice [{alice_short}]: the real alice"
+        )),
         "{text}"
     );
     assert!(
         text.contains(&format!(
-            "alice@{rogue_short} [NAME CHANGED KEY]: hi, it's alice"
+            "alice [{rogue_short}] [NAME CHANGED KEY]: hi, it's alice"
         )),
         "{text}"
     );

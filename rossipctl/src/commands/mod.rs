@@ -4,6 +4,7 @@
 use crate::client::{Client, ClientError};
 use crate::socket_path::SocketLocation;
 
+pub mod channels;
 pub mod completions;
 pub mod events;
 pub mod follow;
@@ -12,6 +13,7 @@ pub mod keygen;
 pub mod keys;
 pub mod leave;
 pub mod man;
+pub mod nick;
 pub mod peer_printer;
 pub mod peers;
 pub mod resubscribe;

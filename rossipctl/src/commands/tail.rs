@@ -60,10 +60,12 @@ impl MessagePrinter {
     }
 }
 
-/// `2026-11-24 05:20:01 alice@3fa2b1c9: text`, with ` #channel` after the sender unless
-/// the channel is `general`. The sender is its name and the start of its node id: the id
+/// `2026-11-24 05:20:01 ann@alpha [3fa2b1c9]: text`, with ` #channel` after the sender
+/// unless the channel is `general`. The sender is who sent it as `user@node` (the user its
+/// node's kernel vouched for, and the node's name), then the start of its node id: the id
 /// derives from the key that signed the message, so it is who sent it, verified; the name is
 /// only what that node calls itself, and is flagged when it was first seen with another key.
+/// A display name comes first, with `user@node` beside it in parentheses, never instead of it.
 /// Everything that came over the network is sanitized, so the result is one line that cannot
 /// drive the terminal.
 pub fn human_line(message: &MessageView, tz: &TimeZone) -> String {
@@ -77,26 +79,35 @@ pub fn human_line(message: &MessageView, tz: &TimeZone) -> String {
     }
 }
 
-/// A node name for a human line: sanitized, and quoted if it contains what
-/// could pass for the rest of a line (`@`, `:`, `#`, spaces), so a node named
-/// `alice@3fa2b1c9: hi` cannot print a line that looks like alice's.
+/// A name for a human line (a node's, a user's, a display name): sanitized, and quoted if it
+/// contains what could pass for another part of the line (`@`, `:`, `#`, spaces,
+/// parentheses), so a node named `alice [3fa2b1c9]: hi` cannot print a line that looks like
+/// alice's.
 pub fn display_name(name: &str) -> String {
     let clean = sanitize(name);
-    if clean.is_empty() || clean.contains(['@', ':', '#', ' ', '"']) {
+    if clean.is_empty() || clean.contains(['@', ':', '#', ' ', '"', '(', ')']) {
         format!("\"{}\"", clean.replace('"', "\\\""))
     } else {
         clean.into_owned()
     }
 }
 
-/// `alice@3fa2b1c9`, plus a loud mark when the name or the signature cannot be trusted.
+/// `ann@alpha [3fa2b1c9]`; `"Ann S." (ann@alpha) [3fa2b1c9]` with a display name; `alpha
+/// [3fa2b1c9]` when the origin named no user; plus a loud mark when the name or the signature
+/// cannot be trusted.
 fn sender(message: &MessageView) -> String {
     let short: String = message.origin.chars().take(8).collect();
-    let mut out = format!(
-        "{}@{}",
-        display_name(&message.origin_name),
-        sanitize(&short)
-    );
+    let node = display_name(&message.origin_name);
+    let who = if message.user.is_empty() {
+        node
+    } else {
+        format!("{}@{node}", display_name(&message.user))
+    };
+    let mut out = match &message.nick {
+        Some(nick) => format!("{} ({who})", display_name(nick)),
+        None => who,
+    };
+    out.push_str(&format!(" [{}]", sanitize(&short)));
     if !message.verified {
         out.push_str(" [UNVERIFIED]");
     }
@@ -138,7 +149,52 @@ mod tests {
             &message("alice", "general", "deploy finished"),
             &TimeZone::UTC,
         );
-        assert_eq!(line, "2026-11-24 05:20:01 alice@abababab: deploy finished");
+        assert_eq!(
+            line,
+            "2026-11-24 05:20:01 alice [abababab]: deploy finished"
+        );
+    }
+
+    #[test]
+    fn the_sender_is_user_at_node_and_a_display_name_goes_beside_it() {
+        let mut m = message("alpha", "general", "hi");
+        m.user = "ann".into();
+        assert_eq!(
+            human_line(&m, &TimeZone::UTC),
+            "2026-11-24 05:20:01 ann@alpha [abababab]: hi"
+        );
+        m.nick = Some("Annie".into());
+        assert_eq!(
+            human_line(&m, &TimeZone::UTC),
+            "2026-11-24 05:20:01 Annie (ann@alpha) [abababab]: hi"
+        );
+        m.nick = Some("Ann S.".into());
+        m.channel = "ops".into();
+        assert_eq!(
+            human_line(&m, &TimeZone::UTC),
+            "2026-11-24 05:20:01 \"Ann S.\" (ann@alpha) [abababab] #ops: hi"
+        );
+    }
+
+    #[test]
+    fn a_display_name_or_user_that_mimics_a_sender_is_quoted() {
+        // Another node may send any display name: one that reads as user@node, or
+        // brings its own parentheses, is quoted, and the real user@node still follows.
+        let mut m = message("alpha", "general", "x");
+        m.user = "eve".into();
+        m.nick = Some("root@alpha".into());
+        assert_eq!(
+            human_line(&m, &TimeZone::UTC),
+            "2026-11-24 05:20:01 \"root@alpha\" (eve@alpha) [abababab]: x"
+        );
+        m.nick = Some("x) (root@alpha".into());
+        m.user = "a\x1b[2K".into();
+        let line = human_line(&m, &TimeZone::UTC);
+        assert_eq!(
+            line,
+            "2026-11-24 05:20:01 \"x) (root@alpha\" (a\\x1b[2K@alpha) [abababab]: x"
+        );
+        assert!(!line.chars().any(char::is_control));
     }
 
     #[test]
@@ -148,28 +204,31 @@ mod tests {
         let line = human_line(&m, &TimeZone::UTC);
         assert_eq!(
             line,
-            "2026-11-24 05:20:01 alice@abababab [NAME CHANGED KEY]: hi"
+            "2026-11-24 05:20:01 alice [abababab] [NAME CHANGED KEY]: hi"
         );
         m.name_trust = NameTrust::Unchecked;
         m.verified = false;
         let line = human_line(&m, &TimeZone::UTC);
-        assert_eq!(line, "2026-11-24 05:20:01 alice@abababab [UNVERIFIED]: hi");
+        assert_eq!(
+            line,
+            "2026-11-24 05:20:01 alice [abababab] [UNVERIFIED]: hi"
+        );
     }
 
     #[test]
     fn a_name_that_mimics_a_sender_is_quoted() {
-        let m = message("alice@3fa2b1c9: hi", "general", "x");
+        let m = message("alice [3fa2b1c9]: hi", "general", "x");
         let line = human_line(&m, &TimeZone::UTC);
         assert_eq!(
             line,
-            "2026-11-24 05:20:01 \"alice@3fa2b1c9: hi\"@abababab: x"
+            "2026-11-24 05:20:01 \"alice [3fa2b1c9]: hi\" [abababab]: x"
         );
     }
 
     #[test]
     fn other_channels_are_shown() {
         let line = human_line(&message("bob", "ops", "disk full"), &TimeZone::UTC);
-        assert_eq!(line, "2026-11-24 05:20:01 bob@abababab #ops: disk full");
+        assert_eq!(line, "2026-11-24 05:20:01 bob [abababab] #ops: disk full");
     }
 
     #[test]
@@ -182,7 +241,7 @@ mod tests {
         let line = human_line(&m, &TimeZone::UTC);
         assert_eq!(
             line,
-            "2026-11-24 05:20:01 eve\\x1b[2K@abababab #x\\ny: hi\\n2026-11-24 05:20:02 root: fake\\x1b[A"
+            "2026-11-24 05:20:01 eve\\x1b[2K [abababab] #x\\ny: hi\\n2026-11-24 05:20:02 root: fake\\x1b[A"
         );
         assert!(!line.chars().any(char::is_control));
     }

@@ -64,6 +64,8 @@ fn busy(why: String, retry_after: Duration) -> CoreError {
 impl Driver {
     /// A `send` command: published now, or held behind earlier held ones.
     pub(super) fn on_send(&mut self, draft: Draft, reply: SendReply, now: Instant) {
+        // Stamped now: a held send carries the name its user had when sending.
+        let draft = self.with_nick(draft);
         if self.deferred.queue.is_empty() {
             match self.publish(&draft, now) {
                 // Answered by the flush that commits it.

@@ -90,6 +90,16 @@ pub enum CoreError {
          members, and a restart brings back the old keyring"
     )]
     KeyringNotSaved(String),
+    /// A display name that is not valid.
+    #[error(transparent)]
+    Nick(#[from] rossip_proto::nick::NickError),
+    /// The display name table refused the change or could not be saved.
+    #[error(transparent)]
+    NickTable(#[from] crate::nicks::NickTableError),
+    /// The caller's user is not known (no peer credentials), so it has no
+    /// display name to set or show.
+    #[error("rossipd cannot tell which user is calling (no peer credentials on the socket)")]
+    NoUser,
 }
 
 /// Where a read of history starts.
@@ -241,6 +251,20 @@ pub enum Command {
     Leave {
         /// How many members were told.
         reply: oneshot::Sender<u64>,
+    },
+    /// The channels of this node's history.
+    Channels {
+        /// Most recently active first.
+        reply: oneshot::Sender<Vec<super::ChannelSummary>>,
+    },
+    /// Show, set or clear a local user's display name.
+    Nick {
+        /// The user, as the socket's peer credentials say.
+        user: String,
+        /// What to do.
+        change: super::NickChange,
+        /// The display name after the change.
+        reply: oneshot::Sender<Result<Option<String>, CoreError>>,
     },
 }
 
@@ -422,6 +446,25 @@ impl Handle {
     /// Leaves the cluster; the daemon then stops. How many members were told.
     pub async fn leave(&self) -> Result<u64, CoreError> {
         self.request(|reply| Command::Leave { reply }).await
+    }
+
+    /// The channels of this node's history, most recently active first.
+    pub async fn channels(&self) -> Result<Vec<super::ChannelSummary>, CoreError> {
+        self.request(|reply| Command::Channels { reply }).await
+    }
+
+    /// Shows, sets or clears `user`'s display name; the name after it.
+    pub async fn nick(
+        &self,
+        user: String,
+        change: super::NickChange,
+    ) -> Result<Option<String>, CoreError> {
+        self.request(|reply| Command::Nick {
+            user,
+            change,
+            reply,
+        })
+        .await?
     }
 
     /// The newest delivery's number, which changes with every delivery:

@@ -4,7 +4,7 @@
 //! The peer's uid and pid come from the kernel (`SO_PEERCRED` on Linux) when
 //! the connection is accepted, so a caller cannot claim to be someone else.
 //! Every call that changes the node or the cluster (`send`, `join`, `leave`,
-//! any `keys.*`) is logged at info level with them. `send` can come
+//! any `keys.*`, `nick`) is logged at info level with them. `send` can come
 //! thousands of times a second, so only a connection's first one is logged,
 //! and the count when the connection closes.
 
@@ -127,7 +127,10 @@ impl fmt::Display for Caller {
 /// Whether `method` changes the node or the cluster (`send` aside, which
 /// [`Caller::log_call`] counts rather than logs each time).
 fn is_mutating(method: &str) -> bool {
-    method == method::LEAVE || method == method::JOIN || method.starts_with(KEYS_PREFIX)
+    method == method::LEAVE
+        || method == method::JOIN
+        || method.starts_with(KEYS_PREFIX)
+        || method == method::NICK
 }
 
 #[cfg(test)]
@@ -151,6 +154,7 @@ mod tests {
             "keys.install",
             "keys.use",
             "keys.remove",
+            "nick",
         ] {
             assert!(is_mutating(m), "{m}");
         }

@@ -41,6 +41,13 @@ pub fn error_object(e: &CoreError) -> ErrorObject {
         CoreError::KeyOp(KeyOpError::Keyring(_)) => {
             ErrorObject::new(code::KEYRING_REFUSED, message)
         }
+        CoreError::Nick(_) | CoreError::NoUser => ErrorObject::new(code::INVALID_NICK, message),
+        CoreError::NickTable(crate::nicks::NickTableError::Full) => {
+            ErrorObject::new(code::INVALID_NICK, message)
+        }
+        CoreError::NickTable(crate::nicks::NickTableError::NotSaved(_)) => {
+            ErrorObject::new(code::INTERNAL_ERROR, message)
+        }
     }
 }
 

@@ -108,6 +108,8 @@ pub async fn call(
             to_value(LeaveResult { notified })?
         }
         keys if keys.starts_with("keys.") => super::keys::call(keys, params, driver).await?,
+        rpc::method::CHANNELS => super::chat::channels(params, driver).await?,
+        rpc::method::NICK => super::chat::nick(params, driver, speaker).await?,
         other => {
             return Err(ErrorObject::new(
                 rpc::code::METHOD_NOT_FOUND,

@@ -3,6 +3,7 @@
 //! mapping of the driver's errors to codes, and subscriptions as positions.
 
 mod caller;
+mod chat;
 mod connection;
 mod dispatch;
 mod errors;
