@@ -192,7 +192,7 @@ fn sections(command: &clap::Command) -> Roff {
 
 /// The files of the state directory (the names are those of `state.rs`,
 /// `keyfile.rs`, `store.rs`, `pins.rs`, `peer_cache.rs` and `logging.rs`).
-const STATE_FILES: [(&str, &str); 8] = [
+const STATE_FILES: [(&str, &str); 9] = [
     (
         "node.key",
         "The node's secret Ed25519 signing key (mode 0600); the node id derives from it. \
@@ -212,6 +212,11 @@ const STATE_FILES: [(&str, &str); 8] = [
         "known_names",
         "Node names pinned to the first key seen using them, one per line; remove a line to \
          accept a node's new key.",
+    ),
+    (
+        "nicks",
+        "The display names this node's users chose (rossipctl nick), a JSON object of user \
+         name to display name.",
     ),
     (
         "peers",
@@ -367,6 +372,7 @@ mod tests {
             "keyring",
             "history.db",
             "known_names",
+            "nicks",
             "peers",
         ] {
             assert!(page.contains(file), "{file} missing from FILES");
