@@ -107,6 +107,30 @@ impl Author {
     pub fn is_anonymous(&self) -> bool {
         self.user.is_empty() && self.nick.is_none()
     }
+
+    /// Whether both names keep the rules every node applies (a message from
+    /// the network that breaks them is refused): the user a valid
+    /// [`is_user_name`] (or empty), the display name what
+    /// [`crate::nick::normalize_nick`] would have made of it.
+    pub fn is_valid(&self) -> bool {
+        (self.user.is_empty() || is_user_name(&self.user))
+            && self
+                .nick
+                .as_deref()
+                .is_none_or(|nick| crate::nick::normalize_nick(nick).as_deref() == Ok(nick))
+    }
+}
+
+/// Whether `name` can be shown as the user of `user@node`: 1 to
+/// [`MAX_USER_BYTES`] bytes with no white space and no control or invisible
+/// formatting character. Directory users may contain `@`
+/// (`ann@example.com`), so that is allowed.
+pub fn is_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_USER_BYTES
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || crate::nick::is_unprintable(c))
 }
 
 /// The addressee of a direct message: a node, and optionally one user there.
@@ -262,15 +286,10 @@ impl Message {
                 .map_or(0, |to| 16 + to.user.as_ref().map_or(0, String::len))
     }
 
-    /// Whether the author fields are within their limits (a check on input
-    /// from the network and from local callers alike).
+    /// Whether the author keeps the name rules ([`Author::is_valid`]): a
+    /// check on input from the network and from local callers alike.
     pub fn author_is_valid(&self) -> bool {
-        self.author.user.len() <= MAX_USER_BYTES
-            && self
-                .author
-                .nick
-                .as_ref()
-                .is_none_or(|n| n.len() <= MAX_NICK_BYTES)
+        self.author.is_valid()
     }
 }
 

@@ -54,22 +54,62 @@ pub fn normalize_nick(raw: &str) -> Result<String, NickError> {
     Ok(nick.to_owned())
 }
 
-/// Control characters (C0, DEL, C1) and the invisible formatting ones that
-/// change how a line is shown: zero-width and directional marks, bidi
-/// embeddings, overrides and isolates, line and paragraph separators, word
-/// joiners and invisible operators, the byte order mark.
-fn is_unprintable(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{200b}'..='\u{200f}'
-            | '\u{2028}'..='\u{202e}'
-            | '\u{2060}'..='\u{206f}'
-            | '\u{feff}')
+/// Characters a name must not hold: controls (C0, DEL, C1), every format
+/// character (zero-width and directional marks, bidi embeddings, overrides
+/// and isolates, word joiners, invisible operators, tag characters, the
+/// byte order mark), line and paragraph separators, private-use,
+/// surrogate and unassigned code points, and the letters and marks that
+/// render as nothing (Hangul fillers, the combining grapheme joiner,
+/// variation selectors). By general category, so it keeps up with Unicode.
+pub(crate) fn is_unprintable(c: char) -> bool {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory as _};
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control
+            | GeneralCategory::Format
+            | GeneralCategory::LineSeparator
+            | GeneralCategory::ParagraphSeparator
+            | GeneralCategory::PrivateUse
+            | GeneralCategory::Surrogate
+            | GeneralCategory::Unassigned
+    ) || matches!(c,
+        '\u{034f}'
+        | '\u{115f}' | '\u{1160}' | '\u{3164}' | '\u{ffa0}'
+        | '\u{180b}'..='\u{180f}'
+        | '\u{fe00}'..='\u{fe0f}'
+        | '\u{e0100}'..='\u{e01ef}')
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invisible_and_direction_changing_characters_are_refused() {
+        for c in [
+            '\u{061c}',
+            '\u{00ad}',
+            '\u{180e}',
+            '\u{115f}',
+            '\u{3164}',
+            '\u{fe0f}',
+            '\u{e0041}',
+            '\u{200b}',
+            '\u{200e}',
+            '\u{202e}',
+            '\u{2066}',
+            '\u{feff}',
+            '\u{e000}',
+            '\u{1b}',
+        ] {
+            assert_eq!(
+                normalize_nick(&format!("a{c}b")),
+                Err(NickError::Unprintable(c)),
+                "U+{:04X}",
+                u32::from(c)
+            );
+        }
+    }
 
     #[test]
     fn a_display_name_is_trimmed_and_may_have_inner_spaces_and_any_script() {

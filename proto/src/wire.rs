@@ -60,8 +60,10 @@ pub const MAX_BODY_BYTES: usize = MAX_DATAGRAM_BYTES - HEADER_LEN - crate::seal:
 pub const MAX_TEXT_BYTES: usize = 1024 * 1024;
 
 /// Largest encoded message ([`Message`] in postcard): the largest text plus
-/// the longest name and channel and every varint at its largest.
-pub const MAX_ENCODED_MESSAGE_BYTES: usize = MAX_TEXT_BYTES + 256;
+/// the longest name, channel, user, display name and recipient, and every
+/// varint at its largest (about 480 bytes besides the text; see the test
+/// `the_largest_message_fits_the_fragment_limit`).
+pub const MAX_ENCODED_MESSAGE_BYTES: usize = MAX_TEXT_BYTES + 512;
 
 /// Bytes of an encoded message each fragment carries (the last carries the
 /// rest). With the fragment's own fields and the header, a one-fragment
@@ -965,5 +967,38 @@ mod tests {
             encode(&header(), &body),
             Err(EncodeError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn the_largest_message_fits_the_fragment_limit() {
+        use crate::message::{Author, MAX_NICK_BYTES, MAX_USER_BYTES, Recipient};
+        let mut message = Message::signed(
+            &NodeKey::for_testing(1),
+            u64::MAX,
+            "n".repeat(MAX_NAME_BYTES),
+            Hlc {
+                ms: u64::MAX,
+                logical: u32::MAX,
+            },
+            crate::message::Draft {
+                channel: "c".repeat(MAX_CHANNEL_BYTES),
+                text: "x".repeat(MAX_TEXT_BYTES),
+                author: Author {
+                    user: "u".repeat(MAX_USER_BYTES),
+                    nick: Some("é".repeat(MAX_NICK_BYTES / 2)),
+                },
+                to: Some(Recipient {
+                    node: NodeId([0xff; 16]),
+                    user: Some("u".repeat(MAX_USER_BYTES)),
+                }),
+            },
+        );
+        message.id.seq = u64::MAX;
+        let encoded = postcard::to_allocvec(&message).expect("encodes");
+        assert!(
+            encoded.len() <= MAX_ENCODED_MESSAGE_BYTES,
+            "{} > {MAX_ENCODED_MESSAGE_BYTES}",
+            encoded.len()
+        );
     }
 }

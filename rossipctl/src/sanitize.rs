@@ -41,6 +41,9 @@ fn is_unsafe(c: char) -> bool {
         // Bidi embeddings and overrides (LRE, RLE, PDF, LRO, RLO) and isolates (LRI, RLI,
         // FSI, PDI): they reorder how the rest of the line is displayed.
         | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        // Directional marks (ALM, LRM, RLM): invisible, and they move neutral characters
+        // such as the `@` and `:` of a sender across the line.
+        | '\u{061c}' | '\u{200e}' | '\u{200f}'
         // Line and paragraph separators: some terminals and tools break lines there.
         | '\u{2028}' | '\u{2029}')
 }

@@ -63,6 +63,11 @@ impl Nicks {
     /// Sets (`Some`) or removes (`None`) `user`'s display name, already
     /// normalized, and saves the table; on error nothing changed.
     pub fn set(&mut self, user: &str, nick: Option<String>) -> Result<(), NickTableError> {
+        // Saving is two fsyncs on the driver's task: a repeated call that
+        // changes nothing (a script looping `nick`) writes nothing.
+        if self.by_user.get(user) == nick.as_ref() {
+            return Ok(());
+        }
         let mut next = self.by_user.clone();
         match nick {
             Some(nick) => {

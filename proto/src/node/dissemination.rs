@@ -23,9 +23,7 @@ use super::outbox::{Route, WHOLE_LIMIT};
 use super::timers::TimerKind;
 use super::{Event, Node, PublishError};
 use crate::id::NodeId;
-use crate::message::{
-    Draft, Hlc, MAX_NAME_BYTES, MAX_NICK_BYTES, MAX_USER_BYTES, Message, validate_channel,
-};
+use crate::message::{Draft, Hlc, MAX_NAME_BYTES, Message, validate_channel};
 use crate::wire::{self, Fragment, Payload};
 
 /// Whether a message from the network is one rossip could have produced.
@@ -78,12 +76,7 @@ impl Node {
             });
         }
         let author = &draft.author;
-        if author.user.len() > MAX_USER_BYTES
-            || author
-                .nick
-                .as_ref()
-                .is_some_and(|n| n.len() > MAX_NICK_BYTES)
-        {
+        if !author.is_valid() {
             return Err(PublishError::Author);
         }
         let payload_len = draft.text.len()

@@ -85,7 +85,10 @@ pub fn human_line(message: &MessageView, tz: &TimeZone) -> String {
 /// alice's.
 pub fn display_name(name: &str) -> String {
     let clean = sanitize(name);
-    if clean.is_empty() || clean.contains(['@', ':', '#', ' ', '"', '(', ')']) {
+    if clean.is_empty()
+        || clean.contains(['@', ':', '#', '"', '(', ')'])
+        || clean.contains(char::is_whitespace)
+    {
         format!("\"{}\"", clean.replace('"', "\\\""))
     } else {
         clean.into_owned()

@@ -12,7 +12,7 @@ use std::fmt;
 
 use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::traits::StreamCommon as _;
-use rossip_proto::message::MAX_USER_BYTES;
+use rossip_proto::message::is_user_name;
 use rossip_proto::rpc::method;
 
 /// Methods whose name starts with this change the keyring (`keys.list`
@@ -47,7 +47,7 @@ impl Speaker {
                     None
                 }
             })
-            .filter(|name| !name.is_empty() && name.len() <= MAX_USER_BYTES)
+            .filter(|name| is_user_name(name))
             .unwrap_or_else(|| format!("uid{uid}"));
         Speaker {
             uid: Some(uid),

@@ -381,3 +381,89 @@ fn a_store_of_unsigned_messages_is_moved_aside_not_served() {
         "the old file is kept aside: {names:?}"
     );
 }
+
+/// A file of an older schema, holding one real signed message (`seq` 1 of
+/// node key 1, signed in the form that predates authors).
+fn older_store(path: &std::path::Path, version: i64, with_cursor: bool) -> Message {
+    let signed = Message::signed(
+        &rossip_proto::sign::NodeKey::for_testing(1),
+        1,
+        "old".into(),
+        Hlc {
+            ms: NOW_MS - 5,
+            logical: 0,
+        },
+        rossip_proto::message::Draft::channel("general", "from before authors"),
+    );
+    let conn = rusqlite::Connection::open(path).expect("create");
+    let cursor_column = if with_cursor { "cursor INTEGER," } else { "" };
+    conn.execute_batch(&format!(
+        "CREATE TABLE messages (origin BLOB NOT NULL, seq INTEGER NOT NULL, ms INTEGER NOT NULL,
+             logical INTEGER NOT NULL, origin_name TEXT NOT NULL, channel TEXT NOT NULL,
+             text TEXT NOT NULL, bytes INTEGER NOT NULL, key BLOB NOT NULL, sig BLOB NOT NULL,
+             {cursor_column} PRIMARY KEY (origin, seq));
+         CREATE TABLE seen (origin BLOB PRIMARY KEY, ranges BLOB NOT NULL, updated_ms INTEGER NOT NULL);
+         CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+         PRAGMA user_version = {version};"
+    ))
+    .expect("write an older schema");
+    let columns = if with_cursor {
+        "(origin, seq, ms, logical, origin_name, channel, text, bytes, key, sig, cursor)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1)"
+    } else {
+        "(origin, seq, ms, logical, origin_name, channel, text, bytes, key, sig)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    };
+    conn.execute(
+        &format!("INSERT INTO messages {columns}"),
+        rusqlite::params![
+            &signed.id.origin.0[..],
+            encode::key(signed.id.seq),
+            encode::key(signed.ts.ms),
+            signed.ts.logical,
+            signed.origin_name,
+            signed.channel,
+            signed.text,
+            1,
+            &signed.auth.key.0[..],
+            &signed.auth.sig.to_bytes()[..],
+        ],
+    )
+    .expect("insert an old row");
+    signed
+}
+
+#[test]
+fn stores_of_schema_2_and_3_are_migrated_and_their_messages_still_verify() {
+    for (version, with_cursor) in [(2, false), (3, true)] {
+        let dir = dir();
+        let path = dir.path().join(FILE_NAME);
+        let old = older_store(&path, version, with_cursor);
+        let mut store = Store::open(dir.path(), OWN, window(10)).expect("open migrates");
+        let loaded = store.load_numbered_window(NOW_MS).expect("load");
+        assert_eq!(loaded.len(), 1, "schema {version}");
+        let (number, message) = &loaded[0];
+        assert_eq!(*number, 1, "schema {version}");
+        assert_eq!(message, &old, "schema {version}: same message, no author");
+        message
+            .verify(&mut rossip_proto::sign::Verifier::default())
+            .unwrap_or_else(|e| panic!("schema {version}: a migrated message verifies: {e}"));
+        // The migrated file takes messages with authors.
+        let mut attributed = message.clone();
+        attributed.id.seq = 2;
+        attributed.author.user = "ann".into();
+        attributed.author.nick = Some("Ann".into());
+        commit_all(&mut store, std::slice::from_ref(&attributed), vec![]);
+        drop(store);
+        let store = Store::open(dir.path(), OWN, window(10)).expect("reopen");
+        let loaded = store.load_numbered_window(NOW_MS).expect("load");
+        assert_eq!(loaded.len(), 2, "schema {version}");
+        assert_eq!(loaded[1].1, attributed, "schema {version}");
+        assert!(loaded[1].0 > 1, "schema {version}: a new number");
+        let user_version: i64 = rusqlite::Connection::open(&path)
+            .expect("open")
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .expect("version");
+        assert_eq!(user_version, SCHEMA_VERSION);
+    }
+}
