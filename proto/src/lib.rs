@@ -15,6 +15,7 @@ pub mod log_text;
 pub mod message;
 pub mod node;
 pub mod paths;
+pub mod presence;
 pub mod rpc;
 pub mod seal;
 pub mod sign;

@@ -466,6 +466,9 @@ impl Node {
         if !came_up.is_empty() {
             self.member_sync_on_growth(now);
         }
+        for (_, addr) in &came_up {
+            self.presence_greet(*addr);
+        }
         let mut came_up = came_up.into_iter();
         if was_alone && let Some((_, addr)) = came_up.next() {
             self.send_digest(addr, now);
@@ -560,6 +563,7 @@ impl Node {
         };
         match change {
             Some(change) => {
+                self.presence_follow_member(&change);
                 self.events.push_back(super::Event::Peer(change));
                 true
             }
