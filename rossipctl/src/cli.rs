@@ -64,6 +64,8 @@ pub enum Command {
     /// List or rotate the cluster keys of every member (install, use, remove)
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// List who is in a chat on every node (user@node, nick, available or away, status)
+    Who,
 }
 
 /// `keygen` arguments.

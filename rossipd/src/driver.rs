@@ -34,6 +34,7 @@ mod identity;
 pub mod journal;
 mod keyring;
 mod persist;
+mod presence;
 pub(crate) mod problems;
 mod reads;
 mod status;
@@ -42,6 +43,10 @@ mod unstored;
 /// Member changes held for subscribers that have not read them yet (they
 /// are rare; a subscriber further behind gets a `lagged` count instead).
 pub const PEER_CHANGES: usize = 1024;
+
+/// Presence changes held for subscribers that have not read them yet (a
+/// subscriber further behind gets a `lagged` count instead).
+pub const PRESENCE_CHANGES: usize = 1024;
 
 /// Largest datagram we read; larger ones are truncated by the kernel and
 /// then refused by the wire decoder (counted as oversized/malformed).
@@ -69,6 +74,9 @@ pub use handle::{
     SincePoint, StartQuery, WeakHandle,
 };
 pub use keyring::{KeysReply, KeysStarted};
+pub use presence::{
+    LocalPresence, PresenceEntry, PresenceRequest, PresenceSession, PresenceUpdate,
+};
 
 /// Facts about this daemon that only `status` needs.
 #[derive(Debug, Clone)]
@@ -157,6 +165,10 @@ pub struct Driver {
     /// Other cluster labels and keys, silent seeds: warned about and listed
     /// in `status`.
     problems: problems::Problems,
+    /// Which local users are in a chat, per connection; see `presence`.
+    local_presence: presence::LocalPresenceTable,
+    /// Presence changes, for subscribers.
+    presence_changes: broadcast::Sender<Arc<PresenceUpdate>>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -182,6 +194,7 @@ impl Driver {
         counters: Arc<SharedCounters>,
     ) -> Self {
         let (peer_changes, _) = broadcast::channel(PEER_CHANGES);
+        let (presence_changes, _) = broadcast::channel(PRESENCE_CHANGES);
         let mut journal = journal::Journal::new(store.id(), store.next_cursor());
         journal.restore(numbered);
         let node_id = node.id();
@@ -213,6 +226,8 @@ impl Driver {
                 keys: Vec::new(),
             }),
             problems: problems::Problems::default(),
+            local_presence: presence::LocalPresenceTable::default(),
+            presence_changes,
         };
         driver.greet_cached_peers(&greet);
         driver
@@ -225,6 +240,7 @@ impl Driver {
             commands,
             self.journal.subscribe(),
             self.peer_changes.clone(),
+            self.presence_changes.clone(),
             self.clock,
         )
     }
@@ -502,6 +518,13 @@ impl Driver {
                 let _ = reply.send(self.on_reload_keys(file));
             }
             Command::Leave { reply } => return Some(reply),
+            Command::PresenceSet { request, reply } => {
+                let _ = reply.send(self.on_presence_set(request, now));
+            }
+            Command::PresenceEnd { session } => self.on_presence_end(session, now),
+            Command::Who { reply } => {
+                let _ = reply.send(self.who());
+            }
         }
         None
     }

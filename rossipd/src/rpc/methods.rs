@@ -108,6 +108,7 @@ pub async fn call(
             to_value(LeaveResult { notified })?
         }
         keys if keys.starts_with("keys.") => super::keys::call(keys, params, driver).await?,
+        rpc::method::WHO => super::presence::who(params, driver).await?,
         other => {
             return Err(ErrorObject::new(
                 rpc::code::METHOD_NOT_FOUND,

@@ -10,6 +10,7 @@ mod framing;
 mod history;
 mod keys;
 mod methods;
+mod presence;
 mod subscription;
 
 use std::sync::Arc;
