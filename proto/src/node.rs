@@ -382,7 +382,9 @@ pub struct Stats {
     /// `invalid_member_sync_identity`), keyring bodies (`keyring_without_key`,
     /// `keyring_unsolicited`, `keyring_answer_from_elsewhere`), and encode failures
     /// (`encode_too_large`, `encode_failed`), and presence
-    /// (`presence_from_non_member`, `presence_out_of_bounds`,
+    /// (`presence_from_non_member`: a non-member's statement pushed out of
+    /// the few held for when it comes up, `presence_stale`: of an earlier
+    /// run or another key than the member's, `presence_out_of_bounds`,
     /// `presence_unsorted`, and `presence_user_left_out`: a user this node
     /// could not state, see [`Node::set_presence`]).
     pub dropped: BTreeMap<&'static str, u64>,

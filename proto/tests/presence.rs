@@ -221,3 +221,39 @@ fn a_member_cannot_state_another_nodes_users() {
         "seed {seed:#x}"
     );
 }
+
+#[test]
+fn a_statement_that_comes_before_its_node_is_a_member_is_kept_for_then() {
+    let seed = seed();
+    let mut sim = three_joined(seed);
+    let late = sim.add_node("delta");
+    // Node 1 hears delta's statement before it knows delta.
+    let record = rossip_proto::presence::PresenceRecord::signed(
+        &Sim::key(late),
+        1,
+        1,
+        vec![user("dave", Availability::Available, None)],
+    );
+    let header = rossip_proto::wire::Header {
+        flags: 0,
+        cluster: rossip_proto::wire::ClusterId::from_label(rossip_proto::testing::SIM_CLUSTER),
+        sender: Sim::id(late),
+    };
+    let bytes = rossip_proto::wire::encode(&header, &rossip_proto::wire::Body::Presence(record))
+        .expect("encode");
+    sim.inject(1, Sim::addr(late), &bytes);
+    assert!(seen(&sim, 1, late, "dave").is_none(), "seed {seed:#x}");
+    // Once delta is a member there, its users are listed.
+    sim.contact(late, 0);
+    assert!(
+        wait_for(
+            &mut sim,
+            &[1],
+            late,
+            "dave",
+            Some((Availability::Available, None)),
+            Duration::from_secs(10)
+        ),
+        "seed {seed:#x}: the early statement was lost"
+    );
+}

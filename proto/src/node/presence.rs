@@ -24,6 +24,10 @@ use crate::wire;
 use super::timers::TimerKind;
 use super::{Event, Node, PeerChange};
 
+/// Most statements of non-members held for when they come up: a burst of
+/// joins fits, and a stranger cannot make a node hold more.
+pub const MAX_EARLY_STATEMENTS: usize = 64;
+
 /// A user of some node came, went or changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceChange {
@@ -68,6 +72,13 @@ pub(super) struct PresenceTable {
     own: Option<PresenceRecord>,
     /// Other members' newest statements.
     remote: BTreeMap<NodeId, PresenceRecord>,
+    /// Statements of nodes not (yet) members here: a node that just saw
+    /// this one come up may state its users before this node has heard
+    /// of it. Taken when the node comes up; at most
+    /// [`MAX_EARLY_STATEMENTS`], the newest arrivals kept.
+    early: BTreeMap<NodeId, (u64, PresenceRecord)>,
+    /// Arrival numbers of `early` entries.
+    arrivals: u64,
     /// Whether the periodic refresh is scheduled (from the first statement
     /// on: a node that never stated anything sends nothing).
     refresh_scheduled: bool,
@@ -161,11 +172,45 @@ impl Node {
             .map(|m| (m.key, m.generation));
         match member_key {
             Some((key, generation)) if key == record.key && record.generation >= generation => {}
-            _ => {
-                self.count_drop("presence_from_non_member");
+            Some(_) => {
+                self.count_drop("presence_stale");
+                return;
+            }
+            None => {
+                self.hold_early_presence(record);
                 return;
             }
         }
+        self.take_presence(record);
+    }
+
+    /// Keeps a non-member's statement (signed: only its node made it) for
+    /// when it comes up, within [`MAX_EARLY_STATEMENTS`].
+    fn hold_early_presence(&mut self, record: PresenceRecord) {
+        let table = &mut self.presence;
+        if table
+            .early
+            .get(&record.node)
+            .is_some_and(|(_, held)| !record.is_newer_than(held))
+        {
+            return;
+        }
+        table.arrivals += 1;
+        table.early.insert(record.node, (table.arrivals, record));
+        if table.early.len() > MAX_EARLY_STATEMENTS
+            && let Some(oldest) = table
+                .early
+                .iter()
+                .min_by_key(|(_, (arrival, _))| *arrival)
+                .map(|(node, _)| *node)
+        {
+            table.early.remove(&oldest);
+            self.count_drop("presence_from_non_member");
+        }
+    }
+
+    /// Takes a member's statement if it is newer than the one held.
+    fn take_presence(&mut self, record: PresenceRecord) {
         if let Some(held) = self.presence.remote.get(&record.node)
             && !record.is_newer_than(held)
         {
@@ -185,6 +230,13 @@ impl Node {
     /// alive or suspect, or restarted (its new run states its own).
     pub(super) fn presence_follow_member(&mut self, change: &PeerChange) {
         let member = &change.member;
+        if let Some((_, early)) = self.presence.early.remove(&member.id)
+            && member.state.is_active()
+            && early.key == member.key
+            && early.generation >= member.generation
+        {
+            self.take_presence(early);
+        }
         let stale = self
             .presence
             .remote
