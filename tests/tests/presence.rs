@@ -226,10 +226,15 @@ fn presence_spreads_changes_and_ends_with_the_connection_or_the_node() {
             PRESENCE_TIMEOUT,
         );
     }
+    let killed = std::time::Instant::now();
     daemons[0].kill9();
     for b in [1, 2] {
         wait_who(&lan, b, &daemons[b], &from, None, FAILURE_TIMEOUT);
     }
+    rossip_tests::sys::say(&format!(
+        "presence: {from} gone from B and C {:.2} s after kill -9 of its node",
+        killed.elapsed().as_secs_f64()
+    ));
     drop(chat);
 }
 

@@ -203,8 +203,9 @@ impl Driver {
     }
 
     /// Hands the merged local users to the node, which states them to the
-    /// cluster if they changed.
-    fn state_presence(&mut self, now: Instant) {
+    /// cluster if they changed. Also to be called when a local user's
+    /// display name changes ([`Driver::nick_of`]).
+    pub(super) fn state_presence(&mut self, now: Instant) {
         let users: Vec<UserPresence> = self
             .local_presence
             .merged
@@ -229,7 +230,9 @@ impl Driver {
     }
 
     /// The display name of local `user`, for presence: the one place
-    /// presence learns nicks from.
+    /// presence learns nicks from (it must return at most
+    /// [`rossip_proto::message::MAX_NICK_BYTES`], or the user is left out of
+    /// the node's statement).
     fn nick_of(&self, user: &str) -> Option<String> {
         // No nick table yet: users appear under their login name.
         let _ = user;
