@@ -257,3 +257,51 @@ fn a_statement_that_comes_before_its_node_is_a_member_is_kept_for_then() {
         "seed {seed:#x}: the early statement was lost"
     );
 }
+
+#[test]
+fn users_come_back_with_their_node_after_a_partition_without_waiting_for_the_refresh() {
+    let seed = seed();
+    let mut sim = three_joined(seed);
+    sim.with_node(0, |node, now| {
+        node.set_presence(vec![user("erin", Availability::Available, None)], now)
+    });
+    let fast = Duration::from_secs(1);
+    assert!(
+        wait_for(
+            &mut sim,
+            &[1, 2],
+            0,
+            "erin",
+            Some((Availability::Available, None)),
+            fast
+        ),
+        "seed {seed:#x}"
+    );
+    // Node 0 is cut off until the others declare it failed: erin goes.
+    sim.partition(&[&[0], &[1, 2]]);
+    assert!(
+        wait_for(&mut sim, &[1, 2], 0, "erin", None, Duration::from_secs(10)),
+        "seed {seed:#x}: erin outlived her node's failure"
+    );
+    // Healed: node 0 comes back (a new run of its identity), and erin with
+    // it, well before the periodic refresh.
+    sim.heal_partition();
+    let refresh = ProtocolConfig::default().presence_refresh_interval;
+    let healed = sim.now();
+    assert!(
+        wait_for(
+            &mut sim,
+            &[1, 2],
+            0,
+            "erin",
+            Some((Availability::Available, None)),
+            refresh
+        ),
+        "seed {seed:#x}: erin did not come back"
+    );
+    let took = sim.now().duration_since(healed);
+    assert!(
+        took < refresh / 2,
+        "seed {seed:#x}: erin came back only after {took:?}"
+    );
+}

@@ -120,13 +120,7 @@ impl Node {
             previous.as_ref().map(|r| &r.users[..]).unwrap_or_default(),
             &record.users,
         );
-        let targets: Vec<SocketAddr> = self
-            .members
-            .active_targets(&[])
-            .into_iter()
-            .map(|(_, addr)| addr)
-            .collect();
-        self.send_many(&targets, &wire::Body::Presence(record));
+        self.send_presence_to_members(record);
         if !self.presence.refresh_scheduled {
             self.presence.refresh_scheduled = true;
             self.timers.schedule(
@@ -254,6 +248,25 @@ impl Node {
         }
     }
 
+    /// This node renewed its identity (it was declared failed while
+    /// running, e.g. cut off by a partition): members forgot its users with
+    /// its old run, so it states them again under `generation` at once (a
+    /// member that has not seen the new run yet holds the statement until
+    /// it does).
+    pub(super) fn presence_restate(&mut self, generation: u64) {
+        let Some(record) = self.presence.own.take() else {
+            return;
+        };
+        let renewed = PresenceRecord::signed(
+            &self.config.key,
+            generation.max(record.generation),
+            record.version + 1,
+            record.users,
+        );
+        self.presence.own = Some(renewed.clone());
+        self.send_presence_to_members(renewed);
+    }
+
     /// The periodic refresh: the statement again to every alive or suspect
     /// member (reschedules itself).
     pub(super) fn on_presence_refresh(&mut self, now: Instant) {
@@ -264,20 +277,16 @@ impl Node {
         let Some(record) = self.presence.own.clone() else {
             return;
         };
-        // A renewed identity (a new generation) restates under it, so that
-        // members that forgot the old run take the statement.
-        let record = if record.generation < self.generation() {
-            let renewed = PresenceRecord::signed(
-                &self.config.key,
-                self.generation(),
-                record.version + 1,
-                record.users,
-            );
-            self.presence.own = Some(renewed.clone());
-            renewed
+        if record.generation < self.generation() {
+            // Missed a renewal: restate under the current run.
+            self.presence_restate(self.generation());
         } else {
-            record
-        };
+            self.send_presence_to_members(record);
+        }
+    }
+
+    /// Sends `record` to every alive or suspect member.
+    fn send_presence_to_members(&mut self, record: PresenceRecord) {
         let targets: Vec<SocketAddr> = self
             .members
             .active_targets(&[])

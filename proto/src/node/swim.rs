@@ -527,6 +527,7 @@ impl Node {
             OwnedNotification::Rename(_old, new) => self.members.rename(&new, now),
             OwnedNotification::Rejoin(identity) => {
                 self.stats.renewals += 1;
+                self.presence_restate(identity.generation);
                 // Rare unless something is wrong (a stalled process, or
                 // worse): logged at most once per interval, with the count.
                 if self
