@@ -239,9 +239,13 @@ fn presence_spreads_changes_and_ends_with_the_connection_or_the_node() {
 }
 
 #[test]
-fn presence_set_refuses_bad_params() {
+fn presence_set_refuses_bad_params_and_who_says_when_nobody_is_there() {
     // One daemon on loopback: no namespaces, so no root, needed.
     let daemon = Daemon::builder("presence-params").loopback().spawn();
+    let empty = rossip_tests::ctl::rossipctl(daemon.socket(), &["who"]);
+    empty.assert_success();
+    assert_eq!(empty.stdout, "", "{empty:?}");
+    assert!(empty.stderr.contains("nobody is in a chat"), "{empty:?}");
     let mut client = daemon.client();
     for params in [
         json!({"state": "offline"}),
@@ -261,4 +265,12 @@ fn presence_set_refuses_bad_params() {
     // An empty status clears it.
     let set: Value = client.call_ok("presence.set", json!({"state": "away", "status": ""}));
     assert_eq!(set.get("status"), None, "{set}");
+    // `who --json` on this node: its own user, local.
+    let listed = rossip_tests::ctl::rossipctl(daemon.socket(), &["--json", "who"]);
+    listed.assert_success();
+    let users = listed.json_lines();
+    assert_eq!(users.len(), 1, "{listed:?}");
+    assert_eq!(users[0]["state"], "away", "{listed:?}");
+    assert_eq!(users[0]["local"], true, "{listed:?}");
+    assert_eq!(users[0]["node_name"], daemon.name(), "{listed:?}");
 }
