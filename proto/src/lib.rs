@@ -16,6 +16,7 @@ pub mod message;
 pub mod nick;
 pub mod node;
 pub mod paths;
+pub mod presence;
 pub mod rpc;
 pub mod seal;
 pub mod sign;

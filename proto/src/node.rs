@@ -18,7 +18,8 @@
 //! - `hints`: the bounded set of unverified discovery hints and the hello rate;
 //! - `history`: bounded history and bounded-memory de-duplication;
 //! - `dissemination`: publish, eager push and forwarding;
-//! - `anti_entropy`: digest exchange and repair.
+//! - `anti_entropy`: digest exchange and repair;
+//! - `presence`: which users of each node are in a chat.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -44,6 +45,7 @@ mod keyring_ops;
 mod member_sync;
 mod membership;
 mod outbox;
+mod presence;
 mod suspicion;
 mod swim;
 mod timers;
@@ -55,6 +57,7 @@ pub use keyring_ops::{KeyChange, KeyOpError, KeyringEvent, KeyringRequest, MAX_A
 pub use member_sync::{
     FINGERPRINT_BYTES, MAX_FINGERPRINTS_PER_DIGEST, member_fingerprint, member_hash,
 };
+pub use presence::{LeftOut, PresenceChange, PresenceStated};
 
 use fragments::Reassembly;
 use history::History;
@@ -288,6 +291,9 @@ pub enum Event {
     /// node a new key with [`Node::take_new_identity`] (see
     /// [`IdentityInUse`]). Reported once per identity.
     IdentityInUse(IdentityInUse),
+    /// A user of this node or of a member came into a chat, left it, or
+    /// changed availability, status or display name (see `presence`).
+    Presence(PresenceChange),
 }
 
 /// A range of one origin's messages this node will never deliver: no
@@ -375,7 +381,12 @@ pub struct Stats {
     /// `member_sync_from_non_member`, `member_sync_unsolicited`,
     /// `invalid_member_sync_identity`), keyring bodies (`keyring_without_key`,
     /// `keyring_unsolicited`, `keyring_answer_from_elsewhere`), and encode failures
-    /// (`encode_too_large`, `encode_failed`).
+    /// (`encode_too_large`, `encode_failed`), and presence
+    /// (`presence_from_non_member`: a non-member's statement pushed out of
+    /// the few held for when it comes up, `presence_stale`: of an earlier
+    /// run or another key than the member's, `presence_out_of_bounds`,
+    /// `presence_unsorted`, and `presence_user_left_out`: a user this node
+    /// could not state, see [`Node::set_presence`]).
     pub dropped: BTreeMap<&'static str, u64>,
     /// Published here.
     pub messages_sent: u64,
@@ -542,6 +553,8 @@ pub struct Node {
     keyring_requests: keyring_ops::KeyringRequests,
     /// Other nodes seen with this node's id; see `identity_conflict`.
     identity_conflict: identity_conflict::ConflictWatch,
+    /// This node's and the members' users in a chat; see `presence`.
+    presence: presence::PresenceTable,
 }
 
 impl std::fmt::Debug for Node {
@@ -640,6 +653,7 @@ impl Node {
             member_sync: member_sync::MemberSyncState::new(config.rng_seed),
             keyring_requests: keyring_ops::KeyringRequests::new(&config.protocol),
             identity_conflict: identity_conflict::ConflictWatch::default(),
+            presence: presence::PresenceTable::default(),
             config,
         }
     }
@@ -765,6 +779,7 @@ impl Node {
             | wire::Body::KeyringAck { .. }) => {
                 self.on_keyring_body(header.sender, from, body, now);
             }
+            wire::Body::Presence(record) => self.on_presence(record),
         }
         // After handling, so that the first datagram of a new member counts.
         self.members.saw(header.sender, now);
@@ -786,6 +801,7 @@ impl Node {
                 TimerKind::GapPull(origin) => self.on_gap_pull(origin, now),
                 TimerKind::MemberSync => self.member_sync_round(now),
                 TimerKind::Hints(deadline) => self.on_hints_timer(deadline, now),
+                TimerKind::PresenceRefresh => self.on_presence_refresh(now),
             }
         }
     }

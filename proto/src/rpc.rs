@@ -13,6 +13,10 @@ mod nick;
 
 pub use channels::{ChannelView, ChannelsResult};
 pub use nick::{NickParams, NickResult};
+pub mod presence;
+pub use presence::{
+    PresenceSetParams, PresenceSetResult, PresenceStateName, PresenceView, WhoResult,
+};
 
 /// The `jsonrpc` member every request and response carries.
 pub const JSONRPC_VERSION: &str = "2.0";
@@ -58,6 +62,11 @@ pub mod method {
     /// Set, clear or show the caller's display name:
     /// [`super::NickParams`] → [`super::NickResult`].
     pub const NICK: &str = "nick";
+    /// Mark the caller as in a chat, available or away:
+    /// [`super::PresenceSetParams`] → [`super::PresenceSetResult`].
+    pub const PRESENCE_SET: &str = "presence.set";
+    /// Who is in a chat, on every node: no params → [`super::WhoResult`].
+    pub const WHO: &str = "who";
 }
 
 /// Error codes: the standard JSON-RPC ones and rossip's own (from -32000
@@ -274,6 +283,14 @@ pub enum EventBody {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cursor: Option<String>,
     },
+    /// A user came into a chat, left it (`offline`), or changed state,
+    /// status or display name.
+    Presence {
+        /// The user after the change.
+        presence: PresenceView,
+        /// Their state before (`null`: they were not in a chat).
+        previous: Option<PresenceStateName>,
+    },
 }
 
 /// Which events a subscription wants.
@@ -284,6 +301,8 @@ pub enum EventKind {
     Message,
     /// Membership changes.
     Peer,
+    /// Users coming into a chat, leaving, going away and back.
+    Presence,
 }
 
 /// A message as the API shows it.

@@ -60,6 +60,8 @@ pub(crate) enum Domain {
     Identity,
     /// "This run of mine leaves."
     Leave,
+    /// "These local users of mine are in a chat" (see [`crate::presence`]).
+    Presence,
 }
 
 impl Domain {
@@ -69,6 +71,7 @@ impl Domain {
             Domain::AttributedMessage => b"rossip message v2\0",
             Domain::Identity => b"rossip identity v1\0",
             Domain::Leave => b"rossip leave v1\0",
+            Domain::Presence => b"rossip presence v1\0",
         }
     }
 }

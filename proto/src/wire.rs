@@ -500,6 +500,10 @@ pub enum Body {
         /// Why not (short; empty when `ok`).
         error: String,
     },
+    /// The sender's statement of its local users in a chat (see
+    /// [`crate::presence`]), pushed when it changes, to a member that comes
+    /// up, and periodically.
+    Presence(crate::presence::PresenceRecord),
 }
 
 /// A keyring change (see [`Body::KeyringCommand`]).
@@ -706,6 +710,7 @@ fn verify_signed(
         Body::MemberSync { identities, .. } => identities
             .iter()
             .try_for_each(|identity| identity.verify(verifier)),
+        Body::Presence(record) => record.verify(verifier),
         Body::Swim(_)
         | Body::Leave { .. }
         | Body::Left { .. }
@@ -853,6 +858,18 @@ mod tests {
                 ok: false,
                 error: "key 00000008 is not installed".into(),
             },
+            Body::Presence(crate::presence::PresenceRecord::signed(
+                &key,
+                3,
+                2,
+                vec![crate::presence::UserPresence {
+                    user: "alice".into(),
+                    nick: Some("Al".into()),
+                    availability: crate::presence::Availability::Away,
+                    status: Some("lunch".into()),
+                    since_ms: 1_700_000_000_000,
+                }],
+            )),
         ];
         for body in bodies {
             let bytes = encode(&header(), &body).expect("encode");

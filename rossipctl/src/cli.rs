@@ -68,6 +68,8 @@ pub enum Command {
     Channels,
     /// Show, set or clear your display name, shown beside your user@node
     Nick(NickArgs),
+    /// List who is in a chat on every node (user@node, nick, available or away, status)
+    Who,
 }
 
 /// `nick` arguments.

@@ -66,6 +66,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Peers(args) => commands::peers::run(&ctx, &mut out, args)?,
         Command::Events(args) => commands::events::run(&ctx, &mut out, args)?,
         Command::Status => commands::status::run(&ctx, &mut out)?,
+        Command::Who => commands::who::run(&ctx, &mut out)?,
         Command::Join(args) => commands::join::run(&ctx, &mut out, args)?,
         Command::Leave => commands::leave::run(&ctx, &mut out)?,
         Command::Completions(args) => commands::completions::run(&mut out, args)?,

@@ -36,6 +36,7 @@ pub mod journal;
 mod keyring;
 mod nick;
 mod persist;
+mod presence;
 pub(crate) mod problems;
 mod reads;
 mod status;
@@ -44,6 +45,10 @@ mod unstored;
 /// Member changes held for subscribers that have not read them yet (they
 /// are rare; a subscriber further behind gets a `lagged` count instead).
 pub const PEER_CHANGES: usize = 1024;
+
+/// Presence changes held for subscribers that have not read them yet (a
+/// subscriber further behind gets a `lagged` count instead).
+pub const PRESENCE_CHANGES: usize = 1024;
 
 /// Largest datagram we read; larger ones are truncated by the kernel and
 /// then refused by the wire decoder (counted as oversized/malformed).
@@ -73,6 +78,9 @@ pub use handle::{
 };
 pub use keyring::{KeysReply, KeysStarted};
 pub use nick::NickChange;
+pub use presence::{
+    LocalPresence, PresenceEntry, PresenceRequest, PresenceSession, PresenceUpdate,
+};
 
 /// Facts about this daemon that only `status` needs.
 #[derive(Debug, Clone)]
@@ -163,6 +171,10 @@ pub struct Driver {
     problems: problems::Problems,
     /// The display names of this node's users; see `nick`.
     nicks: crate::nicks::Nicks,
+    /// Which local users are in a chat, per connection; see `presence`.
+    local_presence: presence::LocalPresenceTable,
+    /// Presence changes, for subscribers.
+    presence_changes: broadcast::Sender<Arc<PresenceUpdate>>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -188,6 +200,7 @@ impl Driver {
         counters: Arc<SharedCounters>,
     ) -> Self {
         let (peer_changes, _) = broadcast::channel(PEER_CHANGES);
+        let (presence_changes, _) = broadcast::channel(PRESENCE_CHANGES);
         let mut journal = journal::Journal::new(store.id(), store.next_cursor());
         journal.restore(numbered);
         let node_id = node.id();
@@ -221,6 +234,8 @@ impl Driver {
             }),
             problems: problems::Problems::default(),
             nicks,
+            local_presence: presence::LocalPresenceTable::default(),
+            presence_changes,
         };
         driver.greet_cached_peers(&greet);
         driver
@@ -233,6 +248,7 @@ impl Driver {
             commands,
             self.journal.subscribe(),
             self.peer_changes.clone(),
+            self.presence_changes.clone(),
             self.clock,
         )
     }
@@ -518,7 +534,19 @@ impl Driver {
                 change,
                 reply,
             } => {
-                let _ = reply.send(self.on_nick(&user, change));
+                let outcome = self.on_nick(&user, change);
+                if outcome.is_ok() {
+                    // A user in a chat shows the new name at once.
+                    self.state_presence(now);
+                }
+                let _ = reply.send(outcome);
+            }
+            Command::PresenceSet { request, reply } => {
+                let _ = reply.send(self.on_presence_set(request, now));
+            }
+            Command::PresenceEnd { session } => self.on_presence_end(session, now),
+            Command::Who { reply } => {
+                let _ = reply.send(self.who());
             }
         }
         None

@@ -183,7 +183,7 @@ fn record(socket: &Path, shared: &Mutex<Shared>, stop: &AtomicBool) {
                         }
                     }
                     EventBody::Lagged { dropped, .. } => shared.lagged += dropped,
-                    EventBody::Peer { .. } => {}
+                    EventBody::Peer { .. } | EventBody::Presence { .. } => {}
                 }
             }
             Err(e) => {

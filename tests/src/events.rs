@@ -420,8 +420,8 @@ fn record(socket: &Path, shared: &Mutex<Shared>, stop: &AtomicBool) {
                         shared.records.push(PeerRecord { at, peer, previous });
                     }
                     EventBody::Lagged { dropped, .. } => shared.lagged += dropped,
-                    // Not subscribed to messages; nothing to record.
-                    EventBody::Message { .. } => {}
+                    // Not subscribed to messages or presence; nothing to record.
+                    EventBody::Message { .. } | EventBody::Presence { .. } => {}
                 }
             }
             Ok(None) => {}

@@ -125,6 +125,19 @@ fn corpus() -> Vec<Value> {
             {"jsonrpc": "2.0", "method": "peers"},
             5
         ]),
+        req(
+            20,
+            "presence.set",
+            json!({"state": "away", "status": "fuzzing"}),
+            json!("result"),
+        ),
+        req(21, "who", json!({}), json!("result")),
+        req(
+            22,
+            "presence.set",
+            json!({"state": "offline", "status": null}),
+            json!(code::INVALID_PARAMS),
+        ),
     ]
 }
 

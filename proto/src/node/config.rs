@@ -218,6 +218,12 @@ pub struct ProtocolConfig {
     /// cannot be replayed later. Also how long a sender run's replay window
     /// is remembered after its last datagram. Default 5 min.
     pub replay_freshness: Duration,
+
+    // --- Presence ---
+    /// How often a node sends its presence statement (its users in a chat)
+    /// to every member again, besides at once when it changes and to each
+    /// member that comes up: what repairs a lost update. Default 20 s.
+    pub presence_refresh_interval: Duration,
 }
 
 impl Default for ProtocolConfig {
@@ -275,6 +281,8 @@ impl Default for ProtocolConfig {
 
             max_plausible_rtt: Duration::from_secs(10),
             replay_freshness: Duration::from_secs(5 * 60),
+
+            presence_refresh_interval: Duration::from_secs(20),
         }
     }
 }

@@ -215,6 +215,7 @@ impl Node {
     fn mark_left(&mut self, id: NodeId, generation: u64, sig: Signature, now: Instant) {
         let (change, identity) = self.members.left(id, generation, now);
         if let Some(change) = change {
+            self.presence_follow_member(&change);
             self.events.push_back(Event::Peer(change));
             let mut targets = self.members.active_targets(&[id]);
             let fanout = self.config.protocol.left_forward_fanout.min(targets.len());

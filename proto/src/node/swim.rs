@@ -466,6 +466,9 @@ impl Node {
         if !came_up.is_empty() {
             self.member_sync_on_growth(now);
         }
+        for (_, addr) in &came_up {
+            self.presence_greet(*addr);
+        }
         let mut came_up = came_up.into_iter();
         if was_alone && let Some((_, addr)) = came_up.next() {
             self.send_digest(addr, now);
@@ -524,6 +527,7 @@ impl Node {
             OwnedNotification::Rename(_old, new) => self.members.rename(&new, now),
             OwnedNotification::Rejoin(identity) => {
                 self.stats.renewals += 1;
+                self.presence_restate(identity.generation);
                 // Rare unless something is wrong (a stalled process, or
                 // worse): logged at most once per interval, with the count.
                 if self
@@ -560,6 +564,7 @@ impl Node {
         };
         match change {
             Some(change) => {
+                self.presence_follow_member(&change);
                 self.events.push_back(super::Event::Peer(change));
                 true
             }

@@ -26,6 +26,9 @@ pub(super) enum TimerKind {
     /// Hellos to discovery hints that wait for their backoff or the hello
     /// rate (see `hints`); the deadline tells a stale one.
     Hints(Instant),
+    /// Send this node's presence statement to every member again (see
+    /// `presence`; reschedules itself).
+    PresenceRefresh,
 }
 
 /// Timers keyed by (deadline, insertion number): timers due at the same

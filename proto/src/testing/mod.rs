@@ -701,5 +701,12 @@ fn describe(event: &Event) -> String {
             conflict.theirs,
             conflict.ours
         ),
+        Event::Presence(change) => format!(
+            "presence {} {} {:?} -> {:?}",
+            change.node.short(),
+            change.user,
+            change.previous.as_ref().map(|u| u.availability),
+            change.current.as_ref().map(|u| u.availability)
+        ),
     }
 }

@@ -177,6 +177,21 @@ pub fn seed_bodies() -> Vec<(&'static str, Body)> {
                 }],
             }),
         ),
+        (
+            "presence",
+            Body::Presence(rossip_proto::presence::PresenceRecord::signed(
+                &Sim::key(1),
+                1,
+                4,
+                vec![rossip_proto::presence::UserPresence {
+                    user: "alice".into(),
+                    nick: Some("Al".into()),
+                    availability: rossip_proto::presence::Availability::Away,
+                    status: Some("lunch".into()),
+                    since_ms: 1_700_000_000_000,
+                }],
+            )),
+        ),
     ]
 }
 
@@ -201,11 +216,12 @@ pub fn kind(body: &Body) -> &'static str {
         Body::KeyringReport { .. } => "keyring-report",
         Body::KeyringCommand { .. } => "keyring-command",
         Body::KeyringAck { .. } => "keyring-ack",
+        Body::Presence(_) => "presence",
     }
 }
 
 /// Every kind [`kind`] names.
-pub const KINDS: usize = 16;
+pub const KINDS: usize = 17;
 
 /// A leave signature: any 64 bytes decode (a signature is checked when a
 /// node handles the notice, not by the decoder), and forging one is the

@@ -93,7 +93,7 @@ impl Subscriber for Watcher {
                 }
             }
             // Not subscribed to; a daemon that sends them anyway is ignored.
-            EventBody::Message { .. } => {}
+            EventBody::Message { .. } | EventBody::Presence { .. } => {}
         }
         Ok(())
     }

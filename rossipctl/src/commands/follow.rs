@@ -179,6 +179,8 @@ impl Subscriber for Follower {
                     printer.print_change(out, &peer, previous, now_ms())?;
                 }
             }
+            // Not subscribed to; a daemon that sends them anyway is ignored.
+            EventBody::Presence { .. } => {}
         }
         Ok(())
     }

@@ -22,6 +22,7 @@ pub mod status;
 pub mod tail;
 #[cfg(test)]
 mod test_daemon;
+pub mod who;
 
 /// What every command needs: where the daemon is, and which output format.
 #[derive(Debug, Clone)]

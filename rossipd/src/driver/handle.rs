@@ -266,6 +266,23 @@ pub enum Command {
         /// The display name after the change.
         reply: oneshot::Sender<Result<Option<String>, CoreError>>,
     },
+    /// Register (or change) a connection's user as in a chat.
+    PresenceSet {
+        /// Who and what.
+        request: super::PresenceRequest,
+        /// The user's presence here now.
+        reply: oneshot::Sender<super::LocalPresence>,
+    },
+    /// A connection that registered presence closed.
+    PresenceEnd {
+        /// The connection.
+        session: super::PresenceSession,
+    },
+    /// Everyone in a chat, on every node.
+    Who {
+        /// Sorted by node name, node id, then user.
+        reply: oneshot::Sender<Vec<super::PresenceEntry>>,
+    },
 }
 
 /// A `send` handed to the driver, whose answer comes after the commit.
@@ -285,6 +302,7 @@ pub struct Handle {
     commands: mpsc::Sender<Command>,
     newest: watch::Receiver<u64>,
     peers: broadcast::Sender<Arc<PeerChange>>,
+    presence: broadcast::Sender<Arc<super::PresenceUpdate>>,
     clock: WallClock,
 }
 
@@ -294,12 +312,14 @@ impl Handle {
         commands: mpsc::Sender<Command>,
         newest: watch::Receiver<u64>,
         peers: broadcast::Sender<Arc<PeerChange>>,
+        presence: broadcast::Sender<Arc<super::PresenceUpdate>>,
         clock: WallClock,
     ) -> Handle {
         Handle {
             commands,
             newest,
             peers,
+            presence,
             clock,
         }
     }
@@ -312,6 +332,7 @@ impl Handle {
             commands: self.commands.downgrade(),
             newest: self.newest.clone(),
             peers: self.peers.clone(),
+            presence: self.presence.clone(),
             clock: self.clock,
         }
     }
@@ -482,6 +503,34 @@ impl Handle {
     pub fn clock(&self) -> &WallClock {
         &self.clock
     }
+
+    /// Registers (or changes) a connection's user as in a chat; their
+    /// presence here now.
+    pub async fn presence_set(
+        &self,
+        request: super::PresenceRequest,
+    ) -> Result<super::LocalPresence, CoreError> {
+        self.request(|reply| Command::PresenceSet { request, reply })
+            .await
+    }
+
+    /// Ends a connection's presence registration (it closed).
+    pub async fn presence_end(&self, session: super::PresenceSession) -> Result<(), CoreError> {
+        self.commands
+            .send(Command::PresenceEnd { session })
+            .await
+            .map_err(|_| CoreError::ShuttingDown)
+    }
+
+    /// Everyone in a chat, on every node.
+    pub async fn who(&self) -> Result<Vec<super::PresenceEntry>, CoreError> {
+        self.request(|reply| Command::Who { reply }).await
+    }
+
+    /// Presence changes from now on.
+    pub fn presence_changes(&self) -> broadcast::Receiver<Arc<super::PresenceUpdate>> {
+        self.presence.subscribe()
+    }
 }
 
 /// A [`Handle`] that does not keep the driver running (see
@@ -491,6 +540,7 @@ pub struct WeakHandle {
     commands: mpsc::WeakSender<Command>,
     newest: watch::Receiver<u64>,
     peers: broadcast::Sender<Arc<PeerChange>>,
+    presence: broadcast::Sender<Arc<super::PresenceUpdate>>,
     clock: WallClock,
 }
 
@@ -501,6 +551,7 @@ impl WeakHandle {
             commands: self.commands.upgrade()?,
             newest: self.newest.clone(),
             peers: self.peers.clone(),
+            presence: self.presence.clone(),
             clock: self.clock,
         })
     }

@@ -76,7 +76,8 @@ impl Driver {
                 Event::Peer(_)
                 | Event::Contacted { .. }
                 | Event::Keyring(_)
-                | Event::IdentityInUse(_) => {}
+                | Event::IdentityInUse(_)
+                | Event::Presence(_) => {}
             }
         }
         batch.seen = origins

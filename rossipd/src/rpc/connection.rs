@@ -28,9 +28,10 @@ use super::dispatch::{self, Call, Element, Parsed, RawId};
 use super::framing::{Line, LineReader};
 use super::history::{HistoryStream, PAGE_BYTES};
 use super::methods::{self, Framing, MAX_SUBSCRIPTIONS_PER_CONNECTION, Output};
+use super::presence;
 use super::subscription::Subscriptions;
 use crate::driver::journal::{ReadFrom, ReadPage};
-use crate::driver::{CoreError, PeerChange};
+use crate::driver::{CoreError, PeerChange, PresenceSession, PresenceUpdate};
 
 /// Requests of one connection in flight (handed to the driver and not yet
 /// answered). A client that pipelines sends gets them accepted in batches
@@ -87,6 +88,9 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
         history: None,
         subscriptions: Subscriptions::default(),
         peer_changes: None,
+        presence_changes: None,
+        presence: PresenceSession::next(),
+        presence_registered: false,
         eof: false,
     };
     connection
@@ -96,6 +100,15 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
             daemon_cancel,
         )
         .await;
+    // The user this connection registered leaves the chat with it (unless
+    // another connection of theirs is registered).
+    if connection.presence_registered {
+        let _ = connection
+            .ctx
+            .driver
+            .presence_end(connection.presence)
+            .await;
+    }
 }
 
 struct Connection {
@@ -117,6 +130,12 @@ struct Connection {
     history: Option<(RawId, HistoryStream)>,
     subscriptions: Subscriptions,
     peer_changes: Option<broadcast::Receiver<Arc<PeerChange>>>,
+    presence_changes: Option<broadcast::Receiver<Arc<PresenceUpdate>>>,
+    /// Names this connection's presence registration (see `presence`).
+    presence: PresenceSession,
+    /// Whether it called `presence.set`: then its close ends the
+    /// registration.
+    presence_registered: bool,
     /// The client closed its side: answer what was read, then close.
     eof: bool,
 }
@@ -176,6 +195,7 @@ impl Connection {
                 && self.history.is_none()
                 && self.pending.len() < MAX_PIPELINED;
             let wants_peers = self.peer_changes.is_some() && room && self.history.is_none();
+            let wants_presence = self.presence_changes.is_some() && room && self.history.is_none();
             let until_deadline = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -242,6 +262,23 @@ impl Connection {
                     }
                     self.out.push_str(&text);
                 }
+                Some(update) = async {
+                    match self.presence_changes.as_mut() {
+                        Some(changes) => Some(changes.recv().await),
+                        None => None,
+                    }
+                }, if wants_presence => {
+                    let mut text = String::new();
+                    match update {
+                        Ok(update) => self.subscriptions.take_presence_change(&update, &mut text),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            self.count_drops(n);
+                            self.subscriptions.presence_lagged(n, &mut text);
+                        }
+                        Err(broadcast::error::RecvError::Closed) => self.presence_changes = None,
+                    }
+                    self.out.push_str(&text);
+                }
                 changed = newest.changed(), if following && fetch.is_none() && room && self.subscriptions.len() > 0 => {
                     if changed.is_err() {
                         // The driver is gone: nothing more will come.
@@ -254,6 +291,7 @@ impl Connection {
                     // them) still go out, briefly.
                     self.subscriptions.clear();
                     self.peer_changes = None;
+                    self.presence_changes = None;
                     stop_at = Some(tokio::time::Instant::now() + SHUTDOWN_DRAIN);
                 }
                 () = until_deadline => break,
@@ -284,6 +322,7 @@ impl Connection {
         self.eof = true;
         self.subscriptions.clear();
         self.peer_changes = None;
+        self.presence_changes = None;
     }
 
     /// Starts what a line holds: nothing, a request or a batch. Anything
@@ -343,8 +382,11 @@ impl Connection {
         let driver = driver.clone();
         let speaker = self.speaker.clone();
         let Call { id, method, params } = call;
+        self.presence_registered |= method == rpc::method::PRESENCE_SET;
+        let session = self.presence;
         self.pending.push_back(Box::pin(async move {
-            let outcome = methods::call(&method, params, &driver, &speaker, Framing::Single).await;
+            let outcome =
+                presence::call(&method, params, &driver, &speaker, Framing::Single, session).await;
             Answer::Single(id, outcome)
         }));
     }
@@ -355,11 +397,13 @@ impl Connection {
         for element in &elements {
             if let Element::Call(call) = element {
                 self.caller.log_call(&call.method);
+                self.presence_registered |= call.method == rpc::method::PRESENCE_SET;
             }
         }
         self.in_flight_other = true;
         let driver = driver.clone();
         let speaker = self.speaker.clone();
+        let session = self.presence;
         self.pending.push_back(Box::pin(async move {
             let mut outcomes = Vec::new();
             for element in elements {
@@ -367,9 +411,15 @@ impl Connection {
                     Element::Invalid(id, error) => outcomes.push((Some(id), Err(error))),
                     Element::Ignored => {}
                     Element::Call(Call { id, method, params }) => {
-                        let outcome =
-                            methods::call(&method, params, &driver, &speaker, Framing::InBatch)
-                                .await;
+                        let outcome = presence::call(
+                            &method,
+                            params,
+                            &driver,
+                            &speaker,
+                            Framing::InBatch,
+                            session,
+                        )
+                        .await;
                         outcomes.push((id, outcome));
                     }
                 }
@@ -439,9 +489,13 @@ impl Connection {
                 }
                 let cursor = start.cursor.to_string();
                 let wants_peers = start.filter.kinds.contains(&rpc::EventKind::Peer);
+                let wants_presence = start.filter.kinds.contains(&rpc::EventKind::Presence);
                 let subscription = self.subscriptions.add(start);
                 if wants_peers && self.peer_changes.is_none() {
                     self.peer_changes = Some(self.ctx.driver.peer_changes());
+                }
+                if wants_presence && self.presence_changes.is_none() {
+                    self.presence_changes = Some(self.ctx.driver.presence_changes());
                 }
                 methods::to_value(rpc::SubscribeResult {
                     subscription,
@@ -457,6 +511,9 @@ impl Connection {
                 }
                 if !self.subscriptions.want_peers() {
                     self.peer_changes = None;
+                }
+                if !self.subscriptions.want_presence() {
+                    self.presence_changes = None;
                 }
                 methods::to_value(rpc::UnsubscribeResult { unsubscribed: true })
             }

@@ -110,6 +110,7 @@ pub async fn call(
         keys if keys.starts_with("keys.") => super::keys::call(keys, params, driver).await?,
         rpc::method::CHANNELS => super::chat::channels(params, driver).await?,
         rpc::method::NICK => super::chat::nick(params, driver, speaker).await?,
+        rpc::method::WHO => super::presence::who(params, driver).await?,
         other => {
             return Err(ErrorObject::new(
                 rpc::code::METHOD_NOT_FOUND,

@@ -11,6 +11,7 @@ mod framing;
 mod history;
 mod keys;
 mod methods;
+mod presence;
 mod subscription;
 
 use std::sync::Arc;

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use rossip_proto::rpc::{EventBody, EventKind, Notification};
 
 use crate::delivery::{Cursor, Delivered};
-use crate::driver::PeerChange;
 use crate::driver::journal::{ReadFilter, ReadFrom, ReadPage};
+use crate::driver::{PeerChange, PresenceUpdate};
 use crate::views::{self, WallClock};
 
 /// What one subscription wants.
@@ -55,6 +55,10 @@ impl Subscription {
 
     fn wants_peers(&self) -> bool {
         self.filter.kinds.contains(&EventKind::Peer)
+    }
+
+    fn wants_presence(&self) -> bool {
+        self.filter.kinds.contains(&EventKind::Presence)
     }
 }
 
@@ -172,6 +176,37 @@ impl Subscriptions {
             (None, _) => {}
         }
         page.dropped
+    }
+
+    /// Whether any wants presence changes.
+    pub fn want_presence(&self) -> bool {
+        self.live.values().any(Subscription::wants_presence)
+    }
+
+    /// Writes a presence change to every subscription that wants them.
+    pub fn take_presence_change(&self, update: &PresenceUpdate, out: &mut String) {
+        for (&id, sub) in &self.live {
+            if sub.wants_presence() {
+                push_line(out, id, super::presence::presence_event(update));
+            }
+        }
+    }
+
+    /// Tells every subscription that wants presence changes that `dropped`
+    /// of them were missed (`who` says how things stand now).
+    pub fn presence_lagged(&self, dropped: u64, out: &mut String) {
+        for (&id, sub) in &self.live {
+            if sub.wants_presence() {
+                push_line(
+                    out,
+                    id,
+                    EventBody::Lagged {
+                        dropped,
+                        cursor: None,
+                    },
+                );
+            }
+        }
     }
 
     /// Writes a member change to every subscription that wants them.
