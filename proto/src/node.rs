@@ -35,6 +35,7 @@ use crate::wire::{self, ClusterId, Header};
 mod anti_entropy;
 mod config;
 mod contact;
+mod direct;
 mod dissemination;
 mod fragments;
 mod hints;
@@ -49,6 +50,9 @@ mod swim;
 mod timers;
 
 pub use config::ProtocolConfig;
+pub use direct::{
+    DIRECT_SEQ_BIT, DirectError, DirectOutcome, DirectStatus, PendingDirect, is_direct_id,
+};
 pub use hints::{HintConfig, HintDrop, HintStats};
 pub use identity_conflict::IdentityInUse;
 pub use keyring_ops::{KeyChange, KeyOpError, KeyringEvent, KeyringRequest, MAX_ACK_ERROR_BYTES};
@@ -288,6 +292,11 @@ pub enum Event {
     /// node a new key with [`Node::take_new_identity`] (see
     /// [`IdentityInUse`]). Reported once per identity.
     IdentityInUse(IdentityInUse),
+    /// What became of a direct message this node sent (see
+    /// [`Node::send_direct`]). Direct messages themselves, sent or
+    /// received, come as [`Event::Message`] with `to` set; they are never
+    /// in history.
+    DirectStatus(DirectStatus),
 }
 
 /// A range of one origin's messages this node will never deliver: no
@@ -409,6 +418,12 @@ pub struct Stats {
     /// Times a message of this node's id that it did not send (a copy of
     /// it elsewhere sent it) made it skip sequence numbers.
     pub own_seq_skips: u64,
+    /// Copies of direct messages sent (first copies and retries).
+    pub direct_sent: u64,
+    /// Direct messages received and delivered here (first copies).
+    pub direct_received: u64,
+    /// Direct messages given up unacknowledged.
+    pub direct_expired: u64,
 }
 
 /// A refused datagram whose sender is most likely configured differently
@@ -542,6 +557,11 @@ pub struct Node {
     keyring_requests: keyring_ops::KeyringRequests,
     /// Other nodes seen with this node's id; see `identity_conflict`.
     identity_conflict: identity_conflict::ConflictWatch,
+    /// Direct messages: the outbox and the ids delivered; see `direct`.
+    direct: direct::DirectState,
+    /// Direct message ids and nonces (a stream of its own, so direct
+    /// messages do not shift gossip's choices).
+    direct_rng: StdRng,
 }
 
 impl std::fmt::Debug for Node {
@@ -640,6 +660,8 @@ impl Node {
             member_sync: member_sync::MemberSyncState::new(config.rng_seed),
             keyring_requests: keyring_ops::KeyringRequests::new(&config.protocol),
             identity_conflict: identity_conflict::ConflictWatch::default(),
+            direct: direct::DirectState::default(),
+            direct_rng: StdRng::seed_from_u64(config.rng_seed ^ 0xd14e_c7d1_4ec7),
             config,
         }
     }
@@ -765,9 +787,11 @@ impl Node {
             | wire::Body::KeyringAck { .. }) => {
                 self.on_keyring_body(header.sender, from, body, now);
             }
+            wire::Body::Direct(sealed) => self.on_direct(header.sender, from, &sealed, now),
         }
         // After handling, so that the first datagram of a new member counts.
         self.members.saw(header.sender, now);
+        self.wake_waiting_direct(now);
         None
     }
 
@@ -786,8 +810,10 @@ impl Node {
                 TimerKind::GapPull(origin) => self.on_gap_pull(origin, now),
                 TimerKind::MemberSync => self.member_sync_round(now),
                 TimerKind::Hints(deadline) => self.on_hints_timer(deadline, now),
+                TimerKind::Direct => self.on_direct_timer(now),
             }
         }
+        self.wake_waiting_direct(now);
     }
 
     /// An address to contact that a user or the configuration named (seed,

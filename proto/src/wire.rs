@@ -498,6 +498,9 @@ pub enum Body {
         /// Why not (short; empty when `ok`).
         error: String,
     },
+    /// A direct message, or its acknowledgement, sealed end to end from
+    /// the sender to the one node it is for (see [`crate::direct`]).
+    Direct(crate::direct::SealedDirect),
 }
 
 /// A keyring change (see [`Body::KeyringCommand`]).
@@ -715,7 +718,9 @@ fn verify_signed(
         | Body::KeyringQuery { .. }
         | Body::KeyringReport { .. }
         | Body::KeyringCommand { .. }
-        | Body::KeyringAck { .. } => Ok(()),
+        | Body::KeyringAck { .. }
+        // Opened and checked by the node it is for, the only one that can.
+        | Body::Direct(_) => Ok(()),
     }
 }
 

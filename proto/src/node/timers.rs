@@ -26,6 +26,7 @@ pub(super) enum TimerKind {
     /// Hellos to discovery hints that wait for their backoff or the hello
     /// rate (see `hints`); the deadline tells a stale one.
     Hints(Instant),
+    Direct,
 }
 
 /// Timers keyed by (deadline, insertion number): timers due at the same
