@@ -94,6 +94,17 @@ pub mod code {
     /// (another node's, or this node's before its state directory was
     /// wiped): it names no position here. Start again without `after`.
     pub const FOREIGN_CURSOR: i64 = -32012;
+    /// `send`: `to` names no known node (nor `user@node` of one);
+    /// `data.candidates` lists the nodes known (`[{name, id}]`).
+    pub const UNKNOWN_RECIPIENT: i64 = -32014;
+    /// `send`: `to` fits more than one node (a shared name, a short id
+    /// prefix); `data.candidates` lists them (`[{name, id}]`): name one by
+    /// a longer id prefix.
+    pub const AMBIGUOUS_RECIPIENT: i64 = -32015;
+    /// `send`: the direct message was refused (`data.reason`: `too_large`,
+    /// with `size` and `max_bytes`; `queue_full`, too many waiting for
+    /// their recipients).
+    pub const DIRECT_REFUSED: i64 = -32016;
 }
 
 /// A request (or, without `id`, a notification) as received. Deserialized
@@ -456,6 +467,11 @@ pub struct SendParams {
     /// Defaults to `general`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
+    /// Makes it a direct message to one node (or one user there): a node
+    /// name, `user@node`, or a node id (hex, or a unique prefix of at
+    /// least 4 digits), among the members and this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
 }
 
 /// `send` result.
@@ -465,6 +481,21 @@ pub struct SendResult {
     pub id: String,
     /// Its timestamp, ms since the Unix epoch.
     pub ts: u64,
+    /// For a direct message: where it went, and whether it arrived yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<DirectSendView>,
+}
+
+/// What `send` says of a direct message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectSendView {
+    /// `delivered` (acknowledged by the recipient), `queued` (kept and
+    /// retried until it is, or until it expires), or `expired`.
+    pub status: String,
+    /// The recipient as resolved: `user@node` or `node`.
+    pub to: String,
+    /// The recipient node's id (hex).
+    pub node: String,
 }
 
 /// Where a history read starts: after a message id, or at a time.

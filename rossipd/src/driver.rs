@@ -28,6 +28,7 @@ use crate::store::Store;
 use crate::views::{self, WallClock};
 
 mod backpressure;
+mod direct;
 mod events;
 mod handle;
 mod identity;
@@ -157,6 +158,11 @@ pub struct Driver {
     /// Other cluster labels and keys, silent seeds: warned about and listed
     /// in `status`.
     problems: problems::Problems,
+    /// Direct messages sent or received here, for reads; see `direct`.
+    direct: direct::DirectMessages,
+    /// `send`s of direct messages waiting to learn their outcome.
+    direct_waiters:
+        std::collections::BTreeMap<MessageId, oneshot::Sender<rossip_proto::node::DirectOutcome>>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -213,7 +219,10 @@ impl Driver {
                 keys: Vec::new(),
             }),
             problems: problems::Problems::default(),
+            direct: direct::DirectMessages::default(),
+            direct_waiters: std::collections::BTreeMap::new(),
         };
+        driver.restore_direct_messages();
         driver.greet_cached_peers(&greet);
         driver
     }
@@ -437,6 +446,7 @@ impl Driver {
                 filter,
                 reply,
             } => {
+                let filter = filter.here(self.node.id());
                 let _ = reply.send(self.start_read(&query, &filter));
             }
             Command::Read {
@@ -446,6 +456,7 @@ impl Driver {
                 max_bytes,
                 reply,
             } => {
+                let filter = filter.here(self.node.id());
                 let _ = reply.send(self.read(from, &filter, limit, max_bytes));
             }
             Command::Peers { all, reply } => {
@@ -502,6 +513,11 @@ impl Driver {
                 let _ = reply.send(self.on_reload_keys(file));
             }
             Command::Leave { reply } => return Some(reply),
+            Command::SendDirect {
+                draft,
+                reply,
+                outcome,
+            } => self.on_send_direct(draft, reply, outcome, now),
         }
         None
     }
@@ -607,7 +623,8 @@ impl Driver {
     /// resume right after it without ever reusing a number peers saw; the
     /// messages are committed after sending, so peers need not wait for it.
     async fn flush(&mut self) {
-        let events: Vec<Event> = std::iter::from_fn(|| self.node.poll_event()).collect();
+        let mut events: Vec<Event> = std::iter::from_fn(|| self.node.poll_event()).collect();
+        self.take_direct_messages(&mut events);
         self.record_own_seq(&events);
         self.save_keyring_before_acks(&events);
         while let Some(transmit) = self.node.poll_transmit() {
@@ -672,10 +689,12 @@ impl Driver {
             };
             let _ = reply.send(answer);
         }
-        let history_len = self.node.history_len();
+        let held_len = self.node.history_len() + self.direct.len();
         let node = &self.node;
-        self.journal
-            .sweep(history_len, |id| node.message(id).is_some());
+        let direct = &self.direct;
+        self.journal.sweep(held_len, |id| {
+            node.message(id).is_some() || direct.get(id).is_some()
+        });
     }
 
     /// Sends one datagram, waiting (at most a second) for room in the

@@ -70,11 +70,31 @@ pub fn human_line(message: &MessageView, tz: &TimeZone) -> String {
     let time = format_time(message.ts, tz);
     let name = sender(message);
     let text = sanitize(&message.text);
+    let name = match &message.to {
+        Some(to) => format!("{name} {}", direct_mark(message, to)),
+        None => name,
+    };
     if message.channel == DEFAULT_CHANNEL {
         format!("{time} {name}: {text}")
     } else {
         format!("{time} {name} #{}: {text}", sanitize(&message.channel))
     }
+}
+
+/// `[dm alice@a → bob@3fa2b1c9]`: a direct message, from whom to whom
+/// (the recipient node by its short id).
+fn direct_mark(message: &MessageView, to: &rossip_proto::rpc::RecipientView) -> String {
+    let short: String = to.node.chars().take(8).collect();
+    let from = if message.from.is_empty() {
+        display_name(&message.origin_name)
+    } else {
+        sanitize(&message.from).into_owned()
+    };
+    let recipient = match &to.user {
+        Some(user) => format!("{}@{}", display_name(user), sanitize(&short)),
+        None => sanitize(&short).into_owned(),
+    };
+    format!("[dm {from} → {recipient}]")
 }
 
 /// A node name for a human line: sanitized, and quoted if it contains what

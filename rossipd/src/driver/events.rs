@@ -50,6 +50,7 @@ impl Driver {
             Event::Lost(_) => {}
             Event::Keyring(event) => self.on_keyring_event(event),
             Event::IdentityInUse(conflict) => self.on_identity_in_use(conflict),
+            Event::DirectStatus(status) => self.on_direct_status(status),
             Event::Contacted { from, id, name } => {
                 let joined = Joined {
                     id,

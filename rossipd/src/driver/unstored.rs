@@ -102,7 +102,8 @@ impl Unstored {
                 Event::Peer(_)
                 | Event::Contacted { .. }
                 | Event::Keyring(_)
-                | Event::IdentityInUse(_) => {}
+                | Event::IdentityInUse(_)
+                | Event::DirectStatus(_) => {}
             }
         }
         dropped

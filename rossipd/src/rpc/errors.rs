@@ -41,6 +41,7 @@ pub fn error_object(e: &CoreError) -> ErrorObject {
         CoreError::KeyOp(KeyOpError::Keyring(_)) => {
             ErrorObject::new(code::KEYRING_REFUSED, message)
         }
+        CoreError::Direct(direct) => super::direct::error_object(direct, message),
     }
 }
 

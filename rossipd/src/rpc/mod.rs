@@ -4,6 +4,7 @@
 
 mod caller;
 mod connection;
+mod direct;
 mod dispatch;
 mod errors;
 mod framing;
