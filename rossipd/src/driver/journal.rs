@@ -397,6 +397,60 @@ mod tests {
     }
 
     #[test]
+    fn direct_messages_are_shown_only_to_the_users_they_concern() {
+        let (a, b) = (NodeId([1; 16]), NodeId([2; 16]));
+        let mut dm = message(1, "general");
+        dm.author.user = "alice".into();
+        dm.to = Some(rossip_proto::message::Recipient {
+            node: b,
+            user: Some("bob".into()),
+        });
+        let viewer = |user: &str, here: NodeId| {
+            ReadFilter {
+                viewer: Viewer::User(user.into()),
+                ..ReadFilter::default()
+            }
+            .here(here)
+        };
+        // The sender's node is `a` (the test message's origin is [1; 16]).
+        assert!(viewer("alice", a).wants(&dm), "its sender, at the origin");
+        assert!(
+            !viewer("mallory", a).wants(&dm),
+            "another user at the origin"
+        );
+        assert!(viewer("bob", b).wants(&dm), "its recipient, at its node");
+        assert!(
+            !viewer("alice", b).wants(&dm),
+            "an alice at the recipient's node"
+        );
+        assert!(
+            !viewer("carol", b).wants(&dm),
+            "another user at the recipient's node"
+        );
+        assert!(
+            !viewer("bob", NodeId([3; 16])).wants(&dm),
+            "anyone elsewhere"
+        );
+        let unplaced = ReadFilter {
+            viewer: Viewer::User("alice".into()),
+            ..ReadFilter::default()
+        };
+        assert!(!unplaced.wants(&dm), "nobody, until the driver says where");
+        assert!(ReadFilter::default().wants(&dm), "root sees all");
+        if let Some(to) = &mut dm.to {
+            to.user = None;
+        }
+        assert!(
+            viewer("carol", b).wants(&dm),
+            "no user named: every user there"
+        );
+        assert!(
+            viewer("carol", b).wants(&message(2, "general")),
+            "channel messages: all"
+        );
+    }
+
+    #[test]
     fn the_sweep_forgets_what_left_history() {
         let mut journal = Journal::new(StoreId(1), 1);
         for i in 1..=(SWEEP_SLACK as u64 + 20) {
