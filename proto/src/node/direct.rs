@@ -686,6 +686,29 @@ mod tests {
     }
 
     #[test]
+    fn heavy_loss_delays_but_does_not_lose_or_duplicate() {
+        for seed in [7, 8] {
+            let mut sim = three(seed);
+            sim.set_loss(0.4);
+            let sent: Vec<Message> = (0..10)
+                .map(|i| send(&mut sim, 0, 1, &format!("dm {i}")).expect("sent"))
+                .collect();
+            // Each copy and its ack get through with p = 0.36; the backoff
+            // reaches 30 s, so a few unlucky messages take minutes.
+            assert!(
+                sim.run_until(Duration::from_secs(900), |sim| {
+                    sent.iter()
+                        .all(|m| outcomes(sim, 0, m.id) == [DirectOutcome::Delivered])
+                }),
+                "seed {seed}: all acknowledged despite 40% loss"
+            );
+            for m in &sent {
+                assert_eq!(direct_deliveries(&sim, 1, m.id), 1, "seed {seed}: {}", m.text);
+            }
+        }
+    }
+
+    #[test]
     fn lost_acks_bring_copies_that_are_acknowledged_not_redelivered() {
         let mut sim = three(11);
         sim.block(1, 0);
