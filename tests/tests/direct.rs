@@ -280,3 +280,102 @@ fn unknown_and_ambiguous_recipients_list_the_candidates() {
     );
     assert!(!holds(&first, &id));
 }
+
+/// The unprivileged user the recipient daemon and its reader run as.
+const NOBODY: u32 = 65534;
+
+/// `rossipctl --socket SOCKET --json ARGS…` as uid/gid 65534: its stdout.
+fn rossipctl_as_nobody(socket: &Path, args: &[&str]) -> String {
+    let setpriv = rossip_tests::sys::find_program("setpriv").expect("`setpriv` (util-linux)");
+    let out = std::process::Command::new(setpriv)
+        .arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"))
+        .arg("--clear-groups")
+        .arg(rossip_tests::bins::rossipctl())
+        .arg("--socket")
+        .arg(socket)
+        .arg("--json")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .env_remove("ROSSIP_SOCKET")
+        .output()
+        .expect("run rossipctl under setpriv");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "rossipctl as nobody: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// On the recipient's node a direct message is shown to the user it names
+/// (or to everyone there if it names none), not to other local users;
+/// root sees all. The reader is `nobody`, through the socket (peer
+/// credentials), so nothing a script passes decides it.
+#[test]
+fn a_direct_message_is_shown_only_to_the_user_it_names() {
+    if rossip_tests::sys::effective_uid() != Some(0) {
+        assert!(
+            !rossip_tests::sys::ci(),
+            "CI=true: the visibility test must run as root (to read as another user)"
+        );
+        rossip_tests::sys::skipped(
+            "a_direct_message_is_shown_only_to_the_user_it_names",
+            "it needs root",
+        );
+        return;
+    }
+    let recipient = Daemon::builder("recipient")
+        .as_user(NOBODY)
+        .loopback()
+        .spawn();
+    let sender = Daemon::builder("sender")
+        .loopback()
+        .join(&recipient.addr())
+        .spawn();
+    wait_until(
+        DISCOVERY_TIMEOUT,
+        "the recipient as a member of sender",
+        || {
+            RpcClient::connect(sender.socket())
+                .map(|mut c| c.peers(false).len() == 1)
+                .unwrap_or(false)
+        },
+    );
+    let tag = std::process::id();
+    let mut ids = Vec::new();
+    for (to, text) in [
+        ("bob@recipient", format!("for-bob-{tag}")),
+        ("nobody@recipient", format!("for-nobody-{tag}")),
+        ("recipient", format!("for-anyone-{tag}")),
+    ] {
+        let line = send_direct(&sender, to, &text);
+        ids.push((sent_id(&line), text));
+    }
+    for (id, text) in &ids {
+        wait_until(
+            DELIVERY_TIMEOUT,
+            &format!("{text} on the recipient"),
+            || holds(&recipient, id),
+        );
+    }
+    let seen_by_nobody = rossipctl_as_nobody(recipient.socket(), &["tail", "-n", "100"]);
+    assert!(
+        !seen_by_nobody.contains(&ids[0].1),
+        "bob's message is bob's: {seen_by_nobody}"
+    );
+    assert!(seen_by_nobody.contains(&ids[1].1), "{seen_by_nobody}");
+    assert!(seen_by_nobody.contains(&ids[2].1), "{seen_by_nobody}");
+    // Root (this test's own connection) sees all three.
+    for (id, _) in &ids {
+        assert!(holds(&recipient, id));
+    }
+    // The sending node shows them to their sender (root here).
+    let on_sender = history(&sender);
+    assert_eq!(
+        on_sender.iter().filter(|m| m.to.is_some()).count(),
+        3,
+        "the sender's root sees what it sent"
+    );
+}

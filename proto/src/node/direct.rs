@@ -703,7 +703,12 @@ mod tests {
                 "seed {seed}: all acknowledged despite 40% loss"
             );
             for m in &sent {
-                assert_eq!(direct_deliveries(&sim, 1, m.id), 1, "seed {seed}: {}", m.text);
+                assert_eq!(
+                    direct_deliveries(&sim, 1, m.id),
+                    1,
+                    "seed {seed}: {}",
+                    m.text
+                );
             }
         }
     }
@@ -820,6 +825,31 @@ mod tests {
             matches!(refused, Some(DirectError::QueueFull { .. })),
             "{refused:?}"
         );
+    }
+
+    #[test]
+    #[allow(clippy::disallowed_methods)] // one real Instant as the origin of virtual time
+    fn the_largest_message_goes_in_a_cluster_sealed_under_a_key() {
+        use crate::seal::{ClusterKey, KEY_BYTES, Keyring};
+        let mut sim = Sim::new(Instant::now(), 12);
+        for name in ["a", "b"] {
+            let mut config = sim.config(sim.len(), name);
+            config.keyring = Some(Keyring::new(ClusterKey::new(&[5; KEY_BYTES]), Vec::new()));
+            sim.add_node_with(config);
+        }
+        sim.contact(1, 0);
+        assert!(sim.run_until(Duration::from_secs(10), |sim| {
+            sim.state(0, 1) == Some(PeerState::Alive)
+        }));
+        let Err(DirectError::TooLarge { max, .. }) = send(&mut sim, 0, 1, &"z".repeat(1500)) else {
+            panic!("refused as too large")
+        };
+        let sent = send(&mut sim, 0, 1, &"z".repeat(max)).expect("the largest that fits");
+        assert!(sim.run_until(Duration::from_secs(10), |sim| {
+            outcomes(sim, 0, sent.id) == [DirectOutcome::Delivered]
+        }));
+        assert_eq!(direct_deliveries(&sim, 1, sent.id), 1);
+        assert_eq!(sim.node(0).stats().dropped.get("encode_too_large"), None);
     }
 
     #[test]
