@@ -101,7 +101,8 @@ pub enum DirectError {
     /// Empty text.
     #[error("message text is empty")]
     Empty,
-    /// The sealed message would not fit one datagram.
+    /// The sealed message would not fit one datagram (or the text is over
+    /// the node's [`super::NodeConfig::max_text_bytes`]).
     #[error(
         "a direct message travels in one datagram: this text is {size} bytes, at most {max} fit"
     )]
@@ -156,8 +157,8 @@ struct Outgoing {
 pub(super) struct DirectState {
     outgoing: BTreeMap<MessageId, Outgoing>,
     bytes: usize,
-    /// Whether some message waits for its recipient to be alive.
-    any_waiting: bool,
+    /// The recipients some message waits for (to be alive again).
+    waiting: BTreeSet<NodeId>,
     /// Ids delivered here lately, oldest first, and as a set.
     delivered_order: VecDeque<MessageId>,
     delivered: BTreeSet<MessageId>,
@@ -205,6 +206,12 @@ impl Node {
         let recipient = draft.to.as_ref().ok_or(DirectError::NoRecipient)?.node;
         if draft.text.is_empty() {
             return Err(DirectError::Empty);
+        }
+        if draft.text.len() > self.config.max_text_bytes {
+            return Err(DirectError::TooLarge {
+                size: draft.text.len(),
+                max: self.config.max_text_bytes,
+            });
         }
         validate_channel(&draft.channel)?;
         let author = &draft.author;
@@ -347,24 +354,28 @@ impl Node {
     /// After every input: messages waiting for a recipient that is alive
     /// now go at once.
     pub(super) fn wake_waiting_direct(&mut self, now: Instant) {
-        if !self.direct.any_waiting {
+        // Usually empty; a few recipients at most: cheap after every input.
+        let members = &self.members;
+        let back: BTreeSet<NodeId> = self
+            .direct
+            .waiting
+            .iter()
+            .filter(|id| members.get(id).is_some_and(|m| m.state.is_active()))
+            .copied()
+            .collect();
+        if back.is_empty() {
             return;
         }
-        let members = &self.members;
-        let mut woke = false;
         for entry in self.direct.outgoing.values_mut() {
             if entry.next_try.is_none()
                 && let Some(to) = &entry.message.to
-                && members.get(&to.node).is_some_and(|m| m.state.is_active())
+                && back.contains(&to.node)
             {
                 entry.next_try = Some(now);
                 entry.backoff = self.config.protocol.direct_retry_initial;
-                woke = true;
             }
         }
-        if woke {
-            self.send_due_direct(now);
-        }
+        self.send_due_direct(now);
     }
 
     /// Expires what is due, sends what is due to recipients alive, parks
@@ -396,7 +407,7 @@ impl Node {
         }
         let retry_max = self.config.protocol.direct_retry_max;
         let mut sends: Vec<(std::net::SocketAddr, SealedDirect)> = Vec::new();
-        let mut any_waiting = false;
+        let mut waiting = BTreeSet::new();
         let mut next: Option<Instant> = None;
         let ids: Vec<MessageId> = self.direct.outgoing.keys().copied().collect();
         for id in ids {
@@ -416,7 +427,7 @@ impl Node {
                 if let Some(entry) = self.direct.outgoing.get_mut(&id) {
                     entry.next_try = None;
                 }
-                any_waiting = true;
+                waiting.insert(recipient);
                 continue;
             };
             if due {
@@ -448,7 +459,7 @@ impl Node {
                 next = Some(next.map_or(at, |n: Instant| n.min(at)));
             }
         }
-        self.direct.any_waiting = any_waiting;
+        self.direct.waiting = waiting;
         for (addr, sealed) in sends {
             self.stats.direct_sent += 1;
             self.send(addr, &Body::Direct(sealed));
