@@ -687,6 +687,19 @@ pub struct MessageCounts {
     /// again through anti-entropy).
     #[serde(default)]
     pub partial_evicted: u64,
+    /// Direct messages this node sent and its recipients have not
+    /// acknowledged yet (kept and retried).
+    #[serde(default)]
+    pub direct_pending: u64,
+    /// Copies of direct messages sent (first copies and retries).
+    #[serde(default)]
+    pub direct_sent: u64,
+    /// Direct messages received here (first copies).
+    #[serde(default)]
+    pub direct_received: u64,
+    /// Direct messages given up unacknowledged (`--direct-expiry`).
+    #[serde(default)]
+    pub direct_expired: u64,
 }
 
 /// Datagram counters.
