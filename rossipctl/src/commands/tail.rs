@@ -187,6 +187,29 @@ mod tests {
     }
 
     #[test]
+    fn direct_messages_are_marked_with_sender_and_recipient() {
+        let mut m = message("a", "general", "lunch?");
+        m.from = "alice@a".to_owned();
+        m.to = Some(rossip_proto::rpc::RecipientView {
+            node: "cd".repeat(16),
+            user: Some("bob\x1b[2K".to_owned()),
+        });
+        let line = human_line(&m, &TimeZone::UTC);
+        assert_eq!(
+            line,
+            "2026-11-24 05:20:01 a@abababab [dm alice@a → bob\\x1b[2K@cdcdcdcd]: lunch?"
+        );
+        if let Some(to) = &mut m.to {
+            to.user = None;
+        }
+        let line = human_line(&m, &TimeZone::UTC);
+        assert_eq!(
+            line,
+            "2026-11-24 05:20:01 a@abababab [dm alice@a → cdcdcdcd]: lunch?"
+        );
+    }
+
+    #[test]
     fn other_channels_are_shown() {
         let line = human_line(&message("bob", "ops", "disk full"), &TimeZone::UTC);
         assert_eq!(line, "2026-11-24 05:20:01 bob@abababab #ops: disk full");
