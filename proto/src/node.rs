@@ -18,7 +18,9 @@
 //! - `hints`: the bounded set of unverified discovery hints and the hello rate;
 //! - `history`: bounded history and bounded-memory de-duplication;
 //! - `dissemination`: publish, eager push and forwarding;
-//! - `anti_entropy`: digest exchange and repair.
+//! - `anti_entropy`: digest exchange and repair;
+//! - `direct`: direct messages to one node, sealed end to end, acknowledged
+//!   and retried ([`Node::send_direct`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -383,7 +385,10 @@ pub struct Stats {
     /// member sync (`member_digest_from_non_member`,
     /// `member_sync_from_non_member`, `member_sync_unsolicited`,
     /// `invalid_member_sync_identity`), keyring bodies (`keyring_without_key`,
-    /// `keyring_unsolicited`, `keyring_answer_from_elsewhere`), and encode failures
+    /// `keyring_unsolicited`, `keyring_answer_from_elsewhere`), direct messages
+    /// ([`crate::direct::DirectOpenError::reason`]: `direct_wrong_key`,
+    /// `direct_invalid_key`, `direct_bad_box`, `direct_malformed`; and
+    /// `invalid_direct`, `invalid_direct_ack`), and encode failures
     /// (`encode_too_large`, `encode_failed`).
     pub dropped: BTreeMap<&'static str, u64>,
     /// Published here.
@@ -787,7 +792,7 @@ impl Node {
             | wire::Body::KeyringAck { .. }) => {
                 self.on_keyring_body(header.sender, from, body, now);
             }
-            wire::Body::Direct(sealed) => self.on_direct(header.sender, from, &sealed, now),
+            wire::Body::Direct(sealed) => self.on_direct(header.sender, from, &sealed),
         }
         // After handling, so that the first datagram of a new member counts.
         self.members.saw(header.sender, now);

@@ -479,7 +479,6 @@ impl Node {
         sender: NodeId,
         from: std::net::SocketAddr,
         sealed: &SealedDirect,
-        now: Instant,
     ) {
         let plain = match direct::open(&self.config.key, sender, sealed) {
             Ok(plain) => plain,
@@ -490,9 +489,7 @@ impl Node {
             }
         };
         match plain {
-            DirectPlain::Message(message) => {
-                self.on_direct_message(sender, from, sealed, *message, now)
-            }
+            DirectPlain::Message(message) => self.on_direct_message(sender, from, sealed, *message),
             DirectPlain::Ack(id) => self.on_direct_ack(sender, id),
         }
     }
@@ -503,7 +500,6 @@ impl Node {
         from: std::net::SocketAddr,
         sealed: &SealedDirect,
         message: Message,
-        now: Instant,
     ) {
         let own = self.config.id;
         let valid = message.id.origin == sender
@@ -537,7 +533,6 @@ impl Node {
         } else {
             self.stats.duplicates += 1;
         }
-        let _ = now;
     }
 
     fn on_direct_ack(&mut self, sender: NodeId, id: MessageId) {

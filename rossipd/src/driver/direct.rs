@@ -231,19 +231,17 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rossip_proto::message::{Auth, Draft, Hlc};
+    use rossip_proto::message::{Draft, Hlc};
     use rossip_proto::sign::NodeKey;
 
     fn at(ms: u64) -> Message {
-        let mut message = Message::signed(
+        Message::signed(
             &NodeKey::for_testing(1),
             ms,
             "a".into(),
             Hlc { ms, logical: 0 },
             Draft::channel("general", format!("m{ms}")),
-        );
-        message.auth = Auth { ..message.auth };
-        message
+        )
     }
 
     #[test]
