@@ -10,6 +10,7 @@
 //! - [`testing`]: a deterministic in-process network of nodes (virtual time,
 //!   latency, loss, crashes) for scenario tests and simulations.
 
+pub mod direct;
 pub mod id;
 pub mod log_text;
 pub mod message;

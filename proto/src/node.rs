@@ -20,6 +20,8 @@
 //! - `dissemination`: publish, eager push and forwarding;
 //! - `anti_entropy`: digest exchange and repair;
 //! - `presence`: which users of each node are in a chat.
+//! - `direct`: direct messages to one node, sealed end to end, acknowledged
+//!   and retried ([`Node::send_direct`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -36,6 +38,7 @@ use crate::wire::{self, ClusterId, Header};
 mod anti_entropy;
 mod config;
 mod contact;
+mod direct;
 mod dissemination;
 mod fragments;
 mod hints;
@@ -51,6 +54,9 @@ mod swim;
 mod timers;
 
 pub use config::ProtocolConfig;
+pub use direct::{
+    DIRECT_SEQ_BIT, DirectError, DirectOutcome, DirectStatus, PendingDirect, is_direct_id,
+};
 pub use hints::{HintConfig, HintDrop, HintStats};
 pub use identity_conflict::IdentityInUse;
 pub use keyring_ops::{KeyChange, KeyOpError, KeyringEvent, KeyringRequest, MAX_ACK_ERROR_BYTES};
@@ -294,6 +300,11 @@ pub enum Event {
     /// A user of this node or of a member came into a chat, left it, or
     /// changed availability, status or display name (see `presence`).
     Presence(PresenceChange),
+    /// What became of a direct message this node sent (see
+    /// [`Node::send_direct`]). Direct messages themselves, sent or
+    /// received, come as [`Event::Message`] with `to` set; they are never
+    /// in history.
+    DirectStatus(DirectStatus),
 }
 
 /// A range of one origin's messages this node will never deliver: no
@@ -380,7 +391,10 @@ pub struct Stats {
     /// member sync (`member_digest_from_non_member`,
     /// `member_sync_from_non_member`, `member_sync_unsolicited`,
     /// `invalid_member_sync_identity`), keyring bodies (`keyring_without_key`,
-    /// `keyring_unsolicited`, `keyring_answer_from_elsewhere`), and encode failures
+    /// `keyring_unsolicited`, `keyring_answer_from_elsewhere`), direct messages
+    /// ([`crate::direct::DirectOpenError::reason`]: `direct_wrong_key`,
+    /// `direct_invalid_key`, `direct_bad_box`, `direct_malformed`; and
+    /// `invalid_direct`, `invalid_direct_ack`), encode failures
     /// (`encode_too_large`, `encode_failed`), and presence
     /// (`presence_from_non_member`: a non-member's statement pushed out of
     /// the few held for when it comes up, `presence_stale`: of an earlier
@@ -420,6 +434,12 @@ pub struct Stats {
     /// Times a message of this node's id that it did not send (a copy of
     /// it elsewhere sent it) made it skip sequence numbers.
     pub own_seq_skips: u64,
+    /// Copies of direct messages sent (first copies and retries).
+    pub direct_sent: u64,
+    /// Direct messages received and delivered here (first copies).
+    pub direct_received: u64,
+    /// Direct messages given up unacknowledged.
+    pub direct_expired: u64,
 }
 
 /// A refused datagram whose sender is most likely configured differently
@@ -555,6 +575,11 @@ pub struct Node {
     identity_conflict: identity_conflict::ConflictWatch,
     /// This node's and the members' users in a chat; see `presence`.
     presence: presence::PresenceTable,
+    /// Direct messages: the outbox and the ids delivered; see `direct`.
+    direct: direct::DirectState,
+    /// Direct message ids and nonces (a stream of its own, so direct
+    /// messages do not shift gossip's choices).
+    direct_rng: StdRng,
 }
 
 impl std::fmt::Debug for Node {
@@ -654,6 +679,8 @@ impl Node {
             keyring_requests: keyring_ops::KeyringRequests::new(&config.protocol),
             identity_conflict: identity_conflict::ConflictWatch::default(),
             presence: presence::PresenceTable::default(),
+            direct: direct::DirectState::default(),
+            direct_rng: StdRng::seed_from_u64(config.rng_seed ^ 0xd14e_c7d1_4ec7),
             config,
         }
     }
@@ -780,9 +807,11 @@ impl Node {
                 self.on_keyring_body(header.sender, from, body, now);
             }
             wire::Body::Presence(record) => self.on_presence(record),
+            wire::Body::Direct(sealed) => self.on_direct(header.sender, from, &sealed),
         }
         // After handling, so that the first datagram of a new member counts.
         self.members.saw(header.sender, now);
+        self.wake_waiting_direct(now);
         None
     }
 
@@ -802,8 +831,10 @@ impl Node {
                 TimerKind::MemberSync => self.member_sync_round(now),
                 TimerKind::Hints(deadline) => self.on_hints_timer(deadline, now),
                 TimerKind::PresenceRefresh => self.on_presence_refresh(now),
+                TimerKind::Direct => self.on_direct_timer(now),
             }
         }
+        self.wake_waiting_direct(now);
     }
 
     /// An address to contact that a user or the configuration named (seed,

@@ -118,6 +118,17 @@ pub mod code {
     /// `nick`: the display name is not valid (empty, over 32 characters,
     /// an `@`, a control character).
     pub const INVALID_NICK: i64 = -32013;
+    /// `send`: `to` names no known node (nor `user@node` of one);
+    /// `data.candidates` lists the nodes known (`[{name, id}]`).
+    pub const UNKNOWN_RECIPIENT: i64 = -32014;
+    /// `send`: `to` fits more than one node (a shared name, a short id
+    /// prefix); `data.candidates` lists them (`[{name, id}]`): name one by
+    /// a longer id prefix.
+    pub const AMBIGUOUS_RECIPIENT: i64 = -32015;
+    /// `send`: the direct message was refused (`data.reason`: `too_large`,
+    /// with `size` and `max_bytes`; `queue_full`, too many waiting for
+    /// their recipients).
+    pub const DIRECT_REFUSED: i64 = -32016;
 }
 
 /// A request (or, without `id`, a notification) as received. Deserialized
@@ -490,6 +501,11 @@ pub struct SendParams {
     /// Defaults to `general`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
+    /// Makes it a direct message to one node (or one user there): a node
+    /// name, `user@node`, or a node id (hex, or a unique prefix of at
+    /// least 4 digits), among the members and this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
 }
 
 /// `send` result.
@@ -499,6 +515,21 @@ pub struct SendResult {
     pub id: String,
     /// Its timestamp, ms since the Unix epoch.
     pub ts: u64,
+    /// For a direct message: where it went, and whether it arrived yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub direct: Option<DirectSendView>,
+}
+
+/// What `send` says of a direct message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectSendView {
+    /// `delivered` (acknowledged by the recipient), `queued` (kept and
+    /// retried until it is, or until it expires), or `expired`.
+    pub status: String,
+    /// The recipient as resolved: `user@node` or `node`.
+    pub to: String,
+    /// The recipient node's id (hex).
+    pub node: String,
 }
 
 /// Where a history read starts: after a message id, or at a time.
@@ -690,6 +721,19 @@ pub struct MessageCounts {
     /// again through anti-entropy).
     #[serde(default)]
     pub partial_evicted: u64,
+    /// Direct messages this node sent and its recipients have not
+    /// acknowledged yet (kept and retried).
+    #[serde(default)]
+    pub direct_pending: u64,
+    /// Copies of direct messages sent (first copies and retries).
+    #[serde(default)]
+    pub direct_sent: u64,
+    /// Direct messages received here (first copies).
+    #[serde(default)]
+    pub direct_received: u64,
+    /// Direct messages given up unacknowledged (`--direct-expiry`).
+    #[serde(default)]
+    pub direct_expired: u64,
 }
 
 /// Datagram counters.

@@ -93,6 +93,14 @@ impl PublicKey {
         NodeId(id)
     }
 
+    /// The X25519 public key of this identity (the Edwards point in
+    /// Montgomery form); `None` if the bytes are no valid Ed25519 key.
+    pub(crate) fn x25519_public(&self) -> Option<[u8; 32]> {
+        ed25519_dalek::VerifyingKey::from_bytes(&self.0)
+            .ok()
+            .map(|key| key.to_montgomery().to_bytes())
+    }
+
     /// A short, human-comparable fingerprint: the first 16 hex digits of
     /// SHA-256 of the key, in groups of four (`3fa2:91c0:…`).
     pub fn fingerprint(&self) -> String {
@@ -196,6 +204,13 @@ impl NodeKey {
     /// The node id this key stands for.
     pub fn node_id(&self) -> NodeId {
         self.public().node_id()
+    }
+
+    /// The X25519 secret of this identity (the clamped Ed25519 scalar, as
+    /// libsodium's `crypto_sign_ed25519_sk_to_curve25519`): direct
+    /// messages are boxed to it, so a node needs no second key pair.
+    pub(crate) fn x25519_secret(&self) -> [u8; 32] {
+        self.signing.to_scalar_bytes()
     }
 
     /// Signs `bytes` as a statement of kind `domain`.

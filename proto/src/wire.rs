@@ -504,6 +504,9 @@ pub enum Body {
     /// [`crate::presence`]), pushed when it changes, to a member that comes
     /// up, and periodically.
     Presence(crate::presence::PresenceRecord),
+    /// A direct message, or its acknowledgement, sealed end to end from
+    /// the sender to the one node it is for (see [`crate::direct`]).
+    Direct(crate::direct::SealedDirect),
 }
 
 /// A keyring change (see [`Body::KeyringCommand`]).
@@ -722,7 +725,9 @@ fn verify_signed(
         | Body::KeyringQuery { .. }
         | Body::KeyringReport { .. }
         | Body::KeyringCommand { .. }
-        | Body::KeyringAck { .. } => Ok(()),
+        | Body::KeyringAck { .. }
+        // Opened and checked by the node it is for, the only one that can.
+        | Body::Direct(_) => Ok(()),
     }
 }
 

@@ -159,6 +159,12 @@ pub struct SendArgs {
     /// With `-`: send each non-blank line of stdin as its own message, as it arrives
     #[arg(long)]
     pub lines: bool,
+
+    /// Send a direct message, end-to-end encrypted, to one node (a node name, a node id or
+    /// a unique prefix of it) or one user there (USER@NODE); prints whether it was
+    /// delivered or queued (kept and retried until the node is back)
+    #[arg(long, value_name = "NAME|USER@NODE|ID")]
+    pub to: Option<String>,
 }
 
 impl SendArgs {

@@ -157,6 +157,8 @@ pub struct Config {
     /// How long failed and left members stay listed before they are
     /// forgotten.
     pub reap_after: Duration,
+    /// How long an unacknowledged direct message is kept and retried.
+    pub direct_expiry: Duration,
 }
 
 impl Config {
@@ -180,6 +182,7 @@ impl Config {
             history_max_bytes: rossip_proto::node::DEFAULT_HISTORY_MAX_BYTES,
             history_max_age: Some(rossip_proto::node::DEFAULT_HISTORY_MAX_AGE),
             reap_after: rossip_proto::node::DEFAULT_REAP_AFTER,
+            direct_expiry: rossip_proto::node::ProtocolConfig::default().direct_expiry,
             max_message_bytes: rossip_proto::node::DEFAULT_MAX_TEXT_BYTES,
             key_file: None,
         }

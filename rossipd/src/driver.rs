@@ -29,6 +29,7 @@ use crate::views::{self, WallClock};
 
 mod backpressure;
 mod channels;
+mod direct;
 mod events;
 mod handle;
 mod identity;
@@ -175,6 +176,11 @@ pub struct Driver {
     local_presence: presence::LocalPresenceTable,
     /// Presence changes, for subscribers.
     presence_changes: broadcast::Sender<Arc<PresenceUpdate>>,
+    /// Direct messages sent or received here, for reads; see `direct`.
+    direct: direct::DirectMessages,
+    /// `send`s of direct messages waiting to learn their outcome.
+    direct_waiters:
+        std::collections::BTreeMap<MessageId, oneshot::Sender<rossip_proto::node::DirectOutcome>>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -236,7 +242,10 @@ impl Driver {
             nicks,
             local_presence: presence::LocalPresenceTable::default(),
             presence_changes,
+            direct: direct::DirectMessages::default(),
+            direct_waiters: std::collections::BTreeMap::new(),
         };
+        driver.restore_direct_messages();
         driver.greet_cached_peers(&greet);
         driver
     }
@@ -461,6 +470,7 @@ impl Driver {
                 filter,
                 reply,
             } => {
+                let filter = filter.here(self.node.id());
                 let _ = reply.send(self.start_read(&query, &filter));
             }
             Command::Read {
@@ -470,6 +480,7 @@ impl Driver {
                 max_bytes,
                 reply,
             } => {
+                let filter = filter.here(self.node.id());
                 let _ = reply.send(self.read(from, &filter, limit, max_bytes));
             }
             Command::Peers { all, reply } => {
@@ -548,6 +559,11 @@ impl Driver {
             Command::Who { reply } => {
                 let _ = reply.send(self.who());
             }
+            Command::SendDirect {
+                draft,
+                reply,
+                outcome,
+            } => self.on_send_direct(draft, reply, outcome, now),
         }
         None
     }
@@ -653,7 +669,8 @@ impl Driver {
     /// resume right after it without ever reusing a number peers saw; the
     /// messages are committed after sending, so peers need not wait for it.
     async fn flush(&mut self) {
-        let events: Vec<Event> = std::iter::from_fn(|| self.node.poll_event()).collect();
+        let mut events: Vec<Event> = std::iter::from_fn(|| self.node.poll_event()).collect();
+        self.take_direct_messages(&mut events);
         self.record_own_seq(&events);
         self.save_keyring_before_acks(&events);
         while let Some(transmit) = self.node.poll_transmit() {
@@ -718,10 +735,12 @@ impl Driver {
             };
             let _ = reply.send(answer);
         }
-        let history_len = self.node.history_len();
+        let held_len = self.node.history_len() + self.direct.len();
         let node = &self.node;
-        self.journal
-            .sweep(history_len, |id| node.message(id).is_some());
+        let direct = &self.direct;
+        self.journal.sweep(held_len, |id| {
+            node.message(id).is_some() || direct.get(id).is_some()
+        });
     }
 
     /// Sends one datagram, waiting (at most a second) for room in the

@@ -132,6 +132,7 @@ pub async fn run_with(
     node_config.max_text_bytes = config.max_message_bytes;
     node_config.history_max_age = config.history_max_age;
     node_config.reap_after = config.reap_after;
+    node_config.protocol.direct_expiry = config.direct_expiry;
     node_config.rng_seed = u64::from_le_bytes(seed);
     if let Some(keyring) = keyring {
         tracing::info!(
@@ -310,6 +311,13 @@ fn restore_node(
     for (origin, ranges) in seen {
         node.restore_seen(origin, &ranges);
     }
+    // Direct messages sent and not acknowledged: retried until they are,
+    // or expire.
+    let pending = store.load_direct_pending().map_err(read_error)?;
+    if !pending.is_empty() {
+        tracing::info!(count = pending.len(), "direct messages still to deliver");
+    }
+    node.restore_direct(pending, now);
     Ok((node, numbered, store))
 }
 

@@ -43,6 +43,7 @@ pub static SETTINGS: &[&dyn AnySetting] = &[
     &MAX_MESSAGE_BYTES,
     &KEY_FILE,
     &REAP_AFTER,
+    &DIRECT_EXPIRY,
     &LOG_LEVEL,
     &LOG_FILE,
     &SYSLOG,
@@ -280,6 +281,20 @@ static REAP_AFTER: Setting<humantime::Duration> = Setting {
     file: |value| file_text(value, config_file::parse_reap_after),
     apply: |s, after| s.config.reap_after = after.into(),
     show: |s| humantime::format_duration(s.config.reap_after).to_string(),
+    on_reload: OnReload::Restart,
+};
+
+static DIRECT_EXPIRY: Setting<humantime::Duration> = Setting {
+    key: "direct_expiry",
+    value_name: Some("DURATION"),
+    help: "How long a direct message (`send --to`) to a member that is offline is kept and \
+           retried before it is given up, e.g. 1h, 24h, 7d",
+    default: HelpDefault::Shown,
+    env: Env::Clap,
+    flag: Flag::Value(config_file::parse_reap_after),
+    file: |value| file_text(value, config_file::parse_reap_after),
+    apply: |s, expiry| s.config.direct_expiry = expiry.into(),
+    show: |s| humantime::format_duration(s.config.direct_expiry).to_string(),
     on_reload: OnReload::Restart,
 };
 
@@ -805,6 +820,10 @@ mod tests {
             format!(
                 "[default: {}]",
                 humantime::format_duration(defaults.reap_after)
+            ),
+            format!(
+                "[default: {}]",
+                humantime::format_duration(defaults.direct_expiry)
             ),
         ] {
             assert!(help.contains(&want), "help lacks {want}:\n{help}");

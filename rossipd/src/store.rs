@@ -36,6 +36,7 @@ use rossip_proto::message::Hlc;
 use rossip_proto::{Message, NodeId};
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod direct;
 mod encode;
 mod retention;
 #[cfg(test)]
@@ -381,11 +382,13 @@ impl Store {
     }
 
     /// [`Store::load_window`], each message with its delivery number.
+    /// Channel messages only: direct messages never enter the gossip
+    /// node's history (see [`Store::load_direct`]).
     pub fn load_numbered_window(&self, now_ms: u64) -> rusqlite::Result<Vec<(u64, Message)>> {
         let mut stmt = self.conn.prepare(
             "SELECT origin, seq, ms, logical, origin_name, channel, text, key, sig, cursor,
                     user, nick, to_node, to_user FROM messages
-             WHERE ms >= ?1
+             WHERE ms >= ?1 AND to_node IS NULL
              ORDER BY ms DESC, logical DESC, origin DESC, seq DESC LIMIT ?2",
         )?;
         let limit = i64::try_from(self.retention.limit).unwrap_or(i64::MAX);
@@ -609,6 +612,7 @@ fn open_checked(path: &Path) -> Result<Connection, OpenError> {
             "BEGIN; {CREATE_SCHEMA} {CREATE_CURSOR_INDEX} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))?;
     }
+    conn.execute_batch(direct::CREATE_DIRECT_PENDING)?;
     Ok(conn)
 }
 

@@ -30,7 +30,8 @@
 //! - [`wait`]: polling with a deadline instead of sleeping;
 //! - [`stream`]: a subscription read with its delivery cursors, and the
 //!   node's delivery order read back with `history {after}`, to compare;
-//! - [`sys`]: process and command helpers.
+//! - [`sys`]: process and command helpers;
+//! - [`sniff`]: a capture of every frame on the test LAN's switch.
 //!
 //! Failures print what is needed to reproduce: the daemons' command lines and
 //! the tail of their logs (see [`daemon::Daemon`]'s `Drop`).
@@ -55,6 +56,7 @@ pub mod netns;
 pub mod nscluster;
 pub mod rng;
 pub mod rpc;
+pub mod sniff;
 pub mod stream;
 pub mod sys;
 pub mod wait;

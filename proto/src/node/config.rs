@@ -224,6 +224,25 @@ pub struct ProtocolConfig {
     /// to every member again, besides at once when it changes and to each
     /// member that comes up: what repairs a lost update. Default 20 s.
     pub presence_refresh_interval: Duration,
+    // --- Direct messages (see `direct`) ---
+    /// How long a direct message is kept and retried until its recipient
+    /// acknowledges it; then it is given up and reported expired. Default
+    /// 24 h.
+    pub direct_expiry: Duration,
+    /// The first wait for an acknowledgement before a direct message is
+    /// sent again. Default 1 s.
+    pub direct_retry_initial: Duration,
+    /// The longest wait between two copies (the wait doubles up to this).
+    /// Default 30 s.
+    pub direct_retry_max: Duration,
+    /// Direct messages waiting for acknowledgement at most; more are
+    /// refused. Default 1000.
+    pub direct_max_pending: usize,
+    /// Payload bytes of the direct messages waiting, at most. Default 4 MiB.
+    pub direct_max_pending_bytes: usize,
+    /// Ids of direct messages delivered here that are remembered to drop
+    /// later copies. Default 4096.
+    pub direct_dedup_memory: usize,
 }
 
 impl Default for ProtocolConfig {
@@ -283,6 +302,12 @@ impl Default for ProtocolConfig {
             replay_freshness: Duration::from_secs(5 * 60),
 
             presence_refresh_interval: Duration::from_secs(20),
+            direct_expiry: Duration::from_secs(24 * 3600),
+            direct_retry_initial: Duration::from_secs(1),
+            direct_retry_max: Duration::from_secs(30),
+            direct_max_pending: 1000,
+            direct_max_pending_bytes: 4 * 1024 * 1024,
+            direct_dedup_memory: 4096,
         }
     }
 }

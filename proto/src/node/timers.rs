@@ -29,6 +29,7 @@ pub(super) enum TimerKind {
     /// Send this node's presence statement to every member again (see
     /// `presence`; reschedules itself).
     PresenceRefresh,
+    Direct,
 }
 
 /// Timers keyed by (deadline, insertion number): timers due at the same

@@ -695,6 +695,12 @@ fn describe(event: &Event) -> String {
             lost.last
         ),
         Event::Keyring(event) => format!("keyring {event:?}"),
+        Event::DirectStatus(status) => format!(
+            "direct {} to {} {}",
+            status.id,
+            status.recipient.short(),
+            status.outcome.as_str()
+        ),
         Event::IdentityInUse(conflict) => format!(
             "identity in use {} {} > {}",
             conflict.id.short(),

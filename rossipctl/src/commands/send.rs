@@ -16,8 +16,12 @@ pub fn run(ctx: &Ctx, out: &mut Out<impl Write>, args: SendArgs) -> anyhow::Resu
     // Connect first: with `-`, an unreachable daemon is reported before anyone types.
     let mut client = ctx.connect()?;
     let channel = args.channel.as_deref();
+    let to = args.to.as_deref();
+    let send_one = |out: &mut Out<_>, client: &mut Client, text: String| {
+        send_one(ctx, out, client, text, channel, to)
+    };
     if !args.reads_stdin() {
-        return send_one(ctx, out, &mut client, args.text.join(" "), channel);
+        return send_one(out, &mut client, args.text.join(" "));
     }
     let stdin = io::stdin();
     if args.lines {
@@ -25,7 +29,7 @@ pub fn run(ctx: &Ctx, out: &mut Out<impl Write>, args: SendArgs) -> anyhow::Resu
         for line in stdin.lock().lines() {
             let line = line.context("cannot read a line of stdin (is it UTF-8 text?)")?;
             if !line.trim().is_empty() {
-                send_one(ctx, out, &mut client, line, channel)?;
+                send_one(out, &mut client, line)?;
             }
         }
         return Ok(());
@@ -35,7 +39,7 @@ pub fn run(ctx: &Ctx, out: &mut Out<impl Write>, args: SendArgs) -> anyhow::Resu
         .lock()
         .read_to_string(&mut text)
         .context("cannot read the message from stdin (is it UTF-8 text?)")?;
-    send_one(ctx, out, &mut client, strip_one_newline(text), channel)
+    send_one(out, &mut client, strip_one_newline(text))
 }
 
 fn send_one(
@@ -44,16 +48,33 @@ fn send_one(
     client: &mut Client,
     text: String,
     channel: Option<&str>,
+    to: Option<&str>,
 ) -> anyhow::Result<()> {
     let params = SendParams {
         text,
         channel: channel.map(str::to_owned),
+        to: to.map(str::to_owned),
     };
     let sent: SendResult = client.call(method::SEND, params)?;
     if ctx.json {
-        out.json(&sent)
-    } else {
-        out.line(&sanitize(&sent.id))
+        return out.json(&sent);
+    }
+    match &sent.direct {
+        // `delivered to bob@b: ID`, or `queued for bob@b: ID`.
+        Some(direct) => {
+            let preposition = if direct.status == "delivered" {
+                "to"
+            } else {
+                "for"
+            };
+            out.line(&format!(
+                "{} {preposition} {}: {}",
+                sanitize(&direct.status),
+                sanitize(&direct.to),
+                sanitize(&sent.id)
+            ))
+        }
+        None => out.line(&sanitize(&sent.id)),
     }
 }
 

@@ -98,6 +98,10 @@ fn lines(s: &StatusResult) -> Vec<String> {
             m.sends_held, m.sends_waiting, m.sends_refused
         ),
         format!(
+            "direct: {} waiting for their recipients, {} copies sent, {} received, {} expired",
+            m.direct_pending, m.direct_sent, m.direct_received, m.direct_expired
+        ),
+        format!(
             "datagrams: {} received ({} bytes), {} sent ({} bytes)",
             d.received, d.bytes_received, d.sent, d.bytes_sent
         ),
@@ -210,6 +214,7 @@ mod tests {
                 sends_refused: 1,
                 partial: 0,
                 partial_evicted: 0,
+                ..MessageCounts::default()
             },
             datagrams: DatagramCounts {
                 received: 10,
@@ -259,6 +264,7 @@ mod tests {
             "messages: 4 sent, 5 received, 6 duplicates, 9 in history (900 bytes)",
             "repair: 12 repairs sent, 3 gap pulls, 0 lost, 0 large messages partly received (0 dropped incomplete)",
             "back-pressure: 20 sends held, 0 waiting, 1 refused busy",
+            "direct: 0 waiting for their recipients, 0 copies sent, 0 received, 0 expired",
             "datagrams: 10 received (1200 bytes), 11 sent (1300 bytes)",
             "datagrams dropped: 2 malformed, 1 wrong_cluster",
             "subscriber drops: 7",

@@ -72,11 +72,26 @@ pub fn human_line(message: &MessageView, tz: &TimeZone) -> String {
     let time = format_time(message.ts, tz);
     let name = sender(message);
     let text = sanitize(&message.text);
+    let name = match &message.to {
+        Some(to) => format!("{name} {}", direct_mark(to)),
+        None => name,
+    };
     if message.channel == DEFAULT_CHANNEL {
         format!("{time} {name}: {text}")
     } else {
         format!("{time} {name} #{}: {text}", sanitize(&message.channel))
     }
+}
+
+/// `[dm → bob@3fa2b1c9]`: a direct message, and to whom (the recipient node by its short
+/// id); the sender is already at the start of the line.
+fn direct_mark(to: &rossip_proto::rpc::RecipientView) -> String {
+    let short: String = to.node.chars().take(8).collect();
+    let recipient = match &to.user {
+        Some(user) => format!("{}@{}", display_name(user), sanitize(&short)),
+        None => sanitize(&short).into_owned(),
+    };
+    format!("[dm → {recipient}]")
 }
 
 /// A name for a human line (a node's, a user's, a display name): sanitized, and quoted if it
@@ -225,6 +240,29 @@ mod tests {
         assert_eq!(
             line,
             "2026-11-24 05:20:01 \"alice [3fa2b1c9]: hi\" [abababab]: x"
+        );
+    }
+
+    #[test]
+    fn direct_messages_are_marked_with_sender_and_recipient() {
+        let mut m = message("a", "general", "lunch?");
+        m.from = "alice@a".to_owned();
+        m.to = Some(rossip_proto::rpc::RecipientView {
+            node: "cd".repeat(16),
+            user: Some("bob\x1b[2K".to_owned()),
+        });
+        let line = human_line(&m, &TimeZone::UTC);
+        assert_eq!(
+            line,
+            "2026-11-24 05:20:01 a [abababab] [dm → bob\\x1b[2K@cdcdcdcd]: lunch?"
+        );
+        if let Some(to) = &mut m.to {
+            to.user = None;
+        }
+        let line = human_line(&m, &TimeZone::UTC);
+        assert_eq!(
+            line,
+            "2026-11-24 05:20:01 a [abababab] [dm → cdcdcdcd]: lunch?"
         );
     }
 

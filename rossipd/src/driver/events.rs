@@ -51,6 +51,7 @@ impl Driver {
             Event::Keyring(event) => self.on_keyring_event(event),
             Event::IdentityInUse(conflict) => self.on_identity_in_use(conflict),
             Event::Presence(change) => self.on_presence_change(change),
+            Event::DirectStatus(status) => self.on_direct_status(status),
             Event::Contacted { from, id, name } => {
                 let joined = Joined {
                     id,

@@ -100,6 +100,9 @@ pub enum CoreError {
     /// display name to set or show.
     #[error("rossipd cannot tell which user is calling (no peer credentials on the socket)")]
     NoUser,
+    /// The node refused a direct message.
+    #[error(transparent)]
+    Direct(#[from] rossip_proto::node::DirectError),
 }
 
 /// Where a read of history starts.
@@ -283,6 +286,16 @@ pub enum Command {
         /// Sorted by node name, node id, then user.
         reply: oneshot::Sender<Vec<super::PresenceEntry>>,
     },
+    /// Send a direct message (`draft.to` set); answered once the sender's
+    /// own copy is committed.
+    SendDirect {
+        /// What to send, and to whom.
+        draft: Draft,
+        /// The sender's own delivery, or why not.
+        reply: oneshot::Sender<Result<Arc<Delivered>, CoreError>>,
+        /// Told when the recipient acknowledges it, or it expires.
+        outcome: oneshot::Sender<rossip_proto::node::DirectOutcome>,
+    },
 }
 
 /// A `send` handed to the driver, whose answer comes after the commit.
@@ -369,6 +382,32 @@ impl Handle {
         self.submit(|reply| Command::Send { draft, reply })
             .await
             .map(SendTicket)
+    }
+
+    /// Sends a direct message (`draft.to` set): the ticket gives the
+    /// sender's own delivery once committed, and the receiver what became
+    /// of the message (acknowledged or expired; dropped if the daemon
+    /// stops first).
+    pub async fn send_direct(
+        &self,
+        draft: Draft,
+    ) -> Result<
+        (
+            SendTicket,
+            oneshot::Receiver<rossip_proto::node::DirectOutcome>,
+        ),
+        CoreError,
+    > {
+        let (outcome, outcome_rx) = oneshot::channel();
+        let ticket = self
+            .submit(|reply| Command::SendDirect {
+                draft,
+                reply,
+                outcome,
+            })
+            .await
+            .map(SendTicket)?;
+        Ok((ticket, outcome_rx))
     }
 
     /// Where a read starts.

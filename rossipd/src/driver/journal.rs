@@ -39,12 +39,50 @@ const SWEEP_SLACK: usize = 4096;
 pub struct ReadFilter {
     /// Only this channel's messages.
     pub channel: Option<String>,
+    /// Who reads: direct messages are shown only to the users they concern.
+    pub viewer: Viewer,
+    /// This node's id, which says whom a direct message concerns here (set
+    /// by the driver; without it a [`Viewer::User`] sees no direct message).
+    pub here: Option<rossip_proto::NodeId>,
+}
+
+/// Who reads, for the visibility of direct messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Viewer {
+    /// Every message (root, and the daemon's own readers).
+    #[default]
+    Everyone,
+    /// A local user: of direct messages, those the user sent from this
+    /// node, and those this node received for the user (or for no one in
+    /// particular).
+    User(String),
 }
 
 impl ReadFilter {
     /// Whether `message` passes.
     pub fn wants(&self, message: &Message) -> bool {
-        self.channel.as_deref().is_none_or(|c| c == message.channel)
+        self.channel.as_deref().is_none_or(|c| c == message.channel) && self.may_see(message)
+    }
+
+    /// The filter read at node `here`.
+    pub fn here(mut self, here: rossip_proto::NodeId) -> ReadFilter {
+        self.here = Some(here);
+        self
+    }
+
+    /// Whether the viewer may see `message` (every channel message; a
+    /// direct message if it concerns the viewer).
+    pub fn may_see(&self, message: &Message) -> bool {
+        let Some(to) = &message.to else {
+            return true;
+        };
+        match &self.viewer {
+            Viewer::Everyone => true,
+            Viewer::User(user) => self.here.is_some_and(|here| {
+                (message.id.origin == here && message.author.user == *user)
+                    || (to.node == here && to.user.as_ref().is_none_or(|u| u == user))
+            }),
+        }
     }
 }
 
@@ -351,10 +389,65 @@ mod tests {
         assert_eq!(seen, messages.len() - 2, "each once");
         let odd = ReadFilter {
             channel: Some("odd".into()),
+            ..ReadFilter::default()
         };
         let page = journal.read_after(journal.newest() - 4, &odd, 100, usize::MAX, lookup);
         assert_eq!(page.deliveries.len(), 2, "filtered");
         assert_eq!(page.next, Some(ReadFrom::After(journal.newest())));
+    }
+
+    #[test]
+    fn direct_messages_are_shown_only_to_the_users_they_concern() {
+        let (a, b) = (NodeId([1; 16]), NodeId([2; 16]));
+        let mut dm = message(1, "general");
+        dm.author.user = "alice".into();
+        dm.to = Some(rossip_proto::message::Recipient {
+            node: b,
+            user: Some("bob".into()),
+        });
+        let viewer = |user: &str, here: NodeId| {
+            ReadFilter {
+                viewer: Viewer::User(user.into()),
+                ..ReadFilter::default()
+            }
+            .here(here)
+        };
+        // The sender's node is `a` (the test message's origin is [1; 16]).
+        assert!(viewer("alice", a).wants(&dm), "its sender, at the origin");
+        assert!(
+            !viewer("mallory", a).wants(&dm),
+            "another user at the origin"
+        );
+        assert!(viewer("bob", b).wants(&dm), "its recipient, at its node");
+        assert!(
+            !viewer("alice", b).wants(&dm),
+            "an alice at the recipient's node"
+        );
+        assert!(
+            !viewer("carol", b).wants(&dm),
+            "another user at the recipient's node"
+        );
+        assert!(
+            !viewer("bob", NodeId([3; 16])).wants(&dm),
+            "anyone elsewhere"
+        );
+        let unplaced = ReadFilter {
+            viewer: Viewer::User("alice".into()),
+            ..ReadFilter::default()
+        };
+        assert!(!unplaced.wants(&dm), "nobody, until the driver says where");
+        assert!(ReadFilter::default().wants(&dm), "root sees all");
+        if let Some(to) = &mut dm.to {
+            to.user = None;
+        }
+        assert!(
+            viewer("carol", b).wants(&dm),
+            "no user named: every user there"
+        );
+        assert!(
+            viewer("carol", b).wants(&message(2, "general")),
+            "channel messages: all"
+        );
     }
 
     #[test]

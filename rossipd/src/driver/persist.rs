@@ -54,7 +54,10 @@ impl Driver {
         let retried = batch.messages.len();
         for &(number, message) in numbered {
             batch.messages.push((number, message));
-            origins.insert(message.id.origin);
+            // Direct messages are outside every seen set.
+            if message.to.is_none() {
+                origins.insert(message.id.origin);
+            }
         }
         for event in events {
             match event {
@@ -78,6 +81,7 @@ impl Driver {
                 | Event::Keyring(_)
                 | Event::IdentityInUse(_)
                 | Event::Presence(_) => {}
+                Event::DirectStatus(_) => {}
             }
         }
         batch.seen = origins
@@ -147,7 +151,10 @@ impl Driver {
         let highest = events
             .iter()
             .filter_map(|event| match event {
-                Event::Message(message) if message.id.origin == own => Some(message.id.seq),
+                // Direct messages take no number of the gossip sequence.
+                Event::Message(message) if message.id.origin == own && message.to.is_none() => {
+                    Some(message.id.seq)
+                }
                 _ => None,
             })
             .max();

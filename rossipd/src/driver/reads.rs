@@ -47,7 +47,7 @@ impl Driver {
             StartQuery::Ordered { n, since } => {
                 let mut lower = match since {
                     None => Bound::Unbounded,
-                    Some(SincePoint::After(id)) => match self.node.message(id) {
+                    Some(SincePoint::After(id)) => match self.any_message(id) {
                         Some(message) => Bound::Excluded(message.order_key()),
                         None => return Err(CoreError::UnknownMessage(*id)),
                     },
@@ -60,7 +60,7 @@ impl Driver {
                         seq: 0,
                     }),
                 };
-                let Some(until) = self.node.history().next_back().map(Message::order_key) else {
+                let Some(until) = self.newest_key() else {
                     return Ok(start(None));
                 };
                 if let Some(n) = *n {
@@ -69,9 +69,7 @@ impl Driver {
                     }
                     // The newest `n` that the read would return.
                     let nth = self
-                        .node
-                        .history_range((lower, Bound::Included(until)))
-                        .rev()
+                        .all_messages_in((lower, Bound::Included(until)), true)
                         .filter(|m| self.readable(m, snapshot, filter))
                         .nth(n - 1);
                     if let Some(message) = nth {
@@ -108,10 +106,11 @@ impl Driver {
         match from {
             ReadFrom::After(after) => {
                 let node = &self.node;
+                let direct = &self.direct;
                 let pins = &self.pins;
                 let journal = &self.journal;
                 let page = journal.read_after(after, filter, limit, max_bytes, |id, number| {
-                    let message = node.message(id)?;
+                    let message = node.message(id).or_else(|| direct.get(id))?;
                     Some(Delivered {
                         cursor: journal.cursor(number),
                         message: message.clone(),
@@ -133,7 +132,7 @@ impl Driver {
                 let mut page = ReadPage::default();
                 let mut bytes = 0usize;
                 let mut last: Option<OrderKey> = None;
-                for message in self.node.history_range((lower, Bound::Included(until))) {
+                for message in self.all_messages_in((lower, Bound::Included(until)), false) {
                     if page.deliveries.len() >= limit || bytes >= max_bytes {
                         page.next = last.map(|key| ReadFrom::Ordered {
                             lower: Bound::Excluded(key),

@@ -75,6 +75,11 @@ impl Driver {
                 sends_waiting: u64::try_from(self.deferred.len()).unwrap_or(u64::MAX),
                 partial: u64::try_from(self.node.reassembly_usage().0).unwrap_or(u64::MAX),
                 partial_evicted: s.reassembly_evicted,
+                direct_pending: u64::try_from(self.node.pending_direct().count())
+                    .unwrap_or(u64::MAX),
+                direct_sent: s.direct_sent,
+                direct_received: s.direct_received,
+                direct_expired: s.direct_expired,
             },
             datagrams: DatagramCounts {
                 received: s.datagrams_received,

@@ -104,6 +104,7 @@ impl Unstored {
                 | Event::Keyring(_)
                 | Event::IdentityInUse(_)
                 | Event::Presence(_) => {}
+                Event::DirectStatus(_) => {}
             }
         }
         dropped

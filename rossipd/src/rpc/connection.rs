@@ -364,7 +364,7 @@ impl Connection {
                     let ticket = methods::submit_send(params, driver, &self.speaker).await;
                     self.pending.push_back(Box::pin(async move {
                         let outcome = match ticket {
-                            Ok(ticket) => methods::send_result(ticket.outcome().await),
+                            Ok(ticket) => ticket.result().await,
                             Err(e) => Err(e),
                         };
                         Answer::Line(dispatch::response(&id, &outcome))
@@ -447,7 +447,7 @@ impl Connection {
                 if let Ok(Output::History(stream)) = outcome {
                     self.out.push_str(dispatch::response_start());
                     self.out.push_str(HistoryStream::opening());
-                    self.history = Some((id, stream));
+                    self.history = Some((id, *stream));
                     self.finish_history_if_done();
                     return;
                 }
@@ -490,7 +490,7 @@ impl Connection {
                 let cursor = start.cursor.to_string();
                 let wants_peers = start.filter.kinds.contains(&rpc::EventKind::Peer);
                 let wants_presence = start.filter.kinds.contains(&rpc::EventKind::Presence);
-                let subscription = self.subscriptions.add(start);
+                let subscription = self.subscriptions.add(*start);
                 if wants_peers && self.peer_changes.is_none() {
                     self.peer_changes = Some(self.ctx.driver.peer_changes());
                 }

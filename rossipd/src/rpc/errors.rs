@@ -48,6 +48,7 @@ pub fn error_object(e: &CoreError) -> ErrorObject {
         CoreError::NickTable(crate::nicks::NickTableError::NotSaved(_)) => {
             ErrorObject::new(code::INTERNAL_ERROR, message)
         }
+        CoreError::Direct(direct) => super::direct::error_object(direct, message),
     }
 }
 

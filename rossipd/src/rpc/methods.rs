@@ -17,7 +17,7 @@ use super::caller::Speaker;
 use super::history::HistoryStream;
 use super::subscription::{Filter, SubscriptionStart};
 use crate::delivery::{Cursor, Delivered};
-use crate::driver::journal::{ReadFilter, ReadFrom};
+use crate::driver::journal::{ReadFilter, ReadFrom, Viewer};
 use crate::driver::{CoreError, Handle, SendTicket, SincePoint, StartQuery};
 use crate::views;
 
@@ -38,12 +38,14 @@ pub(super) struct NoParams {}
 pub enum Output {
     /// The result.
     Value(Value),
-    /// A subscription to start: its response, then its events.
-    Subscribe(SubscriptionStart),
+    /// A subscription to start: its response, then its events (boxed:
+    /// its filters make it the largest by far).
+    Subscribe(Box<SubscriptionStart>),
     /// A subscription of this connection to end.
     Unsubscribe(u64),
-    /// A `history` result, written a page at a time.
-    History(HistoryStream),
+    /// A `history` result, written a page at a time (boxed, as
+    /// `Subscribe`).
+    History(Box<HistoryStream>),
 }
 
 /// Whether a result may be written in pieces (not inside a batch, whose
@@ -66,8 +68,10 @@ pub async fn call(
 ) -> Result<Output, ErrorObject> {
     let value = match method {
         rpc::method::SEND => {
-            let ticket = submit_send(parse(params)?, driver, speaker).await?;
-            send_result(ticket.outcome().await)?
+            submit_send(parse(params)?, driver, speaker)
+                .await?
+                .result()
+                .await?
         }
         rpc::method::HISTORY => {
             if framing == Framing::InBatch {
@@ -79,9 +83,11 @@ pub async fn call(
                      time); send it as a request of its own",
                 ));
             }
-            return Ok(Output::History(history(parse(params)?, driver).await?));
+            return Ok(Output::History(Box::new(
+                history(parse(params)?, driver, speaker).await?,
+            )));
         }
-        rpc::method::SUBSCRIBE => return subscribe(parse(params)?, driver).await,
+        rpc::method::SUBSCRIBE => return subscribe(parse(params)?, driver, speaker).await,
         rpc::method::UNSUBSCRIBE => {
             let p: UnsubscribeParams = parse(params)?;
             return Ok(Output::Unsubscribe(p.subscription));
@@ -121,6 +127,25 @@ pub async fn call(
     Ok(Output::Value(value))
 }
 
+/// A `send` handed to the driver, whose answer comes later.
+#[derive(Debug)]
+pub enum PendingSend {
+    /// A channel message.
+    Channel(SendTicket),
+    /// A direct message.
+    Direct(super::direct::DirectTicket),
+}
+
+impl PendingSend {
+    /// The `send` result, once the driver answered.
+    pub async fn result(self) -> Result<Value, ErrorObject> {
+        match self {
+            PendingSend::Channel(ticket) => send_result(ticket.outcome().await),
+            PendingSend::Direct(ticket) => ticket.result().await,
+        }
+    }
+}
+
 /// Hands a `send` to the driver (waiting for room in its queue: the
 /// back-pressure of a busy daemon) and returns the pending answer, so that
 /// a connection can read its next request meanwhile.
@@ -128,7 +153,7 @@ pub async fn submit_send(
     p: SendParams,
     driver: &Handle,
     speaker: &Speaker,
-) -> Result<SendTicket, ErrorObject> {
+) -> Result<PendingSend, ErrorObject> {
     let draft = Draft {
         channel: p.channel.unwrap_or_else(|| DEFAULT_CHANNEL.to_owned()),
         text: p.text,
@@ -140,7 +165,12 @@ pub async fn submit_send(
         },
         to: None,
     };
-    Ok(driver.send(draft).await?)
+    if let Some(to) = &p.to {
+        return Ok(PendingSend::Direct(
+            super::direct::submit(draft, to, driver).await?,
+        ));
+    }
+    Ok(PendingSend::Channel(driver.send(draft).await?))
 }
 
 /// The `send` result for the driver's answer.
@@ -151,6 +181,7 @@ pub fn send_result(
     to_value(SendResult {
         id: delivered.message.id.to_string(),
         ts: delivered.message.ts.ms,
+        direct: None,
     })
 }
 
@@ -171,12 +202,21 @@ fn since_point(since: Since) -> Result<SincePoint, ErrorObject> {
     }
 }
 
-/// A channel filter, checked.
-fn read_filter(channel: Option<String>) -> Result<ReadFilter, ErrorObject> {
+/// A channel filter, checked, for `speaker`: direct messages are shown
+/// only to the users they concern (root sees all).
+fn read_filter(channel: Option<String>, speaker: &Speaker) -> Result<ReadFilter, ErrorObject> {
     if let Some(channel) = &channel {
         rossip_proto::message::validate_channel(channel).map_err(CoreError::from)?;
     }
-    Ok(ReadFilter { channel })
+    let viewer = match speaker.uid {
+        Some(0) => Viewer::Everyone,
+        _ => Viewer::User(speaker.user.clone()),
+    };
+    Ok(ReadFilter {
+        channel,
+        viewer,
+        here: None,
+    })
 }
 
 /// Where a read starts, from `n`, `since` and `after`.
@@ -198,8 +238,12 @@ fn start_query(
     }
 }
 
-async fn history(p: HistoryParams, driver: &Handle) -> Result<HistoryStream, ErrorObject> {
-    let filter = read_filter(p.channel)?;
+async fn history(
+    p: HistoryParams,
+    driver: &Handle,
+    speaker: &Speaker,
+) -> Result<HistoryStream, ErrorObject> {
+    let filter = read_filter(p.channel, speaker)?;
     let query = start_query(p.n, p.since, p.after)?;
     // With `after`, `n` is a page size: the first `n` after the cursor.
     let first_n = matches!(query, StartQuery::After(_))
@@ -209,7 +253,11 @@ async fn history(p: HistoryParams, driver: &Handle) -> Result<HistoryStream, Err
     Ok(HistoryStream::new(start, filter, first_n))
 }
 
-async fn subscribe(p: SubscribeParams, driver: &Handle) -> Result<Output, ErrorObject> {
+async fn subscribe(
+    p: SubscribeParams,
+    driver: &Handle,
+    speaker: &Speaker,
+) -> Result<Output, ErrorObject> {
     let kinds = p.events.unwrap_or_else(|| vec![EventKind::Message]);
     if kinds.is_empty() {
         return Err(ErrorObject::new(
@@ -217,7 +265,7 @@ async fn subscribe(p: SubscribeParams, driver: &Handle) -> Result<Output, ErrorO
             "events must name at least one kind",
         ));
     }
-    let read = read_filter(p.channel.clone())?;
+    let read = read_filter(p.channel.clone(), speaker)?;
     if p.after.is_some() && p.n.is_some() {
         return Err(ErrorObject::new(
             rpc::code::INVALID_PARAMS,
@@ -244,14 +292,14 @@ async fn subscribe(p: SubscribeParams, driver: &Handle) -> Result<Output, ErrorO
         Some(ReadFrom::After(after)) => (None, after),
         from => (from.filter(|_| messages), start.snapshot),
     };
-    Ok(Output::Subscribe(SubscriptionStart {
+    Ok(Output::Subscribe(Box::new(SubscriptionStart {
         filter: Filter { kinds, read },
         replay,
         position,
         // Where the replay ends and live events begin (the snapshot), also
         // for `after`: a follower resumes after its last message, not here.
         cursor: start.cursor,
-    }))
+    })))
 }
 
 async fn join(p: JoinParams, driver: &Handle) -> Result<Value, ErrorObject> {

@@ -5,6 +5,7 @@
 mod caller;
 mod chat;
 mod connection;
+mod direct;
 mod dispatch;
 mod errors;
 mod framing;
