@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+mod chat;
 mod cli;
 mod client;
 mod commands;
@@ -72,6 +73,10 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Man(args) => commands::man::run(&mut out, args)?,
         Command::Keygen(args) => commands::keygen::run(&ctx, &mut out, args)?,
         Command::Keys(command) => commands::keys::run(&ctx, &mut out, command)?,
+        Command::Chat(args) => {
+            drop(out);
+            return commands::chat::run(&ctx, args);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@
 use crate::client::{Client, ClientError};
 use crate::socket_path::SocketLocation;
 
+pub mod chat;
 pub mod completions;
 pub mod events;
 pub mod follow;
