@@ -30,7 +30,8 @@
 //! - [`wait`]: polling with a deadline instead of sleeping;
 //! - [`stream`]: a subscription read with its delivery cursors, and the
 //!   node's delivery order read back with `history {after}`, to compare;
-//! - [`sys`]: process and command helpers.
+//! - [`sys`]: process and command helpers;
+//! - [`tmux`]: a real terminal (tmux) for `rossipctl chat`, typed into and read.
 //!
 //! Failures print what is needed to reproduce: the daemons' command lines and
 //! the tail of their logs (see [`daemon::Daemon`]'s `Drop`).
@@ -57,6 +58,7 @@ pub mod rng;
 pub mod rpc;
 pub mod stream;
 pub mod sys;
+pub mod tmux;
 pub mod wait;
 
 pub use daemon::{Daemon, DaemonBuilder};
