@@ -534,3 +534,82 @@ fn piped_chat_sends_lines_and_prints_messages_across_a_restart() {
     });
     assert!(status.success(), "{status}");
 }
+
+/// Two people chatting on two nodes: each sees the other come, go away and leave inline;
+/// `/who` lists them; `/nick` puts a display name beside `user@node`; `/channels` lists the
+/// channels. Needs the daemon's `who`, `presence.set`, `nick` and `channels` methods.
+#[test]
+fn presence_nick_who_and_channels_in_the_chat() {
+    let test = "presence_nick_who_and_channels_in_the_chat";
+    if !tmux_or_skip(test) {
+        return;
+    }
+    let (a, b) = cluster::start_joined_pair(
+        Daemon::builder("pres-a").loopback(),
+        Daemon::builder("pres-b").loopback(),
+    );
+    let alice = Tmux::start("chat-pres-a", 80, 24, &chat_command(a.socket(), ""));
+    alice.wait_screen(SCREEN_TIMEOUT, "a's chat", |s| {
+        input_row(s).starts_with("#general>")
+    });
+    assert!(
+        !shows(&alice.screen(), "does not support presence"),
+        "{}",
+        alice.screen().join("\n")
+    );
+    let bob = Tmux::start("chat-pres-b", 80, 24, &chat_command(b.socket(), ""));
+    bob.wait_screen(SCREEN_TIMEOUT, "b's chat", |s| {
+        input_row(s).starts_with("#general>")
+    });
+    alice.wait_screen(SCREEN_TIMEOUT, "b joining, inline", |s| {
+        shows(s, "@pres-b joined the chat")
+    });
+
+    bob.enter_line("/away lunch");
+    alice.wait_screen(SCREEN_TIMEOUT, "b away", |s| {
+        shows(s, "@pres-b is away: lunch")
+    });
+    alice.enter_line("/who");
+    alice.wait_screen(SCREEN_TIMEOUT, "/who listing both", |s| {
+        s.iter()
+            .any(|r| r.contains("@pres-a") && r.contains("available"))
+            && s.iter()
+                .any(|r| r.contains("@pres-b") && r.contains("away"))
+    });
+    // F2 hides the presence lines, and shows them again.
+    alice.keys(&["F2"]);
+    alice.wait_screen(SCREEN_TIMEOUT, "presence lines hidden", |s| {
+        !shows(s, "is away: lunch") && status_row(s).contains("presence hidden")
+    });
+    alice.keys(&["F2"]);
+    alice.wait_screen(SCREEN_TIMEOUT, "presence lines back", |s| {
+        shows(s, "is away: lunch")
+    });
+
+    alice.enter_line("/nick Ally");
+    alice.wait_screen(SCREEN_TIMEOUT, "the nick set", |s| {
+        status_row(s).contains("@pres-a (Ally)")
+    });
+    alice.enter_line("hello with a display name");
+    let said = wait_message(b.socket(), None, "hello with a display name");
+    assert_eq!(said.nick.as_deref(), Some("Ally"));
+    bob.wait_screen(SCREEN_TIMEOUT, "the nick beside user@node", |s| {
+        shows(s, "@pres-a (Ally): hello with a display name")
+    });
+
+    alice.enter_line("/join ops");
+    alice.enter_line("one line in ops");
+    wait_message(a.socket(), Some("ops"), "one line in ops");
+    alice.enter_line("/channels");
+    alice.wait_screen(SCREEN_TIMEOUT, "/channels", |s| {
+        shows(s, "#ops  1 message(s)") && shows(s, "#general")
+    });
+
+    bob.enter_line("/quit");
+    assert_terminal_restored(&bob, "0");
+    alice.wait_screen(SCREEN_TIMEOUT, "b leaving, inline", |s| {
+        shows(s, "@pres-b left the chat")
+    });
+    alice.enter_line("/quit");
+    assert_terminal_restored(&alice, "0");
+}

@@ -238,6 +238,13 @@ impl App {
         };
         app.node_names
             .insert(app.me.node_id.clone(), app.me.node_name.clone());
+        // The stream's backlog covers every channel: this one's own history fills its window.
+        if let Target::Channel(channel) = &app.windows[0].target {
+            app.requests.push(Request::History {
+                channel: channel.clone(),
+                n: app.settings.backlog,
+            });
+        }
         app.info(format!(
             "you are {} on {}; /help lists the commands",
             sanitize(&lines::with_nick(&app.me.from(), app.me.nick.as_deref())),
@@ -295,9 +302,11 @@ impl App {
             StreamNews::Connected { presence, resumed } => {
                 if resumed {
                     self.info("reconnected to rossipd");
-                    // The old connection's close was our leaving: be back.
-                    self.requests
-                        .push(Request::Presence(self.presence_params()));
+                    if self.me.presence {
+                        // The old connection's close was our leaving: be back.
+                        self.requests
+                            .push(Request::Presence(self.presence_params()));
+                    }
                 } else if !presence && self.me.presence {
                     self.info("this rossipd does not report presence: no join/leave lines");
                 }

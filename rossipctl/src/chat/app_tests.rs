@@ -22,7 +22,12 @@ fn app() -> App {
         backlog: 50,
         tz: TimeZone::UTC,
     };
-    App::new(me(), "general".into(), settings, Instant::now())
+    let mut app = App::new(me(), "general".into(), settings, Instant::now());
+    assert!(matches!(
+        app.take_requests().as_slice(),
+        [Request::History { channel, n: 50 }] if channel == "general"
+    ));
+    app
 }
 
 fn message(seq: u64, from_node: &str, user: &str, channel: &str, text: &str) -> MessageView {

@@ -39,9 +39,10 @@ const MAX_RETRY: Duration = Duration::from_secs(4);
 
 /// The event kinds to follow, best first: a daemon that refuses a kind it does not know
 /// (invalid params) is asked for the next set.
-const EVENT_KIND_SETS: [&[&str]; 3] = [
+const EVENT_KIND_SETS: [&[&str]; 4] = [
     &["message", "presence", "direct_status"],
     &["message", "presence"],
+    &["message", "direct_status"],
     &["message"],
 ];
 
@@ -510,11 +511,9 @@ impl Worker {
             me.nick = nick.nick;
         }
         if me.user.is_none() {
-            // A daemon from before these methods: the login name is the best guess of the
+            // A daemon from before these methods: this uid's name is the best guess of the
             // name it puts on this chat's messages (for mentions and the status bar).
-            me.user = ["USER", "LOGNAME"]
-                .into_iter()
-                .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
+            me.user = Some(login_name());
         }
         Ok(me)
     }
@@ -598,4 +597,21 @@ impl Worker {
         }
         Ok(self.client.insert(client))
     }
+}
+
+/// This process's user name as the daemon names a caller: the /etc/passwd entry of the uid,
+/// else `uidN` (users served only by NSS modules are not seen: reading them needs libc).
+fn login_name() -> String {
+    let uid = rustix::process::getuid().as_raw();
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let entry_uid: u32 = fields.nth(1)?.parse().ok()?;
+                (entry_uid == uid && !name.is_empty()).then(|| name.to_owned())
+            })
+        })
+        .unwrap_or_else(|| format!("uid{uid}"))
 }
