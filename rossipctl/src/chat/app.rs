@@ -238,6 +238,8 @@ impl App {
         };
         app.node_names
             .insert(app.me.node_id.clone(), app.me.node_name.clone());
+        // The names of the nodes, for direct messages sent to them.
+        app.requests.push(Request::Peers { shown: false });
         // The stream's backlog covers every channel: this one's own history fills its window.
         if let Target::Channel(channel) = &app.windows[0].target {
             app.requests.push(Request::History {
@@ -330,8 +332,7 @@ impl App {
     }
 
     fn on_message(&mut self, message: &MessageView, live: bool) {
-        self.node_names
-            .insert(message.origin.clone(), message.origin_name.clone());
+        self.learn_node(&message.origin, &message.origin_name);
         let mine = self.me.sent(message);
         let (window, to) = match &message.to {
             Some(recipient) => {
@@ -490,12 +491,23 @@ impl App {
                 }
             }
             Reply::Channels(Err(err)) => self.call_failed("/channels", &err),
-            Reply::Peers(Ok(peers)) => {
+            Reply::Peers {
+                shown: false,
+                result,
+            } => {
+                for peer in result.iter().flat_map(|peers| &peers.peers) {
+                    self.learn_node(&peer.id, &peer.name);
+                }
+            }
+            Reply::Peers {
+                shown: true,
+                result: Ok(peers),
+            } => {
                 if peers.peers.is_empty() {
                     self.info("no other node is known");
                 }
                 for peer in &peers.peers {
-                    self.node_names.insert(peer.id.clone(), peer.name.clone());
+                    self.learn_node(&peer.id, &peer.name);
                     self.info(format!(
                         "{} {} {} {}",
                         sanitize(&peer.name),
@@ -505,7 +517,10 @@ impl App {
                     ));
                 }
             }
-            Reply::Peers(Err(err)) => self.call_failed("/peers", &err),
+            Reply::Peers {
+                shown: true,
+                result: Err(err),
+            } => self.call_failed("/peers", &err),
             Reply::Sent {
                 params,
                 from,
@@ -590,9 +605,9 @@ impl App {
             let node_name = direct
                 .to
                 .rsplit_once('@')
-                .map_or(direct.to.as_str(), |(_, node)| node);
-            self.node_names
-                .insert(direct.node.clone(), node_name.to_owned());
+                .map_or(direct.to.as_str(), |(_, node)| node)
+                .to_owned();
+            self.learn_node(&direct.node, &node_name);
         }
         // A window opened by a name the daemon reads otherwise (`/query 3fa2`) takes the
         // name the daemon resolved it to.
@@ -620,6 +635,46 @@ impl App {
                 ));
             }
             other => self.info(format!("direct message to {to}: {}", sanitize(other))),
+        }
+    }
+
+    /// Remembers the name of node `id`; a direct-message window named by the start of that
+    /// id (its copy arrived before the name was known) takes the name, joining a window
+    /// that already has it.
+    fn learn_node(&mut self, id: &str, name: &str) {
+        if self.node_names.get(id).is_some_and(|known| known == name) {
+            return;
+        }
+        self.node_names.insert(id.to_owned(), name.to_owned());
+        let short: String = id.chars().take(8).collect();
+        let mut index = 0;
+        while index < self.windows.len() {
+            let Target::Query(peer) = &self.windows[index].target else {
+                index += 1;
+                continue;
+            };
+            let (user, node) = peer.rsplit_once('@').unwrap_or(("", peer));
+            if node != short {
+                index += 1;
+                continue;
+            }
+            let named = Target::Query(user_at_node(user, name));
+            match self.windows.iter().position(|w| w.target == named) {
+                Some(existing) => {
+                    let lines = std::mem::take(&mut self.windows[index].lines);
+                    for line in lines {
+                        self.windows[existing].insert(line, Placement::Ordered);
+                    }
+                    self.windows.remove(index);
+                    if self.active >= index && self.active > 0 {
+                        self.active -= 1;
+                    }
+                }
+                None => {
+                    self.windows[index].target = named;
+                    index += 1;
+                }
+            }
         }
     }
 
@@ -826,7 +881,7 @@ impl App {
                 self.set_presence(PresenceState::Away, None);
             }
             Typed::Back => self.back(),
-            Typed::Peers => self.requests.push(Request::Peers),
+            Typed::Peers => self.requests.push(Request::Peers { shown: true }),
             Typed::Channels => self.requests.push(Request::Channels),
             Typed::TogglePresence => {
                 self.show_presence = !self.show_presence;

@@ -25,7 +25,8 @@ fn app() -> App {
     let mut app = App::new(me(), "general".into(), settings, Instant::now());
     assert!(matches!(
         app.take_requests().as_slice(),
-        [Request::History { channel, n: 50 }] if channel == "general"
+        [Request::Peers { shown: false }, Request::History { channel, n: 50 }]
+            if channel == "general"
     ));
     app
 }
@@ -254,5 +255,39 @@ fn presence_lines_reach_channel_windows() {
         texts(&app.windows[0])
             .last()
             .is_some_and(|l| l.ends_with("-- bob@h2 joined the chat"))
+    );
+}
+
+#[test]
+fn a_dm_window_named_by_node_id_takes_the_name_once_known() {
+    let mut app = app();
+    let mut outgoing = message(7, ME_NODE, "alice", "general", "hello c");
+    outgoing.to = Some(RecipientView {
+        node: "cc11223344".into(),
+        user: None,
+    });
+    deliver(&mut app, outgoing);
+    assert_eq!(app.windows[1].target, Target::Query("cc112233".into()));
+    app.on_reply(Reply::Sent {
+        params: SendParams {
+            text: "hello c".into(),
+            channel: None,
+            to: Some("h3".into()),
+        },
+        from: Target::Query("h3".into()),
+        result: Ok(super::super::api::SendResult {
+            id: "aa-7".into(),
+            direct: Some(super::super::api::DirectSendStatus {
+                status: "delivered".into(),
+                to: "h3".into(),
+                node: "cc11223344".into(),
+            }),
+        }),
+    });
+    assert_eq!(app.windows.len(), 2);
+    assert_eq!(app.windows[1].target, Target::Query("h3".into()));
+    assert_eq!(
+        texts(&app.windows[1]),
+        ["00:00 [DM] alice@h1 -> cc112233: hello c"]
     );
 }

@@ -343,8 +343,11 @@ pub enum Request {
     Who,
     /// `channels`.
     Channels,
-    /// `peers`.
-    Peers,
+    /// `peers`: shown (`/peers`), or only to learn the nodes' names.
+    Peers {
+        /// Whether the list is shown.
+        shown: bool,
+    },
     /// `send`, typed in the window `from`.
     Send {
         /// What to send.
@@ -383,7 +386,12 @@ pub enum Reply {
     /// To [`Request::Channels`].
     Channels(Result<ChannelsResult, CallError>),
     /// To [`Request::Peers`].
-    Peers(Result<PeersResult, CallError>),
+    Peers {
+        /// Whether the list is shown.
+        shown: bool,
+        /// The answer.
+        result: Result<PeersResult, CallError>,
+    },
     /// To [`Request::Send`].
     Sent {
         /// What was sent.
@@ -533,9 +541,10 @@ impl Worker {
             }
             Request::Who => Reply::Who(self.call(api::method::WHO, json!({}))),
             Request::Channels => Reply::Channels(self.call(api::method::CHANNELS, json!({}))),
-            Request::Peers => {
-                Reply::Peers(self.call(rpc_method::PEERS, PeersParams { all: false }))
-            }
+            Request::Peers { shown } => Reply::Peers {
+                shown,
+                result: self.call(rpc_method::PEERS, PeersParams { all: true }),
+            },
             Request::Send { params, from } => {
                 let result = self.call(rpc_method::SEND, &params);
                 Reply::Sent {
