@@ -273,7 +273,11 @@ fn msg_sends_a_direct_message_and_one_arriving_opens_a_window() {
     let screen = tmux.wait_screen(SCREEN_TIMEOUT, "the DM in its window", |s| {
         status_row(s).contains("@chat-b") || status_row(s).contains("2:chat-b")
     });
-    assert!(!shows(&screen, "does not support"), "{}", screen.join("\n"));
+    assert!(
+        !shows(&screen, "does not support direct messages"),
+        "{}",
+        screen.join("\n")
+    );
     // The third node never holds it.
     rossipctl(c.socket(), &["send", "c was here"]).assert_success();
     wait_message(a.socket(), None, "c was here");
