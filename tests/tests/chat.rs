@@ -294,11 +294,13 @@ fn msg_sends_a_direct_message_and_one_arriving_opens_a_window() {
         .call("send", json!({"text": "psst, just for a", "to": "chat-a"}))
         .unwrap_or_else(|e| panic!("b's direct message to a: {e:?}"));
     let answer = wait_message(a.socket(), None, "psst, just for a");
-    let window = answer.from.clone();
+    assert!(answer.from.ends_with("@chat-b"), "from {:?}", answer.from);
+    // The window of direct messages with chat-b (opened by `/msg chat-b`) takes those of
+    // user@chat-b too.
     tmux.wait_screen(
         SCREEN_TIMEOUT,
         "a window for b's DM with an unread count",
-        |s| status_row(s).contains(&format!("{window}(1)")),
+        |s| status_row(s).contains("2:chat-b(1)"),
     );
     tmux.keys(&["C-n"]);
     tmux.wait_screen(SCREEN_TIMEOUT, "the DM shown", |s| {
