@@ -104,6 +104,11 @@ pub fn run(ctx: &Ctx, args: ChatArgs) -> anyhow::Result<ExitCode> {
         tz: TimeZone::system(),
     };
     let mut app = App::new(me, channel, settings, Instant::now());
+    until_subscribed(&rx, |event| match event {
+        ChatEvent::Stream(news) => app.on_stream(news),
+        ChatEvent::Reply(reply) => app.on_reply(reply),
+        _ => {}
+    });
     let mut guard = TerminalGuard::enter().context("cannot set up the terminal")?;
     terminal::spawn_reader(tx, ChatEvent::Terminal, ChatEvent::TerminalFailed)
         .context("cannot read the terminal")?;
@@ -163,6 +168,30 @@ fn chat_loop(
         app.on_tick(Instant::now());
         if app.take_bell() {
             guard.bell().context("cannot write to the terminal")?;
+        }
+    }
+}
+
+/// How long the start waits for the stream to be subscribed before it goes on anyway
+/// (the stream then catches up when it can).
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits until the stream is subscribed (or failed, or [`SUBSCRIBE_WAIT`] passed), handing
+/// the events before that to `handle`: a line typed or piped in after this is certain to
+/// come back on the stream, however busy the machine.
+pub fn until_subscribed(rx: &mpsc::Receiver<ChatEvent>, mut handle: impl FnMut(ChatEvent)) {
+    let deadline = Instant::now() + SUBSCRIBE_WAIT;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let Ok(event) = rx.recv_timeout(left) else {
+            return;
+        };
+        let done = matches!(
+            event,
+            ChatEvent::Stream(StreamNews::Connected { .. } | StreamNews::Failed { .. })
+        );
+        handle(event);
+        if done {
+            return;
         }
     }
 }

@@ -37,19 +37,50 @@ pub fn run(
             })
         })
         .context("cannot start the stream thread")?;
+    let mut pipe = Pipe {
+        channel,
+        worker: Worker::new(socket, sender),
+        out: Out::new(io::stdout().lock()),
+        tz: TimeZone::system(),
+    };
+    // Stdin is read once the stream follows: every line sent comes back.
+    let mut early = Ok(None);
+    super::until_subscribed(&rx, |event| {
+        if matches!(early, Ok(None)) {
+            early = pipe.handle(event);
+        }
+    });
+    if let Some(exit) = early? {
+        return Ok(exit);
+    }
     thread::Builder::new()
         .name("stdin".into())
         .spawn(move || read_stdin(&tx))
         .context("cannot start the stdin thread")?;
-    let mut worker = Worker::new(socket, sender);
-    let mut out = Out::new(io::stdout().lock());
-    let tz = TimeZone::system();
     for event in rx {
+        if let Some(exit) = pipe.handle(event)? {
+            return Ok(exit);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The pipe chat's state.
+struct Pipe<W: io::Write> {
+    channel: String,
+    worker: Worker,
+    out: Out<W>,
+    tz: TimeZone,
+}
+
+impl<W: io::Write> Pipe<W> {
+    /// Prints or sends; `Some` when the chat ends.
+    fn handle(&mut self, event: ChatEvent) -> anyhow::Result<Option<ExitCode>> {
         match event {
             ChatEvent::Stream(StreamNews::Message { message, .. }) => {
                 let shown = match &message.to {
                     Some(_) => true,
-                    None => message.channel == channel,
+                    None => message.channel == self.channel,
                 };
                 if shown {
                     let to = message.to.as_ref().map(|to| {
@@ -57,7 +88,8 @@ pub fn run(
                             .clone()
                             .unwrap_or_else(|| to.node.chars().take(8).collect())
                     });
-                    out.line(&ChatLine::message(&message, to, false, &tz).plain())?;
+                    self.out
+                        .line(&ChatLine::message(&message, to, false, &self.tz).plain())?;
                 }
             }
             ChatEvent::Stream(StreamNews::Lost { reason }) => {
@@ -79,14 +111,14 @@ pub fn run(
             ChatEvent::Stream(_) => {}
             ChatEvent::Line(line) => {
                 if line.trim().is_empty() {
-                    continue;
+                    return Ok(None);
                 }
                 let params = SendParams {
                     text: line,
-                    channel: Some(channel.clone()),
+                    channel: Some(self.channel.clone()),
                     to: None,
                 };
-                match worker.send(&params) {
+                match self.worker.send(&params) {
                     Ok(_) => {}
                     Err(CallError::Rpc(e)) => warn(format_args!(
                         "rossipd refused a line: {} (code {})",
@@ -101,7 +133,7 @@ pub fn run(
                     }
                 }
             }
-            ChatEvent::EndOfInput(None) => return Ok(ExitCode::SUCCESS),
+            ChatEvent::EndOfInput(None) => return Ok(Some(ExitCode::SUCCESS)),
             ChatEvent::EndOfInput(Some(reason)) => {
                 anyhow::bail!("cannot read a line of stdin: {reason}")
             }
@@ -110,8 +142,8 @@ pub fn run(
             | ChatEvent::Reply(_)
             | ChatEvent::Signal(_) => {}
         }
+        Ok(None)
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn read_stdin(tx: &mpsc::Sender<ChatEvent>) {
