@@ -619,3 +619,62 @@ fn presence_nick_who_and_channels_in_the_chat() {
     alice.enter_line("/quit");
     assert_terminal_restored(&alice, "0");
 }
+
+/// PgUp/PgDn scroll back and forth; a message that comes while scrolled up is counted as
+/// unread until the view is back at the bottom; Up and Down walk the lines typed before.
+#[test]
+fn scrollback_and_input_history() {
+    let test = "scrollback_and_input_history";
+    if !tmux_or_skip(test) {
+        return;
+    }
+    let (daemon, other) = cluster::start_joined_pair(
+        Daemon::builder("chat-scroll").loopback(),
+        Daemon::builder("chat-scroll-other").loopback(),
+    );
+    let mut client = other.client();
+    for n in 1..=40 {
+        client
+            .call("send", json!({"text": format!("numbered line {n:02}")}))
+            .unwrap_or_else(|e| panic!("send {n}: {e:?}"));
+    }
+    let tmux = Tmux::start("chat-scroll", 80, 24, &chat_command(daemon.socket(), ""));
+    wait_message(daemon.socket(), None, "numbered line 40");
+    tmux.wait_screen(SCREEN_TIMEOUT, "the newest lines", |s| {
+        shows(s, "numbered line 40") && !shows(s, "numbered line 10")
+    });
+    tmux.keys(&["PageUp"]);
+    let screen = tmux.wait_screen(SCREEN_TIMEOUT, "older lines after PgUp", |s| {
+        !shows(s, "numbered line 40") && shows(s, "numbered line 20")
+    });
+    assert_eq!(input_row(&screen), "#general>");
+    client
+        .call("send", json!({"text": "arrived while scrolled up"}))
+        .unwrap_or_else(|e| panic!("send: {e:?}"));
+    tmux.wait_screen(SCREEN_TIMEOUT, "an unread count while scrolled up", |s| {
+        status_row(s).contains("1:#general(1)") && !shows(s, "arrived while scrolled up")
+    });
+    // The view kept its place as the line arrived: one page down and a bit.
+    tmux.keys(&["PageDown", "PageDown"]);
+    tmux.wait_screen(SCREEN_TIMEOUT, "the bottom again", |s| {
+        shows(s, "arrived while scrolled up") && !status_row(s).contains("(1)")
+    });
+
+    tmux.enter_line("first typed line");
+    tmux.enter_line("second typed line");
+    wait_message(daemon.socket(), None, "second typed line");
+    tmux.keys(&["Up"]);
+    tmux.wait_screen(SCREEN_TIMEOUT, "the last typed line back", |s| {
+        input_row(s) == "#general> second typed line"
+    });
+    tmux.keys(&["Up"]);
+    tmux.wait_screen(SCREEN_TIMEOUT, "the one before", |s| {
+        input_row(s) == "#general> first typed line"
+    });
+    tmux.keys(&["Down", "Down"]);
+    tmux.wait_screen(SCREEN_TIMEOUT, "an empty line again", |s| {
+        input_row(s) == "#general>"
+    });
+    tmux.enter_line("/quit");
+    assert_terminal_restored(&tmux, "0");
+}
