@@ -336,25 +336,20 @@ impl App {
         let mine = self.me.sent(message);
         let (window, to) = match &message.to {
             Some(recipient) => {
-                let to = if mine {
-                    let node = self
-                        .node_names
-                        .get(&recipient.node)
-                        .cloned()
-                        .unwrap_or_else(|| recipient.node.chars().take(8).collect());
-                    user_at_node(recipient.user.as_deref().unwrap_or(""), &node)
+                let node = self
+                    .node_names
+                    .get(&recipient.node)
+                    .cloned()
+                    .unwrap_or_else(|| recipient.node.chars().take(8).collect());
+                let to = user_at_node(recipient.user.as_deref().unwrap_or(""), &node);
+                // The window is the other person's: the recipient of what this user sent,
+                // the sender of anything else.
+                let window = if mine {
+                    self.query_window(&to, &node)
                 } else {
-                    self.me.from()
+                    self.query_window(&message.from, &message.origin_name)
                 };
-                let peer = if mine {
-                    to.clone()
-                } else {
-                    message.from.clone()
-                };
-                (
-                    Some(self.query_window(&peer, &message.origin_name)),
-                    Some(to),
-                )
+                (Some(window), Some(to))
             }
             None => (
                 self.windows

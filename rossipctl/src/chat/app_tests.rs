@@ -291,3 +291,38 @@ fn a_dm_window_named_by_node_id_takes_the_name_once_known() {
         ["00:00 [DM] alice@h1 -> cc112233: hello c"]
     );
 }
+
+#[test]
+fn the_pane_shows_the_bottom_the_marker_and_clamps_the_scroll() {
+    let mut app = app();
+    type_line(&mut app, "/join ops");
+    for seq in 1..=30 {
+        deliver(
+            &mut app,
+            message(seq, BOB_NODE, "bob", "general", &format!("line {seq}")),
+        );
+    }
+    app.switch_to(0);
+    let rows = |app: &App| -> Vec<String> {
+        let (rows, _) = super::super::draw::visible_rows(app.current(), 80, 10, true);
+        rows.iter()
+            .map(|r| r.spans.iter().map(|s| s.content.as_ref()).collect())
+            .collect()
+    };
+    let shown = rows(&app);
+    assert_eq!(shown.len(), 10);
+    assert!(
+        shown.last().is_some_and(|r| r.ends_with("line 30")),
+        "{shown:?}"
+    );
+    app.windows[0].scroll = 1_000;
+    let (_, max) = super::super::draw::visible_rows(app.current(), 80, 10, true);
+    app.clamp_scroll(max);
+    let top = rows(&app);
+    assert!(top[0].contains("you are alice@h1 (Ally)"), "{top:?}");
+    let marker = top
+        .iter()
+        .position(|r| r.contains(" unread "))
+        .expect("marker");
+    assert!(top[marker + 1].ends_with("line 1"), "{top:?}");
+}
