@@ -592,6 +592,13 @@ fn presence_nick_who_and_channels_in_the_chat() {
         shows(s, "is away: lunch")
     });
 
+    bob.enter_line("/quit");
+    assert_terminal_restored(&bob, "0");
+    alice.wait_screen(SCREEN_TIMEOUT, "b leaving, inline", |s| {
+        shows(s, "@pres-b left the chat")
+    });
+
+    // Display names and channels (the `nick` and `channels` methods).
     alice.enter_line("/nick Ally");
     alice.wait_screen(SCREEN_TIMEOUT, "the nick set", |s| {
         status_row(s).contains("@pres-a (Ally)")
@@ -599,7 +606,7 @@ fn presence_nick_who_and_channels_in_the_chat() {
     alice.enter_line("hello with a display name");
     let said = wait_message(b.socket(), None, "hello with a display name");
     assert_eq!(said.nick.as_deref(), Some("Ally"));
-    bob.wait_screen(SCREEN_TIMEOUT, "the nick beside user@node", |s| {
+    alice.wait_screen(SCREEN_TIMEOUT, "the nick beside user@node", |s| {
         shows(s, "@pres-a (Ally): hello with a display name")
     });
 
@@ -611,11 +618,6 @@ fn presence_nick_who_and_channels_in_the_chat() {
         shows(s, "#ops  1 message(s)") && shows(s, "#general")
     });
 
-    bob.enter_line("/quit");
-    assert_terminal_restored(&bob, "0");
-    alice.wait_screen(SCREEN_TIMEOUT, "b leaving, inline", |s| {
-        shows(s, "@pres-b left the chat")
-    });
     alice.enter_line("/quit");
     assert_terminal_restored(&alice, "0");
 }
