@@ -157,5 +157,15 @@ impl Drop for Tmux {
             );
         }
         let _ = self.run(&["kill-server"]);
+        // tmux leaves its socket file behind: $TMUX_TMPDIR (or /tmp)/tmux-UID/NAME.
+        if let Some(uid) = sys::effective_uid() {
+            let dir = std::env::var_os("TMUX_TMPDIR")
+                .filter(|d| !d.is_empty())
+                .map_or_else(
+                    || std::path::PathBuf::from("/tmp"),
+                    std::path::PathBuf::from,
+                );
+            let _ = std::fs::remove_file(dir.join(format!("tmux-{uid}")).join(&self.socket));
+        }
     }
 }
