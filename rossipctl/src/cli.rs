@@ -70,6 +70,9 @@ pub enum Command {
     Nick(NickArgs),
     /// List who is in a chat on every node (user@node, nick, available or away, status)
     Who,
+    /// Chat in a terminal: channels, direct messages, who is there (with stdin not a
+    /// terminal: send each line, print messages)
+    Chat(ChatArgs),
 }
 
 /// `nick` arguments.
@@ -253,6 +256,23 @@ pub struct ManArgs {
     /// if missing, and list the files written; without it, print rossipctl(1)
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+/// `chat` arguments.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// The channel to start in (and, with stdin not a terminal, the only one) [default:
+    /// general]
+    #[arg(short, long, value_name = "CHANNEL", value_parser = channel_arg)]
+    pub channel: Option<String>,
+
+    /// Show yourself as away after this long without a key press (10m, 1h, …); 0: never
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub away_after: std::time::Duration,
+
+    /// Messages of history to show at the start, and when joining a channel
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub backlog: usize,
 }
 
 impl Command {

@@ -291,15 +291,18 @@ pub struct Client {
     path: PathBuf,
     reader: BufReader<Stream>,
     next_id: u64,
-    events: VecDeque<EventParams>,
+    /// `params` of event notifications read while waiting for an answer, not yet handed out.
+    /// Kept as JSON so that a caller may read kinds [`EventParams`] does not know yet.
+    events: VecDeque<Value>,
 }
 
 /// One line from the daemon, sorted.
 enum Incoming {
     Response(Response),
-    Event(EventParams),
-    /// Something this client has no use for: an event of a kind newer than this client,
-    /// or a batch answer it never asked for. Skipped, as the protocol lets fields grow.
+    /// The `params` of an event notification.
+    Event(Value),
+    /// Something this client has no use for: a batch answer it never asked for, or a
+    /// line that is not an object. Skipped.
     Ignored,
 }
 
@@ -378,11 +381,22 @@ impl Client {
 
     /// The next subscription event, waiting for one if none is queued.
     pub fn next_event(&mut self) -> Result<EventParams, ClientError> {
-        if let Some(event) = self.events.pop_front() {
-            return Ok(event);
-        }
+        self.next_event_as()
+    }
+
+    /// The next subscription event that reads as an `E`, waiting for one if none is queued.
+    /// Events that do not (a kind newer than `E` knows) are skipped, as the protocol lets
+    /// event kinds grow.
+    pub fn next_event_as<E: DeserializeOwned>(&mut self) -> Result<E, ClientError> {
         loop {
-            if let Incoming::Event(event) = self.read_incoming()? {
+            let params = match self.events.pop_front() {
+                Some(params) => params,
+                None => match self.read_incoming()? {
+                    Incoming::Event(params) => params,
+                    Incoming::Response(_) | Incoming::Ignored => continue,
+                },
+            };
+            if let Ok(event) = serde_json::from_value(params) {
                 return Ok(event);
             }
         }
@@ -401,7 +415,7 @@ impl Client {
         let value = self.read_value()?;
         if value.get("method").and_then(Value::as_str) == Some(method::EVENT) {
             let params = value.get("params").cloned().unwrap_or(Value::Null);
-            return Ok(serde_json::from_value(params).map_or(Incoming::Ignored, Incoming::Event));
+            return Ok(Incoming::Event(params));
         }
         if value.is_object() {
             let response = serde_json::from_value(value)

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+mod chat;
 mod cli;
 mod client;
 mod commands;
@@ -75,6 +76,10 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Keys(command) => commands::keys::run(&ctx, &mut out, command)?,
         Command::Channels => commands::channels::run(&ctx, &mut out)?,
         Command::Nick(args) => commands::nick::run(&ctx, &mut out, args)?,
+        Command::Chat(args) => {
+            drop(out);
+            return commands::chat::run(&ctx, args);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

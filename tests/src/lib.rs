@@ -32,6 +32,7 @@
 //!   node's delivery order read back with `history {after}`, to compare;
 //! - [`sys`]: process and command helpers;
 //! - [`sniff`]: a capture of every frame on the test LAN's switch.
+//! - [`tmux`]: a real terminal (tmux) for `rossipctl chat`, typed into and read.
 //!
 //! Failures print what is needed to reproduce: the daemons' command lines and
 //! the tail of their logs (see [`daemon::Daemon`]'s `Drop`).
@@ -59,6 +60,7 @@ pub mod rpc;
 pub mod sniff;
 pub mod stream;
 pub mod sys;
+pub mod tmux;
 pub mod wait;
 
 pub use daemon::{Daemon, DaemonBuilder};

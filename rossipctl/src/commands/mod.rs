@@ -5,6 +5,7 @@ use crate::client::{Client, ClientError};
 use crate::socket_path::SocketLocation;
 
 pub mod channels;
+pub mod chat;
 pub mod completions;
 pub mod events;
 pub mod follow;
