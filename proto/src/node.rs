@@ -55,7 +55,8 @@ mod timers;
 
 pub use config::ProtocolConfig;
 pub use direct::{
-    DIRECT_SEQ_BIT, DirectError, DirectOutcome, DirectStatus, PendingDirect, is_direct_id,
+    DIRECT_SEQ_BIT, DirectAck, DirectError, DirectOutcome, DirectStatus, PendingDirect,
+    is_direct_id,
 };
 pub use hints::{HintConfig, HintDrop, HintStats};
 pub use identity_conflict::IdentityInUse;

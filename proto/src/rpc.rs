@@ -734,6 +734,14 @@ pub struct MessageCounts {
     /// Direct messages given up unacknowledged (`--direct-expiry`).
     #[serde(default)]
     pub direct_expired: u64,
+    /// Acks of received direct messages not sent because the store had not
+    /// saved the messages (the senders send again).
+    #[serde(default)]
+    pub direct_acks_withheld: u64,
+    /// Direct messages found pending at start without their text in the
+    /// store (reported as expired and forgotten).
+    #[serde(default)]
+    pub direct_orphaned: u64,
 }
 
 /// Datagram counters.

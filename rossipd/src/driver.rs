@@ -181,6 +181,8 @@ pub struct Driver {
     /// `send`s of direct messages waiting to learn their outcome.
     direct_waiters:
         std::collections::BTreeMap<MessageId, oneshot::Sender<rossip_proto::node::DirectOutcome>>,
+    /// Acks of received direct messages not sent for want of a commit.
+    direct_acks_withheld: u64,
 }
 
 impl std::fmt::Debug for Driver {
@@ -244,6 +246,7 @@ impl Driver {
             presence_changes,
             direct: direct::DirectMessages::default(),
             direct_waiters: std::collections::BTreeMap::new(),
+            direct_acks_withheld: 0,
         };
         driver.restore_direct_messages();
         driver.greet_cached_peers(&greet);
@@ -676,6 +679,9 @@ impl Driver {
         while let Some(transmit) = self.node.poll_transmit() {
             self.transmit(&transmit).await;
         }
+        // Acks of received direct messages go only once those are saved.
+        let direct_acks: Vec<rossip_proto::node::DirectAck> =
+            std::iter::from_fn(|| self.node.poll_direct_ack()).collect();
         // Numbered before the commit, which stores each with its number.
         let numbered: Vec<(u64, &Message)> = events
             .iter()
@@ -688,6 +694,7 @@ impl Driver {
         let committed = self.persist(&numbered, &events);
         let numbers: Vec<u64> = numbered.iter().map(|&(number, _)| number).collect();
         drop(numbered);
+        self.send_direct_acks(direct_acks, committed.is_ok()).await;
         // Numbers of messages the store gave up on are never shown: reads
         // go past them once later ones are shown.
         let given_up = self.unstored.take_given_up_numbers();

@@ -13,7 +13,10 @@
 //! [`Node::send_direct`] refuses past either bound.
 //!
 //! The recipient acknowledges every copy it can open (acks get lost too),
-//! and delivers a message once: it remembers the ids it delivered lately
+//! but only once the message is saved: acks come out apart from other
+//! datagrams ([`Node::poll_direct_ack`]), and a driver with a store sends
+//! them only after the message is committed (a recipient that dies first
+//! sends no ack, so the sender tries again). It delivers a message once: it remembers the ids it delivered lately
 //! ([`ProtocolConfig::direct_dedup_memory`] of them; a driver with a store
 //! also checks the store, which outlives a restart).
 //!
@@ -76,6 +79,18 @@ impl DirectOutcome {
             DirectOutcome::Expired => "expired",
         }
     }
+}
+
+/// The acknowledgement of a direct message received here, held apart
+/// from other datagrams ([`Node::poll_direct_ack`]): a driver sends it
+/// only once the message is durably saved, and drops it otherwise (the
+/// sender sends the message again; its copy is deduplicated here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectAck {
+    /// The message acknowledged.
+    pub id: MessageId,
+    /// The datagram carrying the ack.
+    pub transmit: super::Transmit,
 }
 
 /// A direct message an earlier run sent and had no acknowledgement for:
@@ -164,6 +179,8 @@ pub(super) struct DirectState {
     delivered: BTreeSet<MessageId>,
     /// The earliest direct timer in the queue.
     timer_at: Option<Instant>,
+    /// Acks of received messages, for the driver to send once saved.
+    acks: VecDeque<DirectAck>,
 }
 
 impl DirectState {
@@ -514,6 +531,7 @@ impl Node {
             return;
         }
         // Every copy is acknowledged: the ack of an earlier one may be lost.
+        // The ack is held apart, for the driver to send once it is saved.
         let nonce = self.direct_nonce();
         if let Some(ack) = direct::seal(
             &self.config.key,
@@ -521,7 +539,16 @@ impl Node {
             nonce,
             &DirectPlain::Ack(message.id),
         ) {
+            let queued = self.transmits.len();
             self.send(from, &Body::Direct(ack));
+            if self.transmits.len() > queued
+                && let Some(transmit) = self.transmits.pop_back()
+            {
+                self.direct.acks.push_back(DirectAck {
+                    id: message.id,
+                    transmit,
+                });
+            }
         }
         if self
             .direct
@@ -533,6 +560,12 @@ impl Node {
         } else {
             self.stats.duplicates += 1;
         }
+    }
+
+    /// The next ack of a received direct message: send it only once that
+    /// message is durably saved (see [`DirectAck`]).
+    pub fn poll_direct_ack(&mut self) -> Option<DirectAck> {
+        self.direct.acks.pop_front()
     }
 
     fn on_direct_ack(&mut self, sender: NodeId, id: MessageId) {
@@ -668,6 +701,46 @@ mod tests {
             // The gossip sequence is untouched.
             assert_eq!(sim.node(0).next_seq(), 1);
         }
+    }
+
+    #[test]
+    fn the_ack_of_a_received_message_is_held_apart_until_the_driver_saves_it() {
+        let mut sim = three(13);
+        let draft = draft_to(1, "save me first");
+        let wall = sim.wall_ms();
+        // The first copy, taken off the network by hand.
+        let (sent, datagrams) = sim.with_node(0, |node, now| {
+            let sent = node.send_direct(&draft, wall, now).expect("sent");
+            let datagrams: Vec<_> = std::iter::from_fn(|| node.poll_transmit()).collect();
+            (sent, datagrams)
+        });
+        let from = sim.host(0).addr;
+        let (plain, acks) = sim.with_node(1, |node, now| {
+            for datagram in &datagrams {
+                node.handle_datagram(from, &datagram.payload, now);
+            }
+            let plain: Vec<_> = std::iter::from_fn(|| node.poll_transmit()).collect();
+            let acks: Vec<_> = std::iter::from_fn(|| node.poll_direct_ack()).collect();
+            (plain, acks)
+        });
+        assert_eq!(acks.len(), 1, "one ack, held apart");
+        assert_eq!(acks[0].id, sent.id);
+        assert!(
+            plain.iter().all(|t| t.payload != acks[0].transmit.payload),
+            "the ack is not among the other datagrams"
+        );
+        assert_eq!(direct_deliveries(&sim, 1, sent.id), 1);
+        // That ack was never sent (the recipient died before saving): the
+        // sender tries again, and the next copy's ack gets through.
+        sim.run_for(Duration::from_millis(100));
+        assert!(
+            outcomes(&sim, 0, sent.id).is_empty(),
+            "not acknowledged yet"
+        );
+        assert!(sim.run_until(Duration::from_secs(30), |sim| {
+            outcomes(sim, 0, sent.id) == [DirectOutcome::Delivered]
+        }));
+        assert_eq!(direct_deliveries(&sim, 1, sent.id), 1, "delivered once");
     }
 
     #[test]

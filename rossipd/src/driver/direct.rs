@@ -179,6 +179,33 @@ impl Driver {
         });
     }
 
+    /// Sends the acks of the direct messages received by this flush (and
+    /// of copies of earlier ones) if the commit stored everything
+    /// delivered so far (`all_stored`): an ack tells the sender to forget
+    /// its copy, so it must never go before the message is on disk. If the
+    /// commit failed they are dropped: the sender sends again, and the copy
+    /// is acknowledged once the store works.
+    pub(super) async fn send_direct_acks(
+        &mut self,
+        acks: Vec<rossip_proto::node::DirectAck>,
+        all_stored: bool,
+    ) {
+        if acks.is_empty() {
+            return;
+        }
+        if !all_stored {
+            self.direct_acks_withheld += acks.len() as u64;
+            tracing::debug!(
+                count = acks.len(),
+                "not acknowledging direct messages that are not stored yet"
+            );
+            return;
+        }
+        for ack in acks {
+            self.transmit(&ack.transmit).await;
+        }
+    }
+
     /// What became of a direct message this node sent.
     pub(super) fn on_direct_status(&mut self, status: DirectStatus) {
         tracing::info!(
