@@ -193,6 +193,9 @@ pub struct Store {
     /// Their payload bytes.
     bytes: u64,
     inserts_since_prune: u64,
+    /// Pending direct messages found without their text (see
+    /// [`Store::load_direct_pending`]).
+    direct_orphaned: u64,
 }
 
 /// Why opening failed: damage (move the file aside) or anything else.
@@ -280,6 +283,7 @@ impl Store {
             count: u64::try_from(count).unwrap_or(0),
             bytes: u64::try_from(bytes).unwrap_or(0),
             inserts_since_prune: 0,
+            direct_orphaned: 0,
         })
     }
 
