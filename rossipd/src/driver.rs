@@ -51,6 +51,10 @@ pub const PEER_CHANGES: usize = 1024;
 /// subscriber further behind gets a `lagged` count instead).
 pub const PRESENCE_CHANGES: usize = 1024;
 
+/// Outcomes of direct messages held for subscribers that have not read
+/// them yet (a subscriber further behind gets a `lagged` count instead).
+pub const DIRECT_STATUSES: usize = 1024;
+
 /// Largest datagram we read; larger ones are truncated by the kernel and
 /// then refused by the wire decoder (counted as oversized/malformed).
 const RECV_BUFFER: usize = 65_536;
@@ -73,6 +77,7 @@ type SendReply = oneshot::Sender<Result<Arc<Delivered>, CoreError>>;
 type PendingSend = (SendReply, MessageId);
 
 pub use channels::ChannelSummary;
+pub use direct::DirectStatusUpdate;
 pub use handle::{
     Command, CoreError, Handle, Joined, PeerChange, PeerSnapshot, ReadStart, SendTicket,
     SincePoint, StartQuery, WeakHandle,
@@ -183,6 +188,8 @@ pub struct Driver {
         std::collections::BTreeMap<MessageId, oneshot::Sender<rossip_proto::node::DirectOutcome>>,
     /// Acks of received direct messages not sent for want of a commit.
     direct_acks_withheld: u64,
+    /// What became of direct messages sent here, for subscribers.
+    direct_statuses: broadcast::Sender<Arc<DirectStatusUpdate>>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -209,6 +216,7 @@ impl Driver {
     ) -> Self {
         let (peer_changes, _) = broadcast::channel(PEER_CHANGES);
         let (presence_changes, _) = broadcast::channel(PRESENCE_CHANGES);
+        let (direct_statuses, _) = broadcast::channel(DIRECT_STATUSES);
         let mut journal = journal::Journal::new(store.id(), store.next_cursor());
         journal.restore(numbered);
         let node_id = node.id();
@@ -247,6 +255,7 @@ impl Driver {
             direct: direct::DirectMessages::default(),
             direct_waiters: std::collections::BTreeMap::new(),
             direct_acks_withheld: 0,
+            direct_statuses,
         };
         driver.restore_direct_messages();
         driver.greet_cached_peers(&greet);
@@ -261,6 +270,7 @@ impl Driver {
             self.journal.subscribe(),
             self.peer_changes.clone(),
             self.presence_changes.clone(),
+            self.direct_statuses.clone(),
             self.clock,
         )
     }

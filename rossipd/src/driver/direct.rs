@@ -28,6 +28,17 @@ use crate::views;
 /// here first; the store keeps them within its own window).
 pub const MAX_DIRECT_HELD: usize = 10_000;
 
+/// What became of a direct message this node sent, for subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectStatusUpdate {
+    /// The message.
+    pub id: MessageId,
+    /// The local user who sent it: only they (and root) are told.
+    pub sender: String,
+    /// What became of it.
+    pub outcome: DirectOutcome,
+}
+
 /// The direct messages this node sent or received, in history order.
 #[derive(Debug, Default)]
 pub struct DirectMessages {
@@ -223,6 +234,15 @@ impl Driver {
                 msg = %status.id,
                 "cannot record the direct message as done: {e}"
             );
+        }
+        if let Some(message) = self.direct.get(&status.id) {
+            let _ = self
+                .direct_statuses
+                .send(std::sync::Arc::new(DirectStatusUpdate {
+                    id: status.id,
+                    sender: message.author.user.clone(),
+                    outcome: status.outcome.clone(),
+                }));
         }
         if let Some(waiter) = self.direct_waiters.remove(&status.id) {
             let _ = waiter.send(status.outcome);

@@ -316,6 +316,7 @@ pub struct Handle {
     newest: watch::Receiver<u64>,
     peers: broadcast::Sender<Arc<PeerChange>>,
     presence: broadcast::Sender<Arc<super::PresenceUpdate>>,
+    direct_statuses: broadcast::Sender<Arc<super::DirectStatusUpdate>>,
     clock: WallClock,
 }
 
@@ -326,6 +327,7 @@ impl Handle {
         newest: watch::Receiver<u64>,
         peers: broadcast::Sender<Arc<PeerChange>>,
         presence: broadcast::Sender<Arc<super::PresenceUpdate>>,
+        direct_statuses: broadcast::Sender<Arc<super::DirectStatusUpdate>>,
         clock: WallClock,
     ) -> Handle {
         Handle {
@@ -333,6 +335,7 @@ impl Handle {
             newest,
             peers,
             presence,
+            direct_statuses,
             clock,
         }
     }
@@ -346,6 +349,7 @@ impl Handle {
             newest: self.newest.clone(),
             peers: self.peers.clone(),
             presence: self.presence.clone(),
+            direct_statuses: self.direct_statuses.clone(),
             clock: self.clock,
         }
     }
@@ -570,6 +574,11 @@ impl Handle {
     pub fn presence_changes(&self) -> broadcast::Receiver<Arc<super::PresenceUpdate>> {
         self.presence.subscribe()
     }
+
+    /// What becomes of direct messages sent here, from now on.
+    pub fn direct_statuses(&self) -> broadcast::Receiver<Arc<super::DirectStatusUpdate>> {
+        self.direct_statuses.subscribe()
+    }
 }
 
 /// A [`Handle`] that does not keep the driver running (see
@@ -580,6 +589,7 @@ pub struct WeakHandle {
     newest: watch::Receiver<u64>,
     peers: broadcast::Sender<Arc<PeerChange>>,
     presence: broadcast::Sender<Arc<super::PresenceUpdate>>,
+    direct_statuses: broadcast::Sender<Arc<super::DirectStatusUpdate>>,
     clock: WallClock,
 }
 
@@ -591,6 +601,7 @@ impl WeakHandle {
             newest: self.newest.clone(),
             peers: self.peers.clone(),
             presence: self.presence.clone(),
+            direct_statuses: self.direct_statuses.clone(),
             clock: self.clock,
         })
     }

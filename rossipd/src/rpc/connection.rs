@@ -31,7 +31,7 @@ use super::methods::{self, Framing, MAX_SUBSCRIPTIONS_PER_CONNECTION, Output};
 use super::presence;
 use super::subscription::Subscriptions;
 use crate::driver::journal::{ReadFrom, ReadPage};
-use crate::driver::{CoreError, PeerChange, PresenceSession, PresenceUpdate};
+use crate::driver::{CoreError, DirectStatusUpdate, PeerChange, PresenceSession, PresenceUpdate};
 
 /// Requests of one connection in flight (handed to the driver and not yet
 /// answered). A client that pipelines sends gets them accepted in batches
@@ -89,6 +89,7 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
         subscriptions: Subscriptions::default(),
         peer_changes: None,
         presence_changes: None,
+        direct_statuses: None,
         presence: PresenceSession::next(),
         presence_registered: false,
         eof: false,
@@ -131,6 +132,7 @@ struct Connection {
     subscriptions: Subscriptions,
     peer_changes: Option<broadcast::Receiver<Arc<PeerChange>>>,
     presence_changes: Option<broadcast::Receiver<Arc<PresenceUpdate>>>,
+    direct_statuses: Option<broadcast::Receiver<Arc<DirectStatusUpdate>>>,
     /// Names this connection's presence registration (see `presence`).
     presence: PresenceSession,
     /// Whether it called `presence.set`: then its close ends the
@@ -196,6 +198,7 @@ impl Connection {
                 && self.pending.len() < MAX_PIPELINED;
             let wants_peers = self.peer_changes.is_some() && room && self.history.is_none();
             let wants_presence = self.presence_changes.is_some() && room && self.history.is_none();
+            let wants_direct = self.direct_statuses.is_some() && room && self.history.is_none();
             let until_deadline = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -279,6 +282,23 @@ impl Connection {
                     }
                     self.out.push_str(&text);
                 }
+                Some(update) = async {
+                    match self.direct_statuses.as_mut() {
+                        Some(updates) => Some(updates.recv().await),
+                        None => None,
+                    }
+                }, if wants_direct => {
+                    let mut text = String::new();
+                    match update {
+                        Ok(update) => self.subscriptions.take_direct_status(&update, &mut text),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            self.count_drops(n);
+                            self.subscriptions.direct_statuses_lagged(n, &mut text);
+                        }
+                        Err(broadcast::error::RecvError::Closed) => self.direct_statuses = None,
+                    }
+                    self.out.push_str(&text);
+                }
                 changed = newest.changed(), if following && fetch.is_none() && room && self.subscriptions.len() > 0 => {
                     if changed.is_err() {
                         // The driver is gone: nothing more will come.
@@ -292,6 +312,7 @@ impl Connection {
                     self.subscriptions.clear();
                     self.peer_changes = None;
                     self.presence_changes = None;
+                    self.direct_statuses = None;
                     stop_at = Some(tokio::time::Instant::now() + SHUTDOWN_DRAIN);
                 }
                 () = until_deadline => break,
@@ -323,6 +344,7 @@ impl Connection {
         self.subscriptions.clear();
         self.peer_changes = None;
         self.presence_changes = None;
+        self.direct_statuses = None;
     }
 
     /// Starts what a line holds: nothing, a request or a batch. Anything
@@ -490,12 +512,16 @@ impl Connection {
                 let cursor = start.cursor.to_string();
                 let wants_peers = start.filter.kinds.contains(&rpc::EventKind::Peer);
                 let wants_presence = start.filter.kinds.contains(&rpc::EventKind::Presence);
+                let wants_direct = start.filter.kinds.contains(&rpc::EventKind::DirectStatus);
                 let subscription = self.subscriptions.add(*start);
                 if wants_peers && self.peer_changes.is_none() {
                     self.peer_changes = Some(self.ctx.driver.peer_changes());
                 }
                 if wants_presence && self.presence_changes.is_none() {
                     self.presence_changes = Some(self.ctx.driver.presence_changes());
+                }
+                if wants_direct && self.direct_statuses.is_none() {
+                    self.direct_statuses = Some(self.ctx.driver.direct_statuses());
                 }
                 methods::to_value(rpc::SubscribeResult {
                     subscription,
@@ -514,6 +540,9 @@ impl Connection {
                 }
                 if !self.subscriptions.want_presence() {
                     self.presence_changes = None;
+                }
+                if !self.subscriptions.want_direct_statuses() {
+                    self.direct_statuses = None;
                 }
                 methods::to_value(rpc::UnsubscribeResult { unsubscribed: true })
             }
