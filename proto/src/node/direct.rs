@@ -18,7 +18,10 @@
 //! them only after the message is committed (a recipient that dies first
 //! sends no ack, so the sender tries again). It delivers a message once: it remembers the ids it delivered lately
 //! ([`ProtocolConfig::direct_dedup_memory`] of them; a driver with a store
-//! also checks the store, which outlives a restart).
+//! also checks the store, which outlives a restart). A copy older than
+//! [`ProtocolConfig::direct_expiry`] and [`ProtocolConfig::direct_clock_slack`]
+//! is acknowledged and never delivered: no sender still keeps it, so it is
+//! a replay or a copy of one delivered and forgotten since.
 //!
 //! Ids: a direct message's sequence number has its top bit set and 63
 //! random low bits from the node's RNG. It never takes a number of the
@@ -550,6 +553,18 @@ impl Node {
                 });
             }
         }
+        // Older than any sender keeps a message: a replay, or a copy of one
+        // delivered and forgotten since. Acknowledged (above), not delivered.
+        let protocol = &self.config.protocol;
+        let oldest_ms = self.last_wall_ms.saturating_sub(
+            u64::try_from((protocol.direct_expiry + protocol.direct_clock_slack).as_millis())
+                .unwrap_or(u64::MAX),
+        );
+        if message.ts.ms < oldest_ms {
+            tracing::debug!(msg = %message.id, "dropping a direct message older than its expiry");
+            self.count_drop("stale_direct");
+            return;
+        }
         if self
             .direct
             .remember_delivered(message.id, self.config.protocol.direct_dedup_memory)
@@ -741,6 +756,43 @@ mod tests {
             outcomes(sim, 0, sent.id) == [DirectOutcome::Delivered]
         }));
         assert_eq!(direct_deliveries(&sim, 1, sent.id), 1, "delivered once");
+    }
+
+    #[test]
+    fn a_copy_older_than_the_expiry_is_acknowledged_not_delivered() {
+        #[allow(clippy::disallowed_methods)] // one real Instant as the origin of virtual time
+        let mut sim = Sim::new(Instant::now(), 21);
+        for name in ["a", "b"] {
+            let mut config = sim.config(sim.len(), name);
+            config.protocol.direct_expiry = Duration::from_secs(60);
+            config.protocol.direct_clock_slack = Duration::from_secs(10);
+            sim.add_node_with(config);
+        }
+        sim.contact(1, 0);
+        assert!(sim.run_until(Duration::from_secs(10), |sim| {
+            sim.state(0, 1) == Some(PeerState::Alive)
+        }));
+        // A copy captured on the way, replayed long after.
+        sim.block(0, 1);
+        let draft = draft_to(1, "old news");
+        let wall = sim.wall_ms();
+        let (sent, datagrams) = sim.with_node(0, |node, now| {
+            let sent = node.send_direct(&draft, wall, now).expect("sent");
+            let datagrams: Vec<_> = std::iter::from_fn(|| node.poll_transmit()).collect();
+            (sent, datagrams)
+        });
+        sim.run_for(Duration::from_secs(75));
+        assert_eq!(outcomes(&sim, 0, sent.id), [DirectOutcome::Expired]);
+        let from = sim.host(0).addr;
+        let acks = sim.with_node(1, |node, now| {
+            for datagram in &datagrams {
+                node.handle_datagram(from, &datagram.payload, now);
+            }
+            std::iter::from_fn(|| node.poll_direct_ack()).count()
+        });
+        assert_eq!(acks, 1, "acknowledged");
+        assert_eq!(direct_deliveries(&sim, 1, sent.id), 0, "not delivered");
+        assert_eq!(sim.node(1).stats().dropped.get("stale_direct"), Some(&1));
     }
 
     #[test]

@@ -48,12 +48,22 @@ pub struct DirectMessages {
 
 impl DirectMessages {
     /// Holds `message` (the oldest goes past [`MAX_DIRECT_HELD`]); false
-    /// if it was held already.
+    /// if it was held already, or is older than all held when they are
+    /// [`MAX_DIRECT_HELD`] (it would go at once: an old copy, not news).
     pub fn insert(&mut self, message: Message) -> bool {
         if self.key_of.contains_key(&message.id) {
             return false;
         }
         let key = message.order_key();
+        if self.by_key.len() >= MAX_DIRECT_HELD
+            && self
+                .by_key
+                .keys()
+                .next()
+                .is_some_and(|oldest| key < *oldest)
+        {
+            return false;
+        }
         self.key_of.insert(message.id, key);
         self.by_key.insert(key, message);
         while self.by_key.len() > MAX_DIRECT_HELD {
@@ -304,6 +314,19 @@ mod tests {
             .map(|m| m.ts.ms)
             .collect();
         assert_eq!(down, [6, 5, 4, 3, 2, 1]);
+    }
+
+    #[test]
+    fn a_message_older_than_all_held_when_full_is_not_new() {
+        let mut held = DirectMessages::default();
+        for ms in 1..=MAX_DIRECT_HELD as u64 {
+            assert!(held.insert(at(1000 + ms)));
+        }
+        assert!(!held.insert(at(5)), "it would be evicted at once");
+        assert!(held.get(&at(5).id).is_none());
+        assert!(held.insert(at(100_000)), "a newer one is held");
+        assert_eq!(held.len(), MAX_DIRECT_HELD);
+        assert!(held.get(&at(1001).id).is_none(), "the oldest made room");
     }
 
     #[test]
