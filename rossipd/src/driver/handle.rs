@@ -557,12 +557,22 @@ impl Handle {
             .await
     }
 
-    /// Ends a connection's presence registration (it closed).
-    pub async fn presence_end(&self, session: super::PresenceSession) -> Result<(), CoreError> {
-        self.commands
-            .send(Command::PresenceEnd { session })
-            .await
-            .map_err(|_| CoreError::ShuttingDown)
+    /// Ends a connection's presence registration without waiting: for a
+    /// drop (a closed or panicked connection), which cannot wait. When the
+    /// driver's queue is full the command is handed to a small task that
+    /// waits for room (it ends as soon as the driver takes it or is gone).
+    pub fn presence_end_detached(&self, session: super::PresenceSession) {
+        match self.commands.try_send(Command::PresenceEnd { session }) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(command)) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    let commands = self.commands.clone();
+                    runtime.spawn(async move {
+                        let _ = commands.send(command).await;
+                    });
+                }
+            }
+        }
     }
 
     /// Everyone in a chat, on every node.

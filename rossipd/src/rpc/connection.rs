@@ -76,6 +76,7 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
     let caller = Caller::of_stream(&stream);
     let speaker = Speaker::of_uid(caller.uid).await;
     let (recv, send) = tokio::io::split(stream);
+    let ctx_driver = ctx.driver.clone();
     let mut connection = Connection {
         ctx,
         caller,
@@ -90,8 +91,11 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
         peer_changes: None,
         presence_changes: None,
         direct_statuses: None,
-        presence: PresenceSession::next(),
-        presence_registered: false,
+        presence: PresenceRegistration {
+            session: PresenceSession::next(),
+            registered: false,
+            driver: ctx_driver,
+        },
         eof: false,
     };
     connection
@@ -102,13 +106,24 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
         )
         .await;
     // The user this connection registered leaves the chat with it (unless
-    // another connection of theirs is registered).
-    if connection.presence_registered {
-        let _ = connection
-            .ctx
-            .driver
-            .presence_end(connection.presence)
-            .await;
+    // another connection of theirs is registered): `connection.presence`
+    // tells the driver when it is dropped, here or by a panic's unwinding.
+}
+
+/// A connection's presence registration: whether it called
+/// `presence.set`, and, when it goes (the connection closed, or its task
+/// panicked), the driver is told that its user left the chat.
+struct PresenceRegistration {
+    session: PresenceSession,
+    registered: bool,
+    driver: crate::driver::Handle,
+}
+
+impl Drop for PresenceRegistration {
+    fn drop(&mut self) {
+        if self.registered {
+            self.driver.presence_end_detached(self.session);
+        }
     }
 }
 
@@ -133,11 +148,9 @@ struct Connection {
     peer_changes: Option<broadcast::Receiver<Arc<PeerChange>>>,
     presence_changes: Option<broadcast::Receiver<Arc<PresenceUpdate>>>,
     direct_statuses: Option<broadcast::Receiver<Arc<DirectStatusUpdate>>>,
-    /// Names this connection's presence registration (see `presence`).
-    presence: PresenceSession,
-    /// Whether it called `presence.set`: then its close ends the
-    /// registration.
-    presence_registered: bool,
+    /// This connection's presence registration (see `presence`); its
+    /// drop ends it.
+    presence: PresenceRegistration,
     /// The client closed its side: answer what was read, then close.
     eof: bool,
 }
@@ -404,8 +417,8 @@ impl Connection {
         let driver = driver.clone();
         let speaker = self.speaker.clone();
         let Call { id, method, params } = call;
-        self.presence_registered |= method == rpc::method::PRESENCE_SET;
-        let session = self.presence;
+        self.presence.registered |= method == rpc::method::PRESENCE_SET;
+        let session = self.presence.session;
         self.pending.push_back(Box::pin(async move {
             let outcome =
                 presence::call(&method, params, &driver, &speaker, Framing::Single, session).await;
@@ -419,13 +432,13 @@ impl Connection {
         for element in &elements {
             if let Element::Call(call) = element {
                 self.caller.log_call(&call.method);
-                self.presence_registered |= call.method == rpc::method::PRESENCE_SET;
+                self.presence.registered |= call.method == rpc::method::PRESENCE_SET;
             }
         }
         self.in_flight_other = true;
         let driver = driver.clone();
         let speaker = self.speaker.clone();
-        let session = self.presence;
+        let session = self.presence.session;
         self.pending.push_back(Box::pin(async move {
             let mut outcomes = Vec::new();
             for element in elements {
