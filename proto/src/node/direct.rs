@@ -524,7 +524,9 @@ impl Node {
         let own = self.config.id;
         let valid = message.id.origin == sender
             && is_direct_id(&message.id)
-            && message.to.as_ref().is_some_and(|to| to.node == own)
+            && message.to.as_ref().is_some_and(|to| {
+                to.node == own && to.user.as_deref().is_none_or(crate::message::is_user_name)
+            })
             && message.author_is_valid()
             && message
                 .verify(&mut super::lock_verifier(&self.verifier))

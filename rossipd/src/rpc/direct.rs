@@ -115,7 +115,7 @@ pub fn resolve(
         None => (None, to),
     };
     if let Some(user) = user
-        && (user.is_empty() || user.len() > MAX_USER_BYTES || user.chars().any(char::is_control))
+        && !rossip_proto::message::is_user_name(user)
     {
         return Err(ErrorObject::new(
             code::INVALID_PARAMS,
@@ -252,5 +252,9 @@ mod tests {
         assert_eq!(e.code, code::UNKNOWN_RECIPIENT);
         let e = resolve("@alpha", &all).expect_err("no user");
         assert_eq!(e.code, code::INVALID_PARAMS);
+        for bad in ["bad user@alpha", "b\u{202e}ob@alpha", "tab\tbed@alpha"] {
+            let e = resolve(bad, &all).expect_err("not a user name");
+            assert_eq!(e.code, code::INVALID_PARAMS, "{bad:?}");
+        }
     }
 }
