@@ -577,6 +577,14 @@ impl Driver {
                 reply,
                 outcome,
             } => self.on_send_direct(draft, reply, outcome, now),
+            Command::KnownNodes { reply } => {
+                let known = self
+                    .pins
+                    .iter()
+                    .map(|(name, key)| (key.node_id(), name.to_owned()))
+                    .collect();
+                let _ = reply.send(known);
+            }
         }
         None
     }

@@ -184,7 +184,16 @@ pub(super) struct DirectState {
     timer_at: Option<Instant>,
     /// Acks of received messages, for the driver to send once saved.
     acks: VecDeque<DirectAck>,
+    /// Keys of nodes that are no members now (reaped, or not seen yet in
+    /// this run) that the driver knows: what a message to them is sealed
+    /// to until they are back. Bounded by [`MAX_KNOWN_KEYS`].
+    known_keys: BTreeMap<NodeId, crate::sign::PublicKey>,
 }
+
+/// Keys of non-members held for direct messages, at most (past it one is
+/// forgotten, by id order: any will do, as the driver teaches the key
+/// again at every send).
+pub const MAX_KNOWN_KEYS: usize = 1024;
 
 impl DirectState {
     fn remember_delivered(&mut self, id: MessageId, memory: usize) -> bool {
@@ -250,6 +259,7 @@ impl Node {
             self.members
                 .get(&recipient)
                 .map(|m| m.key)
+                .or_else(|| self.direct.known_keys.get(&recipient).copied())
                 .ok_or(DirectError::UnknownRecipient(recipient))?
         };
         let protocol = &self.config.protocol;
@@ -307,6 +317,24 @@ impl Node {
         self.add_outgoing(message.clone(), wall_ms.saturating_add(expiry), now);
         self.send_due_direct(now);
         Ok(message)
+    }
+
+    /// Teaches the key of a node that may be no member now (reaped after a
+    /// long absence, or not seen yet since a restart), so that a direct
+    /// message can be queued for it: it goes when the node is back. A key
+    /// is taken only for the id it derives.
+    pub fn learn_direct_key(&mut self, key: crate::sign::PublicKey) {
+        let id = key.node_id();
+        if id == self.config.id {
+            return;
+        }
+        if self.direct.known_keys.len() >= MAX_KNOWN_KEYS
+            && !self.direct.known_keys.contains_key(&id)
+            && let Some(first) = self.direct.known_keys.keys().next().copied()
+        {
+            self.direct.known_keys.remove(&first);
+        }
+        self.direct.known_keys.insert(id, key);
     }
 
     /// Puts back direct messages an earlier run sent and had no
@@ -920,6 +948,34 @@ mod tests {
         sim.restart(0, config);
         sim.with_node(0, |node, now| node.restore_direct(pending, now));
         sim.contact(0, 2);
+        sim.resume(1);
+        assert!(sim.run_until(Duration::from_secs(90), |sim| {
+            outcomes(sim, 0, sent.id) == [DirectOutcome::Delivered]
+        }));
+        assert_eq!(direct_deliveries(&sim, 1, sent.id), 1);
+    }
+
+    #[test]
+    fn a_node_known_only_by_its_key_gets_a_message_when_it_is_back() {
+        let mut sim = three(17);
+        let b_key = sim.node(1).public_key();
+        sim.crash(1);
+        // A restart of a: b is no member now (as after a reap).
+        let mut config = sim.config(0, "a");
+        config.generation = 1;
+        config.rng_seed = 77;
+        sim.restart(0, config);
+        sim.contact(0, 2);
+        assert!(sim.node(0).member(&Sim::id(1)).is_none());
+        assert_eq!(
+            send(&mut sim, 0, 1, "too soon").map(|m| m.text),
+            Err(DirectError::UnknownRecipient(Sim::id(1))),
+            "without its key, b is unknown"
+        );
+        sim.with_node(0, |node, _| node.learn_direct_key(b_key));
+        let sent = send(&mut sim, 0, 1, "known by key").expect("queued");
+        sim.run_for(Duration::from_secs(10));
+        assert!(outcomes(&sim, 0, sent.id).is_empty());
         sim.resume(1);
         assert!(sim.run_until(Duration::from_secs(90), |sim| {
             outcomes(sim, 0, sent.id) == [DirectOutcome::Delivered]

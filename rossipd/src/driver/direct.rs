@@ -157,6 +157,15 @@ impl Driver {
         // A direct message carries its author's display name, as a channel
         // message does.
         let draft = self.with_nick(draft);
+        // A node that is no member now (gone longer than the reap time, or
+        // not back since this daemon started) is reached by its pinned
+        // key: the message waits for it.
+        if let Some(to) = &draft.to
+            && self.node.member(&to.node).is_none()
+            && let Some(key) = self.pins.key_of(&to.node)
+        {
+            self.node.learn_direct_key(key);
+        }
         let wall_ms = views::unix_ms_now();
         match self.node.send_direct(&draft, wall_ms, now) {
             Ok(message) => {

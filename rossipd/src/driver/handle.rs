@@ -296,6 +296,12 @@ pub enum Command {
         /// Told when the recipient acknowledges it, or it expires.
         outcome: oneshot::Sender<rossip_proto::node::DirectOutcome>,
     },
+    /// Nodes known by their pinned names (members or not): who a direct
+    /// message may go to.
+    KnownNodes {
+        /// Their ids and names.
+        reply: oneshot::Sender<Vec<(rossip_proto::NodeId, String)>>,
+    },
 }
 
 /// A `send` handed to the driver, whose answer comes after the commit.
@@ -412,6 +418,11 @@ impl Handle {
             .await
             .map(SendTicket)?;
         Ok((ticket, outcome_rx))
+    }
+
+    /// Nodes known by their pinned names, members now or not.
+    pub async fn known_nodes(&self) -> Result<Vec<(rossip_proto::NodeId, String)>, CoreError> {
+        self.request(|reply| Command::KnownNodes { reply }).await
     }
 
     /// Where a read starts.
