@@ -61,7 +61,7 @@ pub fn normalize_nick(raw: &str) -> Result<String, NickError> {
 /// surrogate and unassigned code points, and the letters and marks that
 /// render as nothing (Hangul fillers, the combining grapheme joiner,
 /// variation selectors). By general category, so it keeps up with Unicode.
-pub(crate) fn is_unprintable(c: char) -> bool {
+pub fn is_unprintable(c: char) -> bool {
     use unicode_properties::{GeneralCategory, UnicodeGeneralCategory as _};
     matches!(
         c.general_category(),

@@ -55,7 +55,8 @@ mod timers;
 
 pub use config::ProtocolConfig;
 pub use direct::{
-    DIRECT_SEQ_BIT, DirectError, DirectOutcome, DirectStatus, PendingDirect, is_direct_id,
+    DIRECT_SEQ_BIT, DirectAck, DirectError, DirectOutcome, DirectStatus, PendingDirect,
+    is_direct_id,
 };
 pub use hints::{HintConfig, HintDrop, HintStats};
 pub use identity_conflict::IdentityInUse;
@@ -394,7 +395,9 @@ pub struct Stats {
     /// `keyring_unsolicited`, `keyring_answer_from_elsewhere`), direct messages
     /// ([`crate::direct::DirectOpenError::reason`]: `direct_wrong_key`,
     /// `direct_invalid_key`, `direct_bad_box`, `direct_malformed`; and
-    /// `invalid_direct`, `invalid_direct_ack`), encode failures
+    /// `invalid_direct`, `invalid_direct_ack`, `stale_direct`: a copy
+    /// older than the direct expiry and its slack, acknowledged and not
+    /// delivered), encode failures
     /// (`encode_too_large`, `encode_failed`), and presence
     /// (`presence_from_non_member`: a non-member's statement pushed out of
     /// the few held for when it comes up, `presence_stale`: of an earlier

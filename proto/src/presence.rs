@@ -75,6 +75,22 @@ impl UserPresence {
                 .is_none_or(|s| s.len() <= MAX_STATUS_BYTES)
     }
 
+    /// Whether every field is well formed (what a node that states it
+    /// checks before): a user name ([`crate::message::is_user_name`]), a
+    /// display name in its normal form ([`crate::nick::normalize_nick`]),
+    /// a status without unprintable characters.
+    pub fn is_well_formed(&self) -> bool {
+        crate::message::is_user_name(&self.user)
+            && self
+                .nick
+                .as_ref()
+                .is_none_or(|n| crate::nick::normalize_nick(n).is_ok_and(|norm| norm == *n))
+            && self
+                .status
+                .as_ref()
+                .is_none_or(|s| !s.chars().any(crate::nick::is_unprintable))
+    }
+
     /// Whether `other` says something different of the same user (a change
     /// worth an event): the time alone is not one.
     pub fn differs_from(&self, other: &UserPresence) -> bool {
@@ -112,6 +128,10 @@ pub enum PresenceRefusal {
     /// Users not sorted, or one listed twice.
     #[error("presence record users are not sorted and unique")]
     Unsorted,
+    /// A user name that is none, a display name not in its normal form, or
+    /// a status line with characters that could rewrite a terminal line.
+    #[error("presence record with a malformed user, display name or status")]
+    Malformed,
 }
 
 impl PresenceRefusal {
@@ -120,6 +140,7 @@ impl PresenceRefusal {
         match self {
             PresenceRefusal::OutOfBounds => "presence_out_of_bounds",
             PresenceRefusal::Unsorted => "presence_unsorted",
+            PresenceRefusal::Malformed => "presence_malformed",
         }
     }
 }
@@ -174,6 +195,9 @@ impl PresenceRecord {
             _ => true,
         }) {
             return Err(PresenceRefusal::Unsorted);
+        }
+        if !self.users.iter().all(UserPresence::is_well_formed) {
+            return Err(PresenceRefusal::Malformed);
         }
         Ok(())
     }
@@ -263,6 +287,26 @@ mod tests {
         let mut long_status = ok.clone();
         long_status.users[0].status = Some("x".repeat(MAX_STATUS_BYTES + 1));
         assert_eq!(long_status.check(), Err(PresenceRefusal::OutOfBounds));
+        for (user, nick, status) in [
+            ("bad user", None, None),
+            ("ann", Some(" Ann "), None),
+            ("ann", Some("a@b"), None),
+            ("ann", None, Some("evil\u{202e}txt")),
+            ("ann", None, Some("line\nbreak")),
+        ] {
+            let mut malformed = ok.clone();
+            malformed.users = vec![UserPresence {
+                user: user.into(),
+                nick: nick.map(str::to_owned),
+                status: status.map(str::to_owned),
+                ..ok.users[0].clone()
+            }];
+            assert_eq!(
+                malformed.check(),
+                Err(PresenceRefusal::Malformed),
+                "{user:?} {nick:?} {status:?}"
+            );
+        }
         let mut too_many = ok;
         too_many.users = (0..=MAX_PRESENCE_USERS)
             .map(|i| user(&format!("u{i:03}"), Availability::Available))

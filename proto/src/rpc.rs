@@ -302,6 +302,29 @@ pub enum EventBody {
         /// Their state before (`null`: they were not in a chat).
         previous: Option<PresenceStateName>,
     },
+    /// What became of a direct message this node sent: its recipient
+    /// acknowledged it, or it was given up. Shown to its sender's user and
+    /// root.
+    DirectStatus {
+        /// The message's id (as in its message event).
+        id: String,
+        /// What became of it.
+        status: DirectStatusName,
+        /// Why, for an expired message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+/// What became of a direct message, as `direct_status` events and `send`
+/// name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirectStatusName {
+    /// The recipient acknowledged it.
+    Delivered,
+    /// Not acknowledged in time (`--direct-expiry`): given up.
+    Expired,
 }
 
 /// Which events a subscription wants.
@@ -314,6 +337,9 @@ pub enum EventKind {
     Peer,
     /// Users coming into a chat, leaving, going away and back.
     Presence,
+    /// What became of direct messages this node sent (delivered,
+    /// expired).
+    DirectStatus,
 }
 
 /// A message as the API shows it.
@@ -734,6 +760,14 @@ pub struct MessageCounts {
     /// Direct messages given up unacknowledged (`--direct-expiry`).
     #[serde(default)]
     pub direct_expired: u64,
+    /// Acks of received direct messages not sent because the store had not
+    /// saved the messages (the senders send again).
+    #[serde(default)]
+    pub direct_acks_withheld: u64,
+    /// Direct messages found pending at start without their text in the
+    /// store (reported as expired and forgotten).
+    #[serde(default)]
+    pub direct_orphaned: u64,
 }
 
 /// Datagram counters.

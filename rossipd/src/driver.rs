@@ -51,6 +51,10 @@ pub const PEER_CHANGES: usize = 1024;
 /// subscriber further behind gets a `lagged` count instead).
 pub const PRESENCE_CHANGES: usize = 1024;
 
+/// Outcomes of direct messages held for subscribers that have not read
+/// them yet (a subscriber further behind gets a `lagged` count instead).
+pub const DIRECT_STATUSES: usize = 1024;
+
 /// Largest datagram we read; larger ones are truncated by the kernel and
 /// then refused by the wire decoder (counted as oversized/malformed).
 const RECV_BUFFER: usize = 65_536;
@@ -73,6 +77,7 @@ type SendReply = oneshot::Sender<Result<Arc<Delivered>, CoreError>>;
 type PendingSend = (SendReply, MessageId);
 
 pub use channels::ChannelSummary;
+pub use direct::DirectStatusUpdate;
 pub use handle::{
     Command, CoreError, Handle, Joined, PeerChange, PeerSnapshot, ReadStart, SendTicket,
     SincePoint, StartQuery, WeakHandle,
@@ -181,6 +186,10 @@ pub struct Driver {
     /// `send`s of direct messages waiting to learn their outcome.
     direct_waiters:
         std::collections::BTreeMap<MessageId, oneshot::Sender<rossip_proto::node::DirectOutcome>>,
+    /// Acks of received direct messages not sent for want of a commit.
+    direct_acks_withheld: u64,
+    /// What became of direct messages sent here, for subscribers.
+    direct_statuses: broadcast::Sender<Arc<DirectStatusUpdate>>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -207,6 +216,7 @@ impl Driver {
     ) -> Self {
         let (peer_changes, _) = broadcast::channel(PEER_CHANGES);
         let (presence_changes, _) = broadcast::channel(PRESENCE_CHANGES);
+        let (direct_statuses, _) = broadcast::channel(DIRECT_STATUSES);
         let mut journal = journal::Journal::new(store.id(), store.next_cursor());
         journal.restore(numbered);
         let node_id = node.id();
@@ -244,6 +254,8 @@ impl Driver {
             presence_changes,
             direct: direct::DirectMessages::default(),
             direct_waiters: std::collections::BTreeMap::new(),
+            direct_acks_withheld: 0,
+            direct_statuses,
         };
         driver.restore_direct_messages();
         driver.greet_cached_peers(&greet);
@@ -258,6 +270,7 @@ impl Driver {
             self.journal.subscribe(),
             self.peer_changes.clone(),
             self.presence_changes.clone(),
+            self.direct_statuses.clone(),
             self.clock,
         )
     }
@@ -564,6 +577,14 @@ impl Driver {
                 reply,
                 outcome,
             } => self.on_send_direct(draft, reply, outcome, now),
+            Command::KnownNodes { reply } => {
+                let known = self
+                    .pins
+                    .iter()
+                    .map(|(name, key)| (key.node_id(), name.to_owned()))
+                    .collect();
+                let _ = reply.send(known);
+            }
         }
         None
     }
@@ -676,6 +697,9 @@ impl Driver {
         while let Some(transmit) = self.node.poll_transmit() {
             self.transmit(&transmit).await;
         }
+        // Acks of received direct messages go only once those are saved.
+        let direct_acks: Vec<rossip_proto::node::DirectAck> =
+            std::iter::from_fn(|| self.node.poll_direct_ack()).collect();
         // Numbered before the commit, which stores each with its number.
         let numbered: Vec<(u64, &Message)> = events
             .iter()
@@ -688,6 +712,7 @@ impl Driver {
         let committed = self.persist(&numbered, &events);
         let numbers: Vec<u64> = numbered.iter().map(|&(number, _)| number).collect();
         drop(numbered);
+        self.send_direct_acks(direct_acks, committed.is_ok()).await;
         // Numbers of messages the store gave up on are never shown: reads
         // go past them once later ones are shown.
         let given_up = self.unstored.take_given_up_numbers();

@@ -313,6 +313,7 @@ fn restore_node(
     }
     // Direct messages sent and not acknowledged: retried until they are,
     // or expire.
+    let mut store = store;
     let pending = store.load_direct_pending().map_err(read_error)?;
     if !pending.is_empty() {
         tracing::info!(count = pending.len(), "direct messages still to deliver");

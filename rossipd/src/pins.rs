@@ -155,6 +155,16 @@ impl Pins {
         self.pins.len()
     }
 
+    /// Every pinned name and its key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &PublicKey)> {
+        self.pins.iter().map(|(name, key)| (name.as_str(), key))
+    }
+
+    /// The key pinned for node `id` (under any name), if any.
+    pub fn key_of(&self, id: &NodeId) -> Option<PublicKey> {
+        self.pins.values().find(|key| key.node_id() == *id).copied()
+    }
+
     fn pin(&mut self, name: &str, key: &PublicKey, id: &NodeId) -> NameTrust {
         if self.pins.len() >= MAX_PINS || name.contains(['\n', '\r']) {
             if !self.full_logged {

@@ -51,7 +51,12 @@ pub const FILE_NAME: &str = "history.db";
 
 /// The schema this build writes; a file with a higher version was written
 /// by a newer rossipd and is refused rather than guessed at.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
+
+/// Version 4 had the same tables, but a build of it would load the direct
+/// messages now among the rows of `messages` into its gossip history; the
+/// bump keeps such a build from opening this file. Migrated by the bump.
+const UNSEPARATED_SCHEMA_VERSION: i64 = 4;
 
 /// Version 3 had no authors and no direct messages; it is migrated in
 /// place (its messages have no author).
@@ -193,6 +198,9 @@ pub struct Store {
     /// Their payload bytes.
     bytes: u64,
     inserts_since_prune: u64,
+    /// Pending direct messages found without their text (see
+    /// [`Store::load_direct_pending`]).
+    direct_orphaned: u64,
 }
 
 /// Why opening failed: damage (move the file aside) or anything else.
@@ -280,6 +288,7 @@ impl Store {
             count: u64::try_from(count).unwrap_or(0),
             bytes: u64::try_from(bytes).unwrap_or(0),
             inserts_since_prune: 0,
+            direct_orphaned: 0,
         })
     }
 
@@ -607,6 +616,8 @@ fn open_checked(path: &Path) -> Result<Connection, OpenError> {
         conn.execute_batch(&format!(
             "BEGIN; {ADD_AUTHORS} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))?;
+    } else if version == UNSEPARATED_SCHEMA_VERSION {
+        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
     } else if version < SCHEMA_VERSION {
         conn.execute_batch(&format!(
             "BEGIN; {CREATE_SCHEMA} {CREATE_CURSOR_INDEX} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"

@@ -183,7 +183,9 @@ fn record(socket: &Path, shared: &Mutex<Shared>, stop: &AtomicBool) {
                         }
                     }
                     EventBody::Lagged { dropped, .. } => shared.lagged += dropped,
-                    EventBody::Peer { .. } | EventBody::Presence { .. } => {}
+                    EventBody::Peer { .. }
+                    | EventBody::Presence { .. }
+                    | EventBody::DirectStatus { .. } => {}
                 }
             }
             Err(e) => {

@@ -421,7 +421,9 @@ fn record(socket: &Path, shared: &Mutex<Shared>, stop: &AtomicBool) {
                     }
                     EventBody::Lagged { dropped, .. } => shared.lagged += dropped,
                     // Not subscribed to messages or presence; nothing to record.
-                    EventBody::Message { .. } | EventBody::Presence { .. } => {}
+                    EventBody::Message { .. }
+                    | EventBody::Presence { .. }
+                    | EventBody::DirectStatus { .. } => {}
                 }
             }
             Ok(None) => {}

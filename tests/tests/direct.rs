@@ -8,7 +8,9 @@
 //!   while h2 is stopped is reported queued, survives a restart of h1, and
 //!   reaches h2 when it is back.
 //! - On loopback (no root needed): an unknown recipient and a name two
-//!   nodes share are clear errors listing the candidates.
+//!   nodes share are clear errors listing the candidates; the sender's
+//!   subscriber is told when a direct message was delivered
+//!   (`direct_status`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -139,7 +141,16 @@ fn a_direct_message_reaches_only_its_recipient_sealed_and_waits_for_it() {
     wait_until(DELIVERY_TIMEOUT, "the channel message on h2", || {
         holds(&cluster.daemons[1], &sent.id)
     });
-    let b_events = drain_messages(&mut on_b, Duration::from_secs(2));
+    // Polled until a deadline: on a loaded machine the event may come late.
+    let mut b_events = Vec::new();
+    let b_deadline = Instant::now() + DELIVERY_TIMEOUT;
+    while !b_events
+        .iter()
+        .any(|m: &MessageView| m.id == dm && m.to.is_some())
+        && Instant::now() < b_deadline
+    {
+        b_events.extend(drain_messages(&mut on_b, Duration::from_millis(500)));
+    }
     assert!(
         b_events.iter().any(|m| m.id == dm && m.to.is_some()),
         "h2's subscriber got the direct message: {b_events:?}"
@@ -378,4 +389,51 @@ fn a_direct_message_is_shown_only_to_the_user_it_names() {
         3,
         "the sender's root sees what it sent"
     );
+}
+
+/// The sender's subscriber to `direct_status` learns that its message was
+/// delivered; the event names the message's id.
+#[test]
+fn the_sender_is_told_when_a_direct_message_is_delivered() {
+    let recipient = Daemon::builder("recipient").loopback().spawn();
+    let sender = Daemon::builder("sender")
+        .loopback()
+        .join(&recipient.addr())
+        .spawn();
+    wait_until(
+        DISCOVERY_TIMEOUT,
+        "the recipient as a member of sender",
+        || {
+            RpcClient::connect(sender.socket())
+                .map(|mut c| c.peers(false).len() == 1)
+                .unwrap_or(false)
+        },
+    );
+    let mut watcher = RpcClient::connect(sender.socket()).expect("connect to sender");
+    watcher.subscribe(serde_json::json!({"events": ["direct_status"]}));
+    #[derive(serde::Deserialize)]
+    struct Sent {
+        id: String,
+    }
+    let sent: Sent = sender.client().call_ok(
+        "send",
+        serde_json::json!({"text": "tell me when it is there", "to": "recipient"}),
+    );
+    let deadline = Instant::now() + DELIVERY_TIMEOUT;
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        let Some(event) = watcher.next_event(left) else {
+            break;
+        };
+        let done = matches!(
+            &event.event,
+            EventBody::DirectStatus { id, status: rossip_proto::rpc::DirectStatusName::Delivered, .. }
+                if *id == sent.id
+        );
+        seen.push(event.event);
+        if done {
+            return;
+        }
+    }
+    panic!("no direct_status delivered for {}: {seen:?}", sent.id);
 }

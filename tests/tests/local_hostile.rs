@@ -524,7 +524,9 @@ fn drain_subscriber(client: &mut RpcClient) -> (u64, u64) {
         match event.event {
             EventBody::Message { .. } => delivered += 1,
             EventBody::Lagged { dropped: n, .. } => dropped += n,
-            EventBody::Peer { .. } | EventBody::Presence { .. } => {}
+            EventBody::Peer { .. }
+            | EventBody::Presence { .. }
+            | EventBody::DirectStatus { .. } => {}
         }
     }
     (delivered, dropped)

@@ -430,7 +430,9 @@ fn subscribers_get_a_10000_message_catch_up_burst_once_without_lagged() {
                  after {} messages, although burst-late holds all {BURST}",
                 keys.len()
             ),
-            EventBody::Peer { .. } | EventBody::Presence { .. } => {}
+            EventBody::Peer { .. }
+            | EventBody::Presence { .. }
+            | EventBody::DirectStatus { .. } => {}
         }
     }
     assert!(

@@ -243,6 +243,12 @@ pub struct ProtocolConfig {
     /// Ids of direct messages delivered here that are remembered to drop
     /// later copies. Default 4096.
     pub direct_dedup_memory: usize,
+    /// How much older than [`ProtocolConfig::direct_expiry`] a direct
+    /// message may be (by its timestamp, against this node's clock) and
+    /// still be delivered: the senders' clocks differ. An older copy (a
+    /// replay, or a copy of one delivered long ago and forgotten since) is
+    /// acknowledged and not delivered. Default 1 h.
+    pub direct_clock_slack: Duration,
 }
 
 impl Default for ProtocolConfig {
@@ -308,6 +314,7 @@ impl Default for ProtocolConfig {
             direct_max_pending: 1000,
             direct_max_pending_bytes: 4 * 1024 * 1024,
             direct_dedup_memory: 4096,
+            direct_clock_slack: Duration::from_secs(3600),
         }
     }
 }

@@ -13,9 +13,15 @@
 //! [`Node::send_direct`] refuses past either bound.
 //!
 //! The recipient acknowledges every copy it can open (acks get lost too),
-//! and delivers a message once: it remembers the ids it delivered lately
+//! but only once the message is saved: acks come out apart from other
+//! datagrams ([`Node::poll_direct_ack`]), and a driver with a store sends
+//! them only after the message is committed (a recipient that dies first
+//! sends no ack, so the sender tries again). It delivers a message once: it remembers the ids it delivered lately
 //! ([`ProtocolConfig::direct_dedup_memory`] of them; a driver with a store
-//! also checks the store, which outlives a restart).
+//! also checks the store, which outlives a restart). A copy older than
+//! [`ProtocolConfig::direct_expiry`] and [`ProtocolConfig::direct_clock_slack`]
+//! is acknowledged and never delivered: no sender still keeps it, so it is
+//! a replay or a copy of one delivered and forgotten since.
 //!
 //! Ids: a direct message's sequence number has its top bit set and 63
 //! random low bits from the node's RNG. It never takes a number of the
@@ -76,6 +82,18 @@ impl DirectOutcome {
             DirectOutcome::Expired => "expired",
         }
     }
+}
+
+/// The acknowledgement of a direct message received here, held apart
+/// from other datagrams ([`Node::poll_direct_ack`]): a driver sends it
+/// only once the message is durably saved, and drops it otherwise (the
+/// sender sends the message again; its copy is deduplicated here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectAck {
+    /// The message acknowledged.
+    pub id: MessageId,
+    /// The datagram carrying the ack.
+    pub transmit: super::Transmit,
 }
 
 /// A direct message an earlier run sent and had no acknowledgement for:
@@ -164,7 +182,18 @@ pub(super) struct DirectState {
     delivered: BTreeSet<MessageId>,
     /// The earliest direct timer in the queue.
     timer_at: Option<Instant>,
+    /// Acks of received messages, for the driver to send once saved.
+    acks: VecDeque<DirectAck>,
+    /// Keys of nodes that are no members now (reaped, or not seen yet in
+    /// this run) that the driver knows: what a message to them is sealed
+    /// to until they are back. Bounded by [`MAX_KNOWN_KEYS`].
+    known_keys: BTreeMap<NodeId, crate::sign::PublicKey>,
 }
+
+/// Keys of non-members held for direct messages, at most (past it one is
+/// forgotten, by id order: any will do, as the driver teaches the key
+/// again at every send).
+pub const MAX_KNOWN_KEYS: usize = 1024;
 
 impl DirectState {
     fn remember_delivered(&mut self, id: MessageId, memory: usize) -> bool {
@@ -230,6 +259,7 @@ impl Node {
             self.members
                 .get(&recipient)
                 .map(|m| m.key)
+                .or_else(|| self.direct.known_keys.get(&recipient).copied())
                 .ok_or(DirectError::UnknownRecipient(recipient))?
         };
         let protocol = &self.config.protocol;
@@ -287,6 +317,24 @@ impl Node {
         self.add_outgoing(message.clone(), wall_ms.saturating_add(expiry), now);
         self.send_due_direct(now);
         Ok(message)
+    }
+
+    /// Teaches the key of a node that may be no member now (reaped after a
+    /// long absence, or not seen yet since a restart), so that a direct
+    /// message can be queued for it: it goes when the node is back. A key
+    /// is taken only for the id it derives.
+    pub fn learn_direct_key(&mut self, key: crate::sign::PublicKey) {
+        let id = key.node_id();
+        if id == self.config.id {
+            return;
+        }
+        if self.direct.known_keys.len() >= MAX_KNOWN_KEYS
+            && !self.direct.known_keys.contains_key(&id)
+            && let Some(first) = self.direct.known_keys.keys().next().copied()
+        {
+            self.direct.known_keys.remove(&first);
+        }
+        self.direct.known_keys.insert(id, key);
     }
 
     /// Puts back direct messages an earlier run sent and had no
@@ -504,7 +552,9 @@ impl Node {
         let own = self.config.id;
         let valid = message.id.origin == sender
             && is_direct_id(&message.id)
-            && message.to.as_ref().is_some_and(|to| to.node == own)
+            && message.to.as_ref().is_some_and(|to| {
+                to.node == own && to.user.as_deref().is_none_or(crate::message::is_user_name)
+            })
             && message.author_is_valid()
             && message
                 .verify(&mut super::lock_verifier(&self.verifier))
@@ -514,6 +564,7 @@ impl Node {
             return;
         }
         // Every copy is acknowledged: the ack of an earlier one may be lost.
+        // The ack is held apart, for the driver to send once it is saved.
         let nonce = self.direct_nonce();
         if let Some(ack) = direct::seal(
             &self.config.key,
@@ -521,7 +572,28 @@ impl Node {
             nonce,
             &DirectPlain::Ack(message.id),
         ) {
+            let queued = self.transmits.len();
             self.send(from, &Body::Direct(ack));
+            if self.transmits.len() > queued
+                && let Some(transmit) = self.transmits.pop_back()
+            {
+                self.direct.acks.push_back(DirectAck {
+                    id: message.id,
+                    transmit,
+                });
+            }
+        }
+        // Older than any sender keeps a message: a replay, or a copy of one
+        // delivered and forgotten since. Acknowledged (above), not delivered.
+        let protocol = &self.config.protocol;
+        let oldest_ms = self.last_wall_ms.saturating_sub(
+            u64::try_from((protocol.direct_expiry + protocol.direct_clock_slack).as_millis())
+                .unwrap_or(u64::MAX),
+        );
+        if message.ts.ms < oldest_ms {
+            tracing::debug!(msg = %message.id, "dropping a direct message older than its expiry");
+            self.count_drop("stale_direct");
+            return;
         }
         if self
             .direct
@@ -533,6 +605,12 @@ impl Node {
         } else {
             self.stats.duplicates += 1;
         }
+    }
+
+    /// The next ack of a received direct message: send it only once that
+    /// message is durably saved (see [`DirectAck`]).
+    pub fn poll_direct_ack(&mut self) -> Option<DirectAck> {
+        self.direct.acks.pop_front()
     }
 
     fn on_direct_ack(&mut self, sender: NodeId, id: MessageId) {
@@ -671,6 +749,83 @@ mod tests {
     }
 
     #[test]
+    fn the_ack_of_a_received_message_is_held_apart_until_the_driver_saves_it() {
+        let mut sim = three(13);
+        let draft = draft_to(1, "save me first");
+        let wall = sim.wall_ms();
+        // The first copy, taken off the network by hand.
+        let (sent, datagrams) = sim.with_node(0, |node, now| {
+            let sent = node.send_direct(&draft, wall, now).expect("sent");
+            let datagrams: Vec<_> = std::iter::from_fn(|| node.poll_transmit()).collect();
+            (sent, datagrams)
+        });
+        let from = sim.host(0).addr;
+        let (plain, acks) = sim.with_node(1, |node, now| {
+            for datagram in &datagrams {
+                node.handle_datagram(from, &datagram.payload, now);
+            }
+            let plain: Vec<_> = std::iter::from_fn(|| node.poll_transmit()).collect();
+            let acks: Vec<_> = std::iter::from_fn(|| node.poll_direct_ack()).collect();
+            (plain, acks)
+        });
+        assert_eq!(acks.len(), 1, "one ack, held apart");
+        assert_eq!(acks[0].id, sent.id);
+        assert!(
+            plain.iter().all(|t| t.payload != acks[0].transmit.payload),
+            "the ack is not among the other datagrams"
+        );
+        assert_eq!(direct_deliveries(&sim, 1, sent.id), 1);
+        // That ack was never sent (the recipient died before saving): the
+        // sender tries again, and the next copy's ack gets through.
+        sim.run_for(Duration::from_millis(100));
+        assert!(
+            outcomes(&sim, 0, sent.id).is_empty(),
+            "not acknowledged yet"
+        );
+        assert!(sim.run_until(Duration::from_secs(30), |sim| {
+            outcomes(sim, 0, sent.id) == [DirectOutcome::Delivered]
+        }));
+        assert_eq!(direct_deliveries(&sim, 1, sent.id), 1, "delivered once");
+    }
+
+    #[test]
+    fn a_copy_older_than_the_expiry_is_acknowledged_not_delivered() {
+        #[allow(clippy::disallowed_methods)] // one real Instant as the origin of virtual time
+        let mut sim = Sim::new(Instant::now(), 21);
+        for name in ["a", "b"] {
+            let mut config = sim.config(sim.len(), name);
+            config.protocol.direct_expiry = Duration::from_secs(60);
+            config.protocol.direct_clock_slack = Duration::from_secs(10);
+            sim.add_node_with(config);
+        }
+        sim.contact(1, 0);
+        assert!(sim.run_until(Duration::from_secs(10), |sim| {
+            sim.state(0, 1) == Some(PeerState::Alive)
+        }));
+        // A copy captured on the way, replayed long after.
+        sim.block(0, 1);
+        let draft = draft_to(1, "old news");
+        let wall = sim.wall_ms();
+        let (sent, datagrams) = sim.with_node(0, |node, now| {
+            let sent = node.send_direct(&draft, wall, now).expect("sent");
+            let datagrams: Vec<_> = std::iter::from_fn(|| node.poll_transmit()).collect();
+            (sent, datagrams)
+        });
+        sim.run_for(Duration::from_secs(75));
+        assert_eq!(outcomes(&sim, 0, sent.id), [DirectOutcome::Expired]);
+        let from = sim.host(0).addr;
+        let acks = sim.with_node(1, |node, now| {
+            for datagram in &datagrams {
+                node.handle_datagram(from, &datagram.payload, now);
+            }
+            std::iter::from_fn(|| node.poll_direct_ack()).count()
+        });
+        assert_eq!(acks, 1, "acknowledged");
+        assert_eq!(direct_deliveries(&sim, 1, sent.id), 0, "not delivered");
+        assert_eq!(sim.node(1).stats().dropped.get("stale_direct"), Some(&1));
+    }
+
+    #[test]
     fn loss_is_retried_and_copies_are_delivered_once() {
         let mut sim = three(7);
         sim.set_loss(0.2);
@@ -793,6 +948,34 @@ mod tests {
         sim.restart(0, config);
         sim.with_node(0, |node, now| node.restore_direct(pending, now));
         sim.contact(0, 2);
+        sim.resume(1);
+        assert!(sim.run_until(Duration::from_secs(90), |sim| {
+            outcomes(sim, 0, sent.id) == [DirectOutcome::Delivered]
+        }));
+        assert_eq!(direct_deliveries(&sim, 1, sent.id), 1);
+    }
+
+    #[test]
+    fn a_node_known_only_by_its_key_gets_a_message_when_it_is_back() {
+        let mut sim = three(17);
+        let b_key = sim.node(1).public_key();
+        sim.crash(1);
+        // A restart of a: b is no member now (as after a reap).
+        let mut config = sim.config(0, "a");
+        config.generation = 1;
+        config.rng_seed = 77;
+        sim.restart(0, config);
+        sim.contact(0, 2);
+        assert!(sim.node(0).member(&Sim::id(1)).is_none());
+        assert_eq!(
+            send(&mut sim, 0, 1, "too soon").map(|m| m.text),
+            Err(DirectError::UnknownRecipient(Sim::id(1))),
+            "without its key, b is unknown"
+        );
+        sim.with_node(0, |node, _| node.learn_direct_key(b_key));
+        let sent = send(&mut sim, 0, 1, "known by key").expect("queued");
+        sim.run_for(Duration::from_secs(10));
+        assert!(outcomes(&sim, 0, sent.id).is_empty());
         sim.resume(1);
         assert!(sim.run_until(Duration::from_secs(90), |sim| {
             outcomes(sim, 0, sent.id) == [DirectOutcome::Delivered]

@@ -629,7 +629,12 @@ impl Sim {
         let elapsed = self.elapsed();
         let host = &mut self.nodes[index];
         let traffic = &mut self.traffic[index];
-        while let Some(transmit) = host.node.poll_transmit() {
+        // The simulated driver saves at once: acks go with the rest.
+        while let Some(transmit) = host
+            .node
+            .poll_transmit()
+            .or_else(|| host.node.poll_direct_ack().map(|ack| ack.transmit))
+        {
             assert!(
                 transmit.payload.len() <= wire::MAX_DATAGRAM_BYTES,
                 "node {index} produced a {}-byte datagram",

@@ -93,7 +93,9 @@ impl Subscriber for Watcher {
                 }
             }
             // Not subscribed to; a daemon that sends them anyway is ignored.
-            EventBody::Message { .. } | EventBody::Presence { .. } => {}
+            EventBody::Message { .. }
+            | EventBody::Presence { .. }
+            | EventBody::DirectStatus { .. } => {}
         }
         Ok(())
     }

@@ -180,7 +180,7 @@ impl Subscriber for Follower {
                 }
             }
             // Not subscribed to; a daemon that sends them anyway is ignored.
-            EventBody::Presence { .. } => {}
+            EventBody::Presence { .. } | EventBody::DirectStatus { .. } => {}
         }
         Ok(())
     }

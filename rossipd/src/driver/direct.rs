@@ -28,6 +28,17 @@ use crate::views;
 /// here first; the store keeps them within its own window).
 pub const MAX_DIRECT_HELD: usize = 10_000;
 
+/// What became of a direct message this node sent, for subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectStatusUpdate {
+    /// The message.
+    pub id: MessageId,
+    /// The local user who sent it: only they (and root) are told.
+    pub sender: String,
+    /// What became of it.
+    pub outcome: DirectOutcome,
+}
+
 /// The direct messages this node sent or received, in history order.
 #[derive(Debug, Default)]
 pub struct DirectMessages {
@@ -37,12 +48,22 @@ pub struct DirectMessages {
 
 impl DirectMessages {
     /// Holds `message` (the oldest goes past [`MAX_DIRECT_HELD`]); false
-    /// if it was held already.
+    /// if it was held already, or is older than all held when they are
+    /// [`MAX_DIRECT_HELD`] (it would go at once: an old copy, not news).
     pub fn insert(&mut self, message: Message) -> bool {
         if self.key_of.contains_key(&message.id) {
             return false;
         }
         let key = message.order_key();
+        if self.by_key.len() >= MAX_DIRECT_HELD
+            && self
+                .by_key
+                .keys()
+                .next()
+                .is_some_and(|oldest| key < *oldest)
+        {
+            return false;
+        }
         self.key_of.insert(message.id, key);
         self.by_key.insert(key, message);
         while self.by_key.len() > MAX_DIRECT_HELD {
@@ -136,6 +157,15 @@ impl Driver {
         // A direct message carries its author's display name, as a channel
         // message does.
         let draft = self.with_nick(draft);
+        // A node that is no member now (gone longer than the reap time, or
+        // not back since this daemon started) is reached by its pinned
+        // key: the message waits for it.
+        if let Some(to) = &draft.to
+            && self.node.member(&to.node).is_none()
+            && let Some(key) = self.pins.key_of(&to.node)
+        {
+            self.node.learn_direct_key(key);
+        }
         let wall_ms = views::unix_ms_now();
         match self.node.send_direct(&draft, wall_ms, now) {
             Ok(message) => {
@@ -179,6 +209,33 @@ impl Driver {
         });
     }
 
+    /// Sends the acks of the direct messages received by this flush (and
+    /// of copies of earlier ones) if the commit stored everything
+    /// delivered so far (`all_stored`): an ack tells the sender to forget
+    /// its copy, so it must never go before the message is on disk. If the
+    /// commit failed they are dropped: the sender sends again, and the copy
+    /// is acknowledged once the store works.
+    pub(super) async fn send_direct_acks(
+        &mut self,
+        acks: Vec<rossip_proto::node::DirectAck>,
+        all_stored: bool,
+    ) {
+        if acks.is_empty() {
+            return;
+        }
+        if !all_stored {
+            self.direct_acks_withheld += acks.len() as u64;
+            tracing::debug!(
+                count = acks.len(),
+                "not acknowledging direct messages that are not stored yet"
+            );
+            return;
+        }
+        for ack in acks {
+            self.transmit(&ack.transmit).await;
+        }
+    }
+
     /// What became of a direct message this node sent.
     pub(super) fn on_direct_status(&mut self, status: DirectStatus) {
         tracing::info!(
@@ -196,6 +253,15 @@ impl Driver {
                 msg = %status.id,
                 "cannot record the direct message as done: {e}"
             );
+        }
+        if let Some(message) = self.direct.get(&status.id) {
+            let _ = self
+                .direct_statuses
+                .send(std::sync::Arc::new(DirectStatusUpdate {
+                    id: status.id,
+                    sender: message.author.user.clone(),
+                    outcome: status.outcome.clone(),
+                }));
         }
         if let Some(waiter) = self.direct_waiters.remove(&status.id) {
             let _ = waiter.send(status.outcome);
@@ -257,6 +323,19 @@ mod tests {
             .map(|m| m.ts.ms)
             .collect();
         assert_eq!(down, [6, 5, 4, 3, 2, 1]);
+    }
+
+    #[test]
+    fn a_message_older_than_all_held_when_full_is_not_new() {
+        let mut held = DirectMessages::default();
+        for ms in 1..=MAX_DIRECT_HELD as u64 {
+            assert!(held.insert(at(1000 + ms)));
+        }
+        assert!(!held.insert(at(5)), "it would be evicted at once");
+        assert!(held.get(&at(5).id).is_none());
+        assert!(held.insert(at(100_000)), "a newer one is held");
+        assert_eq!(held.len(), MAX_DIRECT_HELD);
+        assert!(held.get(&at(1001).id).is_none(), "the oldest made room");
     }
 
     #[test]

@@ -296,6 +296,12 @@ pub enum Command {
         /// Told when the recipient acknowledges it, or it expires.
         outcome: oneshot::Sender<rossip_proto::node::DirectOutcome>,
     },
+    /// Nodes known by their pinned names (members or not): who a direct
+    /// message may go to.
+    KnownNodes {
+        /// Their ids and names.
+        reply: oneshot::Sender<Vec<(rossip_proto::NodeId, String)>>,
+    },
 }
 
 /// A `send` handed to the driver, whose answer comes after the commit.
@@ -316,6 +322,7 @@ pub struct Handle {
     newest: watch::Receiver<u64>,
     peers: broadcast::Sender<Arc<PeerChange>>,
     presence: broadcast::Sender<Arc<super::PresenceUpdate>>,
+    direct_statuses: broadcast::Sender<Arc<super::DirectStatusUpdate>>,
     clock: WallClock,
 }
 
@@ -326,6 +333,7 @@ impl Handle {
         newest: watch::Receiver<u64>,
         peers: broadcast::Sender<Arc<PeerChange>>,
         presence: broadcast::Sender<Arc<super::PresenceUpdate>>,
+        direct_statuses: broadcast::Sender<Arc<super::DirectStatusUpdate>>,
         clock: WallClock,
     ) -> Handle {
         Handle {
@@ -333,6 +341,7 @@ impl Handle {
             newest,
             peers,
             presence,
+            direct_statuses,
             clock,
         }
     }
@@ -346,6 +355,7 @@ impl Handle {
             newest: self.newest.clone(),
             peers: self.peers.clone(),
             presence: self.presence.clone(),
+            direct_statuses: self.direct_statuses.clone(),
             clock: self.clock,
         }
     }
@@ -408,6 +418,11 @@ impl Handle {
             .await
             .map(SendTicket)?;
         Ok((ticket, outcome_rx))
+    }
+
+    /// Nodes known by their pinned names, members now or not.
+    pub async fn known_nodes(&self) -> Result<Vec<(rossip_proto::NodeId, String)>, CoreError> {
+        self.request(|reply| Command::KnownNodes { reply }).await
     }
 
     /// Where a read starts.
@@ -553,12 +568,22 @@ impl Handle {
             .await
     }
 
-    /// Ends a connection's presence registration (it closed).
-    pub async fn presence_end(&self, session: super::PresenceSession) -> Result<(), CoreError> {
-        self.commands
-            .send(Command::PresenceEnd { session })
-            .await
-            .map_err(|_| CoreError::ShuttingDown)
+    /// Ends a connection's presence registration without waiting: for a
+    /// drop (a closed or panicked connection), which cannot wait. When the
+    /// driver's queue is full the command is handed to a small task that
+    /// waits for room (it ends as soon as the driver takes it or is gone).
+    pub fn presence_end_detached(&self, session: super::PresenceSession) {
+        match self.commands.try_send(Command::PresenceEnd { session }) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(command)) => {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    let commands = self.commands.clone();
+                    runtime.spawn(async move {
+                        let _ = commands.send(command).await;
+                    });
+                }
+            }
+        }
     }
 
     /// Everyone in a chat, on every node.
@@ -570,6 +595,11 @@ impl Handle {
     pub fn presence_changes(&self) -> broadcast::Receiver<Arc<super::PresenceUpdate>> {
         self.presence.subscribe()
     }
+
+    /// What becomes of direct messages sent here, from now on.
+    pub fn direct_statuses(&self) -> broadcast::Receiver<Arc<super::DirectStatusUpdate>> {
+        self.direct_statuses.subscribe()
+    }
 }
 
 /// A [`Handle`] that does not keep the driver running (see
@@ -580,6 +610,7 @@ pub struct WeakHandle {
     newest: watch::Receiver<u64>,
     peers: broadcast::Sender<Arc<PeerChange>>,
     presence: broadcast::Sender<Arc<super::PresenceUpdate>>,
+    direct_statuses: broadcast::Sender<Arc<super::DirectStatusUpdate>>,
     clock: WallClock,
 }
 
@@ -591,6 +622,7 @@ impl WeakHandle {
             newest: self.newest.clone(),
             peers: self.peers.clone(),
             presence: self.presence.clone(),
+            direct_statuses: self.direct_statuses.clone(),
             clock: self.clock,
         })
     }

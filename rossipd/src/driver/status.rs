@@ -80,6 +80,8 @@ impl Driver {
                 direct_sent: s.direct_sent,
                 direct_received: s.direct_received,
                 direct_expired: s.direct_expired,
+                direct_acks_withheld: self.direct_acks_withheld,
+                direct_orphaned: self.store.direct_orphaned(),
             },
             datagrams: DatagramCounts {
                 received: s.datagrams_received,

@@ -31,7 +31,7 @@ use super::methods::{self, Framing, MAX_SUBSCRIPTIONS_PER_CONNECTION, Output};
 use super::presence;
 use super::subscription::Subscriptions;
 use crate::driver::journal::{ReadFrom, ReadPage};
-use crate::driver::{CoreError, PeerChange, PresenceSession, PresenceUpdate};
+use crate::driver::{CoreError, DirectStatusUpdate, PeerChange, PresenceSession, PresenceUpdate};
 
 /// Requests of one connection in flight (handed to the driver and not yet
 /// answered). A client that pipelines sends gets them accepted in batches
@@ -76,6 +76,7 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
     let caller = Caller::of_stream(&stream);
     let speaker = Speaker::of_uid(caller.uid).await;
     let (recv, send) = tokio::io::split(stream);
+    let ctx_driver = ctx.driver.clone();
     let mut connection = Connection {
         ctx,
         caller,
@@ -89,8 +90,12 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
         subscriptions: Subscriptions::default(),
         peer_changes: None,
         presence_changes: None,
-        presence: PresenceSession::next(),
-        presence_registered: false,
+        direct_statuses: None,
+        presence: PresenceRegistration {
+            session: PresenceSession::next(),
+            registered: false,
+            driver: ctx_driver,
+        },
         eof: false,
     };
     connection
@@ -101,13 +106,24 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
         )
         .await;
     // The user this connection registered leaves the chat with it (unless
-    // another connection of theirs is registered).
-    if connection.presence_registered {
-        let _ = connection
-            .ctx
-            .driver
-            .presence_end(connection.presence)
-            .await;
+    // another connection of theirs is registered): `connection.presence`
+    // tells the driver when it is dropped, here or by a panic's unwinding.
+}
+
+/// A connection's presence registration: whether it called
+/// `presence.set`, and, when it goes (the connection closed, or its task
+/// panicked), the driver is told that its user left the chat.
+struct PresenceRegistration {
+    session: PresenceSession,
+    registered: bool,
+    driver: crate::driver::Handle,
+}
+
+impl Drop for PresenceRegistration {
+    fn drop(&mut self) {
+        if self.registered {
+            self.driver.presence_end_detached(self.session);
+        }
     }
 }
 
@@ -131,11 +147,10 @@ struct Connection {
     subscriptions: Subscriptions,
     peer_changes: Option<broadcast::Receiver<Arc<PeerChange>>>,
     presence_changes: Option<broadcast::Receiver<Arc<PresenceUpdate>>>,
-    /// Names this connection's presence registration (see `presence`).
-    presence: PresenceSession,
-    /// Whether it called `presence.set`: then its close ends the
-    /// registration.
-    presence_registered: bool,
+    direct_statuses: Option<broadcast::Receiver<Arc<DirectStatusUpdate>>>,
+    /// This connection's presence registration (see `presence`); its
+    /// drop ends it.
+    presence: PresenceRegistration,
     /// The client closed its side: answer what was read, then close.
     eof: bool,
 }
@@ -196,6 +211,7 @@ impl Connection {
                 && self.pending.len() < MAX_PIPELINED;
             let wants_peers = self.peer_changes.is_some() && room && self.history.is_none();
             let wants_presence = self.presence_changes.is_some() && room && self.history.is_none();
+            let wants_direct = self.direct_statuses.is_some() && room && self.history.is_none();
             let until_deadline = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -279,6 +295,23 @@ impl Connection {
                     }
                     self.out.push_str(&text);
                 }
+                Some(update) = async {
+                    match self.direct_statuses.as_mut() {
+                        Some(updates) => Some(updates.recv().await),
+                        None => None,
+                    }
+                }, if wants_direct => {
+                    let mut text = String::new();
+                    match update {
+                        Ok(update) => self.subscriptions.take_direct_status(&update, &mut text),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            self.count_drops(n);
+                            self.subscriptions.direct_statuses_lagged(n, &mut text);
+                        }
+                        Err(broadcast::error::RecvError::Closed) => self.direct_statuses = None,
+                    }
+                    self.out.push_str(&text);
+                }
                 changed = newest.changed(), if following && fetch.is_none() && room && self.subscriptions.len() > 0 => {
                     if changed.is_err() {
                         // The driver is gone: nothing more will come.
@@ -292,6 +325,7 @@ impl Connection {
                     self.subscriptions.clear();
                     self.peer_changes = None;
                     self.presence_changes = None;
+                    self.direct_statuses = None;
                     stop_at = Some(tokio::time::Instant::now() + SHUTDOWN_DRAIN);
                 }
                 () = until_deadline => break,
@@ -323,6 +357,7 @@ impl Connection {
         self.subscriptions.clear();
         self.peer_changes = None;
         self.presence_changes = None;
+        self.direct_statuses = None;
     }
 
     /// Starts what a line holds: nothing, a request or a batch. Anything
@@ -382,8 +417,8 @@ impl Connection {
         let driver = driver.clone();
         let speaker = self.speaker.clone();
         let Call { id, method, params } = call;
-        self.presence_registered |= method == rpc::method::PRESENCE_SET;
-        let session = self.presence;
+        self.presence.registered |= method == rpc::method::PRESENCE_SET;
+        let session = self.presence.session;
         self.pending.push_back(Box::pin(async move {
             let outcome =
                 presence::call(&method, params, &driver, &speaker, Framing::Single, session).await;
@@ -397,13 +432,13 @@ impl Connection {
         for element in &elements {
             if let Element::Call(call) = element {
                 self.caller.log_call(&call.method);
-                self.presence_registered |= call.method == rpc::method::PRESENCE_SET;
+                self.presence.registered |= call.method == rpc::method::PRESENCE_SET;
             }
         }
         self.in_flight_other = true;
         let driver = driver.clone();
         let speaker = self.speaker.clone();
-        let session = self.presence;
+        let session = self.presence.session;
         self.pending.push_back(Box::pin(async move {
             let mut outcomes = Vec::new();
             for element in elements {
@@ -490,12 +525,16 @@ impl Connection {
                 let cursor = start.cursor.to_string();
                 let wants_peers = start.filter.kinds.contains(&rpc::EventKind::Peer);
                 let wants_presence = start.filter.kinds.contains(&rpc::EventKind::Presence);
+                let wants_direct = start.filter.kinds.contains(&rpc::EventKind::DirectStatus);
                 let subscription = self.subscriptions.add(*start);
                 if wants_peers && self.peer_changes.is_none() {
                     self.peer_changes = Some(self.ctx.driver.peer_changes());
                 }
                 if wants_presence && self.presence_changes.is_none() {
                     self.presence_changes = Some(self.ctx.driver.presence_changes());
+                }
+                if wants_direct && self.direct_statuses.is_none() {
+                    self.direct_statuses = Some(self.ctx.driver.direct_statuses());
                 }
                 methods::to_value(rpc::SubscribeResult {
                     subscription,
@@ -514,6 +553,9 @@ impl Connection {
                 }
                 if !self.subscriptions.want_presence() {
                     self.presence_changes = None;
+                }
+                if !self.subscriptions.want_direct_statuses() {
+                    self.direct_statuses = None;
                 }
                 methods::to_value(rpc::UnsubscribeResult { unsubscribed: true })
             }

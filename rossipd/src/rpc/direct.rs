@@ -2,7 +2,9 @@
 //! and its result (`direct: {status, to, node}`).
 //!
 //! `to` is resolved among the members this node knows (in any state: a
-//! failed member gets the message when it is back) and this node itself:
+//! failed member gets the message when it is back), the nodes it knew
+//! before (their pinned names: a node away longer than the reap time, or
+//! not back since a restart, gets it when it is back) and this node itself:
 //! a node name, `user@node`, or a node id (hex; a unique prefix of at
 //! least [`MIN_ID_PREFIX`] digits). A name shared by several nodes is
 //! ambiguous: the error lists them, with ids to choose by.
@@ -90,6 +92,14 @@ pub async fn submit(
         id: peer.member.id,
         name: peer.member.name,
     }));
+    // Nodes known before (pinned names) that are no members now: away
+    // longer than the reap time, or not back since this daemon started.
+    let known = driver.known_nodes().await?;
+    for (id, name) in known {
+        if !candidates.iter().any(|c| c.id == id) {
+            candidates.push(Candidate { id, name });
+        }
+    }
     let (node, user) = resolve(to, &candidates)?;
     let to_view = rpc::user_at_node(user.as_deref().unwrap_or(""), &node.name);
     draft.to = Some(Recipient {
@@ -115,7 +125,7 @@ pub fn resolve(
         None => (None, to),
     };
     if let Some(user) = user
-        && (user.is_empty() || user.len() > MAX_USER_BYTES || user.chars().any(char::is_control))
+        && !rossip_proto::message::is_user_name(user)
     {
         return Err(ErrorObject::new(
             code::INVALID_PARAMS,
@@ -252,5 +262,9 @@ mod tests {
         assert_eq!(e.code, code::UNKNOWN_RECIPIENT);
         let e = resolve("@alpha", &all).expect_err("no user");
         assert_eq!(e.code, code::INVALID_PARAMS);
+        for bad in ["bad user@alpha", "b\u{202e}ob@alpha", "tab\tbed@alpha"] {
+            let e = resolve(bad, &all).expect_err("not a user name");
+            assert_eq!(e.code, code::INVALID_PARAMS, "{bad:?}");
+        }
     }
 }

@@ -91,10 +91,12 @@ fn checked_status(text: String) -> Result<Option<String>, ErrorObject> {
             serde_json::json!({"size": text.len(), "max_bytes": MAX_STATUS_BYTES}),
         ));
     }
-    if text.chars().any(char::is_control) {
+    // As other nodes check it (a status they would refuse is refused here).
+    if text.chars().any(rossip_proto::nick::is_unprintable) {
         return Err(ErrorObject::new(
             rpc::code::INVALID_PARAMS,
-            "status must not contain control characters (newlines, escapes)",
+            "status must not contain control or formatting characters (newlines, escapes, \
+             direction overrides)",
         ));
     }
     Ok((!text.is_empty()).then_some(text))

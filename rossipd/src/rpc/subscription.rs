@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use rossip_proto::rpc::{EventBody, EventKind, Notification};
 
 use crate::delivery::{Cursor, Delivered};
+use crate::driver::journal::Viewer;
 use crate::driver::journal::{ReadFilter, ReadFrom, ReadPage};
-use crate::driver::{PeerChange, PresenceUpdate};
+use crate::driver::{DirectStatusUpdate, PeerChange, PresenceUpdate};
 use crate::views::{self, WallClock};
 
 /// What one subscription wants.
@@ -59,6 +60,20 @@ impl Subscription {
 
     fn wants_presence(&self) -> bool {
         self.filter.kinds.contains(&EventKind::Presence)
+    }
+
+    fn wants_direct_statuses(&self) -> bool {
+        self.filter.kinds.contains(&EventKind::DirectStatus)
+    }
+
+    /// Whether it is told what became of `update`'s message: only its
+    /// sender's user (and root) are.
+    fn wants_direct_status(&self, update: &DirectStatusUpdate) -> bool {
+        self.wants_direct_statuses()
+            && match &self.filter.read.viewer {
+                Viewer::Everyone => true,
+                Viewer::User(user) => *user == update.sender,
+            }
     }
 }
 
@@ -192,6 +207,38 @@ impl Subscriptions {
         }
     }
 
+    /// Whether any wants the outcomes of direct messages.
+    pub fn want_direct_statuses(&self) -> bool {
+        self.live.values().any(Subscription::wants_direct_statuses)
+    }
+
+    /// Writes the outcome of a direct message to every subscription that
+    /// wants it and may see it.
+    pub fn take_direct_status(&self, update: &DirectStatusUpdate, out: &mut String) {
+        for (&id, sub) in &self.live {
+            if sub.wants_direct_status(update) {
+                push_line(out, id, direct_status_event(update));
+            }
+        }
+    }
+
+    /// Tells every subscription that wants the outcomes of direct messages
+    /// that `dropped` of them were missed.
+    pub fn direct_statuses_lagged(&self, dropped: u64, out: &mut String) {
+        for (&id, sub) in &self.live {
+            if sub.wants_direct_statuses() {
+                push_line(
+                    out,
+                    id,
+                    EventBody::Lagged {
+                        dropped,
+                        cursor: None,
+                    },
+                );
+            }
+        }
+    }
+
     /// Tells every subscription that wants presence changes that `dropped`
     /// of them were missed (`who` says how things stand now).
     pub fn presence_lagged(&self, dropped: u64, out: &mut String) {
@@ -252,6 +299,24 @@ fn push_message(out: &mut String, id: u64, delivered: &Delivered) {
             message: views::message_view(delivered),
         },
     );
+}
+
+/// The event telling what became of a direct message.
+fn direct_status_event(update: &DirectStatusUpdate) -> EventBody {
+    use rossip_proto::node::DirectOutcome;
+    use rossip_proto::rpc::DirectStatusName;
+    let (status, reason) = match update.outcome {
+        DirectOutcome::Delivered => (DirectStatusName::Delivered, None),
+        DirectOutcome::Expired => (
+            DirectStatusName::Expired,
+            Some("not acknowledged before it expired (--direct-expiry)".to_owned()),
+        ),
+    };
+    EventBody::DirectStatus {
+        id: update.id.to_string(),
+        status,
+        reason,
+    }
 }
 
 fn push_line(out: &mut String, id: u64, event: EventBody) {

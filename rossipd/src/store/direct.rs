@@ -70,25 +70,64 @@ impl Store {
     }
 
     /// The direct messages waiting for acknowledgement, with their
-    /// messages (a pending entry whose message is not stored is skipped).
-    pub fn load_direct_pending(&self) -> rusqlite::Result<Vec<PendingDirect>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT m.origin, m.seq, m.ms, m.logical, m.origin_name, m.channel, m.text, m.key,
-                    m.sig, p.expires_ms, m.user, m.nick, m.to_node, m.to_user
-             FROM direct_pending p JOIN messages m ON m.origin = p.origin AND m.seq = p.seq",
-        )?;
-        let mut rows = stmt.query([])?;
+    /// messages. A pending entry whose message is not stored (an older
+    /// build pruned it) cannot be sent again: it is logged as expired,
+    /// counted ([`Store::direct_orphaned`]) and deleted.
+    pub fn load_direct_pending(&mut self) -> rusqlite::Result<Vec<PendingDirect>> {
         let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let Some(message) = message_from_row(row)? else {
-                continue;
-            };
-            let expires_ms: i64 = row.get(9)?;
-            out.push(PendingDirect {
-                message,
-                expires_ms: unkey(expires_ms),
-            });
+        let mut orphans = Vec::new();
+        {
+            let mut stmt = self.conn.prepare(
+                "SELECT m.origin, m.seq, m.ms, m.logical, m.origin_name, m.channel, m.text, m.key,
+                        m.sig, p.expires_ms, m.user, m.nick, m.to_node, m.to_user,
+                        p.origin, p.seq
+                 FROM direct_pending p LEFT JOIN messages m
+                      ON m.origin = p.origin AND m.seq = p.seq",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let stored: Option<Vec<u8>> = row.get(0)?;
+                let message = match stored {
+                    Some(_) => message_from_row(row)?,
+                    None => None,
+                };
+                let Some(message) = message else {
+                    let origin: Vec<u8> = row.get(14)?;
+                    let seq: i64 = row.get(15)?;
+                    orphans.push((origin, seq));
+                    continue;
+                };
+                let expires_ms: i64 = row.get(9)?;
+                out.push(PendingDirect {
+                    message,
+                    expires_ms: unkey(expires_ms),
+                });
+            }
+        }
+        for (origin, seq) in orphans {
+            tracing::warn!(
+                path = %self.path.display(),
+                origin = %hex_prefix(&origin),
+                seq = unkey(seq),
+                "a direct message waiting for its acknowledgement is missing from the store: \
+                 given up as expired"
+            );
+            self.conn
+                .prepare_cached("DELETE FROM direct_pending WHERE origin = ?1 AND seq = ?2")?
+                .execute(params![origin, seq])?;
+            self.direct_orphaned += 1;
         }
         Ok(out)
     }
+
+    /// Pending direct messages found without their text since open, and
+    /// given up (see [`Store::load_direct_pending`]).
+    pub fn direct_orphaned(&self) -> u64 {
+        self.direct_orphaned
+    }
+}
+
+/// The first bytes of an id, in hex, for a log line.
+fn hex_prefix(bytes: &[u8]) -> String {
+    bytes.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }

@@ -2,12 +2,22 @@
 //! payload bytes, age), pruned in batches (see [`super::PRUNE_EVERY_INSERTS`]
 //! and the driver's prune tick), never per message; and a bounded number of
 //! seen sets.
+//!
+//! A direct message this node sent and its recipient has not acknowledged
+//! yet (a row of `direct_pending`) is never pruned: the outbox needs its
+//! text to send it again after a restart. The outbox is bounded, and its
+//! rows go when acknowledged or expired.
 
 use std::time::Duration;
 
 use rusqlite::{Connection, params};
 
 use super::encode::key;
+
+/// The SQL condition, on a row of `messages`, that it is no direct message
+/// still waiting for its acknowledgement.
+const NOT_PENDING: &str = "NOT EXISTS (SELECT 1 FROM direct_pending p
+                    WHERE p.origin = messages.origin AND p.seq = messages.seq)";
 
 /// Most origins whose seen ranges are stored. Past it, origins with no
 /// stored message go first, then the least recently updated (their old
@@ -55,7 +65,9 @@ pub(super) fn by_age(conn: &Connection, cutoff_ms: u64) -> rusqlite::Result<Prun
     if cutoff_ms == 0 {
         return Ok(Pruned::default());
     }
-    let mut stmt = conn.prepare_cached("DELETE FROM messages WHERE ms < ?1 RETURNING bytes")?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "DELETE FROM messages WHERE ms < ?1 AND {NOT_PENDING} RETURNING bytes"
+    ))?;
     sum_deleted(stmt.query(params![key(cutoff_ms)])?)
 }
 
@@ -66,11 +78,12 @@ pub(super) fn by_count(conn: &Connection, count: u64, limit: usize) -> rusqlite:
     if excess == 0 {
         return Ok(Pruned::default());
     }
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "DELETE FROM messages WHERE rowid IN (
-             SELECT rowid FROM messages ORDER BY ms, logical, origin, seq LIMIT ?1
-         ) RETURNING bytes",
-    )?;
+             SELECT rowid FROM messages WHERE {NOT_PENDING}
+             ORDER BY ms, logical, origin, seq LIMIT ?1
+         ) RETURNING bytes"
+    ))?;
     sum_deleted(stmt.query(params![i64::try_from(excess).unwrap_or(i64::MAX)])?)
 }
 
@@ -78,8 +91,8 @@ pub(super) fn by_count(conn: &Connection, count: u64, limit: usize) -> rusqlite:
 /// newest always stays). Only run when the total is over, as it reads the
 /// whole table.
 pub(super) fn by_bytes(conn: &Connection, max_bytes: usize) -> rusqlite::Result<Pruned> {
-    let mut stmt = conn.prepare_cached(
-        "DELETE FROM messages WHERE rowid IN (
+    let mut stmt = conn.prepare_cached(&format!(
+        "DELETE FROM messages WHERE {NOT_PENDING} AND rowid IN (
              SELECT rowid FROM (
                  SELECT rowid,
                         SUM(bytes) OVER newest_first AS kept,
@@ -88,8 +101,8 @@ pub(super) fn by_bytes(conn: &Connection, max_bytes: usize) -> rusqlite::Result<
                  WINDOW newest_first AS (ORDER BY ms DESC, logical DESC, origin DESC, seq DESC
                                          ROWS UNBOUNDED PRECEDING)
              ) WHERE kept > ?1 AND rank > 1
-         ) RETURNING bytes",
-    )?;
+         ) RETURNING bytes"
+    ))?;
     sum_deleted(stmt.query(params![i64::try_from(max_bytes).unwrap_or(i64::MAX)])?)
 }
 

@@ -467,3 +467,90 @@ fn stores_of_schema_2_and_3_are_migrated_and_their_messages_still_verify() {
         assert_eq!(user_version, SCHEMA_VERSION);
     }
 }
+
+/// A direct message from this node to `OTHER`, as the outbox keeps it.
+fn direct_message(seq: u64, ms: u64) -> Message {
+    let mut m = message(OWN, seq | rossip_proto::node::DIRECT_SEQ_BIT, ms, "dm");
+    m.to = Some(rossip_proto::message::Recipient {
+        node: OTHER,
+        user: None,
+    });
+    m
+}
+
+#[test]
+fn a_direct_message_waiting_for_its_ack_is_never_pruned() {
+    let dir = dir();
+    let retention = Retention {
+        limit: 2,
+        max_bytes: 30,
+        max_age: Some(Duration::from_secs(3600)),
+    };
+    let mut store = Store::open(dir.path(), OWN, retention).expect("open");
+    // Older than the age bound, and the oldest row by far.
+    let waiting = direct_message(1, NOW_MS - 2 * 3_600_000);
+    let done = direct_message(2, NOW_MS - 2 * 3_600_000);
+    let mut all = vec![waiting.clone(), done.clone()];
+    all.extend((10..15).map(|seq| message(OWN, seq, NOW_MS + seq, "0123456789")));
+    commit_all(&mut store, &all, Vec::new());
+    store
+        .add_direct_pending(&waiting.id, NOW_MS + 3_600_000)
+        .expect("pending");
+    store.prune(NOW_MS).expect("prune");
+    let pending = store.load_direct_pending().expect("load");
+    assert_eq!(pending.len(), 1, "the waiting message survives every bound");
+    assert_eq!(pending[0].message, waiting);
+    assert_eq!(store.direct_orphaned(), 0);
+    // The acknowledged one is pruned like any other row.
+    let held: i64 = store
+        .conn
+        .query_row(
+            "SELECT COUNT(*) FROM messages WHERE to_node IS NOT NULL",
+            [],
+            |row| row.get(0),
+        )
+        .expect("count");
+    assert_eq!(held, 1);
+    // Once acknowledged, it goes too.
+    store.remove_direct_pending(&waiting.id).expect("done");
+    store.prune(NOW_MS).expect("prune");
+    assert!(store.load_direct_pending().expect("load").is_empty());
+}
+
+#[test]
+fn a_pending_direct_message_without_its_text_is_given_up_and_counted() {
+    let dir = dir();
+    let mut store = Store::open(dir.path(), OWN, window(10)).expect("open");
+    let lost = direct_message(3, NOW_MS);
+    store
+        .add_direct_pending(&lost.id, NOW_MS + 1000)
+        .expect("pending");
+    assert!(store.load_direct_pending().expect("load").is_empty());
+    assert_eq!(store.direct_orphaned(), 1);
+    // Deleted: not reported again.
+    assert!(store.load_direct_pending().expect("load").is_empty());
+    assert_eq!(store.direct_orphaned(), 1);
+}
+
+#[test]
+fn a_store_of_schema_4_is_bumped_to_5_with_its_messages() {
+    let dir = dir();
+    let path = dir.path().join(FILE_NAME);
+    let mut store = Store::open(dir.path(), OWN, window(10)).expect("open");
+    let kept = message(OWN, 1, NOW_MS, "from schema 4");
+    commit_all(&mut store, std::slice::from_ref(&kept), Vec::new());
+    drop(store);
+    rusqlite::Connection::open(&path)
+        .expect("open")
+        .execute_batch("PRAGMA user_version = 4;")
+        .expect("downgrade the version");
+    let store = Store::open(dir.path(), OWN, window(10)).expect("open migrates");
+    assert_eq!(store.load_window(NOW_MS).expect("load"), vec![kept]);
+    drop(store);
+    let user_version: i64 = rusqlite::Connection::open(&path)
+        .expect("open")
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .expect("version");
+    assert_eq!(user_version, 5);
+    assert_eq!(SCHEMA_VERSION, 5);
+}
