@@ -284,10 +284,13 @@ impl App {
             StreamNews::Message { message, live } => self.on_message(&message, live),
             StreamNews::Presence { entry, previous } => self.on_presence(&entry, previous),
             StreamNews::DirectStatus { id, status, reason } => {
-                let to = self
-                    .pending_direct
-                    .remove(&id)
-                    .unwrap_or_else(|| "the recipient".to_owned());
+                let pending = self.pending_direct.remove(&id);
+                if pending.is_none() && status == "delivered" {
+                    // `send` already said so (it waits briefly for the ack): only a
+                    // message reported queued gets a second line when it arrives.
+                    return;
+                }
+                let to = pending.unwrap_or_else(|| "the recipient".to_owned());
                 let reason = reason
                     .map(|r| format!(": {}", sanitize(&r)))
                     .unwrap_or_default();

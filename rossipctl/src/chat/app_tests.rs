@@ -326,3 +326,65 @@ fn the_pane_shows_the_bottom_the_marker_and_clamps_the_scroll() {
         .expect("marker");
     assert!(top[marker + 1].ends_with("line 1"), "{top:?}");
 }
+
+#[test]
+fn a_direct_message_is_reported_delivered_once() {
+    let mut app = app();
+    let sent = |app: &mut App, id: &str, status: &str| {
+        app.on_reply(Reply::Sent {
+            params: SendParams {
+                text: "ping".into(),
+                channel: None,
+                to: Some("h3".into()),
+            },
+            from: Target::Channel("general".into()),
+            result: Ok(super::super::api::SendResult {
+                id: id.into(),
+                direct: Some(super::super::api::DirectSendStatus {
+                    status: status.into(),
+                    to: "bob@h3".into(),
+                    node: "cc11223344".into(),
+                }),
+            }),
+        });
+    };
+    let status = |app: &mut App, id: &str, status: &str| {
+        app.on_stream(StreamNews::DirectStatus {
+            id: id.into(),
+            status: status.into(),
+            reason: None,
+        });
+    };
+    let delivered = |app: &App| {
+        texts(&app.windows[0])
+            .iter()
+            .filter(|l| l.contains("direct message to") && l.contains("delivered"))
+            .count()
+    };
+    // Acknowledged while `send` waited (sent from the window in view, which shows the
+    // message itself): the event adds no line.
+    sent(&mut app, "aa-1", "delivered");
+    status(&mut app, "aa-1", "delivered");
+    assert_eq!(delivered(&app), 0, "{:?}", texts(&app.windows[0]));
+    // Queued: the event is the news, once.
+    sent(&mut app, "aa-2", "queued");
+    status(&mut app, "aa-2", "delivered");
+    status(&mut app, "aa-2", "delivered");
+    assert_eq!(delivered(&app), 1, "{:?}", texts(&app.windows[0]));
+    assert!(
+        texts(&app.windows[0])
+            .last()
+            .is_some_and(|l| l.contains("direct message to bob@h3 delivered")),
+        "{:?}",
+        texts(&app.windows[0])
+    );
+    // Expiry is always shown.
+    status(&mut app, "aa-3", "expired");
+    assert!(
+        texts(&app.windows[0])
+            .last()
+            .is_some_and(|l| l.contains("expired")),
+        "{:?}",
+        texts(&app.windows[0])
+    );
+}
