@@ -18,6 +18,26 @@ pub const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(60);
 /// a duplicate that arrives late (e.g. by anti-entropy).
 pub const DUPLICATE_WINDOW: Duration = Duration::from_millis(1500);
 
+/// One mDNS-only daemon per host of `lan`, all spawned before any is waited
+/// for (so the discovery time measures the daemons, not their start-up one
+/// by one), each ready, all listing each other alive within
+/// [`MEMBERSHIP_TIMEOUT`]. Returns the daemons and the time from the first
+/// spawn until then.
+pub fn start_on_lan(lan: &crate::netns::Lan) -> (Vec<Daemon>, Duration) {
+    let started = Instant::now();
+    let mut daemons: Vec<Daemon> = lan
+        .hosts()
+        .iter()
+        .map(|host| Daemon::builder(&host.name).netns(&host.ns).spawn_unready())
+        .collect();
+    for daemon in &mut daemons {
+        daemon.wait_ready(crate::daemon::READY_TIMEOUT);
+    }
+    let nodes: Vec<(&str, &Path)> = daemons.iter().map(|d| (d.name(), d.socket())).collect();
+    wait_all_alive(&nodes, MEMBERSHIP_TIMEOUT);
+    (daemons, started.elapsed())
+}
+
 /// Spawns `first`, then `second` joined to it, and returns once both list
 /// each other as `alive`: [`start_loopback_cluster`] for two daemons that
 /// need flags of their own.

@@ -8,19 +8,15 @@
 //! Needs root and iproute2: without them it prints one line and passes,
 //! except under `CI=true`, where it must run.
 
-use std::path::Path;
 use std::time::Duration;
 
 use rossip_proto::rpc::{ChannelView, MessageView, code};
 use rossip_tests::cluster::{self, DUPLICATE_WINDOW};
 use rossip_tests::ctl::{CtlOutput, rossipctl_in};
-use rossip_tests::daemon::{Daemon, READY_TIMEOUT};
+use rossip_tests::daemon::Daemon;
 use rossip_tests::netns::Lan;
 use rossip_tests::wait::wait_until;
 use serde_json::json;
-
-/// mDNS plus the first probes; generous for a loaded 2-core machine.
-const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -55,16 +51,7 @@ fn channels_from_two_hosts_are_listed_on_a_third_and_tail_filters_them() {
     let Ok(lan) = Lan::new("channels", 3) else {
         return;
     };
-    let mut daemons: Vec<Daemon> = lan
-        .hosts()
-        .iter()
-        .map(|host| Daemon::builder(&host.name).netns(&host.ns).spawn_unready())
-        .collect();
-    for daemon in &mut daemons {
-        daemon.wait_ready(READY_TIMEOUT);
-    }
-    let nodes: Vec<(&str, &Path)> = daemons.iter().map(|d| (d.name(), d.socket())).collect();
-    cluster::wait_all_alive(&nodes, DISCOVERY_TIMEOUT);
+    let (daemons, _) = cluster::start_on_lan(&lan);
 
     for text in OPS {
         ctl(&lan, &daemons, 0, &["send", "-c", "ops", text]).assert_success();

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rossip_proto::rpc::{HistoryResult, MessageView};
 use rossip_tests::ctl::{rossipctl, rossipctl_in};
-use rossip_tests::daemon::{Daemon, READY_TIMEOUT};
+use rossip_tests::daemon::Daemon;
 use rossip_tests::netns::Lan;
 use rossip_tests::tmux::Tmux;
 use rossip_tests::wait::wait_until;
@@ -26,8 +26,6 @@ use serde_json::json;
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The screen showing what was typed or what the chat answered.
 const SCREEN_TIMEOUT: Duration = Duration::from_secs(20);
-/// mDNS discovery of three namespaced daemons.
-const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Whether a test that needs tmux can run: without it, one line and a pass, except under
 /// `CI=true` where it must run.
@@ -139,16 +137,7 @@ fn a_chat_in_a_terminal_talks_with_two_other_hosts() {
     let Ok(lan) = Lan::new("chat", 3) else {
         return;
     };
-    let mut daemons: Vec<Daemon> = lan
-        .hosts()
-        .iter()
-        .map(|host| Daemon::builder(&host.name).netns(&host.ns).spawn_unready())
-        .collect();
-    for daemon in &mut daemons {
-        daemon.wait_ready(READY_TIMEOUT);
-    }
-    let nodes: Vec<(&str, &Path)> = daemons.iter().map(|d| (d.name(), d.socket())).collect();
-    cluster::wait_all_alive(&nodes, DISCOVERY_TIMEOUT);
+    let (daemons, _) = cluster::start_on_lan(&lan);
     let (h1, h2, h3) = (&daemons[0], &daemons[1], &daemons[2]);
     let send_from = |index: usize, args: &[&str]| {
         rossipctl_in(Some(&lan.host(index).ns), daemons[index].socket(), args).assert_success();

@@ -5,43 +5,22 @@
 //! must run.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rossip_proto::rpc::{EventBody, MessageView, PeerStateName, PeerView};
 use rossip_tests::cluster::{self, DUPLICATE_WINDOW};
 use rossip_tests::ctl::{rossipctl_in, spawn_rossipctl};
-use rossip_tests::daemon::{Daemon, READY_TIMEOUT};
+use rossip_tests::daemon::Daemon;
 use rossip_tests::netns::Lan;
 use rossip_tests::rpc::RpcClient;
 use rossip_tests::sys;
 use rossip_tests::wait::wait_until;
 
 /// mDNS plus the first probes; generous for a loaded 2-core machine.
-const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(60);
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Anti-entropy under 30% loss may need many rounds.
 const LOSSY_DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// One mDNS-only daemon per host, all spawned before any is waited for, so
-/// the discovery time measures the daemons, not their start-up one by one.
-/// Returns the daemons and the time from the first spawn until each listed
-/// the other two as alive.
-fn start_daemons(lan: &Lan) -> (Vec<Daemon>, Duration) {
-    let started = Instant::now();
-    let mut daemons: Vec<Daemon> = lan
-        .hosts()
-        .iter()
-        .map(|host| Daemon::builder(&host.name).netns(&host.ns).spawn_unready())
-        .collect();
-    for d in &mut daemons {
-        d.wait_ready(READY_TIMEOUT);
-    }
-    let nodes: Vec<(&str, &Path)> = daemons.iter().map(|d| (d.name(), d.socket())).collect();
-    cluster::wait_all_alive(&nodes, DISCOVERY_TIMEOUT);
-    (daemons, started.elapsed())
-}
 
 fn peers_via_ctl(lan: &Lan, index: usize, daemon: &Daemon) -> Vec<PeerView> {
     let out = rossipctl_in(
@@ -61,7 +40,7 @@ fn three_hosts_discover_by_mdns_deliver_once_and_see_a_leave() {
     let Ok(lan) = Lan::new("netns_discovery", 3) else {
         return;
     };
-    let (mut daemons, discovery) = start_daemons(&lan);
+    let (mut daemons, discovery) = cluster::start_on_lan(&lan);
     sys::say(&format!(
         "netns discovery: 3 rossipd in 3 namespaces (mDNS only) each listed the other two alive \
          {:.2} s after the first was started",
@@ -146,7 +125,7 @@ fn delivery_check_20_messages_reach_everyone_once_under_30_percent_loss() {
     let Ok(lan) = Lan::new("netns_lossy", 3) else {
         return;
     };
-    let (daemons, discovery) = start_daemons(&lan);
+    let (daemons, discovery) = cluster::start_on_lan(&lan);
     sys::say(&format!(
         "netns lossy test: discovery took {:.2} s (before loss)",
         discovery.as_secs_f64()

@@ -7,20 +7,18 @@
 //! them it prints one line and passes, except with `CI=true`, where it must
 //! run.
 
-use std::path::Path;
 use std::time::Duration;
 
 use rossip_proto::rpc::{EventBody, PresenceStateName, PresenceView};
 use rossip_tests::cluster;
 use rossip_tests::ctl::rossipctl_in;
-use rossip_tests::daemon::{Daemon, READY_TIMEOUT};
+use rossip_tests::daemon::Daemon;
 use rossip_tests::netns::Lan;
 use rossip_tests::rpc::RpcClient;
 use rossip_tests::wait::wait_until;
 use serde_json::{Value, json};
 
 /// mDNS plus the first probes; generous for a loaded 2-core machine.
-const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(60);
 /// A presence change is pushed at once; a lost push is repaired by the
 /// 20 s refresh. Generous for a loaded machine.
 const PRESENCE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -86,16 +84,7 @@ fn presence_spreads_changes_and_ends_with_the_connection_or_the_node() {
     let Ok(lan) = Lan::new("presence", 3) else {
         return;
     };
-    let mut daemons: Vec<Daemon> = lan
-        .hosts()
-        .iter()
-        .map(|host| Daemon::builder(&host.name).netns(&host.ns).spawn_unready())
-        .collect();
-    for d in &mut daemons {
-        d.wait_ready(READY_TIMEOUT);
-    }
-    let nodes: Vec<(&str, &Path)> = daemons.iter().map(|d| (d.name(), d.socket())).collect();
-    cluster::wait_all_alive(&nodes, DISCOVERY_TIMEOUT);
+    let (mut daemons, _) = cluster::start_on_lan(&lan);
 
     // A presence subscriber on C.
     let mut watcher = daemons[2].client();
