@@ -40,6 +40,30 @@ impl<W: Write> Out<W> {
         self.line(&text)
     }
 
+    /// Prints a listing: with `json`, one object a line; else the lines of
+    /// `table`, or, with nothing to list, `empty` on stderr, so that stdout
+    /// stays empty and `rossipctl … | wc -l` counts the items.
+    pub fn listing<T: Serialize>(
+        &mut self,
+        json: bool,
+        items: &[T],
+        empty: &str,
+        table: impl FnOnce(&[T]) -> Vec<String>,
+    ) -> anyhow::Result<()> {
+        if json {
+            for item in items {
+                self.json(item)?;
+            }
+        } else if items.is_empty() {
+            note(empty);
+        } else {
+            for line in table(items) {
+                self.line(&line)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes raw bytes (e.g. a completion script), unflushed.
     pub fn bytes(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         self.writer.write_all(bytes).map_err(write_error)

@@ -8,7 +8,7 @@ use rossip_proto::rpc::{ChannelView, ChannelsResult, method};
 use serde_json::json;
 
 use super::Ctx;
-use crate::output::{Out, note};
+use crate::output::Out;
 use crate::sanitize::sanitize;
 use crate::timefmt::{format_ago, format_time, now_ms};
 
@@ -16,19 +16,12 @@ use crate::timefmt::{format_ago, format_time, now_ms};
 pub fn run(ctx: &Ctx, out: &mut Out<impl Write>) -> anyhow::Result<()> {
     let mut client = ctx.connect()?;
     let result: ChannelsResult = client.call(method::CHANNELS, json!({}))?;
-    if ctx.json {
-        for channel in &result.channels {
-            out.json(channel)?;
-        }
-    } else if result.channels.is_empty() {
-        // stdout stays empty, so `rossipctl channels | wc -l` counts channels.
-        note("no messages in any channel");
-    } else {
-        for line in table(&result.channels, now_ms(), &TimeZone::system()) {
-            out.line(&line)?;
-        }
-    }
-    Ok(())
+    out.listing(
+        ctx.json,
+        &result.channels,
+        "no messages in any channel",
+        |channels| table(channels, now_ms(), &TimeZone::system()),
+    )
 }
 
 const HEADER: [&str; 3] = ["CHANNEL", "MESSAGES", "LAST ACTIVITY"];

@@ -6,7 +6,7 @@ use rossip_proto::rpc::{PeerView, PeersParams, PeersResult, method};
 
 use super::Ctx;
 use crate::cli::PeersArgs;
-use crate::output::{Out, note};
+use crate::output::Out;
 use crate::sanitize::sanitize;
 use crate::timefmt::{format_ago, now_ms};
 
@@ -14,19 +14,9 @@ use crate::timefmt::{format_ago, now_ms};
 pub fn run(ctx: &Ctx, out: &mut Out<impl Write>, args: PeersArgs) -> anyhow::Result<()> {
     let mut client = ctx.connect()?;
     let result: PeersResult = client.call(method::PEERS, PeersParams { all: args.all })?;
-    if ctx.json {
-        for peer in &result.peers {
-            out.json(peer)?;
-        }
-    } else if result.peers.is_empty() {
-        // stdout stays empty, so `rossipctl peers | wc -l` counts peers.
-        note("no peers");
-    } else {
-        for line in table(&result.peers, now_ms()) {
-            out.line(&line)?;
-        }
-    }
-    Ok(())
+    out.listing(ctx.json, &result.peers, "no peers", |peers| {
+        table(peers, now_ms())
+    })
 }
 
 const HEADER: [&str; 7] = ["NAME", "ID", "ADDR", "STATE", "SINCE", "LAST SEEN", "RTT"];

@@ -6,7 +6,7 @@ use rossip_proto::rpc::{PresenceView, WhoResult, method};
 use serde_json::json;
 
 use super::Ctx;
-use crate::output::{Out, note};
+use crate::output::Out;
 use crate::sanitize::sanitize;
 use crate::timefmt::{format_ago, now_ms};
 
@@ -14,19 +14,9 @@ use crate::timefmt::{format_ago, now_ms};
 pub fn run(ctx: &Ctx, out: &mut Out<impl Write>) -> anyhow::Result<()> {
     let mut client = ctx.connect()?;
     let result: WhoResult = client.call(method::WHO, json!({}))?;
-    if ctx.json {
-        for user in &result.users {
-            out.json(user)?;
-        }
-    } else if result.users.is_empty() {
-        // stdout stays empty, so `rossipctl who | wc -l` counts users.
-        note("nobody is in a chat");
-    } else {
-        for line in table(&result.users, now_ms()) {
-            out.line(&line)?;
-        }
-    }
-    Ok(())
+    out.listing(ctx.json, &result.users, "nobody is in a chat", |users| {
+        table(users, now_ms())
+    })
 }
 
 const HEADER: [&str; 5] = ["USER", "NICK", "STATE", "SINCE", "STATUS"];
