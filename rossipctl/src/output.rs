@@ -81,6 +81,33 @@ impl<W: Write> Out<W> {
     }
 }
 
+/// A table's lines: `header` first, then `rows`, each column padded to its
+/// widest cell plus two spaces (the last one not padded), trailing blanks
+/// trimmed (a row whose last cells are empty).
+pub fn aligned<const N: usize>(header: [&str; N], rows: Vec<[String; N]>) -> Vec<String> {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    std::iter::once(header.map(str::to_owned))
+        .chain(rows)
+        .map(|row| {
+            let mut line = String::new();
+            for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+                line.push_str(cell);
+                if i + 1 < N {
+                    let pad = width - cell.chars().count() + 2;
+                    line.extend(std::iter::repeat_n(' ', pad));
+                }
+            }
+            line.truncate(line.trim_end().len());
+            line
+        })
+        .collect()
+}
+
 fn write_error(error: io::Error) -> anyhow::Error {
     if error.kind() == io::ErrorKind::BrokenPipe {
         StdoutClosed.into()

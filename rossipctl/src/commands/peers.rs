@@ -6,7 +6,7 @@ use rossip_proto::rpc::{PeerView, PeersParams, PeersResult, method};
 
 use super::Ctx;
 use crate::cli::PeersArgs;
-use crate::output::Out;
+use crate::output::{Out, aligned};
 use crate::sanitize::sanitize;
 use crate::timefmt::{format_ago, now_ms};
 
@@ -23,29 +23,7 @@ const HEADER: [&str; 7] = ["NAME", "ID", "ADDR", "STATE", "SINCE", "LAST SEEN", 
 
 /// The table's lines, header first, columns padded to their widest cell.
 fn table(peers: &[PeerView], now_ms: u64) -> Vec<String> {
-    let mut rows = vec![HEADER.map(str::to_owned)];
-    rows.extend(peers.iter().map(|peer| row(peer, now_ms)));
-    let mut widths = [0; HEADER.len()];
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    rows.iter()
-        .map(|row| {
-            let mut line = String::new();
-            for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
-                if i + 1 == row.len() {
-                    line.push_str(cell);
-                } else {
-                    line.push_str(cell);
-                    let pad = width - cell.chars().count() + 2;
-                    line.extend(std::iter::repeat_n(' ', pad));
-                }
-            }
-            line
-        })
-        .collect()
+    aligned(HEADER, peers.iter().map(|peer| row(peer, now_ms)).collect())
 }
 
 fn row(peer: &PeerView, now_ms: u64) -> [String; 7] {

@@ -6,7 +6,7 @@ use rossip_proto::rpc::{PresenceView, WhoResult, method};
 use serde_json::json;
 
 use super::Ctx;
-use crate::output::Out;
+use crate::output::{Out, aligned};
 use crate::sanitize::sanitize;
 use crate::timefmt::{format_ago, now_ms};
 
@@ -23,28 +23,7 @@ const HEADER: [&str; 5] = ["USER", "NICK", "STATE", "SINCE", "STATUS"];
 
 /// The table's lines, header first, columns padded to their widest cell.
 fn table(users: &[PresenceView], now_ms: u64) -> Vec<String> {
-    let mut rows = vec![HEADER.map(str::to_owned)];
-    rows.extend(users.iter().map(|user| row(user, now_ms)));
-    let mut widths = [0; HEADER.len()];
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    rows.iter()
-        .map(|row| {
-            let mut line = String::new();
-            for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
-                line.push_str(cell);
-                if i + 1 < row.len() {
-                    let pad = width - cell.chars().count() + 2;
-                    line.extend(std::iter::repeat_n(' ', pad));
-                }
-            }
-            line.truncate(line.trim_end().len());
-            line
-        })
-        .collect()
+    aligned(HEADER, users.iter().map(|user| row(user, now_ms)).collect())
 }
 
 fn row(user: &PresenceView, now_ms: u64) -> [String; 5] {

@@ -289,7 +289,8 @@ impl Connection {
                         Ok(update) => self.subscriptions.take_presence_change(&update, &mut text),
                         Err(broadcast::error::RecvError::Lagged(n)) => {
                             self.count_drops(n);
-                            self.subscriptions.presence_lagged(n, &mut text);
+                            self.subscriptions
+                                .events_lagged(rpc::EventKind::Presence, n, &mut text);
                         }
                         Err(broadcast::error::RecvError::Closed) => self.presence_changes = None,
                     }
@@ -306,7 +307,8 @@ impl Connection {
                         Ok(update) => self.subscriptions.take_direct_status(&update, &mut text),
                         Err(broadcast::error::RecvError::Lagged(n)) => {
                             self.count_drops(n);
-                            self.subscriptions.direct_statuses_lagged(n, &mut text);
+                            self.subscriptions
+                                .events_lagged(rpc::EventKind::DirectStatus, n, &mut text);
                         }
                         Err(broadcast::error::RecvError::Closed) => self.direct_statuses = None,
                     }

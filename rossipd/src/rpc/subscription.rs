@@ -222,28 +222,12 @@ impl Subscriptions {
         }
     }
 
-    /// Tells every subscription that wants the outcomes of direct messages
-    /// that `dropped` of them were missed.
-    pub fn direct_statuses_lagged(&self, dropped: u64, out: &mut String) {
+    /// Tells every subscription that wants events of `kind` (presence
+    /// changes, outcomes of direct messages: events with no place in the
+    /// message stream, so no cursor) that `dropped` of them were missed.
+    pub fn events_lagged(&self, kind: EventKind, dropped: u64, out: &mut String) {
         for (&id, sub) in &self.live {
-            if sub.wants_direct_statuses() {
-                push_line(
-                    out,
-                    id,
-                    EventBody::Lagged {
-                        dropped,
-                        cursor: None,
-                    },
-                );
-            }
-        }
-    }
-
-    /// Tells every subscription that wants presence changes that `dropped`
-    /// of them were missed (`who` says how things stand now).
-    pub fn presence_lagged(&self, dropped: u64, out: &mut String) {
-        for (&id, sub) in &self.live {
-            if sub.wants_presence() {
+            if sub.filter.kinds.contains(&kind) {
                 push_line(
                     out,
                     id,
