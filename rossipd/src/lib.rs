@@ -10,6 +10,7 @@ pub mod delivery;
 mod discovery;
 mod driver;
 pub mod hooks;
+mod http;
 pub mod interfaces;
 pub mod keyfile;
 mod local_socket;
@@ -88,6 +89,10 @@ pub async fn run_with(
     // node unrecorded, and only the reservation is safe.
     let resume_after_store = !state.sequence_unsafe();
     let (listener, socket_guard) = local_socket::bind(&config.socket, config.socket_mode)?;
+    let http_listener = match config.http {
+        Some(addr) => Some(http::bind(addr).await?),
+        None => None,
+    };
     let udp = transport::bind(config.bind, config.port)?;
     let bound = udp
         .local_addr()
@@ -115,6 +120,21 @@ pub async fn run_with(
             "no LAN interface found; advertising {advertise}, which only this machine can reach"
         );
     }
+
+    let web = match &http_listener {
+        Some(listener) => {
+            let addr = listener
+                .local_addr()
+                .context("cannot read the HTTP listener's address")?;
+            Some(http::WebAccess::open(
+                addr,
+                config.http_login,
+                &config.state_dir,
+                advertise_ip,
+            )?)
+        }
+        None => None,
+    };
 
     let clock = views::WallClock::new();
     let mut seed = [0u8; 8];
@@ -156,6 +176,7 @@ pub async fn run_with(
         addr: advertise,
         socket: config.socket.display().to_string(),
         mdns: config.mdns,
+        http: web.as_ref().map(http::WebAccess::view),
     };
     let keys = node.key_ids().iter().map(ToString::to_string).collect();
     let mut driver = driver::Driver::new(
@@ -207,6 +228,20 @@ pub async fn run_with(
         notifier.spawn_monitor(&handle, cancel.clone(), &tasks);
     }
     hooks::spawn(hooks, config.key_file.as_deref(), &handle, &cancel, &tasks);
+    if let (Some(listener), Some(web)) = (http_listener, &web) {
+        let gateway = Arc::new(http::Gateway::new(
+            handle.clone(),
+            web,
+            tasks.clone(),
+            cancel.clone(),
+        ));
+        tracing::info!(
+            login = web.view().login,
+            "web chat at http://{}/",
+            web.listen()
+        );
+        tasks.spawn(http::serve(listener, gateway, cancel.clone(), tasks.clone()));
+    }
     let ctx = Arc::new(rpc::RpcContext {
         driver: handle,
         counters: counters.clone(),

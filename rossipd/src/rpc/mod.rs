@@ -2,7 +2,7 @@
 //! driver's [`Handle`]. Framing, dispatch, one handler per method, the
 //! mapping of the driver's errors to codes, and subscriptions as positions.
 
-mod caller;
+pub(crate) mod caller;
 mod chat;
 mod connection;
 mod direct;
