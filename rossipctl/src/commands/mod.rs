@@ -21,6 +21,7 @@ pub mod resubscribe;
 pub mod send;
 pub mod status;
 pub mod tail;
+pub mod web;
 #[cfg(test)]
 mod test_daemon;
 pub mod who;
