@@ -354,3 +354,471 @@ fn a_body_over_the_limit_is_413_and_the_daemon_goes_on() {
     });
     assert_eq!(daemon.client().history().len(), 0);
 }
+
+/// Past 512 connections at once a client gets a 503 with a JSON error and
+/// is closed; once one closes, requests are served again.
+#[test]
+fn connections_past_the_limit_get_503() {
+    use std::io::{Read as _, Write as _};
+
+    const LIMIT: usize = 512;
+    let daemon = web_daemon("limit").spawn();
+    let addr = http_addr(&daemon);
+    let mut open: Vec<std::net::TcpStream> = (0..LIMIT)
+        .map(|i| {
+            std::net::TcpStream::connect(addr)
+                .unwrap_or_else(|e| panic!("connection {i} of {LIMIT}: {e}"))
+        })
+        .collect();
+    let request = format!("GET /status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let fetch = || -> String {
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(REQUEST_TIMEOUT))
+            .expect("a read timeout");
+        stream.write_all(request.as_bytes()).expect("write");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    };
+    let refused = fetch();
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    let body = refused.split("\r\n\r\n").nth(1).expect("a body");
+    let error: Value = serde_json::from_str(body).expect("JSON");
+    assert_eq!(error["error"]["code"], code::BUSY, "{error}");
+
+    open.truncate(LIMIT - 1);
+    let served = wait_until(SETTLE_TIMEOUT, "a request served once a connection closed", || {
+        let answer = fetch();
+        answer.starts_with("HTTP/1.1 200").then_some(answer)
+    });
+    assert!(served.contains("\"name\":\"limit\""), "{served}");
+    drop(open);
+    assert_eq!(daemon.status().name, "limit", "the daemon goes on");
+}
+
+/// The user name of this test's uid, as rossipd finds it (NSS), via the
+/// RPC `nick` of a fresh connection (which shows the caller's user).
+fn my_user(daemon: &Daemon) -> String {
+    let me = daemon
+        .client()
+        .call("nick", json!({}))
+        .expect("nick answers");
+    me["user"].as_str().expect("a user").to_owned()
+}
+
+/// Every JSON endpoint answers as its RPC method does; a loopback request
+/// speaks for the kernel's owner of its socket.
+#[test]
+fn the_json_endpoints_answer_as_the_rpc_methods() {
+    let daemon = web_daemon("alpha").spawn();
+    let web = Web::new(http_addr(&daemon));
+    let user = my_user(&daemon);
+    runtime().block_on(async {
+        let status = web.get("/status").await.ok();
+        assert_eq!(status["name"], "alpha");
+        assert_eq!(status["http"]["login"], false);
+        let me = web.get("/me").await.ok();
+        assert_eq!(me["user"], user.as_str(), "{me}");
+        assert_eq!(me["from"], format!("{user}@alpha"), "{me}");
+        assert_eq!(me["node_name"], "alpha");
+        assert_eq!(me["node"], status["id"]);
+        assert!(me["nick"].is_null(), "{me}");
+
+        let sent = web.post("/send", json!({"text": "hello from the web"})).await.ok();
+        assert!(sent["id"].is_string(), "{sent}");
+        let also = web
+            .post("/send", json!({"msg": "on a channel", "channel": "ops"}))
+            .await
+            .ok();
+        assert!(also["id"].is_string(), "{also}");
+
+        let history = web.get("/messages?n=10").await.ok();
+        let messages = history["messages"].as_array().expect("messages");
+        assert_eq!(messages.len(), 2, "{history}");
+        assert_eq!(messages[0]["text"], "hello from the web");
+        assert_eq!(messages[0]["user"], user.as_str(), "sent as the kernel says");
+        assert_eq!(messages[0]["channel"], "general");
+        assert_eq!(messages[1]["channel"], "ops");
+        assert!(history["cursor"].is_string());
+        let ops = web.get("/messages?channel=ops").await.ok();
+        assert_eq!(ops["messages"].as_array().expect("messages").len(), 1);
+        let after = messages[0]["cursor"].as_str().expect("a cursor");
+        let rest = web.get(&format!("/messages?after={after}")).await.ok();
+        let rest = rest["messages"].as_array().expect("messages");
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0]["text"], "on a channel");
+
+        let channels = web.get("/channels").await.ok();
+        let names: Vec<&str> = channels["channels"]
+            .as_array()
+            .expect("channels")
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert!(names.contains(&"general") && names.contains(&"ops"), "{channels}");
+        let peers = web.get("/peers?all=true").await.ok();
+        assert!(peers["peers"].is_array(), "{peers}");
+        let who = web.get("/who").await.ok();
+        assert!(who["users"].is_array(), "{who}");
+
+        let nick = web.post("/nick", json!({"nick": "Web Ann"})).await.ok();
+        assert_eq!(nick, json!({"user": user, "nick": "Web Ann"}));
+        let me = web.get("/me").await.ok();
+        assert_eq!(me["nick"], "Web Ann");
+        let cleared = web.post("/nick", json!({"clear": true})).await.ok();
+        assert!(cleared["nick"].is_null(), "{cleared}");
+    });
+    // The RPC side sees the same messages, from the same user.
+    let history = daemon.client().history();
+    assert_eq!(history.len(), 2);
+    assert!(history.iter().all(|m| m.user == user), "{history:?}");
+}
+
+/// Errors keep their RPC code, with the HTTP status of the table.
+#[test]
+fn errors_keep_their_code_with_an_http_status() {
+    let daemon = web_daemon("errors").spawn();
+    let other = web_daemon("other").spawn();
+    let web = Web::new(http_addr(&daemon));
+    other.client().send("elsewhere");
+    let elsewhere = other.client().history().remove(0);
+    runtime().block_on(async {
+        let cases: Vec<(Answer, StatusCode, i64)> = vec![
+            (
+                web.post("/send", json!({"text": ""})).await,
+                StatusCode::BAD_REQUEST,
+                code::EMPTY_MESSAGE,
+            ),
+            (
+                web.post("/send", json!({"text": "x", "channel": "no spaces"})).await,
+                StatusCode::BAD_REQUEST,
+                code::INVALID_CHANNEL,
+            ),
+            (
+                web.post("/send", json!({"text": "x", "bogus": 1})).await,
+                StatusCode::BAD_REQUEST,
+                code::INVALID_PARAMS,
+            ),
+            (
+                web.post("/send", json!({"text": "x", "to": "nobody-here"})).await,
+                StatusCode::NOT_FOUND,
+                code::UNKNOWN_RECIPIENT,
+            ),
+            (
+                web.post("/send", json!({"text": "x".repeat(70 * 1024)})).await,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                code::MESSAGE_TOO_LARGE,
+            ),
+            (
+                web.get("/messages?after=not-a-cursor").await,
+                StatusCode::BAD_REQUEST,
+                code::INVALID_PARAMS,
+            ),
+            (
+                web.get(&format!("/messages?after={}", elsewhere.cursor)).await,
+                StatusCode::GONE,
+                code::FOREIGN_CURSOR,
+            ),
+            (
+                web.get(&format!("/messages?since={}", elsewhere.id)).await,
+                StatusCode::NOT_FOUND,
+                code::UNKNOWN_MESSAGE_ID,
+            ),
+            (
+                web.post("/nick", json!({"nick": "a@b"})).await,
+                StatusCode::BAD_REQUEST,
+                code::INVALID_NICK,
+            ),
+        ];
+        for (answer, status, code) in cases {
+            assert_eq!((answer.status, answer.code()), (status, code), "{answer:?}");
+            assert!(answer.json["error"]["message"].is_string(), "{answer:?}");
+            assert_eq!(answer.header(header::CACHE_CONTROL), "no-store");
+        }
+        let not_json = web
+            .send(
+                web.client
+                    .post(format!("{}/send", web.base))
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body("{not json"),
+            )
+            .await;
+        assert_eq!(not_json.status, StatusCode::BAD_REQUEST, "{not_json:?}");
+        assert_eq!(not_json.code(), code::PARSE_ERROR);
+        let form = web
+            .send(
+                web.client
+                    .post(format!("{}/send", web.base))
+                    .header(header::CONTENT_TYPE, "text/plain")
+                    .body(r#"{"text":"a form post"}"#),
+            )
+            .await;
+        assert_eq!(form.status, StatusCode::BAD_REQUEST, "{form:?}");
+        assert_eq!(form.code(), code::INVALID_REQUEST);
+        let wrong_method = web.get("/send").await;
+        assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED, "{wrong_method:?}");
+    });
+    assert_eq!(daemon.client().history().len(), 0, "nothing was sent");
+}
+
+/// A request from another local user speaks for that user: the kernel's
+/// owner of the client socket (curl run as uid 65534 through setpriv).
+/// Needs root, curl and setpriv; without them it says so and passes.
+#[test]
+fn a_request_of_another_user_speaks_for_that_user() {
+    if rossip_tests::sys::effective_uid() != Some(0) {
+        rossip_tests::sys::skipped("a_request_of_another_user_speaks_for_that_user", "needs root");
+        return;
+    }
+    let (Some(curl), Some(setpriv)) = (
+        rossip_tests::sys::find_program("curl"),
+        rossip_tests::sys::find_program("setpriv"),
+    ) else {
+        rossip_tests::sys::skipped(
+            "a_request_of_another_user_speaks_for_that_user",
+            "needs curl and setpriv",
+        );
+        return;
+    };
+    let daemon = web_daemon("users").spawn();
+    let addr = http_addr(&daemon);
+    let run = |args: &[&str]| -> Value {
+        let mut full = vec![
+            "--reuid=65534".to_owned(),
+            "--regid=65534".to_owned(),
+            "--clear-groups".to_owned(),
+            curl.display().to_string(),
+            "--silent".to_owned(),
+            "--noproxy".to_owned(),
+            "*".to_owned(),
+            "--max-time".to_owned(),
+            "30".to_owned(),
+        ];
+        full.extend(args.iter().map(|a| (*a).to_owned()));
+        let out = rossip_tests::sys::run(&setpriv, &full).expect("curl runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text:?}: {e}"))
+    };
+    let me = run(&[&format!("http://{addr}/me")]);
+    let nobody = me["user"].as_str().expect("a user").to_owned();
+    assert_ne!(nobody, my_user(&daemon), "{me}");
+    assert!(nobody == "nobody" || nobody == "uid65534", "{me}");
+    let sent = run(&[
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"text":"from nobody"}"#,
+        &format!("http://{addr}/send"),
+    ]);
+    assert!(sent["id"].is_string(), "{sent}");
+    let history = daemon.client().history();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].user, nobody);
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<
+    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+>;
+
+/// Opens `/ws?QUERY` with headers.
+async fn open_ws(addr: SocketAddr, query: &str, headers: &[(&str, &str)]) -> Socket {
+    let mut request = format!("ws://{addr}/ws?{query}")
+        .into_client_request()
+        .expect("a request");
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            header::HeaderName::from_bytes(name.as_bytes()).expect("a header name"),
+            value.parse().expect("a header value"),
+        );
+    }
+    let (socket, _) = tokio::time::timeout(REQUEST_TIMEOUT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("the upgrade in time")
+        .expect("the upgrade");
+    socket
+}
+
+/// The next JSON text frame (pings and pongs skipped); `None` when the
+/// socket closed.
+async fn next_frame(socket: &mut Socket) -> Option<Value> {
+    loop {
+        let frame = tokio::time::timeout(REQUEST_TIMEOUT, socket.next())
+            .await
+            .expect("a frame in time");
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                return Some(serde_json::from_str(&text).expect("a JSON frame"));
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(other)) => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+/// The next `message` event's message.
+async fn next_message(socket: &mut Socket) -> Value {
+    loop {
+        let frame = next_frame(socket).await.expect("the socket stays open");
+        if frame["kind"] == "message" {
+            return frame["message"].clone();
+        }
+    }
+}
+
+/// The WebSocket says who it is, then streams messages as RPC events;
+/// `n` replays history first; a presence frame puts its user in `who`
+/// for as long as the socket is open.
+#[test]
+fn the_websocket_streams_events_and_registers_presence() {
+    let daemon = web_daemon("wsnode").spawn();
+    let addr = http_addr(&daemon);
+    let web = Web::new(addr);
+    let user = my_user(&daemon);
+    daemon.client().send("before the socket");
+    runtime().block_on(async {
+        let mut socket = open_ws(addr, "n=10&events=message,presence", &[]).await;
+        let first = next_frame(&mut socket).await.expect("a first frame");
+        assert_eq!(first["kind"], "subscribed", "{first}");
+        assert_eq!(first["user"], user.as_str());
+        assert_eq!(first["from"], format!("{user}@wsnode"));
+        assert!(first["cursor"].is_string(), "{first}");
+        let replayed = next_message(&mut socket).await;
+        assert_eq!(replayed["text"], "before the socket");
+
+        web.post("/send", json!({"text": "live"})).await.ok();
+        let live = next_message(&mut socket).await;
+        assert_eq!(live["text"], "live");
+        assert_eq!(live["user"], user.as_str());
+        assert!(live["cursor"].is_string());
+
+        // Presence for the socket's life.
+        socket
+            .send(Message::Text(
+                json!({"kind": "presence", "state": "away", "status": "lunch"})
+                    .to_string()
+                    .into(),
+            ))
+            .await
+            .expect("send the presence frame");
+        let event = loop {
+            let frame = next_frame(&mut socket).await.expect("open");
+            if frame["kind"] == "presence" {
+                break frame;
+            }
+        };
+        assert_eq!(event["presence"]["user"], user.as_str(), "{event}");
+        assert_eq!(event["presence"]["state"], "away", "{event}");
+        let who = web.get("/who").await.ok();
+        let listed = who["users"].as_array().expect("users").iter().any(|u| {
+            u["user"] == user.as_str() && u["state"] == "away" && u["status"] == "lunch"
+        });
+        assert!(listed, "{who}");
+
+        // A bad frame is an error frame, and the socket goes on.
+        socket
+            .send(Message::Text(json!({"kind": "presence", "state": "gone"}).to_string().into()))
+            .await
+            .expect("send");
+        let error = next_frame(&mut socket).await.expect("open");
+        assert_eq!(error["kind"], "error", "{error}");
+        assert_eq!(error["error"]["code"], code::INVALID_PARAMS);
+
+        socket.close(None).await.expect("close");
+        drop(socket);
+    });
+    // The user leaves the chat with the socket.
+    let web = Web::new(addr);
+    let rt = runtime();
+    wait_until(SETTLE_TIMEOUT, "the user gone from who", || {
+        let who = rt.block_on(web.get("/who")).ok();
+        let users = who["users"].as_array().cloned().unwrap_or_default();
+        users.iter().all(|u| u["user"] != user.as_str()).then_some(())
+            .ok_or_else(|| who.to_string())
+    });
+}
+
+/// A follower that remembers the last message's cursor and reconnects with
+/// `?after=` it misses nothing and sees nothing twice, also across a
+/// restart of rossipd; a cursor of another store closes the socket with
+/// -32012.
+#[test]
+fn the_websocket_resumes_after_a_cursor_across_a_restart() {
+    let mut daemon = web_daemon("resume").spawn();
+    let addr = http_addr(&daemon);
+    let rt = runtime();
+    let mut seen: Vec<String> = Vec::new();
+    let cursor = rt.block_on(async {
+        let mut socket = open_ws(addr, "", &[]).await;
+        assert_eq!(next_frame(&mut socket).await.expect("open")["kind"], "subscribed");
+        let web = Web::new(addr);
+        for i in 0..3 {
+            web.post("/send", json!({"text": format!("first {i}")})).await.ok();
+        }
+        let mut cursor = String::new();
+        for _ in 0..3 {
+            let message = next_message(&mut socket).await;
+            seen.push(message["text"].as_str().expect("text").to_owned());
+            cursor = message["cursor"].as_str().expect("a cursor").to_owned();
+        }
+        cursor
+    });
+    // Sent while nobody follows, and across a restart (a new port: the
+    // address is asked again).
+    daemon.client().send("while away 0");
+    daemon.stop_with_sigterm(Duration::from_secs(30));
+    daemon.restart();
+    let addr = http_addr(&daemon);
+    daemon.client().send("while away 1");
+    rt.block_on(async {
+        let mut socket = open_ws(addr, &format!("after={cursor}"), &[]).await;
+        assert_eq!(next_frame(&mut socket).await.expect("open")["kind"], "subscribed");
+        Web::new(addr).post("/send", json!({"text": "after"})).await.ok();
+        for _ in 0..3 {
+            let message = next_message(&mut socket).await;
+            seen.push(message["text"].as_str().expect("text").to_owned());
+        }
+    });
+    assert_eq!(
+        seen,
+        ["first 0", "first 1", "first 2", "while away 0", "while away 1", "after"],
+        "no gap, no duplicate"
+    );
+
+    let other = web_daemon("elsewhere").spawn();
+    other.client().send("x");
+    let foreign = other.client().history()[0].cursor.clone();
+    rt.block_on(async {
+        let mut socket = open_ws(addr, &format!("after={foreign}"), &[]).await;
+        let error = next_frame(&mut socket).await.expect("an error frame");
+        assert_eq!(error["kind"], "error", "{error}");
+        assert_eq!(error["error"]["code"], code::FOREIGN_CURSOR, "{error}");
+        assert!(next_frame(&mut socket).await.is_none(), "then the socket closes");
+    });
+}
+
+/// A frame over 64 KiB closes that socket only: another socket of the same
+/// gateway keeps its events, and the daemon goes on.
+#[test]
+fn an_oversized_frame_closes_only_its_socket() {
+    let daemon = web_daemon("frames").spawn();
+    let addr = http_addr(&daemon);
+    runtime().block_on(async {
+        let mut big = open_ws(addr, "", &[]).await;
+        let mut other = open_ws(addr, "", &[]).await;
+        assert_eq!(next_frame(&mut big).await.expect("open")["kind"], "subscribed");
+        assert_eq!(next_frame(&mut other).await.expect("open")["kind"], "subscribed");
+        let oversized = format!(
+            "{{\"kind\":\"presence\",\"status\":\"{}\"}}",
+            "x".repeat(70 * 1024)
+        );
+        // The write may fail once the server closed; the close is what counts.
+        let _ = big.send(Message::Text(oversized.into())).await;
+        assert!(next_frame(&mut big).await.is_none(), "the oversized socket closes");
+
+        Web::new(addr).post("/send", json!({"text": "still here"})).await.ok();
+        assert_eq!(next_message(&mut other).await["text"], "still here");
+    });
+    assert_eq!(daemon.status().name, "frames");
+}
