@@ -5,6 +5,7 @@
 //! until the `shutdown` future completes (or a client calls `leave`), then
 //! leaves the cluster gracefully and cleans up.
 
+mod api;
 pub mod config;
 pub mod delivery;
 mod discovery;
@@ -229,12 +230,14 @@ pub async fn run_with(
     }
     hooks::spawn(hooks, config.key_file.as_deref(), &handle, &cancel, &tasks);
     if let (Some(listener), Some(web)) = (http_listener, &web) {
-        let gateway = Arc::new(http::Gateway::new(
-            handle.clone(),
-            web,
-            tasks.clone(),
-            cancel.clone(),
-        ));
+        let parts = http::GatewayParts {
+            driver: handle.clone(),
+            counters: counters.clone(),
+            node_name: config.name.clone(),
+            tasks: tasks.clone(),
+            cancel: cancel.clone(),
+        };
+        let gateway = Arc::new(http::Gateway::new(parts, web));
         tracing::info!(
             login = web.view().login,
             "web chat at http://{}/",
@@ -245,6 +248,7 @@ pub async fn run_with(
     let ctx = Arc::new(rpc::RpcContext {
         driver: handle,
         counters: counters.clone(),
+        web: web.map(Arc::new),
     });
     tasks.spawn(rpc::serve(listener, ctx, cancel.clone(), tasks.clone()));
 

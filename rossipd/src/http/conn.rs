@@ -21,7 +21,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::task::TaskTracker;
 
 use super::peer_uid;
-use crate::rpc::caller::Speaker;
+use crate::api::speaker::Speaker;
 
 /// HTTP connections (WebSockets included) served at once.
 pub const MAX_CONNECTIONS: usize = 512;

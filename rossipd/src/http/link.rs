@@ -10,7 +10,7 @@ use rossip_proto::rpc::{ErrorObject, HttpView, WebLinkResult, code};
 use super::guard::{Guard, Login};
 use super::token::TokenKey;
 use crate::config::HttpLogin;
-use crate::rpc::caller::Speaker;
+use crate::api::speaker::Speaker;
 
 /// The gateway as `status` and `web.link` see it.
 #[derive(Debug, Clone)]
@@ -97,12 +97,19 @@ impl WebAccess {
     }
 }
 
-/// `web.link` when the gateway is off.
-pub fn disabled() -> ErrorObject {
-    ErrorObject::new(
-        code::HTTP_DISABLED,
-        "the web chat is off: start rossipd with --http ADDR (e.g. --http 127.0.0.1:7466)",
-    )
+/// `web.link`: the link for `speaker`, or -32017 when the gateway is off
+/// (`access` is `None`).
+pub fn web_link(
+    access: Option<&WebAccess>,
+    speaker: &Speaker,
+) -> Result<WebLinkResult, ErrorObject> {
+    match access {
+        Some(access) => access.link(speaker),
+        None => Err(ErrorObject::new(
+            code::HTTP_DISABLED,
+            "the web chat is off: start rossipd with --http ADDR (e.g. --http 127.0.0.1:7466)",
+        )),
+    }
 }
 
 #[cfg(test)]

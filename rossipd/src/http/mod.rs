@@ -12,18 +12,20 @@
 //! (past it, a 503 and the connection closed), [`MAX_BODY_BYTES`] a
 //! request body, [`IDLE_TIMEOUT`] without a byte either way.
 
+mod api;
 mod conn;
 mod guard;
 mod link;
 mod peer_uid;
 mod token;
+mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::extract::{Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::header::{self, HeaderValue};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -34,12 +36,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use conn::{IDLE_TIMEOUT, MAX_CONNECTIONS};
 use conn::{Limited, Peer};
-pub use link::WebAccess;
+pub use link::{WebAccess, web_link};
 
-use crate::driver::Handle;
-use crate::rpc::caller::Speaker;
+use crate::driver::{Handle, SharedCounters};
+use crate::api::speaker::Speaker;
 
 /// The largest request body read (a message's text is at most 960 KiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -48,10 +49,29 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Debug)]
 pub struct Gateway {
     /// To the driver.
-    pub driver: Handle,
+    driver: Handle,
+    /// Shared counters (subscriber drops).
+    counters: Arc<SharedCounters>,
+    /// The node's name, for `user@node` (it cannot change while running).
+    node_name: String,
     /// The listener's checks.
     guard: guard::Guard,
     /// Where WebSocket tasks are tracked, so that shutdown waits for them.
+    tasks: TaskTracker,
+    /// The daemon's shutdown.
+    cancel: CancellationToken,
+}
+
+/// What the gateway is built from.
+#[derive(Debug)]
+pub struct GatewayParts {
+    /// To the driver.
+    pub driver: Handle,
+    /// Shared counters.
+    pub counters: Arc<SharedCounters>,
+    /// The node's name.
+    pub node_name: String,
+    /// Where WebSocket tasks are tracked.
     pub tasks: TaskTracker,
     /// The daemon's shutdown.
     pub cancel: CancellationToken,
@@ -59,17 +79,14 @@ pub struct Gateway {
 
 impl Gateway {
     /// The gateway of `access`'s listener.
-    pub fn new(
-        driver: Handle,
-        access: &WebAccess,
-        tasks: TaskTracker,
-        cancel: CancellationToken,
-    ) -> Gateway {
+    pub fn new(parts: GatewayParts, access: &WebAccess) -> Gateway {
         Gateway {
-            driver,
+            driver: parts.driver,
+            counters: parts.counters,
+            node_name: parts.node_name,
             guard: access.guard(),
-            tasks,
-            cancel,
+            tasks: parts.tasks,
+            cancel: parts.cancel,
         }
     }
 }
@@ -109,7 +126,10 @@ fn router(gateway: Arc<Gateway>) -> Router {
         .route("/style.css", get(page::style))
         .route("/favicon.svg", get(page::favicon))
         .route("/login", get(login))
+        .route("/ws", get(ws::upgrade))
+        .merge(api::routes())
         .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(gateway.clone(), admit))
         .layer(middleware::from_fn(security_headers))
         .with_state(gateway)

@@ -45,7 +45,8 @@ impl std::fmt::Debug for TokenKey {
 }
 
 impl TokenKey {
-    /// A key from raw secret bytes (tests, and [`TokenKey::load_or_create`]).
+    /// A key from raw secret bytes.
+    #[cfg(test)]
     pub fn from_secret(secret: [u8; SECRET_BYTES]) -> TokenKey {
         TokenKey { secret }
     }
