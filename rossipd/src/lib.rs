@@ -243,7 +243,12 @@ pub async fn run_with(
             "web chat at http://{}/",
             web.listen()
         );
-        tasks.spawn(http::serve(listener, gateway, cancel.clone(), tasks.clone()));
+        tasks.spawn(http::serve(
+            listener,
+            gateway,
+            cancel.clone(),
+            tasks.clone(),
+        ));
     }
     let ctx = Arc::new(rpc::RpcContext {
         driver: handle,

@@ -171,7 +171,11 @@ fn the_page_is_served_with_its_security_headers() {
 
         let script = web.get("/app.js").await;
         assert_eq!(script.status, StatusCode::OK);
-        assert!(script.header(header::CONTENT_TYPE).starts_with("text/javascript"));
+        assert!(
+            script
+                .header(header::CONTENT_TYPE)
+                .starts_with("text/javascript")
+        );
         let style = web.get("/style.css").await;
         assert!(style.header(header::CONTENT_TYPE).starts_with("text/css"));
         let icon = web.get("/favicon.svg").await;
@@ -206,14 +210,20 @@ fn a_foreign_host_or_origin_is_refused() {
                 .await;
             assert_eq!(rebound.status, StatusCode::FORBIDDEN, "{path}: {rebound:?}");
             assert_eq!(rebound.code(), code::FORBIDDEN_ORIGIN);
-            let cross = web.get_with(path, &[("origin", "http://evil.example")]).await;
+            let cross = web
+                .get_with(path, &[("origin", "http://evil.example")])
+                .await;
             assert_eq!(cross.status, StatusCode::FORBIDDEN, "{path}: {cross:?}");
             assert_eq!(cross.code(), code::FORBIDDEN_ORIGIN);
         }
         let same = web.get_with("/status", &[("origin", &own)]).await;
         assert_eq!(same.status, StatusCode::OK, "{same:?}");
         let post = web
-            .post_with("/send", json!({"text": "x"}), &[("origin", "http://evil.example")])
+            .post_with(
+                "/send",
+                json!({"text": "x"}),
+                &[("origin", "http://evil.example")],
+            )
             .await;
         assert_eq!(post.status, StatusCode::FORBIDDEN, "{post:?}");
 
@@ -271,7 +281,11 @@ fn token_login_guards_every_request() {
         assert_eq!(page.status, StatusCode::OK, "the page explains the login");
         for path in ["/status", "/me", "/ws"] {
             let refused = web.get(path).await;
-            assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{path}: {refused:?}");
+            assert_eq!(
+                refused.status,
+                StatusCode::UNAUTHORIZED,
+                "{path}: {refused:?}"
+            );
             assert_eq!(refused.code(), code::UNAUTHORIZED);
             assert!(refused.text.contains("rossipctl web"), "{}", refused.text);
         }
@@ -284,7 +298,11 @@ fn token_login_guards_every_request() {
         for part in ["rossip_token=", "HttpOnly", "SameSite=Strict", "Path=/"] {
             assert!(cookie.contains(part), "cookie {cookie:?} lacks {part}");
         }
-        assert!(login.text.contains("http-equiv=\"refresh\""), "{}", login.text);
+        assert!(
+            login.text.contains("http-equiv=\"refresh\""),
+            "{}",
+            login.text
+        );
         assert!(!login.text.contains("<script"), "{}", login.text);
         let pair = cookie.split(';').next().expect("name=value");
         assert_eq!(pair, format!("rossip_token={token}"));
@@ -304,7 +322,11 @@ fn token_login_guards_every_request() {
             let refused = web
                 .get_with("/status", &[("authorization", &format!("Bearer {bad}"))])
                 .await;
-            assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{bad}: {refused:?}");
+            assert_eq!(
+                refused.status,
+                StatusCode::UNAUTHORIZED,
+                "{bad}: {refused:?}"
+            );
             let login = web.get(&format!("/login?token={bad}")).await;
             assert_eq!(login.status, StatusCode::UNAUTHORIZED, "{bad}");
             assert!(login.headers.get(header::SET_COOKIE).is_none());
@@ -347,7 +369,12 @@ fn a_body_over_the_limit_is_413_and_the_daemon_goes_on() {
     runtime().block_on(async {
         let huge = json!({ "text": "x".repeat(1024 * 1024 + 10) });
         let refused = web.post("/send", huge).await;
-        assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", refused.text);
+        assert_eq!(
+            refused.status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{}",
+            refused.text
+        );
         assert_eq!(refused.code(), code::MESSAGE_TOO_LARGE);
         let status = web.get("/status").await.ok();
         assert_eq!(status["name"], "body");
@@ -388,10 +415,14 @@ fn connections_past_the_limit_get_503() {
     assert_eq!(error["error"]["code"], code::BUSY, "{error}");
 
     open.truncate(LIMIT - 1);
-    let served = wait_until(SETTLE_TIMEOUT, "a request served once a connection closed", || {
-        let answer = fetch();
-        answer.starts_with("HTTP/1.1 200").then_some(answer)
-    });
+    let served = wait_until(
+        SETTLE_TIMEOUT,
+        "a request served once a connection closed",
+        || {
+            let answer = fetch();
+            answer.starts_with("HTTP/1.1 200").then_some(answer)
+        },
+    );
     assert!(served.contains("\"name\":\"limit\""), "{served}");
     drop(open);
     assert_eq!(daemon.status().name, "limit", "the daemon goes on");
@@ -425,7 +456,10 @@ fn the_json_endpoints_answer_as_the_rpc_methods() {
         assert_eq!(me["node"], status["id"]);
         assert!(me["nick"].is_null(), "{me}");
 
-        let sent = web.post("/send", json!({"text": "hello from the web"})).await.ok();
+        let sent = web
+            .post("/send", json!({"text": "hello from the web"}))
+            .await
+            .ok();
         assert!(sent["id"].is_string(), "{sent}");
         let also = web
             .post("/send", json!({"msg": "on a channel", "channel": "ops"}))
@@ -437,7 +471,11 @@ fn the_json_endpoints_answer_as_the_rpc_methods() {
         let messages = history["messages"].as_array().expect("messages");
         assert_eq!(messages.len(), 2, "{history}");
         assert_eq!(messages[0]["text"], "hello from the web");
-        assert_eq!(messages[0]["user"], user.as_str(), "sent as the kernel says");
+        assert_eq!(
+            messages[0]["user"],
+            user.as_str(),
+            "sent as the kernel says"
+        );
         assert_eq!(messages[0]["channel"], "general");
         assert_eq!(messages[1]["channel"], "ops");
         assert!(history["cursor"].is_string());
@@ -456,7 +494,10 @@ fn the_json_endpoints_answer_as_the_rpc_methods() {
             .iter()
             .filter_map(|c| c["name"].as_str())
             .collect();
-        assert!(names.contains(&"general") && names.contains(&"ops"), "{channels}");
+        assert!(
+            names.contains(&"general") && names.contains(&"ops"),
+            "{channels}"
+        );
         let peers = web.get("/peers?all=true").await.ok();
         assert!(peers["peers"].is_array(), "{peers}");
         let who = web.get("/who").await.ok();
@@ -491,7 +532,8 @@ fn errors_keep_their_code_with_an_http_status() {
                 code::EMPTY_MESSAGE,
             ),
             (
-                web.post("/send", json!({"text": "x", "channel": "no spaces"})).await,
+                web.post("/send", json!({"text": "x", "channel": "no spaces"}))
+                    .await,
                 StatusCode::BAD_REQUEST,
                 code::INVALID_CHANNEL,
             ),
@@ -501,12 +543,14 @@ fn errors_keep_their_code_with_an_http_status() {
                 code::INVALID_PARAMS,
             ),
             (
-                web.post("/send", json!({"text": "x", "to": "nobody-here"})).await,
+                web.post("/send", json!({"text": "x", "to": "nobody-here"}))
+                    .await,
                 StatusCode::NOT_FOUND,
                 code::UNKNOWN_RECIPIENT,
             ),
             (
-                web.post("/send", json!({"text": "x".repeat(70 * 1024)})).await,
+                web.post("/send", json!({"text": "x".repeat(70 * 1024)}))
+                    .await,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 code::MESSAGE_TOO_LARGE,
             ),
@@ -516,7 +560,8 @@ fn errors_keep_their_code_with_an_http_status() {
                 code::INVALID_PARAMS,
             ),
             (
-                web.get(&format!("/messages?after={}", elsewhere.cursor)).await,
+                web.get(&format!("/messages?after={}", elsewhere.cursor))
+                    .await,
                 StatusCode::GONE,
                 code::FOREIGN_CURSOR,
             ),
@@ -557,7 +602,11 @@ fn errors_keep_their_code_with_an_http_status() {
         assert_eq!(form.status, StatusCode::BAD_REQUEST, "{form:?}");
         assert_eq!(form.code(), code::INVALID_REQUEST);
         let wrong_method = web.get("/send").await;
-        assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED, "{wrong_method:?}");
+        assert_eq!(
+            wrong_method.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{wrong_method:?}"
+        );
     });
     assert_eq!(daemon.client().history().len(), 0, "nothing was sent");
 }
@@ -568,7 +617,10 @@ fn errors_keep_their_code_with_an_http_status() {
 #[test]
 fn a_request_of_another_user_speaks_for_that_user() {
     if rossip_tests::sys::effective_uid() != Some(0) {
-        rossip_tests::sys::skipped("a_request_of_another_user_speaks_for_that_user", "needs root");
+        rossip_tests::sys::skipped(
+            "a_request_of_another_user_speaks_for_that_user",
+            "needs root",
+        );
         return;
     }
     let (Some(curl), Some(setpriv)) = (
@@ -617,9 +669,8 @@ fn a_request_of_another_user_speaks_for_that_user() {
     assert_eq!(history[0].user, nobody);
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Opens `/ws?QUERY` with headers.
 async fn open_ws(addr: SocketAddr, query: &str, headers: &[(&str, &str)]) -> Socket {
@@ -632,10 +683,11 @@ async fn open_ws(addr: SocketAddr, query: &str, headers: &[(&str, &str)]) -> Soc
             value.parse().expect("a header value"),
         );
     }
-    let (socket, _) = tokio::time::timeout(REQUEST_TIMEOUT, tokio_tungstenite::connect_async(request))
-        .await
-        .expect("the upgrade in time")
-        .expect("the upgrade");
+    let (socket, _) =
+        tokio::time::timeout(REQUEST_TIMEOUT, tokio_tungstenite::connect_async(request))
+            .await
+            .expect("the upgrade in time")
+            .expect("the upgrade");
     socket
 }
 
@@ -711,14 +763,19 @@ fn the_websocket_streams_events_and_registers_presence() {
         assert_eq!(event["presence"]["user"], user.as_str(), "{event}");
         assert_eq!(event["presence"]["state"], "away", "{event}");
         let who = web.get("/who").await.ok();
-        let listed = who["users"].as_array().expect("users").iter().any(|u| {
-            u["user"] == user.as_str() && u["state"] == "away" && u["status"] == "lunch"
-        });
+        let listed =
+            who["users"].as_array().expect("users").iter().any(|u| {
+                u["user"] == user.as_str() && u["state"] == "away" && u["status"] == "lunch"
+            });
         assert!(listed, "{who}");
 
         // A bad frame is an error frame, and the socket goes on.
         socket
-            .send(Message::Text(json!({"kind": "presence", "state": "gone"}).to_string().into()))
+            .send(Message::Text(
+                json!({"kind": "presence", "state": "gone"})
+                    .to_string()
+                    .into(),
+            ))
             .await
             .expect("send");
         let error = next_frame(&mut socket).await.expect("open");
@@ -734,7 +791,10 @@ fn the_websocket_streams_events_and_registers_presence() {
     wait_until(SETTLE_TIMEOUT, "the user gone from who", || {
         let who = rt.block_on(web.get("/who")).ok();
         let users = who["users"].as_array().cloned().unwrap_or_default();
-        users.iter().all(|u| u["user"] != user.as_str()).then_some(())
+        users
+            .iter()
+            .all(|u| u["user"] != user.as_str())
+            .then_some(())
             .ok_or_else(|| who.to_string())
     });
 }
@@ -751,10 +811,15 @@ fn the_websocket_resumes_after_a_cursor_across_a_restart() {
     let mut seen: Vec<String> = Vec::new();
     let cursor = rt.block_on(async {
         let mut socket = open_ws(addr, "", &[]).await;
-        assert_eq!(next_frame(&mut socket).await.expect("open")["kind"], "subscribed");
+        assert_eq!(
+            next_frame(&mut socket).await.expect("open")["kind"],
+            "subscribed"
+        );
         let web = Web::new(addr);
         for i in 0..3 {
-            web.post("/send", json!({"text": format!("first {i}")})).await.ok();
+            web.post("/send", json!({"text": format!("first {i}")}))
+                .await
+                .ok();
         }
         let mut cursor = String::new();
         for _ in 0..3 {
@@ -773,8 +838,14 @@ fn the_websocket_resumes_after_a_cursor_across_a_restart() {
     daemon.client().send("while away 1");
     rt.block_on(async {
         let mut socket = open_ws(addr, &format!("after={cursor}"), &[]).await;
-        assert_eq!(next_frame(&mut socket).await.expect("open")["kind"], "subscribed");
-        Web::new(addr).post("/send", json!({"text": "after"})).await.ok();
+        assert_eq!(
+            next_frame(&mut socket).await.expect("open")["kind"],
+            "subscribed"
+        );
+        Web::new(addr)
+            .post("/send", json!({"text": "after"}))
+            .await
+            .ok();
         for _ in 0..3 {
             let message = next_message(&mut socket).await;
             seen.push(message["text"].as_str().expect("text").to_owned());
@@ -782,7 +853,14 @@ fn the_websocket_resumes_after_a_cursor_across_a_restart() {
     });
     assert_eq!(
         seen,
-        ["first 0", "first 1", "first 2", "while away 0", "while away 1", "after"],
+        [
+            "first 0",
+            "first 1",
+            "first 2",
+            "while away 0",
+            "while away 1",
+            "after"
+        ],
         "no gap, no duplicate"
     );
 
@@ -794,7 +872,10 @@ fn the_websocket_resumes_after_a_cursor_across_a_restart() {
         let error = next_frame(&mut socket).await.expect("an error frame");
         assert_eq!(error["kind"], "error", "{error}");
         assert_eq!(error["error"]["code"], code::FOREIGN_CURSOR, "{error}");
-        assert!(next_frame(&mut socket).await.is_none(), "then the socket closes");
+        assert!(
+            next_frame(&mut socket).await.is_none(),
+            "then the socket closes"
+        );
     });
 }
 
@@ -807,17 +888,29 @@ fn an_oversized_frame_closes_only_its_socket() {
     runtime().block_on(async {
         let mut big = open_ws(addr, "", &[]).await;
         let mut other = open_ws(addr, "", &[]).await;
-        assert_eq!(next_frame(&mut big).await.expect("open")["kind"], "subscribed");
-        assert_eq!(next_frame(&mut other).await.expect("open")["kind"], "subscribed");
+        assert_eq!(
+            next_frame(&mut big).await.expect("open")["kind"],
+            "subscribed"
+        );
+        assert_eq!(
+            next_frame(&mut other).await.expect("open")["kind"],
+            "subscribed"
+        );
         let oversized = format!(
             "{{\"kind\":\"presence\",\"status\":\"{}\"}}",
             "x".repeat(70 * 1024)
         );
         // The write may fail once the server closed; the close is what counts.
         let _ = big.send(Message::Text(oversized.into())).await;
-        assert!(next_frame(&mut big).await.is_none(), "the oversized socket closes");
+        assert!(
+            next_frame(&mut big).await.is_none(),
+            "the oversized socket closes"
+        );
 
-        Web::new(addr).post("/send", json!({"text": "still here"})).await.ok();
+        Web::new(addr)
+            .post("/send", json!({"text": "still here"}))
+            .await
+            .ok();
         assert_eq!(next_message(&mut other).await["text"], "still here");
     });
     assert_eq!(daemon.status().name, "frames");

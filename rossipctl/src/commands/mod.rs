@@ -21,9 +21,9 @@ pub mod resubscribe;
 pub mod send;
 pub mod status;
 pub mod tail;
-pub mod web;
 #[cfg(test)]
 mod test_daemon;
+pub mod web;
 pub mod who;
 
 /// What every command needs: where the daemon is, and which output format.

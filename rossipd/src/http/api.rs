@@ -42,7 +42,9 @@ type Answer<T> = Result<Json<T>, ApiError>;
 
 async fn status(State(gateway): State<Arc<Gateway>>, uri: Uri) -> Answer<rpc::StatusResult> {
     let NoQuery {} = query(&uri)?;
-    Ok(Json(gateway.driver.status().await.map_err(ErrorObject::from)?))
+    Ok(Json(
+        gateway.driver.status().await.map_err(ErrorObject::from)?,
+    ))
 }
 
 async fn peers(State(gateway): State<Arc<Gateway>>, uri: Uri) -> Answer<rpc::PeersResult> {
@@ -254,7 +256,10 @@ fn json_body<T: DeserializeOwned>(
     // A syntax error is the parse error; well-formed JSON that does not
     // fit is -32602, as on the local socket.
     let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError(ErrorObject::new(code::PARSE_ERROR, format!("parse error: {e}")))
+        ApiError(ErrorObject::new(
+            code::PARSE_ERROR,
+            format!("parse error: {e}"),
+        ))
     })?;
     Ok(methods::parse(value)?)
 }

@@ -167,16 +167,32 @@ mod tests {
     }
 
     fn lan(key: &TokenKey) -> Guard {
-        Guard::new("0.0.0.0:7466".parse().expect("addr"), Login::Token(key.clone()))
+        Guard::new(
+            "0.0.0.0:7466".parse().expect("addr"),
+            Login::Token(key.clone()),
+        )
     }
 
     #[test]
     fn loopback_hosts_must_name_the_listener() {
         let g = loopback();
-        for host in ["127.0.0.1:7466", "localhost:7466", "LocalHost:7466", "[::1]:7466"] {
-            assert!(g.check_host_and_origin(&headers(&[("host", host)])).is_ok(), "{host}");
+        for host in [
+            "127.0.0.1:7466",
+            "localhost:7466",
+            "LocalHost:7466",
+            "[::1]:7466",
+        ] {
+            assert!(
+                g.check_host_and_origin(&headers(&[("host", host)])).is_ok(),
+                "{host}"
+            );
         }
-        for host in ["evil.example:7466", "127.0.0.1:7467", "127.0.0.1", "localhost"] {
+        for host in [
+            "evil.example:7466",
+            "127.0.0.1:7467",
+            "127.0.0.1",
+            "localhost",
+        ] {
             let e = g
                 .check_host_and_origin(&headers(&[("host", host)]))
                 .expect_err(host);
@@ -188,7 +204,10 @@ mod tests {
     #[test]
     fn an_origin_must_be_the_host_itself() {
         let g = loopback();
-        let ok = headers(&[("host", "127.0.0.1:7466"), ("origin", "http://127.0.0.1:7466")]);
+        let ok = headers(&[
+            ("host", "127.0.0.1:7466"),
+            ("origin", "http://127.0.0.1:7466"),
+        ]);
         assert!(g.check_host_and_origin(&ok).is_ok());
         for origin in [
             "http://evil.example",
@@ -202,9 +221,15 @@ mod tests {
         // Off loopback any Host goes (a name or an address of the host), but
         // the Origin must still match it.
         let key = TokenKey::from_secret([1; 32]);
-        let h = headers(&[("host", "alpha.lan:7466"), ("origin", "http://alpha.lan:7466")]);
+        let h = headers(&[
+            ("host", "alpha.lan:7466"),
+            ("origin", "http://alpha.lan:7466"),
+        ]);
         assert!(lan(&key).check_host_and_origin(&h).is_ok());
-        let h = headers(&[("host", "alpha.lan:7466"), ("origin", "http://evil.example")]);
+        let h = headers(&[
+            ("host", "alpha.lan:7466"),
+            ("origin", "http://evil.example"),
+        ]);
         assert!(lan(&key).check_host_and_origin(&h).is_err());
     }
 
@@ -229,7 +254,10 @@ mod tests {
             .token_user(&headers(&[("cookie", &format!("{TOKEN_COOKIE}={wrong}"))]))
             .expect_err("wrong token");
         assert_eq!(e.code, code::UNAUTHORIZED);
-        assert_eq!(loopback().token_user(&headers(&[])).expect("no login"), None);
+        assert_eq!(
+            loopback().token_user(&headers(&[])).expect("no login"),
+            None
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ use rossip_proto::rpc::{ErrorObject, HttpView, WebLinkResult, code};
 
 use super::guard::{Guard, Login};
 use super::token::TokenKey;
-use crate::config::HttpLogin;
 use crate::api::speaker::Speaker;
+use crate::config::HttpLogin;
 
 /// The gateway as `status` and `web.link` see it.
 #[derive(Debug, Clone)]
@@ -177,6 +177,10 @@ mod tests {
         )
         .expect("open");
         let link = web.link(&ann()).expect("link");
-        assert!(link.url.starts_with("http://[::1]:7466/login?token="), "{}", link.url);
+        assert!(
+            link.url.starts_with("http://[::1]:7466/login?token="),
+            "{}",
+            link.url
+        );
     }
 }

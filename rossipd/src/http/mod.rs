@@ -39,8 +39,8 @@ use tokio_util::task::TaskTracker;
 use conn::{Limited, Peer};
 pub use link::{WebAccess, web_link};
 
-use crate::driver::{Handle, SharedCounters};
 use crate::api::speaker::Speaker;
+use crate::driver::{Handle, SharedCounters};
 
 /// The largest request body read (a message's text is at most 960 KiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -138,11 +138,7 @@ fn router(gateway: Arc<Gateway>) -> Router {
 /// The Host and Origin checks, then the login, for every request; the
 /// speaker (whom the request speaks for) is added to the request for the
 /// handlers of the API.
-async fn admit(
-    State(gateway): State<Arc<Gateway>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+async fn admit(State(gateway): State<Arc<Gateway>>, mut request: Request, next: Next) -> Response {
     let guard = &gateway.guard;
     if let Err(e) = guard.check_host_and_origin(request.headers()) {
         tracing::debug!("HTTP request refused: {}", e.message);
@@ -154,7 +150,10 @@ async fn admit(
     let speaker = match guard.token_user(request.headers()) {
         Err(e) => return ApiError(e).into_response(),
         Ok(Some(user)) => Speaker { uid: None, user },
-        Ok(None) => match request.extensions().get::<axum::extract::ConnectInfo<Peer>>() {
+        Ok(None) => match request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<Peer>>()
+        {
             Some(peer) => peer.0.speaker().await,
             None => Speaker::default(),
         },
@@ -174,7 +173,10 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -255,9 +257,7 @@ pub fn status_of(error: &ErrorObject) -> StatusCode {
         code::UNAUTHORIZED => StatusCode::UNAUTHORIZED,
         code::FORBIDDEN_ORIGIN => StatusCode::FORBIDDEN,
         code::JOIN_FAILED => StatusCode::BAD_GATEWAY,
-        code::NO_CLUSTER_KEY | code::KEYRING_REFUSED | code::HTTP_DISABLED => {
-            StatusCode::CONFLICT
-        }
+        code::NO_CLUSTER_KEY | code::KEYRING_REFUSED | code::HTTP_DISABLED => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -287,15 +287,16 @@ const LOGIN_MAX_AGE_S: u64 = 30 * 24 * 3600;
 /// cookie (scripts cannot read it, other sites cannot send it), and a page
 /// that moves on to `/`. Not a redirect: a browser that followed the link
 /// from another site would drop a Strict cookie on the redirect.
-async fn login(
-    State(gateway): State<Arc<Gateway>>,
-    Query(query): Query<LoginQuery>,
-) -> Response {
+async fn login(State(gateway): State<Arc<Gateway>>, Query(query): Query<LoginQuery>) -> Response {
     let guard::Login::Token(key) = &gateway.guard.login else {
         // No login here: straight on to the page.
         return Html(page::LOGGED_IN).into_response();
     };
-    match query.token.as_deref().and_then(|t| key.verify(t).map(|_| t)) {
+    match query
+        .token
+        .as_deref()
+        .and_then(|t| key.verify(t).map(|_| t))
+    {
         Some(token) => {
             let cookie = format!(
                 "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={LOGIN_MAX_AGE_S}",
@@ -366,7 +367,10 @@ mod tests {
         assert_eq!(status(code::INVALID_PARAMS), StatusCode::BAD_REQUEST);
         assert_eq!(status(code::PARSE_ERROR), StatusCode::BAD_REQUEST);
         assert_eq!(status(code::INVALID_NICK), StatusCode::BAD_REQUEST);
-        assert_eq!(status(code::MESSAGE_TOO_LARGE), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            status(code::MESSAGE_TOO_LARGE),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
         assert_eq!(status(code::UNKNOWN_RECIPIENT), StatusCode::NOT_FOUND);
         assert_eq!(status(code::UNKNOWN_MESSAGE_ID), StatusCode::NOT_FOUND);
         assert_eq!(status(code::AMBIGUOUS_RECIPIENT), StatusCode::CONFLICT);
@@ -375,7 +379,10 @@ mod tests {
         assert_eq!(status(code::FOREIGN_CURSOR), StatusCode::GONE);
         assert_eq!(status(code::UNAUTHORIZED), StatusCode::UNAUTHORIZED);
         assert_eq!(status(code::FORBIDDEN_ORIGIN), StatusCode::FORBIDDEN);
-        assert_eq!(status(code::INTERNAL_ERROR), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            status(code::INTERNAL_ERROR),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
         let refused = |reason: &str| {
             status_of(&ErrorObject::with_data(
                 code::DIRECT_REFUSED,

@@ -132,7 +132,10 @@ mod tests {
 
     #[test]
     fn endpoints_read_as_the_kernel_prints_them() {
-        assert_eq!(parse_endpoint("0100007F:1D2A"), Some(addr("127.0.0.1:7466")));
+        assert_eq!(
+            parse_endpoint("0100007F:1D2A"),
+            Some(addr("127.0.0.1:7466"))
+        );
         assert_eq!(
             parse_endpoint("00000000000000000000000001000000:1D2A"),
             Some(addr("[::1]:7466"))
@@ -153,20 +156,33 @@ mod tests {
         // Another client port: no row.
         assert_eq!(find_in(TCP, addr("127.0.0.1:54322"), server), None);
         // The same client port towards another server port: no row.
-        assert_eq!(find_in(TCP, addr("127.0.0.1:54321"), addr("127.0.0.1:7467")), None);
+        assert_eq!(
+            find_in(TCP, addr("127.0.0.1:54321"), addr("127.0.0.1:7467")),
+            None
+        );
         assert_eq!(find_in(TCP, addr("192.168.0.10:54321"), server), Some(1001));
     }
 
     #[test]
     fn ipv6_and_mapped_ipv4_rows_are_found() {
-        assert_eq!(find_in(TCP6, addr("[::1]:58306"), addr("[::1]:7466")), Some(1002));
+        assert_eq!(
+            find_in(TCP6, addr("[::1]:58306"), addr("[::1]:7466")),
+            Some(1002)
+        );
         // An IPv4 client of a dual-stack listener, as the listener sees it
         // (mapped) and as plain IPv4.
         assert_eq!(
-            find_in(TCP6, addr("[::ffff:127.0.0.1]:45067"), addr("[::ffff:127.0.0.1]:7466")),
+            find_in(
+                TCP6,
+                addr("[::ffff:127.0.0.1]:45067"),
+                addr("[::ffff:127.0.0.1]:7466")
+            ),
             Some(1003)
         );
-        assert_eq!(find_in(TCP6, addr("127.0.0.1:45067"), addr("127.0.0.1:7466")), Some(1003));
+        assert_eq!(
+            find_in(TCP6, addr("127.0.0.1:45067"), addr("127.0.0.1:7466")),
+            Some(1003)
+        );
     }
 
     /// The real tables: a connection this test opens is found, owned by
@@ -174,7 +190,8 @@ mod tests {
     #[test]
     fn a_real_loopback_connection_is_owned_by_this_user() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let client = std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let client =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (accepted, peer) = listener.accept().expect("accept");
         let server = accepted.local_addr().expect("local addr");
         assert_eq!(peer, client.local_addr().expect("client addr"));

@@ -58,8 +58,9 @@ impl TokenKey {
         let path = state_dir.join(SECRET_FILE);
         if !path.exists() {
             let mut secret = [0u8; SECRET_BYTES];
-            getrandom::fill(&mut secret)
-                .map_err(|e| anyhow::anyhow!("cannot get random bytes for {}: {e}", path.display()))?;
+            getrandom::fill(&mut secret).map_err(|e| {
+                anyhow::anyhow!("cannot get random bytes for {}: {e}", path.display())
+            })?;
             crate::state::write_atomically(&path, &secret)?;
             tracing::info!("created the web login secret {}", path.display());
             return Ok(TokenKey { secret });
@@ -67,7 +68,10 @@ impl TokenKey {
         let meta = std::fs::symlink_metadata(&path)
             .with_context(|| format!("cannot read the web login secret {}", path.display()))?;
         if !meta.is_file() {
-            bail!("the web login secret {} is not a regular file", path.display());
+            bail!(
+                "the web login secret {} is not a regular file",
+                path.display()
+            );
         }
         let mode = meta.mode() & 0o777;
         if mode & 0o077 != 0 {
@@ -129,7 +133,7 @@ impl TokenKey {
 /// Lower- or upper-case hex to bytes; `None` for anything else. Hand-written:
 /// two lines, for one 64-digit field.
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.is_ascii() {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
         return None;
     }
     (0..text.len())
@@ -154,7 +158,10 @@ mod tests {
         let (user, mac) = token.split_once('.').expect("a dot");
         assert_eq!(user, "YW5u", "base64url of the user, no padding");
         assert_eq!(mac.len(), 64);
-        assert!(mac.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            mac.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         assert_eq!(key(1).verify(&token).as_deref(), Some("ann"));
     }
 
@@ -184,7 +191,15 @@ mod tests {
         let last = flipped.pop().expect("a digit");
         flipped.push(if last == '0' { '1' } else { '0' });
         assert_eq!(key(1).verify(&flipped), None);
-        for bad in ["", ".", "YW5u", "YW5u.", "YW5u.zz", "!!.00", &ann[..ann.len() - 1]] {
+        for bad in [
+            "",
+            ".",
+            "YW5u",
+            "YW5u.",
+            "YW5u.zz",
+            "!!.00",
+            &ann[..ann.len() - 1],
+        ] {
             assert_eq!(key(1).verify(bad), None, "{bad:?}");
         }
         // A user name rossipd would never mint (a control character).
@@ -197,7 +212,10 @@ mod tests {
         let token = key(3).token_for("bob").to_ascii_uppercase();
         // The user part is case-sensitive base64: put it back.
         let (_, mac) = token.split_once('.').expect("a dot");
-        assert_eq!(key(3).verify(&format!("Ym9i.{mac}")).as_deref(), Some("bob"));
+        assert_eq!(
+            key(3).verify(&format!("Ym9i.{mac}")).as_deref(),
+            Some("bob")
+        );
     }
 
     #[test]

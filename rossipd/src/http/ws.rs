@@ -22,7 +22,9 @@ use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt as _, StreamExt as _};
-use rossip_proto::rpc::{self, ErrorObject, EventBody, EventKind, PresenceSetParams, SubscribeParams, code};
+use rossip_proto::rpc::{
+    self, ErrorObject, EventBody, EventKind, PresenceSetParams, SubscribeParams, code,
+};
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -188,7 +190,12 @@ struct Socket {
 }
 
 impl Socket {
-    async fn run(&mut self, mut stream: SplitStream<WebSocket>, gateway: &Gateway, speaker: &Speaker) {
+    async fn run(
+        &mut self,
+        mut stream: SplitStream<WebSocket>,
+        gateway: &Gateway,
+        speaker: &Speaker,
+    ) {
         let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
         let mut heard_at = Instant::now();
         loop {
@@ -248,20 +255,25 @@ impl Socket {
         let frame: ClientFrame = match serde_json::from_str(text) {
             Ok(frame) => frame,
             Err(e) => {
-                self.out.error(&ErrorObject::new(code::PARSE_ERROR, format!("parse error: {e}")));
+                self.out.error(&ErrorObject::new(
+                    code::PARSE_ERROR,
+                    format!("parse error: {e}"),
+                ));
                 return;
             }
         };
         if frame.kind != "presence" {
             self.out.error(&ErrorObject::new(
                 code::INVALID_REQUEST,
-                format!("unknown frame kind {:?} (the page sends only \"presence\")", frame.kind),
+                format!(
+                    "unknown frame kind {:?} (the page sends only \"presence\")",
+                    frame.kind
+                ),
             ));
             return;
         }
         let set = async {
-            let params: PresenceSetParams =
-                methods::parse(serde_json::Value::Object(frame.rest))?;
+            let params: PresenceSetParams = methods::parse(serde_json::Value::Object(frame.rest))?;
             // Registered before the driver hears of it, as on the local
             // socket: the drop ends whatever the driver made of it.
             self.presence.registered = true;
@@ -303,7 +315,9 @@ impl Outbox {
 
     /// `{"kind":"error","error":{…}}`.
     fn error(&mut self, error: &ErrorObject) {
-        self.text(encode(&serde_json::json!({ "kind": "error", "error": error })));
+        self.text(encode(
+            &serde_json::json!({ "kind": "error", "error": error }),
+        ));
     }
 
     fn close(&mut self, code: u16, reason: &'static str) {

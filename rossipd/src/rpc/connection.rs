@@ -101,7 +101,6 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
     // tells the driver when it is dropped, here or by a panic's unwinding.
 }
 
-
 struct Connection {
     ctx: Arc<RpcContext>,
     caller: Caller,
@@ -382,15 +381,9 @@ impl Connection {
                     Element::Invalid(id, error) => outcomes.push((Some(id), Err(error))),
                     Element::Ignored => {}
                     Element::Call(Call { id, method, params }) => {
-                        let outcome = run_call(
-                            &ctx,
-                            &method,
-                            params,
-                            &speaker,
-                            Framing::InBatch,
-                            session,
-                        )
-                        .await;
+                        let outcome =
+                            run_call(&ctx, &method, params, &speaker, Framing::InBatch, session)
+                                .await;
                         outcomes.push((id, outcome));
                     }
                 }
