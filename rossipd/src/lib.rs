@@ -46,6 +46,9 @@ pub use config::Config;
 /// declarations instead of copies.
 pub use driver::problems::{MAX_TRACKED, SEED_SILENCE, SWEEP_INTERVAL, WARN_EVERY};
 pub use hooks::Hooks;
+/// The web login secret's file name in the state directory (the man page
+/// lists it).
+pub use http::SECRET_FILE as HTTP_SECRET_FILE;
 pub use state::create_dir as create_state_dir;
 
 /// Commands queued for the driver before RPC callers wait.

@@ -38,6 +38,7 @@ use tokio_util::task::TaskTracker;
 
 use conn::{Limited, Peer};
 pub use link::{WebAccess, web_link};
+pub use token::SECRET_FILE;
 
 use crate::api::speaker::Speaker;
 use crate::driver::{Handle, SharedCounters};
