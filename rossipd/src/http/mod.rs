@@ -101,7 +101,9 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// Serves HTTP on `listener` until `cancel` fires; then lets requests in
-/// progress finish (WebSockets close on `cancel` themselves).
+/// progress finish (WebSockets close on `cancel` themselves). axum spawns a
+/// task per connection and this future waits for them all, so tracking it
+/// tracks them.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,

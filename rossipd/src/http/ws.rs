@@ -84,6 +84,9 @@ pub async fn upgrade(
         }
     };
     let params = subscribe_params(&uri);
+    // axum runs the socket in a task of its own (hyper hands the upgraded
+    // connection over only after this response is written); tracking its
+    // future keeps the daemon's shutdown waiting for it, as for any task.
     let tasks = gateway.tasks.clone();
     upgrade
         .max_message_size(MAX_INCOMING_BYTES)
