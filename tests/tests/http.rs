@@ -228,20 +228,32 @@ fn a_foreign_host_or_origin_is_refused() {
             .await;
         assert_eq!(post.status, StatusCode::FORBIDDEN, "{post:?}");
 
-        // The WebSocket upgrade, from another site's page.
-        let mut request = format!("ws://{addr}/ws")
-            .into_client_request()
-            .expect("a request");
-        request.headers_mut().insert(
-            "origin",
-            "http://evil.example".parse().expect("a header value"),
-        );
-        match tokio_tungstenite::connect_async(request).await {
-            Err(tungstenite::Error::Http(response)) => {
-                assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        // The WebSocket upgrade, from another site's page, and under a
+        // rebound name.
+        let evil_host = format!("evil.example:{port}");
+        for (name, value) in [
+            ("origin", "http://evil.example"),
+            ("host", evil_host.as_str()),
+        ] {
+            let mut request = format!("ws://{addr}/ws")
+                .into_client_request()
+                .expect("a request");
+            request
+                .headers_mut()
+                .insert(name, value.parse().expect("a header value"));
+            match tokio_tungstenite::connect_async(request).await {
+                Err(tungstenite::Error::Http(response)) => {
+                    assert_eq!(response.status(), StatusCode::FORBIDDEN, "{name}: {value}");
+                }
+                other => panic!("a WebSocket with {name}: {value} was not refused: {other:?}"),
             }
-            other => panic!("a cross-site WebSocket was not refused: {other:?}"),
         }
+        // The same upgrade with the gateway's own Origin is served.
+        let mut own_socket = open_ws(addr, "", &[("origin", &own)]).await;
+        assert_eq!(
+            next_frame(&mut own_socket).await.expect("open")["kind"],
+            "subscribed"
+        );
     });
     assert_eq!(
         daemon.client().history().len(),
