@@ -260,6 +260,9 @@ fn a_foreign_host_or_origin_is_refused() {
         0,
         "nothing was sent by the refused requests"
     );
+    let http = daemon.status().http.expect("http");
+    assert!(http.forbidden >= 9, "counted: {http:?}");
+    assert_eq!(http.unauthorized, 0, "{http:?}");
 }
 
 /// `--http-login token`: nothing but the page without the token; the
@@ -345,6 +348,8 @@ fn token_login_guards_every_request() {
             assert!(login.headers.get(header::SET_COOKIE).is_none());
         }
     });
+    let http = daemon.status().http.expect("http");
+    assert!(http.unauthorized >= 7, "counted: {http:?}");
 }
 
 /// `rossipctl web` on a loopback gateway prints the page's address; without
@@ -437,8 +442,16 @@ fn connections_past_the_limit_get_503() {
         },
     );
     assert!(served.contains("\"name\":\"limit\""), "{served}");
+    let http = daemon.status().http.expect("http");
+    assert!(http.refused >= 1, "counted: {http:?}");
+    assert!(http.connections >= (LIMIT - 1) as u64, "{http:?}");
     drop(open);
-    assert_eq!(daemon.status().name, "limit", "the daemon goes on");
+    wait_until(SETTLE_TIMEOUT, "the closed connections uncounted", || {
+        let http = daemon.status().http.expect("http");
+        (http.connections == 0)
+            .then_some(())
+            .ok_or_else(|| format!("{http:?}"))
+    });
 }
 
 /// The user name of this test's uid, as rossipd finds it (NSS), via the
