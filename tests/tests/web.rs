@@ -26,6 +26,10 @@ use serde_json::json;
 /// The gateway's port on every host.
 const HTTP_PORT: u16 = 8080;
 
+/// A message from another host reaching a page: gossip to that host's daemon, then its
+/// WebSocket, on a machine that runs three daemons and three browsers on two cores.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A daemon restarted under a page: its start, the page's next retry (at most 5 s apart)
 /// and the messages sent meanwhile reaching it from its peers; generous for two cores.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(90);
@@ -165,7 +169,7 @@ fn shown(browser: &Browser) -> Result<Vec<Shown>, String> {
 
 /// Waits until the shown window has a message with `text`, and returns it.
 fn wait_shown(browser: &Browser, text: &str) -> Shown {
-    browser.wait_until(&format!("{text:?} on the page"), |b| {
+    browser.wait_within(DELIVERY_TIMEOUT, &format!("{text:?} on the page"), |b| {
         let messages = shown(b)?;
         messages
             .iter()
@@ -303,10 +307,23 @@ fn markup_in_messages_is_shown_as_text_and_never_runs() {
             "a <{tag}> element under #messages"
         );
     }
-    assert_eq!(a.title(), title, "the title changed");
-    assert!(!a.title().contains("pwned"));
+    let now = a.title();
+    assert_eq!(
+        title_without_count(&now),
+        title_without_count(&title),
+        "the title changed to {now:?}"
+    );
     a.screenshot("markup");
     assert_clean_console(&a);
+}
+
+/// A title without the unread count the page may put in front of it: "(2) rossip".
+fn title_without_count(title: &str) -> &str {
+    title
+        .strip_prefix('(')
+        .and_then(|rest| rest.split_once(") "))
+        .filter(|(count, _)| count.chars().all(|c| c.is_ascii_digit()))
+        .map_or(title, |(_, rest)| rest)
 }
 
 /// The daemon under an open page stops and starts again: the page says it is reconnecting,
