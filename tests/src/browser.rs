@@ -270,14 +270,19 @@ impl Browser {
         what: &str,
         command: impl Future<Output = Result<T, fantoccini::error::CmdError>>,
     ) -> Result<T, String> {
+        self.run_within(COMMAND_TIMEOUT, what, command)
+    }
+
+    /// [`Browser::run`] with a deadline of its own.
+    fn run_within<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        command: impl Future<Output = Result<T, fantoccini::error::CmdError>>,
+    ) -> Result<T, String> {
         self.runtime
-            .block_on(async { tokio::time::timeout(COMMAND_TIMEOUT, command).await })
-            .map_err(|_| {
-                format!(
-                    "{}: {what}: no answer within {COMMAND_TIMEOUT:?}",
-                    self.label
-                )
-            })?
+            .block_on(async { tokio::time::timeout(timeout, command).await })
+            .map_err(|_| format!("{}: {what}: no answer within {timeout:?}", self.label))?
             .map_err(|e| format!("{}: {what}: {e}", self.label))
     }
 
@@ -529,6 +534,10 @@ impl Browser {
     fn try_screenshot(&self, name: &str) -> Result<PathBuf, String> {
         let client = self.client();
         let png = self.run("take a screenshot", client.screenshot())?;
+        self.save_screenshot(name, &png)
+    }
+
+    fn save_screenshot(&self, name: &str, png: &[u8]) -> Result<PathBuf, String> {
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let path = dir.join(format!("{}-{name}.png", self.test));
@@ -537,22 +546,31 @@ impl Browser {
         Ok(path)
     }
 
-    /// What a failure report shows of the page: URL, title, text, and a screenshot.
+    /// What a failure report shows of the page: URL, title, text, and a screenshot. Each
+    /// read is bounded by [`CLOSE_TIMEOUT`], so a hung browser cannot hold up the report.
     fn describe_page(&self) -> String {
-        let url = self.try_url_for_message();
+        let client = self.client();
+        let url = self
+            .run_within(CLOSE_TIMEOUT, "read the URL", client.current_url())
+            .map_or_else(|e| e, |u| u.to_string());
         let title = self
-            .run("read the title", self.client().title())
+            .run_within(CLOSE_TIMEOUT, "read the title", client.title())
             .unwrap_or_else(|e| e);
         let text = self
-            .try_execute(
-                "return document.body ? document.body.innerText : '(no body)';",
-                vec![],
+            .run_within(
+                CLOSE_TIMEOUT,
+                "read the page's text",
+                client.execute(
+                    "return document.body ? document.body.innerText : '(no body)';",
+                    vec![],
+                ),
             )
             .map(|v| v.as_str().unwrap_or_default().to_owned())
             .unwrap_or_else(|e| e);
         let text: String = text.chars().take(PAGE_TEXT_ON_FAILURE).collect();
         let shot = self
-            .try_screenshot(&format!("{}-failure", self.label))
+            .run_within(CLOSE_TIMEOUT, "take a screenshot", client.screenshot())
+            .and_then(|png| self.save_screenshot(&format!("{}-failure", self.label), &png))
             .map_or_else(|e| e, |p| p.display().to_string());
         format!("url: {url}\ntitle: {title}\nscreenshot: {shot}\npage text:\n{text}")
     }
