@@ -5,6 +5,7 @@
 //! until the `shutdown` future completes (or a client calls `leave`), then
 //! leaves the cluster gracefully and cleans up.
 
+mod api;
 pub mod config;
 pub mod delivery;
 mod discovery;
