@@ -188,6 +188,19 @@ fn wait_connected(browser: &Browser) {
     browser.wait_for("#conn[data-state=connected]");
 }
 
+/// Waits until no CSS transition or animation runs (the phone's sidebar sliding in), so a
+/// screenshot shows where things end up.
+fn wait_still(browser: &Browser) {
+    browser.wait_until("the page to stop moving", |b| {
+        let running = b.try_execute("return document.getAnimations().length;", vec![])?;
+        if running == json!(0) {
+            Ok(())
+        } else {
+            Err(format!("{running} animations running"))
+        }
+    });
+}
+
 /// Panics if the page logged a CSP violation or an uncaught script error: the page must
 /// work under its own policy.
 fn assert_clean_console(browser: &Browser) {
@@ -274,6 +287,7 @@ fn three_browsers_on_three_hosts_chat_through_their_daemons() {
     );
     c.click("#menu");
     c.wait_for("body.menu-open");
+    wait_still(&c);
     c.screenshot("h3-phone-menu");
     for page in [&a, &b, &c] {
         assert_clean_console(page);
@@ -354,12 +368,14 @@ fn a_daemon_restart_under_the_page_loses_and_repeats_nothing() {
     sent.push(web.send(2, "after the restart, from h3"));
     sent.push(web.send(1, "after the restart, from h2"));
 
-    let shown_ids = a.wait_within(CATCH_UP_TIMEOUT, "every message on the page", |b| {
+    a.wait_within(CATCH_UP_TIMEOUT, "every message on the page", |b| {
         let messages = shown(b)?;
-        let ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
-        let missing: Vec<&String> = sent.iter().filter(|id| !ids.contains(id)).collect();
+        let missing: Vec<&String> = sent
+            .iter()
+            .filter(|id| !messages.iter().any(|m| &m.id == *id))
+            .collect();
         if missing.is_empty() {
-            Ok(ids)
+            Ok(())
         } else {
             Err(format!(
                 "{} missing ({missing:?}); shown: {:?}",
@@ -368,6 +384,12 @@ fn a_daemon_restart_under_the_page_loses_and_repeats_nothing() {
             ))
         }
     });
+    // One more line, sent after all those were shown: a late copy of any of them would
+    // have come before it.
+    sent.push(web.send(2, "the last line, from h3"));
+    wait_shown(&a, "the last line, from h3");
+    let messages = shown(&a).unwrap_or_else(|e| panic!("{e}"));
+    let shown_ids: Vec<String> = messages.iter().map(|m| m.id.clone()).collect();
     let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
     for id in &shown_ids {
         *copies.entry(id).or_default() += 1;
@@ -378,11 +400,22 @@ fn a_daemon_restart_under_the_page_loses_and_repeats_nothing() {
         let selector = format!("#messages li.msg[data-id=\"{id}\"]");
         assert_eq!(a.count(&selector), 1, "{selector}");
     }
-    // The page's order is the daemon's delivery order (what `history` lists).
-    let delivered: Vec<String> = web
-        .history(0)
-        .into_iter()
-        .map(|m| m.id)
+    // The page's order is h1's delivery order: the first line, then what `history
+    // {after: its cursor}` lists.
+    let first = &messages[0];
+    assert_eq!(
+        first.id, sent[0],
+        "the page starts with the line before the restart"
+    );
+    let delivered: Vec<String> = std::iter::once(first.id.clone())
+        .chain(
+            web.daemons[0]
+                .client()
+                .call_ok::<HistoryResult>("history", json!({"after": first.cursor, "n": 1000}))
+                .messages
+                .into_iter()
+                .map(|m| m.id),
+        )
         .filter(|id| shown_ids.contains(id))
         .collect();
     assert_eq!(shown_ids, delivered, "page order vs h1's delivery order");
