@@ -26,6 +26,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
+use fantoccini::actions::{InputSource as _, KeyAction, KeyActions};
+/// Key names for [`Browser::press_key`] and typing.
+pub use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
@@ -429,8 +432,19 @@ impl Browser {
 
     /// Types `text` into the element matching `css` and presses Enter.
     pub fn type_line(&self, css: &str, text: &str) {
-        let enter: char = fantoccini::key::Key::Enter.into();
+        let enter: char = Key::Enter.into();
         self.type_into(css, &format!("{text}{enter}"));
+    }
+
+    /// Presses `key` in whatever has the focus (Escape, arrows, …).
+    pub fn press_key(&self, key: Key) {
+        let client = self.client();
+        let key: char = key.into();
+        let actions = KeyActions::new("keyboard".to_owned())
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key });
+        self.run("press a key", client.perform_actions(actions))
+            .unwrap_or_else(|e| self.fail(&e));
     }
 
     /// Clicks the element matching `css`.

@@ -40,8 +40,8 @@ impl HttpResponse {
     }
 }
 
-/// Sends `METHOD PATH` to `addr` with `headers` (a `Host: <addr>` is added unless given;
-/// `Content-Length` is added for a body) and reads the whole response. `Err` describes an
+/// Sends `METHOD PATH` to `addr` with `headers` (`Host: <addr>` and `Connection: close`
+/// are added unless given; `Content-Length` is added for a body) and reads the whole response. `Err` describes an
 /// I/O failure or a response that is not HTTP/1.x.
 pub fn request(
     addr: SocketAddr,
@@ -67,7 +67,13 @@ pub fn request(
     if let Some(body) = body {
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
-    head.push_str("Connection: close\r\n\r\n");
+    if !headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("connection"))
+    {
+        head.push_str("Connection: close\r\n");
+    }
+    head.push_str("\r\n");
     stream
         .write_all(head.as_bytes())
         .and_then(|()| stream.write_all(body.unwrap_or_default().as_bytes()))

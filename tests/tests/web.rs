@@ -14,7 +14,7 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use rossip_proto::rpc::{HistoryResult, MessageView};
-use rossip_tests::browser::{Browser, DESKTOP, PHONE, WindowSize};
+use rossip_tests::browser::{Browser, DESKTOP, Key, PHONE, WindowSize};
 use rossip_tests::ctl::rossipctl_in;
 use rossip_tests::daemon::Daemon;
 use rossip_tests::netns::Lan;
@@ -188,6 +188,21 @@ fn wait_connected(browser: &Browser) {
     browser.wait_for("#conn[data-state=connected]");
 }
 
+/// Whether the sidebar is shown inside the viewport (a collapsed one is moved off it,
+/// or not rendered).
+fn sidebar_on_screen(browser: &Browser) -> bool {
+    wait_still(browser);
+    browser.execute(
+        "const e = document.querySelector('#sidebar');
+         if (!e) return false;
+         const r = e.getBoundingClientRect();
+         const style = getComputedStyle(e);
+         return r.width > 0 && r.right > 0 && r.left < window.innerWidth
+             && style.visibility !== 'hidden' && style.display !== 'none';",
+        vec![],
+    ) == json!(true)
+}
+
 /// Waits until no CSS transition or animation runs (the phone's sidebar sliding in), so a
 /// screenshot shows where things end up.
 fn wait_still(browser: &Browser) {
@@ -285,17 +300,29 @@ fn three_browsers_on_three_hosts_chat_through_their_daemons() {
         overflow.as_i64().is_some_and(|px| px <= 0),
         "the page is wider than a phone's screen by {overflow} px"
     );
+    assert!(
+        !sidebar_on_screen(&c),
+        "the sidebar takes room on a phone before #menu is pressed"
+    );
     c.click("#menu");
     c.wait_for("body.menu-open");
     wait_still(&c);
+    assert!(sidebar_on_screen(&c), "#menu did not bring the sidebar");
     c.screenshot("h3-phone-menu");
+    c.press_key(Key::Escape);
+    c.wait_until("Esc to close the menu", |b| {
+        match b.try_count("body.menu-open")? {
+            0 => Ok(()),
+            _ => Err("body.menu-open".to_owned()),
+        }
+    });
     for page in [&a, &b, &c] {
         assert_clean_console(page);
     }
 }
 
-/// Markup in a message is text: an `<img onerror>` and a `<script>` from another host show
-/// literally, create no element, and run nothing.
+/// Markup in a message is text: an `<img onerror>` and a `<script>` from another host, and
+/// a display name with markup, show literally, create no element, and run nothing.
 #[test]
 fn markup_in_messages_is_shown_as_text_and_never_runs() {
     let Some(web) = WebLan::start("markup_in_messages_is_text", 2) else {
@@ -305,20 +332,28 @@ fn markup_in_messages_is_shown_as_text_and_never_runs() {
     let title = a.title();
     let image = r#"<img src=x onerror="document.title='pwned'">"#;
     let script = "<script>document.title='pwned by script'</script><b>bold?</b>";
+    // The display name is the sender's to choose as well.
+    // (At most 32 characters.)
+    let nick = "<svg onload=document.title=1>";
+    web.ctl(1, &["nick", nick]);
     web.send(1, image);
     web.send(1, script);
     // A later line: once it shows, both before it had every chance to run.
     web.send(1, "after the markup");
-    wait_shown(&a, "after the markup");
+    let last = wait_shown(&a, "after the markup");
+    assert!(
+        last.from.contains(nick),
+        "the display name shown as text: {last:?}"
+    );
     for payload in [image, script] {
         let shown = wait_shown(&a, payload);
         assert_eq!(shown.text, payload);
     }
-    for tag in ["img", "script", "b"] {
+    for tag in ["img", "script", "b", "svg"] {
         assert_eq!(
-            a.count(&format!("#messages {tag}")),
+            a.count(&format!("#messages {tag}, #sidebar {tag}, #top {tag}")),
             0,
-            "a <{tag}> element under #messages"
+            "a <{tag}> element in the page"
         );
     }
     let now = a.title();
@@ -352,6 +387,9 @@ fn a_daemon_restart_under_the_page_loses_and_repeats_nothing() {
     let mut sent = vec![web.send(1, "before the restart, from h2")];
     wait_shown(&a, "before the restart, from h2");
 
+    // The page must carry on by itself, not be reloaded: a mark left in it now is still
+    // there at the end.
+    a.execute("window.rossipTestMark = 'the same page';", vec![]);
     web.daemons[0].stop_with_sigterm(cluster::MEMBERSHIP_TIMEOUT);
     a.wait_until("#conn to say reconnecting", |b| {
         match b.try_attr("#conn", "data-state")?.as_deref() {
@@ -419,6 +457,11 @@ fn a_daemon_restart_under_the_page_loses_and_repeats_nothing() {
         .filter(|id| shown_ids.contains(id))
         .collect();
     assert_eq!(shown_ids, delivered, "page order vs h1's delivery order");
+    assert_eq!(
+        a.execute("return window.rossipTestMark || null;", vec![]),
+        json!("the same page"),
+        "the page was reloaded"
+    );
     a.screenshot("after-restart");
     // Failed requests while the daemon was away are logged too; they are not errors.
     assert_clean_console(&a);
@@ -447,7 +490,11 @@ fn a_direct_message_from_the_page_reaches_only_its_recipient() {
     assert_eq!(on_b.verified.trim(), "✓", "{on_b:?}");
     b.screenshot("dm-on-h2");
     // The sender's page keeps it in the window of its recipient.
-    a.wait_for(&format!("#channels li[data-window=\"@{me_b}\"]"));
+    let sent_window = format!("#channels li[data-window=\"@{me_b}\"]");
+    a.wait_for(&sent_window);
+    a.click(&sent_window);
+    let on_a = wait_shown(&a, secret);
+    assert_eq!(on_a.id, on_b.id);
 
     // A public line sent after the secret: once h3's page shows it, h3 had its chance.
     let public = "a public line after the secret";
@@ -500,6 +547,21 @@ fn without_a_login_the_api_refuses_and_the_page_asks_for_one() {
             "GET {path}: {body}"
         );
     }
+    let upgrade = plain_http::get(
+        gateway.addr(),
+        "/ws",
+        &[
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+    )
+    .expect("GET /ws");
+    assert_eq!(
+        upgrade.status, 401,
+        "a WebSocket without a login: {upgrade:?}"
+    );
     let answer = plain_http::request(
         gateway.addr(),
         "POST",
