@@ -39,7 +39,7 @@ const HELP = [
   '/nick [NAME|-]  show, set or (-) clear your display name',
   '/away [text]    away, with a status; /back: available again',
   '//text          send text that starts with /',
-  'keys: Enter sends, Shift+Enter new line, Alt+Up/Down switch window, Up/Down typed lines, PgUp/PgDn scroll, Esc closes the menu',
+  'keys: Enter sends, Shift+Enter new line, Alt+Up/Down switch win, Up/Down typed lines, PgUp/PgDn scroll, Esc closes the menu',
 ];
 
 const $ = (id) => document.getElementById(id);
@@ -56,6 +56,7 @@ const state = {
   nodeNames: new Map(), // node id → name, to name the recipients of direct messages
   windows: new Map(), // '#channel' or '@user@node' → window (see newWindow)
   active: null, // key of the window shown
+  previous: null, // and of the one shown before, to go back to
   seen: new Set(), // ids of the messages shown: a message is never shown twice
   cursor: null, // delivery cursor of the last message the stream brought: where to resume
   socket: null,
@@ -186,6 +187,7 @@ function enterLogin() {
   if (state.socket) state.socket.close();
   state.socket = null;
   setConn('login', 'login needed');
+  document.body.classList.add('login');
   ui.login.hidden = false;
   showError(`Login needed: ${LOGIN_HINT}.`);
 }
@@ -240,18 +242,18 @@ function windowRank(key) {
 }
 
 function ensureWindow(key) {
-  let window = state.windows.get(key);
-  if (window) return window;
-  window = newWindow(key);
-  state.windows.set(key, window);
-  placeInSidebar(window);
-  return window;
+  let win = state.windows.get(key);
+  if (win) return win;
+  win = newWindow(key);
+  state.windows.set(key, win);
+  placeInSidebar(win);
+  return win;
 }
 
-function placeInSidebar(window) {
-  const rank = windowRank(window.key);
+function placeInSidebar(win) {
+  const rank = windowRank(win.key);
   const after = Array.from(ui.channels.children).find((li) => windowRank(li.dataset.window) > rank);
-  ui.channels.insertBefore(window.li, after || null);
+  ui.channels.insertBefore(win.li, after || null);
 }
 
 function activeWindow() {
@@ -261,25 +263,26 @@ function activeWindow() {
 const marker = make('li', 'marker', 'unread');
 
 function switchTo(key) {
-  const window = state.windows.get(key);
-  if (!window) return;
+  const win = state.windows.get(key);
+  if (!win) return;
   const left = activeWindow();
-  if (left && left !== window) {
+  if (left && left !== win) {
     // Everything in the window left has been seen: its marker goes.
     left.markerBefore = null;
     left.li.classList.remove('active');
     left.li.removeAttribute('aria-current');
+    state.previous = left.key;
   }
   state.active = key;
-  window.li.classList.add('active');
-  window.li.setAttribute('aria-current', 'true');
-  ui.title.textContent = window.direct ? window.name : window.key;
-  ui.messages.replaceChildren(...window.items.map((item) => item.el));
-  if (window.markerBefore) ui.messages.insertBefore(marker, window.markerBefore.el);
-  setUnread(window, 0);
-  if (window.markerBefore) marker.scrollIntoView({ block: 'center' });
+  win.li.classList.add('active');
+  win.li.setAttribute('aria-current', 'true');
+  ui.title.textContent = win.direct ? win.name : win.key;
+  ui.messages.replaceChildren(...win.items.map((item) => item.el));
+  if (win.markerBefore) ui.messages.insertBefore(marker, win.markerBefore.el);
+  setUnread(win, 0);
+  if (win.markerBefore) marker.scrollIntoView({ block: 'center' });
   else scrollToEnd();
-  if (!window.historyLoaded) loadChannelHistory(window);
+  if (!win.historyLoaded) loadChannelHistory(win);
   closeMenu();
 }
 
@@ -289,14 +292,14 @@ function switchBy(step) {
   if (keys.length) switchTo(keys[(at + step + keys.length) % keys.length]);
 }
 
-function setUnread(window, count, highlight) {
-  window.unread = count;
-  window.highlight = count > 0 && (window.highlight || Boolean(highlight));
-  const badge = window.li.querySelector('.unread');
+function setUnread(win, count, highlight) {
+  win.unread = count;
+  win.highlight = count > 0 && (win.highlight || Boolean(highlight));
+  const badge = win.li.querySelector('.unread');
   badge.textContent = count ? String(count) : '';
   badge.hidden = count === 0;
-  window.li.classList.toggle('has-unread', count > 0);
-  window.li.classList.toggle('highlight', window.highlight);
+  win.li.classList.toggle('has-unread', count > 0);
+  win.li.classList.toggle('highlight', win.highlight);
   let total = 0;
   for (const w of state.windows.values()) total += w.unread;
   ui.menuUnread.textContent = total ? String(total) : '';
@@ -306,24 +309,24 @@ function setUnread(window, count, highlight) {
 
 // The window takes another name (a recipient the daemon resolved, a node's name learnt):
 // into the window of that name if there is one.
-function renameWindow(window, key) {
-  if (window.key === key) return;
+function renameWindow(win, key) {
+  if (win.key === key) return;
   const existing = state.windows.get(key);
-  const wasActive = state.active === window.key;
-  state.windows.delete(window.key);
-  window.li.remove();
+  const wasActive = state.active === win.key;
+  state.windows.delete(win.key);
+  win.li.remove();
   if (existing) {
-    for (const item of window.items) insertItem(existing, item, 'ordered');
-    setUnread(existing, existing.unread + window.unread, window.highlight);
+    for (const item of win.items) insertItem(existing, item, 'ordered');
+    setUnread(existing, existing.unread + win.unread, win.highlight);
   } else {
     const renamed = newWindow(key);
-    renamed.items = window.items;
+    renamed.items = win.items;
     state.windows.set(key, renamed);
     placeInSidebar(renamed);
-    setUnread(renamed, window.unread, window.highlight);
+    setUnread(renamed, win.unread, win.highlight);
   }
   for (const [id, target] of state.pendingDirect) {
-    if (target === window.key) state.pendingDirect.set(id, key);
+    if (target === win.key) state.pendingDirect.set(id, key);
   }
   if (wasActive) {
     state.active = null;
@@ -331,24 +334,33 @@ function renameWindow(window, key) {
   }
 }
 
+function closeWindow(win) {
+  state.windows.delete(win.key);
+  win.li.remove();
+  if (state.active === win.key) {
+    state.active = null;
+    switchTo(state.windows.has(state.previous) ? state.previous : `#${DEFAULT_CHANNEL}`);
+  }
+}
+
 // Puts an entry into a window: at the end (what the stream delivers, in the order this
 // node delivered it, so a sender's clock cannot hide a message above what is shown), or by
 // its time among the others (history fetched for a window).
-function insertItem(window, item, placement) {
-  let at = window.items.length;
+function insertItem(win, item, placement) {
+  let at = win.items.length;
   if (placement === 'ordered') {
-    while (at > 0 && compareOrder(window.items[at - 1].order, item.order) > 0) at--;
+    while (at > 0 && compareOrder(win.items[at - 1].order, item.order) > 0) at--;
   }
-  window.items.splice(at, 0, item);
-  const shown = state.active === window.key;
+  win.items.splice(at, 0, item);
+  const shown = state.active === win.key;
   if (shown) {
-    const next = window.items[at + 1];
+    const next = win.items[at + 1];
     ui.messages.insertBefore(item.el, next ? next.el : null);
   }
-  if (window.items.length > WINDOW_CAPACITY) {
-    const gone = window.items.shift();
+  if (win.items.length > WINDOW_CAPACITY) {
+    const gone = win.items.shift();
     gone.el.remove();
-    if (window.markerBefore === gone) window.markerBefore = window.items[0];
+    if (win.markerBefore === gone) win.markerBefore = win.items[0];
   }
 }
 
@@ -371,12 +383,12 @@ function scrollToEnd() {
 }
 
 // A line the page says (help, a reconnection, a gap), not a message.
-function note(text, kind = 'info', window = activeWindow()) {
-  if (!window) return;
+function note(text, kind = 'info', win = activeWindow()) {
+  if (!win) return;
   const li = make('li', `note ${kind}`);
   li.append(make('time', 'time', clock(Date.now())), make('span', 'text', text));
   const follow = isAtEnd();
-  insertItem(window, { order: [Date.now(), Infinity, '', 0], el: li }, 'end');
+  insertItem(win, { order: [Date.now(), Infinity, '', 0], el: li }, 'end');
   if (follow) scrollToEnd();
 }
 
@@ -388,11 +400,11 @@ function learnNode(id, name) {
   // A direct-message window named by the start of this id (its message came before the
   // name was known) takes the name.
   const short = id.slice(0, 8);
-  for (const window of Array.from(state.windows.values())) {
-    if (!window.direct) continue;
-    const at = window.name.lastIndexOf('@');
-    if (window.name.slice(at + 1) === short) {
-      renameWindow(window, `@${userAtNode(window.name.slice(0, at), name)}`);
+  for (const win of Array.from(state.windows.values())) {
+    if (!win.direct) continue;
+    const at = win.name.lastIndexOf('@');
+    if (win.name.slice(at + 1) === short) {
+      renameWindow(win, `@${userAtNode(win.name.slice(0, at), name)}`);
     }
   }
 }
@@ -468,39 +480,40 @@ function addMessage(message, { placement, replayed }) {
   if (!message || typeof message.id !== 'string' || state.seen.has(message.id)) return;
   state.seen.add(message.id);
   learnNode(message.origin, message.origin_name);
-  const window = windowOf(message);
+  const win = windowOf(message);
   const mine = isMine(message);
   const me = state.me || {};
   const mention = !mine && [me.user, me.nick].some((name) => mentions(message.text || '', name));
   const item = {
+    id: message.id,
     order: [message.ts, message.ts_logical, message.origin, message.seq],
     el: messageElement(message, mention),
   };
-  const shown = state.active === window.key;
+  const shown = state.active === win.key;
   const follow = shown && isAtEnd();
-  insertItem(window, item, placement);
+  insertItem(win, item, placement);
   if (follow) scrollToEnd();
   if (mine || replayed || (shown && !document.hidden)) return;
   // Unread: counted, and a marker where the unread part of the window starts.
-  if (window.unread === 0) {
-    window.markerBefore = item;
+  if (win.unread === 0) {
+    win.markerBefore = item;
     if (shown) ui.messages.insertBefore(marker, item.el);
   }
-  setUnread(window, window.unread + 1, Boolean(message.to) || mention);
+  setUnread(win, win.unread + 1, Boolean(message.to) || mention);
 }
 
-async function loadChannelHistory(window) {
-  window.historyLoaded = true;
-  const query = new URLSearchParams({ channel: window.name, n: String(CHANNEL_HISTORY) });
+async function loadChannelHistory(win) {
+  win.historyLoaded = true;
+  const query = new URLSearchParams({ channel: win.name, n: String(CHANNEL_HISTORY) });
   try {
     const history = await api('GET', `/messages?${query}`);
     for (const message of history.messages || []) {
       addMessage(message, { placement: 'ordered', replayed: true });
     }
-    if (state.active === window.key && !window.markerBefore) scrollToEnd();
+    if (state.active === win.key && !win.markerBefore) scrollToEnd();
   } catch (err) {
-    window.historyLoaded = false;
-    failed(`history of #${window.name}`, err);
+    win.historyLoaded = false;
+    failed(`history of #${win.name}`, err);
   }
 }
 
@@ -609,10 +622,10 @@ function onDirectStatus(frame) {
   state.pendingDirect.delete(frame.id);
   // `send` already said "delivered" unless it said "queued".
   if (key === undefined && frame.status === 'delivered') return;
-  const window = state.windows.get(key) || activeWindow();
-  const to = window && window.direct ? window.name : 'the recipient';
+  const win = state.windows.get(key) || activeWindow();
+  const to = win && win.direct ? win.name : 'the recipient';
   const reason = frame.reason ? `: ${frame.reason}` : '';
-  note(`direct message to ${to} ${frame.status}${reason}`, frame.status === 'delivered' ? 'info' : 'error', window);
+  note(`direct message to ${to} ${frame.status}${reason}`, frame.status === 'delivered' ? 'info' : 'error', win);
 }
 
 // ---- peers and who ----
@@ -712,8 +725,8 @@ function onVisibility() {
     state.away.idle = false;
     sendPresence();
   }
-  const window = activeWindow();
-  if (window) setUnread(window, 0);
+  const win = activeWindow();
+  if (win) setUnread(win, 0);
 }
 
 // ---- who this page is ----
@@ -749,9 +762,9 @@ function submit(line) {
     case 'm': {
       const split = /^(\S+)\s+([\s\S]+)$/.exec(rest);
       if (!split) return showError('usage: /msg NAME text');
-      const window = ensureWindow(`@${split[1]}`);
-      switchTo(window.key);
-      return sendTo(window, split[2]);
+      const win = ensureWindow(`@${split[1]}`);
+      switchTo(win.key);
+      return sendTo(win, split[2]);
     }
     case 'query':
     case 'q':
@@ -790,17 +803,20 @@ function join(channel) {
 }
 
 function say(text) {
-  const window = activeWindow();
-  if (window) sendTo(window, text);
+  const win = activeWindow();
+  if (win) sendTo(win, text);
 }
 
-async function sendTo(window, text) {
-  const body = window.direct ? { text, to: window.name } : { text, channel: window.name };
+async function sendTo(win, text) {
+  const body = win.direct ? { text, to: win.name } : { text, channel: win.name };
   let sent;
   try {
     sent = await api('POST', '/send', body);
   } catch (err) {
-    failed(window.direct ? `cannot send to ${window.name}` : 'send', err);
+    failed(win.direct ? `cannot send to ${win.name}` : 'send', err);
+    // A window just opened for a name that names no one goes again.
+    const nobody = err.code === CODE.UNKNOWN_RECIPIENT || err.code === CODE.AMBIGUOUS_RECIPIENT;
+    if (nobody && !win.items.some((item) => item.id)) closeWindow(win);
     return;
   }
   clearError();
@@ -811,8 +827,8 @@ async function sendTo(window, text) {
   // A window opened by a name the daemon reads otherwise (`/msg 3fa2 hi`) takes the name
   // it resolved to.
   const key = `@${direct.to}`;
-  if (window.key !== key && !state.windows.has(key)) renameWindow(window, key);
-  const target = state.windows.get(key) || window;
+  if (win.key !== key && !state.windows.has(key)) renameWindow(win, key);
+  const target = state.windows.get(key) || win;
   if (direct.status === 'queued') {
     state.pendingDirect.set(sent.id, target.key);
     note(`${direct.to} is not reachable now: the message is queued and will be delivered when they are back`, 'info', target);
@@ -971,7 +987,7 @@ function wire() {
 
 async function start() {
   wire();
-  switchTo(ensureWindow(`#${DEFAULT_CHANNEL}`).key);
+  ensureWindow(`#${DEFAULT_CHANNEL}`);
   setConn('connecting', 'connecting…');
   // Who this is and the nodes' names come first: the stream's direct messages name their
   // recipients by node id. A daemon that is down now is waited for by the stream.
@@ -989,6 +1005,7 @@ async function start() {
   if (channels.status === 'fulfilled') {
     for (const channel of channels.value.channels || []) ensureWindow(`#${channel.name}`);
   }
+  switchTo(`#${DEFAULT_CHANNEL}`);
   note('/help lists the commands');
   connect();
   ui.input.focus();
