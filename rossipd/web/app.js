@@ -39,16 +39,17 @@ const HELP = [
   '/nick [NAME|-]  show, set or (-) clear your display name',
   '/away [text]    away, with a status; /back: available again',
   '//text          send text that starts with /',
-  'keys: Enter sends, Shift+Enter new line, Alt+Up/Down switch win, Up/Down typed lines, PgUp/PgDn scroll, Esc closes the menu',
+  'keys: Enter sends, Shift+Enter new line, Alt+Up/Down switch window, Up/Down typed lines,',
+  '      PgUp/PgDn scroll, Esc closes the menu',
 ];
 
 const $ = (id) => document.getElementById(id);
 const ui = {
   conn: $('conn'), me: $('me'), mynick: $('mynick'), title: $('title'),
-  menu: $('menu'), menuUnread: $('menu-unread'), sidebar: $('sidebar'),
+  menu: $('menu'), menuUnread: $('menu-unread'),
   channels: $('channels'), who: $('who'), peers: $('peers'),
   messages: $('messages'), error: $('error'), login: $('login'), retry: $('retry'),
-  composer: $('composer'), input: $('input'), send: $('send'),
+  composer: $('composer'), input: $('input'),
 };
 
 const state = {
@@ -307,7 +308,7 @@ function setUnread(win, count, highlight) {
   document.title = total ? `(${total}) rossip` : 'rossip';
 }
 
-// The window takes another name (a recipient the daemon resolved, a node's name learnt):
+// The window takes the name the daemon resolved its recipient to (`/msg 3fa2 hi`): merged
 // into the window of that name if there is one.
 function renameWindow(win, key) {
   if (win.key === key) return;
@@ -395,20 +396,10 @@ function note(text, kind = 'info', win = activeWindow()) {
 // ---- messages ----
 
 function learnNode(id, name) {
-  if (!id || !name || state.nodeNames.get(id) === name) return;
-  state.nodeNames.set(id, name);
-  // A direct-message window named by the start of this id (its message came before the
-  // name was known) takes the name.
-  const short = id.slice(0, 8);
-  for (const win of Array.from(state.windows.values())) {
-    if (!win.direct) continue;
-    const at = win.name.lastIndexOf('@');
-    if (win.name.slice(at + 1) === short) {
-      renameWindow(win, `@${userAtNode(win.name.slice(0, at), name)}`);
-    }
-  }
+  if (id && name) state.nodeNames.set(id, name);
 }
 
+// A node this page never heard of (it left before the page loaded) is named by its id.
 function nodeName(id) {
   return state.nodeNames.get(id) || id.slice(0, 8);
 }
@@ -439,7 +430,7 @@ function windowOf(message) {
   return state.windows.get(`@${peer}`) || state.windows.get(`@${node}`) || ensureWindow(`@${peer}`);
 }
 
-function messageElement(message, mention) {
+function messageElement(message, { mine, mention }) {
   const li = make('li', 'msg');
   li.dataset.id = message.id;
   li.dataset.cursor = message.cursor || '';
@@ -447,7 +438,7 @@ function messageElement(message, mention) {
   const action = text.startsWith(ACTION_PREFIX);
   li.classList.toggle('action', action);
   li.classList.toggle('direct', Boolean(message.to));
-  li.classList.toggle('mine', isMine(message));
+  li.classList.toggle('mine', mine);
   li.classList.toggle('mention', mention);
 
   const when = new Date(message.ts);
@@ -458,7 +449,9 @@ function messageElement(message, mention) {
   }
   const sender = senderOf(message);
   const from = make('span', `from ${colourClass(sender)}`, withNick(sender, message.nick));
-  if (message.to) from.title = `direct message to ${userAtNode(message.to.user || '', nodeName(message.to.node))}`;
+  if (message.to) {
+    from.title = `direct message to ${userAtNode(message.to.user || '', nodeName(message.to.node))}`;
+  }
   const verified = make('span', 'verified', message.verified ? '✓' : '⚠');
   verified.title = message.verified
     ? `signature verified (key ${message.key || 'unknown'})`
@@ -474,8 +467,8 @@ function messageElement(message, mention) {
   return li;
 }
 
-// A message from the stream (`live`) or from history; `replayed`: it was there before the
-// page looked, so it is not unread.
+// A message from the stream (placement 'end') or from history ('ordered'); `replayed`: it
+// was there before the page looked, so it is not unread.
 function addMessage(message, { placement, replayed }) {
   if (!message || typeof message.id !== 'string' || state.seen.has(message.id)) return;
   state.seen.add(message.id);
@@ -487,7 +480,7 @@ function addMessage(message, { placement, replayed }) {
   const item = {
     id: message.id,
     order: [message.ts, message.ts_logical, message.origin, message.seq],
-    el: messageElement(message, mention),
+    el: messageElement(message, { mine, mention }),
   };
   const shown = state.active === win.key;
   const follow = shown && isAtEnd();
@@ -586,8 +579,14 @@ function onFrame(frame, replays) {
       break;
     }
     case 'lagged':
-      if (frame.cursor) state.cursor = frame.cursor;
-      note(`this page fell behind: ${frame.dropped} messages missed`, 'error');
+      // The stream goes on; with a cursor, messages were missed (resume after it), without
+      // one, peer or presence changes were (fetch the lists again).
+      if (frame.cursor) {
+        state.cursor = frame.cursor;
+        note(`this page fell behind: ${frame.dropped} messages missed`, 'error');
+      } else {
+        refreshLists();
+      }
       break;
     case 'peer':
     case 'presence':
@@ -625,7 +624,8 @@ function onDirectStatus(frame) {
   const win = state.windows.get(key) || activeWindow();
   const to = win && win.direct ? win.name : 'the recipient';
   const reason = frame.reason ? `: ${frame.reason}` : '';
-  note(`direct message to ${to} ${frame.status}${reason}`, frame.status === 'delivered' ? 'info' : 'error', win);
+  const kind = frame.status === 'delivered' ? 'info' : 'error';
+  note(`direct message to ${to} ${frame.status}${reason}`, kind, win);
 }
 
 // ---- peers and who ----
@@ -640,7 +640,7 @@ async function refreshLists() {
   } catch (err) {
     failed('peers and people', err);
   }
-  const held = state.heldEvents;
+  const held = state.heldEvents || []; // (another refresh may have applied them)
   state.heldEvents = null;
   held.forEach(applyListEvent);
   renderPeers();
@@ -739,7 +739,7 @@ function setMe(me) {
 }
 
 function showMe() {
-  ui.me.textContent = state.me.from;
+  ui.me.textContent = state.me.from || '';
   ui.mynick.textContent = state.me.nick ? `(${state.me.nick})` : '';
 }
 
@@ -750,6 +750,7 @@ function submit(line) {
   if (line.startsWith('//')) return say(line.slice(1));
   if (!line.startsWith('/')) return say(line);
   const match = /^\/(\S+)\s*([\s\S]*)$/.exec(line);
+  if (!match) return showError('a command follows the / (/help lists them)');
   const command = match[1].toLowerCase();
   const rest = match[2].trim();
   const words = rest.split(/\s+/).filter(Boolean);
@@ -789,7 +790,7 @@ function submit(line) {
     case '?':
       return HELP.forEach((text) => note(text));
     default:
-      return showError(`unknown command /${command} (/help lists them; //text sends text that starts with /)`);
+      return showError(`unknown command /${command} (/help lists them; //text sends a line starting with /)`);
   }
 }
 
@@ -831,7 +832,8 @@ async function sendTo(win, text) {
   const target = state.windows.get(key) || win;
   if (direct.status === 'queued') {
     state.pendingDirect.set(sent.id, target.key);
-    note(`${direct.to} is not reachable now: the message is queued and will be delivered when they are back`, 'info', target);
+    const text = `${direct.to} is not reachable now: the message is queued and will be delivered when they are back`;
+    note(text, 'info', target);
   } else if (direct.status !== 'delivered') {
     note(`direct message to ${direct.to}: ${direct.status}`, 'error', target);
   }
@@ -840,8 +842,8 @@ async function sendTo(win, text) {
 async function nick(rest) {
   let body;
   if (rest === '') {
-    const me = state.me || {};
-    return note(me.nick ? `you are ${withNick(me.from, me.nick)}` : `you are ${me.from}, without a display name`);
+    const me = state.me || { from: '?' };
+    return note(me.nick ? `you are ${withNick(me.from, me.nick)}` : `you are ${me.from}, with no display name`);
   } else if (rest === '-') {
     body = { clear: true };
   } else {
@@ -849,8 +851,7 @@ async function nick(rest) {
   }
   try {
     const answer = await api('POST', '/nick', body);
-    state.me.nick = answer.nick || null;
-    showMe();
+    setMe({ ...state.me, user: answer.user, nick: answer.nick || null });
     clearError();
     note(`you are ${withNick(state.me.from, state.me.nick)}`);
   } catch (err) {
@@ -861,31 +862,22 @@ async function nick(rest) {
 // Up and Down walk the lines entered before, as in a shell; the line being typed is kept.
 function walkTyped(step) {
   const lines = state.typed;
-  if (!lines.length) return false;
-  let at = state.typedAt === null ? lines.length : state.typedAt;
   if (state.typedAt === null) {
-    if (step > 0) return false;
+    if (step > 0 || !lines.length) return false;
     state.draft = ui.input.value;
   }
-  at += step;
+  const at = (state.typedAt === null ? lines.length : state.typedAt) + step;
   if (at < 0) return true;
-  if (at >= lines.length) {
-    state.typedAt = null;
-    ui.input.value = state.draft;
-  } else {
-    state.typedAt = at;
-    ui.input.value = lines[at];
-  }
+  state.typedAt = at < lines.length ? at : null;
+  ui.input.value = at < lines.length ? lines[at] : state.draft;
   fitInput();
   return true;
 }
 
 function remember(line) {
   state.typedAt = null;
-  if (line.trim() && state.typed[state.typed.length - 1] !== line) {
-    state.typed.push(line);
-    if (state.typed.length > 500) state.typed.shift();
-  }
+  if (line.trim() && state.typed[state.typed.length - 1] !== line) state.typed.push(line);
+  if (state.typed.length > 500) state.typed.shift();
 }
 
 // The box grows with the lines typed, up to a few.
@@ -932,12 +924,16 @@ function wire() {
   ui.input.addEventListener('keydown', (event) => {
     if (event.isComposing) return;
     const plain = !event.shiftKey && !event.altKey && !event.ctrlKey && !event.metaKey;
+    // Up and Down move between the lines of a multi-line text first.
+    const { value, selectionStart, selectionEnd } = ui.input;
+    const onFirstLine = !value.slice(0, selectionStart).includes('\n');
+    const onLastLine = !value.slice(selectionEnd).includes('\n');
     if (event.key === 'Enter' && plain) {
       event.preventDefault();
       enter();
-    } else if (plain && event.key === 'ArrowUp' && !ui.input.value.slice(0, ui.input.selectionStart).includes('\n')) {
+    } else if (plain && event.key === 'ArrowUp' && onFirstLine) {
       if (walkTyped(-1)) event.preventDefault();
-    } else if (plain && event.key === 'ArrowDown' && !ui.input.value.slice(ui.input.selectionEnd).includes('\n')) {
+    } else if (plain && event.key === 'ArrowDown' && onLastLine) {
       if (walkTyped(1)) event.preventDefault();
     } else if (plain && (event.key === 'PageUp' || event.key === 'PageDown')) {
       event.preventDefault();
