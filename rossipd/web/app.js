@@ -628,17 +628,19 @@ function onDirectStatus(frame) {
   note(`direct message to ${to} ${frame.status}${reason}`, kind, win);
 }
 
-// ---- peers and who ----
+// ---- peers, who, channels ----
 
 async function refreshLists() {
   state.heldEvents = [];
   try {
-    const [peers, who] = await Promise.all([api('GET', '/peers?all=true'), api('GET', '/who')]);
+    const [peers, who, channels] = await Promise.all(
+      ['/peers?all=true', '/who', '/channels'].map((path) => api('GET', path)));
     state.peers = new Map((peers.peers || []).map((p) => [p.id, p]));
     state.who = new Map((who.users || []).map((u) => [u.from, u]));
     for (const peer of state.peers.values()) learnNode(peer.id, peer.name);
+    for (const channel of channels.channels || []) ensureWindow(`#${channel.name}`);
   } catch (err) {
-    failed('peers and people', err);
+    failed('peers, people and channels', err);
   }
   const held = state.heldEvents || []; // (another refresh may have applied them)
   state.heldEvents = null;
@@ -986,20 +988,14 @@ async function start() {
   ensureWindow(`#${DEFAULT_CHANNEL}`);
   setConn('connecting', 'connecting…');
   // Who this is and the nodes' names come first: the stream's direct messages name their
-  // recipients by node id. A daemon that is down now is waited for by the stream.
-  const [me, peers, channels] = await Promise.allSettled([
-    api('GET', '/me'),
-    api('GET', '/peers?all=true'),
-    api('GET', '/channels'),
-  ]);
+  // recipients by node id. A daemon that is down now is waited for by the stream (#conn
+  // says so); one that answers with an error is worth saying.
+  const [me, peers] = await Promise.allSettled([api('GET', '/me'), api('GET', '/peers?all=true')]);
   if (state.login) return;
   if (me.status === 'fulfilled') setMe(me.value);
-  else failed('cannot reach rossipd', me.reason);
+  else if (me.reason.status) failed('rossipd', me.reason);
   if (peers.status === 'fulfilled') {
     for (const peer of peers.value.peers || []) learnNode(peer.id, peer.name);
-  }
-  if (channels.status === 'fulfilled') {
-    for (const channel of channels.value.channels || []) ensureWindow(`#${channel.name}`);
   }
   switchTo(`#${DEFAULT_CHANNEL}`);
   note('/help lists the commands');
