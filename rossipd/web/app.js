@@ -828,9 +828,9 @@ async function sendTo(win, text) {
   const at = direct.to.lastIndexOf('@');
   learnNode(direct.node, direct.to.slice(at + 1));
   // A window opened by a name the daemon reads otherwise (`/msg 3fa2 hi`) takes the name
-  // it resolved to.
+  // it resolved to (the message itself may be there already, by the stream).
   const key = `@${direct.to}`;
-  if (win.key !== key && !state.windows.has(key)) renameWindow(win, key);
+  if (win.key !== key && state.windows.has(win.key)) renameWindow(win, key);
   const target = state.windows.get(key) || win;
   if (direct.status === 'queued') {
     state.pendingDirect.set(sent.id, target.key);
