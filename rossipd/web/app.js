@@ -90,6 +90,16 @@ function make(tag, className, text) {
   return node;
 }
 
+// A sidebar entry: the whole line is one button, so that Tab reaches it and Enter works.
+function entry(li, title, ...children) {
+  const button = make('button');
+  button.type = 'button';
+  if (title) button.title = title;
+  button.append(...children);
+  li.append(button);
+  return li;
+}
+
 function userAtNode(user, node) {
   return user ? `${user}@${node}` : node;
 }
@@ -217,12 +227,9 @@ function newWindow(key) {
   const direct = key.startsWith('@');
   const li = make('li', direct ? 'dm' : 'channel');
   li.dataset.window = key;
-  const button = make('button');
-  button.type = 'button';
   const unread = make('span', 'unread');
   unread.hidden = true;
-  button.append(make('span', 'name', direct ? key.slice(1) : key), unread);
-  li.append(button);
+  entry(li, '', make('span', 'name', direct ? key.slice(1) : key), unread);
   return {
     key,
     direct,
@@ -662,38 +669,27 @@ function applyListEvent(frame) {
   }
 }
 
-function byName(a, b) {
-  return a.localeCompare(b);
-}
-
 function renderPeers() {
-  const peers = Array.from(state.peers.values()).sort((a, b) => byName(a.name, b.name) || byName(a.id, b.id));
+  const peers = Array.from(state.peers.values())
+    .sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
   ui.peers.replaceChildren(...peers.map((peer) => {
     const li = make('li', `peer ${peer.state}`);
     li.dataset.peer = peer.id;
-    const button = make('button');
-    button.type = 'button';
-    button.title = `${peer.name} ${peer.id} at ${peer.addr}; click for direct messages`;
-    button.append(make('span', 'name', peer.name), make('span', 'state', peer.state));
-    li.append(button);
-    return li;
+    return entry(li, `${peer.name} ${peer.id} at ${peer.addr}; click for direct messages`,
+      make('span', 'name', peer.name), make('span', 'state', peer.state));
   }));
   if (!peers.length) ui.peers.append(make('li', 'empty', 'no other node'));
 }
 
 function renderWho() {
-  const users = Array.from(state.who.values()).sort((a, b) => byName(a.from, b.from));
+  const users = Array.from(state.who.values()).sort((a, b) => a.from.localeCompare(b.from));
   ui.who.replaceChildren(...users.map((who) => {
     const li = make('li', `person ${who.state}`);
     li.dataset.user = who.from;
-    const button = make('button');
-    button.type = 'button';
-    button.title = `${who.from} is ${who.state} since ${new Date(who.since).toLocaleString()}`;
-    button.append(make('span', `name ${colourClass(who.from)}`, withNick(who.from, who.nick)),
-      make('span', 'presence', who.state));
-    if (who.status) button.append(make('span', 'status', who.status));
-    li.append(button);
-    return li;
+    const status = who.status ? [make('span', 'status', who.status)] : [];
+    return entry(li, `${who.from} is ${who.state} since ${new Date(who.since).toLocaleString()}`,
+      make('span', `name ${colourClass(who.from)}`, withNick(who.from, who.nick)),
+      make('span', 'presence', who.state), ...status);
   }));
   if (!users.length) ui.who.append(make('li', 'empty', 'nobody is in a chat'));
 }
@@ -997,8 +993,7 @@ async function start() {
   if (peers.status === 'fulfilled') {
     for (const peer of peers.value.peers || []) learnNode(peer.id, peer.name);
   }
-  switchTo(`#${DEFAULT_CHANNEL}`);
-  note('/help lists the commands');
+  switchTo(`#${DEFAULT_CHANNEL}`); // (the input's placeholder points to /help)
   connect();
   ui.input.focus();
 }
