@@ -12,49 +12,11 @@ use std::fmt;
 
 use interprocess::local_socket::tokio::Stream;
 use interprocess::local_socket::traits::StreamCommon as _;
-use rossip_proto::message::is_user_name;
 use rossip_proto::rpc::method;
 
 /// Methods whose name starts with this change the keyring (`keys.list`
 /// included: which keys a node holds is worth an audit line too).
 const KEYS_PREFIX: &str = "keys.";
-
-/// Whom a connection speaks for, as the kernel vouches (peer credentials):
-/// the author `send` signs, never a parameter a script could set.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Speaker {
-    /// Effective uid at `connect` time; `None` if the OS did not say.
-    pub uid: Option<u32>,
-    /// That uid's user name; empty when unknown (no credentials, or a uid
-    /// with no entry: then the uid itself, as `uid1234`, is used instead).
-    pub user: String,
-}
-
-impl Speaker {
-    /// Looks up the user name of `uid` (NSS may ask a directory server:
-    /// run off the async workers).
-    pub async fn of_uid(uid: Option<u32>) -> Speaker {
-        let Some(uid) = uid else {
-            return Speaker::default();
-        };
-        let user = tokio::task::spawn_blocking(move || crate::nss::user_name(uid))
-            .await
-            .ok()
-            .and_then(|found| match found {
-                Ok(name) => name,
-                Err(e) => {
-                    tracing::debug!("cannot look up the name of uid {uid}: {e}");
-                    None
-                }
-            })
-            .filter(|name| is_user_name(name))
-            .unwrap_or_else(|| format!("uid{uid}"));
-        Speaker {
-            uid: Some(uid),
-            user,
-        }
-    }
-}
 
 /// The process behind one connection, and the sends it made.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

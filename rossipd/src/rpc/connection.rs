@@ -16,22 +16,22 @@ use futures::StreamExt as _;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use interprocess::local_socket::tokio::Stream;
-use rossip_proto::rpc::{self, ErrorObject};
+use rossip_proto::rpc::{self, ErrorObject, EventBody, Notification};
 use serde_json::Value;
 use tokio::io::{AsyncWriteExt as _, BufReader};
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::RpcContext;
-use super::caller::{Caller, Speaker};
+use super::caller::Caller;
 use super::dispatch::{self, Call, Element, Parsed, RawId};
 use super::framing::{Line, LineReader};
-use super::history::{HistoryStream, PAGE_BYTES};
-use super::methods::{self, Framing, MAX_SUBSCRIPTIONS_PER_CONNECTION, Output};
-use super::presence;
-use super::subscription::Subscriptions;
-use crate::driver::journal::{ReadFrom, ReadPage};
-use crate::driver::{CoreError, DirectStatusUpdate, PeerChange, PresenceSession, PresenceUpdate};
+use crate::api::follow::{EventSink, Follower};
+use crate::api::history::{HistoryStream, PAGE_BYTES};
+use crate::api::methods::{self, Framing, Output};
+use crate::api::presence::{self, PresenceRegistration};
+use crate::api::speaker::Speaker;
+use crate::driver::journal::ReadPage;
+use crate::driver::{CoreError, PresenceSession};
 
 /// Requests of one connection in flight (handed to the driver and not yet
 /// answered). A client that pipelines sends gets them accepted in batches
@@ -44,9 +44,6 @@ pub const MAX_PIPELINED: usize = 256;
 /// more). Past it only what is being written is held: one answer, or one
 /// page of events.
 pub const OUT_HIGH_WATER: usize = 64 * 1024;
-
-/// Messages per subscription read.
-const EVENT_PAGE: usize = 256;
 
 /// How long a client that stopped sending (it half-closed) may go without
 /// reading anything of what it is owed before the connection is closed.
@@ -77,6 +74,7 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
     let speaker = Speaker::of_uid(caller.uid).await;
     let (recv, send) = tokio::io::split(stream);
     let ctx_driver = ctx.driver.clone();
+    let follower = Follower::new(ctx.driver.clone(), ctx.counters.clone());
     let mut connection = Connection {
         ctx,
         caller,
@@ -87,15 +85,8 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
         in_flight_other: false,
         held: None,
         history: None,
-        subscriptions: Subscriptions::default(),
-        peer_changes: None,
-        presence_changes: None,
-        direct_statuses: None,
-        presence: PresenceRegistration {
-            session: PresenceSession::next(),
-            registered: false,
-            driver: ctx_driver,
-        },
+        follower,
+        presence: PresenceRegistration::new(ctx_driver),
         eof: false,
     };
     connection
@@ -108,23 +99,6 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
     // The user this connection registered leaves the chat with it (unless
     // another connection of theirs is registered): `connection.presence`
     // tells the driver when it is dropped, here or by a panic's unwinding.
-}
-
-/// A connection's presence registration: whether it called
-/// `presence.set`, and, when it goes (the connection closed, or its task
-/// panicked), the driver is told that its user left the chat.
-struct PresenceRegistration {
-    session: PresenceSession,
-    registered: bool,
-    driver: crate::driver::Handle,
-}
-
-impl Drop for PresenceRegistration {
-    fn drop(&mut self) {
-        if self.registered {
-            self.driver.presence_end_detached(self.session);
-        }
-    }
 }
 
 struct Connection {
@@ -144,10 +118,8 @@ struct Connection {
     held: Option<Parsed>,
     /// A `history` answer being written.
     history: Option<(RawId, HistoryStream)>,
-    subscriptions: Subscriptions,
-    peer_changes: Option<broadcast::Receiver<Arc<PeerChange>>>,
-    presence_changes: Option<broadcast::Receiver<Arc<PresenceUpdate>>>,
-    direct_statuses: Option<broadcast::Receiver<Arc<DirectStatusUpdate>>>,
+    /// Its subscriptions.
+    follower: Follower,
     /// This connection's presence registration (see `presence`); its
     /// drop ends it.
     presence: PresenceRegistration,
@@ -155,10 +127,34 @@ struct Connection {
     eof: bool,
 }
 
-/// A page asked of the driver, and for whom.
-enum Fetch {
-    History(Result<ReadPage, CoreError>),
-    Subscription(u64, ReadFrom, Result<ReadPage, CoreError>),
+/// Subscription events as JSON-RPC `event` notification lines.
+struct NotificationLines<'a>(&'a mut String);
+
+impl EventSink for NotificationLines<'_> {
+    fn event(&mut self, subscription: u64, event: EventBody) {
+        self.0
+            .push_str(&dispatch::encode(&Notification::event(subscription, event)));
+        self.0.push('\n');
+    }
+}
+
+/// Runs one call of a connection: `web.link` here (it needs the web
+/// gateway, which the rest of the API knows nothing of), anything else in
+/// the API.
+async fn run_call(
+    ctx: &RpcContext,
+    method: &str,
+    params: Value,
+    speaker: &Speaker,
+    framing: Framing,
+    session: PresenceSession,
+) -> Result<Output, ErrorObject> {
+    if method == rpc::method::WEB_LINK {
+        let methods::NoParams {} = methods::parse(params)?;
+        let link = crate::http::web_link(ctx.web.as_deref(), speaker)?;
+        return methods::to_value(link).map(Output::Value);
+    }
+    presence::call(method, params, &ctx.driver, speaker, framing, session).await
 }
 
 impl Connection {
@@ -169,13 +165,12 @@ impl Connection {
         daemon_cancel: CancellationToken,
     ) {
         let driver = self.ctx.driver.clone();
-        let mut newest = driver.deliveries();
-        let mut fetch: Option<BoxFuture<'static, Fetch>> = None;
+        // The `history` page being read, if any.
+        let mut fetch: Option<BoxFuture<'static, Result<ReadPage, CoreError>>> = None;
         // When the daemon stops: what is owed is written until then.
         let mut stop_at: Option<tokio::time::Instant> = None;
         // When the client last read something of what it is owed.
         let mut progress_at = tokio::time::Instant::now();
-        let mut following = true;
         loop {
             if self.pending.is_empty()
                 && let Some(parsed) = self.held.take()
@@ -191,7 +186,7 @@ impl Connection {
                 break;
             }
             if fetch.is_none() && self.has_room() {
-                fetch = self.next_fetch(&driver, *newest.borrow());
+                fetch = self.next_fetch(&driver);
             }
             // A client that closed its side and stopped reading is given
             // up on after WRITER_DRAIN without progress.
@@ -209,9 +204,9 @@ impl Connection {
                 && !self.in_flight_other
                 && self.history.is_none()
                 && self.pending.len() < MAX_PIPELINED;
-            let wants_peers = self.peer_changes.is_some() && room && self.history.is_none();
-            let wants_presence = self.presence_changes.is_some() && room && self.history.is_none();
-            let wants_direct = self.direct_statuses.is_some() && room && self.history.is_none();
+            // Subscription events wait while a `history` answer is written
+            // (it is one JSON text) and while the output is full.
+            let follows = room && self.history.is_none() && self.follower.len() > 0;
             let until_deadline = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -261,73 +256,15 @@ impl Connection {
                     }
                     Ok(Some(Line::Complete(bytes))) => self.start(dispatch::parse(&bytes), &driver).await,
                 },
-                Some(change) = async {
-                    match self.peer_changes.as_mut() {
-                        Some(changes) => Some(changes.recv().await),
-                        None => None,
-                    }
-                }, if wants_peers => {
-                    let mut text = String::new();
-                    match change {
-                        Ok(change) => self.subscriptions.take_peer_change(&change, driver.clock(), &mut text),
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            self.count_drops(n);
-                            self.subscriptions.peers_lagged(n, &mut text);
-                        }
-                        Err(broadcast::error::RecvError::Closed) => self.peer_changes = None,
-                    }
-                    self.out.push_str(&text);
-                }
-                Some(update) = async {
-                    match self.presence_changes.as_mut() {
-                        Some(changes) => Some(changes.recv().await),
-                        None => None,
-                    }
-                }, if wants_presence => {
-                    let mut text = String::new();
-                    match update {
-                        Ok(update) => self.subscriptions.take_presence_change(&update, &mut text),
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            self.count_drops(n);
-                            self.subscriptions
-                                .events_lagged(rpc::EventKind::Presence, n, &mut text);
-                        }
-                        Err(broadcast::error::RecvError::Closed) => self.presence_changes = None,
-                    }
-                    self.out.push_str(&text);
-                }
-                Some(update) = async {
-                    match self.direct_statuses.as_mut() {
-                        Some(updates) => Some(updates.recv().await),
-                        None => None,
-                    }
-                }, if wants_direct => {
-                    let mut text = String::new();
-                    match update {
-                        Ok(update) => self.subscriptions.take_direct_status(&update, &mut text),
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            self.count_drops(n);
-                            self.subscriptions
-                                .events_lagged(rpc::EventKind::DirectStatus, n, &mut text);
-                        }
-                        Err(broadcast::error::RecvError::Closed) => self.direct_statuses = None,
-                    }
-                    self.out.push_str(&text);
-                }
-                changed = newest.changed(), if following && fetch.is_none() && room && self.subscriptions.len() > 0 => {
-                    if changed.is_err() {
-                        // The driver is gone: nothing more will come.
-                        following = false;
-                        self.subscriptions.clear();
+                ready = self.follower.wait(), if follows => {
+                    if !self.follower.take(ready, &mut NotificationLines(&mut self.out)) {
+                        break;
                     }
                 }
                 () = daemon_cancel.cancelled(), if stop_at.is_none() => {
                     // Answers already owed (the answer to `leave` among
                     // them) still go out, briefly.
-                    self.subscriptions.clear();
-                    self.peer_changes = None;
-                    self.presence_changes = None;
-                    self.direct_statuses = None;
+                    self.follower.clear();
                     stop_at = Some(tokio::time::Instant::now() + SHUTDOWN_DRAIN);
                 }
                 () = until_deadline => break,
@@ -356,10 +293,7 @@ impl Connection {
     /// it reads, see [`WRITER_DRAIN`]), its subscriptions end.
     fn closed_by_client(&mut self) {
         self.eof = true;
-        self.subscriptions.clear();
-        self.peer_changes = None;
-        self.presence_changes = None;
-        self.direct_statuses = None;
+        self.follower.clear();
     }
 
     /// Starts what a line holds: nothing, a request or a batch. Anything
@@ -371,7 +305,7 @@ impl Connection {
             Parsed::Batch(elements) if !self.pending.is_empty() => {
                 self.held = Some(Parsed::Batch(elements));
             }
-            Parsed::Batch(elements) => self.dispatch_batch(elements, driver),
+            Parsed::Batch(elements) => self.dispatch_batch(elements),
         }
     }
 
@@ -416,21 +350,20 @@ impl Connection {
             return;
         }
         self.in_flight_other = true;
-        let driver = driver.clone();
         let speaker = self.speaker.clone();
         let Call { id, method, params } = call;
         self.presence.registered |= method == rpc::method::PRESENCE_SET;
         let session = self.presence.session;
+        let ctx = self.ctx.clone();
         self.pending.push_back(Box::pin(async move {
-            let outcome =
-                presence::call(&method, params, &driver, &speaker, Framing::Single, session).await;
+            let outcome = run_call(&ctx, &method, params, &speaker, Framing::Single, session).await;
             Answer::Single(id, outcome)
         }));
     }
 
     /// Starts a batch: its requests run one after the other, and their
     /// answers go out as one array in its turn.
-    fn dispatch_batch(&mut self, elements: Vec<Element>, driver: &crate::driver::Handle) {
+    fn dispatch_batch(&mut self, elements: Vec<Element>) {
         for element in &elements {
             if let Element::Call(call) = element {
                 self.caller.log_call(&call.method);
@@ -438,7 +371,7 @@ impl Connection {
             }
         }
         self.in_flight_other = true;
-        let driver = driver.clone();
+        let ctx = self.ctx.clone();
         let speaker = self.speaker.clone();
         let session = self.presence.session;
         self.pending.push_back(Box::pin(async move {
@@ -448,15 +381,9 @@ impl Connection {
                     Element::Invalid(id, error) => outcomes.push((Some(id), Err(error))),
                     Element::Ignored => {}
                     Element::Call(Call { id, method, params }) => {
-                        let outcome = presence::call(
-                            &method,
-                            params,
-                            &driver,
-                            &speaker,
-                            Framing::InBatch,
-                            session,
-                        )
-                        .await;
+                        let outcome =
+                            run_call(&ctx, &method, params, &speaker, Framing::InBatch, session)
+                                .await;
                         outcomes.push((id, outcome));
                     }
                 }
@@ -515,51 +442,9 @@ impl Connection {
     fn carry_out(&mut self, outcome: Result<Output, ErrorObject>) -> Result<Value, ErrorObject> {
         match outcome? {
             Output::Value(value) => Ok(value),
-            Output::Subscribe(start) => {
-                if self.subscriptions.len() >= MAX_SUBSCRIPTIONS_PER_CONNECTION {
-                    return Err(ErrorObject::new(
-                        rpc::code::TOO_MANY_SUBSCRIPTIONS,
-                        format!(
-                            "a connection may hold {MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions"
-                        ),
-                    ));
-                }
-                let cursor = start.cursor.to_string();
-                let wants_peers = start.filter.kinds.contains(&rpc::EventKind::Peer);
-                let wants_presence = start.filter.kinds.contains(&rpc::EventKind::Presence);
-                let wants_direct = start.filter.kinds.contains(&rpc::EventKind::DirectStatus);
-                let subscription = self.subscriptions.add(*start);
-                if wants_peers && self.peer_changes.is_none() {
-                    self.peer_changes = Some(self.ctx.driver.peer_changes());
-                }
-                if wants_presence && self.presence_changes.is_none() {
-                    self.presence_changes = Some(self.ctx.driver.presence_changes());
-                }
-                if wants_direct && self.direct_statuses.is_none() {
-                    self.direct_statuses = Some(self.ctx.driver.direct_statuses());
-                }
-                methods::to_value(rpc::SubscribeResult {
-                    subscription,
-                    cursor: Some(cursor),
-                })
-            }
+            Output::Subscribe(start) => methods::to_value(self.follower.add(*start)?),
             Output::Unsubscribe(subscription) => {
-                if !self.subscriptions.remove(subscription) {
-                    return Err(ErrorObject::new(
-                        rpc::code::UNKNOWN_SUBSCRIPTION,
-                        format!("no subscription {subscription} on this connection"),
-                    ));
-                }
-                if !self.subscriptions.want_peers() {
-                    self.peer_changes = None;
-                }
-                if !self.subscriptions.want_presence() {
-                    self.presence_changes = None;
-                }
-                if !self.subscriptions.want_direct_statuses() {
-                    self.direct_statuses = None;
-                }
-                methods::to_value(rpc::UnsubscribeResult { unsubscribed: true })
+                methods::to_value(self.follower.remove(subscription)?)
             }
             Output::History(stream) => {
                 // Only single requests stream; a batch collects.
@@ -572,51 +457,27 @@ impl Connection {
         }
     }
 
-    /// The next page to ask the driver for: the `history` answer being
-    /// written first, else a subscription's.
+    /// The next page of the `history` answer being written, if any.
     fn next_fetch(
         &mut self,
         driver: &crate::driver::Handle,
-        newest: u64,
-    ) -> Option<BoxFuture<'static, Fetch>> {
+    ) -> Option<BoxFuture<'static, Result<ReadPage, CoreError>>> {
+        let (_, stream) = self.history.as_ref()?;
+        let (from, filter, limit) = stream.next_request()?;
         let driver = driver.clone();
-        if let Some((_, stream)) = &self.history {
-            let (from, filter, limit) = stream.next_request()?;
-            return Some(Box::pin(async move {
-                Fetch::History(driver.read(from, filter, limit, PAGE_BYTES).await)
-            }));
-        }
-        let (id, from, filter) = self.subscriptions.next_read(newest)?;
         Some(Box::pin(async move {
-            let page = driver
-                .read(from.clone(), filter, EVENT_PAGE, PAGE_BYTES)
-                .await;
-            Fetch::Subscription(id, from, page)
+            driver.read(from, filter, limit, PAGE_BYTES).await
         }))
     }
 
-    /// Writes a page that came; `false`: the driver is gone.
-    fn take_fetch(&mut self, fetch: Fetch) -> bool {
-        match fetch {
-            Fetch::History(page) => {
-                let Ok(page) = page else { return false };
-                if let Some((_, stream)) = &mut self.history {
-                    stream.take_page(page, &mut self.out);
-                }
-                self.finish_history_if_done();
-                true
-            }
-            Fetch::Subscription(id, from, page) => {
-                let Ok(page) = page else { return false };
-                let mut text = String::new();
-                let dropped = self.subscriptions.take_page(id, &from, page, &mut text);
-                if dropped > 0 {
-                    tracing::debug!(subscription = id, dropped, "subscriber fell behind history");
-                }
-                self.out.push_str(&text);
-                true
-            }
+    /// Writes a `history` page that came; `false`: the driver is gone.
+    fn take_fetch(&mut self, page: Result<ReadPage, CoreError>) -> bool {
+        let Ok(page) = page else { return false };
+        if let Some((_, stream)) = &mut self.history {
+            stream.take_page(page, &mut self.out);
         }
+        self.finish_history_if_done();
+        true
     }
 
     /// Closes the `history` answer being written once its last page is in.
@@ -631,12 +492,5 @@ impl Connection {
             self.out.push_str(&dispatch::response_end(&id));
             self.out.push('\n');
         }
-    }
-
-    fn count_drops(&self, n: u64) {
-        self.ctx
-            .counters
-            .subscriber_drops
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 }

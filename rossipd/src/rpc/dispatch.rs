@@ -210,11 +210,7 @@ pub fn response_end(id: &RawId) -> String {
     format!(",\"id\":{}}}", id.0)
 }
 
-/// Serializing our own types cannot fail; a fixed error text anyway.
-pub fn encode(value: &impl serde::Serialize) -> String {
-    serde_json::to_string(value)
-        .unwrap_or_else(|_| r#"{"code":-32603,"message":"cannot encode the answer"}"#.to_owned())
-}
+pub use crate::api::encode;
 
 #[cfg(test)]
 mod tests {

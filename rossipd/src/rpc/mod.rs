@@ -1,19 +1,11 @@
-//! The JSON-RPC 2.0 server on the local socket: a thin client of the
-//! driver's [`Handle`]. Framing, dispatch, one handler per method, the
-//! mapping of the driver's errors to codes, and subscriptions as positions.
+//! The JSON-RPC 2.0 server on the local socket: framing, the JSON-RPC
+//! envelope, and one task per connection. What each method does is the
+//! shared `api`, which the HTTP gateway serves too.
 
 mod caller;
-mod chat;
 mod connection;
-mod direct;
 mod dispatch;
-mod errors;
 mod framing;
-mod history;
-mod keys;
-mod methods;
-mod presence;
-mod subscription;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -58,6 +50,8 @@ pub struct RpcContext {
     pub driver: Handle,
     /// Shared counters.
     pub counters: Arc<SharedCounters>,
+    /// The web gateway, for `web.link`; `None` when it is off.
+    pub web: Option<Arc<crate::http::WebAccess>>,
 }
 
 /// Accepts connections until `cancel` fires.

@@ -96,11 +96,7 @@ impl HistoryStream {
             if self.written > 0 {
                 out.push(',');
             }
-            let _ = write!(
-                out,
-                "{}",
-                super::dispatch::encode(&views::message_view(delivered))
-            );
+            let _ = write!(out, "{}", super::encode(&views::message_view(delivered)));
             self.written += 1;
             if let Some(remaining) = &mut self.remaining {
                 *remaining -= 1;

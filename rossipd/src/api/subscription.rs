@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use rossip_proto::rpc::{EventBody, EventKind, Notification};
+use rossip_proto::rpc::{EventBody, EventKind};
+
+use super::follow::EventSink;
 
 use crate::delivery::{Cursor, Delivered};
 use crate::driver::journal::Viewer;
@@ -146,9 +148,15 @@ impl Subscriptions {
         None
     }
 
-    /// Writes the lines of `page`, read for subscription `id` from `from`,
+    /// Writes the events of `page`, read for subscription `id` from `from`,
     /// and moves it on. Returns how many deliveries it says were dropped.
-    pub fn take_page(&mut self, id: u64, from: &ReadFrom, page: ReadPage, out: &mut String) -> u64 {
+    pub fn take_page(
+        &mut self,
+        id: u64,
+        from: &ReadFrom,
+        page: ReadPage,
+        sink: &mut dyn EventSink,
+    ) -> u64 {
         // Unsubscribed meanwhile, or read from a position it has left.
         let Some(sub) = self.live.get_mut(&id) else {
             return 0;
@@ -166,7 +174,7 @@ impl Subscriptions {
                 (None, _) => sub.position,
             };
             push_line(
-                out,
+                sink,
                 id,
                 EventBody::Lagged {
                     dropped: page.dropped,
@@ -181,7 +189,7 @@ impl Subscriptions {
             );
         }
         for delivered in &page.deliveries {
-            push_message(out, id, delivered);
+            push_message(sink, id, delivered);
         }
         match (&sub.replay, page.next) {
             // A replay goes on, or ends and live reads begin.
@@ -199,10 +207,10 @@ impl Subscriptions {
     }
 
     /// Writes a presence change to every subscription that wants them.
-    pub fn take_presence_change(&self, update: &PresenceUpdate, out: &mut String) {
+    pub fn take_presence_change(&self, update: &PresenceUpdate, sink: &mut dyn EventSink) {
         for (&id, sub) in &self.live {
             if sub.wants_presence() {
-                push_line(out, id, super::presence::presence_event(update));
+                push_line(sink, id, super::presence::presence_event(update));
             }
         }
     }
@@ -214,10 +222,10 @@ impl Subscriptions {
 
     /// Writes the outcome of a direct message to every subscription that
     /// wants it and may see it.
-    pub fn take_direct_status(&self, update: &DirectStatusUpdate, out: &mut String) {
+    pub fn take_direct_status(&self, update: &DirectStatusUpdate, sink: &mut dyn EventSink) {
         for (&id, sub) in &self.live {
             if sub.wants_direct_status(update) {
-                push_line(out, id, direct_status_event(update));
+                push_line(sink, id, direct_status_event(update));
             }
         }
     }
@@ -225,11 +233,11 @@ impl Subscriptions {
     /// Tells every subscription that wants events of `kind` (presence
     /// changes, outcomes of direct messages: events with no place in the
     /// message stream, so no cursor) that `dropped` of them were missed.
-    pub fn events_lagged(&self, kind: EventKind, dropped: u64, out: &mut String) {
+    pub fn events_lagged(&self, kind: EventKind, dropped: u64, sink: &mut dyn EventSink) {
         for (&id, sub) in &self.live {
             if sub.filter.kinds.contains(&kind) {
                 push_line(
-                    out,
+                    sink,
                     id,
                     EventBody::Lagged {
                         dropped,
@@ -241,11 +249,16 @@ impl Subscriptions {
     }
 
     /// Writes a member change to every subscription that wants them.
-    pub fn take_peer_change(&self, change: &PeerChange, clock: &WallClock, out: &mut String) {
+    pub fn take_peer_change(
+        &self,
+        change: &PeerChange,
+        clock: &WallClock,
+        sink: &mut dyn EventSink,
+    ) {
         for (&id, sub) in &self.live {
             if sub.wants_peers() {
                 push_line(
-                    out,
+                    sink,
                     id,
                     EventBody::Peer {
                         peer: views::peer_snapshot_view(&change.peer, clock),
@@ -259,7 +272,7 @@ impl Subscriptions {
     /// Tells every subscription that wants member changes that `dropped`
     /// of them were missed. The cursor says where its messages go on,
     /// unless it still replays history (then there is no such point yet).
-    pub fn peers_lagged(&self, dropped: u64, out: &mut String) {
+    pub fn peers_lagged(&self, dropped: u64, sink: &mut dyn EventSink) {
         for (&id, sub) in &self.live {
             if sub.wants_peers() {
                 let cursor = sub.replay.is_none().then(|| {
@@ -269,15 +282,15 @@ impl Subscriptions {
                     }
                     .to_string()
                 });
-                push_line(out, id, EventBody::Lagged { dropped, cursor });
+                push_line(sink, id, EventBody::Lagged { dropped, cursor });
             }
         }
     }
 }
 
-fn push_message(out: &mut String, id: u64, delivered: &Delivered) {
+fn push_message(sink: &mut dyn EventSink, id: u64, delivered: &Delivered) {
     push_line(
-        out,
+        sink,
         id,
         EventBody::Message {
             message: views::message_view(delivered),
@@ -303,7 +316,6 @@ fn direct_status_event(update: &DirectStatusUpdate) -> EventBody {
     }
 }
 
-fn push_line(out: &mut String, id: u64, event: EventBody) {
-    out.push_str(&super::dispatch::encode(&Notification::event(id, event)));
-    out.push('\n');
+fn push_line(sink: &mut dyn EventSink, id: u64, event: EventBody) {
+    sink.event(id, event);
 }

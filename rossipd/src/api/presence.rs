@@ -13,8 +13,8 @@ use rossip_proto::rpc::{
 };
 use serde_json::Value;
 
-use super::caller::Speaker;
-use super::methods::{self, Framing, NoParams, Output};
+use super::methods::{self, Framing, Output};
+use super::speaker::Speaker;
 use crate::driver::{Handle, PresenceEntry, PresenceRequest, PresenceSession, PresenceUpdate};
 
 /// Runs `method` for the connection of `session`: `presence.set` here,
@@ -28,20 +28,52 @@ pub async fn call(
     session: PresenceSession,
 ) -> Result<Output, ErrorObject> {
     if method == rpc::method::PRESENCE_SET {
-        return set(methods::parse(params)?, driver, speaker, session)
-            .await
-            .map(Output::Value);
+        let result = set(methods::parse(params)?, driver, speaker, session).await?;
+        return methods::to_value(result).map(Output::Value);
     }
     methods::call(method, params, driver, speaker, framing).await
 }
 
-/// `presence.set`.
-async fn set(
+/// A connection's presence registration (the local socket's, or a
+/// WebSocket's): whether it registered its user with `presence.set`, and,
+/// when it goes (the connection closed, or its task panicked), the driver
+/// is told that its user left the chat.
+#[derive(Debug)]
+pub struct PresenceRegistration {
+    /// The connection's session, which `set` registers under.
+    pub session: PresenceSession,
+    /// Whether `set` was called (so there is something to end).
+    pub registered: bool,
+    driver: Handle,
+}
+
+impl PresenceRegistration {
+    /// A connection's registration, not registered yet.
+    pub fn new(driver: Handle) -> PresenceRegistration {
+        PresenceRegistration {
+            session: PresenceSession::next(),
+            registered: false,
+            driver,
+        }
+    }
+}
+
+impl Drop for PresenceRegistration {
+    fn drop(&mut self) {
+        if self.registered {
+            self.driver.presence_end_detached(self.session);
+        }
+    }
+}
+
+/// `presence.set`: `speaker` is in a chat on the connection of `session`
+/// (until that ends).
+pub async fn set(
     p: PresenceSetParams,
     driver: &Handle,
     speaker: &Speaker,
     session: PresenceSession,
-) -> Result<Value, ErrorObject> {
+) -> Result<PresenceSetResult, ErrorObject> {
     let availability = match p.state {
         None => None,
         Some(PresenceStateName::Available) => Some(Availability::Available),
@@ -71,7 +103,7 @@ async fn set(
             status,
         })
         .await?;
-    methods::to_value(PresenceSetResult {
+    Ok(PresenceSetResult {
         user: now.user,
         state: state_name(now.availability),
         status: now.status,
@@ -103,10 +135,9 @@ fn checked_status(text: String) -> Result<Option<String>, ErrorObject> {
 }
 
 /// `who`.
-pub async fn who(params: Value, driver: &Handle) -> Result<Value, ErrorObject> {
-    let NoParams {} = methods::parse(params)?;
+pub async fn who(driver: &Handle) -> Result<WhoResult, ErrorObject> {
     let entries = driver.who().await?;
-    methods::to_value(WhoResult {
+    Ok(WhoResult {
         users: entries.iter().map(|e| presence_view(e, None)).collect(),
     })
 }

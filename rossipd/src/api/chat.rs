@@ -2,17 +2,14 @@
 //! holds messages of) and `nick` (the caller's display name).
 
 use rossip_proto::rpc::{self, ChannelView, ChannelsResult, ErrorObject, NickParams, NickResult};
-use serde_json::Value;
 
-use super::caller::Speaker;
-use super::methods::{NoParams, parse, to_value};
+use super::speaker::Speaker;
 use crate::driver::{Handle, NickChange};
 
 /// `channels {}`.
-pub async fn channels(params: Value, driver: &Handle) -> Result<Value, ErrorObject> {
-    let NoParams {} = parse(params)?;
+pub async fn channels(driver: &Handle) -> Result<ChannelsResult, ErrorObject> {
     let channels = driver.channels().await?;
-    to_value(ChannelsResult {
+    Ok(ChannelsResult {
         channels: channels
             .into_iter()
             .map(|c| ChannelView {
@@ -26,8 +23,11 @@ pub async fn channels(params: Value, driver: &Handle) -> Result<Value, ErrorObje
 
 /// `nick {nick?, clear?}`, for the user the kernel says is calling: the
 /// params cannot name another.
-pub async fn nick(params: Value, driver: &Handle, speaker: &Speaker) -> Result<Value, ErrorObject> {
-    let p: NickParams = parse(params)?;
+pub async fn nick(
+    p: NickParams,
+    driver: &Handle,
+    speaker: &Speaker,
+) -> Result<NickResult, ErrorObject> {
     let change = match (p.nick, p.clear) {
         (Some(_), true) => {
             return Err(ErrorObject::new(
@@ -40,7 +40,7 @@ pub async fn nick(params: Value, driver: &Handle, speaker: &Speaker) -> Result<V
         (None, false) => NickChange::Show,
     };
     let nick = driver.nick(speaker.user.clone(), change).await?;
-    to_value(NickResult {
+    Ok(NickResult {
         user: speaker.user.clone(),
         nick,
     })

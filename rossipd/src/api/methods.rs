@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::caller::Speaker;
 use super::history::HistoryStream;
+use super::speaker::Speaker;
 use super::subscription::{Filter, SubscriptionStart};
 use crate::delivery::{Cursor, Delivered};
 use crate::driver::journal::{ReadFilter, ReadFrom, Viewer};
@@ -30,7 +30,7 @@ pub const JOIN_TIMEOUT: Duration = crate::seeds::RESOLVE_TIMEOUT;
 /// Params of methods that take none: an empty object (unknown fields refused).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct NoParams {}
+pub(crate) struct NoParams {}
 
 /// What a method produced: a result, or something the connection carries
 /// out when the answer's turn comes (so that it happens in request order).
@@ -87,21 +87,15 @@ pub async fn call(
                 history(parse(params)?, driver, speaker).await?,
             )));
         }
-        rpc::method::SUBSCRIBE => return subscribe(parse(params)?, driver, speaker).await,
+        rpc::method::SUBSCRIBE => {
+            let start = subscribe(parse(params)?, driver, speaker).await?;
+            return Ok(Output::Subscribe(Box::new(start)));
+        }
         rpc::method::UNSUBSCRIBE => {
             let p: UnsubscribeParams = parse(params)?;
             return Ok(Output::Unsubscribe(p.subscription));
         }
-        rpc::method::PEERS => {
-            let p: PeersParams = parse(params)?;
-            let peers = driver.peers(p.all).await?;
-            to_value(PeersResult {
-                peers: peers
-                    .iter()
-                    .map(|peer| views::peer_snapshot_view(peer, driver.clock()))
-                    .collect(),
-            })?
-        }
+        rpc::method::PEERS => to_value(peers(parse(params)?, driver).await?)?,
         rpc::method::STATUS => {
             let NoParams {} = parse(params)?;
             to_value(driver.status().await?)?
@@ -114,9 +108,15 @@ pub async fn call(
             to_value(LeaveResult { notified })?
         }
         keys if keys.starts_with("keys.") => super::keys::call(keys, params, driver).await?,
-        rpc::method::CHANNELS => super::chat::channels(params, driver).await?,
-        rpc::method::NICK => super::chat::nick(params, driver, speaker).await?,
-        rpc::method::WHO => super::presence::who(params, driver).await?,
+        rpc::method::CHANNELS => {
+            let NoParams {} = parse(params)?;
+            to_value(super::chat::channels(driver).await?)?
+        }
+        rpc::method::NICK => to_value(super::chat::nick(parse(params)?, driver, speaker).await?)?,
+        rpc::method::WHO => {
+            let NoParams {} = parse(params)?;
+            to_value(super::presence::who(driver).await?)?
+        }
         other => {
             return Err(ErrorObject::new(
                 rpc::code::METHOD_NOT_FOUND,
@@ -238,7 +238,19 @@ fn start_query(
     }
 }
 
-async fn history(
+/// `peers {all?}`.
+pub async fn peers(p: PeersParams, driver: &Handle) -> Result<PeersResult, ErrorObject> {
+    let peers = driver.peers(p.all).await?;
+    Ok(PeersResult {
+        peers: peers
+            .iter()
+            .map(|peer| views::peer_snapshot_view(peer, driver.clock()))
+            .collect(),
+    })
+}
+
+/// `history`: a read that the front end writes a page at a time.
+pub async fn history(
     p: HistoryParams,
     driver: &Handle,
     speaker: &Speaker,
@@ -253,11 +265,13 @@ async fn history(
     Ok(HistoryStream::new(start, filter, first_n))
 }
 
-async fn subscribe(
+/// `subscribe`: where the subscription starts, for the front end's
+/// [`super::follow::Follower`].
+pub async fn subscribe(
     p: SubscribeParams,
     driver: &Handle,
     speaker: &Speaker,
-) -> Result<Output, ErrorObject> {
+) -> Result<SubscriptionStart, ErrorObject> {
     let kinds = p.events.unwrap_or_else(|| vec![EventKind::Message]);
     if kinds.is_empty() {
         return Err(ErrorObject::new(
@@ -292,14 +306,14 @@ async fn subscribe(
         Some(ReadFrom::After(after)) => (None, after),
         from => (from.filter(|_| messages), start.snapshot),
     };
-    Ok(Output::Subscribe(Box::new(SubscriptionStart {
+    Ok(SubscriptionStart {
         filter: Filter { kinds, read },
         replay,
         position,
         // Where the replay ends and live events begin (the snapshot), also
         // for `after`: a follower resumes after its last message, not here.
         cursor: start.cursor,
-    })))
+    })
 }
 
 async fn join(p: JoinParams, driver: &Handle) -> Result<Value, ErrorObject> {
@@ -325,13 +339,13 @@ async fn join(p: JoinParams, driver: &Handle) -> Result<Value, ErrorObject> {
 }
 
 /// Params of type `T`, or -32602 naming what is wrong.
-pub(super) fn parse<T: DeserializeOwned>(params: Value) -> Result<T, ErrorObject> {
+pub(crate) fn parse<T: DeserializeOwned>(params: Value) -> Result<T, ErrorObject> {
     serde_json::from_value(params)
         .map_err(|e| ErrorObject::new(rpc::code::INVALID_PARAMS, format!("invalid params: {e}")))
 }
 
 /// A result as JSON.
-pub(super) fn to_value(v: impl serde::Serialize) -> Result<Value, ErrorObject> {
+pub(crate) fn to_value(v: impl serde::Serialize) -> Result<Value, ErrorObject> {
     serde_json::to_value(v)
         .map_err(|e| ErrorObject::new(rpc::code::INTERNAL_ERROR, format!("cannot encode: {e}")))
 }
