@@ -234,7 +234,7 @@ function newWindow(key) {
     key,
     direct,
     name: key.slice(1), // the channel, or the recipient as `send` takes it
-    items: [], // {order, el}, as shown
+    items: [], // {id (of a message), order, el}, as shown
     unread: 0,
     highlight: false,
     markerBefore: null, // the first unread item, until the window is left
