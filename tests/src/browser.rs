@@ -128,14 +128,21 @@ impl Browser {
     }
 
     /// Starts chromedriver and Chromium inside `host`, opens a session, and sizes the
-    /// window for a viewport of `size` (on `about:blank`). `test` names the screenshots, `label` this browser in messages. Panics
-    /// (with the driver's log) if the browser does not come up within a minute.
+    /// window for a viewport of `size` (on `about:blank`). `test` names the screenshots,
+    /// `label` this browser in messages. Panics (with the driver's log) if the browser does
+    /// not come up within a minute.
     pub fn start(test: &str, label: &str, host: &Host, size: WindowSize) -> Browser {
         let dir = tempfile::Builder::new()
             .prefix(&format!("rossip-browser-{label}-"))
             .tempdir()
             .expect("create the browser's temp dir");
         let port = NEXT_DRIVER_PORT.fetch_add(1, Ordering::Relaxed);
+        // First, so that nothing is left running if it cannot start: connections made
+        // before chromedriver listens are just closed.
+        let forward = NsForward::start(
+            host,
+            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),
+        );
         let log_path = dir.path().join("driver.log");
         let log = File::create(&log_path).expect("create the driver's log file");
         let args = vec![
@@ -164,10 +171,6 @@ impl Browser {
             .enable_all()
             .build()
             .expect("a runtime for the WebDriver client");
-        let forward = NsForward::start(
-            host,
-            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port)),
-        );
         let mut browser = Browser {
             test: test.to_owned(),
             label: label.to_owned(),

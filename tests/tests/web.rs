@@ -113,8 +113,8 @@ impl WebLan {
         format!("http://{}:{HTTP_PORT}/", self.lan.host(index).addr)
     }
 
-    /// A browser in host `index`, logged in through `rossipctl web`'s link, showing the
-    /// chat connected. `label` tells it apart from other browsers in messages.
+    /// A browser in host `index` (named like the host in messages), logged in through
+    /// `rossipctl web`'s link, showing the chat connected.
     fn open_chat(&self, index: usize, size: WindowSize) -> Browser {
         let host = self.lan.host(index);
         let browser = Browser::start(self.test, &host.name, host, size);
@@ -123,7 +123,7 @@ impl WebLan {
         browser
     }
 
-    /// `user@node` of the page on host `index`, once `#me` shows it.
+    /// `user@node` of the page's user, once `#me` shows it.
     fn me(browser: &Browser) -> String {
         browser.wait_until("#me to show user@node", |b| {
             let me = b.try_texts("#me")?.concat();
@@ -135,7 +135,7 @@ impl WebLan {
         })
     }
 
-    /// Host `index`'s daemon's history of `#general`, oldest first.
+    /// Host `index`'s daemon's history (every channel), oldest first.
     fn history(&self, index: usize) -> Vec<MessageView> {
         self.daemons[index]
             .client()
