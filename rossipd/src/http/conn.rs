@@ -1,25 +1,31 @@
 //! The gateway's connections: at most [`MAX_CONNECTIONS`] at once (a
 //! listener wrapper holding a semaphore permit per connection, answering
 //! 503 past it), each closed after [`IDLE_TIMEOUT`] without a byte either
-//! way, and each knowing its two addresses so that the kernel can say who
+//! way or when a request head takes longer than [`HEADER_READ_TIMEOUT`], and each knowing its two addresses so that the kernel can say who
 //! is on the other end (looked up once per connection, when first needed).
 
+use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use rossip_proto::rpc::{ErrorObject, HttpView, code};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower_service::Service as _;
 
 use super::peer_uid;
 use crate::api::speaker::Speaker;
@@ -32,6 +38,14 @@ pub const MAX_CONNECTIONS: usize = 512;
 /// WebSocket stays busy through its pings ([`super::ws`]'s interval is
 /// well below this).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A request head (request line and headers) must arrive whole within this
+/// long of the connection waiting for it; also how long a connection may sit
+/// between requests.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most a connection buffers of a request head (hyper's read buffer).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// Refused connections being told why at once; more are closed unanswered.
 const MAX_REFUSING: usize = 32;
@@ -89,11 +103,10 @@ impl Limited {
     }
 }
 
-impl Listener for Limited {
-    type Io = Connection;
-    type Addr = Peer;
-
-    async fn accept(&mut self) -> (Connection, Peer) {
+impl Limited {
+    /// The next connection within the limit, with its two ends (cancel-safe:
+    /// a connection over the limit is refused before this returns).
+    pub async fn accept(&mut self) -> (Connection, Peer) {
         loop {
             let (stream, client) = match self.inner.accept().await {
                 Ok(accepted) => accepted,
@@ -126,14 +139,109 @@ impl Listener for Limited {
             return (Connection::new(stream, permit, self.counters.clone()), peer);
         }
     }
+}
 
-    fn local_addr(&self) -> io::Result<Peer> {
-        let addr = self.inner.local_addr()?;
-        Ok(Peer {
-            client: addr,
-            server: addr,
-            speaker: Arc::new(OnceCell::new()),
+/// Serves one connection's requests with `app` until the client closes it,
+/// it fails, times out, or is upgraded to a WebSocket (whose task then owns
+/// the stream). Hyper's HTTP/1 only: a request head must arrive whole within
+/// [`HEADER_READ_TIMEOUT`] (so a client trickling a byte at a time cannot
+/// hold a connection, which the idle timer alone would allow) and within
+/// [`MAX_HEAD_BYTES`].
+///
+/// When `cancel` fires, a request being answered is finished; a connection
+/// between requests, or in the middle of sending a head, is closed at once
+/// (hyper's graceful shutdown would wait for that head to complete).
+pub async fn serve_connection(
+    io: Connection,
+    peer: Peer,
+    app: axum::Router,
+    cancel: CancellationToken,
+) {
+    let client = peer.client;
+    let answering = Arc::new(AtomicUsize::new(0));
+    let service = {
+        let answering = answering.clone();
+        hyper::service::service_fn(move |request: Request<Incoming>| {
+            let mut request = request.map(Body::new);
+            request.extensions_mut().insert(ConnectInfo(peer.clone()));
+            let mut app = app.clone();
+            let request_answered = Answered::new(&answering);
+            async move {
+                let response = app.call(request).await?;
+                Ok::<_, Infallible>(response.map(|body| Answering {
+                    body,
+                    _answered: request_answered,
+                }))
+            }
         })
+    };
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let connection = http
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        served = connection.as_mut() => {
+            if let Err(e) = served {
+                tracing::debug!("HTTP connection from {client} ended: {e}");
+            }
+            return;
+        }
+        () = cancel.cancelled() => {}
+    }
+    if answering.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    connection.as_mut().graceful_shutdown();
+    if let Err(e) = connection.await {
+        tracing::debug!("HTTP connection from {client} ended: {e}");
+    }
+}
+
+/// Counts a request of a connection as being answered from when its
+/// handler is called until its response body is dropped (hyper drops it
+/// once written).
+struct Answered(Arc<AtomicUsize>);
+
+impl Answered {
+    fn new(answering: &Arc<AtomicUsize>) -> Answered {
+        answering.fetch_add(1, Ordering::Relaxed);
+        Answered(answering.clone())
+    }
+}
+
+impl Drop for Answered {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body, counting its request as being answered until written.
+struct Answering {
+    body: Body,
+    _answered: Answered,
+}
+
+impl http_body::Body for Answering {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -194,12 +302,6 @@ impl Peer {
             })
             .await
             .clone()
-    }
-}
-
-impl Connected<IncomingStream<'_, Limited>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, Limited>) -> Peer {
-        stream.remote_addr().clone()
     }
 }
 

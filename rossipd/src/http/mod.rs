@@ -8,9 +8,10 @@
 //! ([`token`]). Errors are the RPC error objects, with an HTTP status chosen
 //! by [`status_of`] in one place.
 //!
-//! Bounded like the local socket: at most [`MAX_CONNECTIONS`] connections
+//! Bounded like the local socket: at most [`MAX_CONNECTIONS`](conn::MAX_CONNECTIONS) connections
 //! (past it, a 503 and the connection closed), [`MAX_BODY_BYTES`] a
-//! request body, [`IDLE_TIMEOUT`] without a byte either way.
+//! request body, [`IDLE_TIMEOUT`](conn::IDLE_TIMEOUT) without a byte either way, a request head
+//! within [`HEADER_READ_TIMEOUT`](conn::HEADER_READ_TIMEOUT) and [`MAX_HEAD_BYTES`](conn::MAX_HEAD_BYTES).
 
 mod api;
 mod conn;
@@ -102,23 +103,29 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen for HTTP on {addr} (--http)"))
 }
 
-/// Serves HTTP on `listener` until `cancel` fires; then lets requests in
-/// progress finish (WebSockets close on `cancel` themselves). axum spawns a
-/// task per connection and this future waits for them all, so tracking it
-/// tracks them.
+/// Serves HTTP on `listener` until `cancel` fires, one task of `tasks` per
+/// connection ([`conn::serve_connection`]); requests in progress then
+/// finish, idle connections close (WebSockets close on `cancel`
+/// themselves).
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     cancel: CancellationToken,
     tasks: TaskTracker,
 ) {
-    let listener = Limited::new(listener, tasks, gateway.counters.clone());
-    let app = router(gateway).into_make_service_with_connect_info::<Peer>();
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await
-    {
-        tracing::warn!("the HTTP gateway stopped: {e}");
+    let mut listener = Limited::new(listener, tasks.clone(), gateway.counters.clone());
+    let app = router(gateway);
+    loop {
+        let (io, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = cancel.cancelled() => return,
+        };
+        tasks.spawn(conn::serve_connection(
+            io,
+            peer,
+            app.clone(),
+            cancel.clone(),
+        ));
     }
 }
 
