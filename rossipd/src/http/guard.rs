@@ -2,7 +2,9 @@
 //! handler runs.
 //!
 //! - Host: on a loopback listener the `Host` header must name the listener
-//!   (`127.0.0.1:PORT`, `localhost:PORT` or `[::1]:PORT`). A web page of
+//!   (`127.0.0.1:PORT`, `localhost:PORT`, `[::1]:PORT`, or the address it
+//!   is bound to, such as `127.0.0.2:PORT`, which is what `rossipctl web`
+//!   prints for it). A web page of
 //!   another site whose name was made to resolve to 127.0.0.1 (DNS
 //!   rebinding) sends its own name, and is refused.
 //! - Origin: when a browser sends one, it must be `http://` + the Host
@@ -62,15 +64,19 @@ impl Guard {
         let host = headers.get(HOST).and_then(|h| h.to_str().ok());
         if self.listen.ip().is_loopback() {
             let port = self.listen.port();
+            // The listener's own address as an IP literal (`[…]` for IPv6,
+            // as SocketAddr shows it) names it too: no name resolves there.
             let allowed = [
                 format!("127.0.0.1:{port}"),
                 format!("localhost:{port}"),
                 format!("[::1]:{port}"),
+                self.listen.to_string(),
             ];
             if !host.is_some_and(|host| allowed.iter().any(|a| a.eq_ignore_ascii_case(host))) {
                 return Err(forbidden(format!(
-                    "Host {} is not this gateway's; open http://127.0.0.1:{port}/",
-                    host.unwrap_or("(none)")
+                    "Host {} is not this gateway's; open http://{}/",
+                    host.unwrap_or("(none)"),
+                    self.listen
                 )));
             }
         }
@@ -199,6 +205,31 @@ mod tests {
             assert_eq!(e.code, code::FORBIDDEN_ORIGIN);
         }
         assert!(g.check_host_and_origin(&headers(&[])).is_err(), "no Host");
+    }
+
+    #[test]
+    fn another_loopback_address_is_its_own_host() {
+        // (IPv6 has one loopback address, ::1, already allowed.)
+        for (listen, own, other) in [
+            ("127.0.0.2:7466", "127.0.0.2:7466", "127.0.0.3:7466"),
+            ("127.1.2.3:80", "127.1.2.3:80", "127.1.2.3:81"),
+        ] {
+            let g = Guard::new(listen.parse().expect("addr"), Login::PeerUid);
+            let origin = format!("http://{own}");
+            let h = headers(&[("host", own), ("origin", &origin)]);
+            assert!(g.check_host_and_origin(&h).is_ok(), "{listen}");
+            let port = g.listen.port();
+            let localhost = format!("localhost:{port}");
+            assert!(
+                g.check_host_and_origin(&headers(&[("host", &localhost)]))
+                    .is_ok(),
+                "{listen}: localhost still goes"
+            );
+            let e = g
+                .check_host_and_origin(&headers(&[("host", other)]))
+                .expect_err(other);
+            assert!(e.message.contains(own), "{}", e.message);
+        }
     }
 
     #[test]
