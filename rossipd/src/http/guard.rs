@@ -7,6 +7,9 @@
 //!   prints for it). A web page of
 //!   another site whose name was made to resolve to 127.0.0.1 (DNS
 //!   rebinding) sends its own name, and is refused.
+//! - One Host and at most one Origin, and a request target in absolute form
+//!   (`GET http://host/path`) must name the Host: otherwise which one the
+//!   checks saw and which one a proxy or the browser meant could differ.
 //! - Origin: when a browser sends one, it must be `http://` + the Host
 //!   header: a page of another origin may not drive the API (its requests
 //!   would carry the user's cookie, or come from the user's own uid).
@@ -16,8 +19,8 @@
 
 use std::net::SocketAddr;
 
-use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN};
+use axum::http::{HeaderMap, Uri};
 use rossip_proto::rpc::{ErrorObject, code};
 
 use super::token::TokenKey;
@@ -58,10 +61,23 @@ impl Guard {
         Guard { listen, login }
     }
 
-    /// Refuses a request whose Host or Origin is not this gateway's (403,
-    /// [`code::FORBIDDEN_ORIGIN`]).
-    pub fn check_host_and_origin(&self, headers: &HeaderMap) -> Result<(), ErrorObject> {
+    /// Refuses a request whose Host or Origin is not this gateway's, or is
+    /// ambiguous (403, [`code::FORBIDDEN_ORIGIN`]).
+    pub fn check_host_and_origin(&self, uri: &Uri, headers: &HeaderMap) -> Result<(), ErrorObject> {
+        for name in [HOST, ORIGIN] {
+            if headers.get_all(&name).iter().nth(1).is_some() {
+                return Err(forbidden(format!("more than one {name} header")));
+            }
+        }
         let host = headers.get(HOST).and_then(|h| h.to_str().ok());
+        if let Some(authority) = uri.authority()
+            && !host.is_some_and(|host| authority.as_str().eq_ignore_ascii_case(host))
+        {
+            return Err(forbidden(format!(
+                "the request names {authority} but its Host is {}",
+                host.unwrap_or("(none)")
+            )));
+        }
         if self.listen.ip().is_loopback() {
             let port = self.listen.port();
             // The listener's own address as an IP literal (`[…]` for IPv6,
@@ -168,6 +184,11 @@ mod tests {
         map
     }
 
+    /// The usual request target, `/`.
+    fn origin_form() -> Uri {
+        Uri::from_static("/")
+    }
+
     fn loopback() -> Guard {
         Guard::new("127.0.0.1:7466".parse().expect("addr"), Login::PeerUid)
     }
@@ -189,7 +210,8 @@ mod tests {
             "[::1]:7466",
         ] {
             assert!(
-                g.check_host_and_origin(&headers(&[("host", host)])).is_ok(),
+                g.check_host_and_origin(&origin_form(), &headers(&[("host", host)]))
+                    .is_ok(),
                 "{host}"
             );
         }
@@ -200,11 +222,47 @@ mod tests {
             "localhost",
         ] {
             let e = g
-                .check_host_and_origin(&headers(&[("host", host)]))
+                .check_host_and_origin(&origin_form(), &headers(&[("host", host)]))
                 .expect_err(host);
             assert_eq!(e.code, code::FORBIDDEN_ORIGIN);
         }
-        assert!(g.check_host_and_origin(&headers(&[])).is_err(), "no Host");
+        assert!(
+            g.check_host_and_origin(&origin_form(), &headers(&[]))
+                .is_err(),
+            "no Host"
+        );
+    }
+
+    #[test]
+    fn a_second_host_or_origin_or_another_authority_is_refused() {
+        let key = TokenKey::from_secret([1; 32]);
+        for g in [loopback(), lan(&key)] {
+            let h = headers(&[("host", "127.0.0.1:7466"), ("host", "evil.example:7466")]);
+            let e = g
+                .check_host_and_origin(&origin_form(), &h)
+                .expect_err("two Hosts");
+            assert_eq!(e.code, code::FORBIDDEN_ORIGIN);
+            let h = headers(&[
+                ("host", "127.0.0.1:7466"),
+                ("origin", "http://127.0.0.1:7466"),
+                ("origin", "http://evil.example"),
+            ]);
+            let e = g
+                .check_host_and_origin(&origin_form(), &h)
+                .expect_err("two Origins");
+            assert_eq!(e.code, code::FORBIDDEN_ORIGIN);
+            let h = headers(&[("host", "127.0.0.1:7466")]);
+            let absolute = Uri::from_static("http://evil.example:7466/status");
+            let e = g
+                .check_host_and_origin(&absolute, &h)
+                .expect_err("another authority");
+            assert_eq!(e.code, code::FORBIDDEN_ORIGIN);
+            let same = Uri::from_static("http://127.0.0.1:7466/status");
+            assert!(
+                g.check_host_and_origin(&same, &h).is_ok(),
+                "the same authority"
+            );
+        }
     }
 
     #[test]
@@ -217,16 +275,19 @@ mod tests {
             let g = Guard::new(listen.parse().expect("addr"), Login::PeerUid);
             let origin = format!("http://{own}");
             let h = headers(&[("host", own), ("origin", &origin)]);
-            assert!(g.check_host_and_origin(&h).is_ok(), "{listen}");
+            assert!(
+                g.check_host_and_origin(&origin_form(), &h).is_ok(),
+                "{listen}"
+            );
             let port = g.listen.port();
             let localhost = format!("localhost:{port}");
             assert!(
-                g.check_host_and_origin(&headers(&[("host", &localhost)]))
+                g.check_host_and_origin(&origin_form(), &headers(&[("host", &localhost)]))
                     .is_ok(),
                 "{listen}: localhost still goes"
             );
             let e = g
-                .check_host_and_origin(&headers(&[("host", other)]))
+                .check_host_and_origin(&origin_form(), &headers(&[("host", other)]))
                 .expect_err(other);
             assert!(e.message.contains(own), "{}", e.message);
         }
@@ -239,7 +300,7 @@ mod tests {
             ("host", "127.0.0.1:7466"),
             ("origin", "http://127.0.0.1:7466"),
         ]);
-        assert!(g.check_host_and_origin(&ok).is_ok());
+        assert!(g.check_host_and_origin(&origin_form(), &ok).is_ok());
         for origin in [
             "http://evil.example",
             "http://localhost:7466",
@@ -247,7 +308,10 @@ mod tests {
             "null",
         ] {
             let h = headers(&[("host", "127.0.0.1:7466"), ("origin", origin)]);
-            assert!(g.check_host_and_origin(&h).is_err(), "{origin}");
+            assert!(
+                g.check_host_and_origin(&origin_form(), &h).is_err(),
+                "{origin}"
+            );
         }
         // Off loopback any Host goes (a name or an address of the host), but
         // the Origin must still match it.
@@ -256,12 +320,12 @@ mod tests {
             ("host", "alpha.lan:7466"),
             ("origin", "http://alpha.lan:7466"),
         ]);
-        assert!(lan(&key).check_host_and_origin(&h).is_ok());
+        assert!(lan(&key).check_host_and_origin(&origin_form(), &h).is_ok());
         let h = headers(&[
             ("host", "alpha.lan:7466"),
             ("origin", "http://evil.example"),
         ]);
-        assert!(lan(&key).check_host_and_origin(&h).is_err());
+        assert!(lan(&key).check_host_and_origin(&origin_form(), &h).is_err());
     }
 
     #[test]

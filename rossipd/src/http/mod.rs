@@ -153,7 +153,7 @@ fn router(gateway: Arc<Gateway>) -> Router {
 async fn admit(State(gateway): State<Arc<Gateway>>, mut request: Request, next: Next) -> Response {
     let guard = &gateway.guard;
     let counters = &gateway.counters.http;
-    if let Err(e) = guard.check_host_and_origin(request.headers()) {
+    if let Err(e) = guard.check_host_and_origin(request.uri(), request.headers()) {
         tracing::debug!("HTTP request refused: {}", e.message);
         counters.forbidden.fetch_add(1, Ordering::Relaxed);
         return ApiError(e).into_response();
