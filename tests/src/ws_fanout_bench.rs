@@ -80,6 +80,9 @@ pub struct Options {
     pub settle: Duration,
     /// Worker threads of the followers' runtime.
     pub client_threads: usize,
+    /// The daemon's `--history` (messages kept), if not its default: a
+    /// window smaller than the run makes the slow reader fall out of it.
+    pub history: Option<u64>,
     /// `--log-level` of the daemon.
     pub log_level: String,
 }
@@ -175,6 +178,9 @@ pub struct PhaseReport {
     pub foreign: u64,
     /// Latency percentiles over every pair: p50, p90, p99, max.
     pub latency: [Option<Duration>; 4],
+    /// Latency until the first follower read each message: p50, p99 (the
+    /// send path alone, without waiting for the last of the fan-out).
+    pub first_latency: [Option<Duration>; 2],
     /// The daemon's memory.
     pub memory: Memory,
     /// The daemon's CPU time from the first send until the followers had
@@ -237,11 +243,14 @@ pub fn measure(options: &Options) -> Vec<PhaseReport> {
             phase: Some(phase),
             ..PhaseReport::default()
         };
-        let daemon = Daemon::builder("ws-fanout")
+        let mut builder = Daemon::builder("ws-fanout")
             .loopback()
             .log_level(&options.log_level)
-            .args(["--http", "127.0.0.1:0"])
-            .spawn();
+            .args(["--http", "127.0.0.1:0"]);
+        if let Some(history) = options.history {
+            builder = builder.args(["--history", &history.to_string()]);
+        }
+        let daemon = builder.spawn();
         if let Err(abort) = run_phase(&daemon, phase, options, &mut report) {
             report.error = Some(match abort {
                 Abort::Interrupted => "interrupted".to_owned(),
@@ -534,12 +543,15 @@ fn tally(sent: &Sent, records: &[Record], report: &mut PhaseReport) {
     let accepted: Vec<usize> = accepted_indexes(sent);
     report.expected = report.accepted * records.len() as u64;
     let mut latencies: Vec<Duration> = Vec::with_capacity(report.expected as usize);
+    let mut firsts: Vec<Option<Instant>> = vec![None; sent.issued.len()];
     for record in records {
         for &k in &accepted {
             if let Some(Some(at)) = record.arrivals.get(k) {
                 report.received += 1;
                 if let Some(issued) = sent.issued.get(k) {
                     latencies.push(at.saturating_duration_since(*issued));
+                    let first = &mut firsts[k];
+                    *first = Some(first.map_or(*at, |first| first.min(*at)));
                 }
             }
         }
@@ -554,6 +566,12 @@ fn tally(sent: &Sent, records: &[Record], report: &mut PhaseReport) {
             report.follower_errors.push(why.clone());
         }
     }
+    let firsts: Vec<Duration> = firsts
+        .iter()
+        .zip(&sent.issued)
+        .filter_map(|(first, issued)| Some(first.as_ref()?.saturating_duration_since(*issued)))
+        .collect();
+    report.first_latency = [quantile(&firsts, 0.50), quantile(&firsts, 0.99)];
     // Sorted once: the quantiles' own sorts then find it in order.
     latencies.sort_unstable();
     report.latency = [
@@ -650,6 +668,15 @@ pub fn table(reports: &[PhaseReport], options: &Options) -> String {
             || "-".to_owned(),
             |(cpu, wall)| format!("{:.0}", 100.0 * cpu.as_secs_f64() / wall.as_secs_f64()),
         )
+    });
+    row("first client p50 / p99, ms", &|r| {
+        format!("{} / {}", ms(r.first_latency[0]), ms(r.first_latency[1]))
+    });
+    row("daemon CPU per message, µs", &|r| match r.daemon_cpu {
+        Some((cpu, _)) if r.accepted > 0 => {
+            format!("{:.0}", cpu.as_secs_f64() * 1e6 / r.accepted as f64)
+        }
+        _ => "-".to_owned(),
     });
     row("daemon CPU per delivery, µs", &|r| match r.daemon_cpu {
         Some((cpu, _)) if r.received > 0 => {
@@ -776,7 +803,9 @@ fn legend(options: &Options) -> String {
          `--http 127.0.0.1:0`; one sender writes `send` requests of {MESSAGE_BYTES}-byte texts \
          over the JSON-RPC socket at {rate} msg/s for {secs} s (up to {window} unanswered). \
          Latency: from writing each `send` request until each client read the message's frame, \
-         over every (client, message) pair. Every accepted message must reach every client once. \
+         over every (client, message) pair; \"first client\": until the first of them read it \
+         (the send path without the fan-out). Every accepted message must reach every client \
+         once. \
          CPU: over the sending and until the clients had everything; the clients and the sender \
          (\"bench\") share the machine's {cpus} CPUs with the daemon. VmRSS of the daemon's pid; \
          the peak is the highest of samples every 10 ms. The slow reader (second column, a fresh \

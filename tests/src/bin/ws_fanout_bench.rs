@@ -22,7 +22,7 @@ const USAGE: &str = "\
 usage: ws-fanout-bench [--clients 100] [--rate 1000] [--secs 10] [--window 256]
                        [--slow-reader on|off] [--slow-recv-buffer 4096] [--catch-up-secs 30]
                        [--drain-secs 60] [--settle-secs 3] [--client-threads 1]
-                       [--log-level info]
+                       [--history N] [--log-level info]
 
   --clients N           WebSocket clients reading every message          [default: 100]
   --rate R              messages/s the sender offers (200-byte texts)    [default: 1000]
@@ -34,6 +34,8 @@ usage: ws-fanout-bench [--clients 100] [--rate 1000] [--secs 10] [--window 256]
   --drain-secs S        how long the clients may take after the last send [default: 60]
   --settle-secs S       the daemon settles this long before `after`      [default: 3]
   --client-threads N    worker threads of the clients' runtime           [default: 1]
+  --history N           the daemon's --history (messages kept); below    [default: rossipd's]
+                        --rate × --secs the slow client falls out of it
   --log-level L         the daemon's --log-level                         [default: info]
 
 Exit status: 0 when every accepted message reached every client exactly once
@@ -78,6 +80,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
         drain: Duration::from_secs(60),
         settle: Duration::from_secs(3),
         client_threads: 1,
+        history: None,
         log_level: "info".to_owned(),
     };
     while let Some(arg) = args.next() {
@@ -118,6 +121,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
             "--drain-secs" => options.drain = secs(&flag, value()?)?,
             "--settle-secs" => options.settle = secs(&flag, value()?)?,
             "--client-threads" => options.client_threads = number(&flag, value()?)?,
+            "--history" => options.history = Some(number(&flag, value()?)?),
             "--log-level" => options.log_level = value()?,
             _ => return Err(format!("unknown argument {arg:?}")),
         }
