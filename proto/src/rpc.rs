@@ -67,6 +67,9 @@ pub mod method {
     pub const PRESENCE_SET: &str = "presence.set";
     /// Who is in a chat, on every node: no params → [`super::WhoResult`].
     pub const WHO: &str = "who";
+    /// The web chat's address for the caller (a login link when the
+    /// gateway needs a token): no params → [`super::WebLinkResult`].
+    pub const WEB_LINK: &str = "web.link";
 }
 
 /// Error codes: the standard JSON-RPC ones and rossip's own (from -32000
@@ -129,6 +132,14 @@ pub mod code {
     /// with `size` and `max_bytes`; `queue_full`, too many waiting for
     /// their recipients).
     pub const DIRECT_REFUSED: i64 = -32016;
+    /// `web.link`: the HTTP gateway is off (start rossipd with `--http ADDR`).
+    pub const HTTP_DISABLED: i64 = -32017;
+    /// HTTP gateway: the request carries no valid login token (HTTP 401);
+    /// `rossipctl web` prints a login link.
+    pub const UNAUTHORIZED: i64 = -32018;
+    /// HTTP gateway: the request's `Host` or `Origin` is not the gateway's
+    /// own (HTTP 403): another web site, or a DNS-rebinding attempt.
+    pub const FORBIDDEN_ORIGIN: i64 = -32019;
 }
 
 /// A request (or, without `id`, a notification) as received. Deserialized
@@ -843,6 +854,31 @@ pub struct StatusResult {
     /// before it existed: all zero then).
     #[serde(default)]
     pub discovery: DiscoveryStatus,
+    /// The web chat and HTTP API; absent when the gateway is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpView>,
+}
+
+/// The HTTP gateway in `status`: where it listens (with the port it was
+/// given when `--http` asked for port 0) and whether it needs a login.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpView {
+    /// The bound address, `IP:PORT`.
+    pub addr: String,
+    /// Whether requests need a login token (off loopback, or
+    /// `--http-login token`).
+    pub login: bool,
+}
+
+/// The `web.link` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebLinkResult {
+    /// What to open: the page (`http://127.0.0.1:PORT/`), or a login link
+    /// carrying the caller's token (`http://HOST:PORT/login?token=…`).
+    pub url: String,
+    /// Whether `url` is a login link (it is a secret then: whoever opens it
+    /// speaks as the caller).
+    pub login: bool,
 }
 
 /// mDNS discovery in `status`. A record is only a hint: anyone on the LAN

@@ -73,6 +73,9 @@ pub enum Command {
     /// Chat in a terminal: channels, direct messages, who is there (with stdin not a
     /// terminal: send each line, print messages)
     Chat(ChatArgs),
+    /// Print the address of the web chat (rossipd --http), or your own login link when it
+    /// needs one (keep that link to yourself: it logs in as you)
+    Web,
 }
 
 /// `nick` arguments.

@@ -76,6 +76,7 @@ fn run() -> anyhow::Result<ExitCode> {
         Command::Keys(command) => commands::keys::run(&ctx, &mut out, command)?,
         Command::Channels => commands::channels::run(&ctx, &mut out)?,
         Command::Nick(args) => commands::nick::run(&ctx, &mut out, args)?,
+        Command::Web => commands::web::run(&ctx, &mut out)?,
         Command::Chat(args) => {
             drop(out);
             return commands::chat::run(&ctx, args);

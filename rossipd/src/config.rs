@@ -1,7 +1,7 @@
 //! Daemon configuration: what `run` needs, with the user-mode defaults that
 //! let `rossipd` start with no flags and no config file.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -159,6 +159,45 @@ pub struct Config {
     pub reap_after: Duration,
     /// How long an unacknowledged direct message is kept and retried.
     pub direct_expiry: Duration,
+    /// Where the web chat and HTTP API listen; `None`: not at all (the
+    /// gateway is opt-in: it opens the node to browsers).
+    pub http: Option<SocketAddr>,
+    /// When the gateway asks for a login token.
+    pub http_login: HttpLogin,
+}
+
+/// When the HTTP gateway asks for a login token. On loopback the kernel
+/// says who is on the other end of a connection (as it does for the local
+/// socket); elsewhere only a token can.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HttpLogin {
+    /// A token off loopback; on loopback the connection's owner is the user.
+    #[default]
+    Auto,
+    /// A token always, also on loopback (a host whose users should not
+    /// reach each other's chats through a browser).
+    Token,
+}
+
+impl HttpLogin {
+    /// The setting's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpLogin::Auto => "auto",
+            HttpLogin::Token => "token",
+        }
+    }
+
+    /// Reads `auto` or `token`.
+    pub fn parse(text: &str) -> Result<HttpLogin, String> {
+        match text {
+            "auto" => Ok(HttpLogin::Auto),
+            "token" => Ok(HttpLogin::Token),
+            other => Err(format!(
+                "invalid value {other:?} (possible values: auto, token)"
+            )),
+        }
+    }
 }
 
 impl Config {
@@ -185,6 +224,8 @@ impl Config {
             direct_expiry: rossip_proto::node::ProtocolConfig::default().direct_expiry,
             max_message_bytes: rossip_proto::node::DEFAULT_MAX_TEXT_BYTES,
             key_file: None,
+            http: None,
+            http_login: HttpLogin::Auto,
         }
     }
 }

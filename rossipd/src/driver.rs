@@ -103,6 +103,8 @@ pub struct StaticInfo {
     pub socket: String,
     /// Whether mDNS runs.
     pub mdns: bool,
+    /// The HTTP gateway, if it runs.
+    pub http: Option<rossip_proto::rpc::HttpView>,
 }
 
 /// Counters shared with the RPC tasks.

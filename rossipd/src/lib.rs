@@ -11,6 +11,7 @@ pub mod delivery;
 mod discovery;
 mod driver;
 pub mod hooks;
+mod http;
 pub mod interfaces;
 pub mod keyfile;
 mod local_socket;
@@ -45,6 +46,9 @@ pub use config::Config;
 /// declarations instead of copies.
 pub use driver::problems::{MAX_TRACKED, SEED_SILENCE, SWEEP_INTERVAL, WARN_EVERY};
 pub use hooks::Hooks;
+/// The web login secret's file name in the state directory (the man page
+/// lists it).
+pub use http::SECRET_FILE as HTTP_SECRET_FILE;
 pub use state::create_dir as create_state_dir;
 
 /// Commands queued for the driver before RPC callers wait.
@@ -89,6 +93,10 @@ pub async fn run_with(
     // node unrecorded, and only the reservation is safe.
     let resume_after_store = !state.sequence_unsafe();
     let (listener, socket_guard) = local_socket::bind(&config.socket, config.socket_mode)?;
+    let http_listener = match config.http {
+        Some(addr) => Some(http::bind(addr).await?),
+        None => None,
+    };
     let udp = transport::bind(config.bind, config.port)?;
     let bound = udp
         .local_addr()
@@ -116,6 +124,21 @@ pub async fn run_with(
             "no LAN interface found; advertising {advertise}, which only this machine can reach"
         );
     }
+
+    let web = match &http_listener {
+        Some(listener) => {
+            let addr = listener
+                .local_addr()
+                .context("cannot read the HTTP listener's address")?;
+            Some(http::WebAccess::open(
+                addr,
+                config.http_login,
+                &config.state_dir,
+                advertise_ip,
+            )?)
+        }
+        None => None,
+    };
 
     let clock = views::WallClock::new();
     let mut seed = [0u8; 8];
@@ -157,6 +180,7 @@ pub async fn run_with(
         addr: advertise,
         socket: config.socket.display().to_string(),
         mdns: config.mdns,
+        http: web.as_ref().map(http::WebAccess::view),
     };
     let keys = node.key_ids().iter().map(ToString::to_string).collect();
     let mut driver = driver::Driver::new(
@@ -208,9 +232,31 @@ pub async fn run_with(
         notifier.spawn_monitor(&handle, cancel.clone(), &tasks);
     }
     hooks::spawn(hooks, config.key_file.as_deref(), &handle, &cancel, &tasks);
+    if let (Some(listener), Some(web)) = (http_listener, &web) {
+        let parts = http::GatewayParts {
+            driver: handle.clone(),
+            counters: counters.clone(),
+            node_name: config.name.clone(),
+            tasks: tasks.clone(),
+            cancel: cancel.clone(),
+        };
+        let gateway = Arc::new(http::Gateway::new(parts, web));
+        tracing::info!(
+            login = web.view().login,
+            "web chat at http://{}/",
+            web.listen()
+        );
+        tasks.spawn(http::serve(
+            listener,
+            gateway,
+            cancel.clone(),
+            tasks.clone(),
+        ));
+    }
     let ctx = Arc::new(rpc::RpcContext {
         driver: handle,
         counters: counters.clone(),
+        web: web.map(Arc::new),
     });
     tasks.spawn(rpc::serve(listener, ctx, cancel.clone(), tasks.clone()));
 

@@ -191,8 +191,9 @@ fn sections(command: &clap::Command) -> Roff {
 }
 
 /// The files of the state directory (the names are those of `state.rs`,
-/// `keyfile.rs`, `store.rs`, `pins.rs`, `peer_cache.rs` and `logging.rs`).
-const STATE_FILES: [(&str, &str); 9] = [
+/// `keyfile.rs`, `store.rs`, `http/token.rs`, `pins.rs`, `peer_cache.rs` and
+/// `logging.rs`).
+const STATE_FILES: [(&str, &str); 10] = [
     (
         "node.key",
         "The node's secret Ed25519 signing key (mode 0600); the node id derives from it. \
@@ -207,6 +208,12 @@ const STATE_FILES: [(&str, &str); 9] = [
         rossipd::store::FILE_NAME,
         "The message history (SQLite, WAL mode, with its -wal and -shm files). A damaged \
          database is moved aside as history.db.corrupt-TIME and a new one started.",
+    ),
+    (
+        rossipd::HTTP_SECRET_FILE,
+        "The secret of the web chat's login tokens (32 random bytes, mode 0600), made at the \
+         first start with --http when a token is needed; remove it and restart to revoke \
+         every login link.",
     ),
     (
         "known_names",
@@ -371,6 +378,7 @@ mod tests {
             "node.key",
             "keyring",
             "history.db",
+            "http\\-secret",
             "known_names",
             "nicks",
             "peers",

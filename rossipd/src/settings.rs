@@ -12,11 +12,11 @@
 
 mod setting;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use clap::{ArgAction, ArgMatches, Command, CommandFactory, FromArgMatches};
-use rossipd::config::{self, Config};
+use rossipd::config::{self, Config, HttpLogin};
 use serde::Deserialize as _;
 
 use crate::config_file::{self, FileValues, MaxAge};
@@ -44,6 +44,8 @@ pub static SETTINGS: &[&dyn AnySetting] = &[
     &KEY_FILE,
     &REAP_AFTER,
     &DIRECT_EXPIRY,
+    &HTTP,
+    &HTTP_LOGIN,
     &LOG_LEVEL,
     &LOG_FILE,
     &SYSLOG,
@@ -298,6 +300,35 @@ static DIRECT_EXPIRY: Setting<humantime::Duration> = Setting {
     on_reload: OnReload::Restart,
 };
 
+static HTTP: Setting<SocketAddr> = Setting {
+    key: "http",
+    value_name: Some("ADDR"),
+    help: "Serve the web chat and the HTTP/WebSocket API at ADDR (IP:PORT, e.g. 127.0.0.1:7466; \
+           port 0 picks a free one). On a loopback address no login is needed; on any other a \
+           token is (`rossipctl web` prints the link)",
+    default: HelpDefault::Described("off"),
+    env: Env::Clap,
+    flag: Flag::Value(parse_socket_addr),
+    file: |value| file_text(value, parse_socket_addr),
+    apply: |s, addr| s.config.http = Some(addr),
+    show: |s| s.config.http.map_or("off".to_owned(), |a| a.to_string()),
+    on_reload: OnReload::Restart,
+};
+
+static HTTP_LOGIN: Setting<HttpLogin> = Setting {
+    key: "http_login",
+    value_name: Some("auto|token"),
+    help: "When the web gateway asks for a login token: `auto`, only off loopback; `token`, \
+           always (also on 127.0.0.1)",
+    default: HelpDefault::Shown,
+    env: Env::Clap,
+    flag: Flag::Value(parse_http_login),
+    file: |value| file_text(value, parse_http_login),
+    apply: |s, login| s.config.http_login = login,
+    show: |s| s.config.http_login.as_str().to_owned(),
+    on_reload: OnReload::Restart,
+};
+
 static LOG_LEVEL: Setting<String> = Setting {
     key: "log_level",
     value_name: None,
@@ -384,6 +415,19 @@ fn parse_port(text: &str) -> Result<u16, String> {
 fn parse_ip(text: &str) -> Result<IpAddr, String> {
     text.parse()
         .map_err(|e: std::net::AddrParseError| e.to_string())
+}
+
+/// `--http`: an `IP:PORT` (a host name would make the bound address, and
+/// so whether it is loopback, depend on the resolver).
+fn parse_socket_addr(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|e: std::net::AddrParseError| {
+        format!("{e} (expected IP:PORT, e.g. 127.0.0.1:7466 or [::1]:7466)")
+    })
+}
+
+/// `--http-login`.
+fn parse_http_login(text: &str) -> Result<HttpLogin, String> {
+    HttpLogin::parse(text)
 }
 
 /// A path setting as `--check-config` shows it.

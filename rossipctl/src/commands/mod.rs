@@ -23,6 +23,7 @@ pub mod status;
 pub mod tail;
 #[cfg(test)]
 mod test_daemon;
+pub mod web;
 pub mod who;
 
 /// What every command needs: where the daemon is, and which output format.

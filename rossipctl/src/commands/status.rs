@@ -140,6 +140,18 @@ fn lines(s: &StatusResult) -> Vec<String> {
             s.identity.pinned_names,
             s.identity.name_conflicts
         ),
+        match &s.http {
+            None => "web: off (see rossipd --http)".to_owned(),
+            Some(http) => format!(
+                "web: http://{}/ ({})",
+                sanitize(&http.addr),
+                if http.login {
+                    "login token needed: `rossipctl web` prints your link"
+                } else {
+                    "loopback, no login"
+                }
+            ),
+        },
         match s.keys.split_first() {
             None => "encryption: off (gossip is plaintext; see rossipd --key-file)".to_owned(),
             Some((primary, [])) => {
@@ -253,6 +265,10 @@ mod tests {
                     .into_iter()
                     .collect(),
             },
+            http: Some(rossip_proto::rpc::HttpView {
+                addr: "127.0.0.1:7466".into(),
+                login: false,
+            }),
         };
         let text = lines(&status).join("\n");
         for expected in [
@@ -273,6 +289,7 @@ mod tests {
             "local socket: 3 connections (at most 4096), 2 refused",
             "store: 9 messages, 40960 bytes, 1 errors, 2 waiting to be stored (/var/lib/rossip/history.db)",
             "encryption: on, key 1a2b3c4d (also accepting 5e6f7081)",
+            "web: http://127.0.0.1:7466/ (loopback, no login)",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }

@@ -34,6 +34,38 @@ pub async fn call(
     methods::call(method, params, driver, speaker, framing).await
 }
 
+/// A connection's presence registration (the local socket's, or a
+/// WebSocket's): whether it registered its user with `presence.set`, and,
+/// when it goes (the connection closed, or its task panicked), the driver
+/// is told that its user left the chat.
+#[derive(Debug)]
+pub struct PresenceRegistration {
+    /// The connection's session, which `set` registers under.
+    pub session: PresenceSession,
+    /// Whether `set` was called (so there is something to end).
+    pub registered: bool,
+    driver: Handle,
+}
+
+impl PresenceRegistration {
+    /// A connection's registration, not registered yet.
+    pub fn new(driver: Handle) -> PresenceRegistration {
+        PresenceRegistration {
+            session: PresenceSession::next(),
+            registered: false,
+            driver,
+        }
+    }
+}
+
+impl Drop for PresenceRegistration {
+    fn drop(&mut self) {
+        if self.registered {
+            self.driver.presence_end_detached(self.session);
+        }
+    }
+}
+
 /// `presence.set`: `speaker` is in a chat on the connection of `session`
 /// (until that ends).
 pub async fn set(

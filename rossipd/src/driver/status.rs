@@ -127,6 +127,7 @@ impl Driver {
                     .collect()
             },
             discovery: self.discovery_status(),
+            http: self.info.http.clone(),
         }
     }
 

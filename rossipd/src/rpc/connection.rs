@@ -28,7 +28,7 @@ use super::framing::{Line, LineReader};
 use crate::api::follow::{EventSink, Follower};
 use crate::api::history::{HistoryStream, PAGE_BYTES};
 use crate::api::methods::{self, Framing, Output};
-use crate::api::presence;
+use crate::api::presence::{self, PresenceRegistration};
 use crate::api::speaker::Speaker;
 use crate::driver::journal::ReadPage;
 use crate::driver::{CoreError, PresenceSession};
@@ -86,11 +86,7 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
         held: None,
         history: None,
         follower,
-        presence: PresenceRegistration {
-            session: PresenceSession::next(),
-            registered: false,
-            driver: ctx_driver,
-        },
+        presence: PresenceRegistration::new(ctx_driver),
         eof: false,
     };
     connection
@@ -103,23 +99,6 @@ pub async fn serve(stream: Stream, ctx: Arc<RpcContext>, daemon_cancel: Cancella
     // The user this connection registered leaves the chat with it (unless
     // another connection of theirs is registered): `connection.presence`
     // tells the driver when it is dropped, here or by a panic's unwinding.
-}
-
-/// A connection's presence registration: whether it called
-/// `presence.set`, and, when it goes (the connection closed, or its task
-/// panicked), the driver is told that its user left the chat.
-struct PresenceRegistration {
-    session: PresenceSession,
-    registered: bool,
-    driver: crate::driver::Handle,
-}
-
-impl Drop for PresenceRegistration {
-    fn drop(&mut self) {
-        if self.registered {
-            self.driver.presence_end_detached(self.session);
-        }
-    }
 }
 
 struct Connection {
@@ -157,6 +136,25 @@ impl EventSink for NotificationLines<'_> {
             .push_str(&dispatch::encode(&Notification::event(subscription, event)));
         self.0.push('\n');
     }
+}
+
+/// Runs one call of a connection: `web.link` here (it needs the web
+/// gateway, which the rest of the API knows nothing of), anything else in
+/// the API.
+async fn run_call(
+    ctx: &RpcContext,
+    method: &str,
+    params: Value,
+    speaker: &Speaker,
+    framing: Framing,
+    session: PresenceSession,
+) -> Result<Output, ErrorObject> {
+    if method == rpc::method::WEB_LINK {
+        let methods::NoParams {} = methods::parse(params)?;
+        let link = crate::http::web_link(ctx.web.as_deref(), speaker)?;
+        return methods::to_value(link).map(Output::Value);
+    }
+    presence::call(method, params, &ctx.driver, speaker, framing, session).await
 }
 
 impl Connection {
@@ -307,7 +305,7 @@ impl Connection {
             Parsed::Batch(elements) if !self.pending.is_empty() => {
                 self.held = Some(Parsed::Batch(elements));
             }
-            Parsed::Batch(elements) => self.dispatch_batch(elements, driver),
+            Parsed::Batch(elements) => self.dispatch_batch(elements),
         }
     }
 
@@ -352,21 +350,20 @@ impl Connection {
             return;
         }
         self.in_flight_other = true;
-        let driver = driver.clone();
         let speaker = self.speaker.clone();
         let Call { id, method, params } = call;
         self.presence.registered |= method == rpc::method::PRESENCE_SET;
         let session = self.presence.session;
+        let ctx = self.ctx.clone();
         self.pending.push_back(Box::pin(async move {
-            let outcome =
-                presence::call(&method, params, &driver, &speaker, Framing::Single, session).await;
+            let outcome = run_call(&ctx, &method, params, &speaker, Framing::Single, session).await;
             Answer::Single(id, outcome)
         }));
     }
 
     /// Starts a batch: its requests run one after the other, and their
     /// answers go out as one array in its turn.
-    fn dispatch_batch(&mut self, elements: Vec<Element>, driver: &crate::driver::Handle) {
+    fn dispatch_batch(&mut self, elements: Vec<Element>) {
         for element in &elements {
             if let Element::Call(call) = element {
                 self.caller.log_call(&call.method);
@@ -374,7 +371,7 @@ impl Connection {
             }
         }
         self.in_flight_other = true;
-        let driver = driver.clone();
+        let ctx = self.ctx.clone();
         let speaker = self.speaker.clone();
         let session = self.presence.session;
         self.pending.push_back(Box::pin(async move {
@@ -384,15 +381,9 @@ impl Connection {
                     Element::Invalid(id, error) => outcomes.push((Some(id), Err(error))),
                     Element::Ignored => {}
                     Element::Call(Call { id, method, params }) => {
-                        let outcome = presence::call(
-                            &method,
-                            params,
-                            &driver,
-                            &speaker,
-                            Framing::InBatch,
-                            session,
-                        )
-                        .await;
+                        let outcome =
+                            run_call(&ctx, &method, params, &speaker, Framing::InBatch, session)
+                                .await;
                         outcomes.push((id, outcome));
                     }
                 }

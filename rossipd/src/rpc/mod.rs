@@ -50,6 +50,8 @@ pub struct RpcContext {
     pub driver: Handle,
     /// Shared counters.
     pub counters: Arc<SharedCounters>,
+    /// The web gateway, for `web.link`; `None` when it is off.
+    pub web: Option<Arc<crate::http::WebAccess>>,
 }
 
 /// Accepts connections until `cancel` fires.

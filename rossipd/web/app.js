@@ -1,0 +1,1 @@
+// The rossip web chat (placeholder).
