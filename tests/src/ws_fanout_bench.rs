@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use rossip_proto::rpc::StatusResult;
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -430,34 +431,30 @@ fn follow_run(
     Ok(sent)
 }
 
-/// The gateway's address from `status` (`http.addr`), or from its log line
-/// (`web chat at http://ADDR/`), polled until the gateway is up.
+/// The gateway's address from `status` (`http.addr`, the port it was
+/// given for `--http 127.0.0.1:0`), polled until the gateway is up.
 fn gateway_addr(daemon: &Daemon) -> Result<SocketAddr, Abort> {
     let deadline = Instant::now() + GATEWAY_TIMEOUT;
     loop {
-        let from_status = RpcClient::connect(daemon.socket())
+        let http = RpcClient::connect(daemon.socket())
             .ok()
             .and_then(|mut c| c.try_call("status", json!({}), CALL_TIMEOUT).ok())
             .and_then(Result::ok)
-            .and_then(|status| status["http"]["addr"].as_str().map(str::to_owned));
-        let from_log = || {
-            daemon.log().lines().find_map(|line| {
-                let (_, rest) = line.split_once("web chat at http://")?;
-                Some(rest.split('/').next()?.to_owned())
-            })
-        };
-        if let Some(addr) = from_status.or_else(from_log) {
-            return addr
+            .and_then(|status| serde_json::from_value::<StatusResult>(status).ok())
+            .and_then(|status| status.http);
+        if let Some(http) = http {
+            return http
+                .addr
                 .parse()
-                .map_err(|e| failed(format!("the gateway's address {addr:?}: {e}")));
+                .map_err(|e| failed(format!("the gateway's address {:?}: {e}", http.addr)));
         }
         if bench::interrupted() {
             return Err(Abort::Interrupted);
         }
         if Instant::now() >= deadline {
             return Err(failed(format!(
-                "no `http.addr` in status nor `web chat at` in the log within \
-                 {GATEWAY_TIMEOUT:?}: is this rossipd built with the HTTP gateway (--http)?"
+                "no `http` in status within {GATEWAY_TIMEOUT:?}: is this rossipd built with the \
+                 HTTP gateway (--http)?"
             )));
         }
         std::thread::sleep(POLL);
