@@ -20,7 +20,7 @@ use rossip_tests::{bench, bins};
 
 const USAGE: &str = "\
 usage: ws-fanout-bench [--clients 100] [--rate 1000] [--secs 10] [--window 256]
-                       [--slow-reader on|off] [--slow-recv-buffer 4096] [--catch-up-secs 30]
+                       [--slow-reader on|off] [--slow-recv-buffer 131072] [--catch-up-secs 30]
                        [--drain-secs 60] [--settle-secs 3] [--client-threads 1]
                        [--history N] [--log-level info]
 
@@ -29,7 +29,7 @@ usage: ws-fanout-bench [--clients 100] [--rate 1000] [--secs 10] [--window 256]
   --secs T              how long it sends                                [default: 10]
   --window W            unanswered sends: 1 = sequential calls           [default: 256]
   --slow-reader on|off  a second phase with one client that stalls       [default: on]
-  --slow-recv-buffer B  the slow client's SO_RCVBUF, bytes               [default: 4096]
+  --slow-recv-buffer B  the slow client's SO_RCVBUF, bytes               [default: 131072]
   --catch-up-secs S     how long the slow client may take to catch up    [default: 30]
   --drain-secs S        how long the clients may take after the last send [default: 60]
   --settle-secs S       the daemon settles this long before `after`      [default: 3]
@@ -75,7 +75,11 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
         secs: 10.0,
         window: 256,
         slow_reader: true,
-        slow_recv_buffer: 4096,
+        // Small against the run (~5 MB of frames), so the stall reaches the
+        // gateway; not below loopback's 64 KiB segment size, or the reopened
+        // window is never announced and the catch-up waits for the kernel's
+        // zero-window probes (seconds, backing off).
+        slow_recv_buffer: 128 * 1024,
         catch_up: Duration::from_secs(30),
         drain: Duration::from_secs(60),
         settle: Duration::from_secs(3),
