@@ -24,6 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rossip_proto::rpc::StatusResult;
@@ -316,22 +317,27 @@ fn run_phase(
             watching.clone(),
         )
     });
-    let outcome = follow_run(
-        daemon,
-        http,
-        phase,
-        options,
-        &followers,
-        slow.as_ref(),
-        &stage,
-        report,
-    );
+    let clients = Clients {
+        prompt: followers
+            .iter()
+            .map(|(follower, _)| follower.clone())
+            .collect(),
+        slow: slow.as_ref().map(|(follower, _)| follower.clone()),
+        stage: &stage,
+    };
+    let outcome = follow_run(daemon, http, phase, options, &clients, report);
     // Whatever happened: every follower stops and hands back its record.
     let _ = stage.send(Stage::Stop);
     let slow_record = slow.map(|(_, task)| runtime.block_on(task));
+    // A follower that panicked counts as one that received nothing.
     let records: Vec<Record> = followers
         .drain(..)
-        .filter_map(|(_, task)| runtime.block_on(task).ok())
+        .map(|(_, task)| {
+            runtime.block_on(task).unwrap_or_else(|e| Record {
+                error: Some(format!("the client's task failed: {e}")),
+                ..Record::default()
+            })
+        })
         .collect();
     // Closes every socket.
     drop(runtime);
@@ -345,26 +351,29 @@ fn run_phase(
     Ok(())
 }
 
+/// The clients of a phase as the run watches and steers them.
+struct Clients<'a> {
+    /// Those that read every frame.
+    prompt: Vec<Follower>,
+    /// The one that stalls, in the slow-reader phase.
+    slow: Option<Follower>,
+    /// Moves them all from one [`Stage`] to the next.
+    stage: &'a watch::Sender<Stage>,
+}
+
 /// Everything between the followers' start and their stop: waits for them
 /// to subscribe, sends, waits for the deliveries, lets the slow reader
 /// catch up. Returns what the sender did.
-#[allow(clippy::too_many_arguments)]
 fn follow_run(
     daemon: &Daemon,
     http: SocketAddr,
     phase: Phase,
     options: &Options,
-    followers: &[(Follower, tokio::task::JoinHandle<Record>)],
-    slow: Option<&(Follower, tokio::task::JoinHandle<Record>)>,
-    stage: &watch::Sender<Stage>,
+    clients: &Clients<'_>,
     report: &mut PhaseReport,
 ) -> Result<Sent, Abort> {
     let pid = daemon.pid();
-    let everyone: Vec<&Follower> = followers
-        .iter()
-        .chain(slow)
-        .map(|(follower, _)| follower)
-        .collect();
+    let everyone: Vec<&Follower> = clients.prompt.iter().chain(&clients.slow).collect();
     wait_subscribed(&everyone)?;
     pause(QUIET)?;
     report.memory.idle = sys::vm_rss_kib(pid);
@@ -383,7 +392,7 @@ fn follow_run(
     if bench::interrupted() {
         return Err(Abort::Interrupted);
     }
-    let prompt: Vec<&Follower> = followers.iter().map(|(follower, _)| follower).collect();
+    let prompt: Vec<&Follower> = clients.prompt.iter().collect();
     wait_drained(&prompt, sent.accepted.len() as u64, options.drain)?;
     let wall = started.elapsed();
     report.daemon_cpu = cpu_start
@@ -396,7 +405,7 @@ fn follow_run(
         .map(|(from, to)| to.saturating_sub(from));
     report.memory.peak = Some(sampler.stop());
 
-    if let Some((follower, _)) = slow {
+    if let Some(follower) = &clients.slow {
         let mut slow_report = SlowReport {
             kernel_queued: follower
                 .progress
@@ -406,19 +415,17 @@ fn follow_run(
             ..SlowReport::default()
         };
         let resumed = Instant::now();
-        let _ = stage.send(Stage::CatchUp);
+        let _ = clients.stage.send(Stage::CatchUp);
         let everything = sent.accepted.len() as u64;
         let deadline = resumed + options.catch_up;
         slow_report.caught_up = loop {
             let progress = &follower.progress;
-            let got = progress.received.load(std::sync::atomic::Ordering::Acquire)
-                + progress.dropped.load(std::sync::atomic::Ordering::Acquire);
+            let got = progress.received.load(Ordering::Acquire)
+                + progress.dropped.load(Ordering::Acquire);
             if got >= everything {
                 break Some(resumed.elapsed());
             }
-            if progress.ended.load(std::sync::atomic::Ordering::Acquire)
-                || Instant::now() >= deadline
-            {
+            if progress.ended.load(Ordering::Acquire) || Instant::now() >= deadline {
                 break None;
             }
             if bench::interrupted() {
@@ -467,18 +474,14 @@ fn wait_subscribed(followers: &[&Follower]) -> Result<(), Abort> {
     loop {
         let subscribed = followers
             .iter()
-            .filter(|f| {
-                f.progress
-                    .subscribed
-                    .load(std::sync::atomic::Ordering::Acquire)
-            })
+            .filter(|f| f.progress.subscribed.load(Ordering::Acquire))
             .count();
         if subscribed == followers.len() {
             return Ok(());
         }
         let ended = followers
             .iter()
-            .filter(|f| f.progress.ended.load(std::sync::atomic::Ordering::Acquire))
+            .filter(|f| f.progress.ended.load(Ordering::Acquire))
             .count();
         if ended > 0 || Instant::now() >= deadline {
             return Err(failed(format!(
@@ -498,7 +501,7 @@ fn wait_subscribed(followers: &[&Follower]) -> Result<(), Abort> {
 /// were dropped), nothing new arrived for [`DRAIN_STALL`], or `timeout`
 /// passed.
 fn wait_drained(followers: &[&Follower], expected: u64, timeout: Duration) -> Result<(), Abort> {
-    use std::sync::atomic::Ordering::Acquire;
+    use Ordering::Acquire;
     let deadline = Instant::now() + timeout;
     let (mut last_total, mut last_change) = (u64::MAX, Instant::now());
     loop {

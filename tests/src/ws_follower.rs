@@ -208,10 +208,10 @@ async fn read_frames(
         }
     }
     progress.subscribed.store(true, Ordering::Release);
-    if let Pace::Stalled { .. } = pace {
-        if stage.wait_for(|s| *s >= Stage::CatchUp).await.is_err() {
-            return Ok(());
-        }
+    if let Pace::Stalled { .. } = pace
+        && stage.wait_for(|s| *s >= Stage::CatchUp).await.is_err()
+    {
+        return Ok(());
     }
     loop {
         let frame = tokio::select! {
@@ -336,9 +336,9 @@ mod tests {
 
     #[test]
     fn proc_net_tcp_addresses() {
-        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], 8080));
         if cfg!(target_endian = "little") {
-            assert_eq!(proc_addr(addr).unwrap(), "0100007F:1F90");
+            assert_eq!(proc_addr(addr).as_deref(), Some("0100007F:1F90"));
         }
     }
 

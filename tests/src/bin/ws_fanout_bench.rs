@@ -76,9 +76,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
         window: 256,
         slow_reader: true,
         // Small against the run (~5 MB of frames), so the stall reaches the
-        // gateway; not below loopback's 64 KiB segment size, or the reopened
-        // window is never announced and the catch-up waits for the kernel's
-        // zero-window probes (seconds, backing off).
+        // gateway instead of filling the client's own buffer.
         slow_recv_buffer: 128 * 1024,
         catch_up: Duration::from_secs(30),
         drain: Duration::from_secs(60),
