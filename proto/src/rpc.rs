@@ -868,6 +868,18 @@ pub struct HttpView {
     /// Whether requests need a login token (off loopback, or
     /// `--http-login token`).
     pub login: bool,
+    /// HTTP connections open now (WebSockets included).
+    #[serde(default)]
+    pub connections: u64,
+    /// Connections refused because the most were open.
+    #[serde(default)]
+    pub refused: u64,
+    /// Requests refused for a foreign `Host` or `Origin` (403).
+    #[serde(default)]
+    pub forbidden: u64,
+    /// Requests refused for a missing or wrong login token (401).
+    #[serde(default)]
+    pub unauthorized: u64,
 }
 
 /// The `web.link` answer.

@@ -121,6 +121,8 @@ pub struct SharedCounters {
     pub rpc_refused: AtomicU64,
     /// What mDNS discovery saw and dropped (it counts; `status` reads).
     pub discovery: Arc<crate::discovery::Counters>,
+    /// The HTTP gateway's connections and refusals.
+    pub http: crate::http::Counters,
 }
 
 /// How the driver loop ended.

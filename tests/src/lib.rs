@@ -6,6 +6,8 @@
 //!
 //! - [`bench`](mod@bench): the membership benchmark behind `membership-bench`;
 //! - [`bins`]: where the binaries under test are;
+//! - [`browser`]: a real headless Chromium inside a test host, driven over
+//!   WebDriver, for the web chat's tests;
 //! - [`chaos`](mod@chaos): the multi-host chaos run (seeded faults, traffic,
 //!   streams checked against each node's delivery order);
 //! - [`daemon`]: a `rossipd` process with its own temp dir, log and cleanup;
@@ -27,6 +29,10 @@
 //! - [`netns`]: a LAN of network namespaces with nftables faults (loss,
 //!   partitions, hosts cut off at the switch, extra interfaces);
 //! - [`nscluster`]: a namespaced LAN with a daemon and a recorder per host;
+//! - [`netns_forward`]: a loopback port of the test process that reaches a
+//!   port inside a test host (a daemon's HTTP port, a chromedriver);
+//! - [`plain_http`]: one HTTP/1.1 request exactly as written, for checks of
+//!   status codes and headers;
 //! - [`wait`]: polling with a deadline instead of sleeping;
 //! - [`stream`]: a subscription read with its delivery cursors, and the
 //!   node's delivery order read back with `history {after}`, to compare;
@@ -44,6 +50,7 @@
 pub mod background;
 pub mod bench;
 pub mod bins;
+pub mod browser;
 pub mod chaos;
 pub mod cluster;
 pub mod cpu;
@@ -58,7 +65,9 @@ pub mod history;
 pub mod mdns_flood;
 pub mod memory_bench;
 pub mod netns;
+pub mod netns_forward;
 pub mod nscluster;
+pub mod plain_http;
 pub mod rng;
 pub mod rpc;
 pub mod sniff;

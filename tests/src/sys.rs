@@ -134,6 +134,46 @@ pub fn signal(pid: u32, name: &str) -> Result<(), String> {
     run(kill, &["-s", name, &pid.to_string()]).map(drop)
 }
 
+/// Every descendant of process `pid` (children, their children, …), from
+/// `/proc/PID/task/TID/children`; read before the parent is killed, since
+/// orphans are re-parented and can no longer be found this way.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(parent) = queue.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+                if !found.contains(&child) {
+                    found.push(child);
+                    queue.push(child);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Kills `child` and every process it started (SIGKILL, by PID), and reaps it.
+/// For helpers that start processes of their own (a browser, socat with
+/// `fork`), whose leftovers must not outlive the test.
+pub fn kill_tree(child: &mut std::process::Child) {
+    if child.try_wait().ok().flatten().is_some() {
+        return;
+    }
+    let descendants = descendants(child.id());
+    let _ = child.kill();
+    for pid in descendants {
+        // Gone already, most likely: nothing else to do about it.
+        let _ = signal(pid, "KILL");
+    }
+    let _ = child.wait();
+}
+
 /// Whether a process exists and is not a zombie.
 pub fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

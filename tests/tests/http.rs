@@ -16,6 +16,7 @@ use rossip_tests::ctl::rossipctl;
 use rossip_tests::daemon::{Daemon, DaemonBuilder};
 use rossip_tests::wait::wait_until;
 use serde_json::{Value, json};
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest as _};
 
 /// How long one HTTP request or WebSocket frame may take: generous for a
@@ -227,26 +228,41 @@ fn a_foreign_host_or_origin_is_refused() {
             .await;
         assert_eq!(post.status, StatusCode::FORBIDDEN, "{post:?}");
 
-        // The WebSocket upgrade, from another site's page.
-        let mut request = format!("ws://{addr}/ws")
-            .into_client_request()
-            .expect("a request");
-        request.headers_mut().insert(
-            "origin",
-            "http://evil.example".parse().expect("a header value"),
-        );
-        match tokio_tungstenite::connect_async(request).await {
-            Err(tungstenite::Error::Http(response)) => {
-                assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        // The WebSocket upgrade, from another site's page, and under a
+        // rebound name.
+        let evil_host = format!("evil.example:{port}");
+        for (name, value) in [
+            ("origin", "http://evil.example"),
+            ("host", evil_host.as_str()),
+        ] {
+            let mut request = format!("ws://{addr}/ws")
+                .into_client_request()
+                .expect("a request");
+            request
+                .headers_mut()
+                .insert(name, value.parse().expect("a header value"));
+            match tokio_tungstenite::connect_async(request).await {
+                Err(tungstenite::Error::Http(response)) => {
+                    assert_eq!(response.status(), StatusCode::FORBIDDEN, "{name}: {value}");
+                }
+                other => panic!("a WebSocket with {name}: {value} was not refused: {other:?}"),
             }
-            other => panic!("a cross-site WebSocket was not refused: {other:?}"),
         }
+        // The same upgrade with the gateway's own Origin is served.
+        let mut own_socket = open_ws(addr, "", &[("origin", &own)]).await;
+        assert_eq!(
+            next_frame(&mut own_socket).await.expect("open")["kind"],
+            "subscribed"
+        );
     });
     assert_eq!(
         daemon.client().history().len(),
         0,
         "nothing was sent by the refused requests"
     );
+    let http = daemon.status().http.expect("http");
+    assert!(http.forbidden >= 9, "counted: {http:?}");
+    assert_eq!(http.unauthorized, 0, "{http:?}");
 }
 
 /// `--http-login token`: nothing but the page without the token; the
@@ -332,6 +348,8 @@ fn token_login_guards_every_request() {
             assert!(login.headers.get(header::SET_COOKIE).is_none());
         }
     });
+    let http = daemon.status().http.expect("http");
+    assert!(http.unauthorized >= 7, "counted: {http:?}");
 }
 
 /// `rossipctl web` on a loopback gateway prints the page's address; without
@@ -424,8 +442,16 @@ fn connections_past_the_limit_get_503() {
         },
     );
     assert!(served.contains("\"name\":\"limit\""), "{served}");
+    let http = daemon.status().http.expect("http");
+    assert!(http.refused >= 1, "counted: {http:?}");
+    assert!(http.connections >= (LIMIT - 1) as u64, "{http:?}");
     drop(open);
-    assert_eq!(daemon.status().name, "limit", "the daemon goes on");
+    wait_until(SETTLE_TIMEOUT, "the closed connections uncounted", || {
+        let http = daemon.status().http.expect("http");
+        (http.connections == 0)
+            .then_some(())
+            .ok_or_else(|| format!("{http:?}"))
+    });
 }
 
 /// The user name of this test's uid, as rossipd finds it (NSS), via the
@@ -693,7 +719,10 @@ async fn open_ws(addr: SocketAddr, query: &str, headers: &[(&str, &str)]) -> Soc
 
 /// The next JSON text frame (pings and pongs skipped); `None` when the
 /// socket closed.
-async fn next_frame(socket: &mut Socket) -> Option<Value> {
+async fn next_frame<S>(socket: &mut WebSocketStream<S>) -> Option<Value>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     loop {
         let frame = tokio::time::timeout(REQUEST_TIMEOUT, socket.next())
             .await
@@ -710,7 +739,10 @@ async fn next_frame(socket: &mut Socket) -> Option<Value> {
 }
 
 /// The next `message` event's message.
-async fn next_message(socket: &mut Socket) -> Value {
+async fn next_message<S>(socket: &mut WebSocketStream<S>) -> Value
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     loop {
         let frame = next_frame(socket).await.expect("the socket stays open");
         if frame["kind"] == "message" {
@@ -914,4 +946,82 @@ fn an_oversized_frame_closes_only_its_socket() {
         assert_eq!(next_message(&mut other).await["text"], "still here");
     });
     assert_eq!(daemon.status().name, "frames");
+}
+
+/// A browser that stops reading holds only its position, as an RPC
+/// subscriber does: once the history window moved past it, reading on
+/// starts with a `lagged` frame (how many were lost, and the cursor the
+/// stream goes on after), then the rest, up to the newest message.
+#[test]
+fn a_websocket_that_stops_reading_gets_lagged() {
+    // Messages near the size limit fill the socket buffers (the client's
+    // is kept small; the daemon's may grow to a few MB) in a few hundred
+    // sends; a window of 20 is soon passed.
+    const SENDS: usize = 200;
+    let daemon = web_daemon("lazy")
+        .log_level("info")
+        .args(["--history", "20"])
+        .spawn();
+    let addr = http_addr(&daemon);
+    let rt = runtime();
+    let mut socket = rt.block_on(async {
+        let tcp = tokio::net::TcpSocket::new_v4().expect("a socket");
+        tcp.set_recv_buffer_size(64 * 1024)
+            .expect("a small receive buffer");
+        let stream = tcp.connect(addr).await.expect("connect");
+        let request = format!("ws://{addr}/ws")
+            .into_client_request()
+            .expect("a request");
+        let (mut socket, _) = tokio_tungstenite::client_async(request, stream)
+            .await
+            .expect("the upgrade");
+        assert_eq!(
+            next_frame(&mut socket).await.expect("open")["kind"],
+            "subscribed"
+        );
+        socket
+    });
+    // The socket is not read while this sends.
+    let text = "z".repeat(60 * 1024);
+    let mut sender = daemon.client();
+    let accepted = sender
+        .send_pipelined(
+            (0..SENDS).map(|i| format!("{i:04} {text}")),
+            16,
+            SETTLE_TIMEOUT,
+        )
+        .expect("the sends are accepted");
+    assert_eq!(accepted, SENDS);
+    sender.send("the end");
+    // Lagged frames (one when reading resumes, maybe others while the
+    // buffers filled), then messages, up to the last.
+    let (dropped, lagged, messages) = rt.block_on(async {
+        let (mut dropped, mut lagged, mut messages) = (0u64, 0usize, 0u64);
+        loop {
+            let frame = next_frame(&mut socket)
+                .await
+                .expect("the socket stays open");
+            match frame["kind"].as_str() {
+                Some("lagged") => {
+                    assert!(frame["cursor"].is_string(), "{frame}");
+                    dropped += frame["dropped"].as_u64().expect("dropped");
+                    lagged += 1;
+                }
+                Some("message") if frame["message"]["text"] == "the end" => break,
+                Some("message") => messages += 1,
+                _ => panic!("unexpected frame {frame}"),
+            }
+        }
+        (dropped, lagged, messages)
+    });
+    assert!(
+        lagged > 0 && dropped > 0,
+        "no lagged frame; {messages} messages read"
+    );
+    assert_eq!(
+        messages + dropped,
+        SENDS as u64,
+        "every message read or counted as dropped ({lagged} lagged frames)"
+    );
+    assert!(daemon.status().subscriber_drops >= dropped);
 }

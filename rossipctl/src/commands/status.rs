@@ -143,13 +143,18 @@ fn lines(s: &StatusResult) -> Vec<String> {
         match &s.http {
             None => "web: off (see rossipd --http)".to_owned(),
             Some(http) => format!(
-                "web: http://{}/ ({})",
+                "web: http://{}/ ({}); {} connections, {} refused (full), {} forbidden (Host/Origin), \
+                 {} unauthorized",
                 sanitize(&http.addr),
                 if http.login {
                     "login token needed: `rossipctl web` prints your link"
                 } else {
                     "loopback, no login"
-                }
+                },
+                http.connections,
+                http.refused,
+                http.forbidden,
+                http.unauthorized
             ),
         },
         match s.keys.split_first() {
@@ -268,6 +273,10 @@ mod tests {
             http: Some(rossip_proto::rpc::HttpView {
                 addr: "127.0.0.1:7466".into(),
                 login: false,
+                connections: 2,
+                refused: 0,
+                forbidden: 1,
+                unauthorized: 0,
             }),
         };
         let text = lines(&status).join("\n");
@@ -289,7 +298,8 @@ mod tests {
             "local socket: 3 connections (at most 4096), 2 refused",
             "store: 9 messages, 40960 bytes, 1 errors, 2 waiting to be stored (/var/lib/rossip/history.db)",
             "encryption: on, key 1a2b3c4d (also accepting 5e6f7081)",
-            "web: http://127.0.0.1:7466/ (loopback, no login)",
+            "web: http://127.0.0.1:7466/ (loopback, no login); 2 connections, 0 refused (full), \
+             1 forbidden (Host/Origin), 0 unauthorized",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }

@@ -127,7 +127,11 @@ impl Driver {
                     .collect()
             },
             discovery: self.discovery_status(),
-            http: self.info.http.clone(),
+            http: self
+                .info
+                .http
+                .clone()
+                .map(|view| self.counters.http.add_to(view)),
         }
     }
 

@@ -8,12 +8,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
-use rossip_proto::rpc::{ErrorObject, code};
+use rossip_proto::rpc::{ErrorObject, HttpView, code};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
@@ -22,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use super::peer_uid;
 use crate::api::speaker::Speaker;
+use crate::driver::SharedCounters;
 
 /// HTTP connections (WebSockets included) served at once.
 pub const MAX_CONNECTIONS: usize = 512;
@@ -37,6 +39,32 @@ const MAX_REFUSING: usize = 32;
 /// How long a refused client has to read its 503.
 const REFUSAL_GRACE: Duration = Duration::from_secs(1);
 
+/// The gateway's counters, which `status` shows.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections open now.
+    pub connections: AtomicU64,
+    /// Connections refused because [`MAX_CONNECTIONS`] were open.
+    pub refused: AtomicU64,
+    /// Requests refused for their Host or Origin.
+    pub forbidden: AtomicU64,
+    /// Requests refused for want of a valid login token.
+    pub unauthorized: AtomicU64,
+}
+
+impl Counters {
+    /// `view` with the counts as they are now.
+    pub fn add_to(&self, view: HttpView) -> HttpView {
+        HttpView {
+            connections: self.connections.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            forbidden: self.forbidden.load(Ordering::Relaxed),
+            unauthorized: self.unauthorized.load(Ordering::Relaxed),
+            ..view
+        }
+    }
+}
+
 /// The listener, limited.
 #[derive(Debug)]
 pub struct Limited {
@@ -44,17 +72,19 @@ pub struct Limited {
     permits: Arc<Semaphore>,
     refusing: Arc<Semaphore>,
     tasks: TaskTracker,
+    counters: Arc<SharedCounters>,
 }
 
 impl Limited {
     /// `inner`, serving at most [`MAX_CONNECTIONS`] at once; refusals are
     /// written by tasks of `tasks`.
-    pub fn new(inner: TcpListener, tasks: TaskTracker) -> Limited {
+    pub fn new(inner: TcpListener, tasks: TaskTracker, counters: Arc<SharedCounters>) -> Limited {
         Limited {
             inner,
             permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
             tasks,
+            counters,
         }
     }
 }
@@ -76,6 +106,7 @@ impl Listener for Limited {
             };
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                 tracing::debug!("HTTP connection from {client} refused: {MAX_CONNECTIONS} open");
+                self.counters.http.refused.fetch_add(1, Ordering::Relaxed);
                 if let Ok(slot) = self.refusing.clone().try_acquire_owned() {
                     self.tasks.spawn(async move {
                         refuse(stream).await;
@@ -92,7 +123,7 @@ impl Listener for Limited {
                 server,
                 speaker: Arc::new(OnceCell::new()),
             };
-            return (Connection::new(stream, permit), peer);
+            return (Connection::new(stream, permit, self.counters.clone()), peer);
         }
     }
 
@@ -172,11 +203,13 @@ impl Connected<IncomingStream<'_, Limited>> for Peer {
     }
 }
 
-/// A connection: the stream, its permit, and its idle timer.
+/// A connection: the stream, its permit, and its idle timer; counted open
+/// while it exists.
 #[derive(Debug)]
 pub struct Connection {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    counters: Arc<SharedCounters>,
     /// When a byte was last read or written.
     active_at: Instant,
     /// Fires at `active_at + IDLE_TIMEOUT` or earlier (then it is re-armed).
@@ -184,11 +217,17 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn new(stream: TcpStream, permit: OwnedSemaphorePermit) -> Connection {
+    fn new(
+        stream: TcpStream,
+        permit: OwnedSemaphorePermit,
+        counters: Arc<SharedCounters>,
+    ) -> Connection {
+        counters.http.connections.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
         Connection {
             stream,
             _permit: permit,
+            counters,
             active_at: now,
             idle: Box::pin(tokio::time::sleep_until(now + IDLE_TIMEOUT)),
         }
@@ -208,6 +247,15 @@ impl Connection {
             }
             self.idle.as_mut().reset(deadline);
         }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.counters
+            .http
+            .connections
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -62,11 +62,16 @@ impl WebAccess {
         Guard::new(self.listen, self.login.clone())
     }
 
-    /// The gateway in `status`.
+    /// The gateway in `status` (its counters are added from
+    /// [`super::Counters`]).
     pub fn view(&self) -> HttpView {
         HttpView {
             addr: self.listen.to_string(),
             login: matches!(self.login, Login::Token(_)),
+            connections: 0,
+            refused: 0,
+            forbidden: 0,
+            unauthorized: 0,
         }
     }
 

@@ -22,6 +22,7 @@ mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::Context as _;
 use axum::Router;
@@ -36,6 +37,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use conn::Counters;
 use conn::{Limited, Peer};
 pub use link::{WebAccess, web_link};
 pub use token::SECRET_FILE;
@@ -101,14 +103,16 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// Serves HTTP on `listener` until `cancel` fires; then lets requests in
-/// progress finish (WebSockets close on `cancel` themselves).
+/// progress finish (WebSockets close on `cancel` themselves). axum spawns a
+/// task per connection and this future waits for them all, so tracking it
+/// tracks them.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     cancel: CancellationToken,
     tasks: TaskTracker,
 ) {
-    let listener = Limited::new(listener, tasks);
+    let listener = Limited::new(listener, tasks, gateway.counters.clone());
     let app = router(gateway).into_make_service_with_connect_info::<Peer>();
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(cancel.cancelled_owned())
@@ -141,15 +145,20 @@ fn router(gateway: Arc<Gateway>) -> Router {
 /// handlers of the API.
 async fn admit(State(gateway): State<Arc<Gateway>>, mut request: Request, next: Next) -> Response {
     let guard = &gateway.guard;
+    let counters = &gateway.counters.http;
     if let Err(e) = guard.check_host_and_origin(request.headers()) {
         tracing::debug!("HTTP request refused: {}", e.message);
+        counters.forbidden.fetch_add(1, Ordering::Relaxed);
         return ApiError(e).into_response();
     }
     if guard::is_public(request.uri().path()) {
         return next.run(request).await;
     }
     let speaker = match guard.token_user(request.headers()) {
-        Err(e) => return ApiError(e).into_response(),
+        Err(e) => {
+            counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+            return ApiError(e).into_response();
+        }
         Ok(Some(user)) => Speaker { uid: None, user },
         Ok(None) => match request
             .extensions()

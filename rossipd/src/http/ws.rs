@@ -93,6 +93,9 @@ pub async fn upgrade(
         }
     };
     let params = subscribe_params(&uri);
+    // axum runs the socket in a task of its own (hyper hands the upgraded
+    // connection over only after this response is written); tracking its
+    // future keeps the daemon's shutdown waiting for it, as for any task.
     let tasks = gateway.tasks.clone();
     upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
