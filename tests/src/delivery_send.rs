@@ -43,6 +43,9 @@ pub struct Sent {
     pub errors: BTreeMap<String, u64>,
     /// From the first request due to the last written.
     pub elapsed: Duration,
+    /// When each request was written (index `k`: message `k`), for
+    /// latencies measured from the send (`ws-fanout-bench`).
+    pub issued: Vec<Instant>,
 }
 
 /// The key of sender `sender`'s `k`th message of run `tag`.
@@ -104,6 +107,7 @@ fn sequential(socket: &Path, tag: &str, sender: usize, rate: f64, duration: Dura
         }
         let key = key(tag, sender, sent.attempted);
         sent.attempted += 1;
+        sent.issued.push(Instant::now());
         match client.try_call("send", json!({ "text": pad(&key) }), CALL_TIMEOUT) {
             Ok(Ok(_)) => sent.accepted.push(key),
             Ok(Err(error)) => *sent.errors.entry(error.code.to_string()).or_default() += 1,
@@ -179,7 +183,9 @@ fn pipelined(
             // Writing JSON into a Vec cannot fail.
             let _ = serde_json::to_writer(&mut line, &request);
             line.push(b'\n');
+            sent.issued.push(Instant::now());
             if let Err(e) = writer.write_all(&line) {
+                sent.issued.pop();
                 sent.errors.insert(format!("io ({e})"), 1);
                 break;
             }

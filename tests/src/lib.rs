@@ -39,6 +39,10 @@
 //! - [`sys`]: process and command helpers;
 //! - [`sniff`]: a capture of every frame on the test LAN's switch.
 //! - [`tmux`]: a real terminal (tmux) for `rossipctl chat`, typed into and read.
+//! - [`ws_fanout_bench`], [`ws_follower`]: the WebSocket fan-out benchmark
+//!   behind `ws-fanout-bench` (latency from `send` to each of N WebSocket
+//!   clients of the HTTP gateway, the daemon's memory and CPU, a slow
+//!   reader) and its clients.
 //!
 //! Failures print what is needed to reproduce: the daemons' command lines and
 //! the tail of their logs (see [`daemon::Daemon`]'s `Drop`).
@@ -71,6 +75,8 @@ pub mod stream;
 pub mod sys;
 pub mod tmux;
 pub mod wait;
+pub mod ws_fanout_bench;
+pub mod ws_follower;
 
 pub use daemon::{Daemon, DaemonBuilder};
 pub use events::PeerRecorder;

@@ -484,15 +484,17 @@ fn settle(duration: Duration) -> Result<(), Abort> {
 }
 
 /// Samples a process's VmRSS every [`SAMPLE_INTERVAL`] on a thread of its
-/// own and keeps the highest.
-struct Sampler {
+/// own and keeps the highest (also `ws-fanout-bench`'s peak).
+#[derive(Debug)]
+pub struct Sampler {
     stop: Arc<AtomicBool>,
     peak: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Sampler {
-    fn start(pid: u32) -> Sampler {
+    /// Starts sampling `pid`.
+    pub fn start(pid: u32) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let peak = Arc::new(AtomicU64::new(sys::vm_rss_kib(pid).unwrap_or(0)));
         let thread = {
@@ -514,7 +516,7 @@ impl Sampler {
     }
 
     /// Stops sampling; the highest VmRSS seen, KiB.
-    fn stop(mut self) -> u64 {
+    pub fn stop(mut self) -> u64 {
         self.halt();
         self.peak.load(Ordering::Relaxed)
     }

@@ -193,6 +193,21 @@ pub fn vm_rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// CPU time a process has used so far, user and system together (`utime`
+/// and `stime` of `/proc/PID/stat`, in clock ticks of usually 10 ms).
+pub fn cpu_time(pid: u32) -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name (which may hold spaces):
+    // state is field 3, utime 14 and stime 15, counted from 1.
+    let mut rest = stat.rsplit_once(')')?.1.split_whitespace();
+    let utime: u64 = rest.nth(11)?.parse().ok()?;
+    let stime: u64 = rest.next()?.parse().ok()?;
+    let ticks = rustix::param::clock_ticks_per_second();
+    Some(std::time::Duration::from_secs_f64(
+        (utime + stime) as f64 / ticks as f64,
+    ))
+}
+
 /// The last `n` lines of a text file (empty if it cannot be read).
 pub fn tail_lines(path: &Path, n: usize) -> String {
     let text = match std::fs::read(path) {
