@@ -177,11 +177,11 @@ impl DaemonBuilder {
                     .expect("give the daemon's temp dir to its user");
                 let setpriv =
                     sys::find_program("setpriv").expect("`setpriv` (util-linux) is needed");
-                // A copy of the binary in the daemon's own directory: the
-                // checkout (e.g. under /root) may be closed to that user.
+                // The binary in the daemon's own directory: the checkout
+                // (e.g. under /root) may be closed to that user.
                 let binary = dir.path().join("rossipd");
-                std::fs::copy(bins::rossipd(), &binary)
-                    .expect("copy rossipd where its user can run it");
+                sys::place_program(&bins::rossipd(), &binary)
+                    .expect("place rossipd where its user can run it");
                 let mut full: Vec<OsString> = vec![
                     format!("--reuid={uid}").into(),
                     format!("--regid={uid}").into(),

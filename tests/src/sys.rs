@@ -35,6 +35,19 @@ pub fn effective_uid() -> Option<u32> {
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
+/// Puts the program `src` at `dst` (a directory another user can reach, for
+/// tests that run it as that user): a hard link where one can be made, a
+/// copy only across file systems. A copy holds the new file open for
+/// writing, and a process that another test thread forks meanwhile inherits
+/// that descriptor until it execs, so running the copy can fail with
+/// ETXTBSY ("Text file busy"); a link writes nothing.
+pub fn place_program(src: &Path, dst: &Path) -> std::io::Result<()> {
+    if std::fs::hard_link(src, dst).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(src, dst).map(|_| ())
+}
+
 /// Finds a program in `PATH`, then in the sbin directories a non-login
 /// shell may leave out of it.
 pub fn find_program(name: &str) -> Option<PathBuf> {

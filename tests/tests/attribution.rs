@@ -150,7 +150,7 @@ fn attribution_comes_from_the_socket_and_a_nick_never_replaces_it() {
         rossipctl: base.path().join("rossipctl"),
         setpriv: sys::find_program("setpriv").expect("`setpriv` (util-linux) is needed"),
     };
-    std::fs::copy(bins::rossipctl(), &other.rossipctl).expect("copy rossipctl");
+    sys::place_program(&bins::rossipctl(), &other.rossipctl).expect("place rossipctl");
     let mut daemon = Daemon::builder(NODE).loopback().socket(&socket).spawn();
     open_socket_to_all(&socket);
     let nobody = nobody_name();
