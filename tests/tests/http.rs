@@ -1156,6 +1156,26 @@ fn a_websocket_that_stops_reading_gets_lagged() {
         )
         .expect("the sends are accepted");
     assert_eq!(accepted, SENDS);
+    // Behind as it is, the socket still reads what the browser sends (its
+    // pongs, its presence): a slow browser is not taken for a dead one.
+    rt.block_on(async {
+        socket
+            .send(Message::Text(
+                json!({"kind": "presence", "state": "away", "status": "slow"})
+                    .to_string()
+                    .into(),
+            ))
+            .await
+            .expect("send the presence frame");
+    });
+    let web = Web::new(addr);
+    wait_until(SETTLE_TIMEOUT, "the presence of the lagging socket", || {
+        let who = rt.block_on(web.get("/who")).ok();
+        let away = who["users"]
+            .as_array()
+            .is_some_and(|users| users.iter().any(|u| u["status"] == "slow"));
+        away.then_some(()).ok_or_else(|| who.to_string())
+    });
     sender.send("the end");
     // Lagged frames (one when reading resumes, maybe others while the
     // buffers filled), then messages, up to the last.

@@ -4,7 +4,9 @@
 //! handler as RPC `subscribe`) and what is still to be written; the same
 //! bounded backlog as an RPC connection (the follower is only waited on
 //! while less than [`OUT_HIGH_WATER`] bytes are unwritten), so a browser
-//! that stops reading gets `lagged`, never unbounded memory.
+//! that stops reading gets `lagged`, never unbounded memory. The browser is
+//! read meanwhile (its pongs and presence frames), so a slow one is not
+//! taken for dead; one that answers no ping for [`SILENCE_LIMIT`] is closed.
 //!
 //! Frames are text, one JSON object each: first `subscribed`, then the RPC
 //! event bodies. The browser may send `{"kind":"presence",…}` frames, which
@@ -41,6 +43,11 @@ pub const MAX_INCOMING_BYTES: usize = 64 * 1024;
 /// Bytes of frames held for a browser before the socket stops producing
 /// more (as `OUT_HIGH_WATER` of an RPC connection).
 pub const OUT_HIGH_WATER: usize = 64 * 1024;
+
+/// How far past [`OUT_HIGH_WATER`] the socket still reads the browser:
+/// room for the replies (error frames, each about one incoming frame's
+/// size at most) to what it reads.
+const REPLY_ROOM: usize = 2 * MAX_INCOMING_BYTES;
 
 /// How often the socket is pinged: keeps it alive through the gateway's
 /// idle timeout and proxies, and finds browsers that went away.
@@ -202,8 +209,11 @@ impl Socket {
         let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
         let mut heard_at = Instant::now();
         loop {
-            let room = self.out.bytes < OUT_HIGH_WATER;
-            let follows = room && self.follower.len() > 0;
+            // Past the high-water mark the follower waits (and a reader
+            // that stays behind gets `lagged`), but the browser is still
+            // read: its pongs show it is alive, and its frames are small.
+            let follows = self.out.bytes < OUT_HIGH_WATER && self.follower.len() > 0;
+            let reads = self.out.bytes < OUT_HIGH_WATER + REPLY_ROOM;
             tokio::select! {
                 biased;
                 written = std::future::poll_fn(|cx| self.out.pump(&mut self.sink, cx)), if self.out.is_pending() => {
@@ -212,7 +222,7 @@ impl Socket {
                         return;
                     }
                 }
-                frame = stream.next(), if room => {
+                frame = stream.next(), if reads => {
                     heard_at = Instant::now();
                     match frame {
                         Some(Ok(Message::Text(text))) => self.take_frame(&text, gateway, speaker).await,
@@ -238,7 +248,9 @@ impl Socket {
                 _ = ping.tick() => {
                     if heard_at.elapsed() > SILENCE_LIMIT {
                         tracing::debug!("WebSocket silent for {} s: closed", SILENCE_LIMIT.as_secs());
-                        return;
+                        self.follower.clear();
+                        self.out.close(close_code::AWAY, "no answer to pings");
+                        break;
                     }
                     self.out.push(Message::Ping(Default::default()), 0);
                 }
