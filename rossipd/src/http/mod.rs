@@ -290,10 +290,12 @@ async fn not_found(request: Request) -> ApiError {
     ))
 }
 
-/// `GET /login?token=T`.
+/// `GET /login?token=T[&switch=1]`.
 #[derive(Debug, serde::Deserialize)]
 struct LoginQuery {
     token: Option<String>,
+    /// Replace a login of another user (set by the confirmation page).
+    switch: Option<String>,
 }
 
 /// How long the login cookie lasts (30 days); the token itself lasts as
@@ -304,30 +306,50 @@ const LOGIN_MAX_AGE_S: u64 = 30 * 24 * 3600;
 /// cookie (scripts cannot read it, other sites cannot send it), and a page
 /// that moves on to `/`. Not a redirect: a browser that followed the link
 /// from another site would drop a Strict cookie on the redirect.
-async fn login(State(gateway): State<Arc<Gateway>>, Query(query): Query<LoginQuery>) -> Response {
-    let guard::Login::Token(key) = &gateway.guard.login else {
+async fn login(
+    State(gateway): State<Arc<Gateway>>,
+    Query(query): Query<LoginQuery>,
+    headers: HeaderMap,
+) -> Response {
+    login_answer(&gateway.guard, query, &headers)
+}
+
+/// The answer to `/login`: the cookie set, a confirmation asked, or the
+/// link refused.
+fn login_answer(guard: &guard::Guard, query: LoginQuery, headers: &HeaderMap) -> Response {
+    let guard::Login::Token(key) = &guard.login else {
         // No login here: straight on to the page.
         return Html(page::LOGGED_IN).into_response();
     };
-    match query
+    let Some((token, user)) = query
         .token
         .as_deref()
-        .and_then(|t| key.verify(t).map(|_| t))
-    {
-        Some(token) => {
-            let cookie = format!(
-                "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={LOGIN_MAX_AGE_S}",
-                guard::TOKEN_COOKIE
-            );
-            let mut headers = HeaderMap::new();
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                headers.insert(header::SET_COOKIE, value);
-            }
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            (headers, Html(page::LOGGED_IN)).into_response()
-        }
-        None => (StatusCode::UNAUTHORIZED, Html(page::LOGIN_REFUSED)).into_response(),
+        .and_then(|t| key.verify(t).map(|user| (t, user)))
+    else {
+        return (StatusCode::UNAUTHORIZED, Html(page::LOGIN_REFUSED)).into_response();
+    };
+    let mut answer = HeaderMap::new();
+    answer.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // A link of another user must not silently replace the login in this
+    // browser (a page could log the user in as someone else, and read what
+    // they then send): ask first. This sees the current login only on a
+    // same-site navigation: a SameSite=Strict cookie is not sent when the
+    // link is followed from another site, so there the link logs in as
+    // before (the page shows whose login it is).
+    let current = guard.token_user(headers).ok().flatten();
+    let switching = query.switch.is_some();
+    if let Some(current) = current.filter(|current| *current != user && !switching) {
+        let page = page::confirm_switch(&current, &user, token);
+        return (answer, Html(page)).into_response();
     }
+    let cookie = format!(
+        "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={LOGIN_MAX_AGE_S}",
+        guard::TOKEN_COOKIE
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        answer.insert(header::SET_COOKIE, value);
+    }
+    (answer, Html(page::LOGGED_IN)).into_response()
 }
 
 /// The web chat's files, compiled in (no CDN, nothing to install).
@@ -340,6 +362,29 @@ mod page {
     pub const LOGGED_IN: &str = "<!doctype html><html><head><meta charset=\"utf-8\">\
         <meta http-equiv=\"refresh\" content=\"0;url=/\"><title>rossip</title></head>\
         <body><p>Logged in. <a href=\"/\">Open the chat</a>.</p></body></html>";
+
+    /// Asks before a login link of `user` replaces the login of `current`:
+    /// plain links, no script.
+    pub fn confirm_switch(current: &str, user: &str, token: &str) -> String {
+        format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>rossip: switch user?</title>\
+             </head><body><p>This browser is logged in as <b>{current}</b>; the link logs in as \
+             <b>{user}</b>.</p><p><a href=\"/login?token={token}&amp;switch=1\">Log in as {user}</a> \
+             or <a href=\"/\">stay {current}</a>.</p></body></html>",
+            current = escape(current),
+            user = escape(user),
+            token = escape(token),
+        )
+    }
+
+    /// `text` safe in HTML text and attribute values.
+    fn escape(text: &str) -> String {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&#39;")
+    }
 
     /// A login link that is not (any longer) valid.
     pub const LOGIN_REFUSED: &str = "<!doctype html><html><head><meta charset=\"utf-8\">\
@@ -377,6 +422,69 @@ mod page {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_login_link_of_another_user_asks_before_replacing_the_login() {
+        let key = token::TokenKey::from_secret([7; 32]);
+        let guard = guard::Guard::new(
+            "0.0.0.0:7466".parse().expect("addr"),
+            guard::Login::Token(key.clone()),
+        );
+        let (ann, bob) = (key.token_for("ann"), key.token_for("bob"));
+        let cookie = |token: &str| {
+            let mut headers = HeaderMap::new();
+            let value = format!("{}={token}", guard::TOKEN_COOKIE);
+            headers.insert(
+                header::COOKIE,
+                HeaderValue::from_str(&value).expect("value"),
+            );
+            headers
+        };
+        let query = |token: &str, switch: bool| LoginQuery {
+            token: Some(token.to_owned()),
+            switch: switch.then(|| "1".to_owned()),
+        };
+        let sets_cookie = |r: &Response| r.headers().contains_key(header::SET_COOKIE);
+
+        // No login yet, or the same user again: logged in at once.
+        let fresh = login_answer(&guard, query(&bob, false), &HeaderMap::new());
+        assert_eq!(fresh.status(), StatusCode::OK);
+        assert!(sets_cookie(&fresh));
+        let again = login_answer(&guard, query(&ann, false), &cookie(&ann));
+        assert!(sets_cookie(&again));
+        // Another user's link: a page asks, the cookie stays.
+        let asked = login_answer(&guard, query(&bob, false), &cookie(&ann));
+        assert_eq!(asked.status(), StatusCode::OK);
+        assert!(!sets_cookie(&asked), "{:?}", asked.headers());
+        // ... and its link switches.
+        let switched = login_answer(&guard, query(&bob, true), &cookie(&ann));
+        assert!(sets_cookie(&switched));
+        let set = switched.headers()[header::SET_COOKIE]
+            .to_str()
+            .expect("text");
+        assert!(
+            set.starts_with(&format!("{}={bob};", guard::TOKEN_COOKIE)),
+            "{set}"
+        );
+        // An invalid link is refused whatever the cookie.
+        let refused = login_answer(&guard, query("x.y", true), &cookie(&ann));
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn the_switch_page_links_on_without_script() {
+        let page = page::confirm_switch("ann", "<bob>", "Ym9i.00");
+        assert!(
+            page.contains("href=\"/login?token=Ym9i.00&amp;switch=1\""),
+            "{page}"
+        );
+        assert!(page.contains("href=\"/\""), "{page}");
+        assert!(
+            page.contains("&lt;bob&gt;") && !page.contains("<bob>"),
+            "{page}"
+        );
+        assert!(!page.contains("<script"), "{page}");
+    }
 
     #[test]
     fn every_error_code_has_its_status() {
