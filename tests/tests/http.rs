@@ -404,8 +404,6 @@ fn a_body_over_the_limit_is_413_and_the_daemon_goes_on() {
 /// is closed; once one closes, requests are served again.
 #[test]
 fn connections_past_the_limit_get_503() {
-    use std::io::{Read as _, Write as _};
-
     const LIMIT: usize = 512;
     let daemon = web_daemon("limit").spawn();
     let addr = http_addr(&daemon);
@@ -415,21 +413,10 @@ fn connections_past_the_limit_get_503() {
                 .unwrap_or_else(|e| panic!("connection {i} of {LIMIT}: {e}"))
         })
         .collect();
-    let request = format!("GET /status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    let fetch = || -> String {
-        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(REQUEST_TIMEOUT))
-            .expect("a read timeout");
-        stream.write_all(request.as_bytes()).expect("write");
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer);
-        answer
-    };
-    let refused = fetch();
-    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
-    let body = refused.split("\r\n\r\n").nth(1).expect("a body");
-    let error: Value = serde_json::from_str(body).expect("JSON");
+    let fetch = || rossip_tests::plain_http::get(addr, "/status", &[]);
+    let refused = fetch().expect("an answer past the limit");
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    let error = refused.json().expect("JSON");
     assert_eq!(error["error"]["code"], code::BUSY, "{error}");
 
     open.truncate(LIMIT - 1);
@@ -437,8 +424,8 @@ fn connections_past_the_limit_get_503() {
         SETTLE_TIMEOUT,
         "a request served once a connection closed",
         || {
-            let answer = fetch();
-            answer.starts_with("HTTP/1.1 200").then_some(answer)
+            let answer = fetch().ok()?;
+            (answer.status == 200).then_some(answer.body)
         },
     );
     assert!(served.contains("\"name\":\"limit\""), "{served}");
@@ -532,7 +519,7 @@ fn a_request_head_trickled_a_byte_at_a_time_is_cut_off() {
 /// byte now and then) lock nobody out for longer than the header timeout.
 #[test]
 fn a_flood_of_unfinished_heads_does_not_lock_out_a_client() {
-    use std::io::{Read as _, Write as _};
+    use std::io::Write as _;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -564,26 +551,15 @@ fn a_flood_of_unfinished_heads_does_not_lock_out_a_client() {
             }
         })
     };
-    let request = format!("GET /status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    let fetch = || -> String {
-        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(REQUEST_TIMEOUT))
-            .expect("a read timeout");
-        stream.write_all(request.as_bytes()).expect("write");
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer);
-        answer
-    };
+    let fetch = || rossip_tests::plain_http::get(addr, "/status", &[]);
     let served = wait_until(
         HEADER_READ_TIMEOUT + SETTLE_TIMEOUT,
         "a request served while the flood goes on",
         || {
-            let answer = fetch();
-            answer
-                .starts_with("HTTP/1.1 200")
-                .then_some(answer.clone())
-                .ok_or_else(|| answer.lines().next().unwrap_or("(nothing)").to_owned())
+            let answer = fetch()?;
+            (answer.status == 200)
+                .then(|| answer.body.clone())
+                .ok_or_else(|| format!("status {}: {}", answer.status, answer.body))
         },
     );
     assert!(served.contains("\"name\":\"flood\""), "{served}");
