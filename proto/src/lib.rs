@@ -13,6 +13,7 @@
 pub mod direct;
 pub mod id;
 pub mod log_text;
+mod merkle;
 pub mod message;
 pub mod nick;
 pub mod node;

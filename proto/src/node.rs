@@ -549,6 +549,10 @@ pub struct Node {
     suspicions: Suspicions,
     /// Pacing of the immediate gossip of changes; see `swim`.
     gossip_pacing: GossipPacing,
+    /// This node's messages published since the last drain, with the wall
+    /// clock they were published at: signed together, as one batch, before
+    /// anything leaves the node (see `dissemination`).
+    unsigned: Vec<(Message, u64)>,
     /// Pushes waiting to be packed into datagrams; see `outbox`.
     outbox: Outbox,
     /// Large messages being reassembled; see `fragments`.
@@ -670,6 +674,7 @@ impl Node {
             repaired_since_round: 0,
             suspicions: Suspicions::default(),
             gossip_pacing: GossipPacing::default(),
+            unsigned: Vec::new(),
             outbox: Outbox::default(),
             reassembly: Reassembly::new(&config.protocol),
             gap_pulls: BTreeMap::new(),
@@ -859,15 +864,18 @@ impl Node {
         self.hint(addr, now);
     }
 
-    /// Publishes a message from this node: validates it, stamps it, stores
-    /// it, delivers it locally ([`Event::Message`]) and pushes it to
-    /// [`ProtocolConfig::push_fanout`] random members.
+    /// Publishes a message from this node: validates it, stamps it and
+    /// returns its id. At the next drain ([`Node::poll_event`],
+    /// [`Node::poll_transmit`]) it is signed, together with everything else
+    /// published since the last one (one signature for the batch, see
+    /// [`crate::message::sign_batch`]), stored, delivered locally
+    /// ([`Event::Message`]) and pushed to the members.
     pub fn publish(
         &mut self,
         draft: &Draft,
         wall_ms: u64,
         now: Instant,
-    ) -> Result<Message, PublishError> {
+    ) -> Result<MessageId, PublishError> {
         // The message's time is the HLC reading derived from `wall_ms`;
         // `now` dates the activity that speeds up anti-entropy.
         self.last_wall_ms = self.wall_ms(now);
@@ -1024,6 +1032,7 @@ impl Node {
     /// drain are packed into datagrams on the first call, so draining after
     /// a burst of inputs batches their messages.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.sign_published();
         if !self.outbox.is_empty() {
             self.flush_outbox();
         }
@@ -1032,6 +1041,7 @@ impl Node {
 
     /// Next event for the application.
     pub fn poll_event(&mut self) -> Option<Event> {
+        self.sign_published();
         self.events.pop_front()
     }
 

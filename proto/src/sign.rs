@@ -56,6 +56,12 @@ pub(crate) enum Domain {
     /// [`crate::message::Message::verify`]): a tag of its own, so that no
     /// signature over the shorter form can pass for one over this form.
     AttributedMessage,
+    /// The root of a hash tree over a batch of one origin's messages (see
+    /// [`crate::message::sign_batch`]): a leaf is a message's signed
+    /// content under its own tag ([`Domain::Message`] or
+    /// [`Domain::AttributedMessage`]), so a batch vouches for exactly what
+    /// one signature per message would.
+    MessageBatch,
     /// A node's identity: id, address, name and key.
     Identity,
     /// "This run of mine leaves."
@@ -65,10 +71,11 @@ pub(crate) enum Domain {
 }
 
 impl Domain {
-    fn tag(self) -> &'static [u8] {
+    pub(crate) fn tag(self) -> &'static [u8] {
         match self {
             Domain::Message => b"rossip message v1\0",
             Domain::AttributedMessage => b"rossip message v2\0",
+            Domain::MessageBatch => b"rossip message batch v1\0",
             Domain::Identity => b"rossip identity v1\0",
             Domain::Leave => b"rossip leave v1\0",
             Domain::Presence => b"rossip presence v1\0",

@@ -43,8 +43,10 @@ pub const MAGIC: [u8; 2] = *b"RS";
 
 /// The wire format version this code speaks. Version 2 batches messages
 /// in pushes and repairs and splits large messages into fragments; version
-/// 3 adds a message's author and the direct-message recipient.
-pub const VERSION: u8 = 3;
+/// 3 adds a message's author and the direct-message recipient; version 4
+/// a message's batch proof (one signature for a batch of an origin's
+/// messages, see [`crate::message::sign_batch`]).
+pub const VERSION: u8 = 4;
 
 /// Length of the fixed header: magic, version, flags, cluster id, sender id.
 pub const HEADER_LEN: usize = 2 + 1 + 1 + 8 + 16;
@@ -980,6 +982,61 @@ mod tests {
         // The largest message has few enough fragments for a u16 index.
         assert!(MAX_FRAGMENTS < usize::from(u16::MAX));
         let _ = (MAX_NAME_BYTES, MAX_CHANNEL_BYTES, Hlc::default());
+    }
+
+    #[test]
+    fn a_push_with_a_tampered_batch_proof_is_refused_whole() {
+        let key = NodeKey::for_testing(1);
+        let mut messages: Vec<Message> = (1..=5)
+            .map(|seq| {
+                Message::unsigned(
+                    &key,
+                    seq,
+                    "alpha".into(),
+                    Hlc::default(),
+                    crate::message::Draft::channel("general", format!("m{seq}")),
+                )
+            })
+            .collect();
+        crate::message::sign_batch(&key, &mut messages);
+        let push = |items: Vec<Message>| {
+            let body = Body::Push(Push {
+                relay: false,
+                items: items.into_iter().map(Payload::Whole).collect(),
+            });
+            encode(&header(), &body).expect("encode")
+        };
+        let decode_fresh =
+            |bytes: &[u8]| decode(bytes, header().cluster, &mut crate::sign::Verifier::default());
+        assert!(decode_fresh(&push(messages.clone())).is_ok());
+
+        // One good message and one whose proof was altered: the datagram
+        // goes, the good one with it (as for a bad signature).
+        let mut tampered = messages[3].clone();
+        if let Some(proof) = tampered.auth.batch.as_mut() {
+            proof.path[0][0] ^= 1;
+        }
+        assert_eq!(
+            decode_fresh(&push(vec![messages[0].clone(), tampered])).map(|_| ()),
+            Err(DecodeError::BadSignature)
+        );
+        let mut misplaced = messages[2].clone();
+        if let Some(proof) = misplaced.auth.batch.as_mut() {
+            proof.index = 9;
+        }
+        assert_eq!(
+            decode_fresh(&push(vec![misplaced])).map(|_| ()),
+            Err(DecodeError::BadSignature)
+        );
+        // A verified root does not vouch for a message it does not cover.
+        let mut verifier = crate::sign::Verifier::default();
+        assert!(decode(&push(messages.clone()), header().cluster, &mut verifier).is_ok());
+        let mut altered = messages[1].clone();
+        altered.text = "not what was signed".into();
+        assert_eq!(
+            decode(&push(vec![altered]), header().cluster, &mut verifier).map(|_| ()),
+            Err(DecodeError::BadSignature)
+        );
     }
 
     #[test]

@@ -125,6 +125,14 @@ pub struct ProtocolConfig {
     /// each); above it, to [`ProtocolConfig::push_fanout`] members who
     /// relay. Gaps are pulled either way. Default 16.
     pub direct_push_limit: usize,
+    /// Most of its own messages a node signs with one signature: what it
+    /// publishes between two drains (one driver turn) is signed as one
+    /// batch ([`crate::message::sign_batch`]), so that a burst costs one
+    /// signature and one check at every receiver instead of one per
+    /// message. Each message carries a proof of `log2` of the batch's
+    /// size hashes (32 bytes each), so the bound keeps messages small.
+    /// 1 signs every message alone. Default 64 (proofs of at most 192 bytes).
+    pub max_signing_batch: usize,
     /// How long a gap in an origin's sequence numbers may stay open before
     /// it is pulled: a copy on another path may just be late. Default 10 ms.
     pub gap_pull_delay: Duration,
@@ -279,6 +287,7 @@ impl Default for ProtocolConfig {
 
             push_fanout: 3,
             direct_push_limit: 16,
+            max_signing_batch: 64,
             gap_pull_delay: Duration::from_millis(10),
             min_retention: Duration::from_secs(3),
             max_clock_ahead: Duration::from_secs(60),

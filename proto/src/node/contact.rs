@@ -249,6 +249,8 @@ impl Node {
         if self.left {
             return 0;
         }
+        // What was published before goes out signed, ahead of the goodbye.
+        self.sign_published();
         let targets = self.members.active_targets(&[]);
         let generation = self.swim.identity().generation;
         let notice = Body::Leave {

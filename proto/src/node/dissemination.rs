@@ -22,7 +22,7 @@ use super::fragments::{self, Added};
 use super::outbox::{Route, WHOLE_LIMIT};
 use super::timers::TimerKind;
 use super::{Event, Node, PublishError};
-use crate::id::NodeId;
+use crate::id::{MessageId, NodeId};
 use crate::message::{Draft, Hlc, MAX_NAME_BYTES, Message, validate_channel};
 use crate::wire::{self, Fragment, Payload};
 
@@ -58,7 +58,7 @@ impl Node {
         draft: &Draft,
         wall_ms: u64,
         now: Instant,
-    ) -> Result<Message, PublishError> {
+    ) -> Result<MessageId, PublishError> {
         if self.left {
             return Err(PublishError::Left);
         }
@@ -90,23 +90,43 @@ impl Node {
         }
         let seq = self.next_seq;
         self.next_seq = self.next_seq.saturating_add(1);
-        let message = Message::signed(
+        let message = Message::unsigned(
             &self.config.key,
             seq,
             self.config.name.clone(),
             self.clock.tick(wall_ms),
             draft.clone(),
         );
-        self.history.insert(message.clone(), wall_ms);
+        let id = message.id;
+        self.unsigned.push((message, wall_ms));
         self.heads.insert(self.config.id, now);
         self.last_message_at = Some(now);
         self.stats.messages_sent += 1;
-        let own = self.config.id;
-        for item in items_of(&message) {
-            self.outbox.add(Route::Origin, [own, own], item);
+        if self.unsigned.len() >= self.config.protocol.max_signing_batch {
+            self.sign_published();
         }
-        self.events.push_back(Event::Message(message.clone()));
-        Ok(message)
+        Ok(id)
+    }
+
+    /// Signs what was published since the last drain as one batch, then
+    /// stores it, delivers it locally and queues its pushes. Called before
+    /// anything leaves the node (every drain, a leave) and when the batch
+    /// is full: no unsigned message is ever sent, stored or delivered.
+    pub(super) fn sign_published(&mut self) {
+        if self.unsigned.is_empty() {
+            return;
+        }
+        let (mut messages, arrivals): (Vec<Message>, Vec<u64>) =
+            std::mem::take(&mut self.unsigned).into_iter().unzip();
+        crate::message::sign_batch(&self.config.key, &mut messages);
+        let own = self.config.id;
+        for (message, wall_ms) in messages.into_iter().zip(arrivals) {
+            self.history.insert(message.clone(), wall_ms);
+            for item in items_of(&message) {
+                self.outbox.add(Route::Origin, [own, own], item);
+            }
+            self.events.push_back(Event::Message(message));
+        }
     }
 
     /// If storing `payload_len` more bytes would evict a message younger
@@ -114,8 +134,10 @@ impl Node {
     /// old enough.
     fn history_full_until(&self, payload_len: usize, wall_ms: u64) -> Option<Duration> {
         let window = self.history.window();
-        let full = self.history.len() >= window.limit
-            || self.history.bytes() + payload_len > window.max_bytes;
+        // Messages waiting for their batch's signature are as good as held.
+        let unsigned_bytes: usize = self.unsigned.iter().map(|(m, _)| m.payload_len()).sum();
+        let full = self.history.len() + self.unsigned.len() >= window.limit
+            || self.history.bytes() + unsigned_bytes + payload_len > window.max_bytes;
         if !full {
             return None;
         }

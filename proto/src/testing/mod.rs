@@ -322,16 +322,56 @@ impl Sim {
     ) -> Result<Message, PublishError> {
         let now = self.now;
         let draft = crate::message::Draft::channel(channel, text);
-        let result = self.nodes[index].node.publish(&draft, wall_ms, now);
-        if let Ok(message) = &result {
+        let id = self.nodes[index].node.publish(&draft, wall_ms, now)?;
+        self.published.push(Published {
+            id,
+            origin: index,
+            at: self.elapsed(),
+        });
+        self.flush(index);
+        Ok(self.own_message(index, id))
+    }
+
+    /// Publishes `texts` on node `index` in one input, as a driver does
+    /// with the sends of one turn: the node signs them as one batch.
+    /// Returns the messages as delivered there, signed.
+    pub fn publish_batch(
+        &mut self,
+        index: usize,
+        texts: &[String],
+    ) -> Result<Vec<Message>, PublishError> {
+        let now = self.now;
+        let wall_ms = self.wall_ms();
+        let mut ids = Vec::with_capacity(texts.len());
+        for text in texts {
+            let draft = crate::message::Draft::channel(DEFAULT_CHANNEL, text.as_str());
+            let id = self.nodes[index].node.publish(&draft, wall_ms, now)?;
             self.published.push(Published {
-                id: message.id,
+                id,
                 origin: index,
                 at: self.elapsed(),
             });
+            ids.push(id);
         }
         self.flush(index);
-        result
+        Ok(ids
+            .into_iter()
+            .map(|id| self.own_message(index, id))
+            .collect())
+    }
+
+    /// The message `id` node `index` just published, as its own delivery
+    /// event carries it (signed).
+    fn own_message(&self, index: usize, id: crate::id::MessageId) -> Message {
+        self.nodes[index]
+            .events
+            .iter()
+            .rev()
+            .find_map(|(_, event)| match event {
+                Event::Message(message) if message.id == id => Some(message.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("node {index} did not deliver its own message {id}"))
     }
 
     /// Node `index` leaves gracefully; returns how many members it told.

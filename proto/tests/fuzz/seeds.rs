@@ -30,6 +30,27 @@ pub fn message(key: &NodeKey, seq: u64, text: String) -> Message {
     )
 }
 
+/// `count` messages from `first_seq` on, signed as one batch: each carries
+/// a batch proof.
+pub fn batch(key: &NodeKey, first_seq: u64, count: u64) -> Vec<Message> {
+    let mut messages: Vec<Message> = (first_seq..first_seq + count)
+        .map(|seq| {
+            Message::unsigned(
+                key,
+                seq,
+                "beta".into(),
+                Hlc {
+                    ms: 1_700_000_000_000,
+                    logical: 1,
+                },
+                rossip_proto::message::Draft::channel("general", format!("batched {seq}")),
+            )
+        })
+        .collect();
+    rossip_proto::message::sign_batch(key, &mut messages);
+    messages
+}
+
 /// One named body of every kind, as seeds for mutation and the corpus.
 pub fn seed_bodies() -> Vec<(&'static str, Body)> {
     let small = message(&Sim::key(1), 3, "fuzz me".into());
@@ -59,6 +80,16 @@ pub fn seed_bodies() -> Vec<(&'static str, Body)> {
             }),
         ),
         ("repair", Body::Repair(vec![Payload::Whole(small.clone())])),
+        (
+            "push-batch",
+            Body::Push(wire::Push {
+                relay: false,
+                items: batch(&Sim::key(1), 10, 3)
+                    .into_iter()
+                    .map(Payload::Whole)
+                    .collect(),
+            }),
+        ),
         (
             "repair-piece",
             Body::Repair(vec![Payload::Piece(pieces[0].clone())]),
