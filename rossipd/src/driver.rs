@@ -661,7 +661,7 @@ impl Driver {
             return Err(Err(CoreError::State(format!("{e:#}"))));
         }
         match self.node.publish(draft, views::unix_ms_now(), now) {
-            Ok(message) => Ok(message.id),
+            Ok(id) => Ok(id),
             Err(e) => Err(backpressure::classify(e)),
         }
     }

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use rossip_proto::message::Hlc;
+use rossip_proto::message::{BatchProof, Hlc};
 use rossip_proto::{Message, NodeId};
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -51,7 +51,11 @@ pub const FILE_NAME: &str = "history.db";
 
 /// The schema this build writes; a file with a higher version was written
 /// by a newer rossipd and is refused rather than guessed at.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
+
+/// Version 5 had no batch proofs: every message was signed alone. Migrated
+/// in place (its messages have none).
+const UNBATCHED_SCHEMA_VERSION: i64 = 5;
 
 /// Version 4 had the same tables, but a build of it would load the direct
 /// messages now among the rows of `messages` into its gossip history; the
@@ -110,6 +114,7 @@ CREATE TABLE IF NOT EXISTS messages (
     nick TEXT,
     to_node BLOB,
     to_user TEXT,
+    proof BLOB,
     PRIMARY KEY (origin, seq)
 );
 CREATE INDEX IF NOT EXISTS messages_in_order ON messages (ms, logical, origin, seq);
@@ -147,6 +152,10 @@ ALTER TABLE messages ADD COLUMN nick TEXT;
 ALTER TABLE messages ADD COLUMN to_node BLOB;
 ALTER TABLE messages ADD COLUMN to_user TEXT;
 ";
+
+/// Adds the batch proof column to a version 5 file (or older, after its
+/// own steps): NULL for a message signed alone.
+const ADD_BATCH_PROOFS: &str = "ALTER TABLE messages ADD COLUMN proof BLOB;";
 
 /// The index of deliveries; made after the migration filled the column.
 const CREATE_CURSOR_INDEX: &str =
@@ -396,7 +405,7 @@ impl Store {
     pub fn load_numbered_window(&self, now_ms: u64) -> rusqlite::Result<Vec<(u64, Message)>> {
         let mut stmt = self.conn.prepare(
             "SELECT origin, seq, ms, logical, origin_name, channel, text, key, sig, cursor,
-                    user, nick, to_node, to_user FROM messages
+                    user, nick, to_node, to_user, proof FROM messages
              WHERE ms >= ?1 AND to_node IS NULL
              ORDER BY ms DESC, logical DESC, origin DESC, seq DESC LIMIT ?2",
         )?;
@@ -455,8 +464,8 @@ impl Store {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO messages
                  (origin, seq, ms, logical, origin_name, channel, text, bytes, key, sig, cursor,
-                  user, nick, to_node, to_user)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                  user, nick, to_node, to_user, proof)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?;
             for &(cursor, message) in &batch.messages {
                 next_cursor = next_cursor.max(cursor.saturating_add(1));
@@ -477,6 +486,7 @@ impl Store {
                     message.author.nick,
                     message.to.as_ref().map(|to| to.node.0.to_vec()),
                     message.to.as_ref().and_then(|to| to.user.clone()),
+                    message.auth.batch.as_ref().map(BatchProof::to_bytes),
                 ])?;
                 if changed > 0 {
                     inserted += 1;
@@ -610,14 +620,16 @@ fn open_checked(path: &Path) -> Result<Connection, OpenError> {
     }
     if version == UNNUMBERED_SCHEMA_VERSION {
         conn.execute_batch(&format!(
-            "BEGIN; {NUMBER_DELIVERIES} {CREATE_CURSOR_INDEX} {ADD_AUTHORS} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN; {NUMBER_DELIVERIES} {CREATE_CURSOR_INDEX} {ADD_AUTHORS} {ADD_BATCH_PROOFS} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))?;
     } else if version == UNATTRIBUTED_SCHEMA_VERSION {
         conn.execute_batch(&format!(
-            "BEGIN; {ADD_AUTHORS} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN; {ADD_AUTHORS} {ADD_BATCH_PROOFS} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))?;
-    } else if version == UNSEPARATED_SCHEMA_VERSION {
-        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
+    } else if version == UNSEPARATED_SCHEMA_VERSION || version == UNBATCHED_SCHEMA_VERSION {
+        conn.execute_batch(&format!(
+            "BEGIN; {ADD_BATCH_PROOFS} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        ))?;
     } else if version < SCHEMA_VERSION {
         conn.execute_batch(&format!(
             "BEGIN; {CREATE_SCHEMA} {CREATE_CURSOR_INDEX} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"

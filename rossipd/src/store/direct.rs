@@ -30,7 +30,7 @@ impl Store {
     pub fn load_direct(&self, now_ms: u64, limit: usize) -> rusqlite::Result<Vec<(u64, Message)>> {
         let mut stmt = self.conn.prepare(
             "SELECT origin, seq, ms, logical, origin_name, channel, text, key, sig, cursor,
-                    user, nick, to_node, to_user FROM messages
+                    user, nick, to_node, to_user, proof FROM messages
              WHERE ms >= ?1 AND to_node IS NOT NULL
              ORDER BY ms DESC, logical DESC, origin DESC, seq DESC LIMIT ?2",
         )?;
@@ -80,7 +80,7 @@ impl Store {
             let mut stmt = self.conn.prepare(
                 "SELECT m.origin, m.seq, m.ms, m.logical, m.origin_name, m.channel, m.text, m.key,
                         m.sig, p.expires_ms, m.user, m.nick, m.to_node, m.to_user,
-                        p.origin, p.seq
+                        m.proof, p.origin, p.seq
                  FROM direct_pending p LEFT JOIN messages m
                       ON m.origin = p.origin AND m.seq = p.seq",
             )?;
@@ -92,8 +92,8 @@ impl Store {
                     None => None,
                 };
                 let Some(message) = message else {
-                    let origin: Vec<u8> = row.get(14)?;
-                    let seq: i64 = row.get(15)?;
+                    let origin: Vec<u8> = row.get(15)?;
+                    let seq: i64 = row.get(16)?;
                     orphans.push((origin, seq));
                     continue;
                 };

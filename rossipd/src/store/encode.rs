@@ -7,7 +7,7 @@
 //! does. (Reading the file with the `sqlite3` shell: the stored value is the
 //! number minus 2^63.)
 
-use rossip_proto::message::{Auth, Author, Hlc, Recipient};
+use rossip_proto::message::{Auth, Author, BatchProof, Hlc, Recipient};
 use rossip_proto::sign::{PUBLIC_KEY_BYTES, PublicKey, SIGNATURE_BYTES, Signature};
 use rossip_proto::{Message, MessageId, NodeId};
 
@@ -73,7 +73,7 @@ pub(super) fn ranges_from_blob(blob: &[u8]) -> Option<Vec<(u64, u64)>> {
 
 /// One `messages` row as read by the loading query: columns `origin, seq,
 /// ms, logical, origin_name, channel, text, key, sig`, then (after one
-/// column the caller reads itself) `user, nick, to_node, to_user`.
+/// column the caller reads itself) `user, nick, to_node, to_user, proof`.
 pub(super) fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Message>> {
     let origin: Vec<u8> = row.get(0)?;
     let Some(origin) = node_id(&origin) else {
@@ -90,6 +90,13 @@ pub(super) fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Opti
         <[u8; SIGNATURE_BYTES]>::try_from(sig.as_slice()),
     ) else {
         return Ok(None);
+    };
+    let batch = match row.get::<_, Option<Vec<u8>>>(14)? {
+        None => None,
+        Some(bytes) => match BatchProof::from_bytes(&bytes) {
+            Some(proof) => Some(proof),
+            None => return Ok(None),
+        },
     };
     Ok(Some(Message {
         id: MessageId {
@@ -122,6 +129,7 @@ pub(super) fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Opti
         auth: Auth {
             key: PublicKey(key_bytes),
             sig: Signature::from_bytes(&sig_bytes),
+            batch,
         },
     }))
 }

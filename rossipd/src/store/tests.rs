@@ -33,7 +33,49 @@ fn message(origin: NodeId, seq: u64, ms: u64, text: &str) -> Message {
         auth: rossip_proto::message::Auth {
             key: rossip_proto::sign::PublicKey([seq as u8; 32]),
             sig: rossip_proto::sign::Signature::from_bytes(&[ms as u8; 64]),
+            batch: None,
         },
+    }
+}
+
+/// Three messages of node key 1 (`OWN` is not its id: the store does not
+/// care), signed as one batch.
+fn batch_signed(first_seq: u64) -> Vec<Message> {
+    let key = rossip_proto::sign::NodeKey::for_testing(1);
+    let mut messages: Vec<Message> = (first_seq..first_seq + 3)
+        .map(|seq| {
+            Message::unsigned(
+                &key,
+                seq,
+                "one".into(),
+                Hlc {
+                    ms: NOW_MS - 5,
+                    logical: seq as u32,
+                },
+                rossip_proto::message::Draft::channel("general", format!("batched {seq}")),
+            )
+        })
+        .collect();
+    rossip_proto::message::sign_batch(&key, &mut messages);
+    messages
+}
+
+#[test]
+fn batch_signed_messages_keep_their_proofs_and_still_verify() {
+    let dir = dir();
+    let messages = batch_signed(1);
+    {
+        let mut store = Store::open(dir.path(), OWN, window(100)).expect("open");
+        commit_all(&mut store, &messages, Vec::new());
+    }
+    let store = Store::open(dir.path(), OWN, window(100)).expect("reopen");
+    let loaded = store.load_window(NOW_MS).expect("load");
+    assert_eq!(loaded, messages, "proofs round-trip");
+    for message in &loaded {
+        assert!(message.auth.batch.is_some());
+        message
+            .verify(&mut rossip_proto::sign::Verifier::default())
+            .unwrap_or_else(|e| panic!("{} verifies when served from the store: {e}", message.id));
     }
 }
 
@@ -460,6 +502,12 @@ fn stores_of_schema_2_and_3_are_migrated_and_their_messages_still_verify() {
         assert_eq!(loaded.len(), 2, "schema {version}");
         assert_eq!(loaded[1].1, attributed, "schema {version}");
         assert!(loaded[1].0 > 1, "schema {version}: a new number");
+        // And batch-signed ones, with their proofs.
+        let mut store = store;
+        let batch = batch_signed(10);
+        commit_all(&mut store, &batch, vec![]);
+        let loaded = store.load_window(NOW_MS).expect("load");
+        assert_eq!(loaded[2..], batch[..], "schema {version}");
         let user_version: i64 = rusqlite::Connection::open(&path)
             .expect("open")
             .query_row("PRAGMA user_version", [], |row| row.get(0))
