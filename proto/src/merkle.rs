@@ -152,11 +152,15 @@ mod tests {
         let leaves = leaves(13);
         let (root, paths) = build(&leaves);
         let path = &paths[5];
-        // Another leaf, another position, another tree size.
+        // Another leaf, another position, a tree size of another shape.
+        // (Sizes of the same shape around the leaf, 12 or 14 here, imply
+        // the same root: the signed statement names the size, so a proof
+        // is only ever checked against the size the origin signed.)
         assert_ne!(root_from_path(5, 13, leaves[6], path), Some(root));
         assert_ne!(root_from_path(4, 13, leaves[5], path), Some(root));
-        assert_ne!(root_from_path(5, 12, leaves[5], path), Some(root));
-        assert_ne!(root_from_path(5, 14, leaves[5], path), Some(root));
+        assert_ne!(root_from_path(5, 6, leaves[5], path), Some(root));
+        assert_ne!(root_from_path(5, 7, leaves[5], path), Some(root));
+        assert_ne!(root_from_path(5, 40, leaves[5], path), Some(root));
         // A sibling altered, dropped, or one too many.
         let mut altered = path.clone();
         altered[1][0] ^= 1;

@@ -544,10 +544,16 @@ mod tests {
 
     /// `n` messages of node 1, signed as one batch.
     fn batch(n: usize) -> Vec<Message> {
+        batch_of(n, "message")
+    }
+
+    /// `n` messages of node 1 with texts `"{text} {seq}"`, signed as one
+    /// batch.
+    fn batch_of(n: usize, text: &str) -> Vec<Message> {
         let key = NodeKey::for_testing(1);
         let mut messages: Vec<Message> = (1..=n as u64)
             .map(|seq| {
-                let mut draft = Draft::channel("general", format!("message {seq}"));
+                let mut draft = Draft::channel("general", format!("{text} {seq}"));
                 if seq % 2 == 0 {
                     draft.author.user = "alice".into();
                 }
@@ -591,7 +597,8 @@ mod tests {
     #[test]
     fn tampered_batch_messages_and_proofs_are_refused() {
         let messages = batch(13);
-        let other = batch(12);
+        // The same origin's other batch, of other messages with the same ids.
+        let other = batch_of(12, "other");
         let target = &messages[5];
         let proof = target.auth.batch.clone().expect("in a batch");
         let check = |m: &Message| m.verify(&mut sign::Verifier::default());
