@@ -27,9 +27,9 @@ use crate::id::NodeId;
 use crate::message::MAX_NAME_BYTES;
 use crate::wire::{self, Body, Identity, RunRef};
 
-/// Most runs one request names (and one answer serves): about a full
-/// datagram of references.
-pub const MAX_RUNS_PER_REQUEST: usize = 64;
+/// Most runs one request names (and one answer serves): what fits one
+/// datagram with every generation at its longest (26 bytes a run).
+pub const MAX_RUNS_PER_REQUEST: usize = 48;
 
 /// Bytes of a body available to an answer's identities: the body less the
 /// variant tag and the list length.
@@ -182,5 +182,109 @@ impl Node {
             self.count_drop("swim_rejected");
         }
         self.after_swim(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::node::PeerState;
+    use crate::testing::{SIM_CLUSTER, Sim};
+    use crate::wire::{ClusterId, Header};
+
+    fn header_from(sender: NodeId) -> Header {
+        Header {
+            flags: 0,
+            cluster: ClusterId::from_label(SIM_CLUSTER),
+            sender,
+        }
+    }
+
+    #[test]
+    fn a_full_request_fits_one_datagram() {
+        let runs = vec![
+            RunRef {
+                id: NodeId([0xff; 16]),
+                generation: u64::MAX,
+            };
+            MAX_RUNS_PER_REQUEST
+        ];
+        wire::encode(&header_from(NodeId([0; 16])), &Body::IdentityRequest(runs))
+            .expect("a full request fits");
+    }
+
+    /// Node 2 can talk to node 0 only: node 1 hears of it in node 0's
+    /// gossip, by reference, and must pull its identity from node 0 to
+    /// believe it.
+    #[test]
+    fn a_member_named_by_reference_is_pulled_and_believed() {
+        let mut sim = Sim::new(Instant::now(), 17);
+        for name in ["a", "b", "c"] {
+            sim.add_node(name);
+        }
+        sim.block(1, 2);
+        sim.block(2, 1);
+        sim.contact(1, 0);
+        sim.run_for(Duration::from_secs(1));
+        let before = sim.traffic();
+        sim.contact(2, 0);
+        let seen = sim.run_until(Duration::from_secs(5), |sim| {
+            sim.state(1, 2) == Some(PeerState::Alive)
+        });
+        assert!(seen, "node 1 never saw node 2 alive (seed {})", sim.seed());
+        let phase = sim.traffic().since(&before);
+        assert!(
+            phase.by_kind.contains_key("identity-request")
+                && phase.by_kind.contains_key("identities"),
+            "node 1 learned node 2 without a pull: {:?}",
+            phase.by_kind.keys().collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn identities_nobody_asked_for_are_not_believed() {
+        let mut sim = Sim::new(Instant::now(), 5);
+        sim.add_node("a");
+        sim.add_node("b");
+        sim.contact(1, 0);
+        assert!(sim.run_until(Duration::from_secs(5), |sim| {
+            sim.state(0, 1) == Some(PeerState::Alive)
+        }));
+        // Validly signed, and sent by a member: still not asked for.
+        let stranger = Identity::signed(&Sim::key(9), Sim::addr(9), "x".into(), 1);
+        let bytes = wire::encode(
+            &header_from(Sim::id(1)),
+            &Body::Identities(vec![stranger]),
+        )
+        .expect("encodes");
+        sim.inject(0, Sim::addr(1), &bytes);
+        sim.run_for(Duration::from_secs(1));
+        assert!(sim.node(0).members().all(|m| m.id != Sim::id(9)));
+        assert_eq!(
+            sim.node(0).stats().dropped.get("identity_unasked"),
+            Some(&1)
+        );
+    }
+
+    #[test]
+    fn requests_from_strangers_are_not_answered() {
+        let mut sim = Sim::new(Instant::now(), 5);
+        sim.add_node("a");
+        let runs = vec![RunRef {
+            id: Sim::id(0),
+            generation: 0,
+        }];
+        let bytes = wire::encode(&header_from(Sim::id(7)), &Body::IdentityRequest(runs))
+            .expect("encodes");
+        let before = sim.traffic();
+        sim.inject(0, Sim::addr(7), &bytes);
+        let phase = sim.traffic().since(&before);
+        assert!(!phase.by_kind.contains_key("identities"));
+        assert_eq!(
+            sim.node(0).stats().dropped.get("identity_request_from_non_member"),
+            Some(&1)
+        );
     }
 }

@@ -576,6 +576,40 @@ mod tests {
     }
 
     #[test]
+    fn packet_kinds_name_the_body_and_foca_message() {
+        let identity = wire::Identity::for_tests(1);
+        assert_eq!(BODY_KINDS[usize::from(SWIM_TAG)], "swim");
+        assert_eq!(
+            packet_kind(&encoded(&Body::IdentityRequest(vec![identity.run()]))).0,
+            "identity-request"
+        );
+        assert_eq!(
+            packet_kind(&encoded(&Body::Identities(vec![identity.clone()]))).0,
+            "identities"
+        );
+        assert_eq!(
+            packet_kind(&encoded(&Body::Leave {
+                sig: crate::sign::Signature::from_bytes(&[0; 64]),
+                generation: 2
+            }))
+            .0,
+            "leave"
+        );
+        let header = foca::Header {
+            src: wire::SwimIdentity::Full(identity.clone()),
+            src_incarnation: 0,
+            dst: wire::SwimIdentity::Known(identity.run()),
+            message: foca::Message::Ping(3),
+        };
+        let mut swim = postcard::to_allocvec(&header).expect("encodes");
+        swim.extend_from_slice(&[0, 0]);
+        assert_eq!(
+            packet_kind(&encoded(&Body::Swim(swim))),
+            ("swim ping", Some((0, 0)))
+        );
+    }
+
+    #[test]
     fn percentiles_use_the_nearest_rank() {
         let report = DeliveryReport {
             times: (1..=100).map(Duration::from_millis).collect(),
