@@ -254,11 +254,8 @@ mod tests {
         }));
         // Validly signed, and sent by a member: still not asked for.
         let stranger = Identity::signed(&Sim::key(9), Sim::addr(9), "x".into(), 1);
-        let bytes = wire::encode(
-            &header_from(Sim::id(1)),
-            &Body::Identities(vec![stranger]),
-        )
-        .expect("encodes");
+        let bytes = wire::encode(&header_from(Sim::id(1)), &Body::Identities(vec![stranger]))
+            .expect("encodes");
         sim.inject(0, Sim::addr(1), &bytes);
         sim.run_for(Duration::from_secs(1));
         assert!(sim.node(0).members().all(|m| m.id != Sim::id(9)));
@@ -276,14 +273,17 @@ mod tests {
             id: Sim::id(0),
             generation: 0,
         }];
-        let bytes = wire::encode(&header_from(Sim::id(7)), &Body::IdentityRequest(runs))
-            .expect("encodes");
+        let bytes =
+            wire::encode(&header_from(Sim::id(7)), &Body::IdentityRequest(runs)).expect("encodes");
         let before = sim.traffic();
         sim.inject(0, Sim::addr(7), &bytes);
         let phase = sim.traffic().since(&before);
         assert!(!phase.by_kind.contains_key("identities"));
         assert_eq!(
-            sim.node(0).stats().dropped.get("identity_request_from_non_member"),
+            sim.node(0)
+                .stats()
+                .dropped
+                .get("identity_request_from_non_member"),
             Some(&1)
         );
     }

@@ -539,7 +539,8 @@ impl Swim {
         &mut self,
         members: Vec<foca::Member<Identity>>,
     ) -> Result<(), foca::Error> {
-        self.foca.apply_many(members.into_iter(), true, &mut self.runtime)
+        self.foca
+            .apply_many(members.into_iter(), true, &mut self.runtime)
     }
 
     /// Our current identity (foca may have renewed it).

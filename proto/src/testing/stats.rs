@@ -142,7 +142,13 @@ pub fn packet_kind(payload: &[u8]) -> (&'static str, Option<(u16, usize)>) {
         return ("short", None);
     };
     if tag != SWIM_TAG {
-        return (BODY_KINDS.get(usize::from(tag)).copied().unwrap_or("unknown"), None);
+        return (
+            BODY_KINDS
+                .get(usize::from(tag))
+                .copied()
+                .unwrap_or("unknown"),
+            None,
+        );
     }
     let body = &payload[wire::HEADER_LEN..];
     let Ok((wire::Body::Swim(swim), _)) = postcard::take_from_bytes::<wire::Body>(body) else {

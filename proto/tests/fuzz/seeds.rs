@@ -161,10 +161,7 @@ pub fn seed_bodies() -> Vec<(&'static str, Body)> {
             "identity-request",
             Body::IdentityRequest(vec![identity(2, "gamma").run(), identity(3, "delta").run()]),
         ),
-        (
-            "identities",
-            Body::Identities(vec![identity(2, "gamma")]),
-        ),
+        ("identities", Body::Identities(vec![identity(2, "gamma")])),
         (
             "digest",
             Body::Digest(Digest {
