@@ -44,6 +44,7 @@ mod fragments;
 mod hints;
 mod history;
 mod identity_conflict;
+mod identity_pull;
 mod keyring_ops;
 mod member_sync;
 mod membership;
@@ -576,6 +577,9 @@ pub struct Node {
     last_wall_ms: u64,
     /// Membership anti-entropy; see `member_sync`.
     member_sync: member_sync::MemberSyncState,
+    /// Identities SWIM packets named that this node asked for; see
+    /// `identity_pull`.
+    identity_pulls: identity_pull::IdentityPulls,
     /// Keyring queries and commands awaiting answers; see `keyring_ops`.
     keyring_requests: keyring_ops::KeyringRequests,
     /// Other nodes seen with this node's id; see `identity_conflict`.
@@ -684,6 +688,7 @@ impl Node {
             sealer,
             last_wall_ms: config.wall_ms_at_start,
             member_sync: member_sync::MemberSyncState::new(config.rng_seed),
+            identity_pulls: identity_pull::IdentityPulls::default(),
             keyring_requests: keyring_ops::KeyringRequests::new(&config.protocol),
             identity_conflict: identity_conflict::ConflictWatch::default(),
             presence: presence::PresenceTable::default(),
@@ -816,6 +821,8 @@ impl Node {
             }
             wire::Body::Presence(record) => self.on_presence(record),
             wire::Body::Direct(sealed) => self.on_direct(header.sender, from, &sealed),
+            wire::Body::IdentityRequest(runs) => self.on_identity_request(header.sender, runs),
+            wire::Body::Identities(identities) => self.on_identities(identities, now),
         }
         // After handling, so that the first datagram of a new member counts.
         self.members.saw(header.sender, now);

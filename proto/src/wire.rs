@@ -45,7 +45,9 @@ pub const MAGIC: [u8; 2] = *b"RS";
 /// in pushes and repairs and splits large messages into fragments; version
 /// 3 adds a message's author and the direct-message recipient; version 4
 /// a message's batch proof (one signature for a batch of an origin's
-/// messages, see [`crate::message::sign_batch`]).
+/// messages, see [`crate::message::sign_batch`]), carries identities in SWIM
+/// packets by reference ([`SwimIdentity`]) and adds the identity pull
+/// ([`Body::IdentityRequest`], [`Body::Identities`]).
 pub const VERSION: u8 = 4;
 
 /// Length of the fixed header: magic, version, flags, cluster id, sender id.
@@ -210,6 +212,42 @@ impl Identity {
             generation,
         )
     }
+}
+
+/// One run of a node, by reference: what a receiver needs to find the
+/// signed [`Identity`] it already holds.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub struct RunRef {
+    /// The node.
+    pub id: NodeId,
+    /// Its run.
+    pub generation: u64,
+}
+
+impl Identity {
+    /// The reference to this run.
+    pub fn run(&self) -> RunRef {
+        RunRef {
+            id: self.id,
+            generation: self.generation,
+        }
+    }
+}
+
+/// An identity as a SWIM packet carries it. A signed identity is ~130
+/// bytes and SWIM names members in every packet (sender, receiver, probe
+/// targets, every piggybacked update), so members are named by reference
+/// where the receiver holds the identity; it is sent whole only where the
+/// receiver may not (the sender's own to a member not known to hold it,
+/// the members of a feed). A receiver that lacks a referenced identity
+/// pulls it ([`Body::IdentityRequest`]): nothing is believed about a member
+/// without its verified signed identity.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub enum SwimIdentity {
+    /// The whole signed identity.
+    Full(Identity),
+    /// A run whose identity the receiver is expected to hold.
+    Known(RunRef),
 }
 
 /// The bytes a leave notice signs: the leaving node's id and generation.
@@ -509,6 +547,13 @@ pub enum Body {
     /// A direct message, or its acknowledgement, sealed end to end from
     /// the sender to the one node it is for (see [`crate::direct`]).
     Direct(crate::direct::SealedDirect),
+    /// "Send me these identities": SWIM packets from the receiver named
+    /// runs the sender does not hold (see [`SwimIdentity`]). Answered with
+    /// [`Body::Identities`], only to members.
+    IdentityRequest(Vec<RunRef>),
+    /// The answer to a [`Body::IdentityRequest`]: the signed identities the
+    /// sender holds of the nodes asked for.
+    Identities(Vec<Identity>),
 }
 
 /// A keyring change (see [`Body::KeyringCommand`]).
@@ -712,7 +757,7 @@ fn verify_signed(
                 Payload::Piece(_) => Ok(()),
             })
         }
-        Body::MemberSync { identities, .. } => identities
+        Body::MemberSync { identities, .. } | Body::Identities(identities) => identities
             .iter()
             .try_for_each(|identity| identity.verify(verifier)),
         Body::Presence(record) => record.verify(verifier),
@@ -728,6 +773,7 @@ fn verify_signed(
         | Body::KeyringReport { .. }
         | Body::KeyringCommand { .. }
         | Body::KeyringAck { .. }
+        | Body::IdentityRequest(_)
         // Opened and checked by the node it is for, the only one that can.
         | Body::Direct(_) => Ok(()),
     }

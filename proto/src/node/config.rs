@@ -189,6 +189,17 @@ pub struct ProtocolConfig {
     /// fetches a thousand identities in a few seconds. Default 200 ms.
     pub member_sync_growing_interval: Duration,
 
+    // --- Identity pulls (see `identity_pull`) ---
+    /// How long a request for an identity a SWIM packet named goes
+    /// unrepeated: another packet naming it within this time does not ask
+    /// again (the answer is likely on its way); after it, the next one
+    /// asks its own sender. Default 200 ms.
+    pub identity_pull_retry: Duration,
+    /// Most identities asked for and awaited at once: enough for a cold
+    /// start of thousands of nodes, where every join is news to every node.
+    /// Default 4096.
+    pub identity_pulls_max: usize,
+
     // --- Reassembly of large messages (see `fragments`) ---
     /// Most messages being reassembled at once. Default 256.
     pub max_partials: usize,
@@ -302,6 +313,9 @@ impl Default for ProtocolConfig {
 
             member_sync_interval: Duration::from_secs(1),
             member_sync_growing_interval: Duration::from_millis(200),
+
+            identity_pull_retry: Duration::from_millis(200),
+            identity_pulls_max: 4096,
 
             max_partials: 256,
             reassembly_max_bytes: 32 * 1024 * 1024,

@@ -20,7 +20,7 @@ use super::timers::TimerKind;
 use super::{Node, ProtocolConfig};
 use crate::id::NodeId;
 use crate::sign::Verifier;
-use crate::wire::{self, Identity};
+use crate::wire::{self, Identity, RunRef, SwimIdentity};
 
 /// foca's own packet limit: what remains of a datagram after our header and
 /// the `Swim` body's tag and length prefix (with a few bytes of slack).
@@ -99,17 +99,177 @@ struct CodecShared {
     /// updates since the last [`Swim::take_elsewhere`] (at most
     /// [`MAX_ELSEWHERE`]).
     elsewhere: Vec<Identity>,
+    /// The identity of every other member foca holds, by id: what a
+    /// reference ([`SwimIdentity::Known`]) in a packet resolves to. foca
+    /// has no lookup by id, so the codec keeps this index of what foca
+    /// encoded (every change foca applies is encoded, see
+    /// [`RecordingCodec`]); members foca forgets are removed
+    /// ([`Swim::forget`]), so it is as large as foca's member list.
+    directory: BTreeMap<NodeId, Identity>,
+    /// Members that addressed a packet to our current run, so hold our
+    /// identity: (their generation, ours at the time). Our identity goes by
+    /// reference to them, whole to everyone else.
+    holds_ours: BTreeMap<NodeId, (u64, u64)>,
+    /// Whether the packet being encoded is a feed (an answer to a node
+    /// that announced itself, which may know no one): its members go
+    /// whole.
+    feeding: bool,
+    /// References the last packet decoded named that this node does not
+    /// hold (at most [`MAX_UNRESOLVED`]), for [`Swim::take_unresolved`].
+    unresolved: Vec<Unresolved>,
+    /// Whether the last packet decoded was refused because its header
+    /// named a run this node does not hold.
+    header_unresolved: bool,
 }
 
 /// Identities of our id at other addresses held between two drains: one
 /// is enough to act on; the bound keeps a hostile packet from growing it.
 const MAX_ELSEWHERE: usize = 4;
 
+/// Unresolved references kept from one packet (a full packet of
+/// references holds about 70).
+const MAX_UNRESOLVED: usize = 128;
+
+/// A run a SWIM packet named by reference that this node does not hold,
+/// and the update about it the packet carried (`None`: it was named in
+/// the header, which was refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Unresolved {
+    pub(super) run: RunRef,
+    pub(super) update: Option<(foca::Incarnation, foca::State)>,
+}
+
 type Shared = Arc<Mutex<CodecShared>>;
 
-/// foca's postcard codec (the bytes on the wire are unchanged) that also
-/// records every member foca encodes, and keeps identities of our own id at
-/// other addresses away from foca.
+impl CodecShared {
+    /// The identity `run` names, if this node holds it: its own current
+    /// one or a member's (never one of another run).
+    fn resolve(&self, run: &RunRef) -> Option<Identity> {
+        if run.id == self.own.id {
+            return (run.generation == self.own.generation).then(|| self.own_copy());
+        }
+        self.directory
+            .get(&run.id)
+            .filter(|identity| identity.generation == run.generation)
+            .cloned()
+    }
+
+    /// Our identity as a decoded copy (without the key that renews it).
+    fn own_copy(&self) -> Identity {
+        Identity {
+            own_key: crate::sign::OwnKey::default(),
+            ..self.own.clone()
+        }
+    }
+
+    fn note_unresolved(&mut self, unresolved: Unresolved) {
+        if self.unresolved.len() < MAX_UNRESOLVED {
+            self.unresolved.push(unresolved);
+        }
+    }
+
+    /// A header's identity: checked if whole, resolved if a reference (an
+    /// unknown reference refuses the packet and is noted).
+    fn header_identity(
+        &mut self,
+        identity: SwimIdentity,
+        verifier: &mut Verifier,
+    ) -> Result<Identity, <PostcardCodec as Codec<Identity>>::Error> {
+        match identity {
+            SwimIdentity::Full(identity) => {
+                check_identity(&identity, verifier)?;
+                Ok(identity)
+            }
+            SwimIdentity::Known(run) => self.resolve(&run).ok_or_else(|| {
+                self.header_unresolved = true;
+                self.note_unresolved(Unresolved { run, update: None });
+                postcard::Error::SerdeDeCustom
+            }),
+        }
+    }
+
+    /// The receiver named in a header: our identity, or a stand-in with the
+    /// id and generation named (foca only compares it with its own, and
+    /// drops it: a packet for another node or another run of ours is
+    /// ignored, except an announce to any run of ours).
+    fn receiver(
+        &self,
+        identity: SwimIdentity,
+        verifier: &mut Verifier,
+    ) -> Result<Identity, <PostcardCodec as Codec<Identity>>::Error> {
+        match identity {
+            SwimIdentity::Full(identity) => {
+                check_identity(&identity, verifier)?;
+                Ok(identity)
+            }
+            SwimIdentity::Known(run) => Ok(self.resolve(&run).unwrap_or_else(|| Identity {
+                id: run.id,
+                generation: run.generation,
+                ..self.own_copy()
+            })),
+        }
+    }
+}
+
+/// foca's message with each identity it names mapped by `map`.
+fn map_message<A, B, E>(
+    message: foca::Message<A>,
+    mut map: impl FnMut(A) -> Result<B, E>,
+) -> Result<foca::Message<B>, E> {
+    use foca::Message as M;
+    Ok(match message {
+        M::Ping(n) => M::Ping(n),
+        M::Ack(n) => M::Ack(n),
+        M::PingReq {
+            target,
+            probe_number,
+        } => M::PingReq {
+            target: map(target)?,
+            probe_number,
+        },
+        M::IndirectPing {
+            origin,
+            probe_number,
+        } => M::IndirectPing {
+            origin: map(origin)?,
+            probe_number,
+        },
+        M::IndirectAck {
+            target,
+            probe_number,
+        } => M::IndirectAck {
+            target: map(target)?,
+            probe_number,
+        },
+        M::ForwardedAck {
+            origin,
+            probe_number,
+        } => M::ForwardedAck {
+            origin: map(origin)?,
+            probe_number,
+        },
+        M::Announce => M::Announce,
+        M::Feed => M::Feed,
+        M::Gossip => M::Gossip,
+        M::Broadcast => M::Broadcast,
+        M::TurnUndead => M::TurnUndead,
+    })
+}
+
+/// foca's postcard codec, with identities sent by reference where the
+/// receiver holds them ([`SwimIdentity`]), that also records every member
+/// foca encodes, and keeps identities of our own id at other addresses
+/// away from foca.
+///
+/// Why references: a signed identity is ~130 bytes, and a SWIM packet names
+/// two to three members in its header and one per piggybacked update; sent
+/// whole, identities were most of a 1,000-node cluster's idle traffic. The
+/// receiver is named by reference (it knows itself), the sender whole until
+/// the receiver addressed a packet to its current run, probe targets and
+/// gossiped updates by reference, a feed's members whole. A reference this
+/// node does not hold refuses the packet if it is in the header, and is
+/// ignored if it is an update; either way it is noted, and the node pulls
+/// the identity from the sender ([`wire::Body::IdentityRequest`]).
 ///
 /// Why record: foca notifies up, down and renames, but not suspicion or
 /// incarnation changes, and finding those by scanning its whole member list
@@ -132,9 +292,9 @@ type Shared = Arc<Mutex<CodecShared>>;
 /// (a `Mutex` and not a `RefCell`, so that `Node` stays `Send`; it is never
 /// contended).
 ///
-/// It also checks the signature of every identity it decodes, with the
-/// node's [`Verifier`] (foca's packets carry identities in the header, in
-/// probe requests and in member updates).
+/// It also checks the signature of every whole identity it decodes, with
+/// the node's [`Verifier`] (references resolve only to identities checked
+/// when they arrived).
 struct RecordingCodec {
     shared: Shared,
     verifier: SharedVerifier,
@@ -174,35 +334,55 @@ impl Codec<Identity> for RecordingCodec {
         header: &foca::Header<Identity>,
         buf: impl bytes::BufMut,
     ) -> Result<(), Self::Error> {
-        PostcardCodec.encode_header(header, buf)
+        let mut shared = lock(&self.shared);
+        shared.feeding = header.message == foca::Message::Feed;
+        let dst = &header.dst;
+        // An announce goes to a node that may not know us at all.
+        let src = if header.message != foca::Message::Announce
+            && shared.holds_ours.get(&dst.id) == Some(&(dst.generation, header.src.generation))
+        {
+            SwimIdentity::Known(header.src.run())
+        } else {
+            SwimIdentity::Full(header.src.clone())
+        };
+        drop(shared);
+        let wire = foca::Header {
+            src,
+            src_incarnation: header.src_incarnation,
+            dst: SwimIdentity::Known(dst.run()),
+            message: map_message(header.message.clone(), |identity: Identity| {
+                Ok::<_, Self::Error>(SwimIdentity::Known(identity.run()))
+            })?,
+        };
+        PostcardCodec.encode_header(&wire, buf)
     }
 
     fn decode_header(
         &mut self,
         buf: impl bytes::Buf,
     ) -> Result<foca::Header<Identity>, Self::Error> {
-        let header = PostcardCodec.decode_header(buf)?;
+        let wire: foca::Header<SwimIdentity> = PostcardCodec.decode_header(buf)?;
         let mut verifier = lock_verifier(&self.verifier);
-        check_identity(&header.src, &mut verifier)?;
-        check_identity(&header.dst, &mut verifier)?;
-        match &header.message {
-            foca::Message::PingReq { target, .. } | foca::Message::IndirectAck { target, .. } => {
-                check_identity(target, &mut verifier)?;
-            }
-            foca::Message::IndirectPing { origin, .. }
-            | foca::Message::ForwardedAck { origin, .. } => {
-                check_identity(origin, &mut verifier)?;
-            }
-            foca::Message::Ping(_)
-            | foca::Message::Ack(_)
-            | foca::Message::Announce
-            | foca::Message::Feed
-            | foca::Message::Gossip
-            | foca::Message::Broadcast
-            | foca::Message::TurnUndead => {}
+        let mut shared = lock(&self.shared);
+        shared.unresolved.clear();
+        shared.header_unresolved = false;
+        let src = shared.header_identity(wire.src, &mut verifier)?;
+        let dst = shared.receiver(wire.dst, &mut verifier)?;
+        let message = map_message(wire.message, |identity| {
+            shared.header_identity(identity, &mut verifier)
+        })?;
+        if dst.id == shared.own.id && dst.generation == shared.own.generation {
+            let ours = shared.own.generation;
+            shared.holds_ours.insert(src.id, (src.generation, ours));
         }
+        drop(shared);
         drop(verifier);
-        Ok(header)
+        Ok(foca::Header {
+            src,
+            src_incarnation: wire.src_incarnation,
+            dst,
+            message,
+        })
     }
 
     fn encode_member(
@@ -210,20 +390,48 @@ impl Codec<Identity> for RecordingCodec {
         member: &foca::Member<Identity>,
         buf: impl bytes::BufMut,
     ) -> Result<(), Self::Error> {
-        lock(&self.shared).encoded.push(member.clone());
-        PostcardCodec.encode_member(member, buf)
+        let mut shared = lock(&self.shared);
+        shared.encoded.push(member.clone());
+        let identity = member.id();
+        if identity.id != shared.own.id {
+            shared.directory.insert(identity.id, identity.clone());
+        }
+        let wire_identity = if shared.feeding {
+            SwimIdentity::Full(identity.clone())
+        } else {
+            SwimIdentity::Known(identity.run())
+        };
+        drop(shared);
+        let wire = foca::Member::new(wire_identity, member.incarnation(), member.state());
+        PostcardCodec.encode_member(&wire, buf)
     }
 
     fn decode_member(
         &mut self,
         buf: impl bytes::Buf,
     ) -> Result<foca::Member<Identity>, Self::Error> {
-        let member: foca::Member<Identity> = PostcardCodec.decode_member(buf)?;
-        check_identity(member.id(), &mut lock_verifier(&self.verifier))?;
+        let wire: foca::Member<SwimIdentity> = PostcardCodec.decode_member(buf)?;
+        let (incarnation, state) = (wire.incarnation(), wire.state());
         let mut shared = lock(&self.shared);
-        let identity = member.id();
+        let identity = match wire.id().clone() {
+            SwimIdentity::Full(identity) => {
+                check_identity(&identity, &mut lock_verifier(&self.verifier))?;
+                identity
+            }
+            SwimIdentity::Known(run) => match shared.resolve(&run) {
+                Some(identity) => identity,
+                None => {
+                    // Pulled from the sender, then applied with this update.
+                    shared.note_unresolved(Unresolved {
+                        run,
+                        update: Some((incarnation, state)),
+                    });
+                    return Ok(foca::Member::new(shared.own.clone(), 0, foca::State::Alive));
+                }
+            },
+        };
         if identity.id != shared.own.id || identity.addr == shared.own.addr {
-            return Ok(member);
+            return Ok(foca::Member::new(identity, incarnation, state));
         }
         if shared.elsewhere.len() < MAX_ELSEWHERE {
             shared.elsewhere.push(identity.clone());
@@ -252,6 +460,11 @@ impl Swim {
             encoded: Vec::new(),
             own: identity.clone(),
             elsewhere: Vec::new(),
+            directory: BTreeMap::new(),
+            holds_ours: BTreeMap::new(),
+            feeding: false,
+            unresolved: Vec::new(),
+            header_unresolved: false,
         }));
         let codec = RecordingCodec {
             shared: Arc::clone(&shared),
@@ -274,6 +487,7 @@ impl Swim {
         if shared.own.generation != self.foca.identity().generation {
             shared.own = self.foca.identity().clone();
         }
+        shared.feeding = false;
         let encoded = std::mem::take(&mut shared.encoded);
         drop(shared);
         encoded
@@ -286,6 +500,47 @@ impl Swim {
     /// since the last call (kept from foca: see [`RecordingCodec`]).
     fn take_elsewhere(&mut self) -> Vec<Identity> {
         std::mem::take(&mut lock(&self.shared).elsewhere)
+    }
+
+    /// The references the last packet handled named that this node does
+    /// not hold, and whether one of them refused the packet (it was in the
+    /// header).
+    pub(super) fn take_unresolved(&mut self) -> (Vec<Unresolved>, bool) {
+        let mut shared = lock(&self.shared);
+        let header = std::mem::take(&mut shared.header_unresolved);
+        (std::mem::take(&mut shared.unresolved), header)
+    }
+
+    /// The identity of member `id` foca holds (any state), or ours.
+    pub(super) fn identity_of(&self, id: &NodeId) -> Option<Identity> {
+        let shared = lock(&self.shared);
+        if *id == shared.own.id {
+            return Some(shared.own_copy());
+        }
+        shared.directory.get(id).cloned()
+    }
+
+    /// foca forgot `identity` (reaped after it was down or left).
+    fn forget(&mut self, identity: &Identity) {
+        let mut shared = lock(&self.shared);
+        if shared
+            .directory
+            .get(&identity.id)
+            .is_some_and(|known| known.generation == identity.generation)
+        {
+            shared.directory.remove(&identity.id);
+            shared.holds_ours.remove(&identity.id);
+        }
+    }
+
+    /// Applies members (identities pulled, with the updates that named
+    /// them), as if gossiped.
+    pub(super) fn apply_members(
+        &mut self,
+        members: Vec<foca::Member<Identity>>,
+    ) -> Result<(), foca::Error> {
+        self.foca
+            .apply_many(members.into_iter(), true, &mut self.runtime)
     }
 
     /// Our current identity (foca may have renewed it).
@@ -387,7 +642,12 @@ impl Node {
             return;
         }
         self.tell_if_identity_elsewhere(sender, from, now);
-        if let Err(err) = self.swim.handle_data(payload) {
+        let result = self.swim.handle_data(payload);
+        let (unresolved, header_unresolved) = self.swim.take_unresolved();
+        if result.is_err() && header_unresolved {
+            // Not a bad packet: it named a run we do not hold yet.
+            self.count_drop("swim_unknown_identity");
+        } else if let Err(err) = result {
             tracing::debug!(
                 peer = self.members.get(&sender).map(|m| tracing::field::display(crate::log_text::LogText(&m.name))),
                 peer_id = %sender.short(),
@@ -397,6 +657,7 @@ impl Node {
             );
             self.count_drop("swim_rejected");
         }
+        self.pull_identities(sender, from, unresolved, now);
         self.after_swim(now);
     }
 
@@ -416,6 +677,7 @@ impl Node {
             tracing::debug!(%err, "foca timer reported an error");
         }
         if let Some(identity) = forget {
+            self.swim.forget(&identity);
             self.members.forget(&identity);
         }
         self.after_swim(now);

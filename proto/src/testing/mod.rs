@@ -35,8 +35,8 @@ pub mod scenario;
 pub mod stats;
 
 pub use stats::{
-    DatagramsPerMessage, DeliveryReport, DisseminationReport, NodeTraffic, PhaseTraffic, Published,
-    TrafficSnapshot,
+    DatagramsPerMessage, DeliveryReport, DisseminationReport, KindTraffic, NodeTraffic,
+    PhaseTraffic, Published, TrafficSnapshot,
 };
 
 /// The gossip port simulated nodes use.
@@ -99,6 +99,8 @@ pub struct Sim {
     wakeup_of: Vec<Option<Instant>>,
     /// What each node sent since it was added (restarts included).
     traffic: Vec<NodeTraffic>,
+    /// What all nodes sent, by kind of datagram ([`stats::packet_kind`]).
+    traffic_by_kind: BTreeMap<&'static str, stats::KindTraffic>,
     /// Every successful publish, in order.
     published: Vec<Published>,
     /// Pushes and repairs of each message, by sending node.
@@ -135,6 +137,7 @@ impl Sim {
             wakeups: BTreeSet::new(),
             wakeup_of: Vec::new(),
             traffic: Vec::new(),
+            traffic_by_kind: BTreeMap::new(),
             published: Vec::new(),
             message_sends: BTreeMap::new(),
             trace: Vec::new(),
@@ -680,6 +683,7 @@ impl Sim {
                 "node {index} produced a {}-byte datagram",
                 transmit.payload.len()
             );
+            stats::count_kind(&mut self.traffic_by_kind, &transmit.payload);
             if traffic.count(&transmit.payload) {
                 for id in stats::message_ids_of(&transmit.payload) {
                     *self

@@ -120,6 +120,11 @@ pub struct ScaleReport {
     pub idle_bytes_per_node_per_sec: f64,
     /// Mean datagrams sent per node per second while idle.
     pub idle_datagrams_per_node_per_sec: f64,
+    /// What was sent while idle, by node and by kind of datagram (the
+    /// breakdown of the two figures above).
+    pub idle_traffic: PhaseTraffic,
+    /// Nodes live during the idle phase (what the idle figures are per).
+    pub idle_nodes: usize,
     /// Nodes crashed during publishing.
     pub crashed: Vec<usize>,
     /// The messages published.
@@ -177,6 +182,7 @@ pub fn run_scale(
     let live = sim.live_nodes();
     let idle_bytes = idle.bytes_per_node_per_sec(&live);
     let idle_datagrams = idle.datagrams_per_node_per_sec(&live);
+    let idle_live = live.len();
 
     progress(&format!("publishing {} messages", config.messages));
     let phase_start = sim.traffic();
@@ -224,6 +230,8 @@ pub fn run_scale(
         cold_start,
         idle_bytes_per_node_per_sec: idle_bytes,
         idle_datagrams_per_node_per_sec: idle_datagrams,
+        idle_nodes: idle_live,
+        idle_traffic: idle,
         crashed,
         delivery: sim.delivery_report(&published),
         dissemination: sim.dissemination_report(&published),

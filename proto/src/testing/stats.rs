@@ -18,6 +18,34 @@ const PUSH_TAG: u8 = 2;
 /// Postcard's tag of `wire::Body::Repair`.
 const REPAIR_TAG: u8 = 5;
 
+/// Postcard's tag of `wire::Body::Swim`.
+const SWIM_TAG: u8 = 1;
+
+/// Names of `wire::Body`'s variants by postcard tag (the variant index), for
+/// [`packet_kind`]; checked against the enum by a test below.
+const BODY_KINDS: [&str; 20] = [
+    "hello",
+    "swim",
+    "push",
+    "leave",
+    "digest",
+    "repair",
+    "suspected",
+    "left",
+    "gone",
+    "member-digest",
+    "member-sync",
+    "member-summary",
+    "keyring-query",
+    "keyring-report",
+    "keyring-command",
+    "keyring-ack",
+    "presence",
+    "direct",
+    "identity-request",
+    "identities",
+];
+
 /// One successful publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
@@ -64,6 +92,93 @@ impl NodeTraffic {
     }
 }
 
+/// What all nodes sent of one kind of datagram ([`packet_kind`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KindTraffic {
+    /// Datagrams.
+    pub datagrams: u64,
+    /// Bytes (whole datagrams, header included).
+    pub bytes: u64,
+    /// SWIM packets: member updates piggybacked (foca's gossip).
+    pub updates: u64,
+    /// SWIM packets: bytes of those updates (the rest is our header and
+    /// foca's, whose identities are most of it).
+    pub update_bytes: u64,
+}
+
+impl KindTraffic {
+    fn minus(&self, earlier: &KindTraffic) -> KindTraffic {
+        KindTraffic {
+            datagrams: self.datagrams.saturating_sub(earlier.datagrams),
+            bytes: self.bytes.saturating_sub(earlier.bytes),
+            updates: self.updates.saturating_sub(earlier.updates),
+            update_bytes: self.update_bytes.saturating_sub(earlier.update_bytes),
+        }
+    }
+}
+
+/// Counts `payload` in `by_kind`, under its [`packet_kind`].
+pub(super) fn count_kind(by_kind: &mut BTreeMap<&'static str, KindTraffic>, payload: &[u8]) {
+    let (kind, updates) = packet_kind(payload);
+    let entry = by_kind.entry(kind).or_default();
+    entry.datagrams += 1;
+    entry.bytes += payload.len() as u64;
+    if let Some((count, bytes)) = updates {
+        entry.updates += u64::from(count);
+        entry.update_bytes += bytes as u64;
+    }
+}
+
+/// The kind of an encoded plaintext datagram: the body's variant, and for a
+/// SWIM packet foca's message (`swim ping`, `swim ack`, ...) with the count
+/// and bytes of the member updates it carries. Read from the bytes (foca's
+/// header decoded without checking signatures), as the traffic breakdown of
+/// a simulation needs nothing more.
+pub fn packet_kind(payload: &[u8]) -> (&'static str, Option<(u16, usize)>) {
+    if payload.get(3) != Some(&0) {
+        return ("sealed", None);
+    }
+    let Some(&tag) = payload.get(wire::HEADER_LEN) else {
+        return ("short", None);
+    };
+    if tag != SWIM_TAG {
+        return (
+            BODY_KINDS
+                .get(usize::from(tag))
+                .copied()
+                .unwrap_or("unknown"),
+            None,
+        );
+    }
+    let body = &payload[wire::HEADER_LEN..];
+    let Ok((wire::Body::Swim(swim), _)) = postcard::take_from_bytes::<wire::Body>(body) else {
+        return ("swim (undecodable)", None);
+    };
+    let Ok((header, rest)) = postcard::take_from_bytes::<foca::Header<wire::SwimIdentity>>(&swim)
+    else {
+        return ("swim (undecodable)", None);
+    };
+    let kind = match header.message {
+        foca::Message::Ping(_) => "swim ping",
+        foca::Message::Ack(_) => "swim ack",
+        foca::Message::PingReq { .. } => "swim ping-req",
+        foca::Message::IndirectPing { .. } => "swim indirect-ping",
+        foca::Message::IndirectAck { .. } => "swim indirect-ack",
+        foca::Message::ForwardedAck { .. } => "swim forwarded-ack",
+        foca::Message::Announce => "swim announce",
+        foca::Message::Feed => "swim feed",
+        foca::Message::Gossip => "swim gossip",
+        foca::Message::Broadcast => "swim broadcast",
+        foca::Message::TurnUndead => "swim turn-undead",
+    };
+    // foca: a big-endian u16 count of updates, then the updates.
+    let updates = match rest {
+        [high, low, members @ ..] => Some((u16::from_be_bytes([*high, *low]), members.len())),
+        _ => None,
+    };
+    (kind, updates)
+}
+
 /// The nearest-rank percentile `p` (0..=1) of sorted `times`; `None` when
 /// empty.
 pub fn percentile(times: &[Duration], p: f64) -> Option<Duration> {
@@ -107,6 +222,8 @@ pub struct TrafficSnapshot {
     pub at: Duration,
     /// Counters since the start, by node index.
     pub per_node: Vec<NodeTraffic>,
+    /// Counters since the start, all nodes together, by [`packet_kind`].
+    pub by_kind: BTreeMap<&'static str, KindTraffic>,
 }
 
 impl TrafficSnapshot {
@@ -122,6 +239,15 @@ impl TrafficSnapshot {
                 .enumerate()
                 .map(|(i, now)| now.minus(earlier.per_node.get(i).unwrap_or(&zero)))
                 .collect(),
+            by_kind: self
+                .by_kind
+                .iter()
+                .map(|(&kind, now)| {
+                    let before = earlier.by_kind.get(kind).copied().unwrap_or_default();
+                    (kind, now.minus(&before))
+                })
+                .filter(|(_, traffic)| traffic.datagrams > 0)
+                .collect(),
         }
     }
 }
@@ -133,6 +259,8 @@ pub struct PhaseTraffic {
     pub duration: Duration,
     /// Counters of the phase, by node index.
     pub per_node: Vec<NodeTraffic>,
+    /// Counters of the phase, all nodes together, by [`packet_kind`].
+    pub by_kind: BTreeMap<&'static str, KindTraffic>,
 }
 
 /// Datagrams per message of a phase: the mean over nodes and the busiest.
@@ -307,6 +435,7 @@ impl Sim {
         TrafficSnapshot {
             at: self.elapsed(),
             per_node: self.traffic.clone(),
+            by_kind: self.traffic_by_kind.clone(),
         }
     }
 
@@ -450,6 +579,40 @@ mod tests {
             sig: crate::sign::Signature::from_bytes(&[0; 64]),
             generation: 2
         })));
+    }
+
+    #[test]
+    fn packet_kinds_name_the_body_and_foca_message() {
+        let identity = wire::Identity::for_tests(1);
+        assert_eq!(BODY_KINDS[usize::from(SWIM_TAG)], "swim");
+        assert_eq!(
+            packet_kind(&encoded(&Body::IdentityRequest(vec![identity.run()]))).0,
+            "identity-request"
+        );
+        assert_eq!(
+            packet_kind(&encoded(&Body::Identities(vec![identity.clone()]))).0,
+            "identities"
+        );
+        assert_eq!(
+            packet_kind(&encoded(&Body::Leave {
+                sig: crate::sign::Signature::from_bytes(&[0; 64]),
+                generation: 2
+            }))
+            .0,
+            "leave"
+        );
+        let header = foca::Header {
+            src: wire::SwimIdentity::Full(identity.clone()),
+            src_incarnation: 0,
+            dst: wire::SwimIdentity::Known(identity.run()),
+            message: foca::Message::Ping(3),
+        };
+        let mut swim = postcard::to_allocvec(&header).expect("encodes");
+        swim.extend_from_slice(&[0, 0]);
+        assert_eq!(
+            packet_kind(&encoded(&Body::Swim(swim))),
+            ("swim ping", Some((0, 0)))
+        );
     }
 
     #[test]

@@ -189,6 +189,11 @@ pub fn seed_bodies() -> Vec<(&'static str, Body)> {
         ),
         ("direct", Body::Direct(direct_seed())),
         (
+            "identity-request",
+            Body::IdentityRequest(vec![identity(2, "gamma").run(), identity(3, "delta").run()]),
+        ),
+        ("identities", Body::Identities(vec![identity(2, "gamma")])),
+        (
             "digest",
             Body::Digest(Digest {
                 stamp_us: 5,
@@ -250,11 +255,13 @@ pub fn kind(body: &Body) -> &'static str {
         Body::KeyringAck { .. } => "keyring-ack",
         Body::Presence(_) => "presence",
         Body::Direct(_) => "direct",
+        Body::IdentityRequest(_) => "identity-request",
+        Body::Identities(_) => "identities",
     }
 }
 
 /// Every kind [`kind`] names.
-pub const KINDS: usize = 18;
+pub const KINDS: usize = 20;
 
 /// A direct message from node 1 to node 0, sealed (a fuzzed copy never
 /// opens; the seed makes the decoder and the opening path run).

@@ -245,5 +245,44 @@ fn table(report: &ScaleReport, wall: Duration) -> String {
     if !d.missing.is_empty() {
         out.push_str(&format!("\n  undelivered: {d}\n"));
     }
+    out.push_str(&idle_breakdown(report));
+    out
+}
+
+/// The idle traffic by kind of datagram, busiest first: where the idle
+/// bytes go (per node per second, like the idle row of the table).
+fn idle_breakdown(report: &ScaleReport) -> String {
+    let idle = &report.idle_traffic;
+    let per_node_sec = |count: u64| {
+        let secs = idle.duration.as_secs_f64();
+        if secs == 0.0 || report.idle_nodes == 0 {
+            0.0
+        } else {
+            count as f64 / report.idle_nodes as f64 / secs
+        }
+    };
+    let total: u64 = idle.by_kind.values().map(|k| k.bytes).sum();
+    let mut kinds: Vec<_> = idle.by_kind.iter().collect();
+    kinds.sort_by_key(|(_, k)| std::cmp::Reverse(k.bytes));
+    let mut out = format!(
+        "\n  idle traffic by kind (per node per second; SWIM member updates are part of their packet's bytes)\n  {:<20} {:>12} {:>10} {:>7} {:>11} {:>14}\n",
+        "kind", "datagrams/s", "B/s", "share", "updates/s", "update B/s"
+    );
+    for (kind, k) in kinds {
+        let share = if total == 0 {
+            0.0
+        } else {
+            k.bytes as f64 * 100.0 / total as f64
+        };
+        out.push_str(&format!(
+            "  {:<20} {:>12.2} {:>10.0} {:>6.1}% {:>11.2} {:>14.0}\n",
+            kind,
+            per_node_sec(k.datagrams),
+            per_node_sec(k.bytes),
+            share,
+            per_node_sec(k.updates),
+            per_node_sec(k.update_bytes),
+        ));
+    }
     out
 }
