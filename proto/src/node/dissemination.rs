@@ -103,7 +103,7 @@ impl Node {
         self.stats.messages_sent += 1;
         let own = self.config.id;
         for item in items_of(&message) {
-            self.outbox.add(Route::Origin, [own, own], item);
+            self.outbox.add(Route::Origin, [own, own], item, now);
         }
         self.events.push_back(Event::Message(message.clone()));
         Ok(message)
@@ -145,7 +145,7 @@ impl Node {
                         // Forward a clone only once it proved new.
                         if let Some(held) = self.history.get(&id) {
                             let item = Payload::Whole(held.clone());
-                            self.outbox.add(Route::Relay, [sender, id.origin], item);
+                            self.outbox.add(Route::Relay, [sender, id.origin], item, now);
                         }
                     }
                 }
@@ -174,8 +174,12 @@ impl Node {
         match added {
             Ok(added) => {
                 if let Some(piece) = forward {
-                    self.outbox
-                        .add(Route::Relay, [sender, id.origin], Payload::Piece(piece));
+                    self.outbox.add(
+                        Route::Relay,
+                        [sender, id.origin],
+                        Payload::Piece(piece),
+                        now,
+                    );
                 }
                 if let Added::Complete(message) = added {
                     self.accept(sender, *message, repair, now);

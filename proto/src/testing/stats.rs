@@ -18,6 +18,9 @@ const PUSH_TAG: u8 = 2;
 /// Postcard's tag of `wire::Body::Repair`.
 const REPAIR_TAG: u8 = 5;
 
+/// Postcard's tag of `wire::Body::Ack`.
+const ACK_TAG: u8 = 18;
+
 /// One successful publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
@@ -38,6 +41,8 @@ pub struct NodeTraffic {
     pub bytes: u64,
     /// Datagrams carrying a message: eager pushes and repairs.
     pub message_datagrams: u64,
+    /// Acknowledgements of direct pushes.
+    pub ack_datagrams: u64,
 }
 
 impl NodeTraffic {
@@ -48,6 +53,9 @@ impl NodeTraffic {
         let message = is_message_datagram(payload);
         if message {
             self.message_datagrams += 1;
+        }
+        if is_plain_body(payload, ACK_TAG) {
+            self.ack_datagrams += 1;
         }
         message
     }
@@ -60,6 +68,7 @@ impl NodeTraffic {
             message_datagrams: self
                 .message_datagrams
                 .saturating_sub(earlier.message_datagrams),
+            ack_datagrams: self.ack_datagrams.saturating_sub(earlier.ack_datagrams),
         }
     }
 }
@@ -82,6 +91,11 @@ fn is_message_datagram(payload: &[u8]) -> bool {
             payload.get(wire::HEADER_LEN),
             Some(&(PUSH_TAG | REPAIR_TAG))
         )
+}
+
+/// Whether an encoded plaintext datagram's body has postcard tag `tag`.
+fn is_plain_body(payload: &[u8], tag: u8) -> bool {
+    payload.get(3) == Some(&0) && payload.get(wire::HEADER_LEN) == Some(&tag)
 }
 
 /// The ids of the messages a push or repair carries (whole or in part),
@@ -171,6 +185,12 @@ impl PhaseTraffic {
         }
         let total: u64 = nodes.iter().map(|&i| self.node(i).bytes).sum();
         total as f64 / nodes.len() as f64 / secs
+    }
+
+    /// Datagrams of one kind (`counter`) the `nodes` sent in the phase, in
+    /// all.
+    pub fn total(&self, nodes: &[usize], counter: impl Fn(&NodeTraffic) -> u64) -> u64 {
+        nodes.iter().map(|&i| counter(&self.node(i))).sum()
     }
 
     /// Mean datagrams sent per node per second of the phase, over `nodes`.
@@ -446,6 +466,12 @@ mod tests {
             wire::Payload::Whole(message)
         ]))));
         assert!(!is_message_datagram(&encoded(&Body::Swim(vec![2, 5]))));
+        let ack = encoded(&Body::Ack(wire::Ack {
+            seen: vec![wire::SeqRange { first: 1, last: 2 }],
+            pieces: Vec::new(),
+        }));
+        assert!(is_plain_body(&ack, ACK_TAG));
+        assert!(!is_message_datagram(&ack));
         assert!(!is_message_datagram(&encoded(&Body::Leave {
             sig: crate::sign::Signature::from_bytes(&[0; 64]),
             generation: 2
