@@ -158,6 +158,13 @@ pub fn seed_bodies() -> Vec<(&'static str, Body)> {
         ),
         ("direct", Body::Direct(direct_seed())),
         (
+            "ack",
+            Body::Ack(wire::Ack {
+                seen: vec![SeqRange { first: 1, last: 2 }, SeqRange { first: 4, last: 9 }],
+                pieces: vec![wire::PieceAck { seq: 10, index: 3 }],
+            }),
+        ),
+        (
             "digest",
             Body::Digest(Digest {
                 stamp_us: 5,
@@ -219,11 +226,12 @@ pub fn kind(body: &Body) -> &'static str {
         Body::KeyringAck { .. } => "keyring-ack",
         Body::Presence(_) => "presence",
         Body::Direct(_) => "direct",
+        Body::Ack(_) => "ack",
     }
 }
 
 /// Every kind [`kind`] names.
-pub const KINDS: usize = 18;
+pub const KINDS: usize = 19;
 
 /// A direct message from node 1 to node 0, sealed (a fuzzed copy never
 /// opens; the seed makes the decoder and the opening path run).
