@@ -35,6 +35,7 @@ use crate::id::{MessageId, NodeId};
 use crate::message::{Draft, Hlc, MAX_NAME_BYTES, Message};
 use crate::wire::{self, ClusterId, Header};
 
+mod acks;
 mod anti_entropy;
 mod config;
 mod contact;
@@ -54,7 +55,7 @@ mod suspicion;
 mod swim;
 mod timers;
 
-pub use config::ProtocolConfig;
+pub use config::{ProtocolConfig, PushAckConfig};
 pub use direct::{
     DIRECT_SEQ_BIT, DirectAck, DirectError, DirectOutcome, DirectStatus, PendingDirect,
     is_direct_id,
@@ -444,6 +445,19 @@ pub struct Stats {
     pub direct_received: u64,
     /// Direct messages given up unacknowledged.
     pub direct_expired: u64,
+    /// Datagrams sent again because a member did not acknowledge a direct
+    /// push in time (each copy counts; see [`PushAckConfig`]).
+    pub retransmissions: u64,
+    /// (item, member) pairs given up after
+    /// [`PushAckConfig::max_retries`] or because the member went away: left
+    /// to gap pulls and anti-entropy.
+    pub retransmit_given_up: u64,
+    /// (item, member) pairs dropped unacknowledged to stay within
+    /// [`PushAckConfig::max_pending`] or
+    /// [`PushAckConfig::max_pending_bytes`]: left to anti-entropy.
+    pub retransmit_dropped: u64,
+    /// Acknowledgements of direct pushes sent.
+    pub acks_sent: u64,
 }
 
 /// A refused datagram whose sender is most likely configured differently
@@ -553,9 +567,11 @@ pub struct Node {
     /// This node's messages published since the last drain, with the wall
     /// clock they were published at: signed together, as one batch, before
     /// anything leaves the node (see `dissemination`).
-    unsigned: Vec<(Message, u64)>,
+    unsigned: Vec<(Message, u64, Instant)>,
     /// Pushes waiting to be packed into datagrams; see `outbox`.
     outbox: Outbox,
+    /// Direct pushes waiting for acknowledgement, and acknowledgements owed.
+    push_acks: acks::PushAcks,
     /// Large messages being reassembled; see `fragments`.
     reassembly: Reassembly,
     /// Origins with a pull scheduled: whom to ask, and the highest sequence
@@ -680,6 +696,7 @@ impl Node {
             gossip_pacing: GossipPacing::default(),
             unsigned: Vec::new(),
             outbox: Outbox::default(),
+            push_acks: acks::PushAcks::default(),
             reassembly: Reassembly::new(&config.protocol),
             gap_pulls: BTreeMap::new(),
             heads: BTreeMap::new(),
@@ -778,8 +795,20 @@ impl Node {
             wire::Body::Hello(hello) => self.on_hello(from, header.sender, hello, now),
             wire::Body::Swim(payload) => self.on_swim(header.sender, from, &payload, now),
             wire::Body::Push(push) => {
+                // A direct push is its origin's own: acknowledged (after
+                // handling, so the seen ranges sent include it).
+                let direct = !push.relay;
+                let pieces = if direct {
+                    acks::own_pieces(header.sender, &push.items)
+                } else {
+                    Vec::new()
+                };
                 self.on_items(header.sender, push.items, push.relay, false, now);
+                if direct {
+                    self.owe_ack(header.sender, pieces, now);
+                }
             }
+            wire::Body::Ack(ack) => self.on_push_ack(header.sender, &ack),
             wire::Body::Repair(items) => self.on_items(header.sender, items, false, true, now),
             wire::Body::Gone(ranges) => self.on_gone(header.sender, ranges, now),
             wire::Body::Leave { generation, sig } => {
@@ -847,6 +876,8 @@ impl Node {
                 TimerKind::Hints(deadline) => self.on_hints_timer(deadline, now),
                 TimerKind::PresenceRefresh => self.on_presence_refresh(now),
                 TimerKind::Direct => self.on_direct_timer(now),
+                TimerKind::Retransmit => self.on_retransmit_timer(now),
+                TimerKind::AckDue => self.send_due_acks(Some(now)),
             }
         }
         self.wake_waiting_direct(now);
@@ -998,6 +1029,12 @@ impl Node {
         self.history.bytes()
     }
 
+    /// Direct pushes waiting for acknowledgement: (item, member) pairs, and
+    /// the bytes of the items held (each once).
+    pub fn retransmit_usage(&self) -> (usize, usize) {
+        self.push_acks.usage()
+    }
+
     /// Large messages being reassembled: how many, and the bytes of their
     /// pieces held.
     pub fn reassembly_usage(&self) -> (usize, usize) {
@@ -1042,6 +1079,9 @@ impl Node {
         self.sign_published();
         if !self.outbox.is_empty() {
             self.flush_outbox();
+        }
+        if self.push_acks.has_immediate() {
+            self.send_due_acks(None);
         }
         self.transmits.pop_front()
     }

@@ -738,6 +738,20 @@ pub struct MessageCounts {
     /// Gap pulls sent (a missing message noticed and asked for at once).
     #[serde(default)]
     pub gap_pulls: u64,
+    /// Datagrams of direct pushes sent again because a member did not
+    /// acknowledge them in time (each copy counts).
+    #[serde(default)]
+    pub retransmissions: u64,
+    /// Acknowledgements of direct pushes sent.
+    #[serde(default)]
+    pub acks_sent: u64,
+    /// (message, member) pairs waiting for an acknowledgement now.
+    #[serde(default)]
+    pub unacknowledged: u64,
+    /// (message, member) pairs left to anti-entropy unacknowledged: after
+    /// the last retry, when the member went away, or past the memory bound.
+    #[serde(default)]
+    pub retransmit_given_up: u64,
     /// Messages given up because no member held them any more: they left
     /// every history window before reaching this node. Each is also logged.
     #[serde(default)]

@@ -554,6 +554,34 @@ pub enum Body {
     /// The answer to a [`Body::IdentityRequest`]: the signed identities the
     /// sender holds of the nodes asked for.
     Identities(Vec<Identity>),
+    /// The answer to direct pushes (`relay: false`) of the receiver's own
+    /// messages: which of them the sender holds, so the receiver sends
+    /// again only what was lost (see `node::acks`). A node that does not
+    /// know this body drops it as malformed; its peers then only
+    /// retransmit to it a few times.
+    Ack(Ack),
+}
+
+/// Which of the receiver's own messages the sender of an [`Body::Ack`]
+/// holds.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Ack {
+    /// The highest few ranges of the receiver's sequence numbers the
+    /// sender has seen, lowest first. A range left out (an old gap) only
+    /// costs a retransmission, never a loss.
+    pub seen: Vec<SeqRange>,
+    /// Pieces of the receiver's large messages the sender holds while the
+    /// message is incomplete (a complete one is in `seen`).
+    pub pieces: Vec<PieceAck>,
+}
+
+/// One fragment of a message, acknowledged (see [`Ack::pieces`]).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Serialize, Deserialize)]
+pub struct PieceAck {
+    /// The message's sequence number (its origin is the ack's receiver).
+    pub seq: u64,
+    /// The fragment's index.
+    pub index: u16,
 }
 
 /// A keyring change (see [`Body::KeyringCommand`]).
@@ -774,6 +802,7 @@ fn verify_signed(
         | Body::KeyringCommand { .. }
         | Body::KeyringAck { .. }
         | Body::IdentityRequest(_)
+        | Body::Ack(_)
         // Opened and checked by the node it is for, the only one that can.
         | Body::Direct(_) => Ok(()),
     }

@@ -63,6 +63,41 @@ pub struct Options {
     pub window: usize,
     /// `--log-level` of the daemons.
     pub log_level: String,
+    /// Inbound loss on every host, percent (nftables drop on eth0), from
+    /// after discovery to the end of the run.
+    pub loss_percent: u8,
+}
+
+/// What every node sent during the latency phase, from the daemons'
+/// `status` counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PhaseDatagrams {
+    /// Messages sent in the phase (every way of sending).
+    pub messages: u64,
+    /// Datagrams all nodes sent.
+    pub datagrams: u64,
+    /// Of them, acknowledgements of direct pushes.
+    pub acks: u64,
+    /// Of them, retransmitted pushes.
+    pub retransmissions: u64,
+    /// Length of the phase.
+    pub elapsed: Duration,
+    /// Datagrams per second all nodes sent while idle, measured just
+    /// before.
+    pub idle_rate: f64,
+}
+
+impl PhaseDatagrams {
+    /// All datagrams per message.
+    pub fn per_message(&self) -> f64 {
+        self.datagrams as f64 / self.messages.max(1) as f64
+    }
+
+    /// Datagrams per message above what the idle rate accounts for.
+    pub fn above_idle_per_message(&self) -> f64 {
+        (self.datagrams as f64 - self.idle_rate * self.elapsed.as_secs_f64())
+            / self.messages.max(1) as f64
+    }
 }
 
 /// How a latency sample is sent.
@@ -182,6 +217,8 @@ pub struct Report {
     pub discovery: Option<Duration>,
     /// One series per [`Via`], once measured.
     pub latency: Vec<LatencySeries>,
+    /// The datagrams of the latency phase.
+    pub latency_datagrams: Option<PhaseDatagrams>,
     /// One sender (h1).
     pub single: Vec<RateRun>,
     /// All N sending at once.
@@ -239,7 +276,34 @@ fn run(cluster: &NsCluster, options: &Options, report: &mut Report) -> Result<()
         cluster.spawned.elapsed().as_secs_f64()
     ));
 
+    if options.loss_percent > 0 {
+        cluster.lan.set_loss_all(options.loss_percent);
+        progress(&format!(
+            "{}% inbound loss on every host",
+            options.loss_percent
+        ));
+    }
+    let idle_window = Duration::from_secs(3);
+    let idle_start = datagram_counters(cluster);
+    // A measurement window, not a wait for a condition.
+    std::thread::sleep(idle_window);
+    let idle_end = datagram_counters(cluster);
+    let idle_rate = idle_end.0.saturating_sub(idle_start.0) as f64 / idle_window.as_secs_f64();
+    let phase_start = Instant::now();
     report.latency = latency(cluster, &recorders, options.latency_samples)?;
+    let end = datagram_counters(cluster);
+    report.latency_datagrams = Some(PhaseDatagrams {
+        messages: report
+            .latency
+            .iter()
+            .map(|s| s.returned.len() as u64)
+            .sum(),
+        datagrams: end.0.saturating_sub(idle_end.0),
+        acks: end.1.saturating_sub(idle_end.1),
+        retransmissions: end.2.saturating_sub(idle_end.2),
+        elapsed: phase_start.elapsed(),
+        idle_rate,
+    });
     for senders in [1, options.nodes] {
         for &rate in &options.rates {
             let run = throughput(cluster, &recorders, rate, senders, options)?;
@@ -260,6 +324,22 @@ fn run(cluster: &NsCluster, options: &Options, report: &mut Report) -> Result<()
         }
     }
     Ok(())
+}
+
+/// Datagrams sent, acknowledgements sent and retransmissions, summed over
+/// every daemon (`status`).
+fn datagram_counters(cluster: &NsCluster) -> (u64, u64, u64) {
+    cluster
+        .daemons
+        .iter()
+        .map(|d| d.status())
+        .fold((0, 0, 0), |sum, s| {
+            (
+                sum.0 + s.datagrams.sent,
+                sum.1 + s.messages.acks_sent,
+                sum.2 + s.messages.retransmissions,
+            )
+        })
 }
 
 /// `100 * part / whole`, 0 for an empty whole.

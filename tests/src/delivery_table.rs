@@ -39,6 +39,20 @@ pub fn table(report: &Report, options: &Options) -> String {
     if !report.latency.is_empty() {
         out.push_str(&latency_table(&report.latency));
     }
+    if let Some(d) = &report.latency_datagrams {
+        out.push_str(&format!(
+            "\nLatency phase, {}% inbound loss on every host: {} datagrams sent by all nodes for {} messages in {:.1} s = {:.2} per message ({:.2} above the idle rate of {:.0}/s); of them {:.2} acknowledgements and {:.2} retransmissions per message\n",
+            options.loss_percent,
+            d.datagrams,
+            d.messages,
+            d.elapsed.as_secs_f64(),
+            d.per_message(),
+            d.above_idle_per_message(),
+            d.idle_rate,
+            d.acks as f64 / d.messages.max(1) as f64,
+            d.retransmissions as f64 / d.messages.max(1) as f64,
+        ));
+    }
     for (title, runs) in [
         ("one sender (h1)", &report.single),
         ("all nodes sending", &report.all),

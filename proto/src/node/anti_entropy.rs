@@ -150,9 +150,17 @@ impl Node {
         let protocol = self.config.protocol;
         let catching_up = self.repaired_since_round >= protocol.catch_up_threshold;
         self.repaired_since_round = 0;
-        let active = self
-            .last_message_at
-            .is_some_and(|at| now.saturating_duration_since(at) < protocol.anti_entropy_interval);
+        let targets = self.members.active_targets(&[]);
+        // In a cluster small enough for direct pushes, every member
+        // acknowledges each push and the origin retransmits what is lost
+        // (see `acks`): the faster rounds that bound an epidemic's tail
+        // would only add traffic, so rounds keep the idle pace there.
+        let acknowledged =
+            protocol.push_acks.enabled && targets.len() <= protocol.direct_push_limit;
+        let active = !acknowledged
+            && self.last_message_at.is_some_and(|at| {
+                now.saturating_duration_since(at) < protocol.anti_entropy_interval
+            });
         let interval = if catching_up {
             protocol.anti_entropy_catch_up_interval
         } else if active {
@@ -169,7 +177,6 @@ impl Node {
         self.asked
             .retain(|_, at| now.saturating_duration_since(*at) < protocol.gone_answer_window);
         self.stats.reassembly_evicted = self.reassembly.evicted;
-        let targets = self.members.active_targets(&[]);
         while let Some(id) = self.fresh_members.pop_front() {
             if let Some(&(_, addr)) = targets.iter().find(|(target, _)| *target == id) {
                 self.send_digest(addr, now);

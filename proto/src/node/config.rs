@@ -136,6 +136,13 @@ pub struct ProtocolConfig {
     /// How long a gap in an origin's sequence numbers may stay open before
     /// it is pulled: a copy on another path may just be late. Default 10 ms.
     pub gap_pull_delay: Duration,
+    /// Acknowledgement and retransmission of direct pushes (see `acks`):
+    /// in a cluster of at most [`ProtocolConfig::direct_push_limit`], a
+    /// push is the only copy a member gets, so a lost one would wait for a
+    /// gap pull (which needs a later message) or anti-entropy (hundreds of
+    /// milliseconds). Each member acknowledges direct pushes; the origin
+    /// sends again what is not acknowledged in time.
+    pub push_acks: PushAckConfig,
     /// The youngest a message may be and still be evicted from history to
     /// make room: a publish that would evict a younger one is refused
     /// ([`super::PublishError::Busy`]), because members that lost a
@@ -154,9 +161,12 @@ pub struct ProtocolConfig {
     /// member. Default 1 s.
     pub anti_entropy_interval: Duration,
     /// The round interval while messages are flowing (a message arrived
-    /// within the last [`ProtocolConfig::anti_entropy_interval`]): a node
+    /// within the last [`ProtocolConfig::anti_entropy_interval`]) in a
+    /// cluster larger than [`ProtocolConfig::direct_push_limit`]: a node
     /// an epidemic push missed learns of it from the next digest's heads,
-    /// so this bounds the delivery tail. Default 200 ms.
+    /// so this bounds the delivery tail. (A smaller cluster acknowledges
+    /// and retransmits pushes instead, see
+    /// [`ProtocolConfig::push_acks`].) Default 200 ms.
     pub anti_entropy_active_interval: Duration,
     /// The round interval while catching up: when the last round brought at
     /// least [`ProtocolConfig::catch_up_threshold`] repaired messages,
@@ -300,6 +310,7 @@ impl Default for ProtocolConfig {
             direct_push_limit: 16,
             max_signing_batch: 64,
             gap_pull_delay: Duration::from_millis(10),
+            push_acks: PushAckConfig::default(),
             min_retention: Duration::from_secs(3),
             max_clock_ahead: Duration::from_secs(60),
 
@@ -342,6 +353,81 @@ impl Default for ProtocolConfig {
     }
 }
 
+/// Timings and bounds of push acknowledgements and retransmissions (see
+/// [`ProtocolConfig::push_acks`]). A LAN round trip is 0.05–0.2 ms, so a
+/// repair can complete within about a millisecond; what sets the numbers
+/// is the daemon's own scheduling (its timer resolution is 1 ms) and the
+/// datagram budget (an acknowledgement per message per member would double
+/// the datagrams of sparse traffic; coalescing keeps a stream's cheap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushAckConfig {
+    /// Whether direct pushes are acknowledged and retransmitted at all
+    /// (off: a lost push waits for a gap pull or anti-entropy, as the
+    /// 1,000-node epidemic mode always does). Default on.
+    pub enabled: bool,
+    /// The shortest retransmission timeout: a member's measured round trip
+    /// can be a few microseconds in a simulation, and the answering daemon
+    /// needs its turn on a busy CPU; shorter would retransmit what is only
+    /// late. Default 1 ms.
+    pub min_timeout: Duration,
+    /// The retransmission timeout is this many times the member's measured
+    /// round trip (when that is above the floor): room for the round trip,
+    /// the member's processing, and its acknowledgement's coalescing.
+    /// Default 3.
+    pub rtt_factor: u32,
+    /// The longest wait between two copies of an item: the backoff stops
+    /// growing here. Default 100 ms.
+    pub max_timeout: Duration,
+    /// Retransmissions at the first timeout, unchanged, before the wait
+    /// doubles: a loss on a LAN is one dropped datagram, not congestion,
+    /// so the first retries come fast. Default 2.
+    pub fast_retries: u32,
+    /// Copies of an item sent in each retransmission. With independent loss
+    /// `p`, one copy is lost again with probability `p` and two with `p²`:
+    /// at 10% loss, a message to four members then needs a second retry in
+    /// about 0.4% of cases instead of 4%, which keeps the 99th percentile
+    /// at one timeout. Costs nothing without loss (nothing is resent).
+    /// Default 2.
+    pub copies: u32,
+    /// Retransmissions of an item to one member before it is left to gap
+    /// pulls and anti-entropy (the member may be gone; failure detection
+    /// decides that, not this). At the 1 ms floor, about 0.13 s of tries.
+    /// Default 8.
+    pub max_retries: u32,
+    /// A member acknowledges at most once per this interval per origin;
+    /// what arrives sooner is acknowledged together when it ends. A single
+    /// message is acknowledged at once; a stream of more than one message
+    /// a millisecond shares acknowledgements, so it costs far less than one
+    /// per message. The origin waits this much longer before retransmitting
+    /// an item that followed another within the interval. Default 1 ms.
+    pub ack_interval: Duration,
+    /// Most (item, member) pairs waiting for acknowledgement; past it the
+    /// oldest item is given up (counted in
+    /// [`super::Stats::retransmit_dropped`]; anti-entropy repairs it). A
+    /// 64 KiB message to 16 members is about 900 pairs. Default 4096.
+    pub max_pending: usize,
+    /// Most payload bytes held for retransmission (each item once, however
+    /// many members wait for it). Default 4 MiB.
+    pub max_pending_bytes: usize,
+}
+
+impl Default for PushAckConfig {
+    fn default() -> Self {
+        PushAckConfig {
+            enabled: true,
+            min_timeout: Duration::from_millis(1),
+            rtt_factor: 3,
+            max_timeout: Duration::from_millis(100),
+            fast_retries: 2,
+            copies: 2,
+            max_retries: 8,
+            ack_interval: Duration::from_millis(1),
+            max_pending: 4096,
+            max_pending_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,5 +440,9 @@ mod tests {
         assert!(config.anti_entropy_active_interval <= config.anti_entropy_interval);
         assert!(config.member_sync_growing_interval <= config.member_sync_interval);
         assert!(config.nudge_interval < config.suspect_to_down_after);
+        let acks = config.push_acks;
+        assert!(acks.min_timeout <= acks.max_timeout);
+        assert!(acks.ack_interval < config.gap_pull_delay);
+        assert!(acks.fast_retries <= acks.max_retries);
     }
 }

@@ -98,7 +98,7 @@ impl Node {
             draft.clone(),
         );
         let id = message.id;
-        self.unsigned.push((message, wall_ms));
+        self.unsigned.push((message, wall_ms, now));
         self.heads.insert(self.config.id, now);
         self.last_message_at = Some(now);
         self.stats.messages_sent += 1;
@@ -116,14 +116,21 @@ impl Node {
         if self.unsigned.is_empty() {
             return;
         }
-        let (mut messages, arrivals): (Vec<Message>, Vec<u64>) =
-            std::mem::take(&mut self.unsigned).into_iter().unzip();
+        let pending = std::mem::take(&mut self.unsigned);
+        let mut messages: Vec<Message> = Vec::with_capacity(pending.len());
+        let mut times: Vec<(u64, Instant)> = Vec::with_capacity(pending.len());
+        for (message, wall_ms, at) in pending {
+            messages.push(message);
+            times.push((wall_ms, at));
+        }
         crate::message::sign_batch(&self.config.key, &mut messages);
         let own = self.config.id;
-        for (message, wall_ms) in messages.into_iter().zip(arrivals) {
+        for (message, (wall_ms, at)) in messages.into_iter().zip(times) {
             self.history.insert(message.clone(), wall_ms);
             for item in items_of(&message) {
-                self.outbox.add(Route::Origin, [own, own], item);
+                // `at` is when it was published: retransmission timing
+                // (`node::acks`) counts from then.
+                self.outbox.add(Route::Origin, [own, own], item, at);
             }
             self.events.push_back(Event::Message(message));
         }
@@ -135,7 +142,7 @@ impl Node {
     fn history_full_until(&self, payload_len: usize, wall_ms: u64) -> Option<Duration> {
         let window = self.history.window();
         // Messages waiting for their batch's signature are as good as held.
-        let unsigned_bytes: usize = self.unsigned.iter().map(|(m, _)| m.payload_len()).sum();
+        let unsigned_bytes: usize = self.unsigned.iter().map(|(m, _, _)| m.payload_len()).sum();
         let full = self.history.len() + self.unsigned.len() >= window.limit
             || self.history.bytes() + unsigned_bytes + payload_len > window.max_bytes;
         if !full {
@@ -167,7 +174,7 @@ impl Node {
                         // Forward a clone only once it proved new.
                         if let Some(held) = self.history.get(&id) {
                             let item = Payload::Whole(held.clone());
-                            self.outbox.add(Route::Relay, [sender, id.origin], item);
+                            self.outbox.add(Route::Relay, [sender, id.origin], item, now);
                         }
                     }
                 }
@@ -196,8 +203,12 @@ impl Node {
         match added {
             Ok(added) => {
                 if let Some(piece) = forward {
-                    self.outbox
-                        .add(Route::Relay, [sender, id.origin], Payload::Piece(piece));
+                    self.outbox.add(
+                        Route::Relay,
+                        [sender, id.origin],
+                        Payload::Piece(piece),
+                        now,
+                    );
                 }
                 if let Added::Complete(message) = added {
                     self.accept(sender, *message, repair, now);

@@ -4,6 +4,7 @@
 //! few datagrams instead of one per message and target.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use rand::seq::SliceRandom;
 
@@ -37,20 +38,24 @@ pub(super) enum Route {
 #[derive(Debug)]
 struct Group {
     route: Route,
+    /// When the first item was queued: the origin's retransmission
+    /// timeouts count from it (draining has no clock of its own).
+    at: Instant,
     /// The sender and the origin: they have the items already.
     exclude: [NodeId; 2],
     items: Vec<Payload>,
 }
 
 impl Outbox {
-    /// Queues `item` for members other than `exclude`.
-    pub(super) fn add(&mut self, route: Route, exclude: [NodeId; 2], item: Payload) {
+    /// Queues `item`, produced at `at`, for members other than `exclude`.
+    pub(super) fn add(&mut self, route: Route, exclude: [NodeId; 2], item: Payload, at: Instant) {
         match self.groups.last_mut() {
             Some(group) if group.route == route && group.exclude == exclude => {
                 group.items.push(item);
             }
             _ => self.groups.push(Group {
                 route,
+                at,
                 exclude,
                 items: vec![item],
             }),
@@ -109,6 +114,11 @@ impl Node {
             };
             if chosen.is_empty() {
                 continue;
+            }
+            if group.route == Route::Origin && !relay {
+                // Pushed to every member once: each acknowledges, or gets
+                // it again (see `acks`).
+                self.track_direct_push(&targets, &group.items, group.at);
             }
             for items in pack(group.items) {
                 let body = Body::Push(Push { relay, items });

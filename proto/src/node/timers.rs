@@ -30,6 +30,12 @@ pub(super) enum TimerKind {
     /// `presence`; reschedules itself).
     PresenceRefresh,
     Direct,
+    /// Send again what members have not acknowledged in time (see `acks`;
+    /// a timer that finds nothing due is a no-op).
+    Retransmit,
+    /// Send the acknowledgements deferred to the end of their interval
+    /// (see `acks`).
+    AckDue,
 }
 
 /// Timers keyed by (deadline, insertion number): timers due at the same

@@ -32,6 +32,7 @@ use crate::node::{Event, Member, Node, NodeConfig, PeerState, PublishError};
 use crate::wire;
 
 pub mod scenario;
+pub mod small;
 pub mod stats;
 
 pub use stats::{

@@ -23,7 +23,7 @@ const SWIM_TAG: u8 = 1;
 
 /// Names of `wire::Body`'s variants by postcard tag (the variant index), for
 /// [`packet_kind`]; checked against the enum by a test below.
-const BODY_KINDS: [&str; 20] = [
+const BODY_KINDS: [&str; 21] = [
     "hello",
     "swim",
     "push",
@@ -44,7 +44,11 @@ const BODY_KINDS: [&str; 20] = [
     "direct",
     "identity-request",
     "identities",
+    "ack",
 ];
+
+/// Postcard's tag of `wire::Body::Ack`.
+const ACK_TAG: u8 = 20;
 
 /// One successful publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +70,8 @@ pub struct NodeTraffic {
     pub bytes: u64,
     /// Datagrams carrying a message: eager pushes and repairs.
     pub message_datagrams: u64,
+    /// Acknowledgements of direct pushes.
+    pub ack_datagrams: u64,
 }
 
 impl NodeTraffic {
@@ -76,6 +82,9 @@ impl NodeTraffic {
         let message = is_message_datagram(payload);
         if message {
             self.message_datagrams += 1;
+        }
+        if is_plain_body(payload, ACK_TAG) {
+            self.ack_datagrams += 1;
         }
         message
     }
@@ -88,6 +97,7 @@ impl NodeTraffic {
             message_datagrams: self
                 .message_datagrams
                 .saturating_sub(earlier.message_datagrams),
+            ack_datagrams: self.ack_datagrams.saturating_sub(earlier.ack_datagrams),
         }
     }
 }
@@ -199,6 +209,11 @@ fn is_message_datagram(payload: &[u8]) -> bool {
         )
 }
 
+/// Whether an encoded plaintext datagram's body has postcard tag `tag`.
+fn is_plain_body(payload: &[u8], tag: u8) -> bool {
+    payload.get(3) == Some(&0) && payload.get(wire::HEADER_LEN) == Some(&tag)
+}
+
 /// The ids of the messages a push or repair carries (whole or in part),
 /// each once.
 pub(super) fn message_ids_of(payload: &[u8]) -> Vec<MessageId> {
@@ -299,6 +314,12 @@ impl PhaseTraffic {
         }
         let total: u64 = nodes.iter().map(|&i| self.node(i).bytes).sum();
         total as f64 / nodes.len() as f64 / secs
+    }
+
+    /// Datagrams of one kind (`counter`) the `nodes` sent in the phase, in
+    /// all.
+    pub fn total(&self, nodes: &[usize], counter: impl Fn(&NodeTraffic) -> u64) -> u64 {
+        nodes.iter().map(|&i| counter(&self.node(i))).sum()
     }
 
     /// Mean datagrams sent per node per second of the phase, over `nodes`.
@@ -575,6 +596,12 @@ mod tests {
             wire::Payload::Whole(message)
         ]))));
         assert!(!is_message_datagram(&encoded(&Body::Swim(vec![2, 5]))));
+        let ack = encoded(&Body::Ack(wire::Ack {
+            seen: vec![wire::SeqRange { first: 1, last: 2 }],
+            pieces: Vec::new(),
+        }));
+        assert!(is_plain_body(&ack, ACK_TAG));
+        assert!(!is_message_datagram(&ack));
         assert!(!is_message_datagram(&encoded(&Body::Leave {
             sig: crate::sign::Signature::from_bytes(&[0; 64]),
             generation: 2

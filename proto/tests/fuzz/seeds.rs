@@ -193,6 +193,12 @@ pub fn seed_bodies() -> Vec<(&'static str, Body)> {
             Body::IdentityRequest(vec![identity(2, "gamma").run(), identity(3, "delta").run()]),
         ),
         ("identities", Body::Identities(vec![identity(2, "gamma")])),
+            "ack",
+            Body::Ack(wire::Ack {
+                seen: vec![SeqRange { first: 1, last: 2 }, SeqRange { first: 4, last: 9 }],
+                pieces: vec![wire::PieceAck { seq: 10, index: 3 }],
+            }),
+        ),
         (
             "digest",
             Body::Digest(Digest {
@@ -257,11 +263,12 @@ pub fn kind(body: &Body) -> &'static str {
         Body::Direct(_) => "direct",
         Body::IdentityRequest(_) => "identity-request",
         Body::Identities(_) => "identities",
+        Body::Ack(_) => "ack",
     }
 }
 
 /// Every kind [`kind`] names.
-pub const KINDS: usize = 20;
+pub const KINDS: usize = 21;
 
 /// A direct message from node 1 to node 0, sealed (a fuzzed copy never
 /// opens; the seed makes the decoder and the opening path run).

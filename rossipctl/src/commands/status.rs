@@ -94,6 +94,10 @@ fn lines(s: &StatusResult) -> Vec<String> {
             m.repairs_sent, m.gap_pulls, m.lost, m.partial, m.partial_evicted
         ),
         format!(
+            "push acks: {} sent, {} retransmissions, {} unacknowledged, {} left to anti-entropy",
+            m.acks_sent, m.retransmissions, m.unacknowledged, m.retransmit_given_up
+        ),
+        format!(
             "back-pressure: {} sends held, {} waiting, {} refused busy",
             m.sends_held, m.sends_waiting, m.sends_refused
         ),

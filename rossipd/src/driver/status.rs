@@ -69,6 +69,11 @@ impl Driver {
                 history_bytes: u64::try_from(self.node.history_bytes()).unwrap_or(u64::MAX),
                 repairs_sent: s.repairs_sent,
                 gap_pulls: s.gap_pulls,
+                retransmissions: s.retransmissions,
+                acks_sent: s.acks_sent,
+                unacknowledged: u64::try_from(self.node.retransmit_usage().0)
+                    .unwrap_or(u64::MAX),
+                retransmit_given_up: s.retransmit_given_up + s.retransmit_dropped,
                 lost: s.messages_lost,
                 sends_held: self.deferred.held,
                 sends_refused: self.deferred.refused,

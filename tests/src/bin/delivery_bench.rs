@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! cargo build --release -p rossipd -p rossipctl -p rossip-tests
-//! sudo target/release/delivery-bench [--nodes 5] [--latency-samples 200] [--rates 5000,10000,20000,30000] [--seconds 5] [--window 256]
+//! sudo target/release/delivery-bench [--nodes 5] [--latency-samples 200] [--rates 5000,10000,20000,30000] [--seconds 5] [--window 256] [--loss 0.1]
 //! ```
 
 use std::process::ExitCode;
@@ -19,7 +19,7 @@ use rossip_tests::{bench, bins, delivery_table, sys};
 
 const USAGE: &str = "\
 usage: delivery-bench [--nodes 5] [--latency-samples 200] [--rates 5000,10000,20000,30000]
-                      [--seconds 5] [--window 256] [--log-level info]
+                      [--seconds 5] [--window 256] [--log-level info] [--loss 0.1]
 
   --nodes N            hosts, one rossipd each (2..=200)              [default: 5]
   --latency-samples S  latency samples per way of sending; 0 skips    [default: 200]
@@ -28,6 +28,8 @@ usage: delivery-bench [--nodes 5] [--latency-samples 200] [--rates 5000,10000,20
   --window W           unanswered sends per sender: 1 = sequential    [default: 256]
                        calls, more = pipelined requests
   --log-level L        the daemons' --log-level                       [default: info]
+  --loss P             inbound loss on every host (nftables, after    [default: 0]
+                       discovery), as a fraction: 0.1 = 10%
 
 Needs root (it creates network namespaces) and rossipd and rossipctl binaries
 of the same profile: cargo build --release -p rossipd -p rossipctl";
@@ -65,6 +67,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
         seconds: 5.0,
         window: 256,
         log_level: "info".to_owned(),
+        loss_percent: 0,
     };
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -113,6 +116,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
                 };
             }
             "--log-level" => options.log_level = value()?,
+            "--loss" => {
+                options.loss_percent = match value()?.parse::<f64>() {
+                    Ok(p) if (0.0..1.0).contains(&p) => (p * 100.0).round() as u8,
+                    _ => return Err("--loss: not a fraction in [0, 1)".to_owned()),
+                };
+            }
             _ => return Err(format!("unknown argument {arg:?}")),
         }
     }

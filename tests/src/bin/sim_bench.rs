@@ -8,6 +8,15 @@
 //! ```text
 //! cargo run --release -p rossip-tests --bin sim-bench -- --nodes 1000 --loss 0.05 --crash 0.01 --messages 100 --seed 1
 //! ```
+//!
+//! `--small` runs the small-cluster loss scenario instead
+//! ([`rossip_proto::testing::small`]): 5 nodes on a 0.1 ms LAN, sparse
+//! messages and a stream at 10% loss, delay to every node and datagrams
+//! per message.
+//!
+//! ```text
+//! cargo run --release -p rossip-tests --bin sim-bench -- --small --loss 0.1 --seed 1
+//! ```
 #![allow(clippy::disallowed_methods)] // wall time of the run, and the origin of virtual time
 
 use std::process::ExitCode;
@@ -15,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use rossip_proto::node::ProtocolConfig;
 use rossip_proto::testing::scenario::{ScaleConfig, ScaleReport, run_scale};
+use rossip_proto::testing::small::{PhaseReport, SmallConfig, SmallReport, run_small};
 
 const USAGE: &str = "\
 usage: sim-bench [--nodes 1000] [--loss 0.05] [--crash 0.01] [--messages 100] [--seed 1]
@@ -34,10 +44,110 @@ usage: sim-bench [--nodes 1000] [--loss 0.05] [--crash 0.01] [--messages 100] [-
   --cold-limit-secs C  longest wait for every node's full member view  [default: 60]
 
 The cold start is lossless (it measures membership alone); loss applies
-from the settling phase on.";
+from the settling phase on.
+
+usage: sim-bench --small [--nodes 5] [--loss 0.1] [--seed 1] [--sparse 200]
+                 [--stream 500] [--latency-us 100] [--no-push-acks]
+
+  The small-cluster loss scenario: N nodes that all know each other, 200
+  sparse messages 100 ms apart from random nodes, then a stream of 500
+  messages 0.2 ms apart from one node; delay until every other node has
+  each message, and datagrams per message (--no-push-acks: without
+  acknowledgements and retransmission, as before they existed).";
+
+fn main_small(args: impl Iterator<Item = String>) -> ExitCode {
+    let config = match parse_small(args) {
+        Ok(config) => config,
+        Err(why) => {
+            eprintln!("sim-bench: error: {why}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let wall = Instant::now();
+    let report = run_small(&config, Instant::now());
+    print!("{}", small_table(&report, wall.elapsed()));
+    if report.sparse.incomplete + report.stream.incomplete == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn parse_small(mut args: impl Iterator<Item = String>) -> Result<SmallConfig, String> {
+    let mut config = SmallConfig::new(1);
+    while let Some(flag) = args.next() {
+        if flag == "--no-push-acks" {
+            config.protocol.push_acks.enabled = false;
+            continue;
+        }
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let bad = |what: &str| format!("{flag} {value}: {what}");
+        match flag.as_str() {
+            "--nodes" => {
+                config.nodes = value.parse().map_err(|_| bad("not a count"))?;
+                if !(2..=64).contains(&config.nodes) {
+                    return Err(bad("must be 2..=64"));
+                }
+            }
+            "--loss" => config.loss = fraction(&value).ok_or_else(|| bad("not in 0..1"))?,
+            "--seed" => config.seed = parse_seed(&value).ok_or_else(|| bad("not a u64"))?,
+            "--sparse" => config.sparse_messages = value.parse().map_err(|_| bad("not a count"))?,
+            "--stream" => config.stream_messages = value.parse().map_err(|_| bad("not a count"))?,
+            "--latency-us" => {
+                config.latency =
+                    Duration::from_micros(value.parse().map_err(|_| bad("not microseconds"))?);
+            }
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    Ok(config)
+}
+
+fn small_table(report: &SmallReport, wall: Duration) -> String {
+    let c = &report.config;
+    let mut out = format!(
+        "\nsim-bench --small: {} nodes, loss {:.1}%, latency {:?}, push acks {}, seed {}; idle {:.1} datagrams/s (cluster); wall time {:.1?}\n\n",
+        c.nodes,
+        c.loss * 100.0,
+        c.latency,
+        if c.protocol.push_acks.enabled { "on" } else { "off" },
+        c.seed,
+        report.idle_datagrams_per_sec,
+        wall,
+    );
+    out.push_str(
+        "  phase    messages  to all p50 / p99 / max        incomplete  push+repair+ack / msg  (acks)  all above idle / msg  retransmitted\n",
+    );
+    for (name, phase) in [("sparse", &report.sparse), ("stream", &report.stream)] {
+        out.push_str(&phase_line(name, phase));
+    }
+    out
+}
+
+fn phase_line(name: &str, phase: &PhaseReport) -> String {
+    format!(
+        "  {name:<7}  {:>8}  {:<28}  {:>10}  {:>21.2}  {:>6.2}  {:>20.2}  {:>13}\n",
+        phase.messages,
+        format!(
+            "{} / {} / {}",
+            ms2(phase.percentile(0.5)),
+            ms2(phase.percentile(0.99)),
+            ms2(phase.percentile(1.0))
+        ),
+        phase.incomplete,
+        phase.dissemination_per_message(),
+        phase.ack_datagrams as f64 / phase.messages.max(1) as f64,
+        phase.all_per_message_above_idle(),
+        phase.retransmissions,
+    )
+}
 
 fn main() -> ExitCode {
-    let config = match parse(std::env::args().skip(1)) {
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().is_some_and(|first| first == "--small") {
+        return main_small(args.skip(1));
+    }
+    let config = match parse(args) {
         Ok(Some(config)) => config,
         Ok(None) => {
             println!("{USAGE}");
@@ -131,6 +241,14 @@ fn parse_seed(value: &str) -> Option<u64> {
 fn ms(d: Option<Duration>) -> String {
     d.map_or("-".to_owned(), |d| {
         format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+    })
+}
+
+/// Milliseconds with two decimals: the small scenario's delays are a few
+/// tenths of a millisecond.
+fn ms2(d: Option<Duration>) -> String {
+    d.map_or("-".to_owned(), |d| {
+        format!("{:.2} ms", d.as_secs_f64() * 1000.0)
     })
 }
 
