@@ -333,6 +333,7 @@ impl Driver {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Exit {
         let mut buf = vec![0u8; RECV_BUFFER];
+        let mut control = crate::transport::control_buffer();
         let mut discovery_open = true;
         tokio::pin!(shutdown);
         let mut cache_tick = tokio::time::interval(peer_cache::SAVE_INTERVAL);
@@ -364,7 +365,10 @@ impl Driver {
             };
             tokio::select! {
                 () = &mut shutdown => break Exit::Shutdown,
-                received = self.udp.recv_from(&mut buf) => self.on_datagrams(received, &mut buf),
+                readable = self.udp.readable() => match readable {
+                    Ok(()) => self.on_datagrams(&mut buf, &mut control),
+                    Err(e) => tracing::debug!("UDP socket: {e}"),
+                },
                 command = commands.recv() => match command {
                     Some(command) => {
                         if let Some(reply) = self.on_commands(command, &mut commands) {
@@ -421,14 +425,24 @@ impl Driver {
         u64::try_from(notified).unwrap_or(u64::MAX)
     }
 
-    fn on_datagrams(&mut self, first: std::io::Result<(usize, SocketAddr)>, buf: &mut [u8]) {
-        let mut next = Some(first);
-        let mut handled = 0;
-        while let Some(received) = next.take() {
+    /// Handles the datagrams queued on the socket, at most [`RECV_BATCH`]
+    /// before timers and commands get a turn. Each one's wait in the
+    /// kernel's queue tells the node how far behind it runs (local health:
+    /// a node behind its inbox stretches its failure detector's waits
+    /// rather than accuse peers whose answers sit in that queue).
+    fn on_datagrams(&mut self, buf: &mut [u8], control: &mut [u8]) {
+        for _ in 0..RECV_BATCH {
+            let received = self.udp.try_io(tokio::io::Interest::READABLE, || {
+                crate::transport::recv_stamped(&self.udp, buf, control)
+            });
             match received {
-                Ok((len, from)) => {
-                    let bytes = buf.get(..len).unwrap_or_default();
+                Ok(received) => {
+                    let bytes = buf.get(..received.len).unwrap_or_default();
+                    let from = received.from;
                     let now = Instant::now();
+                    if let Some(waited) = received.waited {
+                        self.node.handle_receive_lag(waited, now);
+                    }
                     if self.problems.awaits_seeds() {
                         self.problems.heard_from(from);
                     }
@@ -439,16 +453,10 @@ impl Driver {
                         warning.log(self.own_settings(&keys));
                     }
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 // ICMP port unreachable from an earlier send surfaces here on
                 // Linux (ECONNREFUSED); it says nothing about this datagram.
                 Err(e) => tracing::debug!("UDP receive: {e}"),
-            }
-            handled += 1;
-            if handled < RECV_BATCH {
-                match self.udp.try_recv_from(buf) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    other => next = Some(other),
-                }
             }
         }
     }

@@ -60,6 +60,8 @@ impl Driver {
                 failures_postponed: s.failures_postponed,
                 renewals: s.renewals,
                 identity_conflicts: s.identity_conflicts,
+                lag_ms: u64::try_from(self.node.local_lag(now).as_millis()).unwrap_or(u64::MAX),
+                detector_waits_stretched: s.detector_waits_stretched,
             },
             messages: MessageCounts {
                 sent: s.messages_sent,
