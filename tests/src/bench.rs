@@ -102,6 +102,10 @@ pub struct FloodReport {
     /// Renewals ("declared failed while running"), from `status`, all
     /// daemons together.
     pub renewals: u64,
+    /// The most any daemon's `status` said it ran behind its inputs
+    /// (`membership.lag_ms`, sampled every second during the flood; 0 from
+    /// daemons that do not measure it).
+    pub max_lag_ms: u64,
 }
 
 /// Everything measured for one cluster size.
@@ -341,7 +345,10 @@ fn flood_phase(cluster: &NsCluster, duration: Duration) -> Result<FloodReport, A
     let rcvbuf_before = rcvbuf_errors(cluster);
     let renewals_before = renewals(cluster);
     let started = Instant::now();
+    let flooding = AtomicBool::new(true);
+    let mut max_lag_ms = 0;
     let sent: Vec<crate::delivery_send::Sent> = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| sample_max_lag(cluster, &flooding));
         let senders: Vec<_> = cluster
             .daemons
             .iter()
@@ -359,10 +366,13 @@ fn flood_phase(cluster: &NsCluster, duration: Duration) -> Result<FloodReport, A
                 })
             })
             .collect();
-        senders
+        let sent = senders
             .into_iter()
             .map(|s| s.join().unwrap_or_default())
-            .collect()
+            .collect();
+        flooding.store(false, Ordering::Relaxed);
+        max_lag_ms = sampler.join().unwrap_or_default();
+        sent
     });
     let held = started.elapsed();
     if interrupted() {
@@ -392,19 +402,52 @@ fn flood_phase(cluster: &NsCluster, duration: Duration) -> Result<FloodReport, A
         accepted: sent.iter().map(|s| s.accepted.len() as u64).sum(),
         rcvbuf_errors: rcvbuf_errors(cluster).saturating_sub(rcvbuf_before),
         renewals: renewals(cluster).saturating_sub(renewals_before),
+        max_lag_ms,
     };
     progress(&format!(
         "N={hosts}: flood for {:.0} s: {} failed, {} suspect transitions; {} renewals; \
-         {} messages accepted ({:.0}/s); {} datagrams dropped by full receive buffers",
+         {} messages accepted ({:.0}/s); {} datagrams dropped by full receive buffers; \
+         daemons up to {} ms behind their inputs",
         held.as_secs_f64(),
         report.failed,
         report.suspect,
         report.renewals,
         report.accepted,
         report.accepted as f64 / held.as_secs_f64(),
-        report.rcvbuf_errors
+        report.rcvbuf_errors,
+        report.max_lag_ms
     ));
     Ok(report)
+}
+
+/// Polls every daemon's `status` once a second while `flooding` and
+/// returns the largest `membership.lag_ms` seen (a daemon that does not
+/// answer in time is skipped for that round).
+fn sample_max_lag(cluster: &NsCluster, flooding: &AtomicBool) -> u64 {
+    let mut max = 0;
+    let mut clients: Vec<Option<crate::rpc::RpcClient>> =
+        cluster.daemons.iter().map(|_| None).collect();
+    while flooding.load(Ordering::Relaxed) && !interrupted() {
+        for (daemon, client) in cluster.daemons.iter().zip(clients.iter_mut()) {
+            if client.is_none() {
+                *client = crate::rpc::RpcClient::connect(daemon.socket()).ok();
+            }
+            let Some(rpc) = client.as_mut() else {
+                continue;
+            };
+            match rpc.try_call("status", serde_json::Value::Null, Duration::from_secs(5)) {
+                Ok(Ok(status)) => {
+                    let lag = status["membership"]["lag_ms"].as_u64().unwrap_or(0);
+                    max = max.max(lag);
+                }
+                // An error answer, or a connection that failed: a new one
+                // next round.
+                Ok(Err(_)) | Err(_) => *client = None,
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    max
 }
 
 /// `RcvbufErrors` of the UDP line of every host's `/proc/net/snmp`, summed
@@ -683,11 +726,12 @@ fn legend(reports: &[SizeReport], options: &Options) -> String {
             r.flood.map(|f| {
                 format!(
                     "N={}: {:.0} messages/s accepted, {} datagrams dropped by full receive \
-                     buffers, {} renewals",
+                     buffers, {} renewals, daemons up to {} ms behind their inputs",
                     r.hosts,
                     f.accepted as f64 / f.held.as_secs_f64(),
                     f.rcvbuf_errors,
-                    f.renewals
+                    f.renewals,
+                    f.max_lag_ms
                 )
             })
         })
