@@ -34,6 +34,9 @@ impl Driver {
         if self.send_errors > 0 {
             dropped.insert("send_failed".to_owned(), self.send_errors);
         }
+        if self.inbox.dropped() > 0 {
+            dropped.insert("inbox_full".to_owned(), self.inbox.dropped());
+        }
         StatusResult {
             id: self.node.id().to_string(),
             name: self.info.name.clone(),
