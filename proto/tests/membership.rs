@@ -228,7 +228,10 @@ fn a_node_that_runs_behind_its_inbox_accuses_no_one_and_is_not_failed() {
             sim.set_inbox_lag(slow, Duration::ZERO);
             let live: Vec<usize> = (0..n).filter(|&i| i != victim).collect();
             let settled = sim.run_until(Duration::from_secs(10), |sim| all_alive(sim, &live));
-            assert!(settled, "seed {seed:#x}, n={n}: not all alive after the lag");
+            assert!(
+                settled,
+                "seed {seed:#x}, n={n}: not all alive after the lag"
+            );
             let wrongly: Vec<(usize, String)> = failed_transitions(&sim)
                 .into_iter()
                 .filter(|(_, what)| !what.starts_with(&format!("n{victim} ")))
