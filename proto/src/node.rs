@@ -42,6 +42,7 @@ mod contact;
 mod direct;
 mod dissemination;
 mod fragments;
+mod health;
 mod hints;
 mod history;
 mod identity_conflict;
@@ -433,6 +434,10 @@ pub struct Stats {
     /// Times this node renewed its identity (a new generation) after being
     /// declared failed while running.
     pub renewals: u64,
+    /// Waits of the failure detector (probe answers, probe periods,
+    /// suspicions) this node stretched because it ran behind its inputs
+    /// (see [`Node::local_lag`]).
+    pub detector_waits_stretched: u64,
     /// Times this node found its id in use by another running node that
     /// keeps it ([`Event::IdentityInUse`]).
     pub identity_conflicts: u64,
@@ -568,6 +573,8 @@ pub struct Node {
     /// clock they were published at: signed together, as one batch, before
     /// anything leaves the node (see `dissemination`).
     unsigned: Vec<(Message, u64, Instant)>,
+    /// How far behind its inputs this node runs lately; see `health`.
+    health: health::LocalHealth,
     /// Pushes waiting to be packed into datagrams; see `outbox`.
     outbox: Outbox,
     /// Direct pushes waiting for acknowledgement, and acknowledgements owed.
@@ -695,6 +702,7 @@ impl Node {
             suspicions: Suspicions::default(),
             gossip_pacing: GossipPacing::default(),
             unsigned: Vec::new(),
+            health: health::LocalHealth::default(),
             outbox: Outbox::default(),
             push_acks: acks::PushAcks::default(),
             reassembly: Reassembly::new(&config.protocol),
@@ -865,6 +873,14 @@ impl Node {
             return;
         }
         self.last_wall_ms = self.wall_ms(now);
+        if let Some(due) = self.timers.next_deadline() {
+            // A timer fired late: this node runs behind (see `health`).
+            self.health.observe(
+                now.saturating_duration_since(due),
+                now,
+                &self.config.protocol,
+            );
+        }
         for timer in self.timers.take_due(now) {
             match timer {
                 TimerKind::Swim(timer) => self.on_swim_timer(timer, now),
@@ -881,6 +897,22 @@ impl Node {
             }
         }
         self.wake_waiting_direct(now);
+    }
+
+    /// The datagram handled next (or the ones just handled) waited `lag`
+    /// between reaching the host and reaching this node: how far the
+    /// driver runs behind its socket (e.g. measured with kernel receive
+    /// timestamps). A node that runs behind gives its peers more time
+    /// before it suspects them; see `health`. Call it as often as is
+    /// convenient (per datagram or per batch).
+    pub fn handle_receive_lag(&mut self, lag: Duration, now: Instant) {
+        self.health.observe(lag, now, &self.config.protocol);
+    }
+
+    /// How far behind its inputs this node ran lately (see
+    /// [`Node::handle_receive_lag`]); zero when it keeps up.
+    pub fn local_lag(&self, now: Instant) -> Duration {
+        self.health.lag(now, &self.config.protocol)
     }
 
     /// An address to contact that a user or the configuration named (seed,

@@ -703,6 +703,16 @@ pub struct MembershipCounts {
     /// took a new identity (absent from daemons before it existed).
     #[serde(default)]
     pub identity_conflicts: u64,
+    /// How far behind its inputs this node ran lately (longest wait of a
+    /// datagram in the receive queue, or of a late timer), milliseconds;
+    /// 0 when it keeps up (absent from daemons before it existed).
+    #[serde(default)]
+    pub lag_ms: u64,
+    /// Waits of the failure detector this node stretched because it ran
+    /// behind, instead of suspecting peers whose answers it had not read
+    /// yet (absent from daemons before it existed).
+    #[serde(default)]
+    pub detector_waits_stretched: u64,
 }
 
 /// Member counts by state.

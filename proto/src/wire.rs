@@ -751,6 +751,43 @@ pub fn decode_header(bytes: &[u8], expected: ClusterId) -> Result<(Header, &[u8]
     Ok((header, body))
 }
 
+/// How soon a received datagram should be handled, told from its header and
+/// the first byte of its body alone (no decoding, no signature check), so
+/// that a driver can read its socket's queue ahead and handle membership
+/// datagrams before the bulk data queued in front of them: a probe's
+/// answer that waits behind seconds of messages on a saturated host looks
+/// like a dead peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Urgency {
+    /// Failure detection and membership (hellos, SWIM, suspicion nudges,
+    /// leave notices): handle at once.
+    Membership,
+    /// Messages, repairs, digests and the rest: may wait behind membership.
+    Bulk,
+    /// Sealed (the body is not readable before it is opened), or not a
+    /// datagram of this format: handle in arrival order, as everything
+    /// else would be.
+    Unknown,
+}
+
+/// See [`Urgency`]. Postcard writes a [`Body`]'s variant index first, as a
+/// varint, one byte for the first 128 variants.
+pub fn urgency(bytes: &[u8]) -> Urgency {
+    let Some((head, body)) = bytes.split_first_chunk::<HEADER_LEN>() else {
+        return Urgency::Unknown;
+    };
+    let [m0, m1, version, flags, ..] = *head;
+    if [m0, m1] != MAGIC || version != VERSION || flags != 0 {
+        return Urgency::Unknown;
+    }
+    match body.first() {
+        // Hello, Swim, Leave, Suspected, Left (the order of `Body`).
+        Some(0 | 1 | 3 | 6 | 7) => Urgency::Membership,
+        Some(tag) if *tag < 0x80 => Urgency::Bulk,
+        _ => Urgency::Unknown,
+    }
+}
+
 /// Decodes a whole datagram of cluster `expected`, and checks every signed
 /// value in it (messages, identities) with `verifier`, the receiving node's
 /// memo: a datagram with one that fails is refused whole.
@@ -810,6 +847,30 @@ fn verify_signed(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn urgency_is_told_from_the_body_tag_without_decoding() {
+        let header = Header {
+            flags: 0,
+            cluster: ClusterId::from_label("urgency"),
+            sender: NodeId([3; 16]),
+        };
+        let of = |body: &Body| urgency(&encode(&header, body).expect("encodes"));
+        assert_eq!(of(&Body::Swim(vec![1, 2, 3])), Urgency::Membership);
+        assert_eq!(
+            of(&Body::Suspected {
+                generation: 1,
+                incarnation: 2
+            }),
+            Urgency::Membership
+        );
+        assert_eq!(of(&Body::Repair(Vec::new())), Urgency::Bulk);
+        assert_eq!(of(&Body::Gone(Vec::new())), Urgency::Bulk);
+        assert_eq!(urgency(b"RS"), Urgency::Unknown);
+        let mut sealed = encode(&header, &Body::Swim(vec![1])).expect("encodes");
+        sealed[3] = crate::seal::FLAG_SEALED;
+        assert_eq!(urgency(&sealed), Urgency::Unknown);
+    }
+
     use super::*;
     use crate::id::MessageId;
     use crate::message::{Hlc, MAX_CHANNEL_BYTES, MAX_NAME_BYTES};

@@ -148,6 +148,102 @@ fn ten_percent_loss_for_a_minute_fails_no_live_member() {
     println!("300 one-minute runs at 10% loss: {suspicions} suspicions, no failure");
 }
 
+/// How many times node `observer` saw another member become suspect.
+fn suspicions_by(sim: &Sim, observer: usize) -> usize {
+    sim.host(observer)
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Peer(c) if c.member.state == PeerState::Suspect))
+        .count()
+}
+
+/// A node whose host is saturated: every datagram waits 600 ms in its
+/// receive queue (behind bulk data) while its timers fire on time. Once it
+/// handled a delayed datagram, it must not accuse the healthy members
+/// (without local health it suspects every member it probes: each answer
+/// is read 600 ms after it came, after the probe period ended), and no
+/// one may fail anyone: they must not fail it (they suspect it, rightly, and it
+/// refutes once their nudges reach it). A member that crashes meanwhile is
+/// still failed by the healthy nodes within the usual bound, and by the
+/// slow one within its stretched one.
+#[test]
+fn a_node_that_runs_behind_its_inbox_accuses_no_one_and_is_not_failed() {
+    let lag = Duration::from_millis(600);
+    let config = rossip_proto::node::ProtocolConfig::default();
+    for n in [5, 10] {
+        for seed in seeds(6) {
+            let mut sim = joined(n, seed);
+            let slow = 1 + (seed as usize % (n - 1));
+            let victim = 1 + ((slow + 1) % (n - 1));
+            sim.set_inbox_lag(slow, lag);
+            // Until the first delayed datagram is handled, the node cannot
+            // know it is behind: the probes of its first lagged moments may
+            // fail (and their suspicions are refuted).
+            sim.run_for(lag * 3);
+            let onset = suspicions_by(&sim, slow);
+            sim.run_for(Duration::from_secs(30));
+            let failed = failed_transitions(&sim);
+            assert!(
+                failed.is_empty(),
+                "seed {seed:#x}, n={n}: failed while n{slow} ran behind: {failed:?}"
+            );
+            assert_eq!(
+                suspicions_by(&sim, slow),
+                onset,
+                "seed {seed:#x}, n={n}: the slow n{slow} accused others once it knew it was slow"
+            );
+            assert!(
+                sim.node(slow).stats().detector_waits_stretched > 0,
+                "seed {seed:#x}, n={n}: the slow node never knew it was slow"
+            );
+            for healthy in (0..n).filter(|&i| i != slow) {
+                assert_eq!(
+                    sim.node(healthy).stats().detector_waits_stretched,
+                    0,
+                    "seed {seed:#x}, n={n}: healthy n{healthy} stretched its waits"
+                );
+            }
+
+            sim.crash(victim);
+            let at = sim.elapsed();
+            let healthy: Vec<usize> = (0..n).filter(|&i| i != slow && i != victim).collect();
+            let failed = sim.run_until(Duration::from_secs(30), |sim| {
+                all_see(sim, &healthy, victim, PeerState::Failed)
+            });
+            assert!(failed, "seed {seed:#x}, n={n}: n{victim} never failed");
+            let took = sim.elapsed() - at;
+            assert!(
+                took <= Duration::from_millis(2500),
+                "seed {seed:#x}, n={n}: healthy nodes failed n{victim} only after {took:?}"
+            );
+            let slow_bound = Duration::from_millis(2500) + lag + config.max_health_stretch * 2;
+            let failed = sim.run_until(slow_bound.saturating_sub(took), |sim| {
+                sim.state(slow, victim) == Some(PeerState::Failed)
+            });
+            assert!(
+                failed,
+                "seed {seed:#x}, n={n}: the slow n{slow} did not fail n{victim} within {slow_bound:?}"
+            );
+
+            sim.set_inbox_lag(slow, Duration::ZERO);
+            let live: Vec<usize> = (0..n).filter(|&i| i != victim).collect();
+            let settled = sim.run_until(Duration::from_secs(10), |sim| all_alive(sim, &live));
+            assert!(
+                settled,
+                "seed {seed:#x}, n={n}: not all alive after the lag"
+            );
+            let wrongly: Vec<(usize, String)> = failed_transitions(&sim)
+                .into_iter()
+                .filter(|(_, what)| !what.starts_with(&format!("n{victim} ")))
+                .collect();
+            assert!(
+                wrongly.is_empty(),
+                "seed {seed:#x}, n={n}: live members failed: {wrongly:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_suspect_that_is_alive_refutes_with_a_higher_incarnation() {
     let seed = seed();

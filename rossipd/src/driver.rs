@@ -33,6 +33,7 @@ mod direct;
 mod events;
 mod handle;
 mod identity;
+mod inbox;
 pub mod journal;
 mod keyring;
 mod nick;
@@ -59,7 +60,9 @@ pub const DIRECT_STATUSES: usize = 1024;
 /// then refused by the wire decoder (counted as oversized/malformed).
 const RECV_BUFFER: usize = 65_536;
 
-/// Datagrams drained per wake-up before giving timers and commands a turn.
+/// Datagrams handled per wake-up before giving timers and commands a turn
+/// (membership datagrams as they are read, and bulk ones from the inbox:
+/// see `inbox`).
 const RECV_BATCH: usize = 64;
 
 /// Commands carried out per wake-up before the flush (and its commit).
@@ -151,6 +154,8 @@ pub struct Driver {
     counters: Arc<SharedCounters>,
     /// What this node delivered, by cursor, for followers.
     journal: journal::Journal,
+    /// Bulk datagrams read ahead of the membership ones; see `inbox`.
+    inbox: inbox::Inbox,
     /// Member changes, for subscribers.
     peer_changes: broadcast::Sender<Arc<PeerChange>>,
     join_waiters: Vec<JoinWaiter>,
@@ -237,6 +242,7 @@ impl Driver {
             info,
             counters,
             journal,
+            inbox: inbox::Inbox::default(),
             peer_changes,
             join_waiters: Vec::new(),
             send_errors: 0,
@@ -333,6 +339,7 @@ impl Driver {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Exit {
         let mut buf = vec![0u8; RECV_BUFFER];
+        let mut control = crate::transport::control_buffer();
         let mut discovery_open = true;
         tokio::pin!(shutdown);
         let mut cache_tick = tokio::time::interval(peer_cache::SAVE_INTERVAL);
@@ -362,9 +369,14 @@ impl Driver {
                     None => std::future::pending().await,
                 }
             };
+            let bulk_waiting = self.inbox.has_bulk();
             tokio::select! {
                 () = &mut shutdown => break Exit::Shutdown,
-                received = self.udp.recv_from(&mut buf) => self.on_datagrams(received, &mut buf),
+                readable = self.udp.readable() => match readable {
+                    Ok(()) => self.on_datagrams(&mut buf, &mut control),
+                    Err(e) => tracing::debug!("UDP socket: {e}"),
+                },
+                () = std::future::ready(()), if bulk_waiting => self.on_bulk(),
                 command = commands.recv() => match command {
                     Some(command) => {
                         if let Some(reply) = self.on_commands(command, &mut commands) {
@@ -421,35 +433,67 @@ impl Driver {
         u64::try_from(notified).unwrap_or(u64::MAX)
     }
 
-    fn on_datagrams(&mut self, first: std::io::Result<(usize, SocketAddr)>, buf: &mut [u8]) {
-        let mut next = Some(first);
+    /// Reads the datagrams queued on the socket (at most
+    /// [`inbox::READ_AHEAD`]): membership datagrams, and those that cannot
+    /// be told apart before they are opened (sealed), are handled at once,
+    /// at most [`RECV_BATCH`] before timers and commands get a turn; bulk
+    /// data goes to the inbox, handled by [`Driver::on_bulk`] (see
+    /// `inbox`). How long each datagram handled at once waited in the
+    /// kernel's queue tells the node how far behind it runs (local health:
+    /// a node behind its inputs stretches its failure detector's waits
+    /// rather than accuse peers whose answers it has not read yet).
+    fn on_datagrams(&mut self, buf: &mut [u8], control: &mut [u8]) {
         let mut handled = 0;
-        while let Some(received) = next.take() {
+        for _ in 0..inbox::READ_AHEAD {
+            let received = self.udp.try_io(tokio::io::Interest::READABLE, || {
+                crate::transport::recv_stamped(&self.udp, buf, control)
+            });
             match received {
-                Ok((len, from)) => {
-                    let bytes = buf.get(..len).unwrap_or_default();
-                    let now = Instant::now();
-                    if self.problems.awaits_seeds() {
-                        self.problems.heard_from(from);
+                Ok(received) => {
+                    let bytes = buf.get(..received.len).unwrap_or_default();
+                    if rossip_proto::wire::urgency(bytes) == rossip_proto::wire::Urgency::Bulk {
+                        self.inbox.push(received.from, bytes);
+                        continue;
                     }
-                    if let Some(mismatch) = self.node.handle_datagram(from, bytes, now)
-                        && let Some(warning) = self.problems.refused(from, mismatch, now)
-                    {
-                        let keys = self.node.key_ids();
-                        warning.log(self.own_settings(&keys));
+                    let now = Instant::now();
+                    if let Some(waited) = received.waited {
+                        self.node.handle_receive_lag(waited, now);
+                    }
+                    self.handle_datagram(received.from, bytes, now);
+                    handled += 1;
+                    if handled >= RECV_BATCH {
+                        break;
                     }
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 // ICMP port unreachable from an earlier send surfaces here on
                 // Linux (ECONNREFUSED); it says nothing about this datagram.
                 Err(e) => tracing::debug!("UDP receive: {e}"),
             }
-            handled += 1;
-            if handled < RECV_BATCH {
-                match self.udp.try_recv_from(buf) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    other => next = Some(other),
-                }
-            }
+        }
+    }
+
+    /// Handles up to [`RECV_BATCH`] bulk datagrams from the inbox.
+    fn on_bulk(&mut self) {
+        for _ in 0..RECV_BATCH {
+            let Some(queued) = self.inbox.pop() else {
+                break;
+            };
+            self.handle_datagram(queued.from, &queued.bytes, Instant::now());
+        }
+    }
+
+    /// Hands one datagram to the node, and notes what it says about seeds
+    /// and misconfigured peers.
+    fn handle_datagram(&mut self, from: SocketAddr, bytes: &[u8], now: Instant) {
+        if self.problems.awaits_seeds() {
+            self.problems.heard_from(from);
+        }
+        if let Some(mismatch) = self.node.handle_datagram(from, bytes, now)
+            && let Some(warning) = self.problems.refused(from, mismatch, now)
+        {
+            let keys = self.node.key_ids();
+            warning.log(self.own_settings(&keys));
         }
     }
 

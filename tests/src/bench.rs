@@ -4,7 +4,8 @@
 //! [`PeerRecorder`](crate::events::PeerRecorder) on each) and measures
 //! discovery, failure detection after SIGKILL and after a silent vanish,
 //! leave propagation, rejoin after a restart, and false `failed`
-//! transitions under 10% loss.
+//! transitions under 10% loss and under a full-speed flood of messages
+//! from every node (which saturates this machine's cores).
 //!
 //! Every figure is computed from the recorders' receive instants, so the
 //! polling interval of the waits does not enter it. Each wait checks
@@ -51,6 +52,8 @@ pub struct Options {
     pub runs: usize,
     /// How long the loss phase lasts.
     pub loss: Duration,
+    /// How long the flood phase lasts (zero: no flood phase).
+    pub flood: Duration,
     /// `--log-level` of the daemons.
     pub log_level: String,
     /// Print every recorder's transitions after each size.
@@ -80,6 +83,31 @@ pub struct LossReport {
     pub dropped: u64,
 }
 
+/// The flood phase's outcome.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FloodReport {
+    /// How long the senders sent.
+    pub held: Duration,
+    /// `failed` transitions recorded by all subscribers together: each one
+    /// is a false alarm, every node was alive.
+    pub failed: usize,
+    /// `suspect` transitions (allowed; they show the detector at work).
+    pub suspect: usize,
+    /// Messages the daemons accepted, all senders together.
+    pub accepted: u64,
+    /// UDP datagrams the kernels dropped for want of room in a socket's
+    /// receive buffer (`RcvbufErrors` of `/proc/net/snmp`), all hosts
+    /// together: membership datagrams lost this way look like a dead peer.
+    pub rcvbuf_errors: u64,
+    /// Renewals ("declared failed while running"), from `status`, all
+    /// daemons together.
+    pub renewals: u64,
+    /// The most any daemon's `status` said it ran behind its inputs
+    /// (`membership.lag_ms`, sampled every second during the flood; 0 from
+    /// daemons that do not measure it).
+    pub max_lag_ms: u64,
+}
+
 /// Everything measured for one cluster size.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SizeReport {
@@ -101,6 +129,8 @@ pub struct SizeReport {
     pub rejoin: Vec<Duration>,
     /// The loss phase, if it ran.
     pub loss: Option<LossReport>,
+    /// The flood phase, if it ran.
+    pub flood: Option<FloodReport>,
     /// Why the size stopped early, if it did.
     pub error: Option<String>,
     /// Every recorder's transitions (with `verbose`).
@@ -178,6 +208,9 @@ fn run_phases(
 
     if !options.loss.is_zero() {
         report.loss = Some(loss_phase(cluster, options.loss)?);
+    }
+    if !options.flood.is_zero() {
+        report.flood = Some(flood_phase(cluster, options.flood)?);
     }
     Ok(())
 }
@@ -292,6 +325,157 @@ fn loss_phase(cluster: &NsCluster, duration: Duration) -> Result<LossReport, Abo
         report.dropped
     ));
     Ok(report)
+}
+
+/// Unanswered `send`s each flood sender keeps in flight: enough that the
+/// daemon always has the next request queued (see [`crate::delivery_send`]).
+const FLOOD_WINDOW: usize = 64;
+
+/// A rate no daemon reaches: the flood senders send as fast as their
+/// daemon accepts.
+const FLOOD_RATE: f64 = 1e9;
+
+/// The flood phase: every node's local socket gets `send`s of 200-byte
+/// messages as fast as the daemon accepts them, for `duration`, which
+/// saturates the machine's cores; then everyone must see everyone alive.
+/// Counts the transitions recorded from the start of the flood until then,
+/// the kernels' receive-buffer drops and the daemons' renewals.
+fn flood_phase(cluster: &NsCluster, duration: Duration) -> Result<FloodReport, Abort> {
+    let hosts = cluster.daemons.len();
+    let rcvbuf_before = rcvbuf_errors(cluster);
+    let renewals_before = renewals(cluster);
+    let started = Instant::now();
+    let flooding = AtomicBool::new(true);
+    let mut max_lag_ms = 0;
+    let sent: Vec<crate::delivery_send::Sent> = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| sample_max_lag(cluster, &flooding));
+        let senders: Vec<_> = cluster
+            .daemons
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                scope.spawn(move || {
+                    crate::delivery_send::send_paced(
+                        d.socket(),
+                        "flood",
+                        i,
+                        FLOOD_RATE,
+                        duration,
+                        FLOOD_WINDOW,
+                    )
+                })
+            })
+            .collect();
+        let sent = senders
+            .into_iter()
+            .map(|s| s.join().unwrap_or_default())
+            .collect();
+        flooding.store(false, Ordering::Relaxed);
+        max_lag_ms = sampler.join().unwrap_or_default();
+        sent
+    });
+    let held = started.elapsed();
+    if interrupted() {
+        return Err(Abort::Interrupted);
+    }
+    if let Some(why) = cluster
+        .recorders
+        .iter()
+        .find_map(|r| r.ended().map(|(_, why)| format!("{}: {why}", r.observer())))
+    {
+        return Err(failed(format!(
+            "a daemon's event stream ended under the flood: {why}"
+        )));
+    }
+    wait_all_alive(cluster, REJOIN_TIMEOUT, "after the flood")?;
+    let count = |state| {
+        cluster
+            .recorders
+            .iter()
+            .map(|r| r.count_entered(state, started))
+            .sum()
+    };
+    let report = FloodReport {
+        held,
+        failed: count(PeerStateName::Failed),
+        suspect: count(PeerStateName::Suspect),
+        accepted: sent.iter().map(|s| s.accepted.len() as u64).sum(),
+        rcvbuf_errors: rcvbuf_errors(cluster).saturating_sub(rcvbuf_before),
+        renewals: renewals(cluster).saturating_sub(renewals_before),
+        max_lag_ms,
+    };
+    progress(&format!(
+        "N={hosts}: flood for {:.0} s: {} failed, {} suspect transitions; {} renewals; \
+         {} messages accepted ({:.0}/s); {} datagrams dropped by full receive buffers; \
+         daemons up to {} ms behind their inputs",
+        held.as_secs_f64(),
+        report.failed,
+        report.suspect,
+        report.renewals,
+        report.accepted,
+        report.accepted as f64 / held.as_secs_f64(),
+        report.rcvbuf_errors,
+        report.max_lag_ms
+    ));
+    Ok(report)
+}
+
+/// Polls every daemon's `status` once a second while `flooding` and
+/// returns the largest `membership.lag_ms` seen (a daemon that does not
+/// answer in time is skipped for that round).
+fn sample_max_lag(cluster: &NsCluster, flooding: &AtomicBool) -> u64 {
+    let mut max = 0;
+    let mut clients: Vec<Option<crate::rpc::RpcClient>> =
+        cluster.daemons.iter().map(|_| None).collect();
+    while flooding.load(Ordering::Relaxed) && !interrupted() {
+        for (daemon, client) in cluster.daemons.iter().zip(clients.iter_mut()) {
+            if client.is_none() {
+                *client = crate::rpc::RpcClient::connect(daemon.socket()).ok();
+            }
+            let Some(rpc) = client.as_mut() else {
+                continue;
+            };
+            match rpc.try_call("status", serde_json::Value::Null, Duration::from_secs(5)) {
+                Ok(Ok(status)) => {
+                    let lag = status["membership"]["lag_ms"].as_u64().unwrap_or(0);
+                    max = max.max(lag);
+                }
+                // An error answer, or a connection that failed: a new one
+                // next round.
+                Ok(Err(_)) | Err(_) => *client = None,
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    max
+}
+
+/// `RcvbufErrors` of the UDP line of every host's `/proc/net/snmp`, summed
+/// (a host that cannot be read counts 0).
+fn rcvbuf_errors(cluster: &NsCluster) -> u64 {
+    (0..cluster.daemons.len())
+        .filter_map(|i| cluster.lan.exec(i, &["cat", "/proc/net/snmp"]).ok())
+        .filter_map(|out| udp_rcvbuf_errors(&String::from_utf8_lossy(&out.stdout)))
+        .sum()
+}
+
+/// `RcvbufErrors` from the text of `/proc/net/snmp`: a `Udp:` line of
+/// names, then a `Udp:` line of values.
+pub fn udp_rcvbuf_errors(snmp: &str) -> Option<u64> {
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let names = udp.next()?;
+    let values = udp.next()?;
+    let column = names.split_whitespace().position(|n| n == "RcvbufErrors")?;
+    values.split_whitespace().nth(column)?.parse().ok()
+}
+
+/// Renewals reported by every daemon's `status`, summed.
+fn renewals(cluster: &NsCluster) -> u64 {
+    cluster
+        .daemons
+        .iter()
+        .map(|d| d.status().membership.renewals)
+        .sum()
 }
 
 /// Restarts `victim` and waits until every other node recorded it alive
@@ -465,8 +649,9 @@ fn median_max(values: &[Duration]) -> String {
 pub fn table(reports: &[SizeReport], options: &Options) -> String {
     let mut out = String::new();
     let loss_title = format!("{LOSS_PERCENT}% loss {} s", options.loss.as_secs());
+    let flood_title = format!("flood {} s", options.flood.as_secs());
     out.push_str(&format!(
-        "{:>3}  {:>9}  {:>9}  {:>15}  {:>15}  {:>15}  {:>15}  {:>22}\n",
+        "{:>3}  {:>9}  {:>9}  {:>15}  {:>15}  {:>15}  {:>15}  {:>22}  {:>22}\n",
         "N",
         "sockets",
         "discovery",
@@ -474,10 +659,11 @@ pub fn table(reports: &[SizeReport], options: &Options) -> String {
         "vanish->failed",
         "leave->left",
         "restart->alive",
-        loss_title
+        loss_title,
+        flood_title
     ));
     out.push_str(&format!(
-        "{:>3}  {:>9}  {:>9}  {:>15}  {:>15}  {:>15}  {:>15}  {:>22}\n",
+        "{:>3}  {:>9}  {:>9}  {:>15}  {:>15}  {:>15}  {:>15}  {:>22}  {:>22}\n",
         "",
         "s",
         "s",
@@ -485,6 +671,7 @@ pub fn table(reports: &[SizeReport], options: &Options) -> String {
         "med / max s",
         "med / max s",
         "med / max s",
+        "false failed / suspect",
         "false failed / suspect"
     ));
     for r in reports {
@@ -492,8 +679,12 @@ pub fn table(reports: &[SizeReport], options: &Options) -> String {
             || "-".to_owned(),
             |l| format!("{} / {}", l.failed, l.suspect),
         );
+        let flood = r.flood.map_or_else(
+            || "-".to_owned(),
+            |f| format!("{} / {}", f.failed, f.suspect),
+        );
         out.push_str(&format!(
-            "{:>3}  {:>9}  {:>9}  {:>15}  {:>15}  {:>15}  {:>15}  {:>22}\n",
+            "{:>3}  {:>9}  {:>9}  {:>15}  {:>15}  {:>15}  {:>15}  {:>22}  {:>22}\n",
             r.hosts,
             r.sockets_up
                 .map_or("-".to_owned(), |d| format!("{:.3}", d.as_secs_f64())),
@@ -503,7 +694,8 @@ pub fn table(reports: &[SizeReport], options: &Options) -> String {
             median_max(&r.vanish),
             median_max(&r.leave),
             median_max(&r.rejoin),
-            loss
+            loss,
+            flood
         ));
     }
     for r in reports {
@@ -528,6 +720,22 @@ fn legend(reports: &[SizeReport], options: &Options) -> String {
         .iter()
         .filter_map(|r| r.loss.map(|l| format!("N={}: {}", r.hosts, l.dropped)))
         .collect();
+    let floods: Vec<String> = reports
+        .iter()
+        .filter_map(|r| {
+            r.flood.map(|f| {
+                format!(
+                    "N={}: {:.0} messages/s accepted, {} datagrams dropped by full receive \
+                     buffers, {} renewals, daemons up to {} ms behind their inputs",
+                    r.hosts,
+                    f.accepted as f64 / f.held.as_secs_f64(),
+                    f.rcvbuf_errors,
+                    f.renewals,
+                    f.max_lag_ms
+                )
+            })
+        })
+        .collect();
     format!(
         "\nWhat is measured (times are when each node's subscriber received the `peer` event, \
          `subscribe {{events:[\"peer\"]}}` on its local socket):\n\
@@ -548,12 +756,24 @@ fn legend(reports: &[SizeReport], options: &Options) -> String {
          `failed` and `suspect` transitions recorded by all N subscribers together, from the \
          start of the loss until all saw all alive after it was lifted. Every `failed` is a false \
          alarm. Packets dropped: {}.\n\
+         - flood: every node's local socket gets `send`s of {}-byte messages as fast as its \
+         daemon accepts them ({FLOOD_WINDOW} requests in flight per sender) for {} s, which \
+         saturates the cores; `failed` and `suspect` transitions recorded by all N subscribers \
+         together, from the start of the flood until all saw all alive after it. Every `failed` \
+         is a false alarm. {}.\n\
          Victims rotate over h2..hN; {} runs per figure; median / max over the runs.\n",
         options.loss.as_secs(),
         if drops.is_empty() {
             "-".to_owned()
         } else {
             drops.join(", ")
+        },
+        crate::delivery_send::MESSAGE_BYTES,
+        options.flood.as_secs(),
+        if floods.is_empty() {
+            "-".to_owned()
+        } else {
+            floods.join("; ")
         },
         options.runs
     )
@@ -641,6 +861,16 @@ mod tests {
             median(&[ms(4), ms(1), ms(2), ms(3)]),
             Some(Duration::from_micros(2500))
         );
+    }
+
+    #[test]
+    fn rcvbuf_errors_come_from_the_udp_values_line() {
+        let snmp = "Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\n\
+                    Udp: 10 0 7 12 7 0\n\
+                    UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\n\
+                    UdpLite: 0 0 0 0 0 0\n";
+        assert_eq!(udp_rcvbuf_errors(snmp), Some(7));
+        assert_eq!(udp_rcvbuf_errors("Ip: 1 2\n"), None);
     }
 
     #[test]

@@ -97,6 +97,25 @@ pub struct ProtocolConfig {
     /// only adds traffic. Default 50 ms.
     pub nudge_answer_min_interval: Duration,
 
+    // --- Local health (see `health`) ---
+    /// Lags below this are scheduling noise, not a node behind its inputs:
+    /// an idle node's timers fire within a millisecond or two of their
+    /// deadline even on a busy machine, and its datagrams wait less. Below
+    /// it nothing is stretched, so an idle cluster detects failures exactly
+    /// as without local health. Default 20 ms.
+    pub health_min_lag: Duration,
+    /// How long a measured lag counts (one to two of these): long enough to
+    /// bridge the gaps between bursts of a flood, short enough that a node
+    /// that caught up detects failures at full speed again within seconds.
+    /// Default 1 s.
+    pub health_window: Duration,
+    /// The most a node that runs behind stretches each wait of its failure
+    /// detector (see `health::stretch`): it bounds how much later a slow
+    /// node notices a real failure (healthy nodes notice it on time). A
+    /// saturated two-core host runs up to about a second behind under a
+    /// full-speed flood. Default 4 s.
+    pub max_health_stretch: Duration,
+
     // --- Contact and leave (see `contact`) ---
     /// The shortest time between two hellos to one address: discovery may
     /// report an address many times (mDNS, seeds retried), and one hello per
@@ -300,6 +319,10 @@ impl Default for ProtocolConfig {
             postpone_step: Duration::from_millis(400),
             max_postpones: 3,
             nudge_answer_min_interval: Duration::from_millis(50),
+
+            health_min_lag: Duration::from_millis(20),
+            health_window: Duration::from_secs(1),
+            max_health_stretch: Duration::from_secs(4),
 
             hello_min_interval: Duration::from_secs(1),
             hints: super::HintConfig::default(),

@@ -706,7 +706,15 @@ impl Node {
                     // failed: that one tells the suspect.
                     self.watch_suspect(member_id.clone(), *incarnation, now);
                 }
-                self.timers.schedule(now + after, TimerKind::Swim(timer));
+                // A node that runs behind waits longer before it decides
+                // that a peer is silent (see `health`).
+                let lag = self.health.lag(now, &self.config.protocol);
+                let stretch = super::health::stretch(&timer, lag, &self.config.protocol);
+                if !stretch.is_zero() {
+                    self.stats.detector_waits_stretched += 1;
+                }
+                self.timers
+                    .schedule(now + after + stretch, TimerKind::Swim(timer));
             } else if let Some(notification) = self.swim.runtime.to_notify() {
                 changed |= self.on_notification(notification, now, &mut came_up);
             } else if changed && !self.left && self.may_gossip_now(now) {

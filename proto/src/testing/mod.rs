@@ -67,6 +67,9 @@ pub struct SimNode {
     /// Side of a partition ([`Sim::partition`]): datagrams only flow between
     /// nodes of the same side. 0 unless partitioned.
     pub side: usize,
+    /// How long datagrams wait in this host's receive queue before the node
+    /// handles them (see [`Sim::set_inbox_lag`]). Zero by default.
+    pub inbox_lag: Duration,
 }
 
 /// A datagram on its way.
@@ -75,6 +78,8 @@ struct InFlight {
     from: SocketAddr,
     to: SocketAddr,
     payload: Vec<u8>,
+    /// When it reached a host with an inbox lag, and now waits in its queue.
+    queued_at: Option<Instant>,
 }
 
 /// The simulated network.
@@ -247,6 +252,7 @@ impl Sim {
             crashed: false,
             isolated: false,
             side: 0,
+            inbox_lag: Duration::ZERO,
         });
         self.by_addr.insert(addr, index);
         self.wakeup_of.push(None);
@@ -409,6 +415,16 @@ impl Sim {
         self.nodes[index].crashed = false;
         self.requeue(index);
         self.note(format!("n{index} resume"));
+    }
+
+    /// Node `index` runs `lag` behind its inbox: every datagram that reaches
+    /// it waits that long in its host's receive queue (as behind a flood of
+    /// bulk data on a saturated host) before the node handles it, and the
+    /// node is told how long it waited ([`Node::handle_receive_lag`], as the
+    /// daemon's driver does). Its timers still fire on time. Zero ends it.
+    pub fn set_inbox_lag(&mut self, index: usize, lag: Duration) {
+        self.nodes[index].inbox_lag = lag;
+        self.note(format!("n{index} inbox lag {lag:?}"));
     }
 
     /// Node `index` keeps running but loses all its traffic (a partition).
@@ -654,6 +670,19 @@ impl Sim {
             self.lost += 1;
             return;
         }
+        let lag = self.nodes[index].inbox_lag;
+        if datagram.queued_at.is_none() && !lag.is_zero() {
+            let number = self.next_number;
+            self.next_number += 1;
+            self.in_flight.insert(
+                (self.now + lag, number),
+                InFlight {
+                    queued_at: Some(self.now),
+                    ..datagram
+                },
+            );
+            return;
+        }
         self.delivered += 1;
         for chunk in [&datagram.payload[..], &datagram.to.to_string().into_bytes()] {
             self.wire_hash = chunk.iter().fold(self.wire_hash, |hash, &b| {
@@ -661,9 +690,11 @@ impl Sim {
             });
         }
         let now = self.now;
-        self.nodes[index]
-            .node
-            .handle_datagram(datagram.from, &datagram.payload, now);
+        let node = &mut self.nodes[index].node;
+        if let Some(queued_at) = datagram.queued_at {
+            node.handle_receive_lag(now.saturating_duration_since(queued_at), now);
+        }
+        node.handle_datagram(datagram.from, &datagram.payload, now);
         self.flush(index);
     }
 
@@ -713,6 +744,7 @@ impl Sim {
                     from: host.addr,
                     to: transmit.dst,
                     payload: transmit.payload,
+                    queued_at: None,
                 },
             );
         }

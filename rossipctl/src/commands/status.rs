@@ -80,10 +80,13 @@ fn lines(s: &StatusResult) -> Vec<String> {
             p.alive, p.suspect, p.failed, p.left
         ),
         format!(
-            "membership: generation {}, {} suspicions of this node refuted, {} failures postponed",
+            "membership: generation {}, {} suspicions of this node refuted, {} failures postponed, \
+             {} ms behind, {} detector waits stretched",
             s.membership.generation,
             s.membership.suspicions_refuted,
-            s.membership.failures_postponed
+            s.membership.failures_postponed,
+            s.membership.lag_ms,
+            s.membership.detector_waits_stretched
         ),
         format!(
             "messages: {} sent, {} received, {} duplicates, {} in history ({} bytes)",
@@ -220,6 +223,8 @@ mod tests {
                 failures_postponed: 1,
                 renewals: 0,
                 identity_conflicts: 0,
+                lag_ms: 0,
+                detector_waits_stretched: 0,
             },
             messages: MessageCounts {
                 sent: 4,
@@ -289,7 +294,7 @@ mod tests {
             "state dir: /var/lib/rossip",
             "uptime: 1h02m",
             "peers: 2 alive, 1 suspect, 0 failed, 3 left",
-            "membership: generation 1795497469, 2 suspicions of this node refuted, 1 failures postponed",
+            "membership: generation 1795497469, 2 suspicions of this node refuted, 1 failures postponed, 0 ms behind, 0 detector waits stretched",
             "messages: 4 sent, 5 received, 6 duplicates, 9 in history (900 bytes)",
             "repair: 12 repairs sent, 3 gap pulls, 0 lost, 0 large messages partly received (0 dropped incomplete)",
             "back-pressure: 20 sends held, 0 waiting, 1 refused busy",

@@ -34,6 +34,9 @@ impl Driver {
         if self.send_errors > 0 {
             dropped.insert("send_failed".to_owned(), self.send_errors);
         }
+        if self.inbox.dropped() > 0 {
+            dropped.insert("inbox_full".to_owned(), self.inbox.dropped());
+        }
         StatusResult {
             id: self.node.id().to_string(),
             name: self.info.name.clone(),
@@ -60,6 +63,8 @@ impl Driver {
                 failures_postponed: s.failures_postponed,
                 renewals: s.renewals,
                 identity_conflicts: s.identity_conflicts,
+                lag_ms: u64::try_from(self.node.local_lag(now).as_millis()).unwrap_or(u64::MAX),
+                detector_waits_stretched: s.detector_waits_stretched,
             },
             messages: MessageCounts {
                 sent: s.messages_sent,

@@ -1,13 +1,14 @@
 //! `membership-bench`: the membership benchmark of issue 3. Builds N
 //! namespaced hosts with one `rossipd` each for every N of `--sizes` and
 //! prints discovery, failure-detection, leave and rejoin times and false
-//! failures under loss (see [`rossip_tests::bench`]). Needs root; all
+//! failures under loss and under a full-speed flood of messages (see
+//! [`rossip_tests::bench`]). Needs root; all
 //! traffic stays inside the namespaces it creates, which it removes (with
 //! its daemons) on every exit path, Ctrl-C included.
 //!
 //! ```text
 //! cargo build --release -p rossipd
-//! cargo run --release -p rossip-tests --bin membership-bench -- [--sizes 3,5,10] [--runs 5] [--loss-secs 60]
+//! cargo run --release -p rossip-tests --bin membership-bench -- [--sizes 3,5,10] [--runs 5] [--loss-secs 60] [--flood-secs 60]
 //! ```
 
 use std::process::ExitCode;
@@ -18,11 +19,15 @@ use rossip_tests::netns::MAX_HOSTS;
 use rossip_tests::{bins, sys};
 
 const USAGE: &str = "\
-usage: membership-bench [--sizes 3,5,10] [--runs 5] [--loss-secs 60] [--log-level info] [--verbose]
+usage: membership-bench [--sizes 3,5,10] [--runs 5] [--loss-secs 60] [--flood-secs 60]
+                        [--log-level info] [--verbose]
 
   --sizes N,N,…     cluster sizes to measure (2..=200 each)        [default: 3,5,10]
   --runs R          runs of each kill / vanish / leave measurement  [default: 5]
   --loss-secs S     length of the 10% loss phase; 0 skips it        [default: 60]
+  --flood-secs S    length of the phase where every node sends as fast as
+                    its daemon accepts (false failures under saturation);
+                    0 skips it                                      [default: 60]
   --log-level L     the daemons' --log-level                        [default: info]
   --verbose         print every node's recorded transitions per size
 
@@ -72,6 +77,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
         sizes: vec![3, 5, 10],
         runs: 5,
         loss: Duration::from_secs(60),
+        flood: Duration::from_secs(60),
         log_level: "info".to_owned(),
         verbose: false,
     };
@@ -105,6 +111,10 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
                 let secs: u64 = value()?.parse().map_err(|e| format!("--loss-secs: {e}"))?;
                 options.loss = Duration::from_secs(secs);
             }
+            "--flood-secs" => {
+                let secs: u64 = value()?.parse().map_err(|e| format!("--flood-secs: {e}"))?;
+                options.flood = Duration::from_secs(secs);
+            }
             "--log-level" => options.log_level = value()?,
             _ => return Err(format!("unknown argument {arg:?}")),
         }
@@ -133,7 +143,8 @@ fn header(options: &Options) -> String {
         "rossip membership benchmark\n\
          rossipd: {} ({version}, {} build)\n\
          each N: N network namespaces on one bridge (10.77.0.0/24), one rossipd per host, \
-         mDNS discovery only, --log-level {}; {} runs per figure, {}% loss for {} s\n",
+         mDNS discovery only, --log-level {}; {} runs per figure, {}% loss for {} s, \
+         flood for {} s\n",
         bins::rossipd().display(),
         if cfg!(debug_assertions) {
             "debug"
@@ -143,6 +154,7 @@ fn header(options: &Options) -> String {
         options.log_level,
         options.runs,
         bench::LOSS_PERCENT,
-        options.loss.as_secs()
+        options.loss.as_secs(),
+        options.flood.as_secs()
     )
 }
