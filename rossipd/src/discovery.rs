@@ -467,9 +467,7 @@ impl Browser {
     ) {
         let mut events = Some(first_events);
         loop {
-            let browsed = events
-                .take()
-                .unwrap_or_else(|| daemon.browse(SERVICE_TYPE));
+            let browsed = events.take().unwrap_or_else(|| daemon.browse(SERVICE_TYPE));
             let end = self.browse(&daemon, browsed, &cancel).await;
             match end {
                 BrowseEnd::Cancelled | BrowseEnd::Failed => {

@@ -80,11 +80,8 @@ fn parse_header(line: &str) -> Option<Option<CleanMapping>> {
     let _offset = fields.next()?;
     let _device = fields.next()?;
     let inode = fields.next()?;
-    let candidate = perms.len() == 4
-        && perms[1] == b'-'
-        && perms[3] == b'p'
-        && inode != "0"
-        && end > start;
+    let candidate =
+        perms.len() == 4 && perms[1] == b'-' && perms[3] == b'p' && inode != "0" && end > start;
     Some(candidate.then_some(CleanMapping { start, end }))
 }
 

@@ -122,13 +122,8 @@ fn parse() -> Result<Option<Options>, String> {
         if flag == "--help" || flag == "-h" {
             return Ok(None);
         }
-        let value = args
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value"))?;
-        let number = |v: &str| {
-            v.parse::<u64>()
-                .map_err(|e| format!("{flag} {v}: {e}"))
-        };
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let number = |v: &str| v.parse::<u64>().map_err(|e| format!("{flag} {v}: {e}"));
         match flag.as_str() {
             "--nodes" => options.nodes = number(&value)?.clamp(2, 200) as usize,
             "--secs" => options.secs = number(&value)?,
@@ -155,7 +150,13 @@ fn cpu_ns(pid: u32) -> u64 {
 /// `field:` of a `/proc` key-value file, in KiB.
 fn kib(text: &str, field: &str) -> f64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(field)?.split_whitespace().next()?.parse().ok())
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .unwrap_or(f64::NAN)
 }
 
@@ -261,7 +262,11 @@ fn cli(cluster: &NsCluster, runs: usize) {
             walls.sort();
             println!(
                 "  {what:<5} {:<18} wall median {:.2} ms, p90 {:.2} ms; CPU {:.2} ms per call",
-                if in_netns { "(ip netns exec)" } else { "(direct)" },
+                if in_netns {
+                    "(ip netns exec)"
+                } else {
+                    "(direct)"
+                },
                 bench::median(&walls).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3),
                 walls[walls.len() * 9 / 10].as_secs_f64() * 1e3,
                 cpu.as_secs_f64() * 1e3,
