@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use mdns_sd::{IfKind, IfPredicate, ServiceDaemon, ServiceEvent, ServiceInfo};
+use mdns_sd::{IfKind, IfPredicate, Receiver, ServiceDaemon, ServiceEvent, ServiceInfo};
 use rossip_proto::NodeId;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -51,8 +51,17 @@ pub const MAX_BROWSED_INSTANCES: usize = 512;
 /// node (PTR, SRV, TXT, A) for [`MAX_BROWSED_INSTANCES`], and a margin.
 pub const MAX_CACHED_RECORDS: i64 = 4 * MAX_BROWSED_INSTANCES as i64 + 256;
 
-/// How often the browser's cache size is checked (mdns-sd's metrics).
-const CACHE_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+/// How often a daemon's cache size is checked (mdns-sd's metrics) while it
+/// holds more than a quarter of [`MAX_CACHED_RECORDS`]: a flood may be
+/// filling it.
+const CACHE_CHECK_BUSY_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How often it is checked otherwise. Each check wakes the daemon's thread
+/// and this one twice (the request, the answer): at 250 ms, the checks of
+/// the two daemons were a third of an idle node's wake-ups. A flood that
+/// starts meanwhile is noticed within this, and the browser's count of
+/// instances (from its events) still ends it at once.
+const CACHE_CHECK_IDLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long the browser waits for mdns-sd's metrics: a thread busy with a
 /// flood answers late, and meanwhile events are not read.
@@ -190,6 +199,13 @@ impl Discovery {
         // The browser's first daemon starts here too, so that a failure to
         // start mDNS is reported before the daemon says it runs.
         let browsing = start_daemon(&ad.ifaces)?;
+        // Browse before announcing: mdns-sd drops announcements of a type
+        // nobody browses for yet. Of two nodes started together, the one
+        // that announces last then announces to a browser that is already
+        // listening, which greets it at once, and neither waits for a
+        // query's random delays (10–50 ms before the query, 10–50 ms before
+        // each answer) nor for the query at all.
+        let first_events = browsing.browse(SERVICE_TYPE);
 
         let announced = ad.announced.borrow().clone();
         daemon
@@ -217,7 +233,7 @@ impl Discovery {
             counters,
             last_reset_warning: None,
         };
-        tasks.spawn(browser.run(browsing, cancel));
+        tasks.spawn(browser.run(browsing, first_events, cancel));
         Ok(Discovery {
             responder,
             announced: registered,
@@ -321,8 +337,7 @@ struct Responder {
 
 impl Responder {
     async fn run(mut self, cancel: CancellationToken) {
-        let mut check = tokio::time::interval(CACHE_CHECK_INTERVAL);
-        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut check = CacheCheck::new();
         let mut last_reset_warning = None;
         loop {
             tokio::select! {
@@ -333,8 +348,8 @@ impl Responder {
                     }
                     self.announce_change();
                 }
-                _ = check.tick() => {
-                    if cached_records(&self.daemon).await > MAX_CACHED_RECORDS {
+                () = check.due() => {
+                    if check.checked(cached_records(&self.daemon).await) {
                         if !self.replace(&cancel).await {
                             return;
                         }
@@ -441,11 +456,19 @@ enum BrowseEnd {
 }
 
 impl Browser {
-    /// Browses with `daemon`, then with fresh daemons each time one ends
-    /// (see the module docs), until cancelled.
-    async fn run(mut self, mut daemon: ServiceDaemon, cancel: CancellationToken) {
+    /// Browses with `daemon` (`first_events`: what its browse call gave),
+    /// then with fresh daemons each time one ends (see the module docs),
+    /// until cancelled.
+    async fn run(
+        mut self,
+        mut daemon: ServiceDaemon,
+        first_events: mdns_sd::Result<Receiver<ServiceEvent>>,
+        cancel: CancellationToken,
+    ) {
+        let mut events = Some(first_events);
         loop {
-            let end = self.browse(&daemon, &cancel).await;
+            let browsed = events.take().unwrap_or_else(|| daemon.browse(SERVICE_TYPE));
+            let end = self.browse(&daemon, browsed, &cancel).await;
             match end {
                 BrowseEnd::Cancelled | BrowseEnd::Failed => {
                     stop_daemon(&daemon).await;
@@ -481,9 +504,14 @@ impl Browser {
         }
     }
 
-    /// One browsing daemon's run.
-    async fn browse(&self, daemon: &ServiceDaemon, cancel: &CancellationToken) -> BrowseEnd {
-        let events = match daemon.browse(SERVICE_TYPE) {
+    /// One browsing daemon's run; `browsed` is what its browse call gave.
+    async fn browse(
+        &self,
+        daemon: &ServiceDaemon,
+        browsed: mdns_sd::Result<Receiver<ServiceEvent>>,
+        cancel: &CancellationToken,
+    ) -> BrowseEnd {
+        let events = match browsed {
             Ok(rx) => rx,
             Err(e) => {
                 tracing::warn!("mDNS browse failed: {e}; discovery is off (use --join)");
@@ -493,13 +521,12 @@ impl Browser {
         // Instance names cached now, counted from the events (bounded:
         // the browser is replaced past the limit).
         let mut instances: HashSet<String> = HashSet::new();
-        let mut check = tokio::time::interval(CACHE_CHECK_INTERVAL);
-        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut check = CacheCheck::new();
         loop {
             let event = tokio::select! {
                 () = cancel.cancelled() => return BrowseEnd::Cancelled,
-                _ = check.tick() => {
-                    if cached_records(daemon).await > MAX_CACHED_RECORDS {
+                () = check.due() => {
+                    if check.checked(cached_records(daemon).await) {
                         return BrowseEnd::CacheFull;
                     }
                     continue;
@@ -598,6 +625,39 @@ impl Browser {
                 );
             }
         }
+    }
+}
+
+/// When a daemon's cache size is checked next: every
+/// [`CACHE_CHECK_BUSY_INTERVAL`] while it holds many records, else every
+/// [`CACHE_CHECK_IDLE_INTERVAL`].
+#[derive(Debug)]
+struct CacheCheck {
+    next: tokio::time::Instant,
+}
+
+impl CacheCheck {
+    fn new() -> CacheCheck {
+        CacheCheck {
+            next: tokio::time::Instant::now() + CACHE_CHECK_BUSY_INTERVAL,
+        }
+    }
+
+    /// Completes when the next check is due.
+    async fn due(&self) {
+        tokio::time::sleep_until(self.next).await;
+    }
+
+    /// Takes the `records` a check found and sets the next one; whether
+    /// they are more than [`MAX_CACHED_RECORDS`].
+    fn checked(&mut self, records: i64) -> bool {
+        let interval = if records > MAX_CACHED_RECORDS / 4 {
+            CACHE_CHECK_BUSY_INTERVAL
+        } else {
+            CACHE_CHECK_IDLE_INTERVAL
+        };
+        self.next = tokio::time::Instant::now() + interval;
+        records > MAX_CACHED_RECORDS
     }
 }
 

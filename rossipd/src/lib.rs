@@ -21,6 +21,7 @@ mod notify;
 mod nss;
 mod peer_cache;
 mod pins;
+pub mod resident;
 mod rpc;
 mod seeds;
 mod state;
