@@ -8,9 +8,9 @@ use crate::delivery_bench::{
 };
 
 /// The `p`-quantile (0..=1) of `values` by the nearest-rank method.
-pub fn quantile(values: &[Duration], p: f64) -> Option<Duration> {
+pub fn quantile<T: PartialOrd + Copy>(values: &[T], p: f64) -> Option<T> {
     let mut sorted = values.to_vec();
-    sorted.sort();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     let n = sorted.len();
     if n == 0 {
         return None;

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use rossip_tests::delivery_bench::{self, Options};
 use rossip_tests::netns::MAX_HOSTS;
-use rossip_tests::{bench, bins, delivery_table, sys};
+use rossip_tests::{bench, bins, delivery_table};
 
 const USAGE: &str = "\
 usage: delivery-bench [--nodes 5] [--latency-samples 200] [--rates 5000,10000,20000,30000]
@@ -121,35 +121,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
 
 /// Root, iproute2, nftables and rossipd/rossipctl binaries of this profile.
 fn preflight() -> Result<(), String> {
-    if sys::effective_uid() != Some(0) {
-        return Err("needs root: it builds network namespaces (run it with sudo)".to_owned());
-    }
-    for tool in ["ip", "nft"] {
-        if sys::find_program(tool).is_none() {
-            return Err(format!(
-                "`{tool}` not found (apt-get install iproute2 nftables)"
-            ));
-        }
-    }
-    for (name, env) in [
-        ("rossipd", bins::ROSSIPD_ENV),
-        ("rossipctl", bins::ROSSIPCTL_ENV),
-    ] {
-        let path = bins::target_profile_dir().join(name);
-        if std::env::var_os(env).is_none() && !path.is_file() {
-            let release = if cfg!(debug_assertions) {
-                ""
-            } else {
-                " --release"
-            };
-            return Err(format!(
-                "no {name} at {}: build it first with `cargo build{release} -p {name}` \
-                 (or set {env} to a {name} binary)",
-                path.display()
-            ));
-        }
-    }
-    Ok(())
+    bench::netns_preflight()?;
+    bins::rossipd_built()?;
+    bins::rossipctl_built()
 }
 
 fn header(options: &Options) -> String {
