@@ -48,6 +48,15 @@ pub struct Sent {
     pub issued: Vec<Instant>,
 }
 
+impl Sent {
+    /// A sender that could not start: one error, `io (why)`.
+    pub fn broken(why: impl std::fmt::Display) -> Sent {
+        let mut sent = Sent::default();
+        sent.errors.insert(format!("io ({why})"), 1);
+        sent
+    }
+}
+
 /// The key of sender `sender`'s `k`th message of run `tag`.
 pub fn key(tag: &str, sender: usize, k: u64) -> String {
     format!("{tag}/{sender}.{k}")
@@ -142,11 +151,7 @@ fn due(start: Instant, k: u64, rate: f64) -> Instant {
 fn sequential(socket: &Path, tag: &str, sender: usize, rate: f64, duration: Duration) -> Sent {
     let mut client = match RpcClient::connect(socket) {
         Ok(client) => client,
-        Err(e) => {
-            let mut sent = Sent::default();
-            sent.errors.insert(format!("io ({e})"), 1);
-            return sent;
-        }
+        Err(e) => return Sent::broken(e),
     };
     paced(tag, sender, rate, duration, |key| {
         match client.try_call("send", json!({ "text": pad(key) }), CALL_TIMEOUT) {

@@ -90,7 +90,8 @@ impl NsCluster {
     ) -> usize {
         let index = self.daemons.len();
         let host = self.lan.host(index);
-        let mut daemon = customize(index, Daemon::builder(&host.name).netns(&host.ns)).spawn_unready();
+        let mut daemon =
+            customize(index, Daemon::builder(&host.name).netns(&host.ns)).spawn_unready();
         let recorder = PeerRecorder::start(&daemon);
         daemon.wait_ready(READY_TIMEOUT);
         recorder.wait_subscribed(READY_TIMEOUT);

@@ -66,17 +66,30 @@ fn main() -> ExitCode {
     let mut results = Results::with_raw_dir(&options.raw_dir);
     compare::measure(&options, &mut results);
     setting.finished = now();
-    setting.load = format!("{load_at_start} / {}", load());
+    let load_at_end = load();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    setting.loaded = [&load_at_start, &load_at_end].iter().any(|l| {
+        l.split_whitespace()
+            .next()
+            .and_then(|one| one.parse::<f64>().ok())
+            .is_some_and(|one| one > cores)
+    });
+    setting.load = format!("{load_at_start} / {load_at_end}");
 
     print!("{}", table::table(&results, &options));
     eprint!("{}", table::errors(&results));
     if bench::interrupted() {
-        eprintln!("compare-bench: interrupted; namespaces and processes were removed; no report written");
+        eprintln!(
+            "compare-bench: interrupted; namespaces and processes were removed; no report written"
+        );
         return ExitCode::from(130);
     }
     let report = table::benchmarks_md(&results, &options, &setting);
     if let Err(e) = std::fs::write(&options.out, report) {
-        eprintln!("compare-bench: error: writing {}: {e}", options.out.display());
+        eprintln!(
+            "compare-bench: error: writing {}: {e}",
+            options.out.display()
+        );
         return ExitCode::FAILURE;
     }
     eprintln!("compare-bench: wrote {}", options.out.display());
@@ -116,7 +129,9 @@ fn parse(args: impl Iterator<Item = String>, command: String) -> Result<Option<O
                 let names = value()?;
                 options.systems = names
                     .split(',')
-                    .map(|s| System::parse(s.trim()).ok_or_else(|| format!("--systems: no system {s:?}")))
+                    .map(|s| {
+                        System::parse(s.trim()).ok_or_else(|| format!("--systems: no system {s:?}"))
+                    })
                     .collect::<Result<Vec<System>, String>>()?;
                 options.systems.dedup();
             }
@@ -182,8 +197,14 @@ fn machine() -> String {
                 .find_map(|l| l.strip_prefix("MemTotal:"))
                 .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         })
-        .map_or_else(|| "?".to_owned(), |kib| format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0));
-    format!("{model}, {cores} cores, Linux {}, {memory} RAM", kernel.trim())
+        .map_or_else(
+            || "?".to_owned(),
+            |kib| format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0),
+        );
+    format!(
+        "{model}, {cores} cores, Linux {}, {memory} RAM",
+        kernel.trim()
+    )
 }
 
 /// rossip's git revision and build, Serf's version, rustc's.
@@ -196,7 +217,13 @@ fn versions(options: &Options) -> String {
     };
     let rev = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|_| "unknown".to_owned());
     let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-        .map(|s| if s.is_empty() { "" } else { " with uncommitted changes" })
+        .map(|s| {
+            if s.is_empty() {
+                ""
+            } else {
+                " with uncommitted changes"
+            }
+        })
         .unwrap_or("");
     let rustc = sys::run("rustc", &["--version"])
         .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
@@ -209,6 +236,10 @@ fn versions(options: &Options) -> String {
     format!(
         "rossip git {rev}{dirty} ({}, {} build); Serf {serf}; {rustc}",
         bins::rossipd_version(),
-        if cfg!(debug_assertions) { "debug" } else { "release" }
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
     )
 }

@@ -57,7 +57,7 @@ fn main() -> ExitCode {
 }
 
 /// `Ok(None)` for `--help`.
-fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
     let mut options = Options {
         nodes: 5,
         latency_samples: 200,
@@ -66,19 +66,10 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
         window: 256,
         log_level: "info".to_owned(),
     };
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
-            None => (arg.clone(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(None),
+    let mut help = false;
+    bench::each_flag(args, |flag, value| {
+        match flag {
+            "-h" | "--help" => help = true,
             "--nodes" => {
                 options.nodes = match value()?.parse::<usize>() {
                     Ok(n) if (2..=MAX_HOSTS).contains(&n) => n,
@@ -113,8 +104,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
                 };
             }
             "--log-level" => options.log_level = value()?,
-            _ => return Err(format!("unknown argument {arg:?}")),
+            _ => return Err(format!("unknown argument {flag:?}")),
         }
+        Ok(())
+    })?;
+    if help {
+        return Ok(None);
     }
     Ok(Some(options))
 }

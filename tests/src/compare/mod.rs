@@ -227,24 +227,24 @@ pub enum Metric {
     Discovery,
     /// Spawn of one more → every node listed every node, s.
     LateJoin,
-    /// Per message: `send` start → the last other node had it, ms.
-    Latency,
-    /// The same under loss, ms.
-    LatencyLoss,
-    /// Messages not everywhere within 5 s, per run.
-    Lost,
-    /// The same under loss.
-    LostLoss,
-    /// Highest zero-loss rate on pace, one sender, msg/s.
-    Throughput,
-    /// The same, all senders together.
-    ThroughputAll,
-    /// Largest message delivered everywhere, bytes.
-    Largest,
     /// SIGKILL → failed everywhere, s.
     Kill,
     /// Leave → left everywhere, s.
     Leave,
+    /// Per message: `send` start → the last other node had it, ms.
+    Latency,
+    /// Messages not everywhere within 5 s, per run.
+    Lost,
+    /// The same under loss, ms.
+    LatencyLoss,
+    /// The same under loss.
+    LostLoss,
+    /// Largest message delivered everywhere, bytes.
+    Largest,
+    /// Highest zero-loss rate on pace, one sender, msg/s.
+    Throughput,
+    /// The same, all senders together.
+    ThroughputAll,
     /// False `failed` transitions under loss, per run.
     LossFailures,
     /// False `failed` transitions during the flood, per run.
@@ -307,7 +307,12 @@ impl Results {
         let path = dir.join(format!("samples-{stamp}.csv"));
         let raw = std::fs::create_dir_all(dir)
             .and_then(|()| OpenOptions::new().create(true).append(true).open(&path))
-            .map_err(|e| sys::say(&format!("compare-bench: raw data not kept: {}: {e}", path.display())))
+            .map_err(|e| {
+                sys::say(&format!(
+                    "compare-bench: raw data not kept: {}: {e}",
+                    path.display()
+                ))
+            })
             .ok();
         let mut results = Results {
             raw,
@@ -327,7 +332,11 @@ impl Results {
 
     /// Records one value.
     pub fn push(&mut self, n: usize, system: System, run: usize, metric: Metric, value: f64) {
-        self.write_raw(&format!("{n},{},{run},{},{value}", system.name(), metric.name()));
+        self.write_raw(&format!(
+            "{n},{},{run},{},{value}",
+            system.name(),
+            metric.name()
+        ));
         self.samples
             .entry((n, metric, system))
             .or_default()
@@ -402,7 +411,12 @@ impl Swarm {
         }
     }
 
-    fn alive_at(&self, observer: usize, members: &[usize], after: Instant) -> Result<Instant, String> {
+    fn alive_at(
+        &self,
+        observer: usize,
+        members: &[usize],
+        after: Instant,
+    ) -> Result<Instant, String> {
         match self {
             Swarm::Rossip(s) => s.alive_at(observer, members, after),
             Swarm::Serf(s) => {
@@ -411,9 +425,15 @@ impl Swarm {
                 for &m in members.iter().filter(|&&m| m != observer) {
                     let name = s.lan().host(m).name.as_str();
                     if agent.state_of(name) != Some(PeerStateName::Alive) {
-                        return Err(format!("{} has {name} as {:?}", agent.name(), agent.state_of(name)));
+                        return Err(format!(
+                            "{} has {name} as {:?}",
+                            agent.name(),
+                            agent.state_of(name)
+                        ));
                     }
-                    let seen = agent.entered(name, PeerStateName::Alive, after).unwrap_or(after);
+                    let seen = agent
+                        .entered(name, PeerStateName::Alive, after)
+                        .unwrap_or(after);
                     last = last.max(seen);
                 }
                 Ok(last)
@@ -421,7 +441,13 @@ impl Swarm {
         }
     }
 
-    fn entered(&self, observer: usize, member: usize, state: PeerStateName, after: Instant) -> Option<Instant> {
+    fn entered(
+        &self,
+        observer: usize,
+        member: usize,
+        state: PeerStateName,
+        after: Instant,
+    ) -> Option<Instant> {
         match self {
             Swarm::Rossip(s) => s.entered(observer, member, state, after),
             Swarm::Serf(s) => s
@@ -471,7 +497,15 @@ impl Swarm {
             Swarm::Rossip(s) => s.send_command(i, key, bytes),
             Swarm::Serf(s) => {
                 let (name, payload) = serf::user_event(key, bytes);
-                s.cli(i, vec!["event".into(), "-coalesce=false".into(), name.into(), payload.into()])
+                s.cli(
+                    i,
+                    vec![
+                        "event".into(),
+                        "-coalesce=false".into(),
+                        name.into(),
+                        payload.into(),
+                    ],
+                )
             }
         }
     }
@@ -513,7 +547,13 @@ impl Swarm {
 /// [`Deliveries`] as a trait object, so [`Swarm`] can hand out either.
 trait DeliveriesDyn: Sync {
     fn nodes_dyn(&self) -> usize;
-    fn throughput_dyn(&self, tag: &str, rate: u64, senders: usize, seconds: f64) -> Result<RateRun, Abort>;
+    fn throughput_dyn(
+        &self,
+        tag: &str,
+        rate: u64,
+        senders: usize,
+        seconds: f64,
+    ) -> Result<RateRun, Abort>;
     fn send_dyn(&self, from: usize, tag: &str, rate: f64, duration: Duration) -> Sent;
     fn count_dyn(&self, node: usize, tag: &str) -> usize;
     fn take_dyn(&self, node: usize, tag: &str) -> HashMap<String, Instant>;
@@ -523,7 +563,13 @@ impl<D: Deliveries> DeliveriesDyn for D {
     fn nodes_dyn(&self) -> usize {
         self.nodes()
     }
-    fn throughput_dyn(&self, tag: &str, rate: u64, senders: usize, seconds: f64) -> Result<RateRun, Abort> {
+    fn throughput_dyn(
+        &self,
+        tag: &str,
+        rate: u64,
+        senders: usize,
+        seconds: f64,
+    ) -> Result<RateRun, Abort> {
         delivery_bench::throughput(self, tag, rate, senders, seconds)
     }
     fn send_dyn(&self, from: usize, tag: &str, rate: f64, duration: Duration) -> Sent {
@@ -564,7 +610,12 @@ pub fn measure(options: &Options, results: &mut Results) {
                 }
             }
         }
-        let rows: Vec<Row> = options.rows.iter().copied().filter(|r| *r != Row::Discovery).collect();
+        let rows: Vec<Row> = options
+            .rows
+            .iter()
+            .copied()
+            .filter(|r| *r != Row::Discovery)
+            .collect();
         if rows.is_empty() {
             continue;
         }
@@ -575,7 +626,13 @@ pub fn measure(options: &Options, results: &mut Results) {
                 Ok(s)
             }) {
                 Ok(swarm) => swarms.push((system, swarm)),
-                Err(why) => fail(results, n, system, Row::Discovery, format!("working cluster: {why}")),
+                Err(why) => fail(
+                    results,
+                    n,
+                    system,
+                    Row::Discovery,
+                    format!("working cluster: {why}"),
+                ),
             }
         }
         for &row in &rows {
@@ -590,7 +647,13 @@ pub fn measure(options: &Options, results: &mut Results) {
                     }
                     // Whatever the row did, the next one starts converged.
                     if let Err(why) = converge(swarm, Instant::now()) {
-                        fail(results, n, *system, row, format!("did not converge after the row: {why}"));
+                        fail(
+                            results,
+                            n,
+                            *system,
+                            row,
+                            format!("did not converge after the row: {why}"),
+                        );
                     }
                 }
             }
@@ -625,7 +688,8 @@ fn measure_row(
         Row::Discovery => {}
         Row::Latency | Row::LatencyLoss => {
             let loss = if row == Row::Latency { 0 } else { LOSS_PERCENT };
-            let (samples, lost) = latency(swarm, loss, run, options.latency_samples).map_err(abort_text)?;
+            let (samples, lost) =
+                latency(swarm, loss, run, options.latency_samples).map_err(abort_text)?;
             let (metric, lost_metric) = if loss == 0 {
                 (Metric::Latency, Metric::Lost)
             } else {
@@ -645,24 +709,42 @@ fn measure_row(
         Row::Throughput | Row::ThroughputAll => {
             let senders = if row == Row::Throughput { 1 } else { n };
             let best = rate_search(swarm, system, senders, run, options).map_err(abort_text)?;
-            let metric = if senders == 1 { Metric::Throughput } else { Metric::ThroughputAll };
+            let metric = if senders == 1 {
+                Metric::Throughput
+            } else {
+                Metric::ThroughputAll
+            };
             results.push(n, system, run, metric, best);
         }
         Row::Largest => {
             let bytes = largest(swarm, run).map_err(abort_text)?;
-            progress(&format!("N={n} {}: largest message {bytes} B", system.name()));
+            progress(&format!(
+                "N={n} {}: largest message {bytes} B",
+                system.name()
+            ));
             results.push(n, system, run, Metric::Largest, bytes as f64);
         }
         Row::Kill | Row::Leave => {
             let victim = 1 + run % (n - 1).max(1);
             let took = removal(swarm, victim, row).map_err(abort_text)?;
-            progress(&format!("N={n} {}: {} {took:.3} s", system.name(), row.name()));
-            let metric = if row == Row::Kill { Metric::Kill } else { Metric::Leave };
+            progress(&format!(
+                "N={n} {}: {} {took:.3} s",
+                system.name(),
+                row.name()
+            ));
+            let metric = if row == Row::Kill {
+                Metric::Kill
+            } else {
+                Metric::Leave
+            };
             results.push(n, system, run, metric, took);
         }
         Row::LossFailures => {
             let failed = loss_failures(swarm, options.hold).map_err(abort_text)?;
-            progress(&format!("N={n} {}: {failed} false failed under loss", system.name()));
+            progress(&format!(
+                "N={n} {}: {failed} false failed under loss",
+                system.name()
+            ));
             results.push(n, system, run, Metric::LossFailures, failed as f64);
         }
         Row::Flood => {
@@ -696,7 +778,11 @@ fn measure_row(
 
 /// Polls `condition` until it gives a value, `timeout` passes (`Failed`
 /// with the last thing it reported), or the benchmark is interrupted.
-fn until<T>(timeout: Duration, what: &str, mut condition: impl FnMut() -> Result<T, String>) -> Result<T, Abort> {
+fn until<T>(
+    timeout: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> Result<T, String>,
+) -> Result<T, Abort> {
     let deadline = Instant::now() + timeout;
     loop {
         if bench::interrupted() {
@@ -705,7 +791,9 @@ fn until<T>(timeout: Duration, what: &str, mut condition: impl FnMut() -> Result
         match condition() {
             Ok(value) => return Ok(value),
             Err(seen) if Instant::now() >= deadline => {
-                return Err(Abort::Failed(format!("{what}: not within {timeout:?}: {seen}")));
+                return Err(Abort::Failed(format!(
+                    "{what}: not within {timeout:?}: {seen}"
+                )));
             }
             Err(_) => std::thread::sleep(POLL),
         }
@@ -734,7 +822,10 @@ fn converge(swarm: &Swarm, after: Instant) -> Result<Instant, String> {
                 .map(|&m| swarm.name(m))
                 .find(|name| *name != swarm.name(i) && !listed.iter().any(|l| l == name))
             {
-                return Err(format!("{}'s CLI does not list {missing} as alive", swarm.name(i)));
+                return Err(format!(
+                    "{}'s CLI does not list {missing} as alive",
+                    swarm.name(i)
+                ));
             }
         }
         Ok(())
@@ -752,7 +843,8 @@ fn discovery(system: System, n: usize) -> Result<(f64, f64), String> {
     let all = converge(&swarm, spawned).map_err(|why| format!("{why}\n{}", swarm.describe()))?;
     let before = Instant::now();
     swarm.start_next();
-    let late = converge(&swarm, before).map_err(|why| format!("late joiner: {why}\n{}", swarm.describe()))?;
+    let late = converge(&swarm, before)
+        .map_err(|why| format!("late joiner: {why}\n{}", swarm.describe()))?;
     Ok((
         all.saturating_duration_since(spawned).as_secs_f64(),
         late.saturating_duration_since(before).as_secs_f64(),
@@ -762,14 +854,24 @@ fn discovery(system: System, n: usize) -> Result<(f64, f64), String> {
 /// `samples` messages from h1 through its CLI, one at a time, each until
 /// every other node had it; `loss`% inbound loss on every host meanwhile.
 /// Returns the latencies (ms) of the delivered ones and how many were lost.
-fn latency(swarm: &Swarm, loss: u8, run: usize, samples: usize) -> Result<(Vec<f64>, usize), Abort> {
+fn latency(
+    swarm: &Swarm,
+    loss: u8,
+    run: usize,
+    samples: usize,
+) -> Result<(Vec<f64>, usize), Abort> {
     swarm.lan().set_loss_all(loss);
     let outcome = latency_samples(swarm, loss, run, samples);
     swarm.lan().set_loss_all(0);
     outcome
 }
 
-fn latency_samples(swarm: &Swarm, loss: u8, run: usize, samples: usize) -> Result<(Vec<f64>, usize), Abort> {
+fn latency_samples(
+    swarm: &Swarm,
+    loss: u8,
+    run: usize,
+    samples: usize,
+) -> Result<(Vec<f64>, usize), Abort> {
     let others: Vec<usize> = (1..swarm.len()).collect();
     let mut latencies = Vec::with_capacity(samples);
     let mut lost = 0;
@@ -790,11 +892,20 @@ fn latency_samples(swarm: &Swarm, loss: u8, run: usize, samples: usize) -> Resul
 }
 
 /// Waits until every node in `nodes` had message `key`; the last arrival.
-fn everywhere(swarm: &Swarm, nodes: &[usize], key: &str, timeout: Duration) -> Result<Instant, Abort> {
+fn everywhere(
+    swarm: &Swarm,
+    nodes: &[usize],
+    key: &str,
+    timeout: Duration,
+) -> Result<Instant, Abort> {
     until(timeout, key, || {
         nodes
             .iter()
-            .map(|&i| swarm.arrival(i, key).ok_or_else(|| format!("not at {}", swarm.name(i))))
+            .map(|&i| {
+                swarm
+                    .arrival(i, key)
+                    .ok_or_else(|| format!("not at {}", swarm.name(i)))
+            })
             .collect::<Result<Vec<Instant>, String>>()
             .map(|ats| ats.into_iter().max().unwrap_or_else(Instant::now))
     })
@@ -803,7 +914,13 @@ fn everywhere(swarm: &Swarm, nodes: &[usize], key: &str, timeout: Duration) -> R
 /// The highest rate (total, msg/s) at which `senders` nodes sent on pace
 /// with zero loss: doubling from a start rate while runs pass, then
 /// [`Options::bisections`] halvings of the gap.
-fn rate_search(swarm: &Swarm, system: System, senders: usize, run: usize, options: &Options) -> Result<f64, Abort> {
+fn rate_search(
+    swarm: &Swarm,
+    system: System,
+    senders: usize,
+    run: usize,
+    options: &Options,
+) -> Result<f64, Abort> {
     let d = swarm.deliveries();
     let mut step = 0;
     let mut attempt = |rate: u64| -> Result<bool, Abort> {
@@ -900,7 +1017,11 @@ fn largest(swarm: &Swarm, run: usize) -> Result<usize, Abort> {
 /// [`Row::Leave`]) and waits until every other node recorded it failed /
 /// left; seconds. The victim is restarted before returning.
 fn removal(swarm: &mut Swarm, victim: usize, row: Row) -> Result<f64, Abort> {
-    let state = if row == Row::Kill { PeerStateName::Failed } else { PeerStateName::Left };
+    let state = if row == Row::Kill {
+        PeerStateName::Failed
+    } else {
+        PeerStateName::Left
+    };
     let start = Instant::now();
     if row == Row::Kill {
         swarm.kill(victim);
@@ -909,16 +1030,20 @@ fn removal(swarm: &mut Swarm, victim: usize, row: Row) -> Result<f64, Abort> {
         return Err(Abort::Failed(why));
     }
     let others: Vec<usize> = (0..swarm.len()).filter(|&i| i != victim).collect();
-    let outcome = until(DETECTION_TIMEOUT, &format!("{} {}", swarm.name(victim), state.as_str()), || {
-        let mut last = start;
-        for &o in &others {
-            let at = swarm
-                .entered(o, victim, state, start)
-                .ok_or_else(|| format!("not yet at {}", swarm.name(o)))?;
-            last = last.max(at);
-        }
-        Ok(last)
-    });
+    let outcome = until(
+        DETECTION_TIMEOUT,
+        &format!("{} {}", swarm.name(victim), state.as_str()),
+        || {
+            let mut last = start;
+            for &o in &others {
+                let at = swarm
+                    .entered(o, victim, state, start)
+                    .ok_or_else(|| format!("not yet at {}", swarm.name(o)))?;
+                last = last.max(at);
+            }
+            Ok(last)
+        },
+    );
     swarm.restart(victim);
     Ok(outcome?.saturating_duration_since(start).as_secs_f64())
 }
@@ -926,7 +1051,10 @@ fn removal(swarm: &mut Swarm, victim: usize, row: Row) -> Result<f64, Abort> {
 /// Counts `failed` transitions recorded by every node from the start of
 /// `f` until everyone is alive everywhere again: each is false, as every
 /// node stays up.
-fn false_failures<T>(swarm: &Swarm, f: impl FnOnce() -> Result<T, Abort>) -> Result<(usize, T), Abort> {
+fn false_failures<T>(
+    swarm: &Swarm,
+    f: impl FnOnce() -> Result<T, Abort>,
+) -> Result<(usize, T), Abort> {
     let start = Instant::now();
     let value = f()?;
     converge(swarm, start).map_err(Abort::Failed)?;
@@ -960,8 +1088,9 @@ fn flood(swarm: &Swarm, run: usize, hold: Duration) -> Result<(usize, f64), Abor
         let mut accepted: Vec<Vec<String>> = Vec::new();
         let (mut total, mut everywhere) = (0u64, 0u64);
         let mut count = |slice: usize, keys: &[String]| {
-            let arrivals: Vec<HashMap<String, Instant>> =
-                (0..nodes).map(|i| d.take_dyn(i, &format!("f{run}s{slice}"))).collect();
+            let arrivals: Vec<HashMap<String, Instant>> = (0..nodes)
+                .map(|i| d.take_dyn(i, &format!("f{run}s{slice}")))
+                .collect();
             total += keys.len() as u64;
             everywhere += keys
                 .iter()
@@ -978,10 +1107,15 @@ fn flood(swarm: &Swarm, run: usize, hold: Duration) -> Result<(usize, f64), Abor
                 let handles: Vec<_> = (0..nodes)
                     .map(|i| {
                         let tag = &tag;
-                        scope.spawn(move || d.send_dyn(i, tag, FULL_SPEED / nodes as f64, Duration::from_secs(1)))
+                        scope.spawn(move || {
+                            d.send_dyn(i, tag, FULL_SPEED / nodes as f64, Duration::from_secs(1))
+                        })
                     })
                     .collect();
-                handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_default())
+                    .collect()
             });
             accepted.push(sent.into_iter().flat_map(|s| s.accepted).collect());
             if slice >= 2 {
@@ -995,7 +1129,12 @@ fn flood(swarm: &Swarm, run: usize, hold: Duration) -> Result<(usize, f64), Abor
         delivery_bench::drain(
             || {
                 (0..nodes)
-                    .map(|i| pending.iter().map(|&s| d.count_dyn(i, &format!("f{run}s{s}"))).sum())
+                    .map(|i| {
+                        pending
+                            .iter()
+                            .map(|&s| d.count_dyn(i, &format!("f{run}s{s}")))
+                            .sum()
+                    })
                     .collect()
             },
             expected,
@@ -1004,7 +1143,11 @@ fn flood(swarm: &Swarm, run: usize, hold: Duration) -> Result<(usize, f64), Abor
         for &s in &pending {
             count(s, &accepted[s]);
         }
-        Ok(if total == 0 { 0.0 } else { 100.0 * everywhere as f64 / total as f64 })
+        Ok(if total == 0 {
+            0.0
+        } else {
+            100.0 * everywhere as f64 / total as f64
+        })
     })
 }
 
@@ -1015,7 +1158,9 @@ fn sleep_checked(hold: Duration) -> Result<(), Abort> {
         if bench::interrupted() {
             return Err(Abort::Interrupted);
         }
-        std::thread::sleep(Duration::from_millis(100).min(end.saturating_duration_since(Instant::now())));
+        std::thread::sleep(
+            Duration::from_millis(100).min(end.saturating_duration_since(Instant::now())),
+        );
     }
     Ok(())
 }
@@ -1024,8 +1169,12 @@ fn sleep_checked(hold: Duration) -> Result<(), Abort> {
 /// `hold` of doing nothing.
 fn idle(swarm: &Swarm, hold: Duration) -> Result<Vec<(f64, f64)>, Abort> {
     let pids: Vec<u32> = (0..swarm.len()).map(|i| swarm.pid(i)).collect();
-    let cpu = |pid| sys::cpu_time(pid).ok_or_else(|| Abort::Failed(format!("no CPU time of pid {pid}")));
-    let before = pids.iter().map(|&p| cpu(p)).collect::<Result<Vec<_>, _>>()?;
+    let cpu =
+        |pid| sys::cpu_time(pid).ok_or_else(|| Abort::Failed(format!("no CPU time of pid {pid}")));
+    let before = pids
+        .iter()
+        .map(|&p| cpu(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let start = Instant::now();
     sleep_checked(hold)?;
     let elapsed = start.elapsed().as_secs_f64();
@@ -1033,7 +1182,8 @@ fn idle(swarm: &Swarm, hold: Duration) -> Result<Vec<(f64, f64)>, Abort> {
         .zip(before)
         .map(|(&pid, before)| {
             let used = cpu(pid)?.saturating_sub(before).as_secs_f64();
-            let rss = sys::vm_rss_kib(pid).ok_or_else(|| Abort::Failed(format!("no VmRSS of pid {pid}")))?;
+            let rss = sys::vm_rss_kib(pid)
+                .ok_or_else(|| Abort::Failed(format!("no VmRSS of pid {pid}")))?;
             Ok((rss as f64 / 1024.0, 100.0 * used / elapsed))
         })
         .collect()
@@ -1052,7 +1202,11 @@ fn cli_calls(swarm: &Swarm, run: usize, calls: usize) -> Result<(Vec<f64>, Vec<f
         if bench::interrupted() {
             return Err("interrupted".to_owned());
         }
-        send.push(timed(swarm.send_command(0, &format!("c{run}/{i}"), MESSAGE_BYTES))?);
+        send.push(timed(swarm.send_command(
+            0,
+            &format!("c{run}/{i}"),
+            MESSAGE_BYTES,
+        ))?);
         peers.push(timed(swarm.members_command(0))?);
     }
     Ok((send, peers))

@@ -123,7 +123,10 @@ impl RossipSwarm {
         self.cluster.daemons[i].sigterm();
         match self.cluster.daemons[i].wait_exit(timeout) {
             Some(_) => Ok(()),
-            None => Err(format!("{} did not exit after SIGTERM", self.cluster.name(i))),
+            None => Err(format!(
+                "{} did not exit after SIGTERM",
+                self.cluster.name(i)
+            )),
         }
     }
 

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::delivery::{key_of, tag_of};
 use crate::delivery_bench::Deliveries;
-use crate::delivery_send::{MESSAGE_BYTES, Sent, SendOutcome, paced};
+use crate::delivery_send::{MESSAGE_BYTES, SendOutcome, Sent, paced};
 use crate::netns::{Lan, Skip};
 use crate::sys;
 
@@ -49,7 +49,8 @@ pub fn program() -> Result<PathBuf, String> {
         return Err("`serf` not found; install it with `apt-get install serf`".to_owned());
     }
     sys::say("serf not found: apt-get install -y serf");
-    let apt = sys::find_program("apt-get").ok_or("`serf` not found and no apt-get to install it")?;
+    let apt =
+        sys::find_program("apt-get").ok_or("`serf` not found and no apt-get to install it")?;
     let mut install = Command::new(&apt);
     install
         .args(["install", "-y", "serf"])
@@ -357,11 +358,7 @@ impl Rpc {
         self.call("event", &body)
     }
 
-    fn call(
-        &mut self,
-        command: &str,
-        body: &impl Serialize,
-    ) -> Result<Result<(), String>, String> {
+    fn call(&mut self, command: &str, body: &impl Serialize) -> Result<Result<(), String>, String> {
         let header = RequestHeader {
             command,
             seq: self.seq,
@@ -446,8 +443,9 @@ impl SerfSwarm {
     pub fn start_next(&mut self) -> usize {
         let index = self.agents.len();
         let host = self.lan.host(index);
-        self.agents
-            .push(Some(Agent::spawn(&self.serf, &host.name, &host.ns, host.addr)));
+        self.agents.push(Some(Agent::spawn(
+            &self.serf, &host.name, &host.ns, host.addr,
+        )));
         index
     }
 
@@ -473,7 +471,10 @@ impl SerfSwarm {
         if agent.wait_exit(timeout) {
             Ok(())
         } else {
-            Err(format!("serf agent {} did not exit after SIGINT", agent.name()))
+            Err(format!(
+                "serf agent {} did not exit after SIGINT",
+                agent.name()
+            ))
         }
     }
 
@@ -532,11 +533,7 @@ impl Deliveries for SerfSwarm {
         let ns = &self.lan.host(from).ns;
         let mut rpc = match Rpc::connect(ns) {
             Ok(rpc) => rpc,
-            Err(e) => {
-                let mut sent = Sent::default();
-                sent.errors.insert(format!("io ({e})"), 1);
-                return sent;
-            }
+            Err(e) => return Sent::broken(e),
         };
         paced(tag, from, rate, duration, |key| {
             let (name, payload) = user_event(key, MESSAGE_BYTES);

@@ -81,7 +81,14 @@ pub struct Line {
     pub row: Row,
 }
 
-const fn line(label: &'static str, metric: Metric, stat: Stat, unit: &'static str, better: Better, row: Row) -> Line {
+const fn line(
+    label: &'static str,
+    metric: Metric,
+    stat: Stat,
+    unit: &'static str,
+    better: Better,
+    row: Row,
+) -> Line {
     Line {
         label,
         metric,
@@ -109,43 +116,249 @@ pub const LINES: [Line; 22] = {
     use Better::{Higher, Lower};
     [
         absolute(
-            ratio(line("discovery, all started at once, until all list all", Metric::Discovery, Stat::Median, "s", Lower, Row::Discovery), 2.0),
+            ratio(
+                line(
+                    "discovery, all started at once, until all list all",
+                    Metric::Discovery,
+                    Stat::Median,
+                    "s",
+                    Lower,
+                    Row::Discovery,
+                ),
+                2.0,
+            ),
             0.1,
             Some(10),
         ),
-        ratio(line("late joiner, until all list it and it lists all", Metric::LateJoin, Stat::Median, "s", Lower, Row::Discovery), 2.0),
-        line("latency to all others, p50", Metric::Latency, Stat::Median, "ms", Lower, Row::Latency),
-        ratio(line("latency to all others, p99", Metric::Latency, Stat::Quantile(0.99), "ms", Lower, Row::Latency), 40.0),
-        line("latency to all others, max", Metric::Latency, Stat::Max, "ms", Lower, Row::Latency),
-        line("latency: messages lost (not everywhere in 5 s)", Metric::Lost, Stat::Sum, "", Lower, Row::Latency),
-        line("latency with 10% inbound loss, p50", Metric::LatencyLoss, Stat::Median, "ms", Lower, Row::LatencyLoss),
+        ratio(
+            line(
+                "late joiner, until all list it and it lists all",
+                Metric::LateJoin,
+                Stat::Median,
+                "s",
+                Lower,
+                Row::Discovery,
+            ),
+            2.0,
+        ),
+        line(
+            "latency to all others, p50",
+            Metric::Latency,
+            Stat::Median,
+            "ms",
+            Lower,
+            Row::Latency,
+        ),
+        ratio(
+            line(
+                "latency to all others, p99",
+                Metric::Latency,
+                Stat::Quantile(0.99),
+                "ms",
+                Lower,
+                Row::Latency,
+            ),
+            40.0,
+        ),
+        line(
+            "latency to all others, max",
+            Metric::Latency,
+            Stat::Max,
+            "ms",
+            Lower,
+            Row::Latency,
+        ),
+        line(
+            "latency: messages lost (not everywhere in 5 s)",
+            Metric::Lost,
+            Stat::Sum,
+            "",
+            Lower,
+            Row::Latency,
+        ),
+        line(
+            "latency with 10% inbound loss, p50",
+            Metric::LatencyLoss,
+            Stat::Median,
+            "ms",
+            Lower,
+            Row::LatencyLoss,
+        ),
         absolute(
-            ratio(line("latency with 10% inbound loss, p99", Metric::LatencyLoss, Stat::Quantile(0.99), "ms", Lower, Row::LatencyLoss), 40.0),
+            ratio(
+                line(
+                    "latency with 10% inbound loss, p99",
+                    Metric::LatencyLoss,
+                    Stat::Quantile(0.99),
+                    "ms",
+                    Lower,
+                    Row::LatencyLoss,
+                ),
+                40.0,
+            ),
             10.0,
             Some(5),
         ),
-        line("latency with 10% inbound loss, max", Metric::LatencyLoss, Stat::Max, "ms", Lower, Row::LatencyLoss),
-        line("latency with 10% loss: messages lost", Metric::LostLoss, Stat::Sum, "", Lower, Row::LatencyLoss),
+        line(
+            "latency with 10% inbound loss, max",
+            Metric::LatencyLoss,
+            Stat::Max,
+            "ms",
+            Lower,
+            Row::LatencyLoss,
+        ),
+        line(
+            "latency with 10% loss: messages lost",
+            Metric::LostLoss,
+            Stat::Sum,
+            "",
+            Lower,
+            Row::LatencyLoss,
+        ),
         absolute(
-            ratio(line("zero-loss throughput, one sender, 200 B", Metric::Throughput, Stat::Median, "msg/s", Higher, Row::Throughput), 100.0),
+            ratio(
+                line(
+                    "zero-loss throughput, one sender, 200 B",
+                    Metric::Throughput,
+                    Stat::Median,
+                    "msg/s",
+                    Higher,
+                    Row::Throughput,
+                ),
+                100.0,
+            ),
             20_000.0,
             Some(5),
         ),
-        ratio(line("zero-loss throughput, all sending, 200 B", Metric::ThroughputAll, Stat::Median, "msg/s", Higher, Row::ThroughputAll), 100.0),
-        ratio(line("largest message delivered to all", Metric::Largest, Stat::Min, "B", Higher, Row::Largest), 100.0),
+        ratio(
+            line(
+                "zero-loss throughput, all sending, 200 B",
+                Metric::ThroughputAll,
+                Stat::Median,
+                "msg/s",
+                Higher,
+                Row::ThroughputAll,
+            ),
+            100.0,
+        ),
+        ratio(
+            line(
+                "largest message delivered to all",
+                Metric::Largest,
+                Stat::Min,
+                "B",
+                Higher,
+                Row::Largest,
+            ),
+            100.0,
+        ),
         absolute(
-            ratio(line("SIGKILL -> failed on all others", Metric::Kill, Stat::Median, "s", Lower, Row::Kill), 2.5),
+            ratio(
+                line(
+                    "SIGKILL -> failed on all others",
+                    Metric::Kill,
+                    Stat::Median,
+                    "s",
+                    Lower,
+                    Row::Kill,
+                ),
+                2.5,
+            ),
             2.0,
             None,
         ),
-        ratio(line("leave -> left on all others", Metric::Leave, Stat::Median, "s", Lower, Row::Leave), 5.0),
-        absolute(line("false `failed` under 10% loss (all runs)", Metric::LossFailures, Stat::Sum, "", Lower, Row::LossFailures), 0.0, None),
-        absolute(line("false `failed` during a full-speed flood (all runs)", Metric::FloodFailures, Stat::Sum, "", Lower, Row::Flood), 0.0, None),
-        line("flood: accepted messages delivered to all", Metric::FloodDelivered, Stat::Median, "%", Higher, Row::Flood),
-        absolute(ratio(line("idle RSS per node", Metric::IdleRss, Stat::Median, "MiB", Lower, Row::Idle), 3.0), 5.0, Some(10)),
-        absolute(line("idle CPU per node", Metric::IdleCpu, Stat::Mean, "% of a core", Lower, Row::Idle), 0.1, Some(10)),
-        ratio(line("`send` CLI call, wall time", Metric::CliSend, Stat::Median, "ms", Lower, Row::Cli), 2.0),
-        ratio(line("`peers` / `members` CLI call, wall time", Metric::CliPeers, Stat::Median, "ms", Lower, Row::Cli), 2.0),
+        ratio(
+            line(
+                "leave -> left on all others",
+                Metric::Leave,
+                Stat::Median,
+                "s",
+                Lower,
+                Row::Leave,
+            ),
+            5.0,
+        ),
+        absolute(
+            line(
+                "false `failed` under 10% loss (all runs)",
+                Metric::LossFailures,
+                Stat::Sum,
+                "",
+                Lower,
+                Row::LossFailures,
+            ),
+            0.0,
+            None,
+        ),
+        absolute(
+            line(
+                "false `failed` during a full-speed flood (all runs)",
+                Metric::FloodFailures,
+                Stat::Sum,
+                "",
+                Lower,
+                Row::Flood,
+            ),
+            0.0,
+            None,
+        ),
+        line(
+            "flood: accepted messages delivered to all",
+            Metric::FloodDelivered,
+            Stat::Median,
+            "%",
+            Higher,
+            Row::Flood,
+        ),
+        absolute(
+            ratio(
+                line(
+                    "idle RSS per node",
+                    Metric::IdleRss,
+                    Stat::Median,
+                    "MiB",
+                    Lower,
+                    Row::Idle,
+                ),
+                3.0,
+            ),
+            5.0,
+            Some(10),
+        ),
+        absolute(
+            line(
+                "idle CPU per node",
+                Metric::IdleCpu,
+                Stat::Mean,
+                "% of a core",
+                Lower,
+                Row::Idle,
+            ),
+            0.1,
+            Some(10),
+        ),
+        ratio(
+            line(
+                "`send` CLI call, wall time",
+                Metric::CliSend,
+                Stat::Median,
+                "ms",
+                Lower,
+                Row::Cli,
+            ),
+            2.0,
+        ),
+        ratio(
+            line(
+                "`peers` / `members` CLI call, wall time",
+                Metric::CliPeers,
+                Stat::Median,
+                "ms",
+                Lower,
+                Row::Cli,
+            ),
+            2.0,
+        ),
     ]
 };
 
@@ -287,7 +500,15 @@ pub struct Setting {
     pub load: String,
     /// rossip's git revision, rossipd's version, Serf's, rustc's.
     pub versions: String,
+    /// Whether the load average exceeded the core count at the start or
+    /// the end: other work shared the CPUs, so times are noisy.
+    pub loaded: bool,
 }
+
+/// What BENCHMARKS.md says when [`Setting::loaded`].
+pub const LOADED_NOTE: &str = "The machine was shared with other work during this run (load \
+     average above its core count): wall-clock figures are noisy and both systems ran slower \
+     than on an idle machine; the alternation of runs gives both the same conditions.";
 
 /// The whole BENCHMARKS.md.
 pub fn benchmarks_md(results: &Results, options: &Options, setting: &Setting) -> String {
@@ -302,7 +523,7 @@ pub fn benchmarks_md(results: &Results, options: &Options, setting: &Setting) ->
          - Load average (1, 5, 15 min) at start / end: {load}\n\
          - Versions: {versions}\n\
          - Runs: {runs} per row, system and N, alternating rossip and Serf{quick}\n\n\
-         {table}\n\
+         {loaded}{table}\n\
          \"rossip ahead\" is Serf / rossip where lower is better and rossip / Serf where higher is \
          better; above 1 rossip is ahead. \"failed\" means no run of that figure completed (see \
          the list below). Raw samples: `{raw}` (not in git).\n\n\
@@ -315,14 +536,31 @@ pub fn benchmarks_md(results: &Results, options: &Options, setting: &Setting) ->
         load = setting.load,
         versions = setting.versions,
         runs = options.runs,
-        quick = if options.quick { " (`--quick`: fewer samples and shorter holds)" } else { "" },
+        quick = if options.quick {
+            " (`--quick`: fewer samples and shorter holds)"
+        } else {
+            ""
+        },
+        loaded = if setting.loaded {
+            format!("{LOADED_NOTE}\n\n")
+        } else {
+            String::new()
+        },
         table = table(results, options),
         raw = results
             .raw_path
             .as_ref()
             .map_or_else(|| "-".to_owned(), |p| p.display().to_string()),
-        errors_title = if errors.is_empty() { "" } else { "Runs that did not complete:\n\n" },
-        errors = if errors.is_empty() { String::new() } else { format!("{errors}\n") },
+        errors_title = if errors.is_empty() {
+            ""
+        } else {
+            "Runs that did not complete:\n\n"
+        },
+        errors = if errors.is_empty() {
+            String::new()
+        } else {
+            format!("{errors}\n")
+        },
         method = method(options),
     )
 }
@@ -436,7 +674,10 @@ mod tests {
         assert_eq!(format_value(7.123, "ms"), "7.12");
         assert_eq!(format_value(557.0, "ms"), "557.0");
         assert_eq!(format_value(0.146, "s"), "0.146");
-        assert_eq!(Stat::Quantile(0.99).of(&(1..=100).map(f64::from).collect::<Vec<_>>()), Some(99.0));
+        assert_eq!(
+            Stat::Quantile(0.99).of(&(1..=100).map(f64::from).collect::<Vec<_>>()),
+            Some(99.0)
+        );
         assert_eq!(Stat::Sum.of(&[1.0, 2.0]), Some(3.0));
         assert_eq!(Stat::Median.of(&[]), None);
     }
