@@ -225,6 +225,6 @@ mod tests {
         assert_eq!(quantile(&values, 0.99), Some(ms(99)));
         assert_eq!(quantile(&values, 1.0), Some(ms(100)));
         assert_eq!(quantile(&[ms(7)], 0.99), Some(ms(7)));
-        assert_eq!(quantile(&[], 0.5), None);
+        assert_eq!(quantile::<Duration>(&[], 0.5), None);
     }
 }

@@ -26,9 +26,10 @@ usage: compare-bench [--quick] [--sizes 3,5,10] [--runs 2] [--rows ROW,…]
                      throughput steps, 10 s holds (loss, flood, idle)
   --sizes N,N,…      cluster sizes (2..=200 each)                 [default: 3,5,10]
   --runs R           runs of each row per system and size         [default: 2; --quick: 1]
-  --rows ROW,…       rows to measure, of: discovery, latency, latency-loss,
-                     throughput, throughput-all, largest, kill, leave,
-                     loss-failures, flood, idle, cli               [default: all]
+  --rows ROW,…       rows to measure (they run in this order): discovery, idle,
+                     cli, latency, latency-loss, largest, kill, leave,
+                     loss-failures, throughput, throughput-all, flood
+                                                                  [default: all]
   --systems S,…      rossip, serf (runs alternate in this order)  [default: rossip,serf]
   --out PATH         where the report goes                        [default: BENCHMARKS.md
                                                                    at the repository root]

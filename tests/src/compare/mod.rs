@@ -6,7 +6,8 @@
 //! For each N: first the discovery samples, each on a fresh LAN with one
 //! idle host (all nodes started at once, then one more once they
 //! converged); then one working cluster per system, kept for the other
-//! rows, which run in order, each run alternating rossip, Serf, rossip, …
+//! rows, which run in [`Row::ALL`]'s order (idle first, before any traffic;
+//! floods last), each run alternating rossip, Serf, rossip, …
 //! A run that fails is recorded as an error of its row and the benchmark
 //! goes on; a node the row stopped is restarted before the next row.
 //!
@@ -89,14 +90,15 @@ impl System {
 pub enum Row {
     /// All started at once until all list all; then a late joiner.
     Discovery,
+    /// RSS and CPU of idle nodes: first, before any traffic (a flood
+    /// leaves buffers and history behind in both systems).
+    Idle,
+    /// Wall time of one `send` and one member-list CLI call.
+    Cli,
     /// `send` → every other node, no loss.
     Latency,
     /// The same with [`LOSS_PERCENT`]% inbound loss on every host.
     LatencyLoss,
-    /// Highest zero-loss rate of 200-byte messages from one sender.
-    Throughput,
-    /// The same with every node sending.
-    ThroughputAll,
     /// Largest message delivered everywhere.
     Largest,
     /// SIGKILL → failed everywhere.
@@ -105,29 +107,29 @@ pub enum Row {
     Leave,
     /// False `failed` under [`LOSS_PERCENT`]% loss.
     LossFailures,
+    /// Highest zero-loss rate of 200-byte messages from one sender.
+    Throughput,
+    /// The same with every node sending.
+    ThroughputAll,
     /// False `failed` during a full-speed flood from every node.
     Flood,
-    /// RSS and CPU of idle nodes.
-    Idle,
-    /// Wall time of one `send` and one member-list CLI call.
-    Cli,
 }
 
 impl Row {
     /// Every row, in the order they run.
     pub const ALL: [Row; 12] = [
         Row::Discovery,
+        Row::Idle,
+        Row::Cli,
         Row::Latency,
         Row::LatencyLoss,
-        Row::Throughput,
-        Row::ThroughputAll,
         Row::Largest,
         Row::Kill,
         Row::Leave,
         Row::LossFailures,
+        Row::Throughput,
+        Row::ThroughputAll,
         Row::Flood,
-        Row::Idle,
-        Row::Cli,
     ];
 
     /// Its name on the command line.

@@ -15,6 +15,7 @@
 //! User events are sent with `-coalesce=false`: with coalescing (Serf's
 //! default) the agent holds each event for a quiet period of a second.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
@@ -266,7 +267,8 @@ fn read_log(stdout: std::process::ChildStdout, record: &Mutex<Record>) {
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
         let at = Instant::now();
-        let mut record = record.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = record.lock().unwrap_or_else(PoisonError::into_inner);
+        let record = &mut *guard;
         match parse_line(&line) {
             Some(LogEvent::Member { name, state }) => {
                 record.members.entry(name).or_default().push((at, state));
@@ -274,10 +276,11 @@ fn read_log(stdout: std::process::ChildStdout, record: &Mutex<Record>) {
             Some(LogEvent::UserEvent { name }) => {
                 let key = key_of(&name).to_owned();
                 let keys = record.arrivals.entry(tag_of(&key).to_owned()).or_default();
-                if keys.contains_key(&key) {
-                    record.duplicates += 1;
-                } else {
-                    keys.insert(key, at);
+                match keys.entry(key) {
+                    Entry::Occupied(_) => record.duplicates += 1,
+                    Entry::Vacant(slot) => {
+                        slot.insert(at);
+                    }
                 }
                 continue;
             }

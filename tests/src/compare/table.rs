@@ -379,7 +379,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -619,7 +619,8 @@ pub fn method(options: &Options) -> String {
          - flood: every node sends 200-byte messages as fast as its daemon accepts them (the \
          same clients as throughput) for {hold} s; false `failed` transitions counted as above, \
          and the share of accepted messages that reached every node.\n\
-         - idle: {hold} s with no traffic; VmRSS of each node's process at the end \
+         - idle (measured first, on the fresh cluster: floods leave buffers and history \
+         behind in both systems): {hold} s with no traffic; VmRSS of each node's process at the end \
          (/proc/PID/status; median over nodes), CPU time used (utime + stime of /proc/PID/stat; \
          mean over nodes) as a share of one core.\n\
          - CLI: {calls} calls each of `send` (200 bytes) and `peers` / `members` from h1, \
