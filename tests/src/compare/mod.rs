@@ -647,6 +647,9 @@ pub fn measure(options: &Options, results: &mut Results) {
                     if let Err(why) = outcome {
                         fail(results, n, *system, row, why);
                     }
+                    if bench::interrupted() {
+                        return;
+                    }
                     // Whatever the row did, the next one starts converged.
                     if let Err(why) = converge(swarm, Instant::now()) {
                         fail(
