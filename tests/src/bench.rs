@@ -409,6 +409,18 @@ fn hold(cluster: &NsCluster, duration: Duration) -> Result<(), Abort> {
 fn until<T>(
     timeout: Duration,
     what: &str,
+    condition: impl FnMut() -> Result<T, String>,
+) -> Result<T, Abort> {
+    poll_until(timeout, POLL, what, condition)
+}
+
+/// Polls `condition` every `poll` until it holds (its value), `timeout`
+/// passes (`Failed` with `what` and what it last reported), or the
+/// benchmark is interrupted.
+pub fn poll_until<T>(
+    timeout: Duration,
+    poll: Duration,
+    what: &str,
     mut condition: impl FnMut() -> Result<T, String>,
 ) -> Result<T, Abort> {
     let deadline = Instant::now() + timeout;
@@ -421,7 +433,7 @@ fn until<T>(
             Err(seen) if Instant::now() >= deadline => {
                 return Err(failed(format!("{what}: not within {timeout:?}: {seen}")));
             }
-            Err(_) => std::thread::sleep(POLL),
+            Err(_) => std::thread::sleep(poll),
         }
     }
 }

@@ -781,28 +781,13 @@ fn measure_row(
     Ok(())
 }
 
-/// Polls `condition` until it gives a value, `timeout` passes (`Failed`
-/// with the last thing it reported), or the benchmark is interrupted.
+/// [`bench::poll_until`] at [`POLL`].
 fn until<T>(
     timeout: Duration,
     what: &str,
-    mut condition: impl FnMut() -> Result<T, String>,
+    condition: impl FnMut() -> Result<T, String>,
 ) -> Result<T, Abort> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if bench::interrupted() {
-            return Err(Abort::Interrupted);
-        }
-        match condition() {
-            Ok(value) => return Ok(value),
-            Err(seen) if Instant::now() >= deadline => {
-                return Err(Abort::Failed(format!(
-                    "{what}: not within {timeout:?}: {seen}"
-                )));
-            }
-            Err(_) => std::thread::sleep(POLL),
-        }
-    }
+    bench::poll_until(timeout, POLL, what, condition)
 }
 
 /// Waits until every node has every node alive (from its notifications),
