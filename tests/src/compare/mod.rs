@@ -41,8 +41,9 @@ use crate::sys;
 pub use self::rossip::RossipSwarm;
 pub use self::serf::SerfSwarm;
 
-/// Inbound loss on every host in the loss rows, percent.
-pub const LOSS_PERCENT: u8 = 10;
+/// Inbound loss on every host in the loss rows, percent: the membership
+/// benchmark's.
+pub use crate::bench::LOSS_PERCENT;
 
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
 const DETECTION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -781,22 +782,13 @@ fn measure_row(
     Ok(())
 }
 
-/// [`bench::poll_until`] at [`POLL`].
-fn until<T>(
-    timeout: Duration,
-    what: &str,
-    condition: impl FnMut() -> Result<T, String>,
-) -> Result<T, Abort> {
-    bench::poll_until(timeout, POLL, what, condition)
-}
-
 /// Waits until every node has every node alive (from its notifications),
 /// then until every node's CLI lists every other node as alive. Returns the
 /// instant of the last notification that completed the picture (after
 /// `after`).
 fn converge(swarm: &Swarm, after: Instant) -> Result<Instant, String> {
     let all: Vec<usize> = (0..swarm.len()).collect();
-    let at = until(CONVERGE_TIMEOUT, "everyone alive everywhere", || {
+    let at = bench::poll_until(CONVERGE_TIMEOUT, POLL, "everyone alive everywhere", || {
         let mut last = after;
         for &observer in &all {
             last = last.max(swarm.alive_at(observer, &all, after)?);
@@ -804,22 +796,27 @@ fn converge(swarm: &Swarm, after: Instant) -> Result<Instant, String> {
         Ok(last)
     })
     .map_err(abort_text)?;
-    until(CONVERGE_TIMEOUT, "every CLI lists everyone alive", || {
-        for &i in &all {
-            let listed = swarm.cli_alive(i)?;
-            if let Some(missing) = all
-                .iter()
-                .map(|&m| swarm.name(m))
-                .find(|name| *name != swarm.name(i) && !listed.iter().any(|l| l == name))
-            {
-                return Err(format!(
-                    "{}'s CLI does not list {missing} as alive",
-                    swarm.name(i)
-                ));
+    bench::poll_until(
+        CONVERGE_TIMEOUT,
+        POLL,
+        "every CLI lists everyone alive",
+        || {
+            for &i in &all {
+                let listed = swarm.cli_alive(i)?;
+                if let Some(missing) = all
+                    .iter()
+                    .map(|&m| swarm.name(m))
+                    .find(|name| *name != swarm.name(i) && !listed.iter().any(|l| l == name))
+                {
+                    return Err(format!(
+                        "{}'s CLI does not list {missing} as alive",
+                        swarm.name(i)
+                    ));
+                }
             }
-        }
-        Ok(())
-    })
+            Ok(())
+        },
+    )
     .map_err(abort_text)?;
     Ok(at)
 }
@@ -888,7 +885,7 @@ fn everywhere(
     key: &str,
     timeout: Duration,
 ) -> Result<Instant, Abort> {
-    until(timeout, key, || {
+    bench::poll_until(timeout, POLL, key, || {
         nodes
             .iter()
             .map(|&i| {
@@ -1020,8 +1017,9 @@ fn removal(swarm: &mut Swarm, victim: usize, row: Row) -> Result<f64, Abort> {
         return Err(Abort::Failed(why));
     }
     let others: Vec<usize> = (0..swarm.len()).filter(|&i| i != victim).collect();
-    let outcome = until(
+    let outcome = bench::poll_until(
         DETECTION_TIMEOUT,
+        POLL,
         &format!("{} {}", swarm.name(victim), state.as_str()),
         || {
             let mut last = start;
