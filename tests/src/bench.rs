@@ -593,6 +593,18 @@ fn hold(cluster: &NsCluster, duration: Duration) -> Result<(), Abort> {
 fn until<T>(
     timeout: Duration,
     what: &str,
+    condition: impl FnMut() -> Result<T, String>,
+) -> Result<T, Abort> {
+    poll_until(timeout, POLL, what, condition)
+}
+
+/// Polls `condition` every `poll` until it holds (its value), `timeout`
+/// passes (`Failed` with `what` and what it last reported), or the
+/// benchmark is interrupted.
+pub fn poll_until<T>(
+    timeout: Duration,
+    poll: Duration,
+    what: &str,
     mut condition: impl FnMut() -> Result<T, String>,
 ) -> Result<T, Abort> {
     let deadline = Instant::now() + timeout;
@@ -605,7 +617,7 @@ fn until<T>(
             Err(seen) if Instant::now() >= deadline => {
                 return Err(failed(format!("{what}: not within {timeout:?}: {seen}")));
             }
-            Err(_) => std::thread::sleep(POLL),
+            Err(_) => std::thread::sleep(poll),
         }
     }
 }
@@ -806,6 +818,56 @@ pub fn start<O>(
     }
     watch_signals(program);
     Ok(options)
+}
+
+/// Calls `handle(flag, value)` for each argument: `--flag value` and
+/// `--flag=value` both work, and `value()` takes the flag's value when the
+/// flag has one. `handle`'s error (e.g. an unknown flag) ends the parsing.
+pub fn each_flag(
+    mut args: impl Iterator<Item = String>,
+    mut handle: impl FnMut(&str, &mut dyn FnMut() -> Result<String, String>) -> Result<(), String>,
+) -> Result<(), String> {
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
+            None => (arg.clone(), None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        handle(&flag, &mut value)?;
+    }
+    Ok(())
+}
+
+/// `--sizes`' value: cluster sizes, each in 2..=[`MAX_HOSTS`](crate::netns::MAX_HOSTS).
+pub fn parse_sizes(value: &str) -> Result<Vec<usize>, String> {
+    let max = crate::netns::MAX_HOSTS;
+    value
+        .split(',')
+        .map(|s| match s.trim().parse::<usize>() {
+            Ok(n) if (2..=max).contains(&n) => Ok(n),
+            _ => Err(format!("--sizes: {s:?} is not a size in 2..={max}")),
+        })
+        .collect()
+}
+
+/// Root, iproute2 and nftables: what a benchmark on namespaced hosts needs.
+pub fn netns_preflight() -> Result<(), String> {
+    if crate::sys::effective_uid() != Some(0) {
+        return Err("needs root: it builds network namespaces (run it with sudo)".to_owned());
+    }
+    for tool in ["ip", "nft"] {
+        if crate::sys::find_program(tool).is_none() {
+            return Err(format!(
+                "`{tool}` not found (apt-get install iproute2 nftables)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Watches for Ctrl-C and SIGTERM (in its own thread); on either, asks the

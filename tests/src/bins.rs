@@ -65,8 +65,17 @@ fn locate(name: &str, env: &str) -> PathBuf {
 /// [`ROSSIPD_ENV`]); else the error a benchmark prints: how to build it.
 /// Benchmarks check first, rather than panic in [`rossipd`] midway.
 pub fn rossipd_built() -> Result<(), String> {
-    let rossipd = target_profile_dir().join("rossipd");
-    if std::env::var_os(ROSSIPD_ENV).is_some() || rossipd.is_file() {
+    built("rossipd", ROSSIPD_ENV)
+}
+
+/// [`rossipd_built`] for `rossipctl`.
+pub fn rossipctl_built() -> Result<(), String> {
+    built("rossipctl", ROSSIPCTL_ENV)
+}
+
+fn built(name: &str, env: &str) -> Result<(), String> {
+    let path = target_profile_dir().join(name);
+    if std::env::var_os(env).is_some() || path.is_file() {
         return Ok(());
     }
     let release = if cfg!(debug_assertions) {
@@ -75,9 +84,9 @@ pub fn rossipd_built() -> Result<(), String> {
         " --release"
     };
     Err(format!(
-        "no rossipd at {}: build it first with `cargo build{release} -p rossipd` (or set \
-         {ROSSIPD_ENV} to a rossipd binary)",
-        rossipd.display()
+        "no {name} at {}: build it first with `cargo build{release} -p {name}` (or set \
+         {env} to a {name} binary)",
+        path.display()
     ))
 }
 

@@ -16,7 +16,7 @@
 //! is [`crate::delivery_table`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -306,7 +306,13 @@ fn run(cluster: &NsCluster, options: &Options, report: &mut Report) -> Result<()
     });
     for senders in [1, options.nodes] {
         for &rate in &options.rates {
-            let run = throughput(cluster, &recorders, rate, senders, options)?;
+            let nodes = RossipNodes {
+                cluster,
+                recorders: &recorders,
+                window: options.window,
+            };
+            let tag = format!("r{rate}n{senders}");
+            let run = throughput(&nodes, &tag, rate, senders, options.seconds)?;
             progress(&format!(
                 "{senders} sender(s) at {rate}/s: sent {:.0}/s, accepted {}/{}, at all {} ({:.2}%), lagged {}",
                 run.achieved(),
@@ -425,14 +431,21 @@ fn latency(
 }
 
 /// Runs `rossipctl --socket SOCKET send KEY` (inside `netns` when given) to
-/// completion. Waits by polling `try_wait` at [`POLL`] rather than through
-/// [`crate::ctl`], whose coarser polling would show in the "return" figure.
+/// completion; see [`run_polled`].
 fn cli_send(netns: Option<&str>, socket: &Path, key: &str) -> Result<(), String> {
     let args: Vec<OsString> = vec!["--socket".into(), socket.into(), "send".into(), key.into()];
     let (program, args) = sys::in_netns(netns, bins::rossipctl(), args);
-    let line = sys::command_line(&program, &args);
-    let mut child = Command::new(&program)
-        .args(&args)
+    run_polled(&program, &args)
+}
+
+/// Runs `program args…` to completion, its stdout discarded. Waits by
+/// polling `try_wait` at [`POLL`] rather than through [`crate::ctl`], whose
+/// coarser polling would show in a figure timed around this call. `Err`
+/// has the command line, its exit status and stderr.
+pub fn run_polled(program: &OsStr, args: &[OsString]) -> Result<(), String> {
+    let line = sys::command_line(program, args);
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -464,30 +477,82 @@ fn cli_send(netns: Option<&str>, socket: &Path, key: &str) -> Result<(), String>
     Err(format!("`{line}` failed ({status}): {}", stderr.trim()))
 }
 
-/// One throughput run: `senders` nodes (h1.., each with one open RPC
-/// connection, see [`send_paced`]) send at `rate / senders` each for `seconds`, then the
-/// deliveries are awaited (see [`DRAIN_TIMEOUT`]) and counted.
-fn throughput(
-    cluster: &NsCluster,
-    recorders: &[MessageRecorder],
+/// What a throughput run needs of a cluster: a paced sender on each node
+/// and a record of the messages each node received (keys as
+/// [`crate::delivery_send::key`] makes them). rossip's is [`RossipNodes`];
+/// `compare-bench` has one for Serf.
+pub trait Deliveries: Sync {
+    /// Nodes that record arrivals; senders are the first of them.
+    fn nodes(&self) -> usize;
+    /// Sends [`MESSAGE_BYTES`]-byte messages of run `tag` from node `from`
+    /// at `rate` messages/s for `duration` (see [`send_paced`]).
+    fn send_paced(&self, from: usize, tag: &str, rate: f64, duration: Duration) -> Sent;
+    /// How many distinct keys of `tag` node `node` received.
+    fn count(&self, node: usize, tag: &str) -> usize;
+    /// Removes and returns node `node`'s arrivals of `tag`.
+    fn take(&self, node: usize, tag: &str) -> HashMap<String, Instant>;
+    /// Events dropped before they reached the recorders, all nodes, so far.
+    fn lagged(&self) -> u64;
+    /// Messages recorded twice, all nodes, so far.
+    fn duplicates(&self) -> u64;
+}
+
+/// A rossip cluster's [`Deliveries`]: its daemons, a [`MessageRecorder`]
+/// on each, and pipelined senders with `window` unanswered requests.
+#[derive(Debug, Clone, Copy)]
+pub struct RossipNodes<'a> {
+    /// The daemons.
+    pub cluster: &'a NsCluster,
+    /// `recorders[i]` records `cluster.daemons[i]`.
+    pub recorders: &'a [MessageRecorder],
+    /// See [`Options::window`].
+    pub window: usize,
+}
+
+impl Deliveries for RossipNodes<'_> {
+    fn nodes(&self) -> usize {
+        self.recorders.len()
+    }
+
+    fn send_paced(&self, from: usize, tag: &str, rate: f64, duration: Duration) -> Sent {
+        let socket = self.cluster.daemons[from].socket();
+        send_paced(socket, tag, from, rate, duration, self.window)
+    }
+
+    fn count(&self, node: usize, tag: &str) -> usize {
+        self.recorders[node].count(tag)
+    }
+
+    fn take(&self, node: usize, tag: &str) -> HashMap<String, Instant> {
+        self.recorders[node].take(tag)
+    }
+
+    fn lagged(&self) -> u64 {
+        self.recorders.iter().map(MessageRecorder::lagged).sum()
+    }
+
+    fn duplicates(&self) -> u64 {
+        self.recorders.iter().map(MessageRecorder::duplicates).sum()
+    }
+}
+
+/// One throughput run: `senders` nodes (h1..) send at `rate / senders`
+/// each for `seconds`, then the deliveries are awaited (see
+/// [`DRAIN_TIMEOUT`]) and counted.
+pub fn throughput(
+    nodes: &impl Deliveries,
+    tag: &str,
     rate: u64,
     senders: usize,
-    options: &Options,
+    seconds: f64,
 ) -> Result<RateRun, Abort> {
-    let tag = format!("r{rate}n{senders}");
-    let lagged_before: u64 = recorders.iter().map(MessageRecorder::lagged).sum();
-    let dups_before: u64 = recorders.iter().map(MessageRecorder::duplicates).sum();
+    let lagged_before = nodes.lagged();
+    let dups_before = nodes.duplicates();
     let each = rate as f64 / senders as f64;
-    let duration = Duration::from_secs_f64(options.seconds);
-    let window = options.window;
+    let duration = Duration::from_secs_f64(seconds);
     let sent: Vec<Sent> = std::thread::scope(|scope| {
-        let handles: Vec<_> = cluster.daemons[..senders]
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let tag = &tag;
-                scope.spawn(move || send_paced(d.socket(), tag, i, each, duration, window))
-            })
+        let handles: Vec<_> = (0..senders)
+            .map(|i| scope.spawn(move || nodes.send_paced(i, tag, each, duration)))
             .collect();
         handles
             .into_iter()
@@ -514,8 +579,13 @@ fn throughput(
     }
     run.accepted = accepted.len() as u64;
 
-    drain(recorders, &tag, accepted.len(), send_end)?;
-    let arrivals: Vec<HashMap<String, Instant>> = recorders.iter().map(|r| r.take(&tag)).collect();
+    drain(
+        || (0..nodes.nodes()).map(|i| nodes.count(i, tag)).collect(),
+        accepted.len(),
+        send_end,
+    )?;
+    let arrivals: Vec<HashMap<String, Instant>> =
+        (0..nodes.nodes()).map(|i| nodes.take(i, tag)).collect();
     run.delivered_all = accepted
         .iter()
         .filter(|key| arrivals.iter().all(|a| a.contains_key(*key)))
@@ -530,20 +600,16 @@ fn throughput(
         .flat_map(|a| a.values().copied())
         .max()
         .map(|last| last.saturating_duration_since(send_end));
-    run.lagged = recorders.iter().map(MessageRecorder::lagged).sum::<u64>() - lagged_before;
-    run.duplicates = recorders
-        .iter()
-        .map(MessageRecorder::duplicates)
-        .sum::<u64>()
-        - dups_before;
+    run.lagged = nodes.lagged() - lagged_before;
+    run.duplicates = nodes.duplicates() - dups_before;
     Ok(run)
 }
 
-/// Waits until every recorder has `expected` messages of `tag`, nothing new
-/// arrived anywhere for [`DRAIN_STALL`], or [`DRAIN_TIMEOUT`] passed.
-fn drain(
-    recorders: &[MessageRecorder],
-    tag: &str,
+/// Waits until every node's count (`counts()`) reached `expected`,
+/// nothing new arrived anywhere for [`DRAIN_STALL`], or [`DRAIN_TIMEOUT`]
+/// passed since `send_end`.
+pub fn drain(
+    mut counts: impl FnMut() -> Vec<usize>,
     expected: usize,
     send_end: Instant,
 ) -> Result<(), Abort> {
@@ -554,7 +620,7 @@ fn drain(
         if bench::interrupted() {
             return Err(Abort::Interrupted);
         }
-        let counts: Vec<usize> = recorders.iter().map(|r| r.count(tag)).collect();
+        let counts = counts();
         if counts.iter().all(|&c| c >= expected) {
             return Ok(());
         }

@@ -48,6 +48,15 @@ pub struct Sent {
     pub issued: Vec<Instant>,
 }
 
+impl Sent {
+    /// A sender that could not start: one error, `io (why)`.
+    pub fn broken(why: impl std::fmt::Display) -> Sent {
+        let mut sent = Sent::default();
+        sent.errors.insert(format!("io ({why})"), 1);
+        sent
+    }
+}
+
 /// The key of sender `sender`'s `k`th message of run `tag`.
 pub fn key(tag: &str, sender: usize, k: u64) -> String {
     format!("{tag}/{sender}.{k}")
@@ -55,11 +64,66 @@ pub fn key(tag: &str, sender: usize, k: u64) -> String {
 
 /// `key`, a space, and `x` up to [`MESSAGE_BYTES`] bytes.
 pub fn pad(key: &str) -> String {
+    pad_to(key, MESSAGE_BYTES)
+}
+
+/// `key`, a space, and `x` up to `bytes` bytes (longer if the key is).
+pub fn pad_to(key: &str, bytes: usize) -> String {
     let mut text = format!("{key} ");
-    let fill = MESSAGE_BYTES.saturating_sub(text.len());
+    let fill = bytes.saturating_sub(text.len());
     text.extend(std::iter::repeat_n('x', fill));
     debug_assert_eq!(key_of(&text), key);
     text
+}
+
+/// What one call of a sequential sender ([`paced`]) came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// The daemon accepted the message.
+    Accepted,
+    /// The daemon refused it; the error code (or its name).
+    Refused(String),
+    /// The connection failed: the sender stops.
+    Broken(String),
+}
+
+/// A sequential sender: calls `send(key)` for message `k` at
+/// `start + k / rate` (behind schedule: at once, never skipping) for
+/// `duration`, and records what each call came to.
+pub fn paced(
+    tag: &str,
+    sender: usize,
+    rate: f64,
+    duration: Duration,
+    mut send: impl FnMut(&str) -> SendOutcome,
+) -> Sent {
+    let mut sent = Sent::default();
+    let start = Instant::now();
+    let end = start + duration;
+    loop {
+        let now = Instant::now();
+        if now >= end || bench::interrupted() {
+            break;
+        }
+        let due = due(start, sent.attempted, rate);
+        if due > now {
+            std::thread::sleep((due - now).min(end - now));
+            continue;
+        }
+        let key = key(tag, sender, sent.attempted);
+        sent.attempted += 1;
+        sent.issued.push(Instant::now());
+        match send(&key) {
+            SendOutcome::Accepted => sent.accepted.push(key),
+            SendOutcome::Refused(code) => *sent.errors.entry(code).or_default() += 1,
+            SendOutcome::Broken(why) => {
+                *sent.errors.entry(format!("io ({why})")).or_default() += 1;
+                break;
+            }
+        }
+    }
+    sent.elapsed = start.elapsed();
+    sent
 }
 
 /// Sends `rate` messages/s to `socket` for `duration`, with at most
@@ -85,40 +149,17 @@ fn due(start: Instant, k: u64, rate: f64) -> Instant {
 }
 
 fn sequential(socket: &Path, tag: &str, sender: usize, rate: f64, duration: Duration) -> Sent {
-    let mut sent = Sent::default();
     let mut client = match RpcClient::connect(socket) {
         Ok(client) => client,
-        Err(e) => {
-            sent.errors.insert(format!("io ({e})"), 1);
-            return sent;
-        }
+        Err(e) => return Sent::broken(e),
     };
-    let start = Instant::now();
-    let end = start + duration;
-    loop {
-        let now = Instant::now();
-        if now >= end || bench::interrupted() {
-            break;
+    paced(tag, sender, rate, duration, |key| {
+        match client.try_call("send", json!({ "text": pad(key) }), CALL_TIMEOUT) {
+            Ok(Ok(_)) => SendOutcome::Accepted,
+            Ok(Err(error)) => SendOutcome::Refused(error.code.to_string()),
+            Err(e) => SendOutcome::Broken(e.to_string()),
         }
-        let due = due(start, sent.attempted, rate);
-        if due > now {
-            std::thread::sleep((due - now).min(end - now));
-            continue;
-        }
-        let key = key(tag, sender, sent.attempted);
-        sent.attempted += 1;
-        sent.issued.push(Instant::now());
-        match client.try_call("send", json!({ "text": pad(&key) }), CALL_TIMEOUT) {
-            Ok(Ok(_)) => sent.accepted.push(key),
-            Ok(Err(error)) => *sent.errors.entry(error.code.to_string()).or_default() += 1,
-            Err(e) => {
-                *sent.errors.entry(format!("io ({e})")).or_default() += 1;
-                break;
-            }
-        }
-    }
-    sent.elapsed = start.elapsed();
-    sent
+    })
 }
 
 /// What the reader of a pipelined sender shares with its writer.

@@ -8,9 +8,9 @@ use crate::delivery_bench::{
 };
 
 /// The `p`-quantile (0..=1) of `values` by the nearest-rank method.
-pub fn quantile(values: &[Duration], p: f64) -> Option<Duration> {
+pub fn quantile<T: PartialOrd + Copy>(values: &[T], p: f64) -> Option<T> {
     let mut sorted = values.to_vec();
-    sorted.sort();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     let n = sorted.len();
     if n == 0 {
         return None;
@@ -239,6 +239,6 @@ mod tests {
         assert_eq!(quantile(&values, 0.99), Some(ms(99)));
         assert_eq!(quantile(&values, 1.0), Some(ms(100)));
         assert_eq!(quantile(&[ms(7)], 0.99), Some(ms(7)));
-        assert_eq!(quantile(&[], 0.5), None);
+        assert_eq!(quantile::<Duration>(&[], 0.5), None);
     }
 }

@@ -19,6 +19,8 @@
 //! - [`ctl`]: running `rossipctl`, once or as a long-lived `tail -f`;
 //! - [`background`]: a long-running child process with collected output;
 //! - [`cluster`]: helpers over several daemons (start, wait for membership);
+//! - [`compare`](mod@compare): rossip and HashiCorp Serf side by side on
+//!   one namespaced LAN, behind `compare-bench` (writes BENCHMARKS.md);
 //! - [`events`]: recording a daemon's peer events with receive times;
 //! - [`memory_bench`]: the memory benchmark behind `memory-bench` (the
 //!   daemon's RSS under stalled subscribers, a full `history`, an mDNS flood);
@@ -53,6 +55,7 @@ pub mod bins;
 pub mod browser;
 pub mod chaos;
 pub mod cluster;
+pub mod compare;
 pub mod cpu;
 pub mod ctl;
 pub mod daemon;

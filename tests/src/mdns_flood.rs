@@ -14,9 +14,7 @@
 //! against one real `rossipd` (the figures of the `memory-bench` binary, and
 //! of `mdns-flood-bench`). All traffic stays inside namespaces created here.
 
-use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
-use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -268,25 +266,10 @@ impl AnswerPacket {
 }
 
 /// A UDP socket bound to `bind` inside network namespace `ns` (as `ip
-/// netns add` names it). A helper thread enters the namespace, creates the
-/// socket and ends: a socket stays in the namespace it was created in,
-/// whichever thread uses it, and no thread of this process is left in it.
+/// netns add` names it); see [`crate::netns::in_namespace`].
 pub fn udp_socket_in(ns: &str, bind: SocketAddrV4) -> Result<UdpSocket, String> {
-    let path = std::path::Path::new("/run/netns").join(ns);
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let file =
-                    File::open(&path).map_err(|e| format!("open {}: {e}", path.display()))?;
-                rustix::thread::move_into_link_name_space(
-                    file.as_fd(),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )
-                .map_err(|e| format!("enter network namespace {ns}: {e}"))?;
-                UdpSocket::bind(bind).map_err(|e| format!("bind {bind} in {ns}: {e}"))
-            })
-            .join()
-            .map_err(|_| format!("the thread entering {ns} panicked"))?
+    crate::netns::in_namespace(ns, || {
+        UdpSocket::bind(bind).map_err(|e| format!("bind {bind} in {ns}: {e}"))
     })
 }
 

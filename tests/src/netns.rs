@@ -469,6 +469,33 @@ impl Drop for Lan {
     }
 }
 
+/// Runs `make` on a helper thread that has entered network namespace `ns`
+/// (as `ip netns add` names it) and returns what it made: a socket stays
+/// in the namespace it was created in, whichever thread uses it, and no
+/// thread of this process is left in the namespace.
+pub fn in_namespace<T: Send>(
+    ns: &str,
+    make: impl FnOnce() -> Result<T, String> + Send,
+) -> Result<T, String> {
+    use std::os::fd::AsFd as _;
+    let path = Path::new("/run/netns").join(ns);
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let file = std::fs::File::open(&path)
+                    .map_err(|e| format!("open {}: {e}", path.display()))?;
+                rustix::thread::move_into_link_name_space(
+                    file.as_fd(),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )
+                .map_err(|e| format!("enter network namespace {ns}: {e}"))?;
+                make()
+            })
+            .join()
+            .map_err(|_| format!("the thread entering {ns} panicked"))?
+    })
+}
+
 /// A locally administered, unicast MAC for interface `number` of the host
 /// whose `eth0` is `addr`: unique within a LAN, the same on every run.
 fn mac_for(addr: Ipv4Addr, number: usize) -> String {

@@ -42,11 +42,23 @@ impl NsCluster {
         prepare: impl FnOnce(&mut Lan),
         customize: impl Fn(usize, DaemonBuilder) -> DaemonBuilder,
     ) -> Result<NsCluster, Skip> {
-        let mut lan = Lan::new(test, hosts)?;
+        NsCluster::start_with_idle(test, hosts, 0, prepare, customize)
+    }
+
+    /// [`NsCluster::start`] on a LAN with `idle` more hosts that run
+    /// nothing yet: [`NsCluster::start_next`] starts a daemon on the next
+    /// one (a node that joins late).
+    pub fn start_with_idle(
+        test: &str,
+        hosts: usize,
+        idle: usize,
+        prepare: impl FnOnce(&mut Lan),
+        customize: impl Fn(usize, DaemonBuilder) -> DaemonBuilder,
+    ) -> Result<NsCluster, Skip> {
+        let mut lan = Lan::new(test, hosts + idle)?;
         prepare(&mut lan);
         let spawned = Instant::now();
-        let mut daemons: Vec<Daemon> = lan
-            .hosts()
+        let mut daemons: Vec<Daemon> = lan.hosts()[..hosts]
             .iter()
             .enumerate()
             .map(|(index, host)| {
@@ -66,6 +78,26 @@ impl NsCluster {
             lan,
             spawned,
         })
+    }
+
+    /// Starts a daemon (as `customize` makes it) and its recorder on the
+    /// first host that runs none, and waits until it answers and its
+    /// recorder subscribed; returns its index. Panics when every host of
+    /// the LAN already runs a daemon.
+    pub fn start_next(
+        &mut self,
+        customize: impl FnOnce(usize, DaemonBuilder) -> DaemonBuilder,
+    ) -> usize {
+        let index = self.daemons.len();
+        let host = self.lan.host(index);
+        let mut daemon =
+            customize(index, Daemon::builder(&host.name).netns(&host.ns)).spawn_unready();
+        let recorder = PeerRecorder::start(&daemon);
+        daemon.wait_ready(READY_TIMEOUT);
+        recorder.wait_subscribed(READY_TIMEOUT);
+        self.daemons.push(daemon);
+        self.recorders.push(recorder);
+        index
     }
 
     /// The daemons' names, `h1`, `h2`, … in host order.
@@ -101,24 +133,35 @@ impl NsCluster {
         timeout: Duration,
     ) -> Result<Vec<Instant>, String> {
         let recorders = self.recorders_of(observers);
-        try_wait_every(&recorders, timeout, |r| {
-            let names: Vec<&str> = members
-                .iter()
-                .map(|&m| self.name(m))
-                .filter(|n| *n != r.observer())
-                .collect();
-            r.all_alive(&names)?;
-            let mut last = after;
-            for name in names {
-                let seen = match r.first_entered(name, PeerStateName::Alive, after) {
-                    Some(at) => at,
-                    // Alive since before `after`, or in the snapshot.
-                    None => r.first_seen_in(name, PeerStateName::Alive).unwrap_or(after),
-                };
-                last = last.max(seen);
-            }
-            Ok(last.max(after))
-        })
+        try_wait_every(&recorders, timeout, |r| self.alive_at(r, members, after))
+    }
+
+    /// Whether recorder `r`'s daemon currently has every daemon in
+    /// `members` (but itself) as `alive`: `Ok` with the instant it first
+    /// saw the last of them alive after `after` (see
+    /// [`NsCluster::try_wait_alive`]), `Err` with who is missing.
+    pub fn alive_at(
+        &self,
+        r: &PeerRecorder,
+        members: &[usize],
+        after: Instant,
+    ) -> Result<Instant, String> {
+        let names: Vec<&str> = members
+            .iter()
+            .map(|&m| self.name(m))
+            .filter(|n| *n != r.observer())
+            .collect();
+        r.all_alive(&names)?;
+        let mut last = after;
+        for name in names {
+            let seen = match r.first_entered(name, PeerStateName::Alive, after) {
+                Some(at) => at,
+                // Alive since before `after`, or in the snapshot.
+                None => r.first_seen_in(name, PeerStateName::Alive).unwrap_or(after),
+            };
+            last = last.max(seen);
+        }
+        Ok(last.max(after))
     }
 
     /// [`NsCluster::try_wait_alive`] for everyone, panicking with every

@@ -87,6 +87,18 @@ pub fn in_netns(
     }
 }
 
+/// The program and arguments that run `program args…` inside network
+/// namespace `ns` through `nsenter --net=/run/netns/NS`, which only enters
+/// the namespace. `ip netns exec` (see [`in_netns`]) also remounts `/sys`
+/// for the namespace, some milliseconds per call, which would dominate a
+/// figure such as one CLI call's wall time.
+pub fn nsenter_net(ns: &str, program: PathBuf, args: Vec<OsString>) -> (OsString, Vec<OsString>) {
+    let nsenter = find_program("nsenter").expect("`nsenter` (util-linux) is needed");
+    let mut full: Vec<OsString> = vec![format!("--net=/run/netns/{ns}").into(), program.into()];
+    full.extend(args);
+    (nsenter.into_os_string(), full)
+}
+
 fn shell_quote(arg: &str) -> String {
     let plain = !arg.is_empty()
         && arg

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use rossip_tests::delivery_bench::{self, Options};
 use rossip_tests::netns::MAX_HOSTS;
-use rossip_tests::{bench, bins, delivery_table, sys};
+use rossip_tests::{bench, bins, delivery_table};
 
 const USAGE: &str = "\
 usage: delivery-bench [--nodes 5] [--latency-samples 200] [--rates 5000,10000,20000,30000]
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
 }
 
 /// `Ok(None)` for `--help`.
-fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
     let mut options = Options {
         nodes: 5,
         latency_samples: 200,
@@ -69,19 +69,10 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
         log_level: "info".to_owned(),
         loss_percent: 0,
     };
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
-            None => (arg.clone(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(None),
+    let mut help = false;
+    bench::each_flag(args, |flag, value| {
+        match flag {
+            "-h" | "--help" => help = true,
             "--nodes" => {
                 options.nodes = match value()?.parse::<usize>() {
                     Ok(n) if (2..=MAX_HOSTS).contains(&n) => n,
@@ -122,43 +113,21 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
                     _ => return Err("--loss: not a fraction in [0, 1)".to_owned()),
                 };
             }
-            _ => return Err(format!("unknown argument {arg:?}")),
+            _ => return Err(format!("unknown argument {flag:?}")),
         }
+        Ok(())
+    })?;
+    if help {
+        return Ok(None);
     }
     Ok(Some(options))
 }
 
 /// Root, iproute2, nftables and rossipd/rossipctl binaries of this profile.
 fn preflight() -> Result<(), String> {
-    if sys::effective_uid() != Some(0) {
-        return Err("needs root: it builds network namespaces (run it with sudo)".to_owned());
-    }
-    for tool in ["ip", "nft"] {
-        if sys::find_program(tool).is_none() {
-            return Err(format!(
-                "`{tool}` not found (apt-get install iproute2 nftables)"
-            ));
-        }
-    }
-    for (name, env) in [
-        ("rossipd", bins::ROSSIPD_ENV),
-        ("rossipctl", bins::ROSSIPCTL_ENV),
-    ] {
-        let path = bins::target_profile_dir().join(name);
-        if std::env::var_os(env).is_none() && !path.is_file() {
-            let release = if cfg!(debug_assertions) {
-                ""
-            } else {
-                " --release"
-            };
-            return Err(format!(
-                "no {name} at {}: build it first with `cargo build{release} -p {name}` \
-                 (or set {env} to a {name} binary)",
-                path.display()
-            ));
-        }
-    }
-    Ok(())
+    bench::netns_preflight()?;
+    bins::rossipd_built()?;
+    bins::rossipctl_built()
 }
 
 fn header(options: &Options) -> String {

@@ -15,8 +15,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use rossip_tests::bench::{self, Options};
-use rossip_tests::netns::MAX_HOSTS;
-use rossip_tests::{bins, sys};
+use rossip_tests::bins;
 
 const USAGE: &str = "\
 usage: membership-bench [--sizes 3,5,10] [--runs 5] [--loss-secs 60] [--flood-secs 60]
@@ -72,7 +71,7 @@ fn main() -> ExitCode {
 }
 
 /// `Ok(None)` for `--help`.
-fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
     let mut options = Options {
         sizes: vec![3, 5, 10],
         runs: 5,
@@ -81,29 +80,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
         log_level: "info".to_owned(),
         verbose: false,
     };
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
-            None => (arg.clone(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(None),
+    let mut help = false;
+    bench::each_flag(args, |flag, value| {
+        match flag {
+            "-h" | "--help" => help = true,
             "--verbose" | "-v" => options.verbose = true,
-            "--sizes" => {
-                options.sizes = value()?
-                    .split(',')
-                    .map(|s| match s.trim().parse::<usize>() {
-                        Ok(n) if (2..=MAX_HOSTS).contains(&n) => Ok(n),
-                        _ => Err(format!("--sizes: {s:?} is not a size in 2..={MAX_HOSTS}")),
-                    })
-                    .collect::<Result<_, _>>()?;
-            }
+            "--sizes" => options.sizes = bench::parse_sizes(&value()?)?,
             "--runs" => {
                 options.runs = value()?.parse().map_err(|e| format!("--runs: {e}"))?;
             }
@@ -116,24 +98,19 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
                 options.flood = Duration::from_secs(secs);
             }
             "--log-level" => options.log_level = value()?,
-            _ => return Err(format!("unknown argument {arg:?}")),
+            _ => return Err(format!("unknown argument {flag:?}")),
         }
+        Ok(())
+    })?;
+    if help {
+        return Ok(None);
     }
     Ok(Some(options))
 }
 
 /// Root, iproute2, nftables and a rossipd binary of this profile.
 fn preflight() -> Result<(), String> {
-    if sys::effective_uid() != Some(0) {
-        return Err("needs root: it builds network namespaces (run it with sudo)".to_owned());
-    }
-    for tool in ["ip", "nft"] {
-        if sys::find_program(tool).is_none() {
-            return Err(format!(
-                "`{tool}` not found (apt-get install iproute2 nftables)"
-            ));
-        }
-    }
+    bench::netns_preflight()?;
     bins::rossipd_built()
 }
 

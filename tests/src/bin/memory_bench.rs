@@ -64,25 +64,16 @@ fn main() -> ExitCode {
 }
 
 /// `Ok(None)` for `--help`.
-fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
     let mut options = Options {
         loads: Load::ALL.to_vec(),
         settle: Duration::from_secs(10),
         log_level: "info".to_owned(),
     };
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
-            None => (arg.clone(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(None),
+    let mut help = false;
+    bench::each_flag(args, |flag, value| {
+        match flag {
+            "-h" | "--help" => help = true,
             "--loads" => {
                 options.loads = value()?
                     .split(',')
@@ -99,8 +90,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
                 options.settle = Duration::from_secs(secs);
             }
             "--log-level" => options.log_level = value()?,
-            _ => return Err(format!("unknown argument {arg:?}")),
+            _ => return Err(format!("unknown argument {flag:?}")),
         }
+        Ok(())
+    })?;
+    if help {
+        return Ok(None);
     }
     Ok(Some(options))
 }

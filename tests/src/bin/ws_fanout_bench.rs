@@ -68,7 +68,7 @@ fn main() -> ExitCode {
 }
 
 /// `Ok(None)` for `--help`.
-fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+fn parse(args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
     let mut options = Options {
         clients: 100,
         rate: 1000.0,
@@ -85,17 +85,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
         history: None,
         log_level: "info".to_owned(),
     };
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) => (flag.to_owned(), Some(value.to_owned())),
-            None => (arg.clone(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
+    let mut help = false;
+    bench::each_flag(args, |flag, value| {
         fn number<T: std::str::FromStr>(flag: &str, text: String) -> Result<T, String>
         where
             T::Err: std::fmt::Display,
@@ -105,12 +96,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
         let secs = |flag: &str, text: String| -> Result<Duration, String> {
             Duration::try_from_secs_f64(number(flag, text)?).map_err(|e| format!("{flag}: {e}"))
         };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--clients" => options.clients = number(&flag, value()?)?,
-            "--rate" => options.rate = number(&flag, value()?)?,
-            "--secs" => options.secs = number(&flag, value()?)?,
-            "--window" => options.window = number(&flag, value()?)?,
+        match flag {
+            "-h" | "--help" => help = true,
+            "--clients" => options.clients = number(flag, value()?)?,
+            "--rate" => options.rate = number(flag, value()?)?,
+            "--secs" => options.secs = number(flag, value()?)?,
+            "--window" => options.window = number(flag, value()?)?,
             "--slow-reader" => {
                 options.slow_reader = match value()?.as_str() {
                     "on" => true,
@@ -118,15 +109,19 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, Stri
                     other => return Err(format!("--slow-reader: on or off, not {other:?}")),
                 }
             }
-            "--slow-recv-buffer" => options.slow_recv_buffer = number(&flag, value()?)?,
-            "--catch-up-secs" => options.catch_up = secs(&flag, value()?)?,
-            "--drain-secs" => options.drain = secs(&flag, value()?)?,
-            "--settle-secs" => options.settle = secs(&flag, value()?)?,
-            "--client-threads" => options.client_threads = number(&flag, value()?)?,
-            "--history" => options.history = Some(number(&flag, value()?)?),
+            "--slow-recv-buffer" => options.slow_recv_buffer = number(flag, value()?)?,
+            "--catch-up-secs" => options.catch_up = secs(flag, value()?)?,
+            "--drain-secs" => options.drain = secs(flag, value()?)?,
+            "--settle-secs" => options.settle = secs(flag, value()?)?,
+            "--client-threads" => options.client_threads = number(flag, value()?)?,
+            "--history" => options.history = Some(number(flag, value()?)?),
             "--log-level" => options.log_level = value()?,
-            _ => return Err(format!("unknown argument {arg:?}")),
+            _ => return Err(format!("unknown argument {flag:?}")),
         }
+        Ok(())
+    })?;
+    if help {
+        return Ok(None);
     }
     if options.clients == 0 || options.rate <= 0.0 || options.secs <= 0.0 {
         return Err("--clients, --rate and --secs must be above 0".to_owned());
