@@ -193,6 +193,7 @@ pub fn seed_bodies() -> Vec<(&'static str, Body)> {
             Body::IdentityRequest(vec![identity(2, "gamma").run(), identity(3, "delta").run()]),
         ),
         ("identities", Body::Identities(vec![identity(2, "gamma")])),
+        (
             "ack",
             Body::Ack(wire::Ack {
                 seen: vec![SeqRange { first: 1, last: 2 }, SeqRange { first: 4, last: 9 }],

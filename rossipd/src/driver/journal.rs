@@ -325,6 +325,7 @@ mod tests {
             auth: rossip_proto::message::Auth {
                 key: rossip_proto::sign::PublicKey([0; 32]),
                 sig: rossip_proto::sign::Signature::from_bytes(&[0; 64]),
+                batch: None,
             },
         }
     }
