@@ -121,10 +121,7 @@ mod tests {
             [leaf] => *leaf,
             _ => {
                 let k = largest_power_of_two_below(leaves.len());
-                node_hash(
-                    &reference_root(&leaves[..k]),
-                    &reference_root(&leaves[k..]),
-                )
+                node_hash(&reference_root(&leaves[..k]), &reference_root(&leaves[k..]))
             }
         }
     }

@@ -579,8 +579,7 @@ mod tests {
                 assert_eq!(message.auth.batch.is_some(), n > 1, "n={n}");
             }
             // One signature (two when the batch is split in chunks).
-            let sigs: std::collections::BTreeSet<_> =
-                messages.iter().map(|m| m.auth.sig).collect();
+            let sigs: std::collections::BTreeSet<_> = messages.iter().map(|m| m.auth.sig).collect();
             assert_eq!(sigs.len(), n.div_ceil(MAX_BATCH_MESSAGES), "n={n}");
         }
     }
@@ -695,11 +694,7 @@ mod tests {
             m.auth.key = mallory.public();
         }
         sign_batch(&mallory, &mut stolen);
-        assert!(
-            stolen
-                .iter()
-                .all(|m| check(m) == Err(AuthError::WrongKey))
-        );
+        assert!(stolen.iter().all(|m| check(m) == Err(AuthError::WrongKey)));
     }
 
     #[test]
@@ -707,10 +702,18 @@ mod tests {
         let messages = batch(9);
         for message in &messages {
             let proof = message.auth.batch.as_ref().expect("in a batch");
-            assert_eq!(BatchProof::from_bytes(&proof.to_bytes()).as_ref(), Some(proof));
+            assert_eq!(
+                BatchProof::from_bytes(&proof.to_bytes()).as_ref(),
+                Some(proof)
+            );
         }
         assert_eq!(BatchProof::from_bytes(&[1, 2]), None);
-        let mut trailing = messages[0].auth.batch.as_ref().map(BatchProof::to_bytes).unwrap_or_default();
+        let mut trailing = messages[0]
+            .auth
+            .batch
+            .as_ref()
+            .map(BatchProof::to_bytes)
+            .unwrap_or_default();
         trailing.push(0);
         assert_eq!(BatchProof::from_bytes(&trailing), None);
     }

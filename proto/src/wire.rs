@@ -1142,8 +1142,13 @@ mod tests {
             });
             encode(&header(), &body).expect("encode")
         };
-        let decode_fresh =
-            |bytes: &[u8]| decode(bytes, header().cluster, &mut crate::sign::Verifier::default());
+        let decode_fresh = |bytes: &[u8]| {
+            decode(
+                bytes,
+                header().cluster,
+                &mut crate::sign::Verifier::default(),
+            )
+        };
         assert!(decode_fresh(&push(messages.clone())).is_ok());
 
         // One good message and one whose proof was altered: the datagram

@@ -563,11 +563,22 @@ fn a_forged_batch_message_is_refused_and_counted() {
         items: vec![rossip_proto::wire::Payload::Whole(forged.clone())],
     });
     let bytes = rossip_proto::wire::encode(&header, &body).expect("encode");
-    let before = sim.node(1).stats().dropped.get("bad_signature").copied().unwrap_or(0);
+    let before = sim
+        .node(1)
+        .stats()
+        .dropped
+        .get("bad_signature")
+        .copied()
+        .unwrap_or(0);
     sim.inject(1, Sim::addr(0), &bytes);
     sim.run_for(Duration::from_millis(10));
     assert_eq!(
-        sim.node(1).stats().dropped.get("bad_signature").copied().unwrap_or(0),
+        sim.node(1)
+            .stats()
+            .dropped
+            .get("bad_signature")
+            .copied()
+            .unwrap_or(0),
         before + 1,
         "seed {seed:#x}"
     );
