@@ -816,7 +816,7 @@ impl Node {
                     self.owe_ack(header.sender, pieces, now);
                 }
             }
-            wire::Body::Ack(ack) => self.on_push_ack(header.sender, &ack),
+            wire::Body::Ack(ack) => self.on_push_ack(header.sender, &ack, now),
             wire::Body::Repair(items) => self.on_items(header.sender, items, false, true, now),
             wire::Body::Gone(ranges) => self.on_gone(header.sender, ranges, now),
             wire::Body::Leave { generation, sig } => {

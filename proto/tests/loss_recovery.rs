@@ -79,10 +79,16 @@ fn without_loss_acknowledgements_cost_one_per_member_sparse_and_less_in_a_stream
     let members = (report.config.nodes - 1) as f64;
     for phase in [&report.sparse, &report.stream] {
         assert_eq!(phase.incomplete, 0, "{summary}");
-        assert_eq!(phase.retransmissions, 0, "nothing lost, nothing resent: {summary}");
+        assert_eq!(
+            phase.retransmissions, 0,
+            "nothing lost, nothing resent: {summary}"
+        );
     }
     // One push and at most one acknowledgement per member.
-    assert!(report.sparse.dissemination_per_message() <= 2.0 * members, "{summary}");
+    assert!(
+        report.sparse.dissemination_per_message() <= 2.0 * members,
+        "{summary}"
+    );
     // A stream shares acknowledgements: well under one per message each.
     let stream_acks = report.stream.ack_datagrams as f64 / report.stream.messages as f64;
     assert!(stream_acks <= members / 2.0, "{summary}");
@@ -148,7 +154,9 @@ fn a_member_that_never_acknowledges_is_given_up_after_the_last_retry() {
     sim.run_for(Duration::from_millis(1));
     assert_eq!(sim.node(0).retransmit_usage().0, 1, "only n2 still owes");
     // Every retry, then nothing more is held.
-    sim.run_until(Duration::from_secs(2), |sim| sim.node(0).retransmit_usage().0 == 0);
+    sim.run_until(Duration::from_secs(2), |sim| {
+        sim.node(0).retransmit_usage().0 == 0
+    });
     let stats = sim.node(0).stats();
     assert_eq!(stats.retransmit_given_up, 1, "{stats:?}");
     assert_eq!(

@@ -293,11 +293,7 @@ fn run(cluster: &NsCluster, options: &Options, report: &mut Report) -> Result<()
     report.latency = latency(cluster, &recorders, options.latency_samples)?;
     let end = datagram_counters(cluster);
     report.latency_datagrams = Some(PhaseDatagrams {
-        messages: report
-            .latency
-            .iter()
-            .map(|s| s.returned.len() as u64)
-            .sum(),
+        messages: report.latency.iter().map(|s| s.returned.len() as u64).sum(),
         datagrams: end.0.saturating_sub(idle_end.0),
         acks: end.1.saturating_sub(idle_end.1),
         retransmissions: end.2.saturating_sub(idle_end.2),

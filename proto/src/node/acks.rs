@@ -93,6 +93,9 @@ struct Attempt {
     due: Instant,
     /// The wait the first timeout used (the backoff multiplies it).
     base: Duration,
+    /// When the first copy went: a first-try acknowledgement measures the
+    /// round trip from it.
+    sent: Instant,
 }
 
 /// What this node owes one origin: an acknowledgement, due at `due`.
@@ -120,6 +123,11 @@ pub(super) struct PushAcks {
     /// The deadline of the earliest retransmission timer scheduled, if any
     /// is still ahead (later timers that find nothing due are no-ops).
     armed: Option<Instant>,
+    /// Smoothed round trip of each member, from acknowledgements of first
+    /// copies (a retransmitted item's acknowledgement could answer either
+    /// copy, so it measures nothing): fresher than the member's handshake
+    /// and digest samples, which a busy moment can inflate for seconds.
+    srtt: BTreeMap<NodeId, Duration>,
     /// When an item was last pushed to each member: an item that follows
     /// another within the member's acknowledgement interval is
     /// acknowledged with it, so its timeout is longer by that interval.
@@ -187,7 +195,13 @@ impl Node {
                 .last_push
                 .get(&id)
                 .is_some_and(|last| at.saturating_duration_since(*last) < config.ack_interval);
-            let rtt = self.members.get(&id).and_then(|m| m.rtt).unwrap_or_default();
+            let rtt = self
+                .push_acks
+                .srtt
+                .get(&id)
+                .copied()
+                .or_else(|| self.members.get(&id).and_then(|m| m.rtt))
+                .unwrap_or_default();
             let mut base = rtt
                 .saturating_mul(config.rtt_factor)
                 .clamp(config.min_timeout, config.max_timeout);
@@ -211,6 +225,7 @@ impl Node {
                         retries: 0,
                         due: at + base,
                         base,
+                        sent: at,
                     };
                     (id, attempt)
                 })
@@ -340,9 +355,16 @@ impl Node {
 
     /// An acknowledgement from `sender`: it holds what `ack` lists of this
     /// node's messages.
-    pub(super) fn on_push_ack(&mut self, sender: NodeId, ack: &Ack) {
+    pub(super) fn on_push_ack(&mut self, sender: NodeId, ack: &Ack, now: Instant) {
         let acks = &mut self.push_acks;
         let mut cleared = 0;
+        // The newest first-copy send this acknowledgement answers.
+        let mut sample: Option<Instant> = None;
+        let mut note = |attempt: Attempt| {
+            if attempt.retries == 0 {
+                sample = Some(sample.map_or(attempt.sent, |s| s.max(attempt.sent)));
+            }
+        };
         for range in &ack.seen {
             if range.first > range.last {
                 continue;
@@ -356,7 +378,8 @@ impl Node {
                 piece: Some(u16::MAX),
             };
             for (_, pending) in acks.pending.range_mut(from..=through) {
-                if pending.waiting.remove(&sender).is_some() {
+                if let Some(attempt) = pending.waiting.remove(&sender) {
+                    note(attempt);
                     cleared += 1;
                 }
             }
@@ -367,9 +390,23 @@ impl Node {
                 piece: Some(piece.index),
             };
             if let Some(pending) = acks.pending.get_mut(&key)
-                && pending.waiting.remove(&sender).is_some()
+                && let Some(attempt) = pending.waiting.remove(&sender)
             {
+                note(attempt);
                 cleared += 1;
+            }
+        }
+        if let Some(sent) = sample {
+            let rtt = now.saturating_duration_since(sent);
+            // As TCP's smoothed round trip: 7/8 of the old, 1/8 of the new.
+            let smoothed = acks
+                .srtt
+                .get(&sender)
+                .map_or(rtt, |old| (*old * 7 + rtt) / 8);
+            if acks.srtt.len() < 4 * self.config.protocol.direct_push_limit
+                || acks.srtt.contains_key(&sender)
+            {
+                acks.srtt.insert(sender, smoothed);
             }
         }
         acks.pairs -= cleared;

@@ -393,10 +393,11 @@ pub struct PushAckConfig {
     /// needs its turn on a busy CPU; shorter would retransmit what is only
     /// late. Default 1 ms.
     pub min_timeout: Duration,
-    /// The retransmission timeout is this many times the member's measured
-    /// round trip (when that is above the floor): room for the round trip,
-    /// the member's processing, and its acknowledgement's coalescing.
-    /// Default 3.
+    /// The retransmission timeout is this many times the member's round
+    /// trip (when that is above the floor): room for the round trip, the
+    /// member's processing, and its acknowledgement's coalescing. The round
+    /// trip is smoothed over acknowledgements of first copies (before the
+    /// first, the handshake's or last digest's sample). Default 3.
     pub rtt_factor: u32,
     /// The longest wait between two copies of an item: the backoff stops
     /// growing here. Default 100 ms.

@@ -174,7 +174,8 @@ impl Node {
                         // Forward a clone only once it proved new.
                         if let Some(held) = self.history.get(&id) {
                             let item = Payload::Whole(held.clone());
-                            self.outbox.add(Route::Relay, [sender, id.origin], item, now);
+                            self.outbox
+                                .add(Route::Relay, [sender, id.origin], item, now);
                         }
                     }
                 }

@@ -153,15 +153,27 @@ pub fn run_small(config: &SmallConfig, start: Instant) -> SmallReport {
     let idle = sim.traffic().since(&idle_start);
     let idle_rate = idle.total(&nodes, |t| t.datagrams) as f64 / idle.duration.as_secs_f64();
 
-    let sparse = run_phase(&mut sim, config, idle_rate, |sim, k| {
-        let origin = rng.random_range(0..n);
-        let _ = sim.publish(origin, &format!("sparse {k} from n{origin}"));
-        config.sparse_interval
-    }, config.sparse_messages);
-    let stream = run_phase(&mut sim, config, idle_rate, |sim, k| {
-        let _ = sim.publish(0, &format!("stream {k}"));
-        config.stream_interval
-    }, config.stream_messages);
+    let sparse = run_phase(
+        &mut sim,
+        config,
+        idle_rate,
+        |sim, k| {
+            let origin = rng.random_range(0..n);
+            let _ = sim.publish(origin, &format!("sparse {k} from n{origin}"));
+            config.sparse_interval
+        },
+        config.sparse_messages,
+    );
+    let stream = run_phase(
+        &mut sim,
+        config,
+        idle_rate,
+        |sim, k| {
+            let _ = sim.publish(0, &format!("stream {k}"));
+            config.stream_interval
+        },
+        config.stream_messages,
+    );
     SmallReport {
         config: config.clone(),
         idle_datagrams_per_sec: idle_rate,

@@ -196,7 +196,10 @@ pub fn seed_bodies() -> Vec<(&'static str, Body)> {
         (
             "ack",
             Body::Ack(wire::Ack {
-                seen: vec![SeqRange { first: 1, last: 2 }, SeqRange { first: 4, last: 9 }],
+                seen: vec![
+                    SeqRange { first: 1, last: 2 },
+                    SeqRange { first: 4, last: 9 },
+                ],
                 pieces: vec![wire::PieceAck { seq: 10, index: 3 }],
             }),
         ),

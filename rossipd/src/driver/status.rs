@@ -76,8 +76,7 @@ impl Driver {
                 gap_pulls: s.gap_pulls,
                 retransmissions: s.retransmissions,
                 acks_sent: s.acks_sent,
-                unacknowledged: u64::try_from(self.node.retransmit_usage().0)
-                    .unwrap_or(u64::MAX),
+                unacknowledged: u64::try_from(self.node.retransmit_usage().0).unwrap_or(u64::MAX),
                 retransmit_given_up: s.retransmit_given_up + s.retransmit_dropped,
                 lost: s.messages_lost,
                 sends_held: self.deferred.held,

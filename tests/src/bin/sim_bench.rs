@@ -110,7 +110,11 @@ fn small_table(report: &SmallReport, wall: Duration) -> String {
         c.nodes,
         c.loss * 100.0,
         c.latency,
-        if c.protocol.push_acks.enabled { "on" } else { "off" },
+        if c.protocol.push_acks.enabled {
+            "on"
+        } else {
+            "off"
+        },
         c.seed,
         report.idle_datagrams_per_sec,
         wall,
