@@ -21,7 +21,6 @@ mod notify;
 mod nss;
 mod peer_cache;
 mod pins;
-pub mod resident;
 mod rpc;
 mod seeds;
 mod state;

@@ -202,15 +202,6 @@ fn run(parts: Parts) -> anyhow::Result<()> {
                 }
             });
         }
-        // Once running: give back the program's pages only start-up used
-        // (most of an idle daemon's RSS otherwise; see `resident`).
-        tokio::spawn(async {
-            tokio::time::sleep(rossipd::resident::RELEASE_AFTER).await;
-            match rossipd::resident::release_clean_file_pages() {
-                Ok(bytes) => tracing::debug!(bytes, "released start-up file pages"),
-                Err(e) => tracing::debug!("cannot release start-up file pages: {e}"),
-            }
-        });
         let hooks = rossipd::Hooks {
             ready: Some(ready_tx),
             key_reloads: Some(key_reloads),
