@@ -186,6 +186,7 @@ impl Node {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // one real Instant per test as the origin of virtual time
 mod tests {
     use std::time::{Duration, Instant};
 
