@@ -152,7 +152,13 @@ impl Node {
         // age: a peer's clock running ahead must not make old messages
         // look young (and throttle this node), nor one running behind make
         // a just-arrived message look old.
-        let age = wall_ms.saturating_sub(self.history.oldest_arrival()?);
+        // The oldest held is in the history, or, while the whole window
+        // waits for its batch's signature, the first unsigned message.
+        let oldest = self
+            .history
+            .oldest_arrival()
+            .or_else(|| self.unsigned.first().map(|(_, arrived, _)| *arrived))?;
+        let age = wall_ms.saturating_sub(oldest);
         let min = u64::try_from(self.config.protocol.min_retention.as_millis()).unwrap_or(u64::MAX);
         (age < min).then(|| Duration::from_millis(min - age))
     }
